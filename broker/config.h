@@ -1,0 +1,99 @@
+/* broker configuration: the settings of one node, from embedded defaults, a
+ * config file (`key value` lines, '#' comments) and command-line flags, in that
+ * order of precedence (flags win). */
+#ifndef STARLING_BROKER_CONFIG_H
+#define STARLING_BROKER_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_MAX_LISTENERS 8
+#define CONFIG_MAX_PEERS 16
+
+enum config_queue_policy {
+    CONFIG_QUEUE_DROP_NEW = 0,    /* a full queue refuses the newest message (default) */
+    CONFIG_QUEUE_DROP_OLDEST = 1, /* a full queue drops its oldest message */
+};
+
+enum log_level {
+    LOG_ERROR = 0,
+    LOG_WARN = 1,
+    LOG_INFO = 2,
+    LOG_DEBUG = 3,
+    LOG_TRACE = 4,
+};
+
+/* One listening socket. Later issues add "tls", "ws", "wss" transports; the
+ * transport name and the per-listener TLS files are already parsed. */
+struct config_listener {
+    char bind[64];      /* address, "0.0.0.0" by default; "::" for IPv6 */
+    uint16_t port;
+    char transport[8];  /* "tcp" (default) */
+};
+
+struct config_peer {
+    uint32_t id;
+    char address[64];   /* host:port of the cluster port */
+};
+
+struct config {
+    /* where the config came from, for messages */
+    char path[512];
+
+    struct config_listener listeners[CONFIG_MAX_LISTENERS];
+    int listener_count;
+
+    char data_dir[512];          /* "./starling-data" */
+    int log_level;               /* enum log_level, LOG_INFO; -v raises it by one per v */
+
+    /* limits (0 = unlimited where noted) */
+    uint32_t max_connections;    /* 0 = unlimited; default 100000 */
+    uint32_t max_packet_size;    /* bytes, incoming and announced; default 1048576 */
+    uint16_t max_inflight;       /* outgoing QoS 1/2 window per client; default 64 */
+    uint16_t receive_maximum;    /* incoming QoS 1/2 window announced to clients; default 1024 */
+    uint32_t max_queued;         /* offline/pending queue per session, messages; default 1000 */
+    int queue_policy;            /* enum config_queue_policy */
+    uint32_t max_topic_levels;   /* default 128 */
+    uint32_t max_subscriptions;  /* per client, 0 = unlimited; default 0 */
+    uint16_t max_keepalive;      /* seconds; a larger client keep alive is lowered via Server Keep Alive (v5); default 65535 */
+    uint16_t topic_alias_maximum;/* incoming topic aliases announced; default 64 */
+    uint32_t max_session_expiry; /* seconds, 0xFFFFFFFF = never; default 0xFFFFFFFF */
+    bool retain_available;       /* default true */
+    bool allow_zero_length_clientid; /* default true */
+    uint8_t max_qos;             /* default 2 */
+
+    uint32_t sys_interval;       /* seconds between $SYS updates, 0 = off; default 10 */
+
+    /* cluster (used from the replicated-state issue on) */
+    uint32_t node_id;            /* default 1 */
+    char cluster_bind[64];       /* default "0.0.0.0:4370" */
+    char cluster_secret[128];    /* default "" */
+    struct config_peer peers[CONFIG_MAX_PEERS];
+    int peer_count;
+    uint32_t commit_timeout_ms;  /* default 5000 */
+};
+
+/* Fills c with the embedded defaults (one tcp listener on 0.0.0.0:1883). */
+void config_defaults(struct config *c);
+
+/* Reads a config file over what c holds. On error returns a negative value and
+ * writes a one-line message naming the file and line number into err. */
+int config_load_file(struct config *c, const char *path, char *err, size_t errlen);
+
+/* Applies one `key value` setting (the same keys as the file). Returns 0, or a
+ * negative value with a message in err. */
+int config_set(struct config *c, const char *key, const char *value, char *err, size_t errlen);
+
+/* Parses argv: -c/--config FILE (loaded first, whatever its position), then
+ * -p/--port N, --bind ADDR, --data-dir DIR, -v (repeatable), --set KEY=VALUE.
+ * Returns 0 to run, 1 when --help or --version was printed (exit 0), or a
+ * negative value after writing a message to err (exit non-zero). *dump is set
+ * when --dump was given (print the node's state and exit; later issues). */
+int config_parse_args(struct config *c, int argc, char **argv, bool *dump, char *err, size_t errlen);
+
+/* Writes the effective configuration as a config file (for --help style output
+ * and tests). */
+void config_print(const struct config *c, void *file /* FILE * */);
+
+#endif

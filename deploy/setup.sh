@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Installs everything Starling needs to build, run and test on Debian 12 (run as root).
+# bookworm-backports (libraft-dev 0.22, meson 1.7) is derived from the machine's own
+# apt sources: the same mirror URI as the bookworm suite, never a hard-coded host.
+set -euo pipefail
+
+[ "$(id -u)" = 0 ] || { echo "setup.sh: run as root" >&2; exit 1; }
+export DEBIAN_FRONTEND=noninteractive
+
+stamp=/var/lib/starling-setup.v1
+if [ -f "$stamp" ] && [ "${STARLING_SETUP_FORCE:-0}" != 1 ]; then
+    exit 0
+fi
+
+backports_list=/etc/apt/sources.list.d/starling-backports.list
+if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    uri=""
+    # deb822 sources: find the stanza whose Suites include "bookworm".
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [ -f "$f" ] || continue
+        uri=$(awk 'BEGIN{RS=""; FS="\n"}
+            /Suites:[^\n]*bookworm([ \n]|$)/ {
+                for (i = 1; i <= NF; i++) if ($i ~ /^URIs:/) { sub(/^URIs:[ \t]*/, "", $i); split($i, u, " "); print u[1]; exit }
+            }' "$f")
+        [ -n "$uri" ] && break
+    done
+    # one-line sources
+    if [ -z "$uri" ]; then
+        uri=$(grep -hsE '^deb[[:space:]]+[^[:space:]]+[[:space:]]+bookworm[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list |
+              awk '{print $2; exit}')
+    fi
+    [ -n "$uri" ] || { echo "setup.sh: no bookworm apt source found to derive backports from" >&2; exit 1; }
+    echo "deb $uri bookworm-backports main" > "$backports_list"
+fi
+
+apt-get update -q
+apt-get install -y -q --no-install-recommends \
+    build-essential pkg-config ninja-build git ca-certificates \
+    libuv1-dev libssl-dev liblmdb-dev libcriterion-dev \
+    libcjson-dev libhttp-parser-dev libwslay-dev \
+    mosquitto mosquitto-clients python3-paho-mqtt python3-pytest node-mqtt \
+    python3-matplotlib clang libclang-rt-14-dev lmdb-utils procps iproute2 psmisc
+apt-get install -y -q --no-install-recommends -t bookworm-backports meson libraft-dev
+
+# The reference broker must not run as a system service: tests and benchmarks
+# start their own instances on free ports.
+systemctl disable --now mosquitto >/dev/null 2>&1 || true
+pkill -x mosquitto >/dev/null 2>&1 || true
+
+raft_version=$(pkg-config --modversion raft 2>/dev/null || echo none)
+case "$raft_version" in
+    0.2[2-9]*|0.[3-9]*|[1-9]*) ;;
+    *) echo "setup.sh: libraft $raft_version installed; 0.22 or later from bookworm-backports is required" >&2; exit 1 ;;
+esac
+touch "$stamp"

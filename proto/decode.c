@@ -1,0 +1,1 @@
+/* proto: placeholder, being written. */
