@@ -1,1 +1,937 @@
-/* placeholder */
+/* config: the node's settings from embedded defaults, a `key value` file and
+ * command-line flags, validated against one table of keys.
+ *
+ * Every key is the name of the struct config field it sets, except the
+ * repeatable `listener` and `peer` lines and the `port` / `bind` shorthands for
+ * the first listener. Ranges (checked by config_set, the file and --set alike):
+ *
+ *   key                         value                                    default
+ *   listener                    PORT [BIND_ADDRESS] [TRANSPORT]          1883 0.0.0.0 tcp
+ *                               port 1..65535, address an IPv4/IPv6 literal,
+ *                               transport tcp|tls|ws|wss, at most 8 listeners;
+ *                               the first one replaces the default listener
+ *   port                        1..65535 (first listener)                1883
+ *   bind                        IPv4/IPv6 literal (first listener)       0.0.0.0
+ *   data_dir                    path, 1..511 bytes                       ./starling-data
+ *   log_level                   error|warn|info|debug|trace              info
+ *   max_connections             0..4294967295, 0 = unlimited             100000
+ *   max_packet_size             16..268435455 bytes, k/m suffix = KiB/MiB 1048576
+ *   max_inflight                1..65535                                 64
+ *   receive_maximum             1..65535 (MQTT 5 forbids 0)              1024
+ *   max_queued                  0..4294967295, 0 = queue nothing         1000
+ *   queue_policy                drop_new|drop_oldest                     drop_new
+ *   max_topic_levels            1..65535                                 128
+ *   max_subscriptions           0..4294967295, 0 = unlimited             0
+ *   max_keepalive               1..65535 seconds                         65535
+ *   topic_alias_maximum         0..65535, 0 = no topic aliases           64
+ *   max_session_expiry          0..4294967295 s, 4294967295 = never      4294967295
+ *   retain_available            boolean                                  true
+ *   allow_zero_length_clientid  boolean                                  true
+ *   max_qos                     0..2                                     2
+ *   sys_interval                0..86400 seconds, 0 = off                10
+ *   node_id                     1..4294967295 (Raft ids are non-zero)    1
+ *   cluster_bind                HOST:PORT, at most 63 bytes              0.0.0.0:4370
+ *   cluster_secret              string, 0..127 bytes                     ""
+ *   peer                        ID HOST:PORT, id 1..4294967295, unique,  (none)
+ *                               at most 16 peers
+ *   commit_timeout_ms           10..600000                               5000
+ *
+ * Booleans are true/false, yes/no, on/off or 1/0. Strings may not contain
+ * control characters (config_print could not write them back).
+ *
+ * File syntax: one `key value` per line; blank lines and lines starting with
+ * '#' are ignored, so is a '#' preceded by whitespace and everything after it;
+ * surrounding whitespace is trimmed. A value wrapped in double quotes is taken
+ * literally ('#' and spaces included) with \" and \\ as the only escapes.
+ * Loading is all or nothing: on error the struct is left as it was. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef STARLING_VERSION
+#define STARLING_VERSION "unknown"
+#endif
+
+#define CONFIG_MAX_LINE 4096
+
+enum key_kind {
+    KIND_UINT,      /* unsigned integer field of 1, 2 or 4 bytes */
+    KIND_SIZE,      /* as KIND_UINT, with a k/m suffix */
+    KIND_BOOL,
+    KIND_STRING,    /* char array; min = minimum length */
+    KIND_HOSTPORT,  /* char array holding HOST:PORT */
+    KIND_LOG_LEVEL,
+    KIND_QUEUE_POLICY,
+    KIND_LISTENER,
+    KIND_PORT,      /* first listener's port */
+    KIND_BIND,      /* first listener's address */
+    KIND_PEER,
+};
+
+struct config_key {
+    const char *name;
+    enum key_kind kind;
+    size_t off, size;
+    uint64_t min, max;
+    const char *group;  /* heading config_print writes before this key */
+};
+
+#define FIELD(f) offsetof(struct config, f), sizeof(((struct config *)0)->f)
+#define KEY_UINT(f, lo, hi) {#f, KIND_UINT, FIELD(f), lo, hi, NULL}
+
+static const struct config_key config_keys[] = {
+    {"listener", KIND_LISTENER, 0, 0, 0, 0, "listeners"},
+    {"port", KIND_PORT, 0, 0, 1, 65535, NULL},
+    {"bind", KIND_BIND, 0, 0, 0, 0, NULL},
+
+    {"max_connections", KIND_UINT, FIELD(max_connections), 0, UINT32_MAX, "limits"},
+    {"max_packet_size", KIND_SIZE, FIELD(max_packet_size), 16, 268435455, NULL},
+    KEY_UINT(max_inflight, 1, 65535),
+    KEY_UINT(receive_maximum, 1, 65535),
+    KEY_UINT(max_topic_levels, 1, 65535),
+    KEY_UINT(max_subscriptions, 0, UINT32_MAX),
+    KEY_UINT(topic_alias_maximum, 0, 65535),
+    KEY_UINT(max_qos, 0, 2),
+    {"retain_available", KIND_BOOL, FIELD(retain_available), 0, 0, NULL},
+
+    {"max_keepalive", KIND_UINT, FIELD(max_keepalive), 1, 65535, "sessions"},
+    KEY_UINT(max_session_expiry, 0, UINT32_MAX),
+    KEY_UINT(max_queued, 0, UINT32_MAX),
+    {"queue_policy", KIND_QUEUE_POLICY, FIELD(queue_policy), 0, 0, NULL},
+    {"allow_zero_length_clientid", KIND_BOOL, FIELD(allow_zero_length_clientid), 0, 0, NULL},
+
+    {"sys_interval", KIND_UINT, FIELD(sys_interval), 0, 86400, "$SYS"},
+
+    {"log_level", KIND_LOG_LEVEL, FIELD(log_level), 0, 0, "logging and storage"},
+    {"data_dir", KIND_STRING, FIELD(data_dir), 1, 0, NULL},
+
+    {"node_id", KIND_UINT, FIELD(node_id), 1, UINT32_MAX, "cluster"},
+    {"cluster_bind", KIND_HOSTPORT, FIELD(cluster_bind), 0, 0, NULL},
+    {"cluster_secret", KIND_STRING, FIELD(cluster_secret), 0, 0, NULL},
+    {"peer", KIND_PEER, 0, 0, 1, UINT32_MAX, NULL},
+    KEY_UINT(commit_timeout_ms, 10, 600000),
+};
+
+#define N_KEYS (sizeof(config_keys) / sizeof(config_keys[0]))
+
+static const char *const log_level_names[] = {"error", "warn", "info", "debug", "trace"};
+static const char *const queue_policy_names[] = {"drop_new", "drop_oldest"};
+static const char *const transports[] = {"tcp", "tls", "ws", "wss"};
+
+/* ---- messages ------------------------------------------------------------- */
+
+static void msg(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err == NULL || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* A value as it may appear inside a one-line message: at most 64 bytes, control
+ * characters and quotes replaced. */
+static const char *shown(const char *v, char out[72])
+{
+    size_t i;
+    for (i = 0; v[i] != '\0' && i < 64; i++)
+        out[i] = ((unsigned char)v[i] < 0x20 || v[i] == 0x7f || v[i] == '"') ? '?' : v[i];
+    if (v[i] != '\0') {
+        memcpy(out + i, "...", 3);
+        i += 3;
+    }
+    out[i] = '\0';
+    return out;
+}
+
+/* ---- value parsers ------------------------------------------------------------ */
+
+static bool is_ws(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || ch == '\v' || ch == '\f';
+}
+
+static bool has_control(const char *s)
+{
+    for (; *s != '\0'; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return true;
+    return false;
+}
+
+/* Decimal, optionally (size) followed by k or m. Returns 0, -EINVAL when s is
+ * not a number, -ERANGE when it is negative or does not fit in 64 bits. */
+static int parse_uint(const char *s, bool size, uint64_t *out)
+{
+    bool negative = false;
+    uint64_t v = 0;
+    const char *p = s;
+
+    if (*p == '-') {
+        negative = true;
+        p++;
+    }
+    if (*p < '0' || *p > '9')
+        return -EINVAL;
+    bool overflow = false;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            overflow = true;
+        else
+            v = v * 10 + d;
+    }
+    if (size && (*p == 'k' || *p == 'K' || *p == 'm' || *p == 'M')) {
+        unsigned shift = (*p == 'k' || *p == 'K') ? 10 : 20;
+        if (v > (UINT64_MAX >> shift))
+            overflow = true;
+        v <<= shift;
+        p++;
+    }
+    if (*p != '\0')
+        return -EINVAL;
+    if (negative || overflow)
+        return -ERANGE;
+    *out = v;
+    return 0;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+static int parse_name(const char *s, const char *const *names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcasecmp(s, names[i]) == 0)
+            return (int)i;
+    return -EINVAL;
+}
+
+static bool valid_ip(const char *s)
+{
+    unsigned char buf[16];
+    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+/* HOST:PORT where HOST is a name, an IPv4 literal or a bracketed IPv6 literal
+ * and PORT is 1..65535. */
+static bool valid_hostport(const char *s, size_t maxlen)
+{
+    size_t len = strlen(s);
+    const char *colon = strrchr(s, ':');
+    uint64_t port;
+
+    if (len == 0 || len > maxlen || colon == NULL || colon == s)
+        return false;
+    if (parse_uint(colon + 1, false, &port) != 0 || port < 1 || port > 65535)
+        return false;
+    size_t hlen = (size_t)(colon - s);
+    if (s[0] == '[') {
+        char v6[64];
+        if (hlen < 3 || s[hlen - 1] != ']' || hlen - 2 >= sizeof(v6))
+            return false;
+        memcpy(v6, s + 1, hlen - 2);
+        v6[hlen - 2] = '\0';
+        unsigned char buf[16];
+        return inet_pton(AF_INET6, v6, buf) == 1;
+    }
+    for (size_t i = 0; i < hlen; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '-' || ch == '_'))
+            return false;
+    }
+    return true;
+}
+
+/* Splits s (copied into buf) on whitespace into at most max tokens; returns the
+ * count, or max + 1 when there are more or s does not fit in buf. */
+static size_t split(const char *s, char *buf, size_t buflen, char **tok, size_t max)
+{
+    size_t n = 0;
+    if (strlen(s) >= buflen)
+        return max + 1;
+    memcpy(buf, s, strlen(s) + 1);
+    for (char *p = buf;;) {
+        while (is_ws(*p))
+            p++;
+        if (*p == '\0')
+            return n;
+        if (n == max)
+            return max + 1;
+        tok[n++] = p;
+        while (*p != '\0' && !is_ws(*p))
+            p++;
+        if (*p != '\0')
+            *p++ = '\0';
+    }
+}
+
+/* ---- setting one key ---------------------------------------------------------- */
+
+static void set_string(char *dst, size_t size, const char *s)
+{
+    memset(dst, 0, size); /* whole array, so equal settings compare equal */
+    memcpy(dst, s, strlen(s));
+}
+
+static void store_uint(struct config *c, const struct config_key *k, uint64_t v)
+{
+    char *field = (char *)c + k->off;
+    if (k->size == 1) {
+        uint8_t x = (uint8_t)v;
+        memcpy(field, &x, 1);
+    } else if (k->size == 2) {
+        uint16_t x = (uint16_t)v;
+        memcpy(field, &x, 2);
+    } else {
+        uint32_t x = (uint32_t)v;
+        memcpy(field, &x, 4);
+    }
+}
+
+static uint64_t load_uint(const struct config *c, const struct config_key *k)
+{
+    const char *field = (const char *)c + k->off;
+    if (k->size == 1) {
+        uint8_t x;
+        memcpy(&x, field, 1);
+        return x;
+    }
+    if (k->size == 2) {
+        uint16_t x;
+        memcpy(&x, field, 2);
+        return x;
+    }
+    uint32_t x;
+    memcpy(&x, field, 4);
+    return x;
+}
+
+static int check_uint(const struct config_key *k, const char *label, const char *value, bool size,
+                      uint64_t *out, char *err, size_t errlen)
+{
+    char s[72];
+    int rc = parse_uint(value, size, out);
+    if (rc == -EINVAL) {
+        msg(err, errlen, "%s: \"%s\" is not a number%s", label, shown(value, s),
+            size ? " (bytes, or with a k/m suffix)" : "");
+        return -EINVAL;
+    }
+    if (rc != 0 || *out < k->min || *out > k->max) {
+        msg(err, errlen, "%s: \"%s\" is out of range %llu..%llu", label, shown(value, s),
+            (unsigned long long)k->min, (unsigned long long)k->max);
+        return -ERANGE;
+    }
+    return 0;
+}
+
+/* The first listener, for `port` and `bind`: from then on it counts as given. */
+static struct config_listener *first_listener(struct config *c)
+{
+    if (c->listener_count == 0) {
+        memset(&c->listeners[0], 0, sizeof(c->listeners[0]));
+        set_string(c->listeners[0].bind, sizeof(c->listeners[0].bind), "0.0.0.0");
+        set_string(c->listeners[0].transport, sizeof(c->listeners[0].transport), "tcp");
+        c->listeners[0].port = 1883;
+        c->listener_count = 1;
+    }
+    c->listeners_explicit = true;
+    return &c->listeners[0];
+}
+
+static int set_listener(struct config *c, const char *label, const char *value, char *err, size_t errlen)
+{
+    static const struct config_key port_range = {"port", KIND_PORT, 0, 0, 1, 65535, NULL};
+    char buf[CONFIG_MAX_LINE], s[72], portlabel[64];
+    char *tok[3];
+    uint64_t port;
+    int rc;
+
+    size_t n = split(value, buf, sizeof(buf), tok, 3);
+    if (n == 0 || n > 3) {
+        msg(err, errlen, "%s: expected PORT [BIND_ADDRESS] [TRANSPORT], got \"%s\"", label, shown(value, s));
+        return -EINVAL;
+    }
+    snprintf(portlabel, sizeof(portlabel), "%s: port", label);
+    if ((rc = check_uint(&port_range, portlabel, tok[0], false, &port, err, errlen)) != 0)
+        return rc;
+    const char *bind = n > 1 ? tok[1] : "0.0.0.0";
+    if (strlen(bind) >= sizeof(c->listeners[0].bind) || !valid_ip(bind)) {
+        msg(err, errlen, "%s: \"%s\" is not an IPv4 or IPv6 address", label, shown(bind, s));
+        return -EINVAL;
+    }
+    const char *transport = n > 2 ? tok[2] : "tcp";
+    int t = parse_name(transport, transports, sizeof(transports) / sizeof(transports[0]));
+    if (t < 0) {
+        msg(err, errlen, "%s: transport \"%s\" is not one of tcp, tls, ws, wss", label, shown(transport, s));
+        return -EINVAL;
+    }
+    if (!c->listeners_explicit) {
+        memset(c->listeners, 0, sizeof(c->listeners));
+        c->listener_count = 0;
+        c->listeners_explicit = true;
+    }
+    if (c->listener_count >= CONFIG_MAX_LISTENERS) {
+        msg(err, errlen, "%s: more than %d listeners", label, CONFIG_MAX_LISTENERS);
+        return -ERANGE;
+    }
+    struct config_listener *l = &c->listeners[c->listener_count++];
+    memset(l, 0, sizeof(*l));
+    set_string(l->bind, sizeof(l->bind), bind);
+    l->port = (uint16_t)port;
+    set_string(l->transport, sizeof(l->transport), transports[t]);
+    return 0;
+}
+
+static int set_peer(struct config *c, const struct config_key *k, const char *label, const char *value,
+                    char *err, size_t errlen)
+{
+    char buf[CONFIG_MAX_LINE], s[72], idlabel[64];
+    char *tok[2];
+    uint64_t id;
+    int rc;
+
+    if (split(value, buf, sizeof(buf), tok, 2) != 2) {
+        msg(err, errlen, "%s: expected ID HOST:PORT, got \"%s\"", label, shown(value, s));
+        return -EINVAL;
+    }
+    snprintf(idlabel, sizeof(idlabel), "%s: id", label);
+    if ((rc = check_uint(k, idlabel, tok[0], false, &id, err, errlen)) != 0)
+        return rc;
+    if (!valid_hostport(tok[1], sizeof(c->peers[0].address) - 1)) {
+        msg(err, errlen, "%s: \"%s\" is not HOST:PORT", label, shown(tok[1], s));
+        return -EINVAL;
+    }
+    for (int i = 0; i < c->peer_count; i++) {
+        if (c->peers[i].id == id) {
+            msg(err, errlen, "%s: id %llu given twice", label, (unsigned long long)id);
+            return -EINVAL;
+        }
+    }
+    if (c->peer_count >= CONFIG_MAX_PEERS) {
+        msg(err, errlen, "%s: more than %d peers", label, CONFIG_MAX_PEERS);
+        return -ERANGE;
+    }
+    struct config_peer *p = &c->peers[c->peer_count++];
+    memset(p, 0, sizeof(*p));
+    p->id = (uint32_t)id;
+    set_string(p->address, sizeof(p->address), tok[1]);
+    return 0;
+}
+
+/* Applies value to key k; messages start with label (the key, or a flag name).
+ * Validates completely before touching c. */
+static int set_key(struct config *c, const struct config_key *k, const char *label, const char *value,
+                   char *err, size_t errlen)
+{
+    char s[72];
+    uint64_t v;
+    bool b;
+    int rc, i;
+
+    if (has_control(value)) {
+        msg(err, errlen, "%s: value contains a control character", label);
+        return -EINVAL;
+    }
+    switch (k->kind) {
+    case KIND_UINT:
+    case KIND_SIZE:
+        if ((rc = check_uint(k, label, value, k->kind == KIND_SIZE, &v, err, errlen)) != 0)
+            return rc;
+        store_uint(c, k, v);
+        return 0;
+    case KIND_BOOL:
+        if (parse_bool(value, &b) != 0) {
+            msg(err, errlen, "%s: \"%s\" is not a boolean (true/false, yes/no, on/off, 1/0)", label,
+                shown(value, s));
+            return -EINVAL;
+        }
+        memcpy((char *)c + k->off, &b, sizeof(b));
+        return 0;
+    case KIND_STRING:
+        if (strlen(value) < k->min) {
+            msg(err, errlen, "%s: value is empty", label);
+            return -EINVAL;
+        }
+        if (strlen(value) >= k->size) {
+            msg(err, errlen, "%s: value is longer than %zu bytes", label, k->size - 1);
+            return -ERANGE;
+        }
+        set_string((char *)c + k->off, k->size, value);
+        return 0;
+    case KIND_HOSTPORT:
+        if (!valid_hostport(value, k->size - 1)) {
+            msg(err, errlen, "%s: \"%s\" is not HOST:PORT (at most %zu bytes)", label, shown(value, s),
+                k->size - 1);
+            return -EINVAL;
+        }
+        set_string((char *)c + k->off, k->size, value);
+        return 0;
+    case KIND_LOG_LEVEL:
+        i = strcasecmp(value, "warning") == 0 ? LOG_WARN : parse_name(value, log_level_names, 5);
+        if (i < 0) {
+            msg(err, errlen, "%s: \"%s\" is not one of error, warn, info, debug, trace", label,
+                shown(value, s));
+            return -EINVAL;
+        }
+        c->log_level = i;
+        return 0;
+    case KIND_QUEUE_POLICY:
+        if ((i = parse_name(value, queue_policy_names, 2)) < 0) {
+            msg(err, errlen, "%s: \"%s\" is not one of drop_new, drop_oldest", label, shown(value, s));
+            return -EINVAL;
+        }
+        c->queue_policy = i;
+        return 0;
+    case KIND_LISTENER:
+        return set_listener(c, label, value, err, errlen);
+    case KIND_PORT:
+        if ((rc = check_uint(k, label, value, false, &v, err, errlen)) != 0)
+            return rc;
+        first_listener(c)->port = (uint16_t)v;
+        return 0;
+    case KIND_BIND:
+        if (strlen(value) >= sizeof(c->listeners[0].bind) || !valid_ip(value)) {
+            msg(err, errlen, "%s: \"%s\" is not an IPv4 or IPv6 address", label, shown(value, s));
+            return -EINVAL;
+        }
+        struct config_listener *l = first_listener(c);
+        set_string(l->bind, sizeof(l->bind), value);
+        return 0;
+    case KIND_PEER:
+        return set_peer(c, k, label, value, err, errlen);
+    }
+    return -EINVAL;
+}
+
+static const struct config_key *find_key(const char *name)
+{
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (strcmp(config_keys[i].name, name) == 0)
+            return &config_keys[i];
+    return NULL;
+}
+
+/* ---- public: defaults, set, file ----------------------------------------------- */
+
+void config_defaults(struct config *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->listener_count = 1;
+    set_string(c->listeners[0].bind, sizeof(c->listeners[0].bind), "0.0.0.0");
+    c->listeners[0].port = 1883;
+    set_string(c->listeners[0].transport, sizeof(c->listeners[0].transport), "tcp");
+    c->listeners_explicit = false;
+
+    set_string(c->data_dir, sizeof(c->data_dir), "./starling-data");
+    c->log_level = LOG_INFO;
+
+    c->max_connections = 100000;
+    c->max_packet_size = 1048576;
+    c->max_inflight = 64;
+    c->receive_maximum = 1024;
+    c->max_queued = 1000;
+    c->queue_policy = CONFIG_QUEUE_DROP_NEW;
+    c->max_topic_levels = 128;
+    c->max_subscriptions = 0;
+    c->max_keepalive = 65535;
+    c->topic_alias_maximum = 64;
+    c->max_session_expiry = 0xFFFFFFFFu;
+    c->retain_available = true;
+    c->allow_zero_length_clientid = true;
+    c->max_qos = 2;
+
+    c->sys_interval = 10;
+
+    c->node_id = 1;
+    set_string(c->cluster_bind, sizeof(c->cluster_bind), "0.0.0.0:4370");
+    c->peer_count = 0;
+    c->commit_timeout_ms = 5000;
+}
+
+int config_set(struct config *c, const char *key, const char *value, char *err, size_t errlen)
+{
+    char s[72];
+    const struct config_key *k = find_key(key);
+    if (k == NULL) {
+        msg(err, errlen, "unknown key \"%s\"", shown(key, s));
+        return -EINVAL;
+    }
+    if (value == NULL) {
+        msg(err, errlen, "%s: missing value", k->name);
+        return -EINVAL;
+    }
+    return set_key(c, k, k->name, value, err, errlen);
+}
+
+/* Splits one line in place into key and value. *key is NULL for a blank or
+ * comment line, *value NULL when the key has none. Returns 0 or -EINVAL with a
+ * message. */
+static int parse_line(char *line, char **key, char **value, char *err, size_t errlen)
+{
+    char *p = line;
+
+    *key = NULL;
+    *value = NULL;
+    while (is_ws(*p))
+        p++;
+    if (*p == '\0' || *p == '#')
+        return 0;
+    *key = p;
+    while (*p != '\0' && !is_ws(*p))
+        p++;
+    if (*p == '\0')
+        return 0;
+    *p++ = '\0';
+    while (is_ws(*p))
+        p++;
+    if (*p == '\0' || *p == '#')
+        return 0;
+
+    if (*p == '"') {
+        char *out = p, *in = p + 1;
+        for (;; in++) {
+            if (*in == '\0') {
+                msg(err, errlen, "%s: unterminated quoted value", *key);
+                return -EINVAL;
+            }
+            if (*in == '"')
+                break;
+            if (*in == '\\' && (in[1] == '"' || in[1] == '\\'))
+                in++;
+            *out++ = *in;
+        }
+        *out = '\0';
+        for (in++; is_ws(*in); in++)
+            ;
+        if (*in != '\0' && *in != '#') {
+            msg(err, errlen, "%s: unexpected text after the quoted value", *key);
+            return -EINVAL;
+        }
+        *value = p;
+        return 0;
+    }
+
+    *value = p;
+    char *end = p;
+    for (char *q = p; *q != '\0'; q++) {
+        if (*q == '#' && is_ws(q[-1]))
+            break;
+        if (!is_ws(*q))
+            end = q + 1;
+    }
+    *end = '\0';
+    return 0;
+}
+
+int config_load_file(struct config *c, const char *path, char *err, size_t errlen)
+{
+    struct config next = *c;
+    char *line = NULL;
+    size_t cap = 0;
+    unsigned lineno = 0;
+    ssize_t n;
+    char m[512];
+    int rc = 0;
+
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        rc = -errno;
+        msg(err, errlen, "%s: %s", path, strerror(-rc));
+        return rc;
+    }
+    snprintf(next.path, sizeof(next.path), "%s", path);
+
+    while ((n = getline(&line, &cap, f)) >= 0) {
+        char *key, *value;
+        lineno++;
+        if (n > CONFIG_MAX_LINE) {
+            msg(err, errlen, "%s:%u: line is longer than %d bytes", path, lineno, CONFIG_MAX_LINE);
+            rc = -EINVAL;
+            goto close_file;
+        }
+        if (strlen(line) != (size_t)n) {
+            msg(err, errlen, "%s:%u: line contains a NUL byte", path, lineno);
+            rc = -EINVAL;
+            goto close_file;
+        }
+        char *text = line;
+        if (lineno == 1 && n >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
+            text += 3; /* UTF-8 byte order mark */
+        if ((rc = parse_line(text, &key, &value, m, sizeof(m))) == 0 && key != NULL)
+            rc = config_set(&next, key, value, m, sizeof(m));
+        if (rc != 0) {
+            msg(err, errlen, "%s:%u: %s", path, lineno, m);
+            goto close_file;
+        }
+    }
+    if (ferror(f)) {
+        rc = -EIO;
+        msg(err, errlen, "%s: read error", path);
+        goto close_file;
+    }
+    *c = next;
+
+close_file:
+    free(line);
+    fclose(f);
+    return rc;
+}
+
+/* ---- command line ------------------------------------------------------------ */
+
+enum {
+    OPT_BIND = 256,
+    OPT_DATA_DIR,
+    OPT_SET,
+    OPT_DUMP,
+};
+
+static const struct option long_options[] = {
+    {"config", required_argument, NULL, 'c'},
+    {"port", required_argument, NULL, 'p'},
+    {"bind", required_argument, NULL, OPT_BIND},
+    {"data-dir", required_argument, NULL, OPT_DATA_DIR},
+    {"set", required_argument, NULL, OPT_SET},
+    {"verbose", no_argument, NULL, 'v'},
+    {"quiet", no_argument, NULL, 'q'},
+    {"dump", no_argument, NULL, OPT_DUMP},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
+static const char short_options[] = ":c:p:vqhV";
+
+static void print_usage(FILE *out)
+{
+    fputs("Usage: starlingd [OPTIONS]\n"
+          "Runs one Starling MQTT broker node.\n"
+          "\n"
+          "  -c, --config FILE    read settings from FILE; the flags below override it\n"
+          "                       wherever they appear on the command line\n"
+          "  -p, --port N         port of the first MQTT listener (1..65535, default 1883)\n"
+          "      --bind ADDR      address of the first MQTT listener (default 0.0.0.0)\n"
+          "      --data-dir DIR   directory for the Raft log and the state store\n"
+          "                       (default ./starling-data)\n"
+          "      --set KEY=VALUE  any config file setting, e.g. --set max_inflight=128\n"
+          "  -v, --verbose        more log output; repeat for more (info, debug, trace)\n"
+          "  -q, --quiet          log errors only\n"
+          "      --dump           print the node's state and exit\n"
+          "  -h, --help           print this help and exit\n"
+          "  -V, --version        print the version and exit\n"
+          "\n"
+          "Every config key, its range and its default are documented in the sample\n"
+          "config deploy/starling.conf; --set accepts the same keys.\n",
+          out);
+}
+
+static void option_error(char **argv, int ch, char *err, size_t errlen)
+{
+    const char *arg = optind > 0 ? argv[optind - 1] : "";
+    if (ch == ':') {
+        if (optopt > 0 && optopt < 256)
+            msg(err, errlen, "option \"-%c\" requires an argument (see --help)", optopt);
+        else
+            msg(err, errlen, "option \"%s\" requires an argument (see --help)", arg);
+    } else if (optopt > 0 && optopt < 256) {
+        msg(err, errlen, "unknown option \"-%c\" (see --help)", optopt);
+    } else {
+        msg(err, errlen, "unknown option \"%s\" (see --help)", arg);
+    }
+}
+
+/* The flags of the second pass, applied in command-line order. */
+static int apply_flag(struct config *c, int ch, const char *arg, bool *dump, char *err, size_t errlen)
+{
+    char m[512], key[64];
+    int rc;
+
+    switch (ch) {
+    case 'p':
+        return set_key(c, find_key("port"), "-p/--port", arg, err, errlen);
+    case OPT_BIND:
+        return set_key(c, find_key("bind"), "--bind", arg, err, errlen);
+    case OPT_DATA_DIR:
+        return set_key(c, find_key("data_dir"), "--data-dir", arg, err, errlen);
+    case 'v':
+        if (c->log_level < LOG_TRACE)
+            c->log_level++;
+        return 0;
+    case 'q':
+        c->log_level = LOG_ERROR;
+        return 0;
+    case OPT_DUMP:
+        if (dump != NULL)
+            *dump = true;
+        return 0;
+    case OPT_SET: {
+        const char *eq = strchr(arg, '=');
+        if (eq == NULL || eq == arg || (size_t)(eq - arg) >= sizeof(key)) {
+            msg(err, errlen, "--set: expected KEY=VALUE, got \"%s\"", arg);
+            return -EINVAL;
+        }
+        memcpy(key, arg, (size_t)(eq - arg));
+        key[eq - arg] = '\0';
+        if ((rc = config_set(c, key, eq + 1, m, sizeof(m))) != 0)
+            msg(err, errlen, "--set: %s", m);
+        return rc;
+    }
+    default: /* -c, -h, -V: handled in the first pass */
+        return 0;
+    }
+}
+
+int config_parse_args(struct config *c, int argc, char **argv, bool *dump, char *err, size_t errlen)
+{
+    const char *config_path = NULL;
+    bool help = false, version = false;
+    int saved_opterr = opterr;
+    int ch, rc = 0;
+
+    if (dump != NULL)
+        *dump = false;
+    opterr = 0; /* messages go to err, not stderr */
+
+    /* First pass: validate the flags and find --config, --help and --version. */
+    optind = 0;
+    while ((ch = getopt_long(argc, argv, short_options, long_options, NULL)) != -1) {
+        if (ch == '?' || ch == ':') {
+            option_error(argv, ch, err, errlen);
+            rc = -EINVAL;
+            goto restore_getopt;
+        }
+        if (ch == 'c') {
+            if (config_path != NULL) {
+                msg(err, errlen, "-c/--config given more than once");
+                rc = -EINVAL;
+                goto restore_getopt;
+            }
+            config_path = optarg;
+        }
+        help |= ch == 'h';
+        version |= ch == 'V';
+    }
+    if (optind < argc) {
+        msg(err, errlen, "unexpected argument \"%s\" (see --help)", argv[optind]);
+        rc = -EINVAL;
+        goto restore_getopt;
+    }
+    if (help) {
+        print_usage(stdout);
+        rc = 1;
+        goto restore_getopt;
+    }
+    if (version) {
+        fputs("starlingd " STARLING_VERSION "\n", stdout);
+        rc = 1;
+        goto restore_getopt;
+    }
+
+    if (config_path != NULL && (rc = config_load_file(c, config_path, err, errlen)) != 0)
+        goto restore_getopt;
+
+    /* Second pass: everything else, over the file. */
+    optind = 0;
+    while ((ch = getopt_long(argc, argv, short_options, long_options, NULL)) != -1)
+        if ((rc = apply_flag(c, ch, optarg, dump, err, errlen)) != 0)
+            goto restore_getopt;
+
+restore_getopt:
+    opterr = saved_opterr;
+    optind = 0;
+    return rc;
+}
+
+/* ---- printing -------------------------------------------------------------------- */
+
+static void print_value(FILE *f, const char *v)
+{
+    bool quote = *v == '\0' || strpbrk(v, " \t#\"") != NULL;
+    if (!quote) {
+        fputs(v, f);
+        return;
+    }
+    fputc('"', f);
+    for (; *v != '\0'; v++) {
+        if (*v == '"' || *v == '\\')
+            fputc('\\', f);
+        fputc(*v, f);
+    }
+    fputc('"', f);
+}
+
+void config_print(const struct config *c, void *file)
+{
+    FILE *f = file;
+
+    fputs("# starlingd configuration; every key is described in deploy/starling.conf\n", f);
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const struct config_key *k = &config_keys[i];
+        const char *field = (const char *)c + k->off;
+
+        if (k->group != NULL)
+            fprintf(f, "\n# %s\n", k->group);
+        switch (k->kind) {
+        case KIND_UINT:
+        case KIND_SIZE:
+            fprintf(f, "%s %llu\n", k->name, (unsigned long long)load_uint(c, k));
+            break;
+        case KIND_BOOL: {
+            bool b;
+            memcpy(&b, field, sizeof(b));
+            fprintf(f, "%s %s\n", k->name, b ? "true" : "false");
+            break;
+        }
+        case KIND_STRING:
+        case KIND_HOSTPORT:
+            fprintf(f, "%s ", k->name);
+            print_value(f, field);
+            fputc('\n', f);
+            break;
+        case KIND_LOG_LEVEL: {
+            int l = c->log_level < LOG_ERROR ? LOG_ERROR : c->log_level > LOG_TRACE ? LOG_TRACE : c->log_level;
+            fprintf(f, "%s %s\n", k->name, log_level_names[l]);
+            break;
+        }
+        case KIND_QUEUE_POLICY:
+            fprintf(f, "%s %s\n", k->name,
+                    queue_policy_names[c->queue_policy == CONFIG_QUEUE_DROP_OLDEST ? 1 : 0]);
+            break;
+        case KIND_LISTENER:
+            for (int j = 0; j < c->listener_count && j < CONFIG_MAX_LISTENERS; j++)
+                fprintf(f, "listener %u %s %s\n", c->listeners[j].port, c->listeners[j].bind,
+                        c->listeners[j].transport);
+            break;
+        case KIND_PEER:
+            for (int j = 0; j < c->peer_count && j < CONFIG_MAX_PEERS; j++)
+                fprintf(f, "peer %u %s\n", c->peers[j].id, c->peers[j].address);
+            break;
+        case KIND_PORT:
+        case KIND_BIND:
+            break; /* shorthands, covered by the listener lines */
+        }
+    }
+}

@@ -43,6 +43,9 @@ struct config {
 
     struct config_listener listeners[CONFIG_MAX_LISTENERS];
     int listener_count;
+    /* bookkeeping: set once a `listener`, `port` or `bind` setting has replaced
+     * the default listener, so that later `listener` lines add rather than replace */
+    bool listeners_explicit;
 
     char data_dir[512];          /* "./starling-data" */
     int log_level;               /* enum log_level, LOG_INFO; -v raises it by one per v */

@@ -1,0 +1,206 @@
+/* broker: start and stop of a node (listeners, the housekeeping tick, the
+ * per-turn write flush, signals), time and logging. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "broker.h"
+#include "internal.h"
+
+uint64_t broker__now(const struct broker *b) { return uv_now(b->loop); }
+
+uint64_t broker__wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void broker__log(const struct broker *b, int level, const struct conn *c, const char *fmt, ...)
+{
+    static const char *names[] = {"error", "warn", "info", "debug", "trace"};
+    char when[32];
+    struct timespec ts;
+    struct tm tm;
+    (void)b;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (c)
+        fprintf(stderr, "%s.%03ldZ %s [%s %s] %s\n", when, ts.tv_nsec / 1000000, names[level],
+                c->client_id ? c->client_id : "-", c->peer, msg);
+    else
+        fprintf(stderr, "%s.%03ldZ %s %s\n", when, ts.tv_nsec / 1000000, names[level], msg);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    struct listener *l = server->data;
+    if (status < 0) {
+        LOG(l->b, LOG_WARN, NULL, "accept on port %u: %s", l->cfg.port, uv_strerror(status));
+        return;
+    }
+    int rc = broker__conn_accept(l);
+    if (rc)
+        LOG(l->b, LOG_WARN, NULL, "accept on port %u: %s", l->cfg.port, uv_strerror(rc));
+}
+
+static int listen_on(struct broker *b, struct listener *l, char *err, size_t errlen)
+{
+    struct sockaddr_storage addr;
+    int rc = strchr(l->cfg.bind, ':') ? uv_ip6_addr(l->cfg.bind, l->cfg.port, (struct sockaddr_in6 *)&addr)
+                                      : uv_ip4_addr(l->cfg.bind, l->cfg.port, (struct sockaddr_in *)&addr);
+    if (rc) {
+        snprintf(err, errlen, "listener %s:%u: invalid address", l->cfg.bind, l->cfg.port);
+        return rc;
+    }
+    if (strcmp(l->cfg.transport, "tcp") != 0 && l->cfg.transport[0]) {
+        snprintf(err, errlen, "listener %s:%u: transport \"%s\" is not supported yet", l->cfg.bind, l->cfg.port,
+                 l->cfg.transport);
+        return -EINVAL;
+    }
+    l->b = b;
+    uv_tcp_init(b->loop, &l->tcp);
+    l->tcp.data = l;
+    b->listener_count++;
+    rc = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&addr, 0);
+    if (!rc)
+        rc = uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection);
+    if (rc) {
+        snprintf(err, errlen, "listener %s:%u: %s", l->cfg.bind, l->cfg.port,
+                 rc == UV_EADDRINUSE ? "address already in use (is another broker running?)" : uv_strerror(rc));
+        return rc;
+    }
+    LOG(b, LOG_INFO, NULL, "listening on %s:%u (%s)", l->cfg.bind, l->cfg.port, "mqtt/tcp");
+    return 0;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct broker *b = t->data;
+    broker__session_tick(b);
+    if (b->cfg.sys_interval && broker__now(b) - b->last_sys_ms >= (uint64_t)b->cfg.sys_interval * 1000) {
+        b->last_sys_ms = broker__now(b);
+        broker__sys_publish(b);
+    }
+}
+
+static void on_flush(uv_check_t *h)
+{
+    broker__flush_all(h->data);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    struct broker *b = s->data;
+    LOG(b, LOG_INFO, NULL, "signal %d: stopping", signum);
+    broker_stop(b);
+}
+
+int broker_start(uv_loop_t *loop, const struct config *cfg, struct broker **out, char *err, size_t errlen)
+{
+    struct broker *b = calloc(1, sizeof(*b));
+    if (!b) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    *out = b;
+    b->loop = loop;
+    b->cfg = *cfg;
+    b->read_chunk = malloc(BROKER_READ_CHUNK);
+    if (!b->read_chunk) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    map_init(&b->sessions);
+    trie_init(&b->subs);
+    trie_init(&b->shared);
+    trie_init(&b->retained);
+    b->started_ms = uv_now(loop);
+    int rc = cluster_init(&b->cluster, loop, cfg->node_id, broker__apply, b);
+    if (rc) {
+        snprintf(err, errlen, "cluster: %s", uv_strerror(rc));
+        return rc;
+    }
+    uv_timer_init(loop, &b->tick);
+    b->tick.data = b;
+    uv_check_init(loop, &b->flush);
+    b->flush.data = b;
+    uv_signal_init(loop, &b->sigint);
+    uv_signal_init(loop, &b->sigterm);
+    b->sigint.data = b->sigterm.data = b;
+    for (int i = 0; i < cfg->listener_count; i++) {
+        b->listeners[i].cfg = cfg->listeners[i];
+        rc = listen_on(b, &b->listeners[i], err, errlen);
+        if (rc)
+            return rc;
+    }
+    uv_timer_start(&b->tick, on_tick, 1000, 1000);
+    uv_check_start(&b->flush, on_flush);
+    uv_signal_start(&b->sigint, on_signal, SIGINT);
+    uv_signal_start(&b->sigterm, on_signal, SIGTERM);
+    signal(SIGPIPE, SIG_IGN);
+    if (cfg->sys_interval) {
+        b->last_sys_ms = broker__now(b);
+        broker__sys_publish(b);
+    }
+    LOG(b, LOG_INFO, NULL, "starlingd %s node %u ready (data dir %s)", STARLING_VERSION, cfg->node_id,
+        cfg->data_dir);
+    return 0;
+}
+
+static void close_if(uv_handle_t *h)
+{
+    if (h->loop && !uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+void broker_stop(struct broker *b)
+{
+    if (b->stopping)
+        return;
+    b->stopping = true;
+    for (int i = 0; i < b->listener_count; i++)
+        close_if((uv_handle_t *)&b->listeners[i].tcp);
+    while (b->conns)
+        broker__conn_close(b->conns, PROTO_RC_SERVER_SHUTTING_DOWN);
+    broker__flush_all(b);
+    close_if((uv_handle_t *)&b->tick);
+    close_if((uv_handle_t *)&b->flush);
+    close_if((uv_handle_t *)&b->sigint);
+    close_if((uv_handle_t *)&b->sigterm);
+    cluster_close(&b->cluster, NULL);
+}
+
+void broker_free(struct broker *b)
+{
+    if (!b)
+        return;
+    size_t pos = 0;
+    struct map_slot *slot;
+    /* collect first: freeing a session edits the map */
+    size_t n = b->sessions.count, k = 0;
+    struct session **all = n ? malloc(n * sizeof(*all)) : NULL;
+    while (all && (slot = map_next(&b->sessions, &pos)))
+        all[k++] = slot->value;
+    for (size_t i = 0; i < k; i++)
+        broker__session_free(b, all[i]);
+    free(all);
+    broker__retain_free_all(b);
+    trie_free(&b->subs);
+    trie_free(&b->shared);
+    trie_free(&b->retained);
+    map_free(&b->sessions);
+    free(b->match);
+    free(b->read_chunk);
+    free(b);
+}
+
+int broker_exit_code(const struct broker *b) { return b->exit_code; }

@@ -1,0 +1,517 @@
+/* conn: one client connection: accept, read and frame packets, dispatch them,
+ * buffer and flush writes, keep alive, close.
+ *
+ * Happy path: accept -> read -> proto_frame/proto_decode -> handler; handlers
+ * append encoded packets to conn.out and the connection is flushed once per loop
+ * turn (broker.flush check handle), so a burst of packets costs one write.
+ * A handler that must wait for a commit (CONNECT, SUBSCRIBE, a retained PUBLISH)
+ * pauses the connection: later packets stay in rbuf, unprocessed, so a client's
+ * packets take effect in the order it sent them; broker__conn_resume continues.
+ * Failure modes: a framing or decoding error closes the connection (after a v5
+ * DISCONNECT with the reason code); out of memory closes only this connection;
+ * the struct is freed only when both handles are closed and no proposal or
+ * deferred work still holds it (conn.pending). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define CONNECT_TIMEOUT_MS 10000
+#define PAUSED_READ_LIMIT (1u << 20) /* stop reading a paused client beyond this */
+
+static void process(struct conn *c);
+
+/* --- lifetime -------------------------------------------------------------- */
+
+static void maybe_free(struct conn *c)
+{
+    /* pending counts proposals in flight plus the two handles until closed */
+    if (c->pending > 0)
+        return;
+    struct broker *b = c->b;
+    free(c->rbuf.data);
+    free(c->out.data);
+    if (c->in_alias) {
+        for (uint32_t i = 0; i <= b->cfg.topic_alias_maximum; i++)
+            free(c->in_alias[i]);
+        free(c->in_alias);
+    }
+    size_t pos = 0;
+    struct map_slot *s;
+    while ((s = map_next(&c->out_alias, &pos)))
+        free((char *)s->key);
+    map_free(&c->out_alias);
+    free(c->client_id);
+    free(c);
+}
+
+void broker__conn_hold(struct conn *c) { c->pending++; }
+
+void broker__conn_release(struct conn *c)
+{
+    c->pending--;
+    maybe_free(c);
+}
+
+static void on_handle_closed(uv_handle_t *h) { broker__conn_release(h->data); }
+
+static void unlink_conn(struct conn *c)
+{
+    struct broker *b = c->b;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        b->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->next = c->prev = NULL;
+    b->conn_count--;
+}
+
+/* Writes what is buffered without waiting (used right before closing). */
+static void flush_now(struct conn *c)
+{
+    if (!c->out.len || c->writing)
+        return;
+    uv_buf_t buf = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
+    if (n > 0)
+        c->b->stats.bytes_sent += (uint64_t)n;
+    c->out.len = 0;
+}
+
+void broker__conn_close(struct conn *c, uint8_t reason)
+{
+    if (c->state == CONN_CLOSING)
+        return;
+    struct broker *b = c->b;
+    if (reason != 0xFF && c->version == PROTO_V5 && c->state != CONN_NEW) {
+        struct proto_packet p = {.type = PROTO_DISCONNECT};
+        p.u.disconnect.reason = reason;
+        broker__conn_send(c, &p);
+    }
+    int prev = c->state;
+    c->state = CONN_CLOSING;
+    flush_now(c);
+    uv_timer_stop(&c->timer);
+    if (prev == CONN_ACTIVE)
+        broker__conn_ended(c);
+    if (c->counted) {
+        b->connected--;
+        c->counted = false;
+    }
+    unlink_conn(c);
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+/* --- writing --------------------------------------------------------------- */
+
+struct write_req {
+    uv_write_t req;
+    struct conn *conn;
+    uint8_t *data;
+    size_t len;
+};
+
+static void on_written(uv_write_t *req, int status)
+{
+    struct write_req *w = container_of(req, struct write_req, req);
+    struct conn *c = w->conn;
+    c->writing -= w->len;
+    if (status == 0)
+        c->b->stats.bytes_sent += w->len;
+    free(w->data);
+    free(w);
+    if (status < 0 && status != UV_ECANCELED)
+        broker__conn_close(c, 0xFF);
+    else if (c->state == CONN_ACTIVE && c->session)
+        broker__session_drain(c->session);
+    broker__conn_release(c);
+}
+
+static void flush_conn(struct conn *c)
+{
+    c->dirty = false;
+    if (!c->out.len || c->state == CONN_CLOSING)
+        return;
+    size_t off = 0;
+    if (!c->writing) {
+        uv_buf_t buf = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
+        int n = uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
+        if (n > 0) {
+            off = (size_t)n;
+            c->b->stats.bytes_sent += (uint64_t)n;
+        } else if (n != UV_EAGAIN && n != UV_ENOSYS) {
+            c->out.len = 0;
+            broker__conn_close(c, 0xFF);
+            return;
+        }
+    }
+    if (off == c->out.len) {
+        c->out.len = 0;
+        if (c->out.cap > 64 * 1024) { /* don't keep a burst's buffer forever */
+            free(c->out.data);
+            memset(&c->out, 0, sizeof(c->out));
+        }
+        return;
+    }
+    struct write_req *w = malloc(sizeof(*w));
+    if (!w) {
+        broker__conn_close(c, 0xFF);
+        return;
+    }
+    /* hand the buffer over to the request: move the unwritten tail to the front */
+    if (off)
+        memmove(c->out.data, c->out.data + off, c->out.len - off);
+    w->conn = c;
+    w->data = c->out.data;
+    w->len = c->out.len - off;
+    memset(&c->out, 0, sizeof(c->out));
+    uv_buf_t buf = uv_buf_init((char *)w->data, (unsigned)w->len);
+    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_written);
+    if (rc) {
+        free(w->data);
+        free(w);
+        broker__conn_close(c, 0xFF);
+        return;
+    }
+    c->writing += w->len;
+    broker__conn_hold(c);
+}
+
+void broker__flush_all(struct broker *b)
+{
+    while (b->dirty) {
+        struct conn *c = b->dirty;
+        b->dirty = c->next_dirty;
+        c->next_dirty = NULL;
+        flush_conn(c);
+        broker__conn_release(c);
+    }
+}
+
+static void mark_dirty(struct conn *c)
+{
+    if (c->dirty)
+        return;
+    c->dirty = true;
+    broker__conn_hold(c);
+    c->next_dirty = c->b->dirty;
+    c->b->dirty = c;
+}
+
+void broker__conn_write(struct conn *c, const void *data, size_t len)
+{
+    if (c->state == CONN_CLOSING)
+        return;
+    if (c->out.cap - c->out.len < len) {
+        size_t cap = c->out.cap ? c->out.cap : 1024;
+        while (cap - c->out.len < len)
+            cap *= 2;
+        uint8_t *p = realloc(c->out.data, cap);
+        if (!p) {
+            broker__conn_close(c, 0xFF);
+            return;
+        }
+        c->out.data = p;
+        c->out.cap = cap;
+    }
+    memcpy(c->out.data + c->out.len, data, len);
+    c->out.len += len;
+    mark_dirty(c);
+}
+
+void broker__conn_send(struct conn *c, const struct proto_packet *p)
+{
+    if (c->state == CONN_CLOSING)
+        return;
+    size_t before = c->out.len;
+    int rc = proto_encode(p, c->version ? c->version : PROTO_V311, &c->out);
+    if (rc) {
+        c->out.len = before;
+        LOG(c->b, LOG_WARN, c, "cannot encode %s: %s", proto_type_name(p->type), proto_error_name(rc));
+        broker__conn_close(c, 0xFF);
+        return;
+    }
+    mark_dirty(c);
+}
+
+/* --- keep alive ------------------------------------------------------------ */
+
+static void on_timer(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    struct broker *b = c->b;
+    if (c->state == CONN_NEW || c->state == CONN_CLAIMING) {
+        if (c->state == CONN_NEW) {
+            LOG(b, LOG_INFO, c, "no CONNECT within %d ms, closing", CONNECT_TIMEOUT_MS);
+            broker__conn_close(c, 0xFF);
+        }
+        return;
+    }
+    if (!c->keep_alive)
+        return;
+    uint64_t limit = (uint64_t)c->keep_alive * 1500;
+    uint64_t idle = broker__now(b) - c->last_rx;
+    if (idle >= limit) {
+        LOG(b, LOG_INFO, c, "keep alive timeout (%u s)", c->keep_alive);
+        broker__conn_close(c, PROTO_RC_KEEP_ALIVE_TIMEOUT);
+        return;
+    }
+    uv_timer_start(&c->timer, on_timer, limit - idle, 0);
+}
+
+void broker__keepalive_arm(struct conn *c)
+{
+    if (c->keep_alive)
+        uv_timer_start(&c->timer, on_timer, (uint64_t)c->keep_alive * 1500, 0);
+    else
+        uv_timer_stop(&c->timer);
+}
+
+/* --- reading --------------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct conn *c = h->data;
+    struct broker *b = c->b;
+    if (c->rbuf.len == 0 && !b->read_chunk_busy) {
+        b->read_chunk_busy = true;
+        *buf = uv_buf_init((char *)b->read_chunk, BROKER_READ_CHUNK);
+        return;
+    }
+    size_t want = c->rbuf.len + BROKER_READ_CHUNK;
+    if (c->rbuf.cap < want) {
+        uint8_t *p = realloc(c->rbuf.data, want);
+        if (!p) {
+            *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
+            return;
+        }
+        c->rbuf.data = p;
+        c->rbuf.cap = want;
+    }
+    *buf = uv_buf_init((char *)c->rbuf.data + c->rbuf.len, (unsigned)(c->rbuf.cap - c->rbuf.len));
+}
+
+static void protocol_close(struct conn *c, int err)
+{
+    uint8_t reason = proto_error_reason(err);
+    LOG(c->b, LOG_INFO, c, "closing: %s", proto_error_name(err));
+    broker__conn_close(c, reason);
+}
+
+static void dispatch(struct conn *c, struct proto_packet *p)
+{
+    switch (p->type) {
+    case PROTO_CONNECT:
+        if (c->state != CONN_NEW) {
+            protocol_close(c, PROTO_EPROTOCOL); /* a second CONNECT [MQTT-3.1.0-2] */
+            return;
+        }
+        broker__on_connect(c, p);
+        return;
+    case PROTO_PUBLISH:
+        broker__on_publish(c, p);
+        return;
+    case PROTO_PUBACK:
+    case PROTO_PUBREC:
+    case PROTO_PUBREL:
+    case PROTO_PUBCOMP:
+        broker__on_ack(c, p);
+        return;
+    case PROTO_SUBSCRIBE:
+        broker__on_subscribe(c, p);
+        return;
+    case PROTO_UNSUBSCRIBE:
+        broker__on_unsubscribe(c, p);
+        return;
+    case PROTO_PINGREQ: {
+        struct proto_packet r = {.type = PROTO_PINGRESP};
+        broker__conn_send(c, &r);
+        return;
+    }
+    case PROTO_DISCONNECT:
+        broker__on_disconnect(c, p);
+        return;
+    default: /* CONNACK, SUBACK, UNSUBACK, PINGRESP, AUTH: not ours to receive */
+        protocol_close(c, PROTO_EPROTOCOL);
+        return;
+    }
+}
+
+/* Handles whole packets in buf; returns how many bytes were consumed. */
+static size_t consume(struct conn *c, const uint8_t *buf, size_t len)
+{
+    struct broker *b = c->b;
+    size_t pos = 0;
+    while (pos < len && !c->paused && c->state != CONN_CLOSING && c->state != CONN_CLAIMING) {
+        size_t plen;
+        int rc = proto_frame(buf + pos, len - pos, b->cfg.max_packet_size, &plen);
+        if (rc == PROTO_EINCOMPLETE)
+            break;
+        if (rc) {
+            protocol_close(c, rc);
+            return len;
+        }
+        struct proto_packet p;
+        uint8_t version = c->state == CONN_NEW ? 0 : c->version;
+        rc = proto_decode(buf + pos, plen, version, &p);
+        pos += plen;
+        b->stats.bytes_received += plen;
+        c->last_rx = broker__now(b);
+        if (rc) {
+            if (rc == PROTO_EVERSION && c->state == CONN_NEW) {
+                /* unknown protocol level: a v3 CONNACK 0x01 is what any client can
+                 * read [MQTT-3.1.2-2]; then close */
+                struct proto_packet r = {.type = PROTO_CONNACK};
+                c->version = PROTO_V311;
+                r.u.connack.reason = PROTO_V3_BAD_VERSION;
+                broker__conn_send(c, &r);
+                broker__conn_close(c, 0xFF);
+                return len;
+            }
+            protocol_close(c, rc);
+            return len;
+        }
+        dispatch(c, &p);
+        proto_packet_release(&p);
+    }
+    return pos;
+}
+
+/* Processes what rbuf holds (after a resume or a read into rbuf). */
+static void process(struct conn *c)
+{
+    if (!c->rbuf.len)
+        return;
+    broker__conn_hold(c);
+    size_t used = consume(c, c->rbuf.data, c->rbuf.len);
+    if (used >= c->rbuf.len) {
+        c->rbuf.len = 0;
+        if (c->rbuf.cap > 2 * BROKER_READ_CHUNK) {
+            free(c->rbuf.data);
+            memset(&c->rbuf, 0, sizeof(c->rbuf));
+        }
+    } else if (used) {
+        memmove(c->rbuf.data, c->rbuf.data + used, c->rbuf.len - used);
+        c->rbuf.len -= used;
+    }
+    broker__conn_release(c);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct conn *c = s->data;
+    struct broker *b = c->b;
+    bool chunk = buf->base == (char *)b->read_chunk;
+    if (n < 0) {
+        if (chunk)
+            b->read_chunk_busy = false;
+        if (n != UV_EOF)
+            LOG(b, LOG_DEBUG, c, "read error: %s", uv_strerror((int)n));
+        broker__conn_close(c, 0xFF);
+        return;
+    }
+    if (!chunk) {
+        c->rbuf.len += (size_t)n;
+        process(c);
+    } else {
+        broker__conn_hold(c);
+        size_t used = consume(c, b->read_chunk, (size_t)n);
+        if (used < (size_t)n && c->state != CONN_CLOSING) {
+            size_t rest = (size_t)n - used;
+            uint8_t *p = realloc(c->rbuf.data, rest > BROKER_READ_CHUNK ? rest : BROKER_READ_CHUNK);
+            if (!p) {
+                b->read_chunk_busy = false;
+                broker__conn_close(c, 0xFF);
+                broker__conn_release(c);
+                return;
+            }
+            c->rbuf.data = p;
+            c->rbuf.cap = rest > BROKER_READ_CHUNK ? rest : BROKER_READ_CHUNK;
+            memcpy(c->rbuf.data, b->read_chunk + used, rest);
+            c->rbuf.len = rest;
+        }
+        b->read_chunk_busy = false;
+        broker__conn_release(c);
+    }
+    if (c->state != CONN_CLOSING && (c->paused || c->state == CONN_CLAIMING) &&
+        c->rbuf.len > PAUSED_READ_LIMIT)
+        uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+void broker__conn_resume(struct conn *c)
+{
+    if (c->state == CONN_CLOSING)
+        return;
+    c->paused = false;
+    process(c);
+    if (c->state != CONN_CLOSING && !c->paused)
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+/* --- accepting ------------------------------------------------------------- */
+
+int broker__conn_accept(struct listener *l)
+{
+    struct broker *b = l->b;
+    struct conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    c->b = b;
+    int rc = uv_tcp_init(b->loop, &c->tcp);
+    if (rc) {
+        free(c);
+        return rc;
+    }
+    c->tcp.data = c;
+    c->pending = 1; /* the tcp handle */
+    rc = uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tcp);
+    if (rc) {
+        uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+        return rc;
+    }
+    uv_timer_init(b->loop, &c->timer);
+    c->timer.data = c;
+    c->pending++; /* the timer handle */
+    map_init(&c->out_alias);
+    c->next = b->conns;
+    if (b->conns)
+        b->conns->prev = c;
+    b->conns = c;
+    b->conn_count++;
+    b->stats.connections_total++;
+    c->last_rx = broker__now(b);
+
+    struct sockaddr_storage ss;
+    int sl = sizeof(ss);
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET) {
+            uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof(host));
+            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof(host));
+            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        }
+    }
+    snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
+    uv_tcp_nodelay(&c->tcp, 1);
+
+    /* sockets far beyond max_connections are refused before reading anything;
+     * up to it, CONNECT gets a proper CONNACK refusal (see connect.c) */
+    if (b->cfg.max_connections && b->conn_count > b->cfg.max_connections + 1024) {
+        LOG(b, LOG_WARN, c, "too many sockets (%u), closing", b->conn_count);
+        broker__conn_close(c, 0xFF);
+        return 0;
+    }
+    uv_timer_start(&c->timer, on_timer, CONNECT_TIMEOUT_MS, 0);
+    rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (rc)
+        broker__conn_close(c, 0xFF);
+    LOG(b, LOG_DEBUG, c, "accepted");
+    return 0;
+}

@@ -1,0 +1,339 @@
+/* connect: CONNECT / CONNACK, DISCONNECT and the end of a connection.
+ *
+ * Happy path: CONNECT is validated, the connection pauses and proposes a
+ * session_claim (client id, this node, a fresh generation, clean start, expiry,
+ * will). When the claim is applied (state.c), any older connection of the same
+ * client id is disconnected with 0x8E; then claim_done attaches this connection
+ * to the session, sends CONNACK (session present when the session survived) and
+ * resends what was in flight.
+ * Failure modes: a refused CONNECT gets a CONNACK with the reason code and the
+ * connection is closed; a claim that cannot commit gets 0x88 (server
+ * unavailable); a claim overtaken by a newer claim of the same client id before
+ * it completed closes this connection. */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static void refuse(struct conn *c, uint8_t reason)
+{
+    struct proto_packet r = {.type = PROTO_CONNACK};
+    r.u.connack.reason = reason;
+    LOG(c->b, LOG_INFO, c, "CONNECT refused: 0x%02X", reason);
+    broker__conn_send(c, &r);
+    broker__conn_close(c, 0xFF);
+}
+
+static struct will *will_copy(const struct proto_connect *cp)
+{
+    struct proto_props mp = cp->will_props;
+    /* the will delay belongs to the session, not to the message */
+    mp.has &= ~(uint32_t)PROTO_HAS_WILL_DELAY;
+    struct proto_wbuf props = {0};
+    if (cp->version == PROTO_V5 && proto_props_encode(&mp, &props) != 0) {
+        free(props.data);
+        return NULL;
+    }
+    struct will *w = calloc(1, sizeof(*w));
+    if (!w) {
+        free(props.data);
+        return NULL;
+    }
+    w->topic = strndup((const char *)cp->will_topic.p, cp->will_topic.len);
+    w->payload = malloc(cp->will_payload.len ? cp->will_payload.len : 1);
+    if (!w->topic || !w->payload) {
+        free(props.data);
+        broker__will_free(w);
+        return NULL;
+    }
+    memcpy(w->payload, cp->will_payload.p, cp->will_payload.len);
+    w->payload_len = cp->will_payload.len;
+    w->props_raw = props.data;
+    w->props_len = (uint32_t)props.len;
+    w->qos = cp->will_qos;
+    w->retain = cp->will_retain;
+    w->delay = (cp->will_props.has & PROTO_HAS_WILL_DELAY) ? cp->will_props.will_delay : 0;
+    return w;
+}
+
+struct claim {
+    struct conn *conn;
+    uint32_t expiry;
+    bool clean_start;
+    bool assigned;          /* the client id was assigned by us */
+    bool keepalive_lowered;
+    bool expiry_lowered;
+};
+
+static void claim_done(void *arg, int status, int result)
+{
+    struct claim *cl = arg;
+    struct conn *c = cl->conn;
+    struct broker *b = c->b;
+    if (c->state != CONN_CLAIMING) {
+        /* the socket went away while the claim was committing: end the session
+         * the way a dropped connection would, without publishing its will */
+        struct session *s = broker__session_find(b, c->client_id, strlen(c->client_id));
+        if (status == 0 && s && s->generation == c->generation && !s->conn && s->expiry == 0 && !s->expiring) {
+            struct cluster_cmd cmd = {.type = CLUSTER_SESSION_EXPIRE, .client_id = proto_cstr(s->client_id),
+                                      .node = b->cfg.node_id, .generation = s->generation};
+            s->expiring = true;
+            cluster_propose(&b->cluster, &cmd, NULL, NULL);
+        } else if (status == 0 && s && s->generation == c->generation && !s->conn) {
+            s->expire_at = s->expiry == UINT32_MAX ? 0 : broker__now(b) + (uint64_t)s->expiry * 1000;
+            broker__session_timed_add(b, s);
+        }
+        free(cl);
+        broker__conn_release(c);
+        return;
+    }
+    if (status != 0) {
+        LOG(b, LOG_WARN, c, "session claim failed: %d", status);
+        refuse(c, PROTO_RC_SERVER_UNAVAILABLE);
+        free(cl);
+        broker__conn_release(c);
+        return;
+    }
+    struct session *s = broker__session_find(b, c->client_id, strlen(c->client_id));
+    if (!s || s->generation != c->generation) {
+        LOG(b, LOG_INFO, c, "session claim overtaken by a newer connection");
+        refuse(c, PROTO_RC_SESSION_TAKEN_OVER);
+        free(cl);
+        broker__conn_release(c);
+        return;
+    }
+    if (b->cfg.max_connections && b->connected >= b->cfg.max_connections) {
+        refuse(c, PROTO_RC_SERVER_BUSY);
+        free(cl);
+        broker__conn_release(c);
+        return;
+    }
+    s->conn = c;
+    s->version = c->version;
+    s->expire_at = 0;
+    s->will_at = 0;
+    c->session = s;
+    c->state = CONN_ACTIVE;
+    c->counted = true;
+    b->connected++;
+
+    struct proto_packet r = {.type = PROTO_CONNACK};
+    struct proto_connack *ack = &r.u.connack;
+    ack->session_present = result == 1;
+    if (c->version == PROTO_V5) {
+        struct proto_props *pp = &ack->props;
+        if (cl->assigned)
+            pp->assigned_client_id = proto_cstr(c->client_id);
+        if (b->cfg.receive_maximum < 65535) {
+            pp->has |= PROTO_HAS_RECEIVE_MAXIMUM;
+            pp->receive_maximum = b->cfg.receive_maximum;
+        }
+        pp->has |= PROTO_HAS_MAXIMUM_PACKET_SIZE;
+        pp->maximum_packet_size = b->cfg.max_packet_size;
+        if (b->cfg.topic_alias_maximum) {
+            pp->has |= PROTO_HAS_TOPIC_ALIAS_MAXIMUM;
+            pp->topic_alias_maximum = b->cfg.topic_alias_maximum;
+        }
+        if (!b->cfg.retain_available) {
+            pp->has |= PROTO_HAS_RETAIN_AVAILABLE;
+            pp->retain_available = 0;
+        }
+        if (b->cfg.max_qos < 2) {
+            pp->has |= PROTO_HAS_MAXIMUM_QOS;
+            pp->maximum_qos = b->cfg.max_qos;
+        }
+        if (cl->keepalive_lowered) {
+            pp->has |= PROTO_HAS_SERVER_KEEP_ALIVE;
+            pp->server_keep_alive = c->keep_alive;
+        }
+        if (cl->expiry_lowered) {
+            pp->has |= PROTO_HAS_SESSION_EXPIRY;
+            pp->session_expiry = cl->expiry;
+        }
+    }
+    broker__conn_send(c, &r);
+    LOG(b, LOG_INFO, c, "connected (v%u, clean=%d, expiry=%u, keepalive=%u, present=%d)",
+        c->version, cl->clean_start, cl->expiry, c->keep_alive, ack->session_present);
+    broker__keepalive_arm(c);
+    if (ack->session_present)
+        broker__session_resend(s);
+    broker__session_drain(s);
+    free(cl);
+    broker__conn_resume(c);
+    broker__conn_release(c);
+}
+
+void broker__on_connect(struct conn *c, struct proto_packet *p)
+{
+    struct broker *b = c->b;
+    const struct proto_connect *cp = &p->u.connect;
+    c->version = cp->version;
+
+    if (b->cfg.max_connections && b->connected >= b->cfg.max_connections) {
+        refuse(c, PROTO_RC_SERVER_BUSY);
+        return;
+    }
+    if (cp->version == PROTO_V5 && cp->props.auth_method.p) {
+        refuse(c, PROTO_RC_BAD_AUTH_METHOD); /* no enhanced authentication yet */
+        return;
+    }
+    if (cp->will && cp->will_qos > b->cfg.max_qos) {
+        refuse(c, PROTO_RC_QOS_NOT_SUPPORTED);
+        return;
+    }
+    if (cp->will && cp->will_retain && !b->cfg.retain_available) {
+        refuse(c, PROTO_RC_RETAIN_NOT_SUPPORTED);
+        return;
+    }
+
+    struct claim *cl = calloc(1, sizeof(*cl));
+    if (!cl) {
+        broker__conn_close(c, 0xFF);
+        return;
+    }
+    cl->conn = c;
+    cl->clean_start = cp->clean_start;
+
+    /* client identifier: an empty one is assigned, where the protocol allows */
+    if (cp->client_id.len == 0) {
+        bool allowed = b->cfg.allow_zero_length_clientid &&
+                       (cp->version == PROTO_V5 || (cp->version == PROTO_V311 && cp->clean_start));
+        if (!allowed) {
+            free(cl);
+            refuse(c, PROTO_RC_CLIENTID_INVALID);
+            return;
+        }
+        char id[64];
+        snprintf(id, sizeof(id), "auto-%08" PRIx64 "-%" PRIu64, broker__wall_ms() & 0xFFFFFFFF,
+                 ++b->assigned_seq);
+        c->client_id = strdup(id);
+        cl->assigned = true;
+    } else {
+        c->client_id = strndup((const char *)cp->client_id.p, cp->client_id.len);
+    }
+    if (!c->client_id || strlen(c->client_id) != (cl->assigned ? strlen(c->client_id) : cp->client_id.len)) {
+        /* out of memory, or an embedded NUL (the decoder rejects U+0000) */
+        free(cl);
+        refuse(c, PROTO_RC_CLIENTID_INVALID);
+        return;
+    }
+
+    /* keep alive: lowered to max_keepalive for v5 (Server Keep Alive) */
+    c->keep_alive = cp->keep_alive;
+    if (cp->version == PROTO_V5 && (cp->keep_alive > b->cfg.max_keepalive ||
+                                    (cp->keep_alive == 0 && b->cfg.max_keepalive < 65535))) {
+        c->keep_alive = b->cfg.max_keepalive;
+        cl->keepalive_lowered = true;
+    }
+
+    /* session expiry: v3 clean session means 0, persistent means never */
+    if (cp->version == PROTO_V5)
+        cl->expiry = (cp->props.has & PROTO_HAS_SESSION_EXPIRY) ? cp->props.session_expiry : 0;
+    else
+        cl->expiry = cp->clean_start ? 0 : UINT32_MAX;
+    if (cl->expiry > b->cfg.max_session_expiry) {
+        cl->expiry = b->cfg.max_session_expiry;
+        cl->expiry_lowered = cp->version == PROTO_V5;
+    }
+
+    if (cp->version == PROTO_V5) {
+        c->peer_receive_max = (cp->props.has & PROTO_HAS_RECEIVE_MAXIMUM) ? cp->props.receive_maximum : 65535;
+        c->peer_max_packet = (cp->props.has & PROTO_HAS_MAXIMUM_PACKET_SIZE) ? cp->props.maximum_packet_size : 0;
+        c->peer_alias_max = (cp->props.has & PROTO_HAS_TOPIC_ALIAS_MAXIMUM) ? cp->props.topic_alias_maximum : 0;
+        c->request_problem_info = !(cp->props.has & PROTO_HAS_REQUEST_PROBLEM_INFO) || cp->props.request_problem_info;
+    } else {
+        c->peer_receive_max = 65535;
+    }
+
+    struct will *w = NULL;
+    if (cp->will) {
+        w = will_copy(cp);
+        if (!w) {
+            free(cl);
+            broker__conn_close(c, 0xFF);
+            return;
+        }
+    }
+
+    c->generation = cluster_generation_next(&b->cluster);
+    struct cluster_cmd cmd = {
+        .type = CLUSTER_SESSION_CLAIM,
+        .client_id = proto_cstr(c->client_id),
+        .node = b->cfg.node_id,
+        .generation = c->generation,
+        .clean_start = cp->clean_start,
+        .expiry = cl->expiry,
+        .has_will = w != NULL,
+    };
+    if (w) {
+        cmd.will.topic = proto_cstr(w->topic);
+        cmd.will.payload = (struct proto_str){w->payload, w->payload_len};
+        cmd.will.props = (struct proto_str){w->props_raw, w->props_len};
+        cmd.will.qos = w->qos;
+        cmd.will.retain = w->retain;
+        cmd.will.delay = w->delay;
+    }
+    c->state = CONN_CLAIMING;
+    int rc = cluster_propose(&b->cluster, &cmd, claim_done, cl);
+    broker__will_free(w);
+    if (rc) {
+        c->state = CONN_NEW;
+        free(cl);
+        refuse(c, PROTO_RC_SERVER_UNAVAILABLE);
+        return;
+    }
+    broker__conn_hold(c);
+    uv_timer_stop(&c->timer);
+}
+
+void broker__on_disconnect(struct conn *c, struct proto_packet *p)
+{
+    const struct proto_disconnect *d = &p->u.disconnect;
+    struct session *s = c->session;
+    if (c->version == PROTO_V5 && s && (d->props.has & PROTO_HAS_SESSION_EXPIRY)) {
+        if (s->expiry == 0 && d->props.session_expiry != 0) {
+            /* [MQTT-3.14.2-2]: cannot turn a session without expiry into one with */
+            broker__conn_close(c, PROTO_RC_PROTOCOL_ERROR);
+            return;
+        }
+        s->expiry = d->props.session_expiry > c->b->cfg.max_session_expiry ? c->b->cfg.max_session_expiry
+                                                                          : d->props.session_expiry;
+    }
+    c->will_suppressed = !(c->version == PROTO_V5 && d->reason == PROTO_RC_DISCONNECT_WITH_WILL);
+    LOG(c->b, LOG_INFO, c, "DISCONNECT (0x%02X)", d->reason);
+    broker__conn_close(c, 0xFF);
+}
+
+void broker__conn_ended(struct conn *c)
+{
+    struct broker *b = c->b;
+    struct session *s = c->session;
+    LOG(b, LOG_DEBUG, c, "connection ended");
+    if (!s)
+        return;
+    s->conn = NULL;
+    c->session = NULL;
+    /* messages in flight go back to waiting: they are resent with DUP on resume */
+    if (c->will_suppressed) {
+        broker__will_free(s->will);
+        s->will = NULL;
+    } else if (s->will) {
+        if (s->will->delay == 0 || s->expiry == 0)
+            broker__will_publish(b, s);
+        else
+            s->will_at = broker__now(b) + (uint64_t)s->will->delay * 1000;
+    }
+    if (s->expiry == 0) {
+        if (!s->expiring) {
+            struct cluster_cmd cmd = {.type = CLUSTER_SESSION_EXPIRE, .client_id = proto_cstr(s->client_id),
+                                      .node = b->cfg.node_id, .generation = s->generation};
+            s->expiring = true;
+            cluster_propose(&b->cluster, &cmd, NULL, NULL);
+        }
+        return;
+    }
+    s->expire_at = s->expiry == UINT32_MAX ? 0 : broker__now(b) + (uint64_t)s->expiry * 1000;
+    if (s->expire_at || s->will_at)
+        broker__session_timed_add(b, s);
+}

@@ -1,0 +1,371 @@
+/* deliver: routing a message to the matching sessions and the outgoing path to
+ * one session (QoS downgrade, inflight window, queue, packet ids, topic alias,
+ * remaining message expiry, receiver's maximum packet size).
+ *
+ * Overlapping subscriptions of one session give one copy, at the highest
+ * granted QoS, carrying every matching subscription identifier
+ * [MQTT-3.3.4-2, 3.3.4-4]. Each shared subscription gives one copy to one of its
+ * members, round robin, preferring members that are connected. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* --- routing ------------------------------------------------------------------ */
+
+static int push_match(struct broker *b, struct session *s)
+{
+    if (b->match_count == b->match_cap) {
+        uint32_t cap = b->match_cap ? b->match_cap * 2 : 64;
+        struct session **p = realloc(b->match, cap * sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        b->match = p;
+        b->match_cap = cap;
+    }
+    b->match[b->match_count++] = s;
+    return 0;
+}
+
+static void push_id(struct session *s, uint32_t id)
+{
+    if (s->m_nids == s->m_cap) {
+        uint32_t cap = s->m_cap ? s->m_cap * 2 : 4;
+        uint32_t *p = realloc(s->m_ids, cap * sizeof(*p));
+        if (!p)
+            return; /* the copy goes without this identifier */
+        s->m_ids = p;
+        s->m_cap = cap;
+    }
+    s->m_ids[s->m_nids++] = id;
+}
+
+struct route_ctx {
+    struct broker *b;
+    struct msg *m;
+    uint32_t matched;
+};
+
+static bool is_origin(const struct session *s, const struct msg *m)
+{
+    return m->origin && strcmp(s->client_id, m->origin) == 0;
+}
+
+static int match_cb(struct trie_item *item, void *arg)
+{
+    struct route_ctx *x = arg;
+    struct sub *sub = container_of(item, struct sub, item);
+    struct session *s = sub->session;
+    if (sub->no_local && is_origin(s, x->m))
+        return 0; /* [MQTT-3.8.3-3] */
+    if (s->match_epoch != x->b->match_epoch) {
+        if (push_match(x->b, s) != 0)
+            return 0;
+        s->match_epoch = x->b->match_epoch;
+        s->m_qos = sub->qos;
+        s->m_rap = sub->rap;
+        s->m_nids = 0;
+    } else {
+        if (sub->qos > s->m_qos)
+            s->m_qos = sub->qos;
+        s->m_rap |= sub->rap;
+    }
+    if (sub->sub_id)
+        push_id(s, sub->sub_id);
+    return 0;
+}
+
+static int group_cb(struct trie_item *item, void *arg)
+{
+    struct route_ctx *x = arg;
+    struct share_group *g = container_of(item, struct share_group, item);
+    if (!g->count)
+        return 0;
+    /* first connected member from the round-robin position, else the next one */
+    uint32_t pick = g->next % g->count;
+    for (uint32_t i = 0; i < g->count; i++) {
+        uint32_t k = (g->next + i) % g->count;
+        struct conn *c = g->members[k]->session->conn;
+        if (c && c->state == CONN_ACTIVE) {
+            pick = k;
+            break;
+        }
+    }
+    g->next = pick + 1;
+    struct sub *sub = g->members[pick];
+    uint8_t qos = x->m->qos < sub->qos ? x->m->qos : sub->qos;
+    uint32_t id = sub->sub_id;
+    broker__deliver(sub->session, x->m, qos, sub->rap ? x->m->retain : false, id ? &id : NULL, id ? 1 : 0);
+    x->matched++;
+    return 0;
+}
+
+/* Returns the number of sessions the message went to. */
+uint32_t broker__route(struct broker *b, struct msg *m)
+{
+    struct route_ctx x = {b, m, 0};
+    b->match_epoch++;
+    b->match_count = 0;
+    trie_match_topic(&b->subs, m->topic, m->topic_len, match_cb, &x);
+    for (uint32_t i = 0; i < b->match_count; i++) {
+        struct session *s = b->match[i];
+        uint8_t qos = m->qos < s->m_qos ? m->qos : s->m_qos;
+        broker__deliver(s, m, qos, s->m_rap ? m->retain : false, s->m_ids, s->m_nids);
+    }
+    x.matched = b->match_count;
+    b->match_count = 0;
+    if (b->shared.items)
+        trie_match_topic(&b->shared, m->topic, m->topic_len, group_cb, &x);
+    return x.matched;
+}
+
+/* --- the outgoing path ---------------------------------------------------------- */
+
+static bool online(const struct session *s)
+{
+    return s->conn && s->conn->state == CONN_ACTIVE;
+}
+
+static uint32_t window(const struct session *s)
+{
+    const struct conn *c = s->conn;
+    uint32_t w = c->b->cfg.max_inflight;
+    return c->peer_receive_max < w ? c->peer_receive_max : w;
+}
+
+static void list_append(struct outlist *l, struct outmsg *o)
+{
+    o->next = NULL;
+    o->prev = l->tail;
+    if (l->tail)
+        l->tail->next = o;
+    else
+        l->head = o;
+    l->tail = o;
+    l->count++;
+}
+
+static void list_remove(struct outlist *l, struct outmsg *o)
+{
+    if (o->prev)
+        o->prev->next = o->next;
+    else
+        l->head = o->next;
+    if (o->next)
+        o->next->prev = o->prev;
+    else
+        l->tail = o->prev;
+    o->next = o->prev = NULL;
+    l->count--;
+}
+
+static void outmsg_free(struct outmsg *o)
+{
+    broker__msg_unref(o->msg);
+    free(o);
+}
+
+void broker__outlist_clear(struct outlist *l)
+{
+    while (l->head) {
+        struct outmsg *o = l->head;
+        list_remove(l, o);
+        outmsg_free(o);
+    }
+}
+
+static bool expired(const struct broker *b, const struct msg *m)
+{
+    return m->expire_at && m->expire_at <= broker__now(b);
+}
+
+/* Writes one PUBLISH to the connection. Returns 0, or -EMSGSIZE when the
+ * receiver's Maximum Packet Size forbids it (the message is then discarded as
+ * if delivered [MQTT-3.1.2-25]). */
+static int send_publish(struct conn *c, const struct msg *m, uint8_t qos, bool retain, uint16_t pid, bool dup,
+                        const uint32_t *ids, uint32_t nids)
+{
+    struct broker *b = c->b;
+    struct proto_publish pub = {
+        .qos = qos,
+        .dup = dup,
+        .retain = retain,
+        .topic = {(const uint8_t *)m->topic, m->topic_len},
+        .packet_id = pid,
+        .payload = {m->payload, m->payload_len},
+    };
+    if (c->version == PROTO_V5) {
+        pub.props = m->props;
+        if (m->expire_at) {
+            uint64_t now = broker__now(b);
+            uint64_t left = m->expire_at > now ? m->expire_at - now : 0;
+            pub.props.has |= PROTO_HAS_MESSAGE_EXPIRY;
+            pub.props.message_expiry = (uint32_t)((left + 999) / 1000);
+        }
+        if (nids) {
+            pub.props.sub_ids_ext = ids;
+            pub.props.sub_id_count = nids;
+        }
+    }
+    if (c->peer_max_packet && proto_publish_size(&pub, c->version) > c->peer_max_packet) {
+        LOG(b, LOG_DEBUG, c, "PUBLISH on %s exceeds the client's maximum packet size, discarded", m->topic);
+        b->stats.publish_dropped++;
+        return -EMSGSIZE;
+    }
+    if (c->peer_alias_max) {
+        void *v = map_get(&c->out_alias, m->topic, m->topic_len);
+        if (v) {
+            pub.topic.len = 0;
+            pub.props.has |= PROTO_HAS_TOPIC_ALIAS;
+            pub.props.topic_alias = (uint16_t)(uintptr_t)v;
+        } else if (c->out_alias_next < c->peer_alias_max) {
+            char *key = strndup(m->topic, m->topic_len);
+            uint16_t alias = (uint16_t)(c->out_alias_next + 1);
+            if (key && map_put(&c->out_alias, key, m->topic_len, (void *)(uintptr_t)alias) == 0) {
+                c->out_alias_next = alias;
+                pub.props.has |= PROTO_HAS_TOPIC_ALIAS;
+                pub.props.topic_alias = alias;
+            } else {
+                free(key);
+            }
+        }
+    }
+    size_t before = c->out.len;
+    if (proto_publish_encode_header(&pub, c->version, &c->out) != 0) {
+        c->out.len = before;
+        broker__conn_close(c, 0xFF);
+        return -ENOMEM;
+    }
+    broker__conn_write(c, m->payload, m->payload_len);
+    b->stats.msgs_sent++;
+    return 0;
+}
+
+static uint16_t next_packet_id(struct session *s)
+{
+    for (;;) {
+        uint16_t id = s->next_packet_id++;
+        if (s->next_packet_id == 0)
+            s->next_packet_id = 1;
+        if (id == 0)
+            continue;
+        bool used = false;
+        for (struct outmsg *o = s->inflight.head; o; o = o->next)
+            if (o->packet_id == id) {
+                used = true;
+                break;
+            }
+        if (!used)
+            return id;
+    }
+}
+
+/* Moves o into the inflight window and sends it. */
+static void send_inflight(struct session *s, struct outmsg *o)
+{
+    o->packet_id = next_packet_id(s);
+    o->state = o->qos == 1 ? OUT_WAIT_PUBACK : OUT_WAIT_PUBREC;
+    list_append(&s->inflight, o);
+    if (send_publish(s->conn, o->msg, o->qos, o->retain, o->packet_id, false, o->ids, o->nids) == -EMSGSIZE) {
+        list_remove(&s->inflight, o);
+        outmsg_free(o);
+    }
+}
+
+void broker__deliver(struct session *s, struct msg *m, uint8_t qos, bool retain, const uint32_t *ids,
+                     uint32_t nids)
+{
+    struct conn *c = s->conn;
+    if (qos == 0) {
+        if (!online(s))
+            return; /* QoS 0 is not queued for an offline session */
+        struct broker *b = c->b;
+        if (c->writing + c->out.len > BROKER_MAX_WRITE_BACKLOG || expired(b, m)) {
+            b->stats.publish_dropped++;
+            return;
+        }
+        send_publish(c, m, 0, retain, 0, false, ids, nids);
+        return;
+    }
+    struct outmsg *o = malloc(sizeof(*o) + nids * sizeof(uint32_t));
+    if (!o)
+        return;
+    memset(o, 0, sizeof(*o));
+    o->msg = broker__msg_ref(m);
+    o->qos = qos;
+    o->retain = retain;
+    o->nids = nids;
+    if (nids)
+        memcpy(o->ids, ids, nids * sizeof(uint32_t));
+    if (online(s) && !s->queue.count && s->inflight.count < window(s)) {
+        send_inflight(s, o);
+        return;
+    }
+    /* a full queue drops by the configured policy (config queue_policy) */
+    struct broker *b = s->b;
+    uint32_t limit = b->cfg.max_queued;
+    if (limit && s->queue.count >= limit) {
+        b->stats.publish_dropped++;
+        if (b->cfg.queue_policy == CONFIG_QUEUE_DROP_OLDEST) {
+            struct outmsg *old = s->queue.head;
+            list_remove(&s->queue, old);
+            outmsg_free(old);
+        } else {
+            outmsg_free(o);
+            return;
+        }
+    }
+    list_append(&s->queue, o);
+}
+
+void broker__session_drain(struct session *s)
+{
+    while (online(s) && s->queue.head && s->inflight.count < window(s)) {
+        struct outmsg *o = s->queue.head;
+        list_remove(&s->queue, o);
+        if (expired(s->conn->b, o->msg)) {
+            outmsg_free(o);
+            continue;
+        }
+        send_inflight(s, o);
+    }
+}
+
+void broker__session_resend(struct session *s)
+{
+    struct conn *c = s->conn;
+    for (struct outmsg *o = s->inflight.head, *next; o; o = next) {
+        next = o->next;
+        if (o->state == OUT_WAIT_PUBCOMP) {
+            struct proto_packet p = {.type = PROTO_PUBREL};
+            p.u.ack.packet_id = o->packet_id;
+            broker__conn_send(c, &p);
+        } else if (send_publish(c, o->msg, o->qos, o->retain, o->packet_id, true, o->ids, o->nids) == -EMSGSIZE) {
+            list_remove(&s->inflight, o);
+            outmsg_free(o);
+        }
+    }
+}
+
+/* Finds the inflight message with this packet id in the given state. */
+struct outmsg *broker__inflight_find(struct session *s, uint16_t pid, int state)
+{
+    for (struct outmsg *o = s->inflight.head; o; o = o->next)
+        if (o->packet_id == pid && o->state == state)
+            return o;
+    return NULL;
+}
+
+void broker__inflight_done(struct session *s, struct outmsg *o)
+{
+    list_remove(&s->inflight, o);
+    outmsg_free(o);
+}
+
+void broker__inflight_released(struct session *s, struct outmsg *o)
+{
+    o->state = OUT_WAIT_PUBCOMP;
+    broker__msg_unref(o->msg);
+    o->msg = NULL;
+}

@@ -1,0 +1,346 @@
+/* broker internals: the structs shared by the broker's files and their private
+ * functions (prefixed broker__ where not static to one file). */
+#ifndef STARLING_BROKER_INTERNAL_H
+#define STARLING_BROKER_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <uv.h>
+
+#include "cluster.h"
+#include "config.h"
+#include "map.h"
+#include "proto.h"
+#include "trie.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* Above this many bytes waiting to be written to one connection, QoS 0 messages
+ * for it are dropped (a slow consumer must not grow the broker without bound). */
+#define BROKER_MAX_WRITE_BACKLOG (8u * 1024 * 1024)
+/* Read buffer handed to libuv; partial packets are copied to the connection. */
+#define BROKER_READ_CHUNK (64u * 1024)
+
+/* --- logging -------------------------------------------------------------- */
+
+struct conn;
+struct broker;
+
+void broker__log(const struct broker *b, int level, const struct conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#define LOG(b, level, conn, ...)                                                                   \
+    do {                                                                                           \
+        if ((level) <= (b)->cfg.log_level)                                                         \
+            broker__log((b), (level), (conn), __VA_ARGS__);                                        \
+    } while (0)
+
+/* --- messages ------------------------------------------------------------- */
+
+/* An application message: immutable once built, reference-counted, one buffer
+ * shared by every subscriber it goes to. */
+struct msg {
+    uint32_t refs;
+    uint8_t qos;
+    bool retain;
+    uint16_t topic_len;
+    uint32_t payload_len;
+    uint32_t props_len;
+    uint64_t expire_at;  /* monotonic ms (uv_now), 0 = never */
+    char *topic;         /* NUL-terminated, inside this allocation */
+    uint8_t *payload;    /* inside this allocation */
+    uint8_t *props_raw;  /* message properties block (no alias, no sub ids, no expiry) */
+    struct proto_props props; /* views into props_raw */
+    char *origin;        /* client id of the publisher (No Local), NUL-terminated */
+};
+
+/* Builds a message from a publish (topic, payload and message properties are
+ * copied). expire_at is absolute monotonic ms or 0. origin may be NULL. */
+struct msg *broker__msg_new(const struct proto_str topic, const struct proto_str payload,
+                            const struct proto_props *props, uint8_t qos, bool retain,
+                            uint64_t expire_at, const char *origin);
+static inline struct msg *broker__msg_ref(struct msg *m)
+{
+    m->refs++;
+    return m;
+}
+void broker__msg_unref(struct msg *m);
+
+/* --- sessions and subscriptions -------------------------------------------- */
+
+struct session;
+
+struct sub {
+    struct trie_item item;    /* in broker.subs (non-shared) */
+    struct session *session;
+    struct share_group *group;/* non-NULL for $share subscriptions */
+    struct sub *next;         /* session's list */
+    char *filter;             /* as subscribed, including $share/group/ */
+    uint32_t sub_id;
+    uint8_t qos;
+    bool no_local;
+    bool rap;
+    uint8_t rh;
+};
+
+/* All members of one shared subscription ($share/name/filter), stored in
+ * broker.shared under the filter. */
+struct share_group {
+    struct trie_item item;
+    char *name;
+    struct sub **members;
+    uint32_t count, cap;
+    uint32_t next;            /* round-robin position */
+};
+
+enum out_state {
+    OUT_QUEUED = 0,           /* waiting for a connection / inflight room */
+    OUT_WAIT_PUBACK,          /* QoS 1 sent */
+    OUT_WAIT_PUBREC,          /* QoS 2 sent */
+    OUT_WAIT_PUBCOMP,         /* PUBREL sent (msg already released) */
+};
+
+/* One message on its way to one session. */
+struct outmsg {
+    struct outmsg *next, *prev;
+    struct msg *msg;          /* reference held; NULL in OUT_WAIT_PUBCOMP */
+    uint16_t packet_id;
+    uint8_t qos;
+    uint8_t state;
+    bool retain;
+    uint32_t nids;
+    uint32_t ids[];           /* subscription identifiers */
+};
+
+struct outlist {
+    struct outmsg *head, *tail;
+    uint32_t count;
+};
+
+struct will {
+    char *topic;
+    uint8_t *payload;
+    uint32_t payload_len;
+    uint8_t *props_raw;       /* will properties block, message properties only */
+    uint32_t props_len;
+    uint8_t qos;
+    bool retain;
+    uint32_t delay;
+};
+
+struct session {
+    struct broker *b;
+    char *client_id;          /* NUL-terminated; key in broker.sessions */
+    size_t id_len;
+    uint64_t generation;      /* of the claim that owns it */
+    uint32_t owner;           /* node id */
+    struct conn *conn;        /* NULL while offline */
+    uint8_t version;
+    uint32_t expiry;          /* Session Expiry Interval, seconds (UINT32_MAX = never) */
+    uint64_t expire_at;       /* monotonic ms while offline, 0 = never */
+    bool expiring;            /* a session_expire proposal is under way */
+
+    struct sub *subs;
+    uint32_t sub_count;
+
+    struct outlist inflight;  /* sent, awaiting ack (in send order) */
+    struct outlist queue;     /* not yet sent */
+    uint16_t next_packet_id;
+
+    uint16_t *qos2_in;        /* packet ids of received QoS 2 awaiting PUBREL */
+    uint32_t qos2_in_count, qos2_in_cap;
+
+    struct will *will;        /* the will of the current or last connection */
+    uint64_t will_at;         /* monotonic ms a delayed will is due, 0 = none */
+
+    struct session *next_timed; /* in broker.timed (offline with expiry or delayed will) */
+    bool in_timed;
+
+    /* scratch of the publish being routed (see deliver.c) */
+    uint64_t match_epoch;
+    uint8_t m_qos;
+    bool m_rap;
+    uint32_t m_nids, m_cap;
+    uint32_t *m_ids;
+};
+
+/* --- connections ----------------------------------------------------------- */
+
+enum conn_state {
+    CONN_NEW = 0,             /* waiting for CONNECT */
+    CONN_CLAIMING,            /* CONNECT received, session_claim under way */
+    CONN_ACTIVE,              /* CONNACK sent */
+    CONN_CLOSING,             /* closing the socket */
+};
+
+struct conn {
+    uv_tcp_t tcp;             /* tcp.data == this; later transports wrap it */
+    uv_timer_t timer;         /* keep alive and CONNECT timeout */
+    struct broker *b;
+    struct conn *next, *prev; /* broker.conns */
+    struct conn *next_dirty;  /* broker.dirty: has bytes in out to flush */
+    bool dirty;
+    int state;
+    uint8_t version;          /* 0 until CONNECT */
+    struct session *session;
+    uint64_t generation;      /* of the claim this connection made */
+
+    struct proto_wbuf rbuf;   /* bytes of a partial packet, or unprocessed packets */
+    struct proto_wbuf out;    /* encoded packets not yet handed to libuv */
+    size_t writing;           /* bytes handed to libuv and not yet written */
+
+    uint16_t keep_alive;      /* seconds, as in effect (after server keep alive) */
+    uint64_t last_rx;         /* uv_now of the last packet received */
+
+    /* what the client told us in CONNECT (v5) */
+    uint16_t peer_receive_max;
+    uint32_t peer_max_packet;
+    uint16_t peer_alias_max;
+    bool request_problem_info;
+
+    /* incoming topic aliases: alias -> topic (index 1..cfg.topic_alias_maximum) */
+    char **in_alias;
+    /* outgoing topic aliases */
+    struct map out_alias;     /* topic -> alias (stored as (void*)(uintptr_t)alias) */
+    uint16_t out_alias_next;
+
+    uint32_t in_unacked;      /* incoming QoS 1/2 not yet completed (receive maximum) */
+    int pending;              /* proposals and deferred work holding this struct */
+    bool paused;              /* packet processing waits for a proposal */
+    bool will_suppressed;     /* normal DISCONNECT received */
+    bool counted;             /* counted in broker.connected */
+    char peer[64];            /* address:port, for logs */
+    char *client_id;          /* for logs; owned copy */
+};
+
+/* --- the broker ------------------------------------------------------------ */
+
+struct listener {
+    uv_tcp_t tcp;
+    struct broker *b;
+    struct config_listener cfg;
+};
+
+struct broker_stats {
+    uint64_t msgs_received, msgs_sent;
+    uint64_t bytes_received, bytes_sent;
+    uint64_t publish_dropped;
+    uint64_t connections_total;
+};
+
+struct broker {
+    uv_loop_t *loop;
+    struct config cfg;
+    struct cluster cluster;
+    struct listener listeners[CONFIG_MAX_LISTENERS];
+    int listener_count;
+    uv_timer_t tick;          /* 1 s housekeeping: expiry, wills, $SYS */
+    uv_check_t flush;         /* writes what connections gathered this turn */
+    uv_signal_t sigint, sigterm;
+
+    struct conn *conns;       /* every open connection */
+    uint32_t conn_count;      /* open sockets */
+    uint32_t connected;       /* connections past CONNACK */
+    struct conn *dirty;
+
+    struct map sessions;      /* client id -> struct session * */
+    struct session *sessions_timed; /* offline with an expiry or a delayed will */
+    struct trie subs;         /* non-shared subscriptions */
+    struct trie shared;       /* share groups */
+    struct trie retained;     /* struct retained */
+    struct retained *retained_list;
+    uint32_t retained_count;
+    uint32_t sub_count;
+
+    uint64_t match_epoch;
+    struct session **match;   /* scratch: sessions matched by the publish being routed */
+    uint32_t match_count, match_cap;
+
+    uint8_t *read_chunk;      /* BROKER_READ_CHUNK bytes lent to libuv reads */
+    bool read_chunk_busy;
+
+    uint64_t started_ms;
+    uint64_t last_sys_ms;
+    uint64_t assigned_seq;    /* for assigned client identifiers */
+    struct broker_stats stats;
+    bool stopping;
+    int exit_code;
+};
+
+struct retained {
+    struct trie_item item;
+    struct retained *next, *prev; /* broker.retained_list */
+    struct msg *msg;
+    bool local;               /* $SYS: kept on this node only, not replicated */
+};
+
+/* time */
+uint64_t broker__now(const struct broker *b);   /* monotonic ms */
+uint64_t broker__wall_ms(void);                  /* wall-clock ms */
+
+/* conn.c */
+int broker__conn_accept(struct listener *l);
+void broker__conn_send(struct conn *c, const struct proto_packet *p);
+void broker__conn_write(struct conn *c, const void *data, size_t len);
+void broker__conn_close(struct conn *c, uint8_t reason); /* reason: v5 DISCONNECT code or 0xFF for none */
+void broker__conn_resume(struct conn *c);
+void broker__conn_hold(struct conn *c);
+void broker__conn_release(struct conn *c);
+void broker__flush_all(struct broker *b);
+void broker__keepalive_arm(struct conn *c);
+
+/* connect.c */
+void broker__on_connect(struct conn *c, struct proto_packet *p);
+void broker__on_disconnect(struct conn *c, struct proto_packet *p);
+void broker__conn_ended(struct conn *c); /* socket gone: will, session release */
+
+/* publish.c */
+void broker__on_publish(struct conn *c, struct proto_packet *p);
+void broker__on_ack(struct conn *c, struct proto_packet *p);
+
+/* subscribe.c */
+void broker__on_subscribe(struct conn *c, struct proto_packet *p);
+void broker__on_unsubscribe(struct conn *c, struct proto_packet *p);
+
+/* deliver.c: routing and the outgoing path */
+uint32_t broker__route(struct broker *b, struct msg *m);
+void broker__deliver(struct session *s, struct msg *m, uint8_t qos, bool retain, const uint32_t *ids,
+                     uint32_t nids);
+void broker__session_drain(struct session *s);  /* send what the window allows */
+void broker__session_resend(struct session *s); /* after reconnect: DUP resend */
+void broker__outlist_clear(struct outlist *l);
+struct outmsg *broker__inflight_find(struct session *s, uint16_t pid, int state);
+void broker__inflight_done(struct session *s, struct outmsg *o);
+void broker__inflight_released(struct session *s, struct outmsg *o);
+
+/* session.c */
+struct session *broker__session_find(struct broker *b, const char *id, size_t len);
+struct session *broker__session_create(struct broker *b, const char *id, size_t len);
+void broker__session_free(struct broker *b, struct session *s);
+void broker__session_clear_subs(struct broker *b, struct session *s);
+void broker__session_timed_add(struct broker *b, struct session *s);
+void broker__session_tick(struct broker *b);
+void broker__will_free(struct will *w);
+void broker__will_publish(struct broker *b, struct session *s);
+bool broker__qos2_in_has(struct session *s, uint16_t id);
+int broker__qos2_in_add(struct session *s, uint16_t id);
+void broker__qos2_in_del(struct session *s, uint16_t id);
+
+/* state.c: apply of replicated commands */
+int broker__apply(void *ctx, const struct cluster_cmd *cmd, uint64_t index);
+int broker__sub_apply_add(struct broker *b, struct session *s, const struct cluster_cmd *cmd);
+void broker__sub_free(struct broker *b, struct sub *sub);
+
+/* retain.c */
+int broker__retain_put(struct broker *b, struct msg *m, bool local);
+int broker__retain_propose(struct broker *b, struct msg *m, cluster_done_cb done, void *arg);
+void broker__retain_del(struct broker *b, const char *topic, size_t len);
+void broker__retain_send(struct broker *b, struct session *s, const struct sub *sub);
+void broker__retain_free_all(struct broker *b);
+
+/* sys.c */
+void broker__sys_publish(struct broker *b);
+
+#endif

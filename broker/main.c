@@ -1,0 +1,71 @@
+/* starlingd: parses the configuration, starts the broker on the default loop
+ * and runs it until a signal stops it. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "broker.h"
+#include "config.h"
+
+static int make_data_dir(const char *dir, char *err, size_t errlen)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s", dir);
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(path, 0750) != 0 && errno != EEXIST) {
+            snprintf(err, errlen, "data dir %s: %s", path, strerror(errno));
+            return -errno;
+        }
+        *p = '/';
+    }
+    if (mkdir(path, 0750) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "data dir %s: %s", path, strerror(errno));
+        return -errno;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct config cfg;
+    char err[1024] = "";
+    bool dump = false;
+    config_defaults(&cfg);
+    int rc = config_parse_args(&cfg, argc, argv, &dump, err, sizeof(err));
+    if (rc == 1)
+        return 0;
+    if (rc < 0) {
+        fprintf(stderr, "starlingd: %s\n", err);
+        return 2;
+    }
+    if (make_data_dir(cfg.data_dir, err, sizeof(err)) != 0) {
+        fprintf(stderr, "starlingd: %s\n", err);
+        return 1;
+    }
+    if (dump) {
+        fprintf(stderr, "starlingd: --dump needs the replicated store (not in this version)\n");
+        return 2;
+    }
+    uv_loop_t *loop = uv_default_loop();
+    struct broker *b = NULL;
+    rc = broker_start(loop, &cfg, &b, err, sizeof(err));
+    if (rc) {
+        fprintf(stderr, "starlingd: %s\n", err);
+        if (b)
+            broker_stop(b);
+        uv_run(loop, UV_RUN_DEFAULT);
+        broker_free(b);
+        uv_loop_close(loop);
+        return 1;
+    }
+    uv_run(loop, UV_RUN_DEFAULT);
+    int code = broker_exit_code(b);
+    broker_free(b);
+    uv_loop_close(loop);
+    return code;
+}

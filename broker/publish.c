@@ -1,0 +1,236 @@
+/* publish: an incoming PUBLISH (topic alias, checks, QoS 1/2 receive flow,
+ * retained messages) and the acknowledgements of both directions.
+ *
+ * QoS 2 inbound is delivered on PUBLISH and its packet id remembered until
+ * PUBREL, so a resent PUBLISH (DUP) is acknowledged but not delivered twice.
+ * A retained PUBLISH is routed at once, its retain_set is proposed, and its
+ * acknowledgement waits for the commit; the connection is paused meanwhile so
+ * that the client's later packets keep their order. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static void send_ack(struct conn *c, uint8_t type, uint16_t pid, uint8_t reason)
+{
+    struct proto_packet p = {.type = type};
+    p.u.ack.packet_id = pid;
+    p.u.ack.reason = c->version == PROTO_V5 ? reason : 0;
+    broker__conn_send(c, &p);
+}
+
+/* The acknowledgement a received QoS 1/2 PUBLISH gets (none for QoS 0). */
+static void ack_publish(struct conn *c, uint8_t qos, uint16_t pid, uint8_t reason)
+{
+    if (qos == 1) {
+        send_ack(c, PROTO_PUBACK, pid, reason);
+        c->in_unacked--;
+    } else if (qos == 2) {
+        send_ack(c, PROTO_PUBREC, pid, reason);
+        if (reason >= 0x80) {
+            c->in_unacked--;
+            if (c->session)
+                broker__qos2_in_del(c->session, pid);
+        }
+    }
+}
+
+struct retain_wait {
+    struct conn *conn;
+    uint16_t pid;
+    uint8_t qos;
+    uint8_t reason;
+};
+
+static void retain_done(void *arg, int status, int result)
+{
+    struct retain_wait *w = arg;
+    struct conn *c = w->conn;
+    (void)result;
+    if (c->state == CONN_ACTIVE) {
+        /* not committed: a v5 client learns it; a v3 client gets no ack and
+         * will resend (there is no failure code for it) */
+        if (status != 0 && c->version != PROTO_V5) {
+            LOG(c->b, LOG_WARN, c, "retained message not committed (%d)", status);
+            broker__conn_close(c, 0xFF);
+        } else {
+            ack_publish(c, w->qos, w->pid, status == 0 ? w->reason : PROTO_RC_UNSPECIFIED);
+        }
+        broker__conn_resume(c);
+    }
+    free(w);
+    broker__conn_release(c);
+}
+
+static uint32_t topic_levels(const uint8_t *t, uint32_t len)
+{
+    uint32_t n = 1;
+    for (uint32_t i = 0; i < len; i++)
+        n += t[i] == '/';
+    return n;
+}
+
+/* Resolves the topic alias of an incoming PUBLISH. Returns 0 or a v5 reason
+ * code to disconnect with. */
+static uint8_t resolve_alias(struct conn *c, struct proto_publish *pub)
+{
+    struct broker *b = c->b;
+    if (!(pub->props.has & PROTO_HAS_TOPIC_ALIAS)) {
+        return pub->topic.len ? 0 : PROTO_RC_PROTOCOL_ERROR;
+    }
+    uint16_t alias = pub->props.topic_alias;
+    if (alias == 0 || alias > b->cfg.topic_alias_maximum)
+        return PROTO_RC_TOPIC_ALIAS_INVALID; /* [MQTT-3.3.2-9, 3.3.2-10] */
+    if (!c->in_alias) {
+        c->in_alias = calloc((size_t)b->cfg.topic_alias_maximum + 1, sizeof(char *));
+        if (!c->in_alias)
+            return PROTO_RC_UNSPECIFIED;
+    }
+    if (pub->topic.len) {
+        char *t = strndup((const char *)pub->topic.p, pub->topic.len);
+        if (!t)
+            return PROTO_RC_UNSPECIFIED;
+        free(c->in_alias[alias]);
+        c->in_alias[alias] = t;
+        return 0;
+    }
+    if (!c->in_alias[alias])
+        return PROTO_RC_PROTOCOL_ERROR; /* an alias never set */
+    pub->topic = proto_cstr(c->in_alias[alias]);
+    return 0;
+}
+
+void broker__on_publish(struct conn *c, struct proto_packet *p)
+{
+    struct broker *b = c->b;
+    struct proto_publish *pub = &p->u.publish;
+    struct session *s = c->session;
+    bool v5 = c->version == PROTO_V5;
+
+    if (pub->qos > b->cfg.max_qos) {
+        broker__conn_close(c, PROTO_RC_QOS_NOT_SUPPORTED); /* [MQTT-3.2.2-11] */
+        return;
+    }
+    if (pub->retain && !b->cfg.retain_available) {
+        broker__conn_close(c, PROTO_RC_RETAIN_NOT_SUPPORTED); /* [MQTT-3.2.2-14] */
+        return;
+    }
+    if (pub->props.sub_id_count) {
+        broker__conn_close(c, PROTO_RC_PROTOCOL_ERROR); /* [MQTT-3.3.4-6] */
+        return;
+    }
+    uint8_t rc = v5 ? resolve_alias(c, pub) : (pub->topic.len ? 0 : PROTO_RC_PROTOCOL_ERROR);
+    if (rc) {
+        broker__conn_close(c, rc);
+        return;
+    }
+    if (pub->qos) {
+        if (pub->qos == 2 && broker__qos2_in_has(s, pub->packet_id)) {
+            /* a resent QoS 2 PUBLISH we already have: acknowledge only */
+            send_ack(c, PROTO_PUBREC, pub->packet_id, 0);
+            return;
+        }
+        if (++c->in_unacked > b->cfg.receive_maximum) {
+            broker__conn_close(c, PROTO_RC_RECEIVE_MAX_EXCEEDED); /* [MQTT-3.3.4-9] */
+            return;
+        }
+        if (pub->qos == 2 && broker__qos2_in_add(s, pub->packet_id) != 0) {
+            broker__conn_close(c, PROTO_RC_UNSPECIFIED);
+            return;
+        }
+    }
+    b->stats.msgs_received++;
+
+    /* checks whose failure is reported in the acknowledgement (v5) */
+    uint8_t reason = PROTO_RC_SUCCESS;
+    if (b->cfg.max_topic_levels && topic_levels(pub->topic.p, pub->topic.len) > b->cfg.max_topic_levels)
+        reason = PROTO_RC_TOPIC_NAME_INVALID;
+    else if ((pub->props.has & PROTO_HAS_PAYLOAD_FORMAT) && pub->props.payload_format == 1 &&
+             proto_utf8_check(pub->payload.p, pub->payload.len) != 0)
+        reason = PROTO_RC_PAYLOAD_FORMAT_INVALID;
+    if (reason) {
+        LOG(b, LOG_DEBUG, c, "PUBLISH refused: 0x%02X", reason);
+        if (!v5) {
+            broker__conn_close(c, 0xFF);
+            return;
+        }
+        ack_publish(c, pub->qos, pub->packet_id, reason);
+        return;
+    }
+    if (pub->topic.len >= 4 && memcmp(pub->topic.p, "$SYS", 4) == 0 &&
+        (pub->topic.len == 4 || pub->topic.p[4] == '/')) {
+        /* $SYS belongs to the broker: accepted, not delivered */
+        ack_publish(c, pub->qos, pub->packet_id, PROTO_RC_SUCCESS);
+        return;
+    }
+
+    uint64_t expire_at = 0;
+    if (pub->props.has & PROTO_HAS_MESSAGE_EXPIRY)
+        expire_at = broker__now(b) + (uint64_t)pub->props.message_expiry * 1000;
+    struct msg *m = broker__msg_new(pub->topic, pub->payload, v5 ? &pub->props : NULL, pub->qos, pub->retain,
+                                    expire_at, s->client_id);
+    if (!m) {
+        broker__conn_close(c, PROTO_RC_UNSPECIFIED);
+        return;
+    }
+    uint32_t matched = broker__route(b, m);
+    reason = matched ? PROTO_RC_SUCCESS : PROTO_RC_NO_MATCHING_SUBSCRIBERS;
+    if (pub->retain) {
+        struct retain_wait *w = malloc(sizeof(*w));
+        if (w) {
+            *w = (struct retain_wait){c, pub->packet_id, pub->qos, reason};
+            if (broker__retain_propose(b, m, retain_done, w) == 0) {
+                broker__conn_hold(c);
+                c->paused = true;
+                broker__msg_unref(m);
+                return;
+            }
+            free(w);
+        }
+        reason = PROTO_RC_UNSPECIFIED;
+    }
+    broker__msg_unref(m);
+    ack_publish(c, pub->qos, pub->packet_id, reason);
+}
+
+void broker__on_ack(struct conn *c, struct proto_packet *p)
+{
+    struct session *s = c->session;
+    const struct proto_ack *a = &p->u.ack;
+    struct outmsg *o;
+    switch (p->type) {
+    case PROTO_PUBACK:
+        if ((o = broker__inflight_find(s, a->packet_id, OUT_WAIT_PUBACK)))
+            broker__inflight_done(s, o);
+        break;
+    case PROTO_PUBREC:
+        o = broker__inflight_find(s, a->packet_id, OUT_WAIT_PUBREC);
+        if (!o) {
+            /* [MQTT-4.3.3] answer an unknown id so the client can finish */
+            send_ack(c, PROTO_PUBREL, a->packet_id, PROTO_RC_PACKET_ID_NOT_FOUND);
+            break;
+        }
+        if (c->version == PROTO_V5 && a->reason >= 0x80) {
+            broker__inflight_done(s, o); /* refused by the receiver: the flow ends */
+            break;
+        }
+        broker__inflight_released(s, o);
+        send_ack(c, PROTO_PUBREL, a->packet_id, 0);
+        return;
+    case PROTO_PUBCOMP:
+        if ((o = broker__inflight_find(s, a->packet_id, OUT_WAIT_PUBCOMP)))
+            broker__inflight_done(s, o);
+        break;
+    case PROTO_PUBREL: {
+        bool known = broker__qos2_in_has(s, a->packet_id);
+        if (known) {
+            broker__qos2_in_del(s, a->packet_id);
+            if (c->in_unacked)
+                c->in_unacked--;
+        }
+        send_ack(c, PROTO_PUBCOMP, a->packet_id, known ? 0 : PROTO_RC_PACKET_ID_NOT_FOUND);
+        return;
+    }
+    }
+    broker__session_drain(s);
+}

@@ -1,0 +1,162 @@
+/* session: the per-client-id state that outlives a connection: subscriptions,
+ * messages in flight and queued, QoS 2 packet ids received, the will, expiry. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct session *broker__session_find(struct broker *b, const char *id, size_t len)
+{
+    return map_get(&b->sessions, id, len);
+}
+
+struct session *broker__session_create(struct broker *b, const char *id, size_t len)
+{
+    struct session *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->client_id = strndup(id, len);
+    if (!s->client_id || map_put(&b->sessions, s->client_id, len, s) != 0) {
+        free(s->client_id);
+        free(s);
+        return NULL;
+    }
+    s->id_len = len;
+    s->b = b;
+    s->next_packet_id = 1;
+    return s;
+}
+
+void broker__session_clear_subs(struct broker *b, struct session *s)
+{
+    while (s->subs) {
+        struct sub *sub = s->subs;
+        s->subs = sub->next;
+        broker__sub_free(b, sub);
+    }
+    s->sub_count = 0;
+}
+
+void broker__will_free(struct will *w)
+{
+    if (!w)
+        return;
+    free(w->topic);
+    free(w->payload);
+    free(w->props_raw);
+    free(w);
+}
+
+/* Frees a session that has no connection (the caller detached it). */
+void broker__session_free(struct broker *b, struct session *s)
+{
+    map_del(&b->sessions, s->client_id, s->id_len);
+    broker__session_clear_subs(b, s);
+    broker__outlist_clear(&s->inflight);
+    broker__outlist_clear(&s->queue);
+    broker__will_free(s->will);
+    free(s->qos2_in);
+    free(s->m_ids);
+    if (s->in_timed) {
+        /* unlink from the timed list */
+        struct session **pp = (struct session **)&b->sessions_timed;
+        while (*pp && *pp != s)
+            pp = &(*pp)->next_timed;
+        if (*pp)
+            *pp = s->next_timed;
+    }
+    free(s->client_id);
+    free(s);
+}
+
+void broker__session_timed_add(struct broker *b, struct session *s)
+{
+    if (s->in_timed)
+        return;
+    s->in_timed = true;
+    s->next_timed = b->sessions_timed;
+    b->sessions_timed = s;
+}
+
+/* Publishes the session's will (and forgets it). A retained will is also
+ * proposed as the topic's retained message. */
+void broker__will_publish(struct broker *b, struct session *s)
+{
+    struct will *w = s->will;
+    s->will = NULL;
+    s->will_at = 0;
+    if (!w)
+        return;
+    struct proto_props props = {0};
+    if (w->props_len && proto_props_decode(w->props_raw, w->props_len, PROTO_PUBLISH, &props) != 0)
+        memset(&props, 0, sizeof(props));
+    uint64_t expire_at = 0;
+    if (props.has & PROTO_HAS_MESSAGE_EXPIRY)
+        expire_at = broker__now(b) + (uint64_t)props.message_expiry * 1000;
+    struct msg *m = broker__msg_new(proto_cstr(w->topic), (struct proto_str){w->payload, w->payload_len},
+                                    &props, w->qos, w->retain, expire_at, s->client_id);
+    LOG(b, LOG_INFO, NULL, "publishing will of %s on %s", s->client_id, w->topic);
+    broker__will_free(w);
+    if (!m)
+        return;
+    if (m->retain)
+        broker__retain_propose(b, m, NULL, NULL);
+    broker__route(b, m);
+    broker__msg_unref(m);
+}
+
+/* Runs once a second: delayed wills that are due, sessions that expired. */
+void broker__session_tick(struct broker *b)
+{
+    uint64_t now = broker__now(b);
+    struct session **pp = (struct session **)&b->sessions_timed;
+    while (*pp) {
+        struct session *s = *pp;
+        if (s->conn || (!s->will_at && !s->expire_at) || s->expiring) {
+            *pp = s->next_timed;
+            s->in_timed = false;
+            continue;
+        }
+        if (s->will_at && s->will_at <= now)
+            broker__will_publish(b, s);
+        if (s->expire_at && s->expire_at <= now) {
+            struct cluster_cmd cmd = {.type = CLUSTER_SESSION_EXPIRE, .client_id = proto_cstr(s->client_id),
+                                      .node = b->cfg.node_id, .generation = s->generation};
+            if (cluster_propose(&b->cluster, &cmd, NULL, NULL) == 0)
+                s->expiring = true;
+        }
+        pp = &s->next_timed;
+    }
+}
+
+bool broker__qos2_in_has(struct session *s, uint16_t id)
+{
+    for (uint32_t i = 0; i < s->qos2_in_count; i++)
+        if (s->qos2_in[i] == id)
+            return true;
+    return false;
+}
+
+int broker__qos2_in_add(struct session *s, uint16_t id)
+{
+    if (s->qos2_in_count == s->qos2_in_cap) {
+        uint32_t cap = s->qos2_in_cap ? s->qos2_in_cap * 2 : 8;
+        uint16_t *p = realloc(s->qos2_in, cap * sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        s->qos2_in = p;
+        s->qos2_in_cap = cap;
+    }
+    s->qos2_in[s->qos2_in_count++] = id;
+    return 0;
+}
+
+void broker__qos2_in_del(struct session *s, uint16_t id)
+{
+    for (uint32_t i = 0; i < s->qos2_in_count; i++)
+        if (s->qos2_in[i] == id) {
+            s->qos2_in[i] = s->qos2_in[--s->qos2_in_count];
+            return;
+        }
+}

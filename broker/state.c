@@ -1,0 +1,272 @@
+/* state: applies committed commands to the node's in-memory state (sessions,
+ * subscription trie, share groups, retained messages) and tells the broker's
+ * connections what changed (an older owner of a client id is disconnected).
+ * Runs on every node in log order; must be deterministic given the log. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static struct will *will_from_cmd(const struct cluster_will *cw)
+{
+    struct will *w = calloc(1, sizeof(*w));
+    if (!w)
+        return NULL;
+    w->topic = strndup((const char *)cw->topic.p, cw->topic.len);
+    w->payload = malloc(cw->payload.len ? cw->payload.len : 1);
+    w->props_raw = cw->props.len ? malloc(cw->props.len) : NULL;
+    if (!w->topic || !w->payload || (cw->props.len && !w->props_raw)) {
+        broker__will_free(w);
+        return NULL;
+    }
+    memcpy(w->payload, cw->payload.p, cw->payload.len);
+    w->payload_len = cw->payload.len;
+    if (cw->props.len)
+        memcpy(w->props_raw, cw->props.p, cw->props.len);
+    w->props_len = cw->props.len;
+    w->qos = cw->qos;
+    w->retain = cw->retain;
+    w->delay = cw->delay;
+    return w;
+}
+
+static int apply_claim(struct broker *b, const struct cluster_cmd *cmd)
+{
+    const char *id = (const char *)cmd->client_id.p;
+    size_t len = cmd->client_id.len;
+    struct session *s = broker__session_find(b, id, len);
+    bool existed = s != NULL;
+
+    if (s && s->conn && s->conn->generation != cmd->generation) {
+        /* session takeover: the older connection goes, with 0x8E */
+        struct conn *old = s->conn;
+        bool will_due = !old->will_suppressed && s->will && (cmd->clean_start || s->will->delay == 0);
+        s->conn = NULL;
+        old->session = NULL;
+        LOG(b, LOG_INFO, old, "session taken over by a new connection");
+        if (will_due)
+            broker__will_publish(b, s);
+        broker__conn_close(old, PROTO_RC_SESSION_TAKEN_OVER);
+    } else if (s && s->will && cmd->clean_start && s->owner == b->cfg.node_id) {
+        /* a pending delayed will is due when its session ends */
+        broker__will_publish(b, s);
+    }
+    if (s && cmd->clean_start) {
+        broker__session_clear_subs(b, s);
+        broker__outlist_clear(&s->inflight);
+        broker__outlist_clear(&s->queue);
+        s->qos2_in_count = 0;
+        s->next_packet_id = 1;
+    }
+    if (!s) {
+        s = broker__session_create(b, id, len);
+        if (!s)
+            return -ENOMEM;
+    }
+    broker__will_free(s->will);
+    s->will = NULL;
+    if (cmd->has_will)
+        s->will = will_from_cmd(&cmd->will);
+    s->will_at = 0;
+    s->expire_at = 0;
+    s->expiring = false;
+    s->generation = cmd->generation;
+    s->owner = cmd->node;
+    s->expiry = cmd->expiry;
+    return existed && !cmd->clean_start ? 1 : 0;
+}
+
+static int apply_expire(struct broker *b, const struct cluster_cmd *cmd)
+{
+    struct session *s = broker__session_find(b, (const char *)cmd->client_id.p, cmd->client_id.len);
+    if (!s || s->generation != cmd->generation || s->conn)
+        return CLUSTER_ESTALE;
+    if (s->will && s->owner == b->cfg.node_id)
+        broker__will_publish(b, s); /* the session ends before the will delay did */
+    LOG(b, LOG_DEBUG, NULL, "session %s ended", s->client_id);
+    broker__session_free(b, s);
+    return 0;
+}
+
+/* --- subscriptions ---------------------------------------------------------- */
+
+struct group_find {
+    const char *name;
+    size_t len;
+    struct share_group *found;
+};
+
+static int find_group_cb(struct trie_item *item, void *arg)
+{
+    struct group_find *f = arg;
+    struct share_group *g = container_of(item, struct share_group, item);
+    if (strlen(g->name) == f->len && memcmp(g->name, f->name, f->len) == 0) {
+        f->found = g;
+        return 1;
+    }
+    return 0;
+}
+
+static int group_join(struct broker *b, struct sub *sub, struct proto_str name, struct proto_str filter)
+{
+    struct group_find f = {(const char *)name.p, name.len, NULL};
+    trie_exact(&b->shared, (const char *)filter.p, filter.len, find_group_cb, &f);
+    struct share_group *g = f.found;
+    if (!g) {
+        g = calloc(1, sizeof(*g));
+        if (!g || !(g->name = strndup((const char *)name.p, name.len)) ||
+            trie_insert(&b->shared, (const char *)filter.p, filter.len, &g->item) != 0) {
+            if (g)
+                free(g->name);
+            free(g);
+            return -ENOMEM;
+        }
+    }
+    if (g->count == g->cap) {
+        uint32_t cap = g->cap ? g->cap * 2 : 4;
+        struct sub **m = realloc(g->members, cap * sizeof(*m));
+        if (!m) {
+            if (!g->count) {
+                trie_remove(&b->shared, &g->item);
+                free(g->name);
+                free(g);
+            }
+            return -ENOMEM;
+        }
+        g->members = m;
+        g->cap = cap;
+    }
+    g->members[g->count++] = sub;
+    sub->group = g;
+    return 0;
+}
+
+void broker__sub_free(struct broker *b, struct sub *sub)
+{
+    struct share_group *g = sub->group;
+    if (g) {
+        for (uint32_t i = 0; i < g->count; i++)
+            if (g->members[i] == sub) {
+                memmove(&g->members[i], &g->members[i + 1], (g->count - i - 1) * sizeof(*g->members));
+                g->count--;
+                break;
+            }
+        if (!g->count) {
+            trie_remove(&b->shared, &g->item);
+            free(g->members);
+            free(g->name);
+            free(g);
+        }
+    } else {
+        trie_remove(&b->subs, &sub->item);
+    }
+    b->sub_count--;
+    free(sub->filter);
+    free(sub);
+}
+
+static struct sub **sub_find(struct session *s, struct proto_str filter)
+{
+    for (struct sub **pp = &s->subs; *pp; pp = &(*pp)->next)
+        if (strlen((*pp)->filter) == filter.len && memcmp((*pp)->filter, filter.p, filter.len) == 0)
+            return pp;
+    return NULL;
+}
+
+/* Returns 1 when the subscription existed (its options are replaced), 0 when new. */
+int broker__sub_apply_add(struct broker *b, struct session *s, const struct cluster_cmd *cmd)
+{
+    struct sub **pp = sub_find(s, cmd->filter);
+    struct sub *sub = pp ? *pp : NULL;
+    bool existed = sub != NULL;
+    if (!sub) {
+        sub = calloc(1, sizeof(*sub));
+        if (!sub || !(sub->filter = strndup((const char *)cmd->filter.p, cmd->filter.len))) {
+            free(sub);
+            return -ENOMEM;
+        }
+        sub->session = s;
+        struct proto_str group, filter;
+        int rc;
+        if (proto_shared_split(cmd->filter, &group, &filter))
+            rc = group_join(b, sub, group, filter);
+        else
+            rc = trie_insert(&b->subs, (const char *)cmd->filter.p, cmd->filter.len, &sub->item);
+        if (rc) {
+            free(sub->filter);
+            free(sub);
+            return rc;
+        }
+        sub->next = s->subs;
+        s->subs = sub;
+        s->sub_count++;
+        b->sub_count++;
+    }
+    sub->qos = cmd->qos;
+    sub->no_local = cmd->no_local;
+    sub->rap = cmd->retain_as_published;
+    sub->rh = cmd->retain_handling;
+    sub->sub_id = cmd->sub_id;
+    return existed ? 1 : 0;
+}
+
+static int apply_sub_del(struct broker *b, struct session *s, const struct cluster_cmd *cmd)
+{
+    struct sub **pp = sub_find(s, cmd->filter);
+    if (!pp)
+        return 0;
+    struct sub *sub = *pp;
+    *pp = sub->next;
+    s->sub_count--;
+    broker__sub_free(b, sub);
+    return 1;
+}
+
+/* --- retained --------------------------------------------------------------- */
+
+static int apply_retain_set(struct broker *b, const struct cluster_cmd *cmd)
+{
+    struct proto_props props = {0};
+    if (cmd->props.len && proto_props_decode(cmd->props.p, cmd->props.len, PROTO_PUBLISH, &props) != 0)
+        return CLUSTER_ECORRUPT;
+    uint64_t expire_at = 0;
+    if (cmd->msg_expire_at_ms) {
+        uint64_t wall = broker__wall_ms();
+        if (cmd->msg_expire_at_ms <= wall)
+            return 0; /* expired before it was applied */
+        expire_at = broker__now(b) + (cmd->msg_expire_at_ms - wall);
+    }
+    struct msg *m = broker__msg_new(cmd->topic, cmd->payload, &props, cmd->qos, true, expire_at, NULL);
+    if (!m)
+        return -ENOMEM;
+    int rc = broker__retain_put(b, m, false);
+    broker__msg_unref(m);
+    return rc;
+}
+
+int broker__apply(void *ctx, const struct cluster_cmd *cmd, uint64_t index)
+{
+    struct broker *b = ctx;
+    (void)index;
+    switch (cmd->type) {
+    case CLUSTER_SESSION_CLAIM:
+        return apply_claim(b, cmd);
+    case CLUSTER_SESSION_EXPIRE:
+        return apply_expire(b, cmd);
+    case CLUSTER_SUB_ADD:
+    case CLUSTER_SUB_DEL: {
+        struct session *s = broker__session_find(b, (const char *)cmd->client_id.p, cmd->client_id.len);
+        if (!s || s->generation != cmd->generation)
+            return CLUSTER_ESTALE;
+        return cmd->type == CLUSTER_SUB_ADD ? broker__sub_apply_add(b, s, cmd) : apply_sub_del(b, s, cmd);
+    }
+    case CLUSTER_RETAIN_SET:
+        return apply_retain_set(b, cmd);
+    case CLUSTER_RETAIN_DEL:
+        broker__retain_del(b, (const char *)cmd->topic.p, cmd->topic.len);
+        return 0;
+    default: /* release, node join/leave: nothing to do on a single node yet */
+        return 0;
+    }
+}

@@ -1,0 +1,231 @@
+/* subscribe: SUBSCRIBE / UNSUBSCRIBE. Each valid entry is proposed as a
+ * sub_add / sub_del; SUBACK / UNSUBACK is sent when every proposal of the packet
+ * has completed, then the retained messages the new subscriptions ask for.
+ * The connection stays paused meanwhile (packet order is the client's). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct subreq {
+    struct conn *conn;
+    uint8_t type;            /* PROTO_SUBACK or PROTO_UNSUBACK */
+    uint16_t packet_id;
+    uint32_t count;
+    uint32_t waiting;
+    uint8_t *reasons;
+    char **filters;          /* copies, for the retained messages to send */
+    uint8_t *rh;
+    bool *existed;
+};
+
+static void subreq_free(struct subreq *r)
+{
+    for (uint32_t i = 0; i < r->count; i++)
+        free(r->filters[i]);
+    free(r->filters);
+    free(r->reasons);
+    free(r->rh);
+    free(r->existed);
+    free(r);
+}
+
+static struct sub *session_sub(struct session *s, const char *filter)
+{
+    for (struct sub *sub = s->subs; sub; sub = sub->next)
+        if (strcmp(sub->filter, filter) == 0)
+            return sub;
+    return NULL;
+}
+
+static void finish(struct subreq *r)
+{
+    struct conn *c = r->conn;
+    if (c->state == CONN_ACTIVE) {
+        struct proto_packet p = {.type = r->type};
+        p.u.suback.packet_id = r->packet_id;
+        p.u.suback.count = r->count;
+        p.u.suback.reasons = r->reasons;
+        broker__conn_send(c, &p);
+        struct session *s = c->session;
+        for (uint32_t i = 0; r->type == PROTO_SUBACK && s && i < r->count; i++) {
+            if (r->reasons[i] >= 0x80 || r->rh[i] == 2 || (r->rh[i] == 1 && r->existed[i]))
+                continue;
+            struct sub *sub = session_sub(s, r->filters[i]);
+            if (sub)
+                broker__retain_send(c->b, s, sub);
+        }
+        broker__conn_resume(c);
+    }
+    subreq_free(r);
+    broker__conn_release(c);
+}
+
+struct entry_wait {
+    struct subreq *req;
+    uint32_t index;
+};
+
+static void entry_done(void *arg, int status, int result)
+{
+    struct entry_wait *w = arg;
+    struct subreq *r = w->req;
+    if (status != 0)
+        r->reasons[w->index] = PROTO_RC_UNSPECIFIED;
+    else if (r->type == PROTO_SUBACK)
+        r->existed[w->index] = result == 1;
+    else if (result == 0)
+        r->reasons[w->index] = PROTO_RC_NO_SUBSCRIPTION_EXISTED;
+    free(w);
+    if (--r->waiting == 0)
+        finish(r);
+}
+
+static struct subreq *subreq_new(struct conn *c, uint8_t type, uint16_t pid, uint32_t count)
+{
+    struct subreq *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->conn = c;
+    r->type = type;
+    r->packet_id = pid;
+    r->count = count;
+    r->reasons = calloc(count, 1);
+    r->filters = calloc(count, sizeof(char *));
+    r->rh = calloc(count, 1);
+    r->existed = calloc(count, sizeof(bool));
+    if (!r->reasons || !r->filters || !r->rh || !r->existed) {
+        subreq_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+static uint32_t levels(const uint8_t *t, uint32_t len)
+{
+    uint32_t n = 1;
+    for (uint32_t i = 0; i < len; i++)
+        n += t[i] == '/';
+    return n;
+}
+
+/* Proposes entry i; on failure to even queue it, marks it refused. */
+static void propose_entry(struct subreq *r, uint32_t i, struct cluster_cmd *cmd)
+{
+    struct conn *c = r->conn;
+    struct entry_wait *w = malloc(sizeof(*w));
+    if (!w) {
+        r->reasons[i] = PROTO_RC_UNSPECIFIED;
+        return;
+    }
+    *w = (struct entry_wait){r, i};
+    if (cluster_propose(&c->b->cluster, cmd, entry_done, w) != 0) {
+        free(w);
+        r->reasons[i] = PROTO_RC_UNSPECIFIED;
+        return;
+    }
+    r->waiting++;
+}
+
+/* Hands the request over: pauses the connection until every entry completed,
+ * or answers at once if nothing was proposed. */
+static void start(struct subreq *r)
+{
+    struct conn *c = r->conn;
+    broker__conn_hold(c);
+    if (r->waiting == 0) {
+        finish(r);
+        return;
+    }
+    c->paused = true;
+}
+
+void broker__on_subscribe(struct conn *c, struct proto_packet *p)
+{
+    struct broker *b = c->b;
+    struct session *s = c->session;
+    const struct proto_subscribe *sp = &p->u.subscribe;
+    uint32_t sub_id = (sp->props.has & PROTO_HAS_SUB_ID) ? sp->props.sub_ids[0] : 0;
+    struct proto_str group, inner;
+
+    for (uint32_t i = 0; i < sp->count; i++) {
+        const struct proto_sub_entry *e = &sp->entries[i];
+        if (e->no_local && proto_topic_filter_check(e->filter.p, e->filter.len) == 0 &&
+            proto_shared_split(e->filter, &group, &inner)) {
+            broker__conn_close(c, PROTO_RC_PROTOCOL_ERROR); /* [MQTT-3.8.3-4] */
+            return;
+        }
+    }
+    struct subreq *r = subreq_new(c, PROTO_SUBACK, sp->packet_id, sp->count);
+    if (!r) {
+        broker__conn_close(c, PROTO_RC_UNSPECIFIED);
+        return;
+    }
+    uint32_t planned = s->sub_count;
+    for (uint32_t i = 0; i < sp->count; i++) {
+        const struct proto_sub_entry *e = &sp->entries[i];
+        bool shared = false;
+        if (proto_topic_filter_check(e->filter.p, e->filter.len) != 0 ||
+            (b->cfg.max_topic_levels && levels(e->filter.p, e->filter.len) > b->cfg.max_topic_levels)) {
+            r->reasons[i] = PROTO_RC_TOPIC_FILTER_INVALID;
+            continue;
+        }
+        shared = proto_shared_split(e->filter, &group, &inner);
+        r->filters[i] = strndup((const char *)e->filter.p, e->filter.len);
+        if (!r->filters[i]) {
+            r->reasons[i] = PROTO_RC_UNSPECIFIED;
+            continue;
+        }
+        if (b->cfg.max_subscriptions && !session_sub(s, r->filters[i]) && planned >= b->cfg.max_subscriptions) {
+            r->reasons[i] = PROTO_RC_QUOTA_EXCEEDED;
+            continue;
+        }
+        planned++;
+        uint8_t qos = e->qos < b->cfg.max_qos ? e->qos : b->cfg.max_qos;
+        r->reasons[i] = qos;
+        r->rh[i] = shared ? 2 : e->retain_handling;
+        struct cluster_cmd cmd = {
+            .type = CLUSTER_SUB_ADD,
+            .client_id = proto_cstr(s->client_id),
+            .node = b->cfg.node_id,
+            .generation = s->generation,
+            .filter = e->filter,
+            .qos = qos,
+            .no_local = e->no_local,
+            .retain_as_published = e->retain_as_published,
+            .retain_handling = e->retain_handling,
+            .sub_id = sub_id,
+        };
+        propose_entry(r, i, &cmd);
+    }
+    start(r);
+}
+
+void broker__on_unsubscribe(struct conn *c, struct proto_packet *p)
+{
+    struct broker *b = c->b;
+    struct session *s = c->session;
+    const struct proto_unsubscribe *up = &p->u.unsubscribe;
+    struct subreq *r = subreq_new(c, PROTO_UNSUBACK, up->packet_id, up->count);
+    if (!r) {
+        broker__conn_close(c, PROTO_RC_UNSPECIFIED);
+        return;
+    }
+    for (uint32_t i = 0; i < up->count; i++) {
+        if (proto_topic_filter_check(up->filters[i].p, up->filters[i].len) != 0) {
+            r->reasons[i] = PROTO_RC_TOPIC_FILTER_INVALID;
+            continue;
+        }
+        struct cluster_cmd cmd = {
+            .type = CLUSTER_SUB_DEL,
+            .client_id = proto_cstr(s->client_id),
+            .node = b->cfg.node_id,
+            .generation = s->generation,
+            .filter = up->filters[i],
+        };
+        propose_entry(r, i, &cmd);
+    }
+    if (c->version != PROTO_V5)
+        r->count = 0; /* a v3.1.1 UNSUBACK has no payload */
+    start(r);
+}

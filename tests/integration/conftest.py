@@ -1,0 +1,316 @@
+"""Fixtures that run a real broker on a free 127.0.0.1 port for each test.
+
+`broker` starts one with the defaults; `start_broker(**settings)` starts one
+with `--set key=value` for each setting. The broker is starlingd (path from
+$STARLINGD, default <repo>/build/broker/starlingd) or, with
+STARLING_TEST_BROKER=mosquitto, /usr/sbin/mosquitto with an equivalent
+generated configuration, so the suite itself can be checked against a
+reference broker. A setting Mosquitto has no equivalent for skips the test in
+that mode.
+
+Teardown sends SIGTERM and fails the test (as a teardown error) if the broker
+died during the test, did not exit cleanly, or printed a sanitizer report.
+The broker's stderr is kept in a file and attached to every failing test.
+"""
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+import rawmqtt
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+STARLINGD = os.environ.get("STARLINGD", str(REPO / "build" / "broker" / "starlingd"))
+MOSQUITTO = os.environ.get("MOSQUITTO", "/usr/sbin/mosquitto")
+KIND = os.environ.get("STARLING_TEST_BROKER", "starling").strip().lower() or "starling"
+START_TIMEOUT = float(os.environ.get("STARLING_TEST_START_TIMEOUT", "20"))
+STOP_TIMEOUT = float(os.environ.get("STARLING_TEST_STOP_TIMEOUT", "10"))
+VERBOSE = os.environ.get("STARLING_TEST_VERBOSE", "") not in ("", "0")
+
+SANITIZER_MARKERS = ("runtime error:", "ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                     "ERROR: UndefinedBehaviorSanitizer", "WARNING: ThreadSanitizer")
+
+if KIND not in ("starling", "mosquitto"):
+    raise pytest.UsageError("STARLING_TEST_BROKER must be 'starling' or 'mosquitto', not %r" % KIND)
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _bool(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def mosquitto_config(port, settings):
+    """Mosquitto 2.0 configuration equivalent to Starling's settings. Calls
+    pytest.skip() for a setting Mosquitto cannot express."""
+    lines = ["listener %d 127.0.0.1" % port, "allow_anonymous true", "persistence false",
+             "log_dest stderr", "log_type error", "log_type warning"]
+    if VERBOSE:
+        lines.append("log_type all")
+    direct = {
+        "max_connections": "max_connections",
+        "max_packet_size": "max_packet_size",
+        "max_inflight": "max_inflight_messages",
+        "max_queued": "max_queued_messages",
+        "max_keepalive": "max_keepalive",
+        "topic_alias_maximum": "max_topic_alias",
+        "retain_available": "retain_available",
+        "allow_zero_length_clientid": "allow_zero_length_clientid",
+        "max_qos": "max_qos",
+        "sys_interval": "sys_interval",
+    }
+    for key, value in settings.items():
+        if key == "max_keepalive" and 0 < int(value) < 10:
+            pytest.skip("Mosquitto refuses max_keepalive below 10 (asked for %s)" % value)
+        if key in direct:
+            lines.append("%s %s" % (direct[key], _bool(value)))
+        elif key == "receive_maximum":
+            # Mosquitto announces max_inflight_messages as its Receive Maximum.
+            if "max_inflight" in settings and settings["max_inflight"] != value:
+                pytest.skip("Mosquitto has one setting for max_inflight and receive_maximum")
+            lines.append("max_inflight_messages %s" % value)
+        elif key == "queue_policy" and value == "drop_new":
+            pass  # Mosquitto always drops new messages when a queue is full
+        elif key == "max_subscriptions" and int(value) == 0:
+            pass
+        else:
+            pytest.skip("Starling-specific setting %s=%s has no Mosquitto equivalent" % (key, value))
+    return "\n".join(lines) + "\n"
+
+
+class BrokerFailure(Exception):
+    pass
+
+
+class Broker:
+    """One running broker process. host/port to connect to; kind is
+    'starling' or 'mosquitto'; log() returns its stderr so far."""
+
+    def __init__(self, kind, workdir, settings):
+        self.kind = kind
+        self.host = "127.0.0.1"
+        self.port = None
+        self.settings = dict(settings)
+        self.workdir = workdir
+        self.data_dir = workdir / "data"
+        self.stderr_path = workdir / "stderr.log"
+        self.proc = None
+        self.argv = None
+        self.exited_early = None
+
+    @property
+    def is_mosquitto(self):
+        return self.kind == "mosquitto"
+
+    def log(self):
+        try:
+            return self.stderr_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def _argv(self, port):
+        if self.kind == "mosquitto":
+            conf = self.workdir / "mosquitto.conf"
+            conf.write_text(mosquitto_config(port, self.settings))
+            argv = [MOSQUITTO, "-c", str(conf)]
+            return argv
+        argv = [STARLINGD, "--bind", "127.0.0.1", "-p", str(port), "--data-dir", str(self.data_dir)]
+        settings = dict(self.settings)
+        # Keep the (one-voter) cluster port on loopback and away from the
+        # default 4370, so brokers never collide or listen beyond 127.0.0.1.
+        settings.setdefault("cluster_bind", "127.0.0.1:%d" % free_port())
+        for key, value in settings.items():
+            argv += ["--set", "%s=%s" % (key, _bool(value))]
+        if VERBOSE:
+            argv.append("-v")
+        return argv
+
+    def start(self):
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.kind == "starling" and not os.access(STARLINGD, os.X_OK):
+            pytest.fail("starlingd not found at %s (build it, or set STARLINGD)" % STARLINGD, pytrace=False)
+        last = ""
+        for _attempt in range(3):
+            self.port = free_port()
+            self.argv = self._argv(self.port)
+            with open(self.stderr_path, "ab") as err:
+                err.write(("$ %s\n" % " ".join(self.argv)).encode())
+                err.flush()
+                self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=err,
+                                             stderr=err, cwd=str(self.workdir))
+            ok, last = self._wait_ready()
+            if ok:
+                return self
+            if self.proc.poll() is None:
+                self._kill()
+            if "in use" not in self.log().lower():
+                break
+        raise BrokerFailure("broker did not become ready: %s\n--- stderr ---\n%s" % (last, self.log()[-6000:]))
+
+    def _wait_ready(self):
+        """Polls until an MQTT CONNECT gets CONNACK 0 (a one-node Starling
+        must first elect itself), the process exits, or the deadline passes."""
+        deadline = time.monotonic() + START_TIMEOUT
+        delay = 0.005
+        last = "no attempt"
+        keepalive = 30
+        if "max_keepalive" in self.settings and int(self.settings["max_keepalive"]) > 0:
+            keepalive = min(keepalive, int(self.settings["max_keepalive"]))
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False, "exited with code %s during startup" % self.proc.returncode
+            try:
+                c = rawmqtt.RawClient(self.port, version=4, timeout=2)
+            except OSError as e:
+                last = "connect: %s" % e
+            else:
+                try:
+                    c.send(rawmqtt.connect("starling-test-probe", version=4, keepalive=keepalive))
+                    ack = c.expect(rawmqtt.CONNACK, timeout=2)
+                    if ack.reason == 0:
+                        c.send(rawmqtt.disconnect())
+                        # Wait for the broker to close: it has then forgotten
+                        # the probe and it no longer counts as a connection.
+                        try:
+                            c.recv_until_closed(timeout=5)
+                        except rawmqtt.Timeout:
+                            pass
+                        return True, "ready"
+                    last = "CONNACK reason 0x%02x" % ack.reason
+                except (rawmqtt.Closed, rawmqtt.Timeout, OSError, AssertionError) as e:
+                    last = "probe: %r" % (e,)
+                finally:
+                    c.close()
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+        return False, "not ready after %.0f s (%s)" % (START_TIMEOUT, last)
+
+    def _kill(self):
+        try:
+            self.proc.kill()
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+
+    def crashed(self):
+        return self.proc is not None and self.proc.poll() is not None
+
+    def stop(self):
+        """SIGTERM and wait. Returns a list of problems (empty when clean)."""
+        problems = []
+        if self.proc is None:
+            return problems
+        if self.proc.poll() is not None:
+            problems.append("broker exited during the test with code %s" % self.proc.returncode)
+        else:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self._kill()
+                problems.append("broker did not exit within %.0f s of SIGTERM" % STOP_TIMEOUT)
+            else:
+                if self.proc.returncode != 0:
+                    problems.append("broker exited with code %s after SIGTERM" % self.proc.returncode)
+        log = self.log()
+        for marker in SANITIZER_MARKERS:
+            if marker in log:
+                problems.append("sanitizer report in stderr (%r)" % marker)
+                break
+        return problems
+
+
+def pytest_report_header(config):
+    path = MOSQUITTO if KIND == "mosquitto" else STARLINGD
+    return "broker under test: %s (%s)" % (KIND, path)
+
+
+@pytest.fixture
+def start_broker(request, tmp_path):
+    """Factory: start_broker(**settings) -> Broker (running, ready)."""
+    started = []
+    request.node._starling_brokers = started
+
+    def start(**settings):
+        workdir = tmp_path / ("broker%d" % len(started))
+        workdir.mkdir()
+        b = Broker(KIND, workdir, settings)
+        started.append(b)
+        try:
+            b.start()
+            return b
+        except BrokerFailure as e:
+            failure = str(e)
+        # Reported once, here, not again at teardown.
+        started.remove(b)
+        pytest.fail(failure, pytrace=False)
+
+    yield start
+
+    problems = []
+    for b in started:
+        for p in b.stop():
+            problems.append((b, p))
+    if problems:
+        text = []
+        for b, p in problems:
+            text.append("%s (port %s): %s\n--- stderr (%s) ---\n%s" % (
+                b.kind, b.port, p, b.stderr_path, b.log()[-8000:]))
+        pytest.fail("\n".join(text), pytrace=False)
+
+
+@pytest.fixture
+def broker(start_broker):
+    """A broker with the default settings."""
+    return start_broker()
+
+
+@pytest.fixture
+def mosquitto_mode():
+    return KIND == "mosquitto"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        for i, b in enumerate(getattr(item, "_starling_brokers", [])):
+            report.sections.append(("broker %d stderr (%s, port %s)" % (i, b.kind, b.port),
+                                    b.log()[-8000:]))
+
+
+@pytest.fixture
+def clients():
+    """Factory of paho clients: clients(broker, client_id=None, version=5,
+    clean=True) or clients.connected(broker, ..., **connect_kwargs)."""
+    import clients as clients_mod
+    factory = clients_mod.ClientFactory()
+    yield factory
+    factory.close_all()
+
+
+@pytest.fixture
+def raw():
+    """Factory of raw sockets: raw(broker, version=4) -> rawmqtt.RawClient."""
+    opened = []
+
+    def make(b, version=4):
+        c = rawmqtt.RawClient(b.port, version=version)
+        opened.append(c)
+        return c
+
+    yield make
+    for c in opened:
+        c.close()

@@ -1,0 +1,590 @@
+/* bench: the command line, emqtt-bench's options plus a few of starling-bench's own. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "internal.h"
+
+#define ALL (BENCH_CONN | BENCH_PUB | BENCH_SUB)
+#define PS (BENCH_PUB | BENCH_SUB)
+#define P BENCH_PUB
+
+enum opt_arg { ARG_NONE, ARG_REQ, ARG_BOOL };
+
+enum opt_id {
+    O_HELP, O_HOST, O_PORT, O_VERSION, O_COUNT, O_START, O_INTERVAL, O_CONNRATE,
+    O_MAXCONN, O_PUBINT, O_TOPIC, O_QOS, O_SIZE, O_MESSAGE, O_RETAIN, O_KEEPALIVE,
+    O_CLEAN, O_EXPIRY, O_LIMIT, O_LIMIT_PC, O_INFLIGHT, O_USER, O_PASS, O_PREFIX,
+    O_SHORTIDS, O_IFADDR, O_WAIT, O_RETRY, O_DURATION, O_CTIMEOUT, O_CLOCK, O_JSON,
+    O_QUIET, O_LOGTO, O_LOWMEM, O_SSL, O_TLSFILE, O_WS, O_QUIC,
+};
+
+struct opt_def {
+    int id;
+    char shortc; /* 0: long form only */
+    const char *name;
+    const char *alias; /* a second long name, or NULL */
+    unsigned modes;
+    int arg;
+    const char *meta;
+    const char *help; /* NULL: accepted, not listed */
+};
+
+/* In the order --help lists them. Descriptions say where starling-bench differs
+ * from emqtt-bench; the README repeats the differences. */
+static const struct opt_def defs[] = {
+    {O_HELP, 0, "help", NULL, ALL, ARG_NONE, NULL, "this help"},
+    {O_HOST, 'h', "host", NULL, ALL, ARG_REQ, "HOST[,HOST..]",
+     "broker host name or address; clients are spread round-robin over a list "
+     "(IPv4 preferred) [default: localhost]"},
+    {O_PORT, 'p', "port", NULL, ALL, ARG_REQ, "PORT", "broker port [default: 1883]"},
+    {O_VERSION, 'V', "version", NULL, ALL, ARG_REQ, "3|4|5",
+     "MQTT version: 3 = 3.1, 4 = 3.1.1, 5 = 5.0 [default: 5]"},
+    {O_COUNT, 'c', "count", NULL, ALL, ARG_REQ, "N", "number of clients [default: 200]"},
+    {O_START, 'n', "startnumber", NULL, ALL, ARG_REQ, "N",
+     "sequence number of the first client is N+1 (%i) [default: 0]"},
+    {O_INTERVAL, 'i', "interval", NULL, ALL, ARG_REQ, "MS",
+     "milliseconds between two connection attempts, 0 = no pause [default: 10]"},
+    {O_CONNRATE, 'R', "connrate", NULL, ALL, ARG_REQ, "N",
+     "connection attempts per second; overrides -i when > 0 [default: 0]"},
+    {O_MAXCONN, 0, "max-connecting", NULL, ALL, ARG_REQ, "N",
+     "starling-bench: most handshakes in progress at once [default: 1000]"},
+    {O_PUBINT, 'I', "interval_of_msg", "interval-of-msg", P, ARG_REQ, "MS",
+     "milliseconds between two messages of one publisher; 0 = as fast as TCP and the "
+     "QoS 1/2 window allow [default: 1000]"},
+    {O_TOPIC, 't', "topic", NULL, PS, ARG_REQ, "TOPIC",
+     "topic (pub) or filter (sub, may repeat); variables %i %c %u %s %rand_N"},
+    {O_QOS, 'q', "qos", NULL, PS, ARG_REQ, "0|1|2", "publish / subscribe QoS [default: 0]"},
+    {O_SIZE, 's', "size", NULL, P, ARG_REQ, "BYTES",
+     "payload size; the first 12 bytes carry the send time [default: 256]"},
+    {O_MESSAGE, 'm', "message", NULL, P, ARG_REQ, "TEXT",
+     "literal payload instead of -s bytes (no latency then)"},
+    {O_RETAIN, 'r', "retain", NULL, P, ARG_BOOL, "[true|false]",
+     "publish with the retain flag [default: false]"},
+    {O_KEEPALIVE, 'k', "keepalive", NULL, ALL, ARG_REQ, "SECONDS",
+     "keep alive [default: 300]"},
+    {O_CLEAN, 'C', "clean", NULL, ALL, ARG_BOOL, "[true|false]",
+     "clean session / clean start [default: true]"},
+    {O_EXPIRY, 'x', "session-expiry", NULL, ALL, ARG_REQ, "SECONDS",
+     "MQTT 5 session expiry interval [default: 0]"},
+    {O_LIMIT, 'L', "limit", NULL, PS, ARG_REQ, "N",
+     "pub: messages to publish in total over all clients, then stop; sub "
+     "(starling-bench): stop after receiving N in total; 0 = no limit [default: 0]"},
+    {O_LIMIT_PC, 0, "limit-per-client", NULL, P, ARG_REQ, "N",
+     "starling-bench: messages each publisher sends, then stop [default: 0]"},
+    {O_INFLIGHT, 'F', "inflight", NULL, P, ARG_REQ, "N",
+     "QoS 1/2 messages awaiting their ack per publisher, 0 = 65535 [default: 1]"},
+    {O_USER, 'u', "username", NULL, ALL, ARG_REQ, "USER", "user name"},
+    {O_PASS, 'P', "password", NULL, ALL, ARG_REQ, "PASSWORD", "password"},
+    {O_PREFIX, 0, "prefix", NULL, ALL, ARG_REQ, "PREFIX",
+     "client ids are PREFIX_bench_MODE_N (default: HOST_bench_MODE_RANDOM_N)"},
+    {O_SHORTIDS, 0, "shortids", NULL, ALL, ARG_BOOL, "[true|false]",
+     "client id is N, or PREFIXN with --prefix [default: false]"},
+    {O_IFADDR, 0, "ifaddr", NULL, ALL, ARG_REQ, "ADDR[,ADDR..]",
+     "local source addresses, used round-robin"},
+    {O_WAIT, 'w', "wait-before-publishing", NULL, P, ARG_BOOL, "[true|false]",
+     "start publishing once every client has connected (or failed) [default: false]"},
+    {O_RETRY, 0, "num-retry-connect", NULL, ALL, ARG_REQ, "N",
+     "connection attempts to retry per client [default: 0]"},
+    {O_DURATION, 'd', "duration", NULL, ALL, ARG_REQ, "SECONDS",
+     "starling-bench: stop after this long (emqtt-bench's -d is --dist) "
+     "[default: run until the limits or a signal]"},
+    {O_CTIMEOUT, 0, "connect-timeout", NULL, ALL, ARG_REQ, "SECONDS",
+     "starling-bench: give up a connection without CONNACK after this long [default: 30]"},
+    {O_CLOCK, 0, "clock", NULL, P, ARG_REQ, "monotonic|realtime",
+     "starling-bench: clock of the send stamp; monotonic only compares on one machine, "
+     "realtime across synchronised machines [default: monotonic]"},
+    {O_JSON, 0, "json", NULL, ALL, ARG_NONE, NULL,
+     "starling-bench: summary as JSON on stdout; progress goes to stderr"},
+    {O_QUIET, 0, "quiet", NULL, ALL, ARG_NONE, NULL,
+     "starling-bench: no progress lines, only the summary"},
+    {O_LOGTO, 0, "log_to", NULL, ALL, ARG_REQ, "console|null",
+     "null is the same as --quiet [default: console]"},
+    {O_LOWMEM, 'l', "lowmem", NULL, ALL, ARG_BOOL, NULL, NULL},
+    {O_SSL, 'S', "ssl", NULL, ALL, ARG_BOOL, "[true|false]", "TLS: not supported yet"},
+    {O_TLSFILE, 0, "certfile", NULL, ALL, ARG_REQ, NULL, NULL},
+    {O_TLSFILE, 0, "keyfile", NULL, ALL, ARG_REQ, NULL, NULL},
+    {O_TLSFILE, 0, "cacertfile", NULL, ALL, ARG_REQ, NULL, NULL},
+    {O_TLSFILE, 0, "ssl-version", NULL, ALL, ARG_REQ, NULL, NULL},
+    {O_WS, 0, "ws", NULL, ALL, ARG_BOOL, NULL, NULL},
+    {O_QUIC, 0, "quic", NULL, ALL, ARG_BOOL, NULL, NULL},
+};
+
+#define NDEFS (sizeof(defs) / sizeof(defs[0]))
+
+const char *bench__mode_name(enum bench_mode mode)
+{
+    switch (mode) {
+    case BENCH_CONN: return "conn";
+    case BENCH_PUB: return "pub";
+    case BENCH_SUB: return "sub";
+    }
+    return "?";
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -EINVAL;
+}
+
+static const struct opt_def *find_long(const char *name, size_t len)
+{
+    for (size_t i = 0; i < NDEFS; i++) {
+        const struct opt_def *d = &defs[i];
+        if (strlen(d->name) == len && strncmp(d->name, name, len) == 0)
+            return d;
+        if (d->alias && strlen(d->alias) == len && strncmp(d->alias, name, len) == 0)
+            return d;
+    }
+    return NULL;
+}
+
+static const struct opt_def *find_short(char c)
+{
+    for (size_t i = 0; i < NDEFS; i++)
+        if (defs[i].shortc == c)
+            return &defs[i];
+    return NULL;
+}
+
+/* "-c" or "--count", for messages. */
+static const char *opt_label(const struct opt_def *d, char *buf, size_t len)
+{
+    if (d->shortc)
+        snprintf(buf, len, "-%c/--%s", d->shortc, d->name);
+    else
+        snprintf(buf, len, "--%s", d->name);
+    return buf;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+    if (!strcasecmp(s, "true") || !strcmp(s, "1") || !strcasecmp(s, "yes") ||
+        !strcasecmp(s, "on")) {
+        *out = true;
+        return 0;
+    }
+    if (!strcasecmp(s, "false") || !strcmp(s, "0") || !strcasecmp(s, "no") ||
+        !strcasecmp(s, "off")) {
+        *out = false;
+        return 0;
+    }
+    return -1;
+}
+
+static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    if (*s < '0' || *s > '9')
+        return -1;
+    uint64_t v = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return -1;
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -2;
+        v = v * 10 + d;
+    }
+    if (v < min || v > max)
+        return -2;
+    *out = v;
+    return 0;
+}
+
+static int parse_seconds(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno || !isfinite(v) || v < 0 || v > 1e7)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static bool host_chars_ok(const char *h)
+{
+    if (!*h || strlen(h) > 253)
+        return false;
+    for (const char *p = h; *p; p++) {
+        char c = *p;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '-' || c == ':' || c == '_' || c == '%'))
+            return false;
+    }
+    return true;
+}
+
+static bool ip_literal(const char *s)
+{
+    unsigned char buf[16];
+    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+/* Splits a comma list (copied into o->owned's chain) into out[]. */
+static int split_list(struct bench_opts *o, const char *s, const char **out, size_t max,
+                      size_t *n, const char *what, char *err, size_t errlen)
+{
+    size_t len = strlen(s);
+    char *copy = malloc(len + 1 + sizeof(char *));
+    if (!copy)
+        return fail(err, errlen, "out of memory");
+    /* Chain the copies: the first pointer-sized bytes link to the previous one. */
+    memcpy(copy, &o->owned, sizeof(char *));
+    o->owned = copy;
+    char *str = copy + sizeof(char *);
+    memcpy(str, s, len + 1);
+    *n = 0;
+    for (char *tok = str;;) {
+        char *comma = strchr(tok, ',');
+        if (comma)
+            *comma = '\0';
+        if (!*tok)
+            return fail(err, errlen, "empty %s in '%s'", what, s);
+        if (*n == max)
+            return fail(err, errlen, "more than %zu %ss in '%s'", max, what, s);
+        size_t tl = strlen(tok);
+        if (tok[0] == '[' && tl > 2 && tok[tl - 1] == ']') { /* [v6] */
+            tok[tl - 1] = '\0';
+            tok++;
+        }
+        out[(*n)++] = tok;
+        if (!comma)
+            break;
+        tok = comma + 1;
+    }
+    return 0;
+}
+
+static void set_defaults(struct bench_opts *o, enum bench_mode mode)
+{
+    memset(o, 0, sizeof(*o));
+    o->mode = mode;
+    o->hosts[0] = "localhost";
+    o->nhosts = 1;
+    o->port = 1883;
+    o->version = 5;
+    o->count = 200;
+    o->interval_ms = 10;
+    o->max_connecting = 1000;
+    o->pub_interval_ms = 1000;
+    o->size = 256;
+    o->keepalive = 300;
+    o->clean = true;
+    o->inflight = 1;
+    o->connect_timeout_s = 30;
+    o->clock = BENCH_CLOCK_MONOTONIC;
+}
+
+/* Checks the topics by expanding them for a sample client. */
+static int check_topics(struct bench_opts *o, char *err, size_t errlen)
+{
+    uint64_t rng = 1;
+    char *buf = malloc(BENCH_MAX_TOPIC_LEN + 1);
+    if (!buf)
+        return fail(err, errlen, "out of memory");
+    int rc = 0;
+    for (size_t i = 0; i < o->ntopics && rc == 0; i++) {
+        struct bench_tpl_ctx ctx = {.seq = o->start_number + 1, .client_id = "client",
+                                    .user = o->username, .msg_seq = 1, .rng = &rng};
+        size_t n = bench__tpl_expand(&o->topics[i], &ctx, buf, BENCH_MAX_TOPIC_LEN + 1);
+        if (n > BENCH_MAX_TOPIC_LEN)
+            rc = fail(err, errlen, "topic '%s' expands to more than %u bytes",
+                      o->topics[i].src, BENCH_MAX_TOPIC_LEN);
+        else if (o->mode == BENCH_PUB &&
+                 (proto_topic_name_check((const uint8_t *)buf, n) != 0 ||
+                  proto_utf8_check((const uint8_t *)buf, n) != 0))
+            rc = fail(err, errlen,
+                      "'%s' is not a valid topic name to publish to (no '+' or '#', not empty)",
+                      o->topics[i].src);
+        else if (o->mode == BENCH_SUB &&
+                 (proto_topic_filter_check((const uint8_t *)buf, n) != 0 ||
+                  proto_utf8_check((const uint8_t *)buf, n) != 0))
+            rc = fail(err, errlen, "'%s' is not a valid topic filter", o->topics[i].src);
+    }
+    free(buf);
+    return rc;
+}
+
+static int apply(struct bench_opts *o, const struct opt_def *d, const char *val, bool bval,
+                 char *err, size_t errlen)
+{
+    char label[64];
+    uint64_t u = 0;
+    int rc = 0;
+    opt_label(d, label, sizeof(label));
+#define NUM(min, max)                                                                        \
+    do {                                                                                     \
+        rc = parse_u64(val, (min), (max), &u);                                               \
+        if (rc == -1)                                                                        \
+            return fail(err, errlen, "option %s: '%s' is not a number", label, val);         \
+        if (rc == -2)                                                                        \
+            return fail(err, errlen, "option %s: %s is out of range (%" PRIu64 "..%" PRIu64 \
+                        ")", label, val, (uint64_t)(min), (uint64_t)(max));                  \
+    } while (0)
+    switch (d->id) {
+    case O_HELP: o->help = true; break;
+    case O_HOST:
+        if (split_list(o, val, o->hosts, BENCH_MAX_HOSTS, &o->nhosts, "host", err, errlen))
+            return -EINVAL;
+        for (size_t i = 0; i < o->nhosts; i++)
+            if (!host_chars_ok(o->hosts[i]))
+                return fail(err, errlen, "option %s: '%s' is not a valid host name", label,
+                            o->hosts[i]);
+        break;
+    case O_PORT: NUM(1, 65535); o->port = (uint16_t)u; break;
+    case O_VERSION: NUM(3, 5); o->version = (uint8_t)u; break;
+    case O_COUNT: NUM(1, BENCH_MAX_CLIENTS); o->count = (uint32_t)u; break;
+    case O_START: NUM(0, UINT64_MAX / 2); o->start_number = u; break;
+    case O_INTERVAL: NUM(0, 3600000); o->interval_ms = (uint32_t)u; break;
+    case O_CONNRATE: NUM(0, 10000000); o->conn_rate = (uint32_t)u; break;
+    case O_MAXCONN: NUM(1, BENCH_MAX_CLIENTS); o->max_connecting = (uint32_t)u; break;
+    case O_PUBINT: NUM(0, 3600000); o->pub_interval_ms = (uint32_t)u; break;
+    case O_TOPIC:
+        if (o->ntopics == BENCH_MAX_TOPICS)
+            return fail(err, errlen, "more than %d topics", BENCH_MAX_TOPICS);
+        if (!*val)
+            return fail(err, errlen, "option %s: empty topic", label);
+        if (bench__tpl_parse(&o->topics[o->ntopics], val, err, errlen))
+            return -EINVAL;
+        o->ntopics++;
+        break;
+    case O_QOS: NUM(0, 2); o->qos = (uint8_t)u; break;
+    case O_SIZE: NUM(0, BENCH_MAX_PAYLOAD); o->size = (uint32_t)u; break;
+    case O_MESSAGE: o->message = val; break;
+    case O_RETAIN: o->retain = bval; break;
+    case O_KEEPALIVE: NUM(0, 65535); o->keepalive = (uint16_t)u; break;
+    case O_CLEAN: o->clean = bval; break;
+    case O_EXPIRY: NUM(0, UINT32_MAX); o->session_expiry = (uint32_t)u; break;
+    case O_LIMIT: NUM(0, UINT64_MAX / 2); o->limit = u; break;
+    case O_LIMIT_PC: NUM(0, UINT64_MAX / 2); o->limit_per_client = u; break;
+    case O_INFLIGHT: NUM(0, 65535); o->inflight = (uint32_t)u; break;
+    case O_USER: o->username = val; break;
+    case O_PASS: o->password = val; break;
+    case O_PREFIX: o->prefix = val; break;
+    case O_SHORTIDS: o->shortids = bval; break;
+    case O_IFADDR:
+        if (split_list(o, val, o->ifaddrs, BENCH_MAX_IFADDRS, &o->nifaddrs, "address", err,
+                       errlen))
+            return -EINVAL;
+        for (size_t i = 0; i < o->nifaddrs; i++)
+            if (!ip_literal(o->ifaddrs[i]))
+                return fail(err, errlen, "option %s: '%s' is not an IP address", label,
+                            o->ifaddrs[i]);
+        break;
+    case O_WAIT: o->wait_before_publishing = bval; break;
+    case O_RETRY: NUM(0, 1000000); o->num_retry_connect = (uint32_t)u; break;
+    case O_DURATION:
+        if (parse_seconds(val, &o->duration_s) || o->duration_s <= 0)
+            return fail(err, errlen, "option %s: '%s' is not a positive number of seconds",
+                        label, val);
+        break;
+    case O_CTIMEOUT:
+        if (parse_seconds(val, &o->connect_timeout_s) || o->connect_timeout_s <= 0)
+            return fail(err, errlen, "option %s: '%s' is not a positive number of seconds",
+                        label, val);
+        break;
+    case O_CLOCK:
+        if (!strcmp(val, "monotonic"))
+            o->clock = BENCH_CLOCK_MONOTONIC;
+        else if (!strcmp(val, "realtime"))
+            o->clock = BENCH_CLOCK_REALTIME;
+        else
+            return fail(err, errlen, "option %s: '%s' is not monotonic or realtime", label, val);
+        break;
+    case O_JSON: o->json = true; break;
+    case O_QUIET: o->quiet = true; break;
+    case O_LOGTO:
+        if (!strcmp(val, "null"))
+            o->quiet = true;
+        else if (strcmp(val, "console") != 0)
+            return fail(err, errlen, "option %s: '%s' is not console or null", label, val);
+        break;
+    case O_LOWMEM: break; /* an Erlang memory trade-off; nothing to do here */
+    case O_SSL:
+        if (bval)
+            return fail(err, errlen, "option %s: TLS is not supported yet", label);
+        break;
+    case O_TLSFILE:
+        return fail(err, errlen, "option %s: TLS is not supported yet", label);
+    case O_WS:
+        if (bval)
+            return fail(err, errlen, "option %s: WebSocket transport is not supported", label);
+        break;
+    case O_QUIC:
+        if (bval)
+            return fail(err, errlen, "option %s: QUIC transport is not supported", label);
+        break;
+    }
+#undef NUM
+    return 0;
+}
+
+int bench__opts_parse(struct bench_opts *o, enum bench_mode mode, int argc, char **argv,
+                      char *err, size_t errlen)
+{
+    set_defaults(o, mode);
+    if (errlen)
+        err[0] = '\0';
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const struct opt_def *d = NULL;
+        const char *inline_val = NULL;
+        char label[64];
+        if (a[0] == '-' && a[1] == '-' && a[2]) {
+            const char *name = a + 2;
+            const char *eq = strchr(name, '=');
+            size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+            d = find_long(name, nlen);
+            if (!d)
+                return fail(err, errlen, "unknown option '--%.*s'", (int)nlen, name);
+            if (eq)
+                inline_val = eq + 1;
+        } else if (a[0] == '-' && a[1] && a[1] != '-') {
+            d = find_short(a[1]);
+            if (!d)
+                return fail(err, errlen, "unknown option '-%c'", a[1]);
+            if (a[2])
+                inline_val = a + 2;
+        } else {
+            return fail(err, errlen, "unexpected argument '%s'", a);
+        }
+        opt_label(d, label, sizeof(label));
+        if (!(d->modes & mode))
+            return fail(err, errlen, "option %s does not apply to %s", label,
+                        bench__mode_name(mode));
+        const char *val = NULL;
+        bool bval = true;
+        switch (d->arg) {
+        case ARG_NONE:
+            if (inline_val)
+                return fail(err, errlen, "option %s takes no value", label);
+            break;
+        case ARG_REQ:
+            if (inline_val)
+                val = inline_val;
+            else if (i + 1 < argc)
+                val = argv[++i];
+            else
+                return fail(err, errlen, "option %s needs a value", label);
+            break;
+        case ARG_BOOL:
+            /* "-C false", "--clean=false", or "-C" alone for true. */
+            if (inline_val) {
+                if (parse_bool(inline_val, &bval))
+                    return fail(err, errlen, "option %s: '%s' is not true or false", label,
+                                inline_val);
+            } else if (i + 1 < argc && parse_bool(argv[i + 1], &bval) == 0) {
+                i++;
+            }
+            break;
+        }
+        if (apply(o, d, val, bval, err, errlen))
+            return -EINVAL;
+        if (o->help)
+            return 0;
+    }
+
+    if (mode != BENCH_CONN && o->ntopics == 0)
+        return fail(err, errlen, "%s needs a topic: -t TOPIC", bench__mode_name(mode));
+    if (mode == BENCH_PUB && o->ntopics > 1)
+        return fail(err, errlen, "pub takes one topic (-t given %zu times)", o->ntopics);
+    if (o->message && strlen(o->message) > BENCH_MAX_PAYLOAD)
+        return fail(err, errlen, "message longer than %u bytes", BENCH_MAX_PAYLOAD);
+    if (o->username && strlen(o->username) > 65535)
+        return fail(err, errlen, "user name longer than 65535 bytes");
+    if (o->password && strlen(o->password) > 65535)
+        return fail(err, errlen, "password longer than 65535 bytes");
+    if (o->prefix && strlen(o->prefix) > 200)
+        return fail(err, errlen, "--prefix longer than 200 bytes");
+    return check_topics(o, err, errlen);
+}
+
+void bench__opts_free(struct bench_opts *o)
+{
+    for (size_t i = 0; i < o->ntopics; i++)
+        bench__tpl_free(&o->topics[i]);
+    o->ntopics = 0;
+    while (o->owned) {
+        char *next;
+        memcpy(&next, o->owned, sizeof(char *));
+        free(o->owned);
+        o->owned = next;
+    }
+}
+
+void bench__usage_top(FILE *f)
+{
+    fprintf(f,
+            "Usage: starling-bench conn|pub|sub [options]\n"
+            "       starling-bench conn|pub|sub --help\n"
+            "\n"
+            "MQTT load generator with emqtt-bench's command line. Every client runs on one\n"
+            "event loop in this process. Prints progress once a second and a summary at\n"
+            "the end; sub measures end-to-end latency from the send time stamped into\n"
+            "each payload by pub.\n"
+            "\n"
+            "  starling-bench conn -c 10000 -i 1 -d 60\n"
+            "  starling-bench sub -c 1 -t 'bench/#' -q 1 -d 30\n"
+            "  starling-bench pub -c 100 -I 10 -t bench/%%i -s 256 -q 1 -d 20\n"
+            "\n"
+            "Exit status: 0 every client connected; 1 a client could not connect or the\n"
+            "host did not resolve (the summary says why); 2 bad command line.\n");
+}
+
+void bench__usage(FILE *f, enum bench_mode mode)
+{
+    fprintf(f, "Usage: starling-bench %s [options]\n\n", bench__mode_name(mode));
+    for (size_t i = 0; i < NDEFS; i++) {
+        const struct opt_def *d = &defs[i];
+        if (!d->help || !(d->modes & mode))
+            continue;
+        char left[64];
+        if (d->shortc)
+            snprintf(left, sizeof(left), "-%c, --%s%s%s", d->shortc, d->name,
+                     d->meta ? " " : "", d->meta ? d->meta : "");
+        else
+            snprintf(left, sizeof(left), "    --%s%s%s", d->name, d->meta ? " " : "",
+                     d->meta ? d->meta : "");
+        /* Wrap the description at about 78 columns. */
+        const char *h = d->help;
+        int col = fprintf(f, "  %-34s", left);
+        if (col > 36) {
+            fprintf(f, "\n%36s", "");
+            col = 36;
+        }
+        while (*h) {
+            const char *sp = strchr(h, ' ');
+            size_t wl = sp ? (size_t)(sp - h) : strlen(h);
+            if (col + (int)wl > 79 && col > 36) {
+                fprintf(f, "\n%36s", "");
+                col = 36;
+            }
+            col += fprintf(f, "%.*s", (int)wl, h);
+            h += wl;
+            if (*h == ' ') {
+                h++;
+                if (*h)
+                    col += fprintf(f, " ");
+            }
+        }
+        fputc('\n', f);
+    }
+    fprintf(f,
+            "\nDifferences from emqtt-bench: variables are replaced anywhere in a topic, not\n"
+            "only as a whole level; -L on sub, --limit-per-client, -d/--duration, --json,\n"
+            "--quiet, --clock, --connect-timeout and --max-connecting are starling-bench's\n"
+            "own; -S/--ssl, --ws and --quic are refused (TLS is not supported yet);\n"
+            "-l/--lowmem is accepted and ignored; --shortids has no short form (-s is size).\n"
+            "Latency needs a payload of at least 12 bytes and pub and sub on one machine\n"
+            "(CLOCK_MONOTONIC), or --clock realtime with synchronised clocks.\n");
+}
