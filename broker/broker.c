@@ -92,7 +92,7 @@ static void on_tick(uv_timer_t *t)
     }
 }
 
-static void on_flush(uv_check_t *h)
+static void on_flush(uv_prepare_t *h)
 {
     broker__flush_all(h->data);
 }
@@ -131,7 +131,7 @@ int broker_start(uv_loop_t *loop, const struct config *cfg, struct broker **out,
     }
     uv_timer_init(loop, &b->tick);
     b->tick.data = b;
-    uv_check_init(loop, &b->flush);
+    uv_prepare_init(loop, &b->flush);
     b->flush.data = b;
     uv_signal_init(loop, &b->sigint);
     uv_signal_init(loop, &b->sigterm);
@@ -143,7 +143,7 @@ int broker_start(uv_loop_t *loop, const struct config *cfg, struct broker **out,
             return rc;
     }
     uv_timer_start(&b->tick, on_tick, 1000, 1000);
-    uv_check_start(&b->flush, on_flush);
+    uv_prepare_start(&b->flush, on_flush);
     uv_signal_start(&b->sigint, on_signal, SIGINT);
     uv_signal_start(&b->sigterm, on_signal, SIGTERM);
     signal(SIGPIPE, SIG_IGN);

@@ -108,8 +108,9 @@ static const struct config_key config_keys[] = {
 
     {"sys_interval", KIND_UINT, FIELD(sys_interval), 0, 86400, "$SYS"},
 
-    {"log_level", KIND_LOG_LEVEL, FIELD(log_level), 0, 0, "logging and storage"},
-    {"data_dir", KIND_STRING, FIELD(data_dir), 1, 0, NULL},
+    {"log_level", KIND_LOG_LEVEL, FIELD(log_level), 0, 0, "logging"},
+
+    {"data_dir", KIND_STRING, FIELD(data_dir), 1, 0, "storage"},
 
     {"node_id", KIND_UINT, FIELD(node_id), 1, UINT32_MAX, "cluster"},
     {"cluster_bind", KIND_HOSTPORT, FIELD(cluster_bind), 0, 0, NULL},
@@ -750,17 +751,22 @@ static void print_usage(FILE *out)
 
 static void option_error(char **argv, int ch, char *err, size_t errlen)
 {
+    /* getopt sets optopt to the option's value even for long options, so the
+     * argument itself tells long from short */
     const char *arg = optind > 0 ? argv[optind - 1] : "";
-    if (ch == ':') {
-        if (optopt > 0 && optopt < 256)
-            msg(err, errlen, "option \"-%c\" requires an argument (see --help)", optopt);
-        else
-            msg(err, errlen, "option \"%s\" requires an argument (see --help)", arg);
-    } else if (optopt > 0 && optopt < 256) {
-        msg(err, errlen, "unknown option \"-%c\" (see --help)", optopt);
-    } else {
+    bool is_long = strncmp(arg, "--", 2) == 0;
+    size_t namelen = is_long ? strcspn(arg, "=") : 0;
+
+    if (ch == ':' && is_long)
+        msg(err, errlen, "option \"%s\" requires an argument (see --help)", arg);
+    else if (ch == ':')
+        msg(err, errlen, "option \"-%c\" requires an argument (see --help)", optopt);
+    else if (is_long && optopt != 0 && arg[namelen] == '=')
+        msg(err, errlen, "option \"%.*s\" does not take an argument (see --help)", (int)namelen, arg);
+    else if (is_long)
         msg(err, errlen, "unknown option \"%s\" (see --help)", arg);
-    }
+    else
+        msg(err, errlen, "unknown option \"-%c\" (see --help)", optopt);
 }
 
 /* The flags of the second pass, applied in command-line order. */

@@ -3,7 +3,7 @@
  *
  * Happy path: accept -> read -> proto_frame/proto_decode -> handler; handlers
  * append encoded packets to conn.out and the connection is flushed once per loop
- * turn (broker.flush check handle), so a burst of packets costs one write.
+ * turn (broker.flush prepare handle, before the loop polls), so a burst of packets costs one write.
  * A handler that must wait for a commit (CONNECT, SUBSCRIBE, a retained PUBLISH)
  * pauses the connection: later packets stay in rbuf, unprocessed, so a client's
  * packets take effect in the order it sent them; broker__conn_resume continues.
@@ -341,6 +341,20 @@ static void dispatch(struct conn *c, struct proto_packet *p)
     }
 }
 
+/* The protocol level byte of a CONNECT that did not decode, or 0. */
+static uint8_t connect_level(const uint8_t *p, size_t len)
+{
+    size_t i = 1;
+    while (i < len && i < 5 && (p[i] & 0x80))
+        i++;
+    i++; /* last remaining-length byte */
+    if (i + 2 > len)
+        return 0;
+    size_t name = (size_t)p[i] << 8 | p[i + 1];
+    i += 2 + name;
+    return i < len ? p[i] : 0;
+}
+
 /* Handles whole packets in buf; returns how many bytes were consumed. */
 static size_t consume(struct conn *c, const uint8_t *buf, size_t len)
 {
@@ -362,12 +376,13 @@ static size_t consume(struct conn *c, const uint8_t *buf, size_t len)
         b->stats.bytes_received += plen;
         c->last_rx = broker__now(b);
         if (rc) {
-            if (rc == PROTO_EVERSION && c->state == CONN_NEW) {
-                /* unknown protocol level: a v3 CONNACK 0x01 is what any client can
-                 * read [MQTT-3.1.2-2]; then close */
+            if ((rc == PROTO_EVERSION || rc == PROTO_ECLIENTID) && c->state == CONN_NEW) {
+                /* a CONNACK refusal: 0x01 / 0x84 for an unknown protocol level (in
+                 * v3 form unless the client spoke v5) [MQTT-3.1.2-2], 0x02 / 0x85
+                 * for an unusable client identifier [MQTT-3.1.3-9] */
                 struct proto_packet r = {.type = PROTO_CONNACK};
-                c->version = PROTO_V311;
-                r.u.connack.reason = PROTO_V3_BAD_VERSION;
+                c->version = connect_level(buf + pos - plen, plen) == PROTO_V5 ? PROTO_V5 : PROTO_V311;
+                r.u.connack.reason = rc == PROTO_EVERSION ? PROTO_RC_UNSUPPORTED_VERSION : PROTO_RC_CLIENTID_INVALID;
                 broker__conn_send(c, &r);
                 broker__conn_close(c, 0xFF);
                 return len;

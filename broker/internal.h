@@ -237,7 +237,7 @@ struct broker {
     struct listener listeners[CONFIG_MAX_LISTENERS];
     int listener_count;
     uv_timer_t tick;          /* 1 s housekeeping: expiry, wills, $SYS */
-    uv_check_t flush;         /* writes what connections gathered this turn */
+    uv_prepare_t flush;       /* writes what connections gathered, before the loop polls */
     uv_signal_t sigint, sigterm;
 
     struct conn *conns;       /* every open connection */

@@ -1,7 +1,9 @@
 /* cluster: proposals, batching per loop turn, commit and apply in log order.
  *
  * Happy path: cluster_propose encodes the command into the current batch and
- * arms a check handle; after the loop's poll phase the check callback turns the
+ * arms an idle handle (an active idle handle also keeps the next poll from
+ * blocking, so a proposal made from a callback never waits for I/O); at the
+ * next iteration the idle callback turns the
  * batch into one log entry, commits it (in this version: a one-voter in-memory
  * log, so at once), decodes and applies each command in order, then runs each
  * proposer's done callback with the apply result.
@@ -51,10 +53,10 @@ static void flush_batch(struct cluster *c, int status)
     free(entry.data);
 }
 
-static void on_check(uv_check_t *h)
+static void on_idle(uv_idle_t *h)
 {
     struct cluster *c = h->data;
-    uv_check_stop(&c->flush);
+    uv_idle_stop(&c->flush);
     if (c->batch_count)
         flush_batch(c, 0);
 }
@@ -67,7 +69,7 @@ int cluster_init(struct cluster *c, uv_loop_t *loop, uint32_t node_id, cluster_a
     c->node_id = node_id;
     c->apply = apply;
     c->apply_ctx = apply_ctx;
-    int rc = uv_check_init(loop, &c->flush);
+    int rc = uv_idle_init(loop, &c->flush);
     if (rc)
         return rc;
     c->flush.data = c;
@@ -96,7 +98,7 @@ int cluster_propose(struct cluster *c, const struct cluster_cmd *cmd, cluster_do
     c->waiters[c->waiter_count++] = (struct cluster_waiter){done, arg};
     c->batch_count++;
     if (!uv_is_active((uv_handle_t *)&c->flush))
-        uv_check_start(&c->flush, on_check);
+        uv_idle_start(&c->flush, on_idle);
     return 0;
 }
 

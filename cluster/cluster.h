@@ -5,7 +5,7 @@
  * command is encoded (versioned, binary, padded to 8 bytes), batched with the
  * other commands proposed in the same loop turn into one log entry, committed,
  * then applied on every node in log order through the apply callback the broker
- * registered. The proposer's done callback runs after its command was applied
+ * registered (at the next loop iteration, before the loop polls again). The proposer's done callback runs after its command was applied
  * locally (or failed), carrying the value the apply callback returned.
  *
  * In this version the log is held in memory and a node is a one-voter cluster
@@ -91,7 +91,7 @@ typedef void (*cluster_done_cb)(void *arg, int status, int result);
 
 struct cluster {
     uv_loop_t *loop;
-    uv_check_t flush;          /* commits the batch gathered during a loop turn */
+    uv_idle_t flush;           /* commits the batch gathered during a loop turn */
     cluster_apply_cb apply;
     void *apply_ctx;
     uint32_t node_id;

@@ -240,6 +240,10 @@ def unsubscribe(pid, topics, version=4, props=None):
     return packet(UNSUBSCRIBE, 0x02, body)
 
 
+def ack_packet(ptype, pid, version=4):
+    return ack(ptype, pid, version=version)
+
+
 def pingreq():
     return packet(PINGREQ, 0, b"")
 
@@ -519,6 +523,27 @@ class RawClient:
                 self.pending.append(p)
         except Closed:
             return False
+
+    def publishes_until(self, marker_topic, timeout=5.0, ack=True):
+        """PUBLISH packets received before the first one on marker_topic
+        (consumed), acknowledging QoS 1/2 ones as they come when ack is set.
+        Other packet types are kept in self.others."""
+        got, self.others = [], []
+        deadline = time.monotonic() + timeout
+        while True:
+            p = self.recv(max(0.001, deadline - time.monotonic()))
+            if p.type != PUBLISH:
+                self.others.append(p)
+                if p.type == PUBREL and ack:
+                    self.send(ack_packet(PUBCOMP, p.pid, self.version))
+                continue
+            if ack and p.qos == 1:
+                self.send(ack_packet(PUBACK, p.pid, self.version))
+            elif ack and p.qos == 2:
+                self.send(ack_packet(PUBREC, p.pid, self.version))
+            if p.topic == marker_topic:
+                return got
+            got.append(p)
 
     # -- conveniences -------------------------------------------------------
 

@@ -259,6 +259,8 @@ struct bench_client {
     uint8_t state;
     uint8_t open_handles; /* closed when this drops to 0 */
     bool writing;         /* one uv_write outstanding at a time */
+    bool disconnecting;   /* stopping: DISCONNECT queued, close once written */
+    bool open;            /* counted in run->open_clients */
     bool publishing;
     bool pub_done;
     bool retry; /* reconnect once the handle is closed */
@@ -273,6 +275,10 @@ struct bench_client {
     uint64_t t_pub_start;
     uint64_t sent;
     uint16_t keepalive;
+    uv_connect_t creq;
+    uv_write_t wreq;
+    uint8_t *wdata; /* the buffer being written, and its capacity */
+    size_t wcap;
     struct proto_wbuf out; /* bytes waiting for the current write to finish */
     uint8_t *pend;         /* a partial packet read from the broker */
     uint32_t pend_len, pend_cap;
@@ -296,6 +302,7 @@ struct bench_run {
     uint64_t pub_done;    /* pub: clients that finished publishing */
     uint64_t inflight;    /* all clients */
     uint64_t writing;     /* clients with a write outstanding */
+    uint64_t open_clients; /* clients with an open handle */
     uint64_t pace_start;  /* ns */
     uint64_t last_tick;
     uint64_t rng;
@@ -308,11 +315,13 @@ struct bench_run {
     int signals;
     uint8_t *payload; /* filler of -s bytes, or the -m message */
     size_t payload_len;
+    bool stamped; /* payloads carry a send-time stamp */
     FILE *progress; /* stdout, or stderr with --json */
     struct bench_stats stats, prev;
     struct bench_hist latency;
     struct bench_hist connect;
     uint8_t rbuf[65536]; /* shared read buffer: consumed inside each read callback */
+    char tbuf[BENCH_MAX_TOPIC_LEN + 1]; /* scratch for per-message topics */
 };
 
 /* run.c */
@@ -324,6 +333,7 @@ void bench__run_stop(struct bench_run *r);
 void bench__run_settle(struct bench_run *r, struct bench_client *c);
 void bench__run_check_done(struct bench_run *r);
 void bench__run_client_closed(struct bench_run *r, struct bench_client *c);
+void bench__run_limit_reached(struct bench_run *r);
 void bench__client_id(const struct bench_run *r, const struct bench_client *c, char *out,
                       size_t cap);
 
@@ -332,7 +342,7 @@ int bench__client_start(struct bench_client *c);
 void bench__client_publish(struct bench_client *c);
 void bench__client_stop(struct bench_client *c);
 void bench__client_close(struct bench_client *c, int fail_code);
-void bench__client_tick(struct bench_client *c, uint64_t now);
-void bench__client_free(struct bench_client *c);
+void bench__client_start_publishing(struct bench_client *c);
+void bench__client_tick(struct bench_client *c, uint64_t now_ns, uint64_t now_ms);
 
 #endif
