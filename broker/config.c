@@ -36,8 +36,8 @@
  *                               at most 16 peers
  *   commit_timeout_ms           10..600000                               5000
  *
- * Booleans are true/false, yes/no, on/off or 1/0. Strings may not contain
- * control characters (config_print could not write them back).
+ * Booleans are true/false, yes/no, on/off or 1/0. Values may not contain
+ * control characters other than tab (config_print could not write them back).
  *
  * File syntax: one `key value` per line; blank lines and lines starting with
  * '#' are ignored, so is a '#' preceded by whitespace and everything after it;
@@ -162,7 +162,7 @@ static bool is_ws(char ch)
 static bool has_control(const char *s)
 {
     for (; *s != '\0'; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+        if (((unsigned char)*s < 0x20 && *s != '\t') || *s == 0x7f)
             return true;
     return false;
 }

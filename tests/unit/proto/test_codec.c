@@ -1,0 +1,462 @@
+/* Tests for proto/codec.c: framing, the property block, user properties, error
+ * mapping and names. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../../proto/internal.h"
+#include "helpers.h"
+
+/* --- framing ---------------------------------------------------------------- */
+
+struct frame_case {
+    const char *name;
+    const uint8_t *buf;
+    size_t len;
+    uint32_t max;
+    int want;
+    size_t want_len;
+};
+
+static const struct frame_case frame_cases[] = {
+    {"empty", (const uint8_t *)"", 0, 0, PROTO_EINCOMPLETE, 0},
+    {"type only", BYTES(0xC0), 0, PROTO_EINCOMPLETE, 0},
+    {"pingreq", BYTES(0xC0, 0x00), 0, 0, 2},
+    {"pingreq and more", BYTES(0xC0, 0x00, 0xD0, 0x00), 0, 0, 2},
+    {"body missing", BYTES(0x30, 0x03, 0x00, 0x01), 0, PROTO_EINCOMPLETE, 0},
+    {"body complete", BYTES(0x30, 0x03, 0x00, 0x01, 'a'), 0, 0, 5},
+    {"varint 2 bytes partial", BYTES(0x30, 0x80), 0, PROTO_EINCOMPLETE, 0},
+    {"varint 4 bytes partial", BYTES(0x30, 0xFF, 0xFF, 0xFF), 0, PROTO_EINCOMPLETE, 0},
+    {"varint 5 bytes", BYTES(0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01), 0, PROTO_EMALFORMED, 0},
+    {"varint 4 continuation bytes", BYTES(0x30, 0x80, 0x80, 0x80, 0x80), 0, PROTO_EMALFORMED, 0},
+    {"varint non-minimal", BYTES(0x30, 0x80, 0x00), 0, PROTO_EMALFORMED, 0},
+    {"varint max, body missing", BYTES(0x30, 0xFF, 0xFF, 0xFF, 0x7F), 0, PROTO_EINCOMPLETE, 0},
+    {"too large before body", BYTES(0x30, 0xFF, 0xFF, 0xFF, 0x7F), 1024, PROTO_ETOOLARGE, 0},
+    {"too large by one", BYTES(0x30, 0x03, 0x00), 4, PROTO_ETOOLARGE, 0},
+    {"exactly max, incomplete", BYTES(0x30, 0x03, 0x00), 5, PROTO_EINCOMPLETE, 0},
+    {"exactly max", BYTES(0x30, 0x03, 0x00, 0x01, 'a'), 5, 0, 5},
+    {"128 announced, 2-byte varint", BYTES(0x30, 0x80, 0x01), 0, PROTO_EINCOMPLETE, 0},
+    {"128 announced, too large", BYTES(0x30, 0x80, 0x01), 130, PROTO_ETOOLARGE, 0},
+};
+
+TABLE_PARAMS(codec, frame, frame_cases)
+
+ParameterizedTest(size_t *i, codec, frame)
+{
+    const struct frame_case *c = &frame_cases[*i];
+    size_t len = 12345;
+    int rc = proto_frame(c->buf, c->len, c->max, &len);
+    cr_assert_eq(rc, c->want, "%s: got %s", c->name, proto_error_name(rc));
+    if (rc == 0)
+        cr_assert_eq(len, c->want_len, "%s", c->name);
+    else
+        cr_assert_eq(len, 12345, "%s: output touched on failure", c->name);
+}
+
+/* Fed one byte at a time, a stream frames only once the whole packet is there. */
+Test(codec, frame_bytewise)
+{
+    static const uint8_t pkt[] = {0x32, 0x82, 0x01, 0, 1, 't', 0, 1};
+    uint8_t buf[200] = {0};
+    memcpy(buf, pkt, sizeof pkt);
+    size_t total = 3 + 130;
+    for (size_t n = 0; n < total; n++) {
+        size_t len;
+        cr_assert_eq(proto_frame(buf, n, 0, &len), PROTO_EINCOMPLETE, "at %zu", n);
+    }
+    size_t len;
+    cr_assert_eq(proto_frame(buf, total, 0, &len), 0);
+    cr_assert_eq(len, total);
+}
+
+/* --- property block --------------------------------------------------------- */
+
+struct props_case {
+    const char *name;
+    const uint8_t *buf;
+    size_t len;
+    uint8_t type;
+    int want;
+};
+
+static const struct props_case props_cases[] = {
+    {"empty", (const uint8_t *)"", 0, PROTO_PUBLISH, 0},
+    {"empty will", (const uint8_t *)"", 0, 0, 0},
+    {"truncated id only", BYTES(0x02), PROTO_PUBLISH, PROTO_EMALFORMED},
+    {"truncated u32", BYTES(0x02, 0, 0, 0), PROTO_PUBLISH, PROTO_EMALFORMED},
+    {"truncated u16", BYTES(0x23, 0), PROTO_PUBLISH, PROTO_EMALFORMED},
+    {"truncated string length", BYTES(0x03, 0), PROTO_PUBLISH, PROTO_EMALFORMED},
+    {"truncated string", BYTES(0x03, 0, 2, 'a'), PROTO_PUBLISH, PROTO_EMALFORMED},
+    {"truncated user value", BYTES(0x26, 0, 1, 'k'), PROTO_PUBLISH, PROTO_EMALFORMED},
+    {"truncated varint", BYTES(0x0B, 0x80), PROTO_PUBLISH, PROTO_EMALFORMED},
+    {"unknown id 0", BYTES(0x00, 0), PROTO_PUBLISH, PROTO_EMALFORMED},
+    {"unknown id 0x2B", BYTES(0x2B, 0), PROTO_CONNACK, PROTO_EMALFORMED},
+    {"unknown id 0x14", BYTES(0x14, 0), PROTO_CONNACK, PROTO_EMALFORMED},
+    {"will delay in will", BYTES(0x18, 0, 0, 0, 1), 0, 0},
+    {"will delay in publish", BYTES(0x18, 0, 0, 0, 1), PROTO_PUBLISH, PROTO_EPROTOCOL},
+    {"topic alias in will", BYTES(0x23, 0, 1), 0, PROTO_EPROTOCOL},
+    {"sub id in will", BYTES(0x0B, 1), 0, PROTO_EPROTOCOL},
+    {"assigned id in connect", BYTES(0x12, 0, 0), PROTO_CONNECT, PROTO_EPROTOCOL},
+    {"reason string in publish", BYTES(0x1F, 0, 0), PROTO_PUBLISH, PROTO_EPROTOCOL},
+    {"reason string in connect", BYTES(0x1F, 0, 0), PROTO_CONNECT, PROTO_EPROTOCOL},
+    {"reason string in suback", BYTES(0x1F, 0, 0), PROTO_SUBACK, 0},
+    {"user property in pingreq table", BYTES(0x26, 0, 0, 0, 0), PROTO_AUTH, 0},
+    {"server reference in disconnect", BYTES(0x1C, 0, 1, 'x'), PROTO_DISCONNECT, 0},
+    {"session expiry in connack", BYTES(0x11, 0, 0, 0, 0), PROTO_CONNACK, 0},
+    {"receive max 0", BYTES(0x21, 0, 0), PROTO_CONNACK, PROTO_EPROTOCOL},
+    {"receive max 1", BYTES(0x21, 0, 1), PROTO_CONNACK, 0},
+    {"max packet 0", BYTES(0x27, 0, 0, 0, 0), PROTO_CONNACK, PROTO_EPROTOCOL},
+    {"max qos 0", BYTES(0x24, 0), PROTO_CONNACK, 0},
+    {"max qos 1", BYTES(0x24, 1), PROTO_CONNACK, 0},
+    {"max qos 2", BYTES(0x24, 2), PROTO_CONNACK, PROTO_EPROTOCOL},
+    {"wildcard available 2", BYTES(0x28, 2), PROTO_CONNACK, PROTO_EPROTOCOL},
+    {"sub id available 2", BYTES(0x29, 2), PROTO_CONNACK, PROTO_EPROTOCOL},
+    {"shared available 2", BYTES(0x2A, 2), PROTO_CONNACK, PROTO_EPROTOCOL},
+    {"payload format 1", BYTES(0x01, 1), 0, 0},
+    {"payload format 2", BYTES(0x01, 2), 0, PROTO_EPROTOCOL},
+    {"topic alias max 0", BYTES(0x22, 0, 0), PROTO_CONNECT, 0},
+    {"duplicate string", BYTES(0x03, 0, 0, 0x03, 0, 0), PROTO_PUBLISH, PROTO_EPROTOCOL},
+    {"duplicate binary", BYTES(0x16, 0, 0, 0x16, 0, 0), PROTO_AUTH, PROTO_EPROTOCOL},
+    {"duplicate u16", BYTES(0x21, 0, 1, 0x21, 0, 1), PROTO_CONNECT, PROTO_EPROTOCOL},
+    {"duplicate u32", BYTES(0x02, 0, 0, 0, 1, 0x02, 0, 0, 0, 1), PROTO_PUBLISH, PROTO_EPROTOCOL},
+    {"duplicate byte", BYTES(0x17, 0, 0x17, 0), PROTO_CONNECT, PROTO_EPROTOCOL},
+    {"user properties repeat", BYTES(0x26, 0, 0, 0, 0, 0x26, 0, 0, 0, 0), PROTO_CONNECT, 0},
+    {"sub ids repeat in publish", BYTES(0x0B, 1, 0x0B, 1), PROTO_PUBLISH, 0},
+    {"sub ids repeat in subscribe", BYTES(0x0B, 1, 0x0B, 2), PROTO_SUBSCRIBE, PROTO_EPROTOCOL},
+    {"sub id 0", BYTES(0x0B, 0), PROTO_SUBSCRIBE, PROTO_EPROTOCOL},
+    {"sub id max", BYTES(0x0B, 0xFF, 0xFF, 0xFF, 0x7F), PROTO_SUBSCRIBE, 0},
+    {"sub id non-minimal", BYTES(0x0B, 0x81, 0x00), PROTO_SUBSCRIBE, PROTO_EMALFORMED},
+    {"auth method bad utf-8", BYTES(0x15, 0, 1, 0xC0), PROTO_CONNECT, PROTO_EUTF8},
+    {"reason string NUL", BYTES(0x1F, 0, 1, 0), PROTO_PUBACK, PROTO_EUTF8},
+    {"auth data binary", BYTES(0x16, 0, 2, 0, 0xFF), PROTO_CONNECT, 0},
+    {"response topic empty", BYTES(0x08, 0, 0), PROTO_PUBLISH, PROTO_EPROTOCOL},
+    {"bad packet type", BYTES(0x26, 0, 0, 0, 0), 16, PROTO_EPROTOCOL},
+};
+
+TABLE_PARAMS(codec, props, props_cases)
+
+ParameterizedTest(size_t *i, codec, props)
+{
+    const struct props_case *c = &props_cases[*i];
+    uint8_t *copy = malloc(c->len ? c->len : 1);
+    cr_assert_not_null(copy);
+    if (c->len)
+        memcpy(copy, c->buf, c->len);
+    struct proto_props out;
+    int rc = proto_props_decode(copy, c->len, c->type, &out);
+    free(copy);
+    cr_assert_eq(rc, c->want, "%s: got %s", c->name, proto_error_name(rc));
+}
+
+/* Every property id against every packet type (0 = the will): the decoder agrees
+ * with MQTT 5 table 2-4, written out here independently. */
+#define W_ (1u << 0)
+#define T_(t) (1u << (t))
+Test(codec, props_placement_matrix)
+{
+    static const struct {
+        uint8_t id;
+        uint8_t value[5];
+        uint8_t vlen;
+        uint32_t allowed;
+    } rows[] = {
+        {0x01, {1}, 1, T_(3) | W_},
+        {0x02, {0, 0, 0, 1}, 4, T_(3) | W_},
+        {0x03, {0, 1, 'a'}, 3, T_(3) | W_},
+        {0x08, {0, 1, 'a'}, 3, T_(3) | W_},
+        {0x09, {0, 1, 'a'}, 3, T_(3) | W_},
+        {0x0B, {1}, 1, T_(3) | T_(8)},
+        {0x11, {0, 0, 0, 1}, 4, T_(1) | T_(2) | T_(14)},
+        {0x12, {0, 1, 'a'}, 3, T_(2)},
+        {0x13, {0, 1}, 2, T_(2)},
+        {0x15, {0, 1, 'a'}, 3, T_(1) | T_(2) | T_(15)},
+        {0x16, {0, 1, 'a'}, 3, T_(1) | T_(2) | T_(15)},
+        {0x17, {1}, 1, T_(1)},
+        {0x18, {0, 0, 0, 1}, 4, W_},
+        {0x19, {1}, 1, T_(1)},
+        {0x1A, {0, 1, 'a'}, 3, T_(2)},
+        {0x1C, {0, 1, 'a'}, 3, T_(2) | T_(14)},
+        {0x1F, {0, 1, 'a'}, 3,
+         T_(2) | T_(4) | T_(5) | T_(6) | T_(7) | T_(9) | T_(11) | T_(14) | T_(15)},
+        {0x21, {0, 1}, 2, T_(1) | T_(2)},
+        {0x22, {0, 1}, 2, T_(1) | T_(2)},
+        {0x23, {0, 1}, 2, T_(3)},
+        {0x24, {1}, 1, T_(2)},
+        {0x25, {1}, 1, T_(2)},
+        {0x26, {0, 0, 0, 0}, 4, 0xFFFF},
+        {0x27, {0, 0, 1, 0}, 4, T_(1) | T_(2)},
+        {0x28, {1}, 1, T_(2)},
+        {0x29, {1}, 1, T_(2)},
+        {0x2A, {1}, 1, T_(2)},
+    };
+    for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+        uint8_t buf[8];
+        buf[0] = rows[r].id;
+        memcpy(buf + 1, rows[r].value, rows[r].vlen);
+        for (uint8_t type = 0; type <= PROTO_AUTH; type++) {
+            struct proto_props out;
+            int rc = proto_props_decode(buf, 1u + rows[r].vlen, type, &out);
+            int want = (rows[r].allowed & T_(type)) ? 0 : PROTO_EPROTOCOL;
+            cr_assert_eq(rc, want, "prop 0x%02X in %s: got %s", rows[r].id,
+                         type ? proto_type_name(type) : "will", proto_error_name(rc));
+        }
+    }
+}
+
+Test(codec, props_decode_values)
+{
+    static const uint8_t block[] = {
+        0x01, 1,                      /* payload format */
+        0x02, 0, 0, 1, 0,             /* message expiry 256 */
+        0x26, 0, 1, 'a', 0, 1, 'b',   /* user */
+        0x03, 0, 1, 'c',              /* content type, interleaved */
+        0x26, 0, 1, 'x', 0, 0,        /* user */
+        0x0B, 0x7F,                   /* sub id */
+    };
+    struct proto_props p;
+    cr_assert_eq(proto_props_decode(block, sizeof block, PROTO_PUBLISH, &p), 0);
+    cr_assert_eq(p.has, PROTO_HAS_PAYLOAD_FORMAT | PROTO_HAS_MESSAGE_EXPIRY | PROTO_HAS_SUB_ID);
+    cr_assert_eq(p.message_expiry, 256);
+    cr_assert_eq(p.content_type.len, 1);
+    cr_assert_eq(p.content_type.p, block + 17);
+    cr_assert_eq(p.sub_id_count, 1);
+    cr_assert_eq(p.sub_ids[0], 127);
+    /* the view spans from the first user property to the end of the last */
+    cr_assert_eq(p.user_props.p, block + 7);
+    cr_assert_eq(p.user_props.len, 17);
+
+    size_t pos = 0;
+    struct proto_str n, v;
+    cr_assert_eq(proto_user_prop_next(p.user_props, &pos, &n, &v), 1);
+    cr_assert(n.len == 1 && n.p[0] == 'a' && v.len == 1 && v.p[0] == 'b');
+    cr_assert_eq(proto_user_prop_next(p.user_props, &pos, &n, &v), 1);
+    cr_assert(n.len == 1 && n.p[0] == 'x' && v.len == 0);
+    cr_assert_eq(proto_user_prop_next(p.user_props, &pos, &n, &v), 0);
+    cr_assert_eq(proto_user_prop_next(p.user_props, &pos, &n, &v), 0);
+
+    /* Re-encoding: the interleaved content type is written once (from its field),
+     * the user properties once each, in order. */
+    struct proto_wbuf w = {0};
+    cr_assert_eq(proto_props_encode(&p, &w), 0);
+    static const uint8_t want[] = {
+        0x01, 1, 0x02, 0, 0, 1, 0, 0x03, 0, 1, 'c', 0x0B, 0x7F,
+        0x26, 0, 1, 'a', 0, 1, 'b', 0x26, 0, 1, 'x', 0, 0,
+    };
+    cr_assert_eq(w.len, sizeof want);
+    cr_assert_eq(memcmp(w.data, want, sizeof want), 0);
+    struct proto_props again;
+    cr_assert_eq(proto_props_decode(w.data, w.len, PROTO_PUBLISH, &again), 0);
+    cr_assert_eq(again.user_props.len, 13);
+    free(w.data);
+}
+
+Test(codec, props_encode_every_property)
+{
+    struct proto_props p;
+    memset(&p, 0, sizeof p);
+    p.has = 0x1FFFF; /* every PROTO_HAS_* bit */
+    p.payload_format = 1;
+    p.message_expiry = 1;
+    p.session_expiry = 2;
+    p.server_keep_alive = 3;
+    p.request_problem_info = 1;
+    p.will_delay = 4;
+    p.request_response_info = 1;
+    p.receive_maximum = 5;
+    p.topic_alias_maximum = 6;
+    p.topic_alias = 7;
+    p.maximum_qos = 1;
+    p.retain_available = 1;
+    p.maximum_packet_size = 8;
+    p.wildcard_sub_available = 1;
+    p.sub_id_available = 1;
+    p.shared_sub_available = 1;
+    p.content_type = proto_cstr("a");
+    p.response_topic = proto_cstr("b");
+    p.correlation_data = proto_cstr("c");
+    p.assigned_client_id = proto_cstr("d");
+    p.auth_method = proto_cstr("e");
+    p.auth_data = proto_cstr("f");
+    p.response_info = proto_cstr("g");
+    p.server_reference = proto_cstr("h");
+    p.reason_string = proto_cstr("i");
+    uint32_t ext[] = {1, 2, 300};
+    p.sub_ids_ext = ext;
+    p.sub_id_count = 3;
+    struct proto_wbuf w = {0};
+    cr_assert_eq(proto_props_encode(&p, &w), 0);
+    /* 17 fixed: 2+5+5+3+2+5+2+3+3+3+2+2+5+2+2+2 = 48, 9 strings of 4, sub ids 2+2+3 */
+    cr_assert_eq(w.len, 48 + 9 * 4 + 7);
+    /* walkable as a property block, and decodes back for a CONNACK-ish mix */
+    size_t pos = 0;
+    struct proto_str n, v;
+    cr_assert_eq(proto_user_prop_next((struct proto_str){w.data, (uint32_t)w.len}, &pos, &n, &v),
+                 0);
+    cr_assert_eq(pos, w.len);
+    free(w.data);
+
+    /* too many inline sub ids */
+    p.sub_ids_ext = NULL;
+    p.sub_id_count = PROTO_MAX_DECODED_SUB_IDS + 1;
+    struct proto_wbuf w2 = {0};
+    cr_assert_eq(proto_props_encode(&p, &w2), PROTO_ETOOLARGE);
+    cr_assert_eq(w2.len, 0);
+    free(w2.data);
+}
+
+Test(codec, user_prop_next_errors)
+{
+    struct proto_str n = {0}, v = {0};
+    size_t pos = 0;
+    static const uint8_t trunc[] = {0x26, 0, 3, 'a'};
+    cr_assert_eq(proto_user_prop_next((struct proto_str){trunc, sizeof trunc}, &pos, &n, &v),
+                 PROTO_EMALFORMED);
+    static const uint8_t unknown[] = {0x05, 0};
+    pos = 0;
+    cr_assert_eq(proto_user_prop_next((struct proto_str){unknown, sizeof unknown}, &pos, &n, &v),
+                 PROTO_EMALFORMED);
+    pos = 99;
+    cr_assert_eq(proto_user_prop_next((struct proto_str){unknown, sizeof unknown}, &pos, &n, &v),
+                 PROTO_EMALFORMED);
+    pos = 0;
+    cr_assert_eq(proto_user_prop_next((struct proto_str){NULL, 0}, &pos, &n, &v), 0);
+    cr_assert_null(n.p);
+}
+
+/* --- small helpers ------------------------------------------------------------ */
+
+Test(codec, varint_size)
+{
+    cr_assert_eq(proto_varint_size(0), 1);
+    cr_assert_eq(proto_varint_size(127), 1);
+    cr_assert_eq(proto_varint_size(128), 2);
+    cr_assert_eq(proto_varint_size(16383), 2);
+    cr_assert_eq(proto_varint_size(16384), 3);
+    cr_assert_eq(proto_varint_size(2097151), 3);
+    cr_assert_eq(proto_varint_size(2097152), 4);
+    cr_assert_eq(proto_varint_size(PROTO_MAX_VARINT), 4);
+    cr_assert_eq(proto_varint_size(PROTO_MAX_VARINT + 1), 0);
+    cr_assert_eq(proto_varint_size(UINT32_MAX), 0);
+}
+
+Test(codec, varint_parse)
+{
+    uint32_t v = 7;
+    cr_assert_eq(proto__varint_parse((const uint8_t[]){0x00}, 1, &v), 1);
+    cr_assert_eq(v, 0);
+    cr_assert_eq(proto__varint_parse((const uint8_t[]){0xFF, 0x7F}, 2, &v), 2);
+    cr_assert_eq(v, 16383);
+    cr_assert_eq(proto__varint_parse((const uint8_t[]){0x80, 0x80, 0x80, 0x01}, 4, &v), 4);
+    cr_assert_eq(v, 2097152);
+    cr_assert_eq(proto__varint_parse((const uint8_t[]){0xFF, 0xFF, 0xFF, 0x7F}, 4, &v), 4);
+    cr_assert_eq(v, PROTO_MAX_VARINT);
+    v = 7;
+    cr_assert_eq(proto__varint_parse((const uint8_t[]){0x80}, 1, &v), 0);
+    cr_assert_eq(proto__varint_parse((const uint8_t[]){0x80}, 0, &v), 0);
+    cr_assert_eq(proto__varint_parse((const uint8_t[]){0x80, 0x80, 0x80, 0x80, 0x01}, 5, &v),
+                 PROTO_EMALFORMED);
+    cr_assert_eq(proto__varint_parse((const uint8_t[]){0xFF, 0x00}, 2, &v), PROTO_EMALFORMED);
+    cr_assert_eq(v, 7);
+}
+
+Test(codec, reader_bounds)
+{
+    /* heap copy: ASan checks the bounds, and the compiler cannot see the contents */
+    uint8_t *b = malloc(3);
+    cr_assert_not_null(b);
+    memcpy(b, (const uint8_t[]){0x01, 0x02, 0x03}, 3);
+    struct proto__reader r;
+    proto__reader_init(&r, b, 3);
+    uint32_t u32 = 9;
+    cr_assert_eq(proto__read_u32(&r, &u32), PROTO_EMALFORMED);
+    cr_assert_eq(u32, 9);
+    cr_assert_eq(r.pos, 0);
+    uint16_t u16;
+    cr_assert_eq(proto__read_u16(&r, &u16), 0);
+    cr_assert_eq(u16, 0x0102);
+    cr_assert_eq(proto__read_u16(&r, &u16), PROTO_EMALFORMED);
+    cr_assert_eq(u16, 0x0102);
+    struct proto_str s = {NULL, 5};
+    cr_assert_eq(proto__read_binary(&r, &s), PROTO_EMALFORMED);
+    cr_assert_null(s.p);
+    cr_assert_eq(proto__read_bytes(&r, 2, &s), PROTO_EMALFORMED);
+    cr_assert_eq(proto__read_bytes(&r, SIZE_MAX, &s), PROTO_EMALFORMED);
+    uint8_t u8;
+    cr_assert_eq(proto__read_u8(&r, &u8), 0);
+    cr_assert_eq(u8, 3);
+    cr_assert_eq(proto__read_u8(&r, &u8), PROTO_EMALFORMED);
+    cr_assert_eq(proto__reader_left(&r), 0);
+    free(b);
+}
+
+Test(codec, wbuf_growth)
+{
+    struct proto_wbuf w = {0};
+    for (int i = 0; i < 10000; i++)
+        cr_assert_eq(proto_encode_simple(PROTO_PINGRESP, &w), 0);
+    cr_assert_eq(w.len, 20000);
+    cr_assert_geq(w.cap, w.len);
+    cr_assert_eq(w.cap & (w.cap - 1), 0, "capacity doubles from 64");
+    for (size_t i = 0; i < w.len; i += 2)
+        cr_assert(w.data[i] == 0xD0 && w.data[i + 1] == 0);
+    free(w.data);
+}
+
+Test(codec, error_reason)
+{
+    cr_assert_eq(proto_error_reason(PROTO_EMALFORMED), 0x81);
+    cr_assert_eq(proto_error_reason(PROTO_EUTF8), 0x81);
+    cr_assert_eq(proto_error_reason(PROTO_EPROTOCOL), 0x82);
+    cr_assert_eq(proto_error_reason(PROTO_ETOOLARGE), 0x95);
+    cr_assert_eq(proto_error_reason(PROTO_ETOPIC), 0x90);
+    cr_assert_eq(proto_error_reason(PROTO_EVERSION), 0x84);
+    cr_assert_eq(proto_error_reason(PROTO_ECLIENTID), 0x85);
+    cr_assert_eq(proto_error_reason(PROTO_ENOMEM), 0x80);
+    cr_assert_eq(proto_error_reason(-12), 0x80);
+    cr_assert_eq(proto_error_reason(0), 0x00);
+}
+
+Test(codec, v3_connack_code)
+{
+    cr_assert_eq(proto_v3_connack_code(0x00), 0);
+    cr_assert_eq(proto_v3_connack_code(0x84), 1);
+    cr_assert_eq(proto_v3_connack_code(0x85), 2);
+    cr_assert_eq(proto_v3_connack_code(0x88), 3);
+    cr_assert_eq(proto_v3_connack_code(0x89), 3);
+    cr_assert_eq(proto_v3_connack_code(0x86), 4);
+    cr_assert_eq(proto_v3_connack_code(0x87), 5);
+    cr_assert_eq(proto_v3_connack_code(0x8C), 5);
+    cr_assert_eq(proto_v3_connack_code(0x80), 3);
+    cr_assert_eq(proto_v3_connack_code(0x95), 3);
+}
+
+Test(codec, names)
+{
+    cr_assert_str_eq(proto_type_name(PROTO_CONNECT), "CONNECT");
+    cr_assert_str_eq(proto_type_name(PROTO_AUTH), "AUTH");
+    cr_assert_str_eq(proto_type_name(0), "RESERVED");
+    cr_assert_str_eq(proto_type_name(200), "INVALID");
+    cr_assert_str_eq(proto_error_name(PROTO_EMALFORMED), "malformed packet");
+    cr_assert_str_eq(proto_error_name(PROTO_ECLIENTID), "client identifier rejected");
+    cr_assert_str_eq(proto_error_name(-1), "unknown error");
+    for (int e = PROTO_ECLIENTID; e <= PROTO_EINCOMPLETE; e++)
+        cr_assert_str_neq(proto_error_name(e), "unknown error");
+}
+
+Test(codec, cstr_and_release)
+{
+    struct proto_str s = proto_cstr("abc");
+    cr_assert_eq(s.len, 3);
+    s = proto_cstr(NULL);
+    cr_assert_eq(s.len, 0);
+    cr_assert_null(s.p);
+    struct proto_packet p;
+    memset(&p, 0, sizeof p);
+    p.type = PROTO_SUBSCRIBE;
+    proto_packet_release(&p); /* nothing allocated: no-op */
+    p.u.subscribe.entries = malloc(sizeof *p.u.subscribe.entries);
+    p.u.subscribe.count = 1;
+    proto_packet_release(&p);
+    cr_assert_null(p.u.subscribe.entries);
+    cr_assert_eq(p.u.subscribe.count, 0);
+    proto_packet_release(&p); /* twice is safe */
+}
