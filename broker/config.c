@@ -18,7 +18,7 @@
  *   max_packet_size             16..268435455 bytes, k/m suffix = KiB/MiB 1048576
  *   max_inflight                1..65535                                 64
  *   receive_maximum             1..65535 (MQTT 5 forbids 0)              1024
- *   max_queued                  0..4294967295, 0 = queue nothing         1000
+ *   max_queued                  0..4294967295, 0 = unlimited             1000
  *   queue_policy                drop_new|drop_oldest                     drop_new
  *   max_topic_levels            1..65535                                 128
  *   max_subscriptions           0..4294967295, 0 = unlimited             0
@@ -688,9 +688,9 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errle
             goto close_file;
         }
     }
-    if (ferror(f)) {
-        rc = -EIO;
-        msg(err, errlen, "%s: read error", path);
+    if (!feof(f)) { /* a read error, or getline out of memory */
+        rc = ferror(f) ? -EIO : -ENOMEM;
+        msg(err, errlen, "%s: %s", path, strerror(-rc));
         goto close_file;
     }
     *c = next;

@@ -55,7 +55,7 @@ struct config {
     uint32_t max_packet_size;    /* bytes, incoming and announced; default 1048576 */
     uint16_t max_inflight;       /* outgoing QoS 1/2 window per client; default 64 */
     uint16_t receive_maximum;    /* incoming QoS 1/2 window announced to clients; default 1024 */
-    uint32_t max_queued;         /* offline/pending queue per session, messages; default 1000 */
+    uint32_t max_queued;         /* offline/pending queue per session, messages; 0 = unlimited; default 1000 */
     int queue_policy;            /* enum config_queue_policy */
     uint32_t max_topic_levels;   /* default 128 */
     uint32_t max_subscriptions;  /* per client, 0 = unlimited; default 0 */

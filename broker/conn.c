@@ -19,6 +19,7 @@
 
 #define CONNECT_TIMEOUT_MS 10000
 #define PAUSED_READ_LIMIT (1u << 20) /* stop reading a paused client beyond this */
+#define CONN_LINGER_MS 2000           /* longest wait for a peer to close after us */
 
 static void process(struct conn *c);
 
@@ -69,18 +70,36 @@ static void unlink_conn(struct conn *c)
     b->conn_count--;
 }
 
-/* Writes what is buffered without waiting (used right before closing). */
-static void flush_now(struct conn *c)
+static void final_close(struct conn *c)
 {
-    if (!c->out.len || c->writing)
+    if (c->handles_closed)
         return;
-    uv_buf_t buf = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
-    int n = uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
-    if (n > 0)
-        c->b->stats.bytes_sent += (uint64_t)n;
-    c->out.len = 0;
+    c->handles_closed = true;
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 }
 
+static void on_linger_end(uv_timer_t *t) { final_close(t->data); }
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    struct conn *c = req->data;
+    if (status < 0)
+        final_close(c);
+    /* otherwise keep reading (and discarding) until the peer closes or the
+     * linger timer fires */
+    broker__conn_release(c);
+}
+
+static void read_start(struct conn *c);
+static int write_out(struct conn *c);
+
+/* Closing: the connection leaves the broker at once (session ended, counters,
+ * list). What is still to be written (a DISCONNECT with its reason code above
+ * all) goes out first: the write side is shut down after the queued writes and
+ * the socket is read and drained until the peer closes or CONN_LINGER_MS pass,
+ * so that the peer's kernel sees FIN, not RST, and the client can read the
+ * reason [MQTT-4.13]. */
 void broker__conn_close(struct conn *c, uint8_t reason)
 {
     if (c->state == CONN_CLOSING)
@@ -93,7 +112,6 @@ void broker__conn_close(struct conn *c, uint8_t reason)
     }
     int prev = c->state;
     c->state = CONN_CLOSING;
-    flush_now(c);
     uv_timer_stop(&c->timer);
     if (prev == CONN_ACTIVE)
         broker__conn_ended(c);
@@ -102,8 +120,18 @@ void broker__conn_close(struct conn *c, uint8_t reason)
         c->counted = false;
     }
     unlink_conn(c);
-    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
-    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    if (c->read_done || (!c->out.len && !c->writing) || write_out(c) != 0) {
+        final_close(c);
+        return;
+    }
+    c->shutdown.data = c;
+    if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        final_close(c);
+        return;
+    }
+    broker__conn_hold(c);
+    read_start(c);
+    uv_timer_start(&c->timer, on_linger_end, b->stopping ? 200 : CONN_LINGER_MS, 0);
 }
 
 /* --- writing --------------------------------------------------------------- */
@@ -136,6 +164,14 @@ static void flush_conn(struct conn *c)
     c->dirty = false;
     if (!c->out.len || c->state == CONN_CLOSING)
         return;
+    if (write_out(c) != 0)
+        broker__conn_close(c, 0xFF);
+}
+
+/* Hands conn.out to the socket: what uv_try_write does not take goes in one
+ * uv_write that owns the buffer. Returns 0 or a negative error. */
+static int write_out(struct conn *c)
+{
     size_t off = 0;
     if (!c->writing) {
         uv_buf_t buf = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
@@ -145,8 +181,7 @@ static void flush_conn(struct conn *c)
             c->b->stats.bytes_sent += (uint64_t)n;
         } else if (n != UV_EAGAIN && n != UV_ENOSYS) {
             c->out.len = 0;
-            broker__conn_close(c, 0xFF);
-            return;
+            return n;
         }
     }
     if (off == c->out.len) {
@@ -155,13 +190,11 @@ static void flush_conn(struct conn *c)
             free(c->out.data);
             memset(&c->out, 0, sizeof(c->out));
         }
-        return;
+        return 0;
     }
     struct write_req *w = malloc(sizeof(*w));
-    if (!w) {
-        broker__conn_close(c, 0xFF);
-        return;
-    }
+    if (!w)
+        return -ENOMEM;
     /* hand the buffer over to the request: move the unwritten tail to the front */
     if (off)
         memmove(c->out.data, c->out.data + off, c->out.len - off);
@@ -174,11 +207,11 @@ static void flush_conn(struct conn *c)
     if (rc) {
         free(w->data);
         free(w);
-        broker__conn_close(c, 0xFF);
-        return;
+        return rc;
     }
     c->writing += w->len;
     broker__conn_hold(c);
+    return 0;
 }
 
 void broker__flush_all(struct broker *b)
@@ -369,6 +402,11 @@ static size_t consume(struct conn *c, const uint8_t *buf, size_t len)
             protocol_close(c, rc);
             return len;
         }
+        if (b->sub_proposed != b->sub_completed && c->state == CONN_ACTIVE && buf[pos] >> 4 == PROTO_PUBLISH) {
+            /* a subscription read before this PUBLISH is still committing */
+            broker__barrier_wait(c);
+            break;
+        }
         struct proto_packet p;
         uint8_t version = c->state == CONN_NEW ? 0 : c->version;
         rc = proto_decode(buf + pos, plen, version, &p);
@@ -421,7 +459,18 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     struct conn *c = s->data;
     struct broker *b = c->b;
     bool chunk = buf->base == (char *)b->read_chunk;
+    if (c->state == CONN_CLOSING) {
+        /* lingering after a close: discard, finish when the peer is done */
+        if (chunk)
+            b->read_chunk_busy = false;
+        else if (n > 0)
+            c->rbuf.len = 0;
+        if (n < 0)
+            final_close(c);
+        return;
+    }
     if (n < 0) {
+        c->read_done = true;
         if (chunk)
             b->read_chunk_busy = false;
         if (n != UV_EOF)
@@ -464,7 +513,12 @@ void broker__conn_resume(struct conn *c)
     c->paused = false;
     process(c);
     if (c->state != CONN_CLOSING && !c->paused)
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+        read_start(c);
+}
+
+static void read_start(struct conn *c)
+{
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
 /* --- accepting ------------------------------------------------------------- */

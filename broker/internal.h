@@ -177,7 +177,8 @@ enum conn_state {
 
 struct conn {
     uv_tcp_t tcp;             /* tcp.data == this; later transports wrap it */
-    uv_timer_t timer;         /* keep alive and CONNECT timeout */
+    uv_timer_t timer;         /* keep alive, CONNECT timeout, linger after close */
+    uv_shutdown_t shutdown;
     struct broker *b;
     struct conn *next, *prev; /* broker.conns */
     struct conn *next_dirty;  /* broker.dirty: has bytes in out to flush */
@@ -211,6 +212,10 @@ struct conn {
     bool paused;              /* packet processing waits for a proposal */
     bool will_suppressed;     /* normal DISCONNECT received */
     bool counted;             /* counted in broker.connected */
+    bool read_done;           /* EOF or read error: nothing to linger for */
+    bool handles_closed;
+    uint64_t barrier;         /* waiting until broker.sub_completed reaches this */
+    struct conn *next_barrier;
     char peer[64];            /* address:port, for logs */
     char *client_id;          /* for logs; owned copy */
 };
@@ -253,6 +258,11 @@ struct broker {
     struct retained *retained_list;
     uint32_t retained_count;
     uint32_t sub_count;
+
+    /* subscribe -> publish order across clients: a PUBLISH read after a
+     * SUBSCRIBE waits until that subscription is applied (see subscribe.c) */
+    uint64_t sub_proposed, sub_completed;
+    struct conn *barrier_head, *barrier_tail;
 
     uint64_t match_epoch;
     struct session **match;   /* scratch: sessions matched by the publish being routed */
@@ -303,6 +313,7 @@ void broker__on_ack(struct conn *c, struct proto_packet *p);
 /* subscribe.c */
 void broker__on_subscribe(struct conn *c, struct proto_packet *p);
 void broker__on_unsubscribe(struct conn *c, struct proto_packet *p);
+void broker__barrier_wait(struct conn *c);
 
 /* deliver.c: routing and the outgoing path */
 uint32_t broker__route(struct broker *b, struct msg *m);

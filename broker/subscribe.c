@@ -66,10 +66,42 @@ struct entry_wait {
     uint32_t index;
 };
 
+/* Parks a connection whose next packet is a PUBLISH until every subscription
+ * proposed so far has completed. */
+void broker__barrier_wait(struct conn *c)
+{
+    struct broker *b = c->b;
+    c->paused = true;
+    c->barrier = b->sub_proposed;
+    c->next_barrier = NULL;
+    if (b->barrier_tail)
+        b->barrier_tail->next_barrier = c;
+    else
+        b->barrier_head = c;
+    b->barrier_tail = c;
+    broker__conn_hold(c);
+}
+
+static void barrier_release(struct broker *b)
+{
+    while (b->barrier_head && b->barrier_head->barrier <= b->sub_completed) {
+        struct conn *c = b->barrier_head;
+        b->barrier_head = c->next_barrier;
+        if (!b->barrier_head)
+            b->barrier_tail = NULL;
+        broker__conn_resume(c);
+        broker__conn_release(c);
+    }
+}
+
 static void entry_done(void *arg, int status, int result)
 {
     struct entry_wait *w = arg;
     struct subreq *r = w->req;
+    if (r->type == PROTO_SUBACK) {
+        r->conn->b->sub_completed++;
+        barrier_release(r->conn->b);
+    }
     if (status != 0)
         r->reasons[w->index] = PROTO_RC_UNSPECIFIED;
     else if (r->type == PROTO_SUBACK)
@@ -125,6 +157,8 @@ static void propose_entry(struct subreq *r, uint32_t i, struct cluster_cmd *cmd)
         return;
     }
     r->waiting++;
+    if (r->type == PROTO_SUBACK)
+        c->b->sub_proposed++;
 }
 
 /* Hands the request over: pauses the connection until every entry completed,

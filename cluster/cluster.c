@@ -119,7 +119,7 @@ void cluster_close(struct cluster *c, void (*close_cb)(struct cluster *))
 {
     c->closing = true;
     c->close_cb = close_cb;
-    if (c->batch_count)
-        flush_batch(c, CLUSTER_ESHUTDOWN);
+    /* even with nothing queued: a refused proposal leaves the waiter array allocated */
+    flush_batch(c, CLUSTER_ESHUTDOWN);
     uv_close((uv_handle_t *)&c->flush, on_closed);
 }

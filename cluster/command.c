@@ -66,6 +66,9 @@ static void put_str(struct proto_wbuf *out, struct proto_str s)
 
 int cluster_cmd_encode(const struct cluster_cmd *cmd, struct proto_wbuf *out)
 {
+    /* the decoder rejects unknown types, so they must never reach the log */
+    if (cmd->type < CLUSTER_SESSION_CLAIM || cmd->type > CLUSTER_NODE_LEAVE)
+        return -EINVAL;
     const struct proto_str strs[] = {cmd->client_id, cmd->will.topic, cmd->will.payload,
                                      cmd->will.props, cmd->filter, cmd->topic,
                                      cmd->payload, cmd->props};

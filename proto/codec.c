@@ -275,7 +275,9 @@ static int props_parse(const uint8_t *buf, size_t len, uint8_t type, struct prot
             rc = take_u16(&r, o, PROTO_HAS_TOPIC_ALIAS_MAXIMUM, &o->topic_alias_maximum, false);
             break;
         case PROTO_PROP_TOPIC_ALIAS:
-            rc = take_u16(&r, o, PROTO_HAS_TOPIC_ALIAS, &o->topic_alias, true);
+            /* 0 is decoded: the broker refuses it with DISCONNECT 0x94 (Topic
+             * Alias invalid), which a generic protocol error would not say */
+            rc = take_u16(&r, o, PROTO_HAS_TOPIC_ALIAS, &o->topic_alias, false);
             break;
         case PROTO_PROP_MAXIMUM_QOS:
             rc = take_byte(&r, o, PROTO_HAS_MAXIMUM_QOS, &o->maximum_qos, 1);

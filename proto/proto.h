@@ -49,7 +49,7 @@ enum proto_error {
     PROTO_EPROTOCOL = -1002,   /* -> 0x82 */
     PROTO_ETOOLARGE = -1003,   /* -> 0x95 */
     PROTO_EVERSION = -1004,    /* CONNECT with unknown level/name -> CONNACK 0x84 / 0x01 */
-    PROTO_ETOPIC = -1005,      /* invalid topic name / filter (-> 0x82 in PUBLISH, 0x8F in SUBSCRIBE) */
+    PROTO_ETOPIC = -1005,      /* invalid topic name / filter (-> 0x90; 0x8F per SUBACK entry) */
     PROTO_EUTF8 = -1006,       /* invalid UTF-8 string -> 0x81 */
     PROTO_ENOMEM = -1007,
     PROTO_ECLIENTID = -1008,   /* unusable client identifier -> CONNACK 0x85 / 0x02 */
@@ -181,7 +181,12 @@ enum proto_prop_id {
 
 /* All MQTT 5 properties of one packet (or of a will). Which ones a packet type may
  * carry is checked by the decoder (a property not allowed in that packet, or a
- * single-valued property given twice, is PROTO_EPROTOCOL). Unused for v3. */
+ * single-valued property given twice, is PROTO_EPROTOCOL), as are value ranges
+ * (0 for receive maximum, maximum packet size or a subscription id; more than 1
+ * for the byte-valued flags). A topic alias of 0 is decoded: the receiver answers
+ * it with 0x94. The encoder writes every property that
+ * is present without checking placement: set only what the packet type allows.
+ * Zeroed (has == 0, all views NULL) for v3. */
 struct proto_props {
     uint32_t has; /* PROTO_HAS_* bits */
     uint8_t payload_format;
@@ -214,9 +219,14 @@ struct proto_props {
     uint8_t wildcard_sub_available;
     uint8_t sub_id_available;
     uint8_t shared_sub_available;
-    /* User properties, kept as their raw encoding (a sequence of 0x26, name, value)
-     * so that they pass through unchanged and in order. Iterate with
-     * proto_user_prop_next(). On encode these bytes are copied as they are. */
+    /* User properties, kept as their raw encoding (0x26, name, value, ...) so that
+     * they pass through unchanged and in order. Decode: a view of the property
+     * block from the first User Property to the end of the last one; if a client
+     * interleaved other properties between them, those stay inside the view.
+     * proto_user_prop_next() and the encoder skip everything that is not 0x26, so
+     * the view can be handed on as it is; the encoder writes only the User
+     * Properties from it (a plain copy when nothing is interleaved). To build one by
+     * hand, concatenate 0x26, u16 length, name, u16 length, value. */
     struct proto_str user_props;
 };
 
@@ -340,10 +350,25 @@ int proto_frame(const uint8_t *buf, size_t len, uint32_t max_packet, size_t *pac
  * version is the connection's protocol level (0 before CONNECT: then only
  * CONNECT decodes; the CONNECT's own level is used for it). Validates fixed-header
  * flags, lengths, UTF-8 (no U+0000, no surrogates, well-formed), topic names (no
- * wildcards), topic filters (wildcard placement, $share syntax), property
- * placement and duplicates, reserved bits, QoS 3, packet id 0 where one is
- * required, empty SUBSCRIBE / UNSUBSCRIBE. On failure *out is left
- * unspecified but owns no memory. On success, release with proto_packet_release. */
+ * wildcards; PROTO_ETOPIC), property placement, duplicates and ranges, reserved
+ * bits, QoS 3, packet id 0 where one is required, empty SUBSCRIBE / UNSUBSCRIBE,
+ * reason codes of acks. On failure *out is left unspecified but owns no memory,
+ * except: for PROTO_EVERSION and PROTO_ECLIENTID, out->type is PROTO_CONNECT and
+ * out->u.connect.version holds the level byte the client sent.
+ * PROTO_ECLIENTID: an empty client id in v3.1, or in v3.1.1 without clean session.
+ * On success, release with proto_packet_release.
+ *
+ * Left to the caller (the decoder cannot know the session state or policy):
+ * - topic filters of SUBSCRIBE / UNSUBSCRIBE are only checked to be UTF-8; call
+ *   proto_topic_filter_check() per entry (v5 answers SUBACK 0x8F for that entry);
+ *   No Local on a $share filter is a protocol error to be checked there too;
+ * - a v5 PUBLISH may have an empty topic (topic alias): check the alias exists,
+ *   is not 0 and is within the Topic Alias Maximum (else DISCONNECT 0x94);
+ * - a subscription identifier in a PUBLISH sent by a client is a protocol error;
+ * - payload format 1 with a payload that is not UTF-8 (may be checked with
+ *   proto_utf8_check());
+ * - a second CONNECT, session expiry in DISCONNECT after 0 in CONNECT, client id
+ *   length and characters, AUTH flow. */
 int proto_decode(const uint8_t *buf, size_t len, uint8_t version, struct proto_packet *out);
 
 /* Frees what the decoder allocated (entry arrays); the views need no release. */
@@ -357,8 +382,12 @@ int proto_user_prop_next(struct proto_str raw, size_t *pos, struct proto_str *na
 /* --- encoding ------------------------------------------------------------- */
 
 /* Appends the encoding of p for the given protocol level (properties dropped for
- * v3; v3 CONNACK reason is taken as the v3 return code). Returns 0, PROTO_ENOMEM,
- * or PROTO_ETOOLARGE if the remaining length would exceed the protocol maximum. */
+ * v3; v3 CONNACK reason is taken as the v3 return code; for CONNECT, version 0
+ * means p->u.connect.version). Returns 0, PROTO_ENOMEM, or PROTO_ETOOLARGE if the
+ * remaining length would exceed the protocol maximum (also: a string over 65535
+ * bytes, a subscription id out of range); PROTO_EVERSION for an unknown level,
+ * PROTO_EPROTOCOL for QoS 3 or AUTH before v5, PROTO_EMALFORMED for raw user
+ * properties that cannot be walked. On any failure out is unchanged. */
 int proto_encode(const struct proto_packet *p, uint8_t version, struct proto_wbuf *out);
 
 /* Appends a PUBLISH without its payload: fixed header (whose remaining length
@@ -368,7 +397,8 @@ int proto_publish_encode_header(const struct proto_publish *pub, uint8_t version
                                 struct proto_wbuf *out);
 
 /* Size in bytes of the whole encoded PUBLISH (header + payload), for checking a
- * receiver's Maximum Packet Size before encoding. */
+ * receiver's Maximum Packet Size before encoding; SIZE_MAX if it cannot be
+ * encoded at all. */
 size_t proto_publish_size(const struct proto_publish *pub, uint8_t version);
 
 /* Appends the property block body (no length prefix) of props: every present
@@ -389,7 +419,8 @@ int proto_encode_simple(uint8_t type, struct proto_wbuf *out);
  * no over-long forms), PROTO_EUTF8 otherwise. */
 int proto_utf8_check(const uint8_t *s, size_t len);
 
-/* 0 if a valid topic name for PUBLISH (non-empty, no '+' or '#'). */
+/* 0 if a valid topic name for PUBLISH (non-empty, no '+' or '#'), else
+ * PROTO_ETOPIC. Neither this nor the filter check looks at UTF-8. */
 int proto_topic_name_check(const uint8_t *s, size_t len);
 
 /* 0 if a valid topic filter ('#' only last and alone in its level, '+' alone in

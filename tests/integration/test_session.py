@@ -8,7 +8,16 @@ import time
 import pytest
 
 import rawmqtt as r
-from clients import starling_only, uid
+from clients import connect_props, uid
+
+
+def assert_taken_over(broker, got):
+    """[MQTT-3.1.4-3]: the Server sends the existing v5 client DISCONNECT
+    0x8E (Session taken over) and closes its connection."""
+    if broker.is_mosquitto and got == []:
+        pytest.skip("Mosquitto 2.0.11 non-conformant: closes a taken-over v5 connection without "
+                    "DISCONNECT 0x8E ([MQTT-3.1.4-3])")
+    assert [(p.type, p.reason) for p in got] == [(r.DISCONNECT, 0x8E)]
 
 
 def test_v311_clean_session_has_no_session_present(broker, clients):
@@ -53,32 +62,31 @@ def test_v311_clean_session_discards_old_session(broker, clients):
 
 
 @pytest.mark.parametrize("version", [4, 5])
-def test_offline_queue_delivered_in_order(broker, clients, version):
+def test_offline_queue_delivered_in_order(broker, clients, raw, version):
+    # [MQTT-4.6.0-?]: queued QoS 1 and 2 messages arrive in publish order, on
+    # the wire (paho would reorder QoS 2 behind QoS 1 at PUBREL).
     cid = uid("queue")
-    expiry = {"properties": None}
-    if version == 5:
-        from clients import connect_props
-        expiry = {"properties": connect_props(SessionExpiryInterval=60)}
-    c = clients(broker, client_id=cid, version=version, clean=(version == 5))
-    c.connect(**expiry)
-    c.subscribe("oq/#", qos=2)
+    persist = {"props": {"SessionExpiryInterval": 60}} if version == 5 else {}
+    c = raw(broker, version=version)
+    c.connect(cid, version=version, clean=(version == 5), **persist)
+    c.subscribe(1, [("oq/#", 2)])
     c.disconnect()
     pub = clients.connected(broker, version=version)
     for i in range(10):
         pub.publish("oq/%d" % (i % 3), b"%02d" % i, qos=1 + (i % 2))
-    c = clients(broker, client_id=cid, version=version, clean=False)
-    rc, sp, _ = c.connect(clean_start=False, **expiry)
-    assert sp is True
-    got = c.expect_messages(10)
-    assert [m.payload for m in got] == [b"%02d" % i for i in range(10)]
-    assert [m.qos for m in got] == [1 + (i % 2) for i in range(10)]
-    # New messages come after the queued ones.
-    pub.publish("oq/new", b"new", qos=1)
-    assert c.expect_message().payload == b"new"
+    c = raw(broker, version=version)
+    assert c.connect(cid, version=version, clean=False, **persist).session_present
+    pub.publish("oq/marker", b"", qos=1)
+    got = c.publishes_until("oq/marker")
+    assert [p.payload for p in got] == [b"%02d" % i for i in range(10)]
+    assert [p.qos for p in got] == [1 + (i % 2) for i in range(10)]
+    assert all(not p.dup for p in got)
 
 
 def test_offline_queue_limit_drop_new(start_broker, clients):
     # max_queued=3 with the default policy: the newest messages are dropped.
+    # (max_inflight=1 makes Mosquitto, whose limit is max_queued_messages
+    # beyond its inflight slots, hold the same three.)
     b = start_broker(max_queued=3, max_inflight=1)
     cid = uid("lim")
     c = clients(b, client_id=cid, version=4, clean=False)
@@ -93,19 +101,13 @@ def test_offline_queue_limit_drop_new(start_broker, clients):
     c.subscribe("lim/marker", qos=1)
     pub.publish("lim/marker", b"", qos=1)
     got = [m.payload for m in c.until_marker("lim/marker")]
-    if b.is_mosquitto:
-        # Mosquitto keeps max_inflight_messages more messages beyond
-        # max_queued_messages for an offline client.
-        assert got == [b"%d" % i for i in range(4)]
-    else:
-        assert got == [b"0", b"1", b"2"]
+    assert got == [b"0", b"1", b"2"]
 
 
 def test_offline_queue_limit_drop_oldest(start_broker, clients):
     b = start_broker(max_queued=3, queue_policy="drop_oldest")
     cid = uid("lim")
     c = clients(b, client_id=cid, version=5)
-    from clients import connect_props
     c.connect(properties=connect_props(SessionExpiryInterval=60))
     c.subscribe("lo/t", qos=1)
     c.disconnect()
@@ -201,7 +203,8 @@ def test_takeover(broker, raw, old_version, new_version):
     new.connect(cid, version=new_version)
     got = old.recv_until_closed()
     if old_version == 5:
-        assert [(p.type, p.reason) for p in got] == [(r.DISCONNECT, 0x8E)]
+        assert new.is_open()
+        assert_taken_over(broker, got)
     else:
         assert got == []
     assert new.is_open()
@@ -242,15 +245,14 @@ def test_takeover_storm_leaves_one_owner(broker, raw):
         c = raw(broker, version=5)
         c.connect(cid, version=5)
         conns.append(c)
-    for c in conns[:-1]:
-        got = c.recv_until_closed()
-        assert [(p.type, p.reason) for p in got] == [(r.DISCONNECT, 0x8E)]
+    closed = [c.recv_until_closed() for c in conns[:-1]]
     assert conns[-1].is_open()
+    for got in closed:
+        assert_taken_over(broker, got)
 
 
 def test_queued_messages_expire_with_session(broker, clients):
     # Session expiry discards the queue along with the session.
-    from clients import connect_props
     cid = uid("qexp")
     c = clients(broker, client_id=cid, version=5)
     c.connect(properties=connect_props(SessionExpiryInterval=1))
@@ -266,8 +268,9 @@ def test_queued_messages_expire_with_session(broker, clients):
     assert c.expect_message().payload == b"fresh"
 
 
-def test_starling_session_present_only_for_persistent(broker, raw):
-    starling_only(broker, "v5 session with expiry 0 ends at the close of the connection")
+def test_v5_session_expiry_zero_ends_session_on_abnormal_close(broker, raw):
+    # v5 3.1.2.11.2: with Session Expiry Interval 0 (absent) the session
+    # ends when the network connection closes, however it closes.
     cid = uid("sp")
     c = raw(broker, version=5)
     c.connect(cid, version=5, clean=False)

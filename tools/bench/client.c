@@ -243,6 +243,8 @@ static int encode(struct bench_client *c, const struct proto_packet *p)
 
 static int send_ack(struct bench_client *c, uint8_t type, uint16_t pid)
 {
+    if (c->disconnecting) /* nothing may follow the DISCONNECT */
+        return 0;
     struct proto_packet p;
     memset(&p, 0, sizeof(p));
     p.type = type;
@@ -523,6 +525,8 @@ static void on_publish(struct bench_client *c, const struct proto_publish *pub, 
 {
     struct bench_run *r = c->run;
     struct bench_stats *s = &r->stats;
+    if (r->stopping) /* after the end of the run (-d, -L, a signal): ack, do not count */
+        goto ack;
     if (s->recv++ == 0)
         s->t_first_recv = now;
     s->t_last_recv = now;
@@ -537,12 +541,13 @@ static void on_publish(struct bench_client *c, const struct proto_publish *pub, 
     } else {
         s->unstamped++;
     }
+    if (r->opts->limit && s->recv >= r->opts->limit)
+        bench__run_stop(r);
+ack:
     if (pub->qos == 1)
         send_ack(c, PROTO_PUBACK, pub->packet_id);
     else if (pub->qos == 2)
         send_ack(c, PROTO_PUBREC, pub->packet_id);
-    if (r->opts->limit && s->recv >= r->opts->limit)
-        bench__run_stop(r);
 }
 
 static void ack_done(struct bench_client *c, uint8_t reason)
@@ -557,6 +562,7 @@ static void ack_done(struct bench_client *c, uint8_t reason)
     else
         r->stats.acked++;
     bench__client_publish(c);
+    bench__run_check_done(r);
 }
 
 static void on_packet(struct bench_client *c, const struct proto_packet *p, uint64_t now)
@@ -638,20 +644,19 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = sizeof(c->run->rbuf);
 }
 
-static int keep_partial(struct bench_client *c, const uint8_t *p, size_t n)
+/* Grows the partial-packet buffer to hold n bytes, keeping its contents. */
+static int pend_reserve(struct bench_client *c, size_t n)
 {
-    if (n > c->pend_cap) {
-        size_t cap = c->pend_cap ? c->pend_cap : 1024;
-        while (cap < n)
-            cap *= 2;
-        uint8_t *np = realloc(c->pend, cap);
-        if (!np)
-            return -1;
-        c->pend = np;
-        c->pend_cap = (uint32_t)cap;
-    }
-    memmove(c->pend, p, n);
-    c->pend_len = (uint32_t)n;
+    if (n <= c->pend_cap)
+        return 0;
+    size_t cap = c->pend_cap ? c->pend_cap : 1024;
+    while (cap < n)
+        cap *= 2;
+    uint8_t *np = realloc(c->pend, cap);
+    if (!np)
+        return -1;
+    c->pend = np;
+    c->pend_cap = (uint32_t)cap;
     return 0;
 }
 
@@ -667,12 +672,10 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     const uint8_t *data = (const uint8_t *)buf->base;
     size_t len = (size_t)nread;
     if (c->pend_len) { /* complete the partial packet first */
-        if (c->pend_len + len > BENCH_MAX_PACKET + 8u) {
-            bench__client_close(c, BENCH_ERR_PROTOCOL);
-            return;
-        }
+        /* Bounded: proto_frame refuses a packet over BENCH_MAX_PACKET as soon as
+         * its header is in, so the partial packet is at most that long. */
         size_t old = c->pend_len;
-        if (keep_partial(c, c->pend, old + len) != 0) { /* grows the buffer */
+        if (pend_reserve(c, old + len) != 0) {
             bench__client_close(c, UV_ENOMEM);
             return;
         }
@@ -683,13 +686,19 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     ssize_t used = parse(c, data, len);
     if (used < 0)
         return;
-    if ((size_t)used < len) {
-        if (keep_partial(c, data + used, len - (size_t)used) != 0) {
+    size_t rest = len - (size_t)used;
+    if (rest == 0) {
+        c->pend_len = 0;
+    } else if (data == c->pend) {
+        memmove(c->pend, c->pend + used, rest);
+        c->pend_len = (uint32_t)rest;
+    } else {
+        if (pend_reserve(c, rest) != 0) {
             bench__client_close(c, UV_ENOMEM);
             return;
         }
-    } else {
-        c->pend_len = 0;
+        memcpy(c->pend, data + used, rest);
+        c->pend_len = (uint32_t)rest;
     }
     flush(c); /* acks */
 }

@@ -53,7 +53,8 @@ static const struct opt_def defs[] = {
     {O_CONNRATE, 'R', "connrate", NULL, ALL, ARG_REQ, "N",
      "connection attempts per second; overrides -i when > 0 [default: 0]"},
     {O_MAXCONN, 0, "max-connecting", NULL, ALL, ARG_REQ, "N",
-     "starling-bench: most handshakes in progress at once [default: 1000]"},
+     "starling-bench: most handshakes in progress at once; keep it under the "
+     "broker's listen backlog [default: 100]"},
     {O_PUBINT, 'I', "interval_of_msg", "interval-of-msg", P, ARG_REQ, "MS",
      "milliseconds between two messages of one publisher; 0 = as fast as TCP and the "
      "QoS 1/2 window allow [default: 1000]"},
@@ -275,7 +276,7 @@ static void set_defaults(struct bench_opts *o, enum bench_mode mode)
     o->version = 5;
     o->count = 200;
     o->interval_ms = 10;
-    o->max_connecting = 1000;
+    o->max_connecting = 100;
     o->pub_interval_ms = 1000;
     o->size = 256;
     o->keepalive = 300;

@@ -223,7 +223,8 @@ void bench__report_json(FILE *f, const struct bench_report *r)
             ", \"port\": %u, \"version\": %u, \"clients\": %" PRIu32 ", \"qos\": %u"
             ", \"payload_size\": %zu, \"duration_s\": %.3f,\n",
             o->port, o->version, o->count, o->qos,
-            o->message ? strlen(o->message) : (size_t)o->size, elapsed);
+            o->mode != BENCH_PUB ? 0 : o->message ? strlen(o->message) : (size_t)o->size,
+            elapsed);
     fprintf(f,
             " \"connect\": {\"started\": %" PRIu64 ", \"connected\": %" PRIu64
             ", \"failed\": %" PRIu64 ", \"lost\": %" PRIu64 ", \"rate_per_s\": %.1f"

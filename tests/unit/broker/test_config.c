@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "leak_check.h"
 
 #ifndef STARLING_SAMPLE_CONF
 #error "STARLING_SAMPLE_CONF must name deploy/starling.conf"
@@ -107,6 +108,7 @@ Test(config, defaults_match_the_header)
     cr_expect_str_eq(c.cluster_secret, "");
     cr_expect_eq(c.peer_count, 0);
     cr_expect_eq(c.commit_timeout_ms, 5000);
+    check_leaks();
 }
 
 /* ---- every key ---------------------------------------------------------------- */
@@ -194,6 +196,7 @@ Test(config, every_key_sets_its_field)
                            set_table[i].value, set_table[i].printed, out);
         free(out);
     }
+    check_leaks();
 }
 
 Test(config, every_key_from_a_file)
@@ -265,6 +268,7 @@ Test(config, every_key_from_a_file)
     cr_expect_str_eq(c.peers[1].address, "10.0.0.2:4370");
     cr_expect_eq(c.commit_timeout_ms, 2000);
     drop_tmp(path);
+    check_leaks();
 }
 
 /* ---- bad values ----------------------------------------------------------------- */
@@ -348,6 +352,7 @@ Test(config, bad_values_are_rejected_and_change_nothing)
         cr_expect_eq(memcmp(&c, &before, sizeof(c)), 0, "%s \"%s\" changed the config", bad_table[i].key,
                      bad_table[i].value);
     }
+    check_leaks();
 }
 
 Test(config, missing_value_and_small_err_buffers)
@@ -358,6 +363,7 @@ Test(config, missing_value_and_small_err_buffers)
     cr_expect_lt(config_set(&c, "max_inflight", NULL, NULL, 0), 0);
     cr_expect_lt(config_set(&c, "max_inflight", "0", err, sizeof(err)), 0);
     cr_expect_eq(strlen(err), sizeof(err) - 1, "truncated, still terminated");
+    check_leaks();
 }
 
 /* ---- listeners and peers ---------------------------------------------------------- */
@@ -397,6 +403,7 @@ Test(config, listener_lines_replace_the_default_then_add)
     cr_expect_eq(c.listeners[0].port, 9999);
     cr_expect_str_eq(c.listeners[0].transport, "tls");
     cr_expect_eq(c.listeners[1].port, 1883);
+    check_leaks();
 }
 
 Test(config, peers_repeat_up_to_the_limit)
@@ -417,6 +424,7 @@ Test(config, peers_repeat_up_to_the_limit)
     cr_expect_eq(config_set(&c, "peer", "2 b:1", err, sizeof(err)), -EINVAL);
     cr_expect_str_eq(err, "peer: id 2 given twice");
     cr_expect_eq(c.peer_count, 1);
+    check_leaks();
 }
 
 /* ---- file syntax and errors ---------------------------------------------------------- */
@@ -447,6 +455,7 @@ Test(config, file_syntax)
     cr_expect_str_eq(c.cluster_secret, "quote \" backslash \\ plain \\n");
     cr_expect_eq(c.max_topic_levels, 5, "CRLF line endings");
     cr_expect_eq(c.log_level, LOG_DEBUG);
+    check_leaks();
 }
 
 Test(config, file_host_with_hash_is_rejected)
@@ -457,6 +466,7 @@ Test(config, file_host_with_hash_is_rejected)
     config_defaults(&c);
     cr_expect_lt(load_str(&c, "cluster_bind host#1:4370\n", err, sizeof(err), NULL), 0);
     cr_expect_not_null(strstr(err, "\"host#1:4370\" is not HOST:PORT"), "%s", err);
+    check_leaks();
 }
 
 static const struct {
@@ -493,6 +503,7 @@ Test(config, file_errors_name_file_and_line)
         cr_expect_eq(memcmp(&c, &before, sizeof(c)), 0, "case %zu: a failed load changes nothing", i);
         drop_tmp(path);
     }
+    check_leaks();
 }
 
 Test(config, file_long_line_and_nul_byte)
@@ -516,6 +527,7 @@ Test(config, file_long_line_and_nul_byte)
     cr_expect_lt(config_load_file(&c, path, err, sizeof(err)), 0);
     cr_expect_not_null(strstr(err, ":2: line contains a NUL byte"), "%s", err);
     drop_tmp(path);
+    check_leaks();
 }
 
 Test(config, missing_file_reports_strerror)
@@ -528,6 +540,7 @@ Test(config, missing_file_reports_strerror)
     snprintf(want, sizeof(want), "/nonexistent/starling.conf: %s", strerror(ENOENT));
     cr_expect_str_eq(err, want);
     cr_expect_str_eq(c.path, "");
+    check_leaks();
 }
 
 /* ---- command line -------------------------------------------------------------------- */
@@ -592,6 +605,7 @@ Test(config, flags_beat_the_file_wherever_they_appear)
     cr_expect_eq(c.peer_count, 1);
     cr_expect_str_eq(c.cluster_secret, "x=y");
     drop_tmp(path);
+    check_leaks();
 }
 
 Test(config, verbosity_flags)
@@ -614,6 +628,7 @@ Test(config, verbosity_flags)
     config_defaults(&c);
     cr_assert_eq(PARSE(&c, NULL, err, "--set", "log_level=trace", "--quiet"), 0, "%s", err);
     cr_expect_eq(c.log_level, LOG_ERROR);
+    check_leaks();
 }
 
 static const struct {
@@ -658,6 +673,7 @@ Test(config, bad_command_lines_fail)
         cr_expect_lt(rc, 0, "case %zu (%s): rc %d", i, argv[1], rc);
         cr_expect_not_null(strstr(err, bad_args_table[i].message), "case %zu: \"%s\"", i, err);
     }
+    check_leaks();
 }
 
 static char *read_redirected_stdout(void)
@@ -682,6 +698,7 @@ Test(config, help_lists_every_flag, .init = cr_redirect_stdout)
                                         "-v", "-q", "--dump", "-h, --help", "-V, --version", "starling.conf"};
     for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
         cr_expect_not_null(strstr(out, flags[i]), "help lacks \"%s\":\n%s", flags[i], out);
+    check_leaks();
 }
 
 Test(config, short_help_returns_one, .init = cr_redirect_stdout)
@@ -691,6 +708,7 @@ Test(config, short_help_returns_one, .init = cr_redirect_stdout)
     config_defaults(&c);
     cr_expect_eq(PARSE(&c, NULL, err, "-h"), 1);
     cr_expect_not_null(strstr(read_redirected_stdout(), "Usage: starlingd"));
+    check_leaks();
 }
 
 Test(config, version_returns_one, .init = cr_redirect_stdout)
@@ -701,6 +719,7 @@ Test(config, version_returns_one, .init = cr_redirect_stdout)
     cr_expect_eq(PARSE(&c, NULL, err, "--version"), 1);
     cr_expect_eq(PARSE(&c, NULL, err, "-V"), 1);
     cr_expect_str_eq(read_redirected_stdout(), "starlingd " STARLING_VERSION "\nstarlingd " STARLING_VERSION "\n");
+    check_leaks();
 }
 
 Test(config, no_flags_keeps_defaults)
@@ -714,6 +733,7 @@ Test(config, no_flags_keeps_defaults)
     cr_expect_eq(config_parse_args(&c, 1, argv, &dump, err, sizeof(err)), 0);
     cr_expect_not(dump);
     cr_expect_eq(memcmp(&c, &d, sizeof(c)), 0);
+    check_leaks();
 }
 
 /* ---- printing -------------------------------------------------------------------------- */
@@ -779,6 +799,7 @@ Test(config, print_round_trips)
     cr_assert_eq(config_set(&c, "cluster_secret", "\"", err, sizeof(err)), 0);
     cr_assert_eq(config_set(&c, "data_dir", "a\\\"b", err, sizeof(err)), 0);
     round_trip(&c);
+    check_leaks();
 }
 
 /* ---- the sample config ---------------------------------------------------------------- */
@@ -803,6 +824,7 @@ Test(config, sample_config_loads_as_the_defaults)
     config_defaults(&d);
     cr_assert_eq(config_load_file(&c, STARLING_SAMPLE_CONF, err, sizeof(err)), 0, "%s", err);
     cr_expect(same_settings(&c, &d));
+    check_leaks();
 }
 
 /* Setting lines in the sample are commented out as "#key value" (prose uses
@@ -850,4 +872,5 @@ Test(config, sample_config_documents_every_default)
     cr_expect_geq(settings, (int)(sizeof(keys) / sizeof(keys[0])));
     free(out);
     free(text);
+    check_leaks();
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "trie.h"
+#include "leak_check.h"
 
 #define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
@@ -186,6 +187,7 @@ Test(trie, reference_matcher_agrees_with_table)
     for (size_t i = 0; i < N_MATCH; i++)
         cr_expect_eq(ref_match(match_table[i].filter, match_table[i].topic), match_table[i].match,
                      "ref_match(\"%s\", \"%s\")", match_table[i].filter, match_table[i].topic);
+    check_leaks();
 }
 
 Test(trie, match_topic_table)
@@ -201,6 +203,7 @@ Test(trie, match_topic_table)
         cr_expect_eq(t.nodes, 0);
         trie_free(&t);
     }
+    check_leaks();
 }
 
 Test(trie, match_filter_table)
@@ -216,6 +219,7 @@ Test(trie, match_filter_table)
         cr_expect_eq(t.nodes, 0);
         trie_free(&t);
     }
+    check_leaks();
 }
 
 /* Every filter of the table in one trie, every topic of the table against it:
@@ -258,6 +262,7 @@ Test(trie, table_all_in_one_trie)
                          "topic \"%s\" filter \"%s\" reported %d times", match_table[i].topic, filter, count[i]);
     }
     trie_free(&t);
+    check_leaks();
 }
 
 /* Deterministic pseudo-random keys over a tiny alphabet, so that levels collide
@@ -327,6 +332,7 @@ Test(trie, random_against_reference)
                          filters[j], topics[i], count[i]);
     }
     trie_free(&t);
+    check_leaks();
 }
 
 Test(trie, empty_trie)
@@ -339,6 +345,7 @@ Test(trie, empty_trie)
     cr_expect_eq(t.nodes, 0);
     cr_expect_eq(t.items, 0);
     trie_free(&t);
+    check_leaks();
 }
 
 Test(trie, shared_keys_and_exact)
@@ -388,6 +395,7 @@ Test(trie, shared_keys_and_exact)
     cr_expect_eq(t.items, 0);
     cr_expect_eq(t.nodes, 0);
     trie_free(&t);
+    check_leaks();
 }
 
 Test(trie, pruning_keeps_shared_prefixes)
@@ -416,6 +424,7 @@ Test(trie, pruning_keeps_shared_prefixes)
     cr_expect_eq(t.nodes, 0);
     cr_expect_null(t.root);
     trie_free(&t);
+    check_leaks();
 }
 
 Test(trie, many_items_insert_remove)
@@ -462,6 +471,7 @@ Test(trie, many_items_insert_remove)
     cr_expect_eq(t.items, 0);
     cr_expect_eq(t.nodes, 0);
     trie_free(&t);
+    check_leaks();
 }
 
 Test(trie, item_key_rebuilds_keys)
@@ -495,6 +505,7 @@ Test(trie, item_key_rebuilds_keys)
     trie_remove(&t, &o.item);
     cr_expect_eq(trie_item_key(&o.item, buf, sizeof(buf)), 0, "not in a trie");
     trie_free(&t);
+    check_leaks();
 }
 
 /* A node with 100,000 children (sensor/1..sensor/100000): must work and stay
@@ -534,14 +545,38 @@ Test(trie, hundred_thousand_children, .timeout = 120)
     trie_item_key(&objs[41].item, out, sizeof(out));
     cr_expect_str_eq(out, "sensor/42");
 
-    /* remove all but the last, then check the survivor is still found as the table shrinks */
-    for (int i = 0; i < N - 1; i++)
-        trie_remove(&t, &objs[i].item);
-    cr_expect_eq(t.nodes, 3);
-    cr_expect_eq(count_topic(&t, "sensor/100000"), 1);
-    cr_expect_eq(count_filter(&t, "sensor/+"), 1);
-    trie_remove(&t, &objs[N - 1].item);
-    cr_expect_eq(t.nodes, 0);
+    /* Remove in a shuffled order (exercising the table's backward-shift deletion
+     * and its shrinking), checking after each round that exactly the survivors
+     * are still found. */
+    int *order = malloc(N * sizeof(*order));
+    uint32_t seed = 99;
+    cr_assert_not_null(order);
+    for (int i = 0; i < N; i++)
+        order[i] = i;
+    for (int i = N - 1; i > 0; i--) {
+        int j = (int)(rng_next(&seed) % (uint32_t)(i + 1));
+        int tmp = order[i];
+        order[i] = order[j];
+        order[j] = tmp;
+    }
+    static const int rounds[] = {N / 2, N - 1000, N - 10, N};
+    int removed = 0;
+    for (size_t r = 0; r < sizeof(rounds) / sizeof(rounds[0]); r++) {
+        for (; removed < rounds[r]; removed++)
+            trie_remove(&t, &objs[order[removed]].item);
+        int survivors = 0;
+        for (int i = 0; i < N; i++) {
+            int n = snprintf(key, sizeof(key), "sensor/%d", i + 1);
+            struct hits h = {0};
+            trie_exact(&t, key, (size_t)n, collect, &h);
+            cr_assert_eq(h.n, objs[i].item.node != NULL ? 1 : 0, "round %zu, %s", r, key);
+            survivors += h.n;
+        }
+        cr_expect_eq(survivors, N - rounds[r]);
+        cr_expect_eq(count_filter(&t, "sensor/+"), N - rounds[r]);
+        cr_expect_eq(t.nodes, rounds[r] == N ? 0 : (size_t)(N - rounds[r] + 2));
+    }
+    free(order);
 
     /* and the same wide node under trie_free */
     for (int i = 0; i < N; i++) {
@@ -552,6 +587,7 @@ Test(trie, hundred_thousand_children, .timeout = 120)
     cr_expect_eq(t.nodes, 0);
     cr_expect_eq(t.items, 0);
     free(objs);
+    check_leaks();
 }
 
 /* Thousands of levels: the walks neither recurse nor allocate per level. */
@@ -597,6 +633,7 @@ Test(trie, deep_keys)
     trie_free(&t);
     free(key);
     free(buf);
+    check_leaks();
 }
 
 Test(trie, callbacks_stop_the_walk)
@@ -656,6 +693,7 @@ Test(trie, callbacks_stop_the_walk)
     cr_expect_eq(h.n, 4);
     trie_free(&subs);
     trie_free(&t);
+    check_leaks();
 }
 
 Test(trie, free_with_items_stored)
@@ -681,4 +719,5 @@ Test(trie, free_with_items_stored)
     cr_assert_eq(insert(&t, &o, "again"), 0);
     cr_expect_eq(count_topic(&t, "again"), 1);
     trie_free(&t);
+    check_leaks();
 }

@@ -94,6 +94,7 @@ static const struct props_case props_cases[] = {
     {"will delay in will", BYTES(0x18, 0, 0, 0, 1), 0, 0},
     {"will delay in publish", BYTES(0x18, 0, 0, 0, 1), PROTO_PUBLISH, PROTO_EPROTOCOL},
     {"topic alias in will", BYTES(0x23, 0, 1), 0, PROTO_EPROTOCOL},
+    {"topic alias 0 (broker answers 0x94)", BYTES(0x23, 0, 0), PROTO_PUBLISH, 0},
     {"sub id in will", BYTES(0x0B, 1), 0, PROTO_EPROTOCOL},
     {"assigned id in connect", BYTES(0x12, 0, 0), PROTO_CONNECT, PROTO_EPROTOCOL},
     {"reason string in publish", BYTES(0x1F, 0, 0), PROTO_PUBLISH, PROTO_EPROTOCOL},

@@ -9,7 +9,8 @@
 static const uint8_t versions[] = {PROTO_V31, PROTO_V311, PROTO_V5};
 
 /* Raw user properties: ("k", "v"), ("name", "") */
-static const uint8_t user_raw[] = {0x26, 0, 1, 'k', 0, 1, 'v', 0x26, 0, 4, 'n', 'a', 'm', 'e', 0, 0};
+static const uint8_t user_raw[] = {0x26, 0, 1, 'k', 0, 1, 'v',
+                                   0x26, 0, 4, 'n', 'a', 'm', 'e', 0, 0};
 
 static struct proto_str user_props(void)
 {

@@ -1,0 +1,130 @@
+"""Helpers for test_bench.py: a private Mosquitto on a free port, and starling-bench runs.
+
+starling-bench is found at $STARLING_BENCH, else <repo>/build/tools/starling-bench.
+These tests check the load generator, not the broker, so they run against
+Mosquitto (the reference broker) whatever STARLING_TEST_BROKER says.
+"""
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+BENCH = os.environ.get("STARLING_BENCH", str(REPO / "build" / "tools" / "starling-bench"))
+MOSQUITTO = os.environ.get("MOSQUITTO", "/usr/sbin/mosquitto")
+SANITIZER_MARKERS = ("runtime error:", "ERROR: AddressSanitizer", "ERROR: LeakSanitizer")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            time.sleep(0.02)
+    return False
+
+
+class Mosquitto:
+    def __init__(self, tmp_path, extra=()):
+        self.port = free_port()
+        self.conf = tmp_path / f"mosquitto-{self.port}.conf"
+        self.conf.write_text("\n".join([
+            f"listener {self.port} 127.0.0.1", "persistence false", "log_dest stderr",
+            "log_type error", *extra]) + "\n")
+        self.log = open(tmp_path / f"mosquitto-{self.port}.log", "wb")
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=self.log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        if not wait_port(self.port, self.proc):
+            self.stop()
+            raise RuntimeError("mosquitto did not start: " + self.conf.read_text())
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+class Bench:
+    """A running starling-bench; stderr is read as it comes, so a test can wait
+    for the connection phase to end instead of sleeping."""
+
+    def __init__(self, *args, preexec_fn=None):
+        self.cmd = [BENCH] + [str(a) for a in args]
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, text=True, preexec_fn=preexec_fn)
+        self.stderr_lines = []
+        self.stdout_lines = []
+        self.ready = threading.Event()
+        # Progress goes to stdout, or to stderr with --json: watch both.
+        self._t_out = threading.Thread(target=self._watch,
+                                       args=(self.proc.stdout, self.stdout_lines), daemon=True)
+        self._t_err = threading.Thread(target=self._watch,
+                                       args=(self.proc.stderr, self.stderr_lines), daemon=True)
+        self._t_out.start()
+        self._t_err.start()
+
+    def _watch(self, stream, lines):
+        for line in stream:
+            lines.append(line)
+            if "connection phase done" in line:
+                self.ready.set()
+        self.ready.set()
+
+    def wait_ready(self, timeout=30):
+        assert self.ready.wait(timeout), "no end of connection phase: " + self.stderr
+        assert self.proc.poll() is None, "exited early: " + self.stderr
+
+    def finish(self, timeout=60):
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"{self.cmd} did not stop within {timeout} s: {self.stderr}")
+        self._t_out.join()
+        self._t_err.join()
+        for marker in SANITIZER_MARKERS:
+            assert marker not in self.stderr, f"{self.cmd}: {self.stderr}"
+        return self
+
+    @property
+    def returncode(self):
+        return self.proc.returncode
+
+    @property
+    def stdout(self):
+        return "".join(self.stdout_lines)
+
+    @property
+    def stderr(self):
+        return "".join(self.stderr_lines)
+
+    def json(self):
+        try:
+            return json.loads(self.stdout)
+        except ValueError:
+            raise AssertionError(f"no JSON from {self.cmd}: {self.stdout!r} {self.stderr}")
+
+
+def run(*args, timeout=60, preexec_fn=None):
+    return Bench(*args, preexec_fn=preexec_fn).finish(timeout)

@@ -1,0 +1,223 @@
+#!/usr/bin/env bash
+# The whole test suite: setup, build, unit tests (meson + Criterion/TAP),
+# integration tests (pytest against a real starlingd), then one totals line.
+#
+#   ./tests/run.sh                 everything
+#   ./tests/run.sh --unit          build + unit tests only
+#   ./tests/run.sh --integration   build + integration tests only
+#   ./tests/run.sh --asan          the same in build-asan with ASan + UBSan
+#   ./tests/run.sh --long          also the long fault/soak runs (STARLING_LONG=1)
+#
+# Extra arguments after -- go to pytest (e.g. -- -k retain -x).
+# Environment: STARLING_BUILD_DIR overrides the build directory;
+# STARLING_TEST_BROKER=mosquitto runs the integration tests against Mosquitto
+# (and skips the build when only --integration is asked for).
+#
+# The last line is exactly "N passed, N failed"; the exit status is 0 only if
+# nothing failed (a failed setup or build counts as one failure).
+set -uo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+ROOT=$(pwd)
+PY=/usr/bin/python3          # the system python has paho-mqtt and pytest
+
+run_unit=1
+run_integration=1
+asan=0
+pytest_extra=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --unit) run_unit=1; run_integration=0 ;;
+        --integration) run_unit=0; run_integration=1 ;;
+        --asan) asan=1 ;;
+        --long) export STARLING_LONG=1 ;;
+        --) shift; pytest_extra=("$@"); break ;;
+        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+if [ "$asan" = 1 ]; then
+    BUILD=${STARLING_BUILD_DIR:-build-asan}
+    meson_opts=(-Db_sanitize=address,undefined -Db_lundef=false)
+    export ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:detect_leaks=1:print_summary=1"
+    export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1:print_summary=1"
+else
+    BUILD=${STARLING_BUILD_DIR:-build}
+    meson_opts=()
+fi
+case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
+export STARLINGD="${STARLINGD:-$BUILD/broker/starlingd}"
+
+step_failures=0
+note() { printf '\n=== %s\n' "$*"; }
+step_failed() { echo "run.sh: FAILED: $*" >&2; step_failures=$((step_failures + 1)); }
+
+mosquitto_only=0
+if [ "${STARLING_TEST_BROKER:-starling}" = mosquitto ] && [ "$run_unit" = 0 ]; then
+    mosquitto_only=1
+fi
+
+# 1. Setup (idempotent: deploy/setup.sh keeps a stamp).
+note "setup"
+if [ "$(id -u)" = 0 ]; then
+    bash deploy/setup.sh || step_failed "deploy/setup.sh"
+elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    sudo bash deploy/setup.sh || step_failed "deploy/setup.sh"
+else
+    echo "run.sh: not root and no passwordless sudo; skipping deploy/setup.sh"
+fi
+
+# 2. Build.
+build_ok=1
+if [ "$mosquitto_only" = 1 ]; then
+    note "build skipped (integration tests against Mosquitto)"
+else
+    note "meson setup $BUILD"
+    if [ -f "$BUILD/meson-private/coredata.dat" ]; then
+        meson setup --reconfigure "$BUILD" "${meson_opts[@]}" || { step_failed "meson setup"; build_ok=0; }
+    else
+        meson setup "$BUILD" "${meson_opts[@]}" || { step_failed "meson setup"; build_ok=0; }
+    fi
+    if [ "$build_ok" = 1 ]; then
+        note "meson compile"
+        meson compile -C "$BUILD" || { step_failed "meson compile"; build_ok=0; }
+    fi
+fi
+
+# 3. Unit tests.
+unit_ran=0
+if [ "$run_unit" = 1 ] && [ "$build_ok" = 1 ]; then
+    note "unit tests (meson test)"
+    rm -f "$BUILD/meson-logs/testlog.json"
+    meson test -C "$BUILD" --print-errorlogs
+    unit_rc=$?
+    unit_ran=1
+    # meson exits 125 when there are no tests to run; other codes mean
+    # failures, which the totals below count from testlog.json.
+    if [ "$unit_rc" != 0 ] && [ ! -f "$BUILD/meson-logs/testlog.json" ]; then
+        [ "$unit_rc" = 125 ] || step_failed "meson test (exit $unit_rc, no testlog.json)"
+    fi
+fi
+
+# 4. Integration tests.
+junit="$BUILD/integration.xml"
+integration_ran=0
+if [ "$run_integration" = 1 ] && { [ "$build_ok" = 1 ] || [ "$mosquitto_only" = 1 ]; }; then
+    note "integration tests (pytest, broker: ${STARLING_TEST_BROKER:-starling})"
+    mkdir -p "$BUILD"
+    rm -f "$junit"
+    timeout --kill-after=30 3000 "$PY" -m pytest tests/integration -q -p no:cacheprovider \
+        --junitxml="$junit" "${pytest_extra[@]}"
+    it_rc=$?
+    integration_ran=1
+    case "$it_rc" in
+        0|1|5) ;;      # 5: no tests collected, which is not a failure
+        *) [ -f "$junit" ] || step_failed "pytest (exit $it_rc, no junit xml)" ;;
+    esac
+    if [ "$it_rc" = 1 ] && [ ! -f "$junit" ]; then
+        step_failed "pytest (exit 1, no junit xml)"
+    fi
+fi
+
+# 5. Totals.
+note "totals"
+"$PY" - "$BUILD/meson-logs/testlog.json" "$junit" "$unit_ran" "$integration_ran" "$step_failures" <<'PYEOF'
+"""Counts unit results from meson's testlog.json (TAP subtests when the
+test printed TAP, else one per test) and integration results from the
+pytest JUnit XML (one per test case), and prints the totals."""
+import json
+import re
+import sys
+import xml.etree.ElementTree as ET
+
+testlog, junit, unit_ran, integration_ran, step_failures = sys.argv[1:6]
+TAP = re.compile(r"^(not ok|ok)\b(.*)$")
+
+
+def count_unit(path):
+    passed = failed = skipped = 0
+    try:
+        lines = open(path, encoding="utf-8", errors="replace").read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if not line.strip():
+            continue
+        t = json.loads(line)
+        result = t.get("result", "")
+        out = (t.get("stdout") or "").splitlines()
+        sub_p = sub_f = sub_s = 0
+        bailed = False
+        for l in out:
+            l = l.strip()
+            if l.startswith("Bail out!"):
+                bailed = True
+            m = TAP.match(l)
+            if not m:
+                continue
+            directive = m.group(2).upper()
+            if "# SKIP" in directive:
+                sub_s += 1
+            elif m.group(1) == "ok" or "# TODO" in directive:
+                sub_p += 1
+            else:
+                sub_f += 1
+        if sub_p + sub_f + sub_s:
+            passed += sub_p
+            skipped += sub_s
+            failed += sub_f
+            # A crash or bail-out after some subtests still fails the test.
+            if (bailed or result not in ("OK", "SKIP", "EXPECTEDFAIL")) and sub_f == 0:
+                failed += 1
+        elif result in ("OK", "EXPECTEDFAIL"):
+            passed += 1
+        elif result == "SKIP":
+            skipped += 1
+        else:
+            failed += 1
+    return passed, failed, skipped
+
+
+def count_junit(path):
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return None
+    passed = failed = skipped = 0
+    for case in root.iter("testcase"):
+        tags = {child.tag for child in case}
+        if tags & {"failure", "error"}:
+            failed += 1
+        elif "skipped" in tags:
+            skipped += 1
+        else:
+            passed += 1
+    return passed, failed, skipped
+
+
+total_p = total_f = total_s = 0
+if unit_ran == "1":
+    u = count_unit(testlog)
+    if u is None:
+        print("unit: no testlog.json (no unit tests ran)")
+    else:
+        print("unit: %d passed, %d failed, %d skipped" % u)
+        total_p, total_f, total_s = total_p + u[0], total_f + u[1], total_s + u[2]
+if integration_ran == "1":
+    i = count_junit(junit)
+    if i is None:
+        print("integration: no results (%s missing)" % junit)
+    else:
+        print("integration: %d passed, %d failed, %d skipped" % i)
+        total_p, total_f, total_s = total_p + i[0], total_f + i[1], total_s + i[2]
+steps = int(step_failures)
+if steps:
+    print("setup/build steps failed: %d (each counted as one failure)" % steps)
+    total_f += steps
+print("skipped: %d" % total_s)
+print("%d passed, %d failed" % (total_p, total_f))
+sys.exit(1 if total_f else 0)
+PYEOF
+exit $?

@@ -1,0 +1,705 @@
+#!/usr/bin/python3
+"""Side-by-side benchmark: Starling next to Mosquitto, same machine, same run.
+
+Starts each broker on a free loopback port with comparable settings (no
+persistence fsync, the same inflight / queue limits), drives it with
+starling-bench, and measures the broker process from /proc: peak resident
+memory and CPU seconds per scenario. A fresh broker is started for every
+scenario so that one scenario's memory does not leak into the next.
+
+Scenarios, each at QoS 0 and QoS 1, in two variants:
+  max rate   publishers send as fast as TCP (QoS 0) or their ack window (QoS 1)
+             allows: the delivered messages/s is the throughput figure; latency
+             there is mostly queueing.
+  fixed rate a moderate offered load both brokers sustain: the latency figures.
+  fan-in     many publishers, one subscriber (wildcard)
+  fan-out    one publisher, many subscribers
+  p2p        publisher i -> subscriber i, many pairs
+plus 10,000 idle connections (resident memory per connection) and a connect
+rate run.
+
+Writes results.md, results.csv, results.png and the raw starling-bench JSON
+to the output directory. Uses /usr/bin/python3 (Debian's matplotlib).
+
+  /usr/bin/python3 tools/bench/compare.py --out bench-results
+  /usr/bin/python3 tools/bench/compare.py --long           # 30 s per scenario
+"""
+
+import argparse
+import csv
+import datetime
+import glob
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+# Broker limits applied to both brokers.
+MAX_INFLIGHT = 20
+MAX_QUEUED = 1000
+MAX_CONNECTIONS = 20000
+DRAIN_MAX_S = 8.0
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+# --- brokers ------------------------------------------------------------------
+
+
+class Broker:
+    """One broker process on a free loopback port, measured through /proc."""
+
+    name = "?"
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.proc = None
+        self.port = None
+        self.logfile = None
+        self.peak_kb = 0
+        self._sampling = False
+        self._sampler = None
+
+    def command(self):
+        raise NotImplementedError
+
+    def start(self):
+        self.port = free_port()
+        cmd = self.command()
+        self.logfile = open(os.path.join(self.workdir, f"{self.name}.log"), "ab")
+        self.proc = subprocess.Popen(cmd, stdout=self.logfile, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, preexec_fn=raise_nofile)
+        if not wait_port(self.port, self.proc):
+            self.stop()
+            return False
+        return True
+
+    def stop(self):
+        self.sample_stop()
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.logfile:
+            self.logfile.close()
+            self.logfile = None
+
+    def rss_kb(self):
+        try:
+            with open(f"/proc/{self.proc.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return 0
+
+    def cpu_s(self):
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            return 0.0
+        fields = stat[stat.rindex(")") + 2:].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+    def sample_start(self):
+        self.peak_kb = self.rss_kb()
+        self._sampling = True
+
+        def loop():
+            while self._sampling:
+                self.peak_kb = max(self.peak_kb, self.rss_kb())
+                time.sleep(0.05)
+
+        self._sampler = threading.Thread(target=loop, daemon=True)
+        self._sampler.start()
+
+    def sample_stop(self):
+        self._sampling = False
+        if self._sampler:
+            self._sampler.join()
+            self._sampler = None
+
+
+class Mosquitto(Broker):
+    name = "mosquitto"
+
+    def __init__(self, workdir, binary):
+        super().__init__(workdir)
+        self.binary = binary
+
+    def command(self):
+        conf = os.path.join(self.workdir, "mosquitto.conf")
+        with open(conf, "w") as f:
+            f.write(f"""listener {self.port} 127.0.0.1
+allow_anonymous true
+persistence false
+max_inflight_messages {MAX_INFLIGHT}
+max_queued_messages {MAX_QUEUED}
+max_connections {MAX_CONNECTIONS}
+log_dest stderr
+log_type error
+connection_messages false
+""")
+        return [self.binary, "-c", conf]
+
+    def version(self):
+        try:
+            out = subprocess.run([self.binary, "-h"], capture_output=True, text=True, timeout=5)
+            first = (out.stdout or out.stderr).splitlines()[0]
+            return first.replace("mosquitto version", "Mosquitto").strip()
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return "Mosquitto"
+
+
+class Starling(Broker):
+    name = "starling"
+
+    def __init__(self, workdir, binary):
+        super().__init__(workdir)
+        self.binary = binary
+        self.data_root = "/dev/shm" if os.path.isdir("/dev/shm") else workdir
+
+    def command(self):
+        # The data directory lives in tmpfs: Starling's log writes are synced,
+        # tmpfs makes the sync free, matching Mosquitto's persistence false.
+        data = tempfile.mkdtemp(prefix="starling-bench-", dir=self.data_root)
+        self.data_dir = data
+        return [self.binary, "-p", str(self.port), "--bind", "127.0.0.1", "--data-dir", data,
+                "--set", f"max_inflight={MAX_INFLIGHT}", "--set", f"max_queued={MAX_QUEUED}",
+                "--set", f"max_connections={MAX_CONNECTIONS}"]
+
+    def stop(self):
+        super().stop()
+        if getattr(self, "data_dir", None):
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            self.data_dir = None
+
+    def version(self):
+        try:
+            out = subprocess.run([self.binary, "--version"], capture_output=True, text=True,
+                                 timeout=5)
+            return (out.stdout or out.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return "Starling"
+
+
+# --- starling-bench processes ---------------------------------------------------
+
+
+RECV_RE = re.compile(r"\| recv (\d+) ")
+
+
+class Bench:
+    """A starling-bench process; stderr is watched for the end of its connection phase."""
+
+    def __init__(self, binary, mode, args, rawdir, tag):
+        self.cmd = [binary, mode, "--json"] + [str(a) for a in args]
+        self.tag = tag
+        self.rawdir = rawdir
+        self.ready = threading.Event()
+        self.stderr_lines = []
+        self.recv = 0  # from the progress lines, once a second
+        self.recv_changed = time.monotonic()
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, text=True,
+                                     preexec_fn=raise_nofile)
+        self._out = []
+        self._t_out = threading.Thread(target=lambda: self._out.append(self.proc.stdout.read()),
+                                       daemon=True)
+        self._t_err = threading.Thread(target=self._watch, daemon=True)
+        self._t_out.start()
+        self._t_err.start()
+
+    def _watch(self):
+        for line in self.proc.stderr:
+            self.stderr_lines.append(line)
+            m = RECV_RE.search(line)
+            if m and int(m.group(1)) != self.recv:
+                self.recv = int(m.group(1))
+                self.recv_changed = time.monotonic()
+            if "connection phase done" in line:
+                self.ready.set()
+        self.ready.set()  # exited: nobody waits forever
+
+    def wait_ready(self, timeout=60):
+        return self.ready.wait(timeout) and self.proc.poll() is None
+
+    def interrupt(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+
+    def result(self, timeout=120):
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._t_out.join()
+        self._t_err.join()
+        text = self._out[0] if self._out else ""
+        with open(os.path.join(self.rawdir, self.tag + ".json"), "w") as f:
+            f.write(text)
+        with open(os.path.join(self.rawdir, self.tag + ".stderr"), "w") as f:
+            f.write(" ".join(self.cmd) + "\n" + "".join(self.stderr_lines))
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise RuntimeError(f"{self.tag}: no JSON summary (exit {self.proc.returncode}): "
+                               + "".join(self.stderr_lines[-5:]))
+
+
+# --- scenarios ------------------------------------------------------------------
+
+
+def message_scenarios(n, fanout_subs):
+    """(id, label, pattern, qos, variant, pub args, sub args). n = clients per side."""
+    rows = []
+    for qos in (0, 1):
+        window = ["-F", "10"] if qos else []
+        pats = [
+            ("fanin", f"fan-in {n}:1", ["-c", n, "-t", "fanin/%i"], ["-c", 1, "-t", "fanin/+"],
+             ["-I", 20]),  # n x 50/s
+            ("fanout", f"fan-out 1:{fanout_subs}", ["-c", 1, "-t", "fanout/all"],
+             ["-c", fanout_subs, "-t", "fanout/all"], ["-I", 10]),  # 100/s x subs
+            ("p2p", f"p2p {n} pairs", ["-c", n, "-t", "p2p/%i"], ["-c", n, "-t", "p2p/%i"],
+             ["-I", 20]),
+        ]
+        for pid, label, pub, sub, lat_interval in pats:
+            rows.append((f"{pid}_q{qos}_max", f"{label} QoS {qos} max rate", pid, qos, "max",
+                         pub + ["-I", 0] + window, sub))
+            rows.append((f"{pid}_q{qos}_fixed", f"{label} QoS {qos} fixed rate", pid, qos,
+                         "fixed", pub + lat_interval + window, sub))
+    return rows
+
+
+def run_messages(broker, bench, scen, duration, rawdir):
+    sid, label, pattern, qos, variant, pub_args, sub_args = scen
+    common = ["-h", "127.0.0.1", "-p", broker.port, "-q", qos, "-i", 0]
+    cpu0 = broker.cpu_s()
+    broker.sample_start()
+    sub = Bench(bench, "sub", common + sub_args + ["-d", duration + 120], rawdir,
+                f"{broker.name}-{sid}-sub")
+    if not sub.wait_ready():
+        sub.interrupt()
+        raise RuntimeError(f"{sid}: subscribers did not get ready: "
+                           + "".join(sub.stderr_lines[-3:]))
+    pub = Bench(bench, "pub", common + pub_args + ["-w", "-d", duration, "-s", 256], rawdir,
+                f"{broker.name}-{sid}-pub")
+    p = pub.result(timeout=duration + 120)
+    # Let queued messages drain: stop the subscribers once nothing has arrived
+    # for two progress lines, or after DRAIN_MAX_S.
+    drain_until = time.monotonic() + DRAIN_MAX_S
+    while time.monotonic() < drain_until and sub.proc.poll() is None:
+        if time.monotonic() - sub.recv_changed > 2.2:
+            break
+        time.sleep(0.1)
+    sub.interrupt()
+    s = sub.result()
+    broker.sample_stop()
+    lat = s["latency_us"]
+    return {
+        "id": sid, "scenario": label, "pattern": pattern, "qos": qos, "variant": variant,
+        "rate": s["receive"]["rate_per_s"], "unit": "msg/s",
+        "p50_ms": lat["p50"] / 1000.0, "p99_ms": lat["p99"] / 1000.0,
+        "rss_mb": broker.peak_kb / 1024.0, "kb_per_conn": None,
+        "cpu_s": broker.cpu_s() - cpu0,
+        "sent": p["publish"]["sent"], "recv": s["receive"]["count"],
+        "expected": p["publish"]["sent"] * (int(sub_args[1]) if pattern == "fanout" else 1),
+    }
+
+
+def run_idle(broker, bench, conns, rawdir):
+    cpu0 = broker.cpu_s()
+    base_kb = broker.rss_kb()
+    broker.sample_start()
+    c = Bench(bench, "conn", ["-h", "127.0.0.1", "-p", broker.port, "-c", conns, "-i", 0,
+                              "-d", 600], rawdir, f"{broker.name}-idle")
+    if not c.wait_ready(timeout=120):
+        c.interrupt()
+        raise RuntimeError("idle: connections did not finish: " + "".join(c.stderr_lines[-3:]))
+    time.sleep(1.0)  # let the broker settle
+    held_kb = broker.rss_kb()
+    c.interrupt()
+    r = c.result()
+    broker.sample_stop()
+    n = r["connect"]["connected"]
+    return {
+        "id": "idle", "scenario": f"{conns} idle connections", "pattern": "idle", "qos": "",
+        "variant": "", "rate": None, "unit": "", "p50_ms": None, "p99_ms": None,
+        "rss_mb": held_kb / 1024.0,
+        "kb_per_conn": (held_kb - base_kb) / n if n else None,
+        "cpu_s": broker.cpu_s() - cpu0, "sent": "", "recv": n, "expected": conns,
+    }
+
+
+def run_connect_rate(broker, bench, conns, rawdir):
+    cpu0 = broker.cpu_s()
+    broker.sample_start()
+    c = Bench(bench, "conn", ["-h", "127.0.0.1", "-p", broker.port, "-c", conns, "-i", 0,
+                              "--max-connecting", 50, "-d", 600], rawdir,
+              f"{broker.name}-connect")
+    if not c.wait_ready(timeout=120):
+        c.interrupt()
+        raise RuntimeError("connect: did not finish: " + "".join(c.stderr_lines[-3:]))
+    c.interrupt()
+    r = c.result()
+    broker.sample_stop()
+    t = r["connect"]["time_us"]
+    return {
+        "id": "connect", "scenario": f"connect rate ({conns} clients, 50 in flight)",
+        "pattern": "connect", "qos": "", "variant": "", "rate": r["connect"]["rate_per_s"],
+        "unit": "conn/s", "p50_ms": t["p50"] / 1000.0, "p99_ms": t["p99"] / 1000.0,
+        "rss_mb": broker.peak_kb / 1024.0, "kb_per_conn": None,
+        "cpu_s": broker.cpu_s() - cpu0, "sent": "", "recv": r["connect"]["connected"],
+        "expected": conns,
+    }
+
+
+def run_broker(make_broker, bench, args, rawdir, only):
+    """All scenarios against fresh instances of one broker. Returns rows."""
+    rows = []
+    scenarios = message_scenarios(args.clients, args.fanout_subs)
+    plan = [("msg", s) for s in scenarios] + [("idle", None), ("connect", None)]
+    for kind, scen in plan:
+        sid = scen[0] if scen else kind
+        if only and sid not in only:
+            continue
+        broker = make_broker()
+        if not broker.start():
+            broker.stop()
+            raise RuntimeError(f"{broker.name} did not start (see {broker.workdir})")
+        try:
+            log(f"  {broker.name}: {sid} ...")
+            if kind == "msg":
+                row = run_messages(broker, bench, scen, args.duration, rawdir)
+            elif kind == "idle":
+                row = run_idle(broker, bench, args.idle, rawdir)
+            else:
+                row = run_connect_rate(broker, bench, args.connects, rawdir)
+        except RuntimeError as e:
+            log(f"  {broker.name}: {sid} failed: {e}")
+            row = {"id": sid, "scenario": scen[1] if scen else sid, "error": str(e)}
+        finally:
+            broker.stop()
+        row["broker"] = broker.name
+        rows.append(row)
+        if "error" not in row:
+            log("    " + summary_line(row))
+    return rows
+
+
+def summary_line(r):
+    parts = []
+    if r.get("rate") is not None:
+        parts.append(f"{r['rate']:.0f} {r['unit']}")
+    if r.get("p50_ms") is not None:
+        parts.append(f"p50 {r['p50_ms']:.2f} ms p99 {r['p99_ms']:.2f} ms")
+    if r.get("kb_per_conn") is not None:
+        parts.append(f"{r['kb_per_conn']:.2f} KiB/conn")
+    parts.append(f"RSS {r['rss_mb']:.1f} MB CPU {r['cpu_s']:.2f} s")
+    if r.get("expected"):
+        parts.append(f"delivered {r['recv']}/{r['expected']}")
+    return ", ".join(parts)
+
+
+# --- reports --------------------------------------------------------------------
+
+COLUMNS = [("rate", "rate/s", "{:.0f}"), ("p50_ms", "p50 ms", "{:.2f}"),
+           ("p99_ms", "p99 ms", "{:.2f}"), ("rss_mb", "RSS MB", "{:.1f}"),
+           ("kb_per_conn", "KiB/conn", "{:.2f}"), ("cpu_s", "CPU s", "{:.2f}")]
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def fmt(v, f):
+    return "" if v is None or v == "" else f.format(v)
+
+
+def delivered(r):
+    if r.get("expected"):
+        return f"{100.0 * r['recv'] / r['expected']:.1f}%"
+    return ""
+
+
+def by_id(rows):
+    out = {}
+    for r in rows:
+        out.setdefault(r["id"], {})[r["broker"]] = r
+    return out
+
+
+def write_markdown(path, rows, brokers, meta):
+    ids = list(dict.fromkeys(r["id"] for r in rows))
+    table = by_id(rows)
+    with open(path, "w") as f:
+        f.write(f"# Starling vs Mosquitto, {meta['date']}\n\n")
+        f.write(f"- machine: {meta['machine']}\n")
+        for b in brokers:
+            f.write(f"- {b}: {meta['versions'].get(b, '')}\n")
+        f.write(f"- command: `{meta['command']}`\n")
+        f.write(f"- {meta['notes']}\n")
+        if meta.get("alone"):
+            f.write(f"- **{meta['alone']}**\n")
+        f.write("\n| scenario | broker | " + " | ".join(c[1] for c in COLUMNS)
+                + " | delivered |\n")
+        f.write("|---|---|" + "---:|" * len(COLUMNS) + "---:|\n")
+        for sid in ids:
+            entry = table[sid]
+            label = next(iter(entry.values()))["scenario"]
+            first = True
+            for b in brokers:
+                r = entry.get(b)
+                if r is None:
+                    continue
+                name = label if first else ""
+                first = False
+                if "error" in r:
+                    f.write(f"| {name} | {b} | failed: {r['error'][:80]} |"
+                            + " |" * len(COLUMNS) + "\n")
+                    continue
+                f.write(f"| {name} | {b} | "
+                        + " | ".join(fmt(r.get(k), fm) for k, _, fm in COLUMNS)
+                        + f" | {delivered(r)} |\n")
+            if len(brokers) == 2 and all(b in entry and "error" not in entry[b]
+                                         for b in brokers):
+                s, m = entry["starling"], entry["mosquitto"]
+                f.write("| | **Starling / Mosquitto** | "
+                        + " | ".join(fmt(ratio(s.get(k), m.get(k)), "{:.2f}x")
+                                     for k, _, _ in COLUMNS) + " | |\n")
+        f.write("\nrate/s is messages delivered per second at the subscribers (connections "
+                "per second for the connect row); p50 / p99 are end-to-end latency from the "
+                "publisher's send stamp to the subscriber (connect time for the connect row); "
+                "RSS is the broker's peak resident memory during the scenario (with the "
+                "connections held, for the idle row); CPU s is the broker's user + system "
+                "time for the scenario. Max-rate latencies are dominated by queueing; read "
+                "latency from the fixed-rate rows.\n")
+
+
+def write_csv(path, rows, brokers):
+    keys = ["id", "scenario", "broker", "pattern", "qos", "variant", "rate", "unit", "p50_ms",
+            "p99_ms", "rss_mb", "kb_per_conn", "cpu_s", "sent", "recv", "expected", "error"]
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(keys)
+        for r in rows:
+            w.writerow(["" if r.get(k) is None else r.get(k, "") for k in keys])
+        if len(brokers) == 2:
+            for sid, entry in by_id(rows).items():
+                if all(b in entry and "error" not in entry[b] for b in brokers):
+                    s, m = entry["starling"], entry["mosquitto"]
+                    row = {"id": sid, "scenario": s["scenario"], "broker": "ratio"}
+                    for k in ("rate", "p50_ms", "p99_ms", "rss_mb", "kb_per_conn", "cpu_s"):
+                        v = ratio(s.get(k), m.get(k))
+                        row[k] = "" if v is None else f"{v:.3f}"
+                    w.writerow([row.get(k, "") for k in keys])
+
+
+def write_plot(path, rows, brokers, meta):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = by_id(rows)
+    colors = {"mosquitto": "#3b6ea5", "starling": "#e07b39"}
+
+    def series(variant, key):
+        ids = [r["id"] for r in rows if r.get("variant") == variant
+               and r["broker"] == brokers[0]]
+        labels = [table[i][brokers[0]]["scenario"].replace(" max rate", "")
+                  .replace(" fixed rate", "") for i in ids]
+        vals = {b: [table[i].get(b, {}).get(key) or 0 for i in ids] for b in brokers}
+        return labels, vals
+
+    fig, axes = plt.subplots(3, 1, figsize=(11, 13))
+    width = 0.8 / len(brokers)
+
+    def bars(ax, labels, vals, title, ylabel, log=False):
+        xs = range(len(labels))
+        for k, b in enumerate(brokers):
+            pos = [x + (k - (len(brokers) - 1) / 2) * width for x in xs]
+            ax.bar(pos, vals[b], width, label=b, color=colors.get(b))
+            for x, v in zip(pos, vals[b]):
+                if v:
+                    ax.annotate(f"{v:.3g}", (x, v), ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(list(xs))
+        ax.set_xticklabels(labels, rotation=20, ha="right", fontsize=8)
+        ax.set_title(title)
+        ax.set_ylabel(ylabel)
+        if log:
+            ax.set_yscale("log")
+        ax.legend()
+        ax.grid(axis="y", alpha=0.3)
+
+    labels, vals = series("max", "rate")
+    bars(axes[0], labels, vals, "Throughput at max rate (messages delivered / s, higher is "
+         "better)", "msg/s")
+    labels, vals = series("fixed", "p50_ms")
+    bars(axes[1], labels, vals, "Latency p50 at a fixed rate (ms, lower is better)", "ms",
+         log=True)
+    labels, vals = series("fixed", "p99_ms")
+    bars(axes[2], labels, vals, "Latency p99 at a fixed rate (ms, lower is better)", "ms",
+         log=True)
+    fig.suptitle(f"{' vs '.join(meta['versions'].get(b, b) for b in brokers)} - "
+                 f"{meta['machine']}", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- main -----------------------------------------------------------------------
+
+
+def find_bench(explicit):
+    if explicit:
+        return explicit
+    for cand in [os.path.join(REPO, "build", "tools", "starling-bench")] + sorted(
+            glob.glob(os.path.join(REPO, "build*", "tools", "starling-bench"))):
+        if os.access(cand, os.X_OK):
+            return cand
+    sys.exit("compare.py: starling-bench not found; build it (meson compile -C build "
+             "starling-bench) or pass --bench PATH")
+
+
+def machine():
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} CPUs, Linux {platform.release()}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="bench-results", help="output directory [bench-results]")
+    ap.add_argument("--bench", help="starling-bench binary [build/tools/starling-bench]")
+    ap.add_argument("--mosquitto", default="/usr/sbin/mosquitto")
+    ap.add_argument("--starlingd", default=os.path.join(REPO, "build", "broker", "starlingd"),
+                    help="starlingd binary; Mosquitto runs alone when it is missing or does "
+                         "not start [build/broker/starlingd]")
+    ap.add_argument("--mosquitto-only", action="store_true")
+    ap.add_argument("--long", action="store_true", help="30 s per scenario instead of 5 s")
+    ap.add_argument("--duration", type=float, help="seconds of publishing per scenario")
+    ap.add_argument("--clients", type=int, default=100,
+                    help="publishers for fan-in, pairs for p2p [100]")
+    ap.add_argument("--fanout-subs", type=int, default=100, help="subscribers for fan-out [100]")
+    ap.add_argument("--idle", type=int, default=10000, help="idle connections [10000]")
+    ap.add_argument("--connects", type=int, default=5000, help="connect-rate clients [5000]")
+    ap.add_argument("--only", help="comma-separated scenario ids (e.g. fanin_q0_max,idle)")
+    args = ap.parse_args()
+    if args.duration is None:
+        args.duration = 30.0 if args.long else 5.0
+    only = set(args.only.split(",")) if args.only else None
+
+    bench = find_bench(args.bench)
+    os.makedirs(args.out, exist_ok=True)
+    rawdir = os.path.join(args.out, "raw")
+    os.makedirs(rawdir, exist_ok=True)
+    workdir = tempfile.mkdtemp(prefix="starling-compare-")
+
+    brokers = [("mosquitto", lambda: Mosquitto(workdir, args.mosquitto))]
+    alone = None
+    if args.mosquitto_only:
+        alone = "Mosquitto alone (--mosquitto-only)"
+    elif not os.access(args.starlingd, os.X_OK):
+        alone = f"Mosquitto alone: no Starling broker at {args.starlingd}"
+    else:
+        probe = Starling(workdir, args.starlingd)
+        if probe.start():
+            brokers.append(("starling", lambda: Starling(workdir, args.starlingd)))
+        else:
+            alone = f"Mosquitto alone: {args.starlingd} did not start (log in {workdir})"
+        probe.stop()
+    if alone:
+        log(f"compare.py: {alone}")
+
+    versions = {}
+    for name, make in brokers:
+        versions[name] = make().version()
+    meta = {
+        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "machine": machine(),
+        "versions": versions,
+        "command": "/usr/bin/python3 tools/bench/compare.py " + " ".join(sys.argv[1:]),
+        "notes": (f"{args.duration:g} s of publishing per scenario, 256-byte payloads, MQTT 5, "
+                  f"QoS 1 publishers keep 10 messages in flight; both brokers on 127.0.0.1 with "
+                  f"max inflight {MAX_INFLIGHT}, max queued {MAX_QUEUED}, no persistence "
+                  f"fsync (Mosquitto persistence false, Starling data dir in tmpfs); a fresh "
+                  f"broker per scenario; publishers and subscribers are starling-bench "
+                  f"processes on the same machine"),
+        "alone": alone,
+    }
+
+    rows = []
+    names = [n for n, _ in brokers]
+    t0 = time.monotonic()
+    for name, make in brokers:
+        log(f"compare.py: {name}")
+        rows += run_broker(make, bench, args, rawdir, only)
+    log(f"compare.py: done in {time.monotonic() - t0:.0f} s")
+
+    write_markdown(os.path.join(args.out, "results.md"), rows, names, meta)
+    write_csv(os.path.join(args.out, "results.csv"), rows, names)
+    if any(r.get("variant") for r in rows if "error" not in r):
+        write_plot(os.path.join(args.out, "results.png"), [r for r in rows if "error" not in r],
+                   names, meta)
+    shutil.rmtree(workdir, ignore_errors=True)
+    with open(os.path.join(args.out, "results.md")) as f:
+        print(f.read())
+    return 1 if any("error" in r for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
