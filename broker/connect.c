@@ -75,11 +75,8 @@ static void claim_done(void *arg, int status, int result)
         /* the socket went away while the claim was committing: end the session
          * the way a dropped connection would, without publishing its will */
         struct session *s = broker__session_find(b, c->client_id, strlen(c->client_id));
-        if (status == 0 && s && s->generation == c->generation && !s->conn && s->expiry == 0 && !s->expiring) {
-            struct cluster_cmd cmd = {.type = CLUSTER_SESSION_EXPIRE, .client_id = proto_cstr(s->client_id),
-                                      .node = b->cfg.node_id, .generation = s->generation};
-            s->expiring = true;
-            cluster_propose(&b->cluster, &cmd, NULL, NULL);
+        if (status == 0 && s && s->generation == c->generation && !s->conn && s->expiry == 0) {
+            broker__session_propose_expire(b, s);
         } else if (status == 0 && s && s->generation == c->generation && !s->conn) {
             s->expire_at = s->expiry == UINT32_MAX ? 0 : broker__now(b) + (uint64_t)s->expiry * 1000;
             broker__session_timed_add(b, s);
@@ -325,12 +322,7 @@ void broker__conn_ended(struct conn *c)
             s->will_at = broker__now(b) + (uint64_t)s->will->delay * 1000;
     }
     if (s->expiry == 0) {
-        if (!s->expiring) {
-            struct cluster_cmd cmd = {.type = CLUSTER_SESSION_EXPIRE, .client_id = proto_cstr(s->client_id),
-                                      .node = b->cfg.node_id, .generation = s->generation};
-            s->expiring = true;
-            cluster_propose(&b->cluster, &cmd, NULL, NULL);
-        }
+        broker__session_propose_expire(b, s);
         return;
     }
     s->expire_at = s->expiry == UINT32_MAX ? 0 : broker__now(b) + (uint64_t)s->expiry * 1000;

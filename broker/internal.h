@@ -314,6 +314,7 @@ void broker__on_ack(struct conn *c, struct proto_packet *p);
 void broker__on_subscribe(struct conn *c, struct proto_packet *p);
 void broker__on_unsubscribe(struct conn *c, struct proto_packet *p);
 void broker__barrier_wait(struct conn *c);
+uint32_t broker__topic_levels(struct proto_str t);
 
 /* deliver.c: routing and the outgoing path */
 uint32_t broker__route(struct broker *b, struct msg *m);
@@ -333,6 +334,7 @@ void broker__session_free(struct broker *b, struct session *s);
 void broker__session_clear_subs(struct broker *b, struct session *s);
 void broker__session_timed_add(struct broker *b, struct session *s);
 void broker__session_tick(struct broker *b);
+void broker__session_propose_expire(struct broker *b, struct session *s);
 void broker__will_free(struct will *w);
 void broker__will_publish(struct broker *b, struct session *s);
 bool broker__qos2_in_has(struct session *s, uint16_t id);

@@ -62,14 +62,6 @@ static void retain_done(void *arg, int status, int result)
     broker__conn_release(c);
 }
 
-static uint32_t topic_levels(const uint8_t *t, uint32_t len)
-{
-    uint32_t n = 1;
-    for (uint32_t i = 0; i < len; i++)
-        n += t[i] == '/';
-    return n;
-}
-
 /* Resolves the topic alias of an incoming PUBLISH. Returns 0 or a v5 reason
  * code to disconnect with. */
 static uint8_t resolve_alias(struct conn *c, struct proto_publish *pub)
@@ -143,7 +135,7 @@ void broker__on_publish(struct conn *c, struct proto_packet *p)
 
     /* checks whose failure is reported in the acknowledgement (v5) */
     uint8_t reason = PROTO_RC_SUCCESS;
-    if (b->cfg.max_topic_levels && topic_levels(pub->topic.p, pub->topic.len) > b->cfg.max_topic_levels)
+    if (b->cfg.max_topic_levels && broker__topic_levels(pub->topic) > b->cfg.max_topic_levels)
         reason = PROTO_RC_TOPIC_NAME_INVALID;
     else if ((pub->props.has & PROTO_HAS_PAYLOAD_FORMAT) && pub->props.payload_format == 1 &&
              proto_utf8_check(pub->payload.p, pub->payload.len) != 0)

@@ -106,6 +106,17 @@ void broker__will_publish(struct broker *b, struct session *s)
     broker__msg_unref(m);
 }
 
+/* Proposes the end of an offline session (once; its subscriptions go with it). */
+void broker__session_propose_expire(struct broker *b, struct session *s)
+{
+    if (s->expiring)
+        return;
+    struct cluster_cmd cmd = {.type = CLUSTER_SESSION_EXPIRE, .client_id = proto_cstr(s->client_id),
+                              .node = b->cfg.node_id, .generation = s->generation};
+    if (cluster_propose(&b->cluster, &cmd, NULL, NULL) == 0)
+        s->expiring = true;
+}
+
 /* Runs once a second: delayed wills that are due, sessions that expired. */
 void broker__session_tick(struct broker *b)
 {
@@ -120,12 +131,8 @@ void broker__session_tick(struct broker *b)
         }
         if (s->will_at && s->will_at <= now)
             broker__will_publish(b, s);
-        if (s->expire_at && s->expire_at <= now) {
-            struct cluster_cmd cmd = {.type = CLUSTER_SESSION_EXPIRE, .client_id = proto_cstr(s->client_id),
-                                      .node = b->cfg.node_id, .generation = s->generation};
-            if (cluster_propose(&b->cluster, &cmd, NULL, NULL) == 0)
-                s->expiring = true;
-        }
+        if (s->expire_at && s->expire_at <= now)
+            broker__session_propose_expire(b, s);
         pp = &s->next_timed;
     }
 }

@@ -133,11 +133,11 @@ static struct subreq *subreq_new(struct conn *c, uint8_t type, uint16_t pid, uin
     return r;
 }
 
-static uint32_t levels(const uint8_t *t, uint32_t len)
+uint32_t broker__topic_levels(struct proto_str t)
 {
     uint32_t n = 1;
-    for (uint32_t i = 0; i < len; i++)
-        n += t[i] == '/';
+    for (uint32_t i = 0; i < t.len; i++)
+        n += t.p[i] == '/';
     return n;
 }
 
@@ -200,7 +200,7 @@ void broker__on_subscribe(struct conn *c, struct proto_packet *p)
         const struct proto_sub_entry *e = &sp->entries[i];
         bool shared = false;
         if (proto_topic_filter_check(e->filter.p, e->filter.len) != 0 ||
-            (b->cfg.max_topic_levels && levels(e->filter.p, e->filter.len) > b->cfg.max_topic_levels)) {
+            (b->cfg.max_topic_levels && broker__topic_levels(e->filter) > b->cfg.max_topic_levels)) {
             r->reasons[i] = PROTO_RC_TOPIC_FILTER_INVALID;
             continue;
         }

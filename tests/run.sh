@@ -11,7 +11,7 @@
 # Extra arguments after -- go to pytest (e.g. -- -k retain -x).
 # Environment: STARLING_BUILD_DIR overrides the build directory;
 # STARLING_TEST_BROKER=mosquitto runs the integration tests against Mosquitto
-# (and skips the build when only --integration is asked for).
+# (they then run even if the build failed).
 #
 # The last line is exactly "N passed, N failed"; the exit status is 0 only if
 # nothing failed (a failed setup or build counts as one failure).
@@ -54,10 +54,8 @@ step_failures=0
 note() { printf '\n=== %s\n' "$*"; }
 step_failed() { echo "run.sh: FAILED: $*" >&2; step_failures=$((step_failures + 1)); }
 
-mosquitto_only=0
-if [ "${STARLING_TEST_BROKER:-starling}" = mosquitto ] && [ "$run_unit" = 0 ]; then
-    mosquitto_only=1
-fi
+mosquitto_mode=0
+[ "${STARLING_TEST_BROKER:-starling}" = mosquitto ] && mosquitto_mode=1
 
 # 1. Setup (idempotent: deploy/setup.sh keeps a stamp).
 note "setup"
@@ -71,19 +69,15 @@ fi
 
 # 2. Build.
 build_ok=1
-if [ "$mosquitto_only" = 1 ]; then
-    note "build skipped (integration tests against Mosquitto)"
+note "meson setup $BUILD"
+if [ -f "$BUILD/meson-private/coredata.dat" ]; then
+    meson setup --reconfigure "$BUILD" "${meson_opts[@]}" || { step_failed "meson setup"; build_ok=0; }
 else
-    note "meson setup $BUILD"
-    if [ -f "$BUILD/meson-private/coredata.dat" ]; then
-        meson setup --reconfigure "$BUILD" "${meson_opts[@]}" || { step_failed "meson setup"; build_ok=0; }
-    else
-        meson setup "$BUILD" "${meson_opts[@]}" || { step_failed "meson setup"; build_ok=0; }
-    fi
-    if [ "$build_ok" = 1 ]; then
-        note "meson compile"
-        meson compile -C "$BUILD" || { step_failed "meson compile"; build_ok=0; }
-    fi
+    meson setup "$BUILD" "${meson_opts[@]}" || { step_failed "meson setup"; build_ok=0; }
+fi
+if [ "$build_ok" = 1 ]; then
+    note "meson compile"
+    meson compile -C "$BUILD" || { step_failed "meson compile"; build_ok=0; }
 fi
 
 # 3. Unit tests.
@@ -104,7 +98,7 @@ fi
 # 4. Integration tests.
 junit="$BUILD/integration.xml"
 integration_ran=0
-if [ "$run_integration" = 1 ] && { [ "$build_ok" = 1 ] || [ "$mosquitto_only" = 1 ]; }; then
+if [ "$run_integration" = 1 ] && { [ "$build_ok" = 1 ] || [ "$mosquitto_mode" = 1 ]; }; then
     note "integration tests (pytest, broker: ${STARLING_TEST_BROKER:-starling})"
     mkdir -p "$BUILD"
     rm -f "$junit"

@@ -9,8 +9,8 @@
  * c->out while a write is in flight and go out together with the next one, so
  * a fast publisher writes batches of up to BATCH_BYTES.
  *
- * Failure modes: a failed TCP connect, a refused CONNACK, a timeout (checked by
- * the run's tick), EOF or a read / write error, a malformed packet or a
+ * Failure modes: a failed TCP connect, a refused CONNACK, no CONNACK or SUBACK
+ * within --connect-timeout (checked by the run's tick), EOF or a read / write error, a malformed packet or a
  * DISCONNECT from the broker all end in bench__client_close(c, code), which
  * counts the failure once, closes the handle and, for a connection that never
  * got its CONNACK, retries while --num-retry-connect allows. Stopping sends
@@ -811,6 +811,11 @@ void bench__client_tick(struct bench_client *c, uint64_t now_ns, uint64_t now_ms
             bench__client_close(c, UV_ETIMEDOUT);
         break;
     case BENCH_C_SUBSCRIBING:
+        if (now_ns - c->t_start > r->connect_timeout_ns) { /* no SUBACK */
+            bench__client_close(c, UV_ETIMEDOUT);
+            break;
+        }
+        /* fall through */
     case BENCH_C_READY:
         /* Ping after three quarters of the keep-alive without sending anything. */
         if (c->keepalive && !c->writing && !c->disconnecting &&

@@ -512,15 +512,19 @@ def write_markdown(path, rows, brokers, meta):
                                          for b in brokers):
                 s, m = entry["starling"], entry["mosquitto"]
                 f.write("| | **Starling / Mosquitto** | "
-                        + " | ".join(fmt(ratio(s.get(k), m.get(k)), "{:.2f}x")
+                        + " | ".join(fmt(ratio(s.get(k), m.get(k)), "{:.3g}x")
                                      for k, _, _ in COLUMNS) + " | |\n")
         f.write("\nrate/s is messages delivered per second at the subscribers (connections "
                 "per second for the connect row); p50 / p99 are end-to-end latency from the "
                 "publisher's send stamp to the subscriber (connect time for the connect row); "
                 "RSS is the broker's peak resident memory during the scenario (with the "
                 "connections held, for the idle row); CPU s is the broker's user + system "
-                "time for the scenario. Max-rate latencies are dominated by queueing; read "
-                "latency from the fixed-rate rows.\n")
+                "time for the scenario; delivered is messages received / messages the "
+                "publishers produced (times the subscribers for fan-out). The ratio row is "
+                "Starling / Mosquitto: above 1 is better for rate/s, below 1 is better for the "
+                "rest. Max-rate latencies are dominated by queueing (at QoS 0 much of the "
+                "backlog sits in the publishers' socket buffers); read latency from the "
+                "fixed-rate rows.\n")
 
 
 def write_csv(path, rows, brokers):
@@ -546,6 +550,7 @@ def write_plot(path, rows, brokers, meta):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     table = by_id(rows)
     colors = {"mosquitto": "#3b6ea5", "starling": "#e07b39"}
@@ -561,20 +566,24 @@ def write_plot(path, rows, brokers, meta):
     fig, axes = plt.subplots(3, 1, figsize=(11, 13))
     width = 0.8 / len(brokers)
 
-    def bars(ax, labels, vals, title, ylabel, log=False):
+    def bars(ax, labels, vals, title, ylabel, log=False, label_fmt="{:,.0f}"):
         xs = range(len(labels))
         for k, b in enumerate(brokers):
             pos = [x + (k - (len(brokers) - 1) / 2) * width for x in xs]
             ax.bar(pos, vals[b], width, label=b, color=colors.get(b))
             for x, v in zip(pos, vals[b]):
                 if v:
-                    ax.annotate(f"{v:.3g}", (x, v), ha="center", va="bottom", fontsize=7)
+                    ax.annotate(label_fmt.format(v), (x, v), ha="center", va="bottom",
+                                fontsize=7)
         ax.set_xticks(list(xs))
         ax.set_xticklabels(labels, rotation=20, ha="right", fontsize=8)
         ax.set_title(title)
         ax.set_ylabel(ylabel)
         if log:
             ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(
+                lambda y, _: f"{y:g}"))
+            ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.legend()
         ax.grid(axis="y", alpha=0.3)
 
@@ -583,10 +592,10 @@ def write_plot(path, rows, brokers, meta):
          "better)", "msg/s")
     labels, vals = series("fixed", "p50_ms")
     bars(axes[1], labels, vals, "Latency p50 at a fixed rate (ms, lower is better)", "ms",
-         log=True)
+         log=True, label_fmt="{:.2f}")
     labels, vals = series("fixed", "p99_ms")
     bars(axes[2], labels, vals, "Latency p99 at a fixed rate (ms, lower is better)", "ms",
-         log=True)
+         log=True, label_fmt="{:.2f}")
     fig.suptitle(f"{' vs '.join(meta['versions'].get(b, b) for b in brokers)} - "
                  f"{meta['machine']}", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.97))

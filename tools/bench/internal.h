@@ -179,7 +179,9 @@ struct bench_opts {
 
 /* Parses the arguments that follow the subcommand (argv[0] is the first option).
  * 0 on success (o->help set for --help), -EINVAL with a one-line message in err
- * otherwise. Release with bench__opts_free either way. */
+ * otherwise. Release with bench__opts_free either way. argv is borrowed and must
+ * outlive o (-u, -P, -m, --prefix point into it); host and address lists and
+ * topics are copied. */
 int bench__opts_parse(struct bench_opts *o, enum bench_mode mode, int argc, char **argv,
                       char *err, size_t errlen);
 void bench__opts_free(struct bench_opts *o);
@@ -324,7 +326,7 @@ struct bench_run {
     char tbuf[BENCH_MAX_TOPIC_LEN + 1]; /* scratch for per-message topics */
 };
 
-/* run.c */
+/* run.c. The run borrows o (which must outlive it) and owns its clients. */
 int bench__run_init(struct bench_run *r, uv_loop_t *loop, const struct bench_opts *o,
                     char *err, size_t errlen);
 int bench__run(struct bench_run *r);

@@ -556,27 +556,28 @@ void bench__usage(FILE *f, enum bench_mode mode)
         else
             snprintf(left, sizeof(left), "    --%s%s%s", d->name, d->meta ? " " : "",
                      d->meta ? d->meta : "");
-        /* Wrap the description at about 78 columns. */
-        const char *h = d->help;
+        /* Wrap the description at 79 columns. */
         int col = fprintf(f, "  %-34s", left);
+        bool first = true;
         if (col > 36) {
             fprintf(f, "\n%36s", "");
             col = 36;
         }
-        while (*h) {
-            const char *sp = strchr(h, ' ');
-            size_t wl = sp ? (size_t)(sp - h) : strlen(h);
-            if (col + (int)wl > 79 && col > 36) {
+        for (const char *h = d->help; *h;) {
+            while (*h == ' ')
+                h++;
+            size_t wl = strcspn(h, " ");
+            if (!wl)
+                break;
+            if (!first && col + 1 + (int)wl > 79) {
                 fprintf(f, "\n%36s", "");
                 col = 36;
+            } else if (!first) {
+                col += fprintf(f, " ");
             }
             col += fprintf(f, "%.*s", (int)wl, h);
             h += wl;
-            if (*h == ' ') {
-                h++;
-                if (*h)
-                    col += fprintf(f, " ");
-            }
+            first = false;
         }
         fputc('\n', f);
     }
