@@ -128,3 +128,50 @@ class Bench:
 
 def run(*args, timeout=60, preexec_fn=None):
     return Bench(*args, preexec_fn=preexec_fn).finish(timeout)
+
+
+class FakeBroker:
+    """A loopback listener that answers each connection with a script: a list of
+    byte strings to send after reading the client's first packet (None: say
+    nothing). For the failure modes a real broker does not produce on demand."""
+
+    def __init__(self, replies):
+        self.replies = replies
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        self.received = []
+        self._stop = False
+        self._t = threading.Thread(target=self._serve, daemon=True)
+        self._t.start()
+
+    def _serve(self):
+        while not self._stop:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            threading.Thread(target=self._handle, args=(c,), daemon=True).start()
+
+    def _handle(self, c):
+        try:
+            for reply in self.replies:
+                data = c.recv(65536)
+                if not data:
+                    return
+                self.received.append(data)
+                if reply:
+                    c.sendall(reply)
+            while c.recv(65536):
+                pass
+        except OSError:
+            pass
+
+    def close(self):
+        self._stop = True
+        self.sock.close()
+        for c in self.conns:
+            c.close()

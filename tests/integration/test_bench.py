@@ -15,7 +15,7 @@ import time
 import paho.mqtt.client as paho
 import pytest
 
-from bench_helpers import BENCH, Bench, Mosquitto, free_port, run
+from bench_helpers import BENCH, Bench, FakeBroker, Mosquitto, free_port, run
 
 H = ["-h", "127.0.0.1"]
 
@@ -372,3 +372,37 @@ def test_broker_going_away_ends_the_run(tmp_path):
     j = sub.json()
     assert j["connect"]["lost"] == 5
     assert "5 connections lost" in sub.stderr
+
+
+CONNACK_V5 = bytes([0x20, 3, 0, 0, 0])  # accepted, no properties
+
+
+@pytest.mark.parametrize("mode,replies,error,message", [
+    # Accepts TCP, never answers CONNECT.
+    ("conn", [None], "ETIMEDOUT", "connection timed out"),
+    # CONNACK, then no SUBACK.
+    ("sub", [CONNACK_V5, None], "ETIMEDOUT", "connection timed out"),
+    # A remaining length longer than 4 bytes.
+    ("conn", [b"\x20\xff\xff\xff\xff\x01"], "PROTOCOL", "protocol error from the broker"),
+    # A CONNACK one byte short.
+    ("conn", [b"\x20\x01\x00"], "PROTOCOL", "protocol error from the broker"),
+    # CONNACK, then DISCONNECT with reason 0x98 (administrative action).
+    ("conn", [CONNACK_V5 + bytes([0xE0, 1, 0x98])], "DISCONNECT",
+     "disconnected by the broker"),
+])
+def test_broker_misbehaviour(mode, replies, error, message):
+    fake = FakeBroker(replies)
+    try:
+        args = ["-t", "x/#"] if mode == "sub" else []
+        r = run(mode, *H, "-p", fake.port, "-c", 2, "-i", 0, "--connect-timeout", 1, "-d", 10,
+                "--json", *args, timeout=30)
+    finally:
+        fake.close()
+    assert r.returncode == 1, r.stderr
+    j = r.json()
+    assert [e["error"] for e in j["errors"]] == [error]
+    assert j["errors"][0]["message"] == message
+    assert j["errors"][0]["count"] == 2
+    assert j["duration_s"] < 5, "the run ends once every client has gone"
+    assert fake.received, "the client sent its CONNECT"
+    assert fake.received[0][0] == 0x10

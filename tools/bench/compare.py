@@ -484,7 +484,7 @@ def write_markdown(path, rows, brokers, meta):
         f.write(f"- machine: {meta['machine']}\n")
         for b in brokers:
             f.write(f"- {b}: {meta['versions'].get(b, '')}\n")
-        f.write(f"- command: `{meta['command']}`\n")
+        f.write(f"- command: `{meta['command']}` (load from `{meta['bench']}`)\n")
         f.write(f"- {meta['notes']}\n")
         if meta.get("alone"):
             f.write(f"- **{meta['alone']}**\n")
@@ -682,6 +682,7 @@ def main():
         "machine": machine(),
         "versions": versions,
         "command": "/usr/bin/python3 tools/bench/compare.py " + " ".join(sys.argv[1:]),
+        "bench": os.path.relpath(bench, REPO) if bench.startswith(REPO) else bench,
         "notes": (f"{args.duration:g} s of publishing per scenario, 256-byte payloads, MQTT 5, "
                   f"QoS 1 publishers keep 10 messages in flight; both brokers on 127.0.0.1 with "
                   f"max inflight {MAX_INFLIGHT}, max queued {MAX_QUEUED}, no persistence "
