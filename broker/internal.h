@@ -19,7 +19,7 @@
 
 /* Above this many bytes waiting to be written to one connection, QoS 0 messages
  * for it are dropped (a slow consumer must not grow the broker without bound). */
-#define BROKER_MAX_WRITE_BACKLOG (8u * 1024 * 1024)
+#define BROKER_MAX_WRITE_BACKLOG (256u * 1024)
 /* Read buffer handed to libuv; partial packets are copied to the connection. */
 #define BROKER_READ_CHUNK (64u * 1024)
 
