@@ -19,6 +19,7 @@
 
 #define CONNECT_TIMEOUT_MS 10000
 #define PAUSED_READ_LIMIT (1u << 20) /* stop reading a paused client beyond this */
+#define CONN_EARLY_FLUSH (64u * 1024)  /* write at once beyond this many bytes */
 #define CONN_LINGER_MS 2000           /* longest wait for a peer to close after us */
 
 static void process(struct conn *c);
@@ -162,9 +163,9 @@ static void on_written(uv_write_t *req, int status)
 static void flush_conn(struct conn *c)
 {
     c->dirty = false;
-    if (!c->out.len || c->state == CONN_CLOSING)
+    if (c->state == CONN_CLOSING)
         return;
-    if (write_out(c) != 0)
+    if (c->write_error || (c->out.len && write_out(c) != 0))
         broker__conn_close(c, 0xFF);
 }
 
@@ -235,9 +236,26 @@ static void mark_dirty(struct conn *c)
     c->b->dirty = c;
 }
 
+/* Errors on the delivery path are only recorded: closing a connection there
+ * could publish a will while a message is being routed. The flush closes it. */
+static void write_failed(struct conn *c)
+{
+    c->write_error = true;
+    c->out.len = 0;
+    mark_dirty(c);
+}
+
+/* A big burst goes to the kernel at once instead of at the end of the turn,
+ * so a busy subscriber drains while publishers are still being read. */
+static void flush_early(struct conn *c)
+{
+    if (c->out.len >= CONN_EARLY_FLUSH && !c->writing && !c->write_error && write_out(c) != 0)
+        write_failed(c);
+}
+
 void broker__conn_write(struct conn *c, const void *data, size_t len)
 {
-    if (c->state == CONN_CLOSING)
+    if (c->state == CONN_CLOSING || c->write_error)
         return;
     if (c->out.cap - c->out.len < len) {
         size_t cap = c->out.cap ? c->out.cap : 1024;
@@ -245,7 +263,7 @@ void broker__conn_write(struct conn *c, const void *data, size_t len)
             cap *= 2;
         uint8_t *p = realloc(c->out.data, cap);
         if (!p) {
-            broker__conn_close(c, 0xFF);
+            write_failed(c);
             return;
         }
         c->out.data = p;
@@ -254,21 +272,38 @@ void broker__conn_write(struct conn *c, const void *data, size_t len)
     memcpy(c->out.data + c->out.len, data, len);
     c->out.len += len;
     mark_dirty(c);
+    flush_early(c);
 }
 
 void broker__conn_send(struct conn *c, const struct proto_packet *p)
 {
-    if (c->state == CONN_CLOSING)
+    if (c->state == CONN_CLOSING || c->write_error)
         return;
     size_t before = c->out.len;
     int rc = proto_encode(p, c->version ? c->version : PROTO_V311, &c->out);
     if (rc) {
         c->out.len = before;
         LOG(c->b, LOG_WARN, c, "cannot encode %s: %s", proto_type_name(p->type), proto_error_name(rc));
-        broker__conn_close(c, 0xFF);
+        write_failed(c);
         return;
     }
     mark_dirty(c);
+    flush_early(c);
+}
+
+/* Encodes a PUBLISH into the connection's buffer: header, then the payload. */
+int broker__conn_publish(struct conn *c, const struct proto_publish *pub)
+{
+    if (c->state == CONN_CLOSING || c->write_error)
+        return -EPIPE;
+    size_t before = c->out.len;
+    if (proto_publish_encode_header(pub, c->version, &c->out) != 0) {
+        c->out.len = before;
+        write_failed(c);
+        return -ENOMEM;
+    }
+    broker__conn_write(c, pub->payload.p, pub->payload.len);
+    return c->write_error ? -ENOMEM : 0;
 }
 
 /* --- keep alive ------------------------------------------------------------ */

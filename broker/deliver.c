@@ -231,13 +231,8 @@ static int send_publish(struct conn *c, const struct msg *m, uint8_t qos, bool r
             }
         }
     }
-    size_t before = c->out.len;
-    if (proto_publish_encode_header(&pub, c->version, &c->out) != 0) {
-        c->out.len = before;
-        broker__conn_close(c, 0xFF);
+    if (broker__conn_publish(c, &pub) != 0)
         return -ENOMEM;
-    }
-    broker__conn_write(c, m->payload, m->payload_len);
     b->stats.msgs_sent++;
     return 0;
 }

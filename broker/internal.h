@@ -214,6 +214,7 @@ struct conn {
     bool counted;             /* counted in broker.connected */
     bool read_done;           /* EOF or read error: nothing to linger for */
     bool handles_closed;
+    bool write_error;         /* a write failed on the delivery path; flush closes */
     uint64_t barrier;         /* waiting until broker.sub_completed reaches this */
     struct conn *next_barrier;
     char peer[64];            /* address:port, for logs */
@@ -294,6 +295,7 @@ uint64_t broker__wall_ms(void);                  /* wall-clock ms */
 int broker__conn_accept(struct listener *l);
 void broker__conn_send(struct conn *c, const struct proto_packet *p);
 void broker__conn_write(struct conn *c, const void *data, size_t len);
+int broker__conn_publish(struct conn *c, const struct proto_publish *pub);
 void broker__conn_close(struct conn *c, uint8_t reason); /* reason: v5 DISCONNECT code or 0xFF for none */
 void broker__conn_resume(struct conn *c);
 void broker__conn_hold(struct conn *c);
