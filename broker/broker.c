@@ -2,6 +2,7 @@
  * per-turn write flush, signals), time and logging. */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -38,6 +39,70 @@ void broker__log(const struct broker *b, int level, const struct conn *c, const 
                 c->client_id ? c->client_id : "-", c->peer, msg);
     else
         fprintf(stderr, "%s.%03ldZ %s %s\n", when, ts.tv_nsec / 1000000, names[level], msg);
+}
+
+static void cluster_log(void *ctx, int level, const char *fmt, ...)
+{
+    struct broker *b = ctx;
+    if (level > b->cfg.log_level)
+        return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    broker__log(b, level, NULL, "%s", msg);
+}
+
+static void cluster_fatal(void *ctx, const char *why)
+{
+    struct broker *b = ctx;
+    (void)why; /* logged by the cluster */
+    b->exit_code = 1;
+    broker_stop(b);
+}
+
+static void cluster_closed(void *arg)
+{
+    struct broker *b = arg;
+    b->cluster = NULL;
+}
+
+static int start_cluster(struct broker *b, char *err, size_t errlen)
+{
+    const struct config *cfg = &b->cfg;
+    for (int i = 0; i < cfg->peer_count; i++) {
+        b->peers[i].id = cfg->peers[i].id;
+        b->peers[i].address = cfg->peers[i].address;
+    }
+    struct cluster_config cc = {
+        .node_id = cfg->node_id,
+        .data_dir = cfg->data_dir,
+        .cluster_name = cfg->cluster_name,
+        .bind = cfg->cluster_bind,
+        .secret = cfg->cluster_secret,
+        .peers = b->peers,
+        .peer_count = cfg->peer_count,
+        .commit_timeout_ms = cfg->commit_timeout_ms,
+        .election_timeout_ms = cfg->election_timeout_ms,
+        .heartbeat_ms = cfg->heartbeat_ms,
+        .snapshot_threshold = cfg->snapshot_threshold,
+        .snapshot_trailing = cfg->snapshot_trailing,
+        .apply = broker__apply,
+        .reload = broker__state_reload,
+        .fatal = cluster_fatal,
+        .ctx = b,
+        .log = cluster_log,
+    };
+    int rc = cluster_start(b->loop, &cc, &b->cluster, err, errlen);
+    if (rc)
+        return rc;
+    rc = broker__state_load(b);
+    if (rc) {
+        snprintf(err, errlen, "loading the replicated state: %s", rc == -ENOMEM ? "out of memory" : "store error");
+        return rc;
+    }
+    return cluster_run(b->cluster, err, errlen);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -124,11 +189,6 @@ int broker_start(uv_loop_t *loop, const struct config *cfg, struct broker **out,
     trie_init(&b->shared);
     trie_init(&b->retained);
     b->started_ms = uv_now(loop);
-    int rc = cluster_init(&b->cluster, loop, cfg->node_id, broker__apply, b);
-    if (rc) {
-        snprintf(err, errlen, "cluster: %s", uv_strerror(rc));
-        return rc;
-    }
     uv_timer_init(loop, &b->tick);
     b->tick.data = b;
     uv_prepare_init(loop, &b->flush);
@@ -136,6 +196,9 @@ int broker_start(uv_loop_t *loop, const struct config *cfg, struct broker **out,
     uv_signal_init(loop, &b->sigint);
     uv_signal_init(loop, &b->sigterm);
     b->sigint.data = b->sigterm.data = b;
+    int rc = start_cluster(b, err, errlen);
+    if (rc)
+        return rc;
     for (int i = 0; i < cfg->listener_count; i++) {
         b->listeners[i].cfg = cfg->listeners[i];
         rc = listen_on(b, &b->listeners[i], err, errlen);
@@ -176,7 +239,8 @@ void broker_stop(struct broker *b)
     close_if((uv_handle_t *)&b->flush);
     close_if((uv_handle_t *)&b->sigint);
     close_if((uv_handle_t *)&b->sigterm);
-    cluster_close(&b->cluster, NULL);
+    if (b->cluster)
+        cluster_close(b->cluster, cluster_closed, b);
 }
 
 void broker_free(struct broker *b)

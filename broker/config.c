@@ -35,6 +35,11 @@
  *   peer                        ID HOST:PORT, id 1..4294967295, unique,  (none)
  *                               at most 16 peers
  *   commit_timeout_ms           10..600000                               5000
+ *   cluster_name                string, 1..63 bytes, no spaces           starling
+ *   election_timeout_ms         100..60000                               1000
+ *   heartbeat_ms                10..10000, below election_timeout_ms     100
+ *   snapshot_threshold          16..10000000 entries                     4096
+ *   snapshot_trailing           0..10000000 entries                      1024
  *
  * Booleans are true/false, yes/no, on/off or 1/0. Values may not contain
  * control characters other than tab (config_print could not write them back).
@@ -117,6 +122,11 @@ static const struct config_key config_keys[] = {
     {"cluster_secret", KIND_STRING, FIELD(cluster_secret), 0, 0, NULL},
     {"peer", KIND_PEER, 0, 0, 1, UINT32_MAX, NULL},
     KEY_UINT(commit_timeout_ms, 10, 600000),
+    {"cluster_name", KIND_STRING, FIELD(cluster_name), 1, 0, NULL},
+    KEY_UINT(election_timeout_ms, 100, 60000),
+    KEY_UINT(heartbeat_ms, 10, 10000),
+    KEY_UINT(snapshot_threshold, 16, 10000000),
+    KEY_UINT(snapshot_trailing, 0, 10000000),
 };
 
 #define N_KEYS (sizeof(config_keys) / sizeof(config_keys[0]))
@@ -570,6 +580,11 @@ void config_defaults(struct config *c)
     set_string(c->cluster_bind, sizeof(c->cluster_bind), "0.0.0.0:4370");
     c->peer_count = 0;
     c->commit_timeout_ms = 5000;
+    set_string(c->cluster_name, sizeof(c->cluster_name), "starling");
+    c->election_timeout_ms = 1000;
+    c->heartbeat_ms = 100;
+    c->snapshot_threshold = 4096;
+    c->snapshot_trailing = 1024;
 }
 
 int config_set(struct config *c, const char *key, const char *value, char *err, size_t errlen)

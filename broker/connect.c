@@ -58,6 +58,7 @@ static struct will *will_copy(const struct proto_connect *cp)
 }
 
 struct claim {
+    struct claim *next, *prev; /* in broker.claims while committing */
     struct conn *conn;
     uint32_t expiry;
     bool clean_start;
@@ -66,11 +67,31 @@ struct claim {
     bool expiry_lowered;
 };
 
+static void claim_unlink(struct broker *b, struct claim *cl)
+{
+    if (cl->prev)
+        cl->prev->next = cl->next;
+    else
+        b->claims = cl->next;
+    if (cl->next)
+        cl->next->prev = cl->prev;
+}
+
+bool broker__claim_pending(const struct broker *b, uint64_t generation)
+{
+    /* short: only the CONNECTs of the last commit latency */
+    for (const struct claim *cl = b->claims; cl; cl = cl->next)
+        if (cl->conn->generation == generation)
+            return true;
+    return false;
+}
+
 static void claim_done(void *arg, int status, int result)
 {
     struct claim *cl = arg;
     struct conn *c = cl->conn;
     struct broker *b = c->b;
+    claim_unlink(b, cl);
     if (c->state != CONN_CLAIMING) {
         /* the socket went away while the claim was committing: end the session
          * the way a dropped connection would, without publishing its will */
@@ -253,7 +274,7 @@ void broker__on_connect(struct conn *c, struct proto_packet *p)
         }
     }
 
-    c->generation = cluster_generation_next(&b->cluster);
+    c->generation = cluster_generation_next(b->cluster);
     struct cluster_cmd cmd = {
         .type = CLUSTER_SESSION_CLAIM,
         .client_id = proto_cstr(c->client_id),
@@ -272,7 +293,7 @@ void broker__on_connect(struct conn *c, struct proto_packet *p)
         cmd.will.delay = w->delay;
     }
     c->state = CONN_CLAIMING;
-    int rc = cluster_propose(&b->cluster, &cmd, claim_done, cl);
+    int rc = cluster_propose(b->cluster, &cmd, claim_done, cl);
     broker__will_free(w);
     if (rc) {
         c->state = CONN_NEW;
@@ -280,6 +301,10 @@ void broker__on_connect(struct conn *c, struct proto_packet *p)
         refuse(c, PROTO_RC_SERVER_UNAVAILABLE);
         return;
     }
+    cl->next = b->claims;
+    if (cl->next)
+        cl->next->prev = cl;
+    b->claims = cl;
     broker__conn_hold(c);
     uv_timer_stop(&c->timer);
 }
@@ -315,17 +340,6 @@ void broker__conn_ended(struct conn *c)
     if (c->will_suppressed) {
         broker__will_free(s->will);
         s->will = NULL;
-    } else if (s->will) {
-        if (s->will->delay == 0 || s->expiry == 0)
-            broker__will_publish(b, s);
-        else
-            s->will_at = broker__now(b) + (uint64_t)s->will->delay * 1000;
     }
-    if (s->expiry == 0) {
-        broker__session_propose_expire(b, s);
-        return;
-    }
-    s->expire_at = s->expiry == UINT32_MAX ? 0 : broker__now(b) + (uint64_t)s->expiry * 1000;
-    if (s->expire_at || s->will_at)
-        broker__session_timed_add(b, s);
+    broker__session_offline(b, s);
 }

@@ -57,6 +57,8 @@ static int match_cb(struct trie_item *item, void *arg)
     struct route_ctx *x = arg;
     struct sub *sub = container_of(item, struct sub, item);
     struct session *s = sub->session;
+    if (s->owner != x->b->cfg.node_id)
+        return 0; /* served by another node */
     if (sub->no_local && is_origin(s, x->m))
         return 0; /* [MQTT-3.8.3-3] */
     if (s->match_epoch != x->b->match_epoch) {
@@ -82,16 +84,23 @@ static int group_cb(struct trie_item *item, void *arg)
     struct share_group *g = container_of(item, struct share_group, item);
     if (!g->count)
         return 0;
-    /* first connected member from the round-robin position, else the next one */
-    uint32_t pick = g->next % g->count;
+    /* first connected member from the round-robin position, else the next
+     * member this node serves */
+    uint32_t pick = UINT32_MAX;
     for (uint32_t i = 0; i < g->count; i++) {
         uint32_t k = (g->next + i) % g->count;
-        struct conn *c = g->members[k]->session->conn;
-        if (c && c->state == CONN_ACTIVE) {
+        const struct session *ms = g->members[k]->session;
+        if (ms->owner != x->b->cfg.node_id)
+            continue;
+        if (pick == UINT32_MAX)
+            pick = k;
+        if (ms->conn && ms->conn->state == CONN_ACTIVE) {
             pick = k;
             break;
         }
     }
+    if (pick == UINT32_MAX)
+        return 0; /* every member is served by another node */
     g->next = pick + 1;
     struct sub *sub = g->members[pick];
     uint8_t qos = x->m->qos < sub->qos ? x->m->qos : sub->qos;

@@ -141,6 +141,7 @@ struct session {
     uint32_t expiry;          /* Session Expiry Interval, seconds (UINT32_MAX = never) */
     uint64_t expire_at;       /* monotonic ms while offline, 0 = never */
     bool expiring;            /* a session_expire proposal is under way */
+    bool loaded;              /* seen by broker__state_load */
 
     struct sub *subs;
     uint32_t sub_count;
@@ -239,7 +240,9 @@ struct broker_stats {
 struct broker {
     uv_loop_t *loop;
     struct config cfg;
-    struct cluster cluster;
+    struct cluster *cluster;
+    struct cluster_peer_cfg peers[CONFIG_MAX_PEERS];
+    struct claim *claims;     /* CONNECTs waiting for their session_claim */
     struct listener listeners[CONFIG_MAX_LISTENERS];
     int listener_count;
     uv_timer_t tick;          /* 1 s housekeeping: expiry, wills, $SYS */
@@ -337,14 +340,19 @@ void broker__session_clear_subs(struct broker *b, struct session *s);
 void broker__session_timed_add(struct broker *b, struct session *s);
 void broker__session_tick(struct broker *b);
 void broker__session_propose_expire(struct broker *b, struct session *s);
+void broker__session_offline(struct broker *b, struct session *s);
 void broker__will_free(struct will *w);
 void broker__will_publish(struct broker *b, struct session *s);
 bool broker__qos2_in_has(struct session *s, uint16_t id);
 int broker__qos2_in_add(struct session *s, uint16_t id);
 void broker__qos2_in_del(struct session *s, uint16_t id);
 
-/* state.c: apply of replicated commands */
-int broker__apply(void *ctx, const struct cluster_cmd *cmd, uint64_t index);
+/* state.c: apply of replicated commands, loading the replicated state */
+void broker__apply(void *ctx, const struct cluster_cmd *cmd, int result, uint64_t index);
+int broker__state_load(struct broker *b);
+void broker__state_reload(void *ctx);
+/* connect.c: a CONNECT of ours waits for the claim of this generation */
+bool broker__claim_pending(const struct broker *b, uint64_t generation);
 int broker__sub_apply_add(struct broker *b, struct session *s, const struct cluster_cmd *cmd);
 void broker__sub_free(struct broker *b, struct sub *sub);
 

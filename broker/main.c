@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "broker.h"
+#include "cluster.h"
 #include "config.h"
 
 static int make_data_dir(const char *dir, char *err, size_t errlen)
@@ -43,13 +44,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "starlingd: %s\n", err);
         return 2;
     }
+    if (dump) {
+        /* read-only: works while the node runs */
+        if (cluster_dump(cfg.data_dir, stdout, err, sizeof(err)) != 0) {
+            fprintf(stderr, "starlingd: --dump: %s\n", err);
+            return 1;
+        }
+        return fflush(stdout) == 0 ? 0 : 1;
+    }
     if (make_data_dir(cfg.data_dir, err, sizeof(err)) != 0) {
         fprintf(stderr, "starlingd: %s\n", err);
         return 1;
-    }
-    if (dump) {
-        fprintf(stderr, "starlingd: --dump needs the replicated store (not in this version)\n");
-        return 2;
     }
     uv_loop_t *loop = uv_default_loop();
     struct broker *b = NULL;

@@ -80,7 +80,7 @@ int broker__retain_propose(struct broker *b, struct msg *m, cluster_done_cb done
         uint64_t now = broker__now(b);
         cmd.msg_expire_at_ms = broker__wall_ms() + (m->expire_at > now ? m->expire_at - now : 0);
     }
-    return cluster_propose(&b->cluster, &cmd, done, arg);
+    return cluster_propose(b->cluster, &cmd, done, arg);
 }
 
 struct send_ctx {

@@ -106,6 +106,26 @@ void broker__will_publish(struct broker *b, struct session *s)
     broker__msg_unref(m);
 }
 
+/* The session's connection is gone (or never came: a claim replayed after a
+ * restart, or one whose proposer gave up before it committed): its will is
+ * due now or after its delay, and the session ends now or after its expiry. */
+void broker__session_offline(struct broker *b, struct session *s)
+{
+    if (s->will) {
+        if (s->will->delay == 0 || s->expiry == 0)
+            broker__will_publish(b, s);
+        else
+            s->will_at = broker__now(b) + (uint64_t)s->will->delay * 1000;
+    }
+    if (s->expiry == 0) {
+        broker__session_propose_expire(b, s);
+        return;
+    }
+    s->expire_at = s->expiry == UINT32_MAX ? 0 : broker__now(b) + (uint64_t)s->expiry * 1000;
+    if (s->expire_at || s->will_at)
+        broker__session_timed_add(b, s);
+}
+
 /* Proposes the end of an offline session (once; its subscriptions go with it). */
 void broker__session_propose_expire(struct broker *b, struct session *s)
 {
@@ -113,7 +133,7 @@ void broker__session_propose_expire(struct broker *b, struct session *s)
         return;
     struct cluster_cmd cmd = {.type = CLUSTER_SESSION_EXPIRE, .client_id = proto_cstr(s->client_id),
                               .node = b->cfg.node_id, .generation = s->generation};
-    if (cluster_propose(&b->cluster, &cmd, NULL, NULL) == 0)
+    if (cluster_propose(b->cluster, &cmd, NULL, NULL) == 0)
         s->expiring = true;
 }
 

@@ -74,14 +74,23 @@ static int apply_claim(struct broker *b, const struct cluster_cmd *cmd)
     s->generation = cmd->generation;
     s->owner = cmd->node;
     s->expiry = cmd->expiry;
+    if (cmd->node == b->cfg.node_id && !broker__claim_pending(b, cmd->generation))
+        broker__session_offline(b, s);
     return existed && !cmd->clean_start ? 1 : 0;
 }
 
 static int apply_expire(struct broker *b, const struct cluster_cmd *cmd)
 {
     struct session *s = broker__session_find(b, (const char *)cmd->client_id.p, cmd->client_id.len);
-    if (!s || s->generation != cmd->generation || s->conn)
+    if (!s)
         return CLUSTER_ESTALE;
+    if (s->conn) {
+        /* the store ended it: an older connection cannot keep it */
+        struct conn *old = s->conn;
+        s->conn = NULL;
+        old->session = NULL;
+        broker__conn_close(old, PROTO_RC_SESSION_TAKEN_OVER);
+    }
     if (s->will && s->owner == b->cfg.node_id)
         broker__will_publish(b, s); /* the session ends before the will delay did */
     LOG(b, LOG_DEBUG, NULL, "session %s ended", s->client_id);
@@ -245,28 +254,130 @@ static int apply_retain_set(struct broker *b, const struct cluster_cmd *cmd)
     return rc;
 }
 
-int broker__apply(void *ctx, const struct cluster_cmd *cmd, uint64_t index)
+/* The store accepted cmd (result >= 0, the same on every node): the in-memory
+ * indexes follow. */
+void broker__apply(void *ctx, const struct cluster_cmd *cmd, int result, uint64_t index)
 {
     struct broker *b = ctx;
     (void)index;
+    (void)result;
+    int rc = 0;
     switch (cmd->type) {
     case CLUSTER_SESSION_CLAIM:
-        return apply_claim(b, cmd);
+        rc = apply_claim(b, cmd);
+        break;
     case CLUSTER_SESSION_EXPIRE:
-        return apply_expire(b, cmd);
+        rc = apply_expire(b, cmd);
+        break;
     case CLUSTER_SUB_ADD:
     case CLUSTER_SUB_DEL: {
         struct session *s = broker__session_find(b, (const char *)cmd->client_id.p, cmd->client_id.len);
-        if (!s || s->generation != cmd->generation)
-            return CLUSTER_ESTALE;
-        return cmd->type == CLUSTER_SUB_ADD ? broker__sub_apply_add(b, s, cmd) : apply_sub_del(b, s, cmd);
+        if (!s)
+            rc = CLUSTER_ESTALE;
+        else
+            rc = cmd->type == CLUSTER_SUB_ADD ? broker__sub_apply_add(b, s, cmd) : apply_sub_del(b, s, cmd);
+        break;
     }
     case CLUSTER_RETAIN_SET:
-        return apply_retain_set(b, cmd);
+        rc = apply_retain_set(b, cmd);
+        break;
     case CLUSTER_RETAIN_DEL:
         broker__retain_del(b, (const char *)cmd->topic.p, cmd->topic.len);
-        return 0;
-    default: /* release, node join/leave: nothing to do on a single node yet */
+        break;
+    default: /* release, node join/leave: nothing in memory */
+        break;
+    }
+    if (rc < 0)
+        LOG(b, LOG_ERROR, NULL, "in-memory apply of command %u failed (%d): state differs from the store until restart",
+            cmd->type, rc);
+}
+
+/* --- loading the replicated state ------------------------------------------------ */
+
+/* One record of the store, as a command (cluster_load). */
+static int load_one(void *arg, const struct cluster_cmd *cmd)
+{
+    struct broker *b = arg;
+    switch (cmd->type) {
+    case CLUSTER_SESSION_CLAIM: {
+        const char *id = (const char *)cmd->client_id.p;
+        struct session *s = broker__session_find(b, id, cmd->client_id.len);
+        if (s && s->generation != cmd->generation) {
+            /* the session moved on while we were behind */
+            if (s->conn) {
+                struct conn *old = s->conn;
+                s->conn = NULL;
+                old->session = NULL;
+                broker__conn_close(old, PROTO_RC_SESSION_TAKEN_OVER);
+            }
+            broker__outlist_clear(&s->inflight);
+            broker__outlist_clear(&s->queue);
+            s->qos2_in_count = 0;
+        }
+        if (!s && !(s = broker__session_create(b, id, cmd->client_id.len)))
+            return -ENOMEM;
+        bool fresh = s->generation != cmd->generation;
+        s->generation = cmd->generation;
+        s->owner = cmd->node;
+        s->expiry = cmd->expiry;
+        s->loaded = true;
+        if (fresh) {
+            broker__will_free(s->will);
+            s->will = cmd->has_will ? will_from_cmd(&cmd->will) : NULL;
+            if (s->owner == b->cfg.node_id && !s->conn && !broker__claim_pending(b, s->generation))
+                broker__session_offline(b, s);
+        }
         return 0;
     }
+    case CLUSTER_SUB_ADD: {
+        struct session *s = broker__session_find(b, (const char *)cmd->client_id.p, cmd->client_id.len);
+        return s ? (broker__sub_apply_add(b, s, cmd) < 0 ? -ENOMEM : 0) : 0;
+    }
+    case CLUSTER_RETAIN_SET:
+        return apply_retain_set(b, cmd) < 0 ? -ENOMEM : 0;
+    }
+    return 0;
+}
+
+/* Builds (at start) or rebuilds (after a snapshot replaced the store) the
+ * in-memory sessions, subscription tries and retained index from the store.
+ * Sessions whose generation did not change keep their runtime state
+ * (connection, inflight and queued messages). */
+int broker__state_load(struct broker *b)
+{
+    size_t pos = 0, n = b->sessions.count, k = 0;
+    struct map_slot *slot;
+    struct session **all = n ? malloc(n * sizeof(*all)) : NULL;
+    if (n && !all)
+        return -ENOMEM;
+    while ((slot = map_next(&b->sessions, &pos))) {
+        struct session *s = slot->value;
+        broker__session_clear_subs(b, s);
+        s->loaded = false;
+        all[k++] = s;
+    }
+    broker__retain_free_all(b);
+    int rc = cluster_load(b->cluster, load_one, b);
+    for (size_t i = 0; i < k; i++) {
+        struct session *s = all[i];
+        if (s->loaded)
+            continue;
+        if (s->conn) {
+            struct conn *old = s->conn;
+            s->conn = NULL;
+            old->session = NULL;
+            broker__conn_close(old, PROTO_RC_SESSION_TAKEN_OVER);
+        }
+        broker__session_free(b, s);
+    }
+    free(all);
+    return rc;
+}
+
+void broker__state_reload(void *ctx)
+{
+    struct broker *b = ctx;
+    LOG(b, LOG_INFO, NULL, "reloading the replicated state from a snapshot");
+    if (broker__state_load(b) != 0)
+        LOG(b, LOG_ERROR, NULL, "reload of the replicated state failed: state differs from the store until restart");
 }

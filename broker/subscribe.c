@@ -151,7 +151,7 @@ static void propose_entry(struct subreq *r, uint32_t i, struct cluster_cmd *cmd)
         return;
     }
     *w = (struct entry_wait){r, i};
-    if (cluster_propose(&c->b->cluster, cmd, entry_done, w) != 0) {
+    if (cluster_propose(c->b->cluster, cmd, entry_done, w) != 0) {
         free(w);
         r->reasons[i] = PROTO_RC_UNSPECIFIED;
         return;

@@ -1,85 +1,325 @@
-/* cluster: proposals, batching per loop turn, commit and apply in log order.
+/* cluster: the Raft node. Proposals are batched per loop turn into one log
+ * entry, appended through libraft (here, or on the leader via forward.c),
+ * and every committed entry is applied to the store and then to the broker.
  *
- * Happy path: cluster_propose encodes the command into the current batch and
- * arms an idle handle (an active idle handle also keeps the next poll from
- * blocking, so a proposal made from a callback never waits for I/O); at the
- * next iteration the idle callback turns the
- * batch into one log entry, commits it (in this version: a one-voter in-memory
- * log, so at once), decodes and applies each command in order, then runs each
- * proposer's done callback with the apply result.
- * Failure modes: a command that cannot be encoded is refused by cluster_propose;
- * closing the cluster completes every queued proposal with CLUSTER_ESHUTDOWN. */
+ * Happy path: cluster_propose encodes the command into the open batch and
+ * arms an idle handle; at the next iteration the batch becomes a log entry
+ * (header: origin node, batch sequence) and goes to raft_apply (leader) or to
+ * the leader's forward link (follower). Every node applies the committed entry
+ * in one LMDB write transaction that also records the entry's index; the
+ * origin node then finds its batch by sequence and runs the proposers' done
+ * callbacks with the store's per-command results.
+ * Failure modes: no leader, a minority, a lost link, a refused append: the
+ * batch fails with CLUSTER_EUNAVAILABLE after commit_timeout_ms at the latest
+ * (the entry may still commit later: indeterminate, never applied twice). A
+ * store that cannot apply a committed entry (disk or map full, I/O error)
+ * stops the node (fail-stop: it must not diverge). Closing fails everything
+ * still pending with CLUSTER_ESHUTDOWN. */
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-#include "cluster.h"
+#include "internal.h"
 
-struct cluster_waiter {
-    cluster_done_cb done;
-    void *arg;
-};
+#define TICK_MS 100
+#define BATCH_FLUSH_BYTES (8u << 20)
 
-static void flush_batch(struct cluster *c, int status)
+/* --- small helpers ----------------------------------------------------------------- */
+
+static void put_u16(uint8_t *p, uint16_t v)
 {
-    struct proto_wbuf entry = c->batch;
-    struct cluster_waiter *waiters = c->waiters;
-    uint32_t count = c->waiter_count;
-    memset(&c->batch, 0, sizeof(c->batch));
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get_u64(const uint8_t *p) { return get_u32(p) | (uint64_t)get_u32(p + 4) << 32; }
+
+void cluster__handle_closed(struct cluster *c)
+{
+    if (--c->open_handles == 0 && c->closing && !c->raft_started) {
+        store_close(c->store);
+        c->store = NULL;
+        void (*cb)(void *) = c->close_cb;
+        void *arg = c->close_arg;
+        free(c->results);
+        free(c->batch.data);
+        free(c->waiters);
+        free(c);
+        if (cb)
+            cb(arg);
+    }
+}
+
+void cluster__on_handle_closed(uv_handle_t *h) { cluster__handle_closed(h->data); }
+
+void cluster__close_free(uv_handle_t *h) { raft_free(h); }
+
+static int mkdir_p(const char *path)
+{
+    char buf[1024];
+    if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+        return -ENAMETOOLONG;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0750) != 0 && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    if (mkdir(buf, 0750) != 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+/* --- the data directory's identity -------------------------------------------------- */
+
+/* DIR/node.id names the cluster and node the directory belongs to and counts
+ * the node's starts (the boot number keeps generations and batch sequences
+ * unique across restarts). Written to a temporary file, synced, renamed. */
+static int identity_check(struct cluster *c, char *err, size_t errlen)
+{
+    char path[1100], tmp[1100];
+    snprintf(path, sizeof(path), "%s/node.id", c->cfg.data_dir);
+    snprintf(tmp, sizeof(tmp), "%s/node.id.tmp", c->cfg.data_dir);
+    FILE *f = fopen(path, "r");
+    uint32_t boot = 0;
+    if (f) {
+        char line[512], name[256] = "";
+        unsigned long id = 0, b = 0;
+        int fields = 0;
+        while (fgets(line, sizeof(line), f)) {
+            if (sscanf(line, "cluster_name %255s", name) == 1)
+                fields |= 1;
+            else if (sscanf(line, "node_id %lu", &id) == 1)
+                fields |= 2;
+            else if (sscanf(line, "boot %lu", &b) == 1)
+                fields |= 4;
+        }
+        fclose(f);
+        if (fields != 7) {
+            snprintf(err, errlen, "%s is corrupt (expected cluster_name, node_id and boot lines)", path);
+            return -EINVAL;
+        }
+        if (strcmp(name, c->cfg.cluster_name) != 0 || id != c->cfg.node_id) {
+            snprintf(err, errlen,
+                     "data dir %s belongs to cluster \"%s\" node %lu, not to cluster \"%s\" node %u "
+                     "(use another data_dir, or check node_id and cluster_name)",
+                     c->cfg.data_dir, name, id, c->cfg.cluster_name, c->cfg.node_id);
+            return -EEXIST;
+        }
+        boot = (uint32_t)b;
+    } else if (errno != ENOENT) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -errno;
+    } else {
+        /* a fresh directory must not hold a foreign raft log or store */
+        char raftdir[1100];
+        snprintf(raftdir, sizeof(raftdir), "%s/raft/metadata1", c->cfg.data_dir);
+        if (access(raftdir, F_OK) == 0) {
+            snprintf(err, errlen, "data dir %s holds a raft log but no node.id: it belongs to another setup",
+                     c->cfg.data_dir);
+            return -EEXIST;
+        }
+    }
+    c->boot = boot + 1;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+        return -errno;
+    }
+    char text[512];
+    int n = snprintf(text, sizeof(text), "# Starling node identity: do not edit\ncluster_name %s\nnode_id %u\nboot %u\n",
+                     c->cfg.cluster_name, c->cfg.node_id, c->boot);
+    int rc = 0;
+    if (write(fd, text, (size_t)n) != n || fsync(fd) != 0)
+        rc = -errno ? -errno : -EIO;
+    close(fd);
+    if (!rc && rename(tmp, path) != 0)
+        rc = -errno;
+    if (rc) {
+        snprintf(err, errlen, "%s: %s", path, strerror(-rc));
+        return rc;
+    }
+    int dfd = open(c->cfg.data_dir, O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return 0;
+}
+
+/* --- batches ------------------------------------------------------------------------- */
+
+static void batch_unlink(struct cluster *c, struct batch *bt)
+{
+    if (bt->prev)
+        bt->prev->next = bt->next;
+    else
+        c->pending = bt->next;
+    if (bt->next)
+        bt->next->prev = bt->prev;
+    else
+        c->pending_tail = bt->prev;
+    bt->next = bt->prev = NULL;
+    c->pending_count--;
+}
+
+void cluster__batch_finish(struct cluster *c, struct batch *bt, int status, const int *results)
+{
+    batch_unlink(c, bt);
+    if (bt->areq)
+        bt->areq->batch = NULL;
+    for (uint32_t i = 0; i < bt->count; i++) {
+        struct cluster_waiter *w = &bt->waiters[i];
+        if (!w->done)
+            continue;
+        int st = status, result = 0;
+        if (st == 0) {
+            result = results ? results[i] : 0;
+            if (result < 0) {
+                st = result;
+                result = 0;
+            }
+        }
+        w->done(w->arg, st, result);
+    }
+    free(bt->waiters);
+    raft_free(bt->entry);
+    free(bt);
+}
+
+static void on_appended(struct raft_apply *req, int status, void *result)
+{
+    struct apply_req *a = container_of(req, struct apply_req, req);
+    (void)result;
+    /* success was seen when the entry was applied; a batch still waiting here
+     * was not committed by this leader */
+    if (a->batch) {
+        a->batch->areq = NULL;
+        if (status != 0) {
+            CLOG(a->c, CLUSTER_LOG_DEBUG, "cluster: append failed: %s", raft_strerror(status));
+            cluster__batch_finish(a->c, a->batch, CLUSTER_EUNAVAILABLE, NULL);
+        }
+    }
+    free(a);
+}
+
+static int batch_append(struct cluster *c, struct batch *bt)
+{
+    struct apply_req *a = calloc(1, sizeof(*a));
+    if (!a)
+        return -ENOMEM;
+    a->c = c;
+    a->batch = bt;
+    struct raft_buffer buf = {bt->entry, bt->entry_len};
+    int rc = raft_apply(&c->raft, &a->req, &buf, 1, on_appended);
+    if (rc) {
+        free(a);
+        return rc;
+    }
+    bt->entry = NULL; /* raft owns it now */
+    bt->state = BATCH_APPENDING;
+    bt->areq = a;
+    return 0;
+}
+
+void cluster__batches_kick(struct cluster *c)
+{
+    if (c->closing || !c->raft_started)
+        return;
+    bool leader = raft_state(&c->raft) == RAFT_LEADER;
+    for (struct batch *bt = c->pending, *next; bt; bt = next) {
+        next = bt->next;
+        if (bt->state != BATCH_QUEUED)
+            continue;
+        int rc = leader ? batch_append(c, bt) : cluster__forward_send(c, bt);
+        if (rc == -EAGAIN || rc == RAFT_NOTLEADER)
+            break; /* no way to the leader yet: keep the order, try at the next tick */
+        if (rc)
+            cluster__batch_finish(c, bt, CLUSTER_EUNAVAILABLE, NULL);
+    }
+}
+
+/* Turns the open batch into a pending one. */
+static void batch_close(struct cluster *c)
+{
+    if (!c->batch_count)
+        return;
+    struct batch *bt = calloc(1, sizeof(*bt));
+    uint8_t *entry = raft_malloc(c->batch.len);
+    if (!bt || !entry) {
+        free(bt);
+        raft_free(entry);
+        for (uint32_t i = 0; i < c->waiter_count; i++)
+            if (c->waiters[i].done)
+                c->waiters[i].done(c->waiters[i].arg, CLUSTER_EUNAVAILABLE, 0);
+        c->waiter_count = c->batch_count = 0;
+        c->batch.len = 0;
+        return;
+    }
+    bt->seq = ((uint64_t)c->boot << 32) | (++c->seq & 0xFFFFFFFFu);
+    memcpy(entry, c->batch.data, c->batch.len);
+    put_u32(entry, CLUSTER_ENTRY_MAGIC);
+    put_u16(entry + 4, CLUSTER_ENTRY_VERSION);
+    put_u16(entry + 6, (uint16_t)(c->batch_count > 0xFFFF ? 0xFFFF : c->batch_count));
+    put_u32(entry + 8, c->cfg.node_id);
+    put_u32(entry + 12, 0);
+    for (int i = 0; i < 8; i++)
+        entry[16 + i] = (uint8_t)(bt->seq >> (8 * i));
+    bt->entry = entry;
+    bt->entry_len = c->batch.len;
+    bt->count = c->waiter_count;
+    bt->waiters = c->waiters;
+    bt->deadline = uv_now(c->loop) + c->cfg.commit_timeout_ms;
+    bt->state = BATCH_QUEUED;
     c->waiters = NULL;
     c->waiter_count = c->waiter_cap = 0;
     c->batch_count = 0;
-
-    if (status == 0)
-        c->last_index++;
-    size_t pos = 0;
-    for (uint32_t i = 0; i < count; i++) {
-        int result = 0, st = status;
-        if (st == 0) {
-            struct cluster_cmd cmd;
-            st = cluster_cmd_decode(entry.data, entry.len, &pos, &cmd);
-            if (st == 0) {
-                result = c->apply(c->apply_ctx, &cmd, c->last_index);
-                if (result < 0) {
-                    st = result;
-                    result = 0;
-                }
-            }
-        }
-        if (waiters[i].done)
-            waiters[i].done(waiters[i].arg, st, result);
-    }
-    free(waiters);
-    free(entry.data);
+    c->batch.len = 0;
+    bt->prev = c->pending_tail;
+    if (c->pending_tail)
+        c->pending_tail->next = bt;
+    else
+        c->pending = bt;
+    c->pending_tail = bt;
+    c->pending_count++;
 }
+
+static void finish_close(struct cluster *c);
 
 static void on_idle(uv_idle_t *h)
 {
     struct cluster *c = h->data;
     uv_idle_stop(&c->flush);
-    if (c->batch_count)
-        flush_batch(c, 0);
+    if (c->closing) {
+        finish_close(c);
+        return;
+    }
+    batch_close(c);
+    cluster__batches_kick(c);
 }
 
-int cluster_init(struct cluster *c, uv_loop_t *loop, uint32_t node_id, cluster_apply_cb apply,
-                 void *apply_ctx)
+int cluster_propose(struct cluster *c, const struct cluster_cmd *cmd, cluster_done_cb done, void *arg)
 {
-    memset(c, 0, sizeof(*c));
-    c->loop = loop;
-    c->node_id = node_id;
-    c->apply = apply;
-    c->apply_ctx = apply_ctx;
-    int rc = uv_idle_init(loop, &c->flush);
-    if (rc)
-        return rc;
-    c->flush.data = c;
-    return 0;
-}
-
-int cluster_propose(struct cluster *c, const struct cluster_cmd *cmd, cluster_done_cb done,
-                    void *arg)
-{
-    if (c->closing)
+    if (c->closing || c->fatal)
         return CLUSTER_ESHUTDOWN;
     if (c->waiter_count == c->waiter_cap) {
         uint32_t cap = c->waiter_cap ? c->waiter_cap * 2 : 16;
@@ -89,14 +329,30 @@ int cluster_propose(struct cluster *c, const struct cluster_cmd *cmd, cluster_do
         c->waiters = w;
         c->waiter_cap = cap;
     }
+    if (c->batch.len == 0) {
+        /* room for the entry header, filled in by batch_close */
+        static const uint8_t zero[CLUSTER_ENTRY_HEADER];
+        struct proto_wbuf *b = &c->batch;
+        if (b->cap < CLUSTER_ENTRY_HEADER) {
+            uint8_t *p = realloc(b->data, 4096);
+            if (!p)
+                return -ENOMEM;
+            b->data = p;
+            b->cap = 4096;
+        }
+        memcpy(b->data, zero, CLUSTER_ENTRY_HEADER);
+        b->len = CLUSTER_ENTRY_HEADER;
+    }
     size_t before = c->batch.len;
     int rc = cluster_cmd_encode(cmd, &c->batch);
     if (rc) {
-        c->batch.len = before;
+        c->batch.len = before == CLUSTER_ENTRY_HEADER && !c->batch_count ? 0 : before;
         return rc;
     }
     c->waiters[c->waiter_count++] = (struct cluster_waiter){done, arg};
     c->batch_count++;
+    if (c->batch.len >= BATCH_FLUSH_BYTES || c->batch_count >= 0xFFFF)
+        batch_close(c);
     if (!uv_is_active((uv_handle_t *)&c->flush))
         uv_idle_start(&c->flush, on_idle);
     return 0;
@@ -104,22 +360,471 @@ int cluster_propose(struct cluster *c, const struct cluster_cmd *cmd, cluster_do
 
 uint64_t cluster_generation_next(struct cluster *c)
 {
-    /* node id in the top 16 bits keeps generations of different nodes apart */
-    return ((uint64_t)(c->node_id & 0xFFFF) << 48) | (++c->generation_seq & 0xFFFFFFFFFFFFull);
+    /* node (16 bits), boot (16 bits), sequence (32 bits): unique across the
+     * cluster and across restarts of this node */
+    return ((uint64_t)(c->cfg.node_id & 0xFFFF) << 48) | ((uint64_t)(c->boot & 0xFFFF) << 32) |
+           (++c->seq & 0xFFFFFFFFu);
 }
 
-static void on_closed(uv_handle_t *h)
+/* --- the state machine ------------------------------------------------------------------ */
+
+static void fail_stop(struct cluster *c, const char *fmt, ...)
 {
-    struct cluster *c = h->data;
-    if (c->close_cb)
-        c->close_cb(c);
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (c->fatal)
+        return;
+    c->fatal = true;
+    CLOG(c, CLUSTER_LOG_ERROR, "cluster: %s; stopping this node", msg);
+    if (c->cfg.fatal)
+        c->cfg.fatal(c->cfg.ctx, msg);
 }
 
-void cluster_close(struct cluster *c, void (*close_cb)(struct cluster *))
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
 {
+    struct cluster *c = fsm->data;
+    *result = NULL;
+    uint64_t index = raft_last_applied(&c->raft) + 1;
+    if (c->fatal)
+        return RAFT_IOERR;
+    const uint8_t *p = buf->base;
+    size_t len = buf->len;
+    if (len < CLUSTER_ENTRY_HEADER || get_u32(p) != CLUSTER_ENTRY_MAGIC) {
+        /* every node sees the same bytes: skipping is deterministic */
+        CLOG(c, CLUSTER_LOG_ERROR, "cluster: entry %" PRIu64 " is not a Starling entry; skipped", index);
+        return 0;
+    }
+    if (index <= store_applied_index(c->store))
+        return 0; /* already in the store (a replay after restart) */
+    uint32_t origin = get_u32(p + 8);
+    uint64_t seq = get_u64(p + 16);
+
+    struct store_txn *txn;
+    int rc = store_write_begin(c->store, &txn);
+    if (rc) {
+        fail_stop(c, "store: cannot apply entry %" PRIu64 ": %s", index, store_strerror(rc));
+        return RAFT_IOERR;
+    }
+    uint32_t n = 0;
+    size_t pos = CLUSTER_ENTRY_HEADER;
+    int err = 0;
+    while (pos < len) {
+        struct cluster_cmd cmd;
+        if (cluster_cmd_decode(p, len, &pos, &cmd) != 0) {
+            CLOG(c, CLUSTER_LOG_ERROR, "cluster: entry %" PRIu64 " command %u does not decode; rest skipped",
+                 index, n);
+            break;
+        }
+        if ((int)n == c->results_cap) {
+            int cap = c->results_cap ? c->results_cap * 2 : 64;
+            int *r = realloc(c->results, (size_t)cap * sizeof(*r));
+            if (!r) {
+                err = -ENOMEM;
+                break;
+            }
+            c->results = r;
+            c->results_cap = cap;
+        }
+        int r = cluster__state_apply(txn, &cmd);
+        if (r < 0 && r != CLUSTER_ESTALE && r != CLUSTER_ECORRUPT) {
+            err = r;
+            break;
+        }
+        c->results[n++] = r;
+    }
+    if (!err)
+        err = store_write_commit(txn, index);
+    else
+        store_txn_end(txn);
+    if (err) {
+        fail_stop(c, "store: cannot apply entry %" PRIu64 ": %s", index, store_strerror(err));
+        return RAFT_IOERR;
+    }
+
+    /* the broker's in-memory indexes follow the store */
+    pos = CLUSTER_ENTRY_HEADER;
+    for (uint32_t i = 0; i < n; i++) {
+        struct cluster_cmd cmd;
+        if (cluster_cmd_decode(p, len, &pos, &cmd) != 0)
+            break;
+        if (c->results[i] >= 0 && c->cfg.apply)
+            c->cfg.apply(c->cfg.ctx, &cmd, c->results[i], index);
+    }
+    if (origin == c->cfg.node_id) {
+        for (struct batch *bt = c->pending; bt; bt = bt->next)
+            if (bt->seq == seq) {
+                if (bt->count == n)
+                    cluster__batch_finish(c, bt, 0, c->results);
+                else
+                    cluster__batch_finish(c, bt, CLUSTER_ECORRUPT, NULL);
+                break;
+            }
+    }
+    return 0;
+}
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    struct cluster *c = fsm->data;
+    if (c->snap)
+        return RAFT_BUSY;
+    const struct iovec *iov;
+    size_t count;
+    uint64_t applied;
+    uint64_t t0 = uv_hrtime();
+    int rc = store_snapshot_open(c->store, &c->snap, &iov, &count, &applied);
+    if (rc) {
+        CLOG(c, CLUSTER_LOG_WARN, "cluster: snapshot: %s", store_strerror(rc));
+        c->snap = NULL;
+        return RAFT_IOERR;
+    }
+    struct raft_buffer *b = raft_malloc(count * sizeof(*b));
+    if (!b) {
+        store_snapshot_close(c->snap);
+        c->snap = NULL;
+        return RAFT_NOMEM;
+    }
+    size_t bytes = 0;
+    for (size_t i = 0; i < count; i++) {
+        b[i].base = iov[i].iov_base;
+        b[i].len = iov[i].iov_len;
+        bytes += iov[i].iov_len;
+    }
+    *bufs = b;
+    *n_bufs = (unsigned)count;
+    CLOG(c, CLUSTER_LOG_INFO, "cluster: snapshot at applied index %" PRIu64 ": %zu bytes, %.1f ms on the loop",
+         applied, bytes, (double)(uv_hrtime() - t0) / 1e6);
+    return 0;
+}
+
+static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    struct cluster *c = fsm->data;
+    if (c->snap) {
+        store_snapshot_close(c->snap);
+        c->snap = NULL;
+    }
+    raft_free(*bufs);
+    *bufs = NULL;
+    *n_bufs = 0;
+    return 0;
+}
+
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+    struct cluster *c = fsm->data;
+    uint64_t snap_index;
+    int rc = store_snapshot_peek(buf->base, buf->len, &snap_index);
+    if (rc) {
+        CLOG(c, CLUSTER_LOG_ERROR, "cluster: snapshot does not decode: %s", store_strerror(rc));
+        raft_free(buf->base);
+        return RAFT_CORRUPT;
+    }
+    if (!c->raft_started && store_applied_index(c->store) >= snap_index) {
+        /* at start: the store already holds this state or a later one */
+        raft_free(buf->base);
+        return 0;
+    }
+    rc = store_snapshot_restore(c->store, buf->base, buf->len);
+    raft_free(buf->base);
+    if (rc) {
+        CLOG(c, CLUSTER_LOG_ERROR, "cluster: cannot restore snapshot: %s", store_strerror(rc));
+        return rc == STORE_ECORRUPT ? RAFT_CORRUPT : RAFT_IOERR;
+    }
+    CLOG(c, CLUSTER_LOG_INFO, "cluster: state replaced by a snapshot at applied index %" PRIu64, snap_index);
+    if (c->cfg.reload)
+        c->cfg.reload(c->cfg.ctx);
+    return 0;
+}
+
+/* --- the tick: leadership, links, timeouts ---------------------------------------------- */
+
+static void on_barrier(struct raft_barrier *req, int status)
+{
+    struct cluster *c = req->data;
+    c->barrier_pending = false;
+    if (status == 0)
+        CLOG(c, CLUSTER_LOG_DEBUG, "cluster: leader barrier committed");
+}
+
+static void watch_leader(struct cluster *c)
+{
+    raft_id leader = 0;
+    const char *address = NULL;
+    raft_leader(&c->raft, &leader, &address);
+    uint64_t term = raft_current_term(&c->raft);
+    if (leader != c->leader_seen || (leader && term != c->term_seen && raft_state(&c->raft) == RAFT_LEADER)) {
+        if (leader)
+            CLOG(c, CLUSTER_LOG_INFO, "cluster: leader is node %u (term %" PRIu64 ")", (unsigned)leader, term);
+        else
+            CLOG(c, CLUSTER_LOG_INFO, "cluster: no leader (term %" PRIu64 ")", term);
+        c->leader_seen = (uint32_t)leader;
+        c->term_seen = term;
+        if (leader == c->cfg.node_id && !c->barrier_pending) {
+            /* commits what earlier terms left uncommitted before we rely on it */
+            c->barrier.data = c;
+            if (raft_barrier(&c->raft, &c->barrier, on_barrier) == 0)
+                c->barrier_pending = true;
+        }
+    }
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct cluster *c = t->data;
+    if (c->closing || !c->raft_started)
+        return;
+    watch_leader(c);
+    cluster__forward_tick(c);
+    cluster__batches_kick(c);
+    uint64_t now = uv_now(c->loop);
+    for (struct batch *bt = c->pending, *next; bt; bt = next) {
+        next = bt->next;
+        if (bt->deadline <= now)
+            cluster__batch_finish(c, bt, CLUSTER_EUNAVAILABLE, NULL);
+    }
+}
+
+/* --- start and stop -------------------------------------------------------------------------- */
+
+static void raft_log_tracer(struct raft_tracer *t, const char *file, int line, const char *msg)
+{
+    (void)t;
+    (void)file;
+    (void)line;
+    (void)msg;
+}
+
+int cluster_start(uv_loop_t *loop, const struct cluster_config *cfg, struct cluster **out, char *err,
+                  size_t errlen)
+{
+    *out = NULL;
+    int rc;
+    struct cluster *c = calloc(1, sizeof(*c));
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    c->loop = loop;
+    c->cfg = *cfg;
+    uv_idle_init(loop, &c->flush);
+    c->flush.data = c;
+    c->open_handles++;
+    uv_timer_init(loop, &c->tick);
+    c->tick.data = c;
+    c->open_handles++;
+    *out = c; /* from here on, failures are closed with cluster_close */
+    if (!c->cfg.commit_timeout_ms)
+        c->cfg.commit_timeout_ms = 5000;
+    if (!c->cfg.election_timeout_ms)
+        c->cfg.election_timeout_ms = 1000;
+    if (!c->cfg.heartbeat_ms)
+        c->cfg.heartbeat_ms = 100;
+    if (c->cfg.heartbeat_ms >= c->cfg.election_timeout_ms)
+        c->cfg.heartbeat_ms = c->cfg.election_timeout_ms / 5 ? c->cfg.election_timeout_ms / 5 : 1;
+
+    /* this node's raft address: its peer line, or the bind address alone */
+    const char *self = NULL;
+    for (int i = 0; i < cfg->peer_count; i++)
+        if (cfg->peers[i].id == cfg->node_id)
+            self = cfg->peers[i].address;
+    if (cfg->peer_count && !self) {
+        snprintf(err, errlen, "the peer list has no line for this node (node_id %u)", cfg->node_id);
+        goto fail;
+    }
+    if (cfg->peer_count > 1 && !cfg->secret[0]) {
+        snprintf(err, errlen, "cluster_secret must be set for a cluster of %d nodes", cfg->peer_count);
+        goto fail;
+    }
+    snprintf(c->address, sizeof(c->address), "%s", self ? self : cfg->bind);
+
+    rc = mkdir_p(cfg->data_dir);
+    if (rc) {
+        snprintf(err, errlen, "data dir %s: %s", cfg->data_dir, strerror(-rc));
+        goto fail;
+    }
+    if (identity_check(c, err, errlen) != 0)
+        goto fail;
+
+    char path[1100];
+    snprintf(path, sizeof(path), "%s/state", cfg->data_dir);
+    rc = store_open(&c->store, path, 0);
+    if (rc) {
+        snprintf(err, errlen, "store %s: %s", path, store_strerror(rc));
+        goto fail;
+    }
+    snprintf(path, sizeof(path), "%s/raft", cfg->data_dir);
+    rc = mkdir_p(path);
+    if (rc) {
+        snprintf(err, errlen, "%s: %s", path, strerror(-rc));
+        goto fail;
+    }
+
+    cluster__transport_setup(c);
+    c->fsm.version = 2;
+    c->fsm.data = c;
+    c->fsm.apply = fsm_apply;
+    c->fsm.snapshot = fsm_snapshot;
+    c->fsm.snapshot_finalize = fsm_snapshot_finalize;
+    c->fsm.restore = fsm_restore;
+    rc = raft_uv_init(&c->io, loop, path, &c->transport);
+    if (rc) {
+        snprintf(err, errlen, "raft log %s: %s", path, c->io.errmsg[0] ? c->io.errmsg : raft_strerror(rc));
+        goto fail;
+    }
+    c->io_inited = true;
+    raft_uv_set_auto_recovery(&c->io, false); /* never drop entries silently */
+    raft_uv_set_connect_retry_delay(&c->io, 200);
+    (void)raft_log_tracer;
+    rc = raft_init(&c->raft, &c->io, &c->fsm, cfg->node_id, c->address);
+    if (rc) {
+        snprintf(err, errlen, "raft: %s", raft_errmsg(&c->raft));
+        goto fail;
+    }
+    c->raft_inited = true;
+    raft_set_election_timeout(&c->raft, c->cfg.election_timeout_ms);
+    raft_set_heartbeat_timeout(&c->raft, c->cfg.heartbeat_ms);
+    raft_set_pre_vote(&c->raft, true);
+    if (c->cfg.snapshot_threshold)
+        raft_set_snapshot_threshold(&c->raft, c->cfg.snapshot_threshold);
+    if (c->cfg.snapshot_trailing)
+        raft_set_snapshot_trailing(&c->raft, c->cfg.snapshot_trailing);
+
+    struct raft_configuration conf;
+    raft_configuration_init(&conf);
+    if (cfg->peer_count) {
+        for (int i = 0; i < cfg->peer_count && rc == 0; i++)
+            rc = raft_configuration_add(&conf, cfg->peers[i].id, cfg->peers[i].address, RAFT_VOTER);
+    } else {
+        rc = raft_configuration_add(&conf, cfg->node_id, c->address, RAFT_VOTER);
+    }
+    if (rc == 0)
+        rc = raft_bootstrap(&c->raft, &conf);
+    raft_configuration_close(&conf);
+    if (rc == 0) {
+        CLOG(c, CLUSTER_LOG_INFO, "cluster: bootstrapped node %u with %d voter(s)", cfg->node_id,
+             cfg->peer_count ? cfg->peer_count : 1);
+        if (store_applied_index(c->store) > 0) {
+            snprintf(err, errlen,
+                     "data dir %s: the store has entries up to %" PRIu64
+                     " but the raft log was empty (the raft/ directory was removed?): refusing to start",
+                     cfg->data_dir, store_applied_index(c->store));
+            goto fail;
+        }
+    } else if (rc != RAFT_CANTBOOTSTRAP) {
+        snprintf(err, errlen, "raft bootstrap: %s", raft_errmsg(&c->raft)[0] ? raft_errmsg(&c->raft) : raft_strerror(rc));
+        goto fail;
+    }
+
+    if (cfg->peer_count > 1 && cluster__peer_listen(c, err, errlen) != 0)
+        goto fail;
+    return 0;
+fail:
+    return -EINVAL;
+}
+
+int cluster_run(struct cluster *c, char *err, size_t errlen)
+{
+    int rc = raft_start(&c->raft);
+    if (rc) {
+        snprintf(err, errlen, "raft log of %s: %s", c->cfg.data_dir,
+                 raft_errmsg(&c->raft)[0] ? raft_errmsg(&c->raft) : raft_strerror(rc));
+        return -EIO;
+    }
+    c->raft_started = true;
+    uint64_t applied = store_applied_index(c->store);
+    if (applied > raft_last_index(&c->raft)) {
+        snprintf(err, errlen,
+                 "data dir %s: the store is at entry %" PRIu64 " but the raft log ends at %llu (entries lost?): "
+                 "refusing to start",
+                 c->cfg.data_dir, applied, (unsigned long long)raft_last_index(&c->raft));
+        return -EIO;
+    }
+    uv_timer_start(&c->tick, on_tick, TICK_MS, TICK_MS);
+    return 0;
+}
+
+int cluster_load(struct cluster *c, int (*cb)(void *arg, const struct cluster_cmd *cmd), void *arg)
+{
+    return cluster__state_load(c->store, cb, arg);
+}
+
+void cluster_status_get(struct cluster *c, struct cluster_status *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->node_id = c->cfg.node_id;
+    out->applied_index = store_applied_index(c->store);
+    if (!c->raft_started) {
+        out->role = 3;
+        return;
+    }
+    raft_id leader = 0;
+    const char *address = NULL;
+    raft_leader(&c->raft, &leader, &address);
+    out->leader_id = (uint32_t)leader;
+    int st = raft_state(&c->raft);
+    out->role = st == RAFT_LEADER ? 2 : st == RAFT_CANDIDATE ? 1 : st == RAFT_FOLLOWER ? 0 : 3;
+    out->term = raft_current_term(&c->raft);
+    out->commit_index = raft_commit_index(&c->raft);
+    out->last_index = raft_last_index(&c->raft);
+}
+
+static void on_raft_closed(struct raft *r)
+{
+    struct cluster *c = r->data;
+    raft_uv_close(&c->io);
+    c->raft_started = false;
+    cluster__handle_closed(c);
+}
+
+static void finish_close(struct cluster *c)
+{
+    /* pending proposals fail; nothing new is accepted */
+    if (c->batch_count)
+        batch_close(c);
+    while (c->pending)
+        cluster__batch_finish(c, c->pending, CLUSTER_ESHUTDOWN, NULL);
+    cluster__forward_close_all(c);
+    cluster__peer_close_all(c);
+    uv_close((uv_handle_t *)&c->tick, cluster__on_handle_closed);
+    uv_close((uv_handle_t *)&c->flush, cluster__on_handle_closed);
+    if (!c->raft_inited && c->io_inited)
+        raft_uv_close(&c->io);
+    if (c->raft_inited) {
+        c->open_handles++;
+        c->raft_started = true; /* keeps the store open until raft has closed */
+        c->raft.data = c;
+        raft_close(&c->raft, on_raft_closed);
+    }
+}
+
+void cluster_close(struct cluster *c, void (*close_cb)(void *arg), void *arg)
+{
+    if (c->closing)
+        return;
     c->closing = true;
     c->close_cb = close_cb;
-    /* even with nothing queued: a refused proposal leaves the waiter array allocated */
-    flush_batch(c, CLUSTER_ESHUTDOWN);
-    uv_close((uv_handle_t *)&c->flush, on_closed);
+    c->close_arg = arg;
+    /* not from within a raft callback: the idle handle runs it next turn */
+    uv_idle_start(&c->flush, on_idle);
+}
+
+int cluster_dump(const char *data_dir, void *file, char *err, size_t errlen)
+{
+    char path[1100];
+    snprintf(path, sizeof(path), "%s/state", data_dir);
+    struct store *s;
+    int rc = store_open_readonly(&s, path);
+    if (rc) {
+        snprintf(err, errlen, "%s: %s", path, rc == -ENOENT ? "no replicated state here" : store_strerror(rc));
+        return rc;
+    }
+    rc = cluster__state_dump(s, file);
+    store_close(s);
+    if (rc)
+        snprintf(err, errlen, "%s: %s", path, store_strerror(rc));
+    return rc;
 }

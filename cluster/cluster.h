@@ -3,14 +3,15 @@
  * The broker never mutates replicated state (session ownership, subscriptions,
  * retained messages) directly. It proposes a command with cluster_propose(); the
  * command is encoded (versioned, binary, padded to 8 bytes), batched with the
- * other commands proposed in the same loop turn into one log entry, committed,
- * then applied on every node in log order through the apply callback the broker
- * registered (at the next loop iteration, before the loop polls again). The proposer's done callback runs after its command was applied
- * locally (or failed), carrying the value the apply callback returned.
+ * other commands proposed in the same loop turn into one Raft log entry,
+ * committed by libraft (forwarded to the leader over the authenticated peer
+ * link when this node is a follower), then applied on every node in log order:
+ * first to the LMDB store (store/), which decides the command's result
+ * deterministically, then to the broker's in-memory indexes through the apply
+ * callback. The proposer's done callback runs after its command was applied on
+ * this node (or failed), carrying the store's result.
  *
- * In this version the log is held in memory and a node is a one-voter cluster
- * that commits each batch on the next loop turn; the Raft issue replaces what is
- * behind cluster_propose without changing this header's contract. */
+ * A single node is a one-voter cluster: the same path, the same durability. */
 #ifndef STARLING_CLUSTER_H
 #define STARLING_CLUSTER_H
 
@@ -81,46 +82,99 @@ struct cluster_cmd {
     uint64_t msg_expire_at_ms; /* wall-clock, 0 = never */
 };
 
-/* Called on every node for every committed command, in log order. Returns a
- * value handed to the proposer's done callback (>= 0), or a negative error. */
-typedef int (*cluster_apply_cb)(void *ctx, const struct cluster_cmd *cmd, uint64_t index);
+/* Called on every node for every committed command, in log order, after the
+ * command was applied to the store (LMDB) and only when the store accepted it
+ * (result >= 0: the same value on every node, handed to the proposer's done
+ * callback). The broker updates its in-memory indexes here. */
+typedef void (*cluster_apply_cb)(void *ctx, const struct cluster_cmd *cmd, int result, uint64_t index);
 
-/* status is 0 when the command was applied (result is what apply returned), or a
- * negative cluster_error when it could not be committed. */
+/* Called when the whole replicated state was replaced (a snapshot from the
+ * leader was installed): the broker drops its in-memory copy and reloads it
+ * with cluster_load(). */
+typedef void (*cluster_reload_cb)(void *ctx);
+
+/* Called when the node must stop (its store cannot apply a committed entry, or
+ * it was removed): msg says why. */
+typedef void (*cluster_fatal_cb)(void *ctx, const char *msg);
+
+/* status is 0 when the command was applied (result is the store's verdict), or
+ * a negative cluster_error when it could not be committed in time (the command
+ * may still commit later: an operation that timed out is indeterminate). */
 typedef void (*cluster_done_cb)(void *arg, int status, int result);
 
-struct cluster {
-    uv_loop_t *loop;
-    uv_idle_t flush;           /* commits the batch gathered during a loop turn */
-    cluster_apply_cb apply;
-    void *apply_ctx;
-    uint32_t node_id;
-    uint64_t last_index;       /* index of the last applied entry */
-    uint64_t generation_seq;   /* for cluster_generation_next */
-    struct proto_wbuf batch;   /* encoded commands waiting for the next entry */
-    uint32_t batch_count;
-    struct cluster_waiter *waiters; /* done callbacks of the batch, in order */
-    uint32_t waiter_count, waiter_cap;
-    bool closing;
-    void (*close_cb)(struct cluster *);
+struct cluster_peer_cfg {
+    uint32_t id;
+    const char *address; /* host:port of its cluster port (borrowed) */
 };
 
-/* loop is borrowed and must outlive the cluster. */
-int cluster_init(struct cluster *c, uv_loop_t *loop, uint32_t node_id, cluster_apply_cb apply,
-                 void *apply_ctx);
+/* Everything is borrowed and must outlive the cluster. */
+struct cluster_config {
+    uint32_t node_id;
+    const char *data_dir;      /* holds raft/ (the log, snapshots), state/ (LMDB), node.id */
+    const char *cluster_name;
+    const char *bind;          /* host:port the cluster port listens on */
+    const char *secret;        /* shared secret of the peer links */
+    const struct cluster_peer_cfg *peers; /* every voter, this node included; none = one voter */
+    int peer_count;
+    uint32_t commit_timeout_ms;
+    uint32_t election_timeout_ms;
+    uint32_t heartbeat_ms;
+    uint32_t snapshot_threshold;
+    uint32_t snapshot_trailing;
+    cluster_apply_cb apply;
+    cluster_reload_cb reload;
+    cluster_fatal_cb fatal;
+    void *ctx;
+    /* logging: level as the broker's (0 error .. 4 trace) */
+    void (*log)(void *ctx, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+};
+
+struct cluster; /* opaque: cluster/internal.h */
+
+/* Opens the data directory (checking it belongs to this cluster and node),
+ * the store and the Raft log, bootstraps a fresh node with the configured
+ * voters and listens on the cluster port; Raft starts with cluster_run. On
+ * failure returns a negative error with a one-line message in err; *out may
+ * still be set, and must then be closed with cluster_close (and the loop run). */
+int cluster_start(uv_loop_t *loop, const struct cluster_config *cfg, struct cluster **out, char *err,
+                  size_t errlen);
+
+/* Starts Raft (after the broker loaded the state with cluster_load): the log
+ * is replayed from the store's applied index on. Returns 0, or a negative
+ * error with a message in err (a corrupt or inconsistent log). */
+int cluster_run(struct cluster *c, char *err, size_t errlen);
 
 /* Proposes cmd (copied). done (may be NULL) runs later on the loop thread, never
- * from within this call. Returns 0, or a negative error if the command could not
- * even be queued (then done is not called). */
-int cluster_propose(struct cluster *c, const struct cluster_cmd *cmd, cluster_done_cb done,
-                    void *arg);
+ * from within this call: after the command was committed and applied on this
+ * node, or with CLUSTER_EUNAVAILABLE after commit_timeout_ms. Returns 0, or a
+ * negative error if the command could not even be queued (then done is not
+ * called). */
+int cluster_propose(struct cluster *c, const struct cluster_cmd *cmd, cluster_done_cb done, void *arg);
 
-/* A generation number unique across the cluster for a new session claim. */
+/* A generation number unique across the cluster and across restarts. */
 uint64_t cluster_generation_next(struct cluster *c);
 
+/* Calls cb for the replicated state as it is now, as the commands that would
+ * recreate it: a SESSION_CLAIM per session (clean_start false), a SUB_ADD per
+ * subscription, a RETAIN_SET per retained message; views valid during cb. */
+int cluster_load(struct cluster *c, int (*cb)(void *arg, const struct cluster_cmd *cmd), void *arg);
+
+struct cluster_status {
+    uint32_t node_id;
+    uint32_t leader_id;  /* 0 = none known */
+    int role;            /* 0 follower, 1 candidate, 2 leader, 3 unavailable */
+    uint64_t term, commit_index, applied_index, last_index;
+};
+void cluster_status_get(struct cluster *c, struct cluster_status *out);
+
 /* Stops the cluster: pending proposals complete with CLUSTER_ESHUTDOWN; close_cb
- * runs when every handle is closed. */
-void cluster_close(struct cluster *c, void (*close_cb)(struct cluster *));
+ * runs when every handle is closed and the store is closed. */
+void cluster_close(struct cluster *c, void (*close_cb)(void *arg), void *arg);
+
+/* Prints the replicated state of the store in dir/state (read-only; works while
+ * a node runs) in the documented dump format. Returns 0, or a negative error
+ * with a message in err. */
+int cluster_dump(const char *data_dir, void *file /* FILE * */, char *err, size_t errlen);
 
 /* The command codec (exposed for tests). cluster_cmd_encode appends one framed,
  * 8-byte padded command; cluster_cmd_decode reads the command at *pos of an

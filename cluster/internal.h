@@ -1,0 +1,193 @@
+/* cluster/internal.h: private declarations of the cluster module (the Raft
+ * node, the peer links, the state machine glue). Only cluster/ includes raft.h. */
+#ifndef STARLING_CLUSTER_INTERNAL_H
+#define STARLING_CLUSTER_INTERNAL_H
+
+#include <raft.h>
+#include <raft/uv.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "cluster.h"
+#include "store.h"
+
+#define CLUSTER_LOG_ERROR 0
+#define CLUSTER_LOG_WARN 1
+#define CLUSTER_LOG_INFO 2
+#define CLUSTER_LOG_DEBUG 3
+
+#ifndef container_of
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+#endif
+
+#define CLOG(c, level, ...) ((c)->cfg.log ? (c)->cfg.log((c)->cfg.ctx, level, __VA_ARGS__) : (void)0)
+
+/* --- SHA-256 / HMAC (sha256.c) --------------------------------------------- */
+
+struct cluster__sha256 {
+    uint32_t state[8];
+    uint64_t total;
+    uint8_t buf[64];
+    size_t fill;
+};
+void cluster__sha256_init(struct cluster__sha256 *h);
+void cluster__sha256_update(struct cluster__sha256 *h, const void *data, size_t len);
+void cluster__sha256_final(struct cluster__sha256 *h, uint8_t out[32]);
+/* HMAC-SHA-256 of the concatenation of parts (borrowed). */
+void cluster__hmac_sha256(const void *key, size_t key_len, const struct iovec *parts, size_t nparts,
+                          uint8_t out[32]);
+bool cluster__mac_equal(const uint8_t a[32], const uint8_t b[32]);
+
+/* --- log entries ------------------------------------------------------------ */
+
+/* Every log entry starts with this header (24 bytes, little-endian): "STLE",
+ * u16 version, u16 command count, u32 origin node, u32 reserved, u64 batch
+ * sequence of the origin node. The origin recognises its own batch when it
+ * applies the entry and completes the proposers' callbacks. */
+#define CLUSTER_ENTRY_MAGIC 0x454c5453u /* "STLE" */
+#define CLUSTER_ENTRY_VERSION 1
+#define CLUSTER_ENTRY_HEADER 24
+
+/* --- peer links (peer.c) ------------------------------------------------------ */
+
+enum peer_channel {
+    PEER_CH_RAFT = 1,    /* handed to libraft's uv backend */
+    PEER_CH_FORWARD = 2, /* proposals from a follower to the leader */
+};
+
+struct peer_hs;
+
+/* Completion of an outgoing handshake: status 0 and an authenticated stream
+ * (allocated with raft_malloc; the receiver closes it and frees it with
+ * raft_free in the close callback), or a negative error and stream NULL. */
+typedef void (*peer_dial_cb)(void *arg, uv_stream_t *stream, int status);
+
+int cluster__peer_listen(struct cluster *c, char *err, size_t errlen);
+/* Dials address for channel; cb runs exactly once (also with UV_ECANCELED when
+ * the cluster closes). Returns the handshake (to cancel) or NULL on failure
+ * (then cb does not run). */
+struct peer_hs *cluster__peer_dial(struct cluster *c, const char *address, uint8_t channel, peer_dial_cb cb,
+                                   void *arg);
+void cluster__peer_cancel(struct peer_hs *hs);
+void cluster__peer_close_all(struct cluster *c);
+/* The raft_uv_transport implementation over the authenticated links. */
+void cluster__transport_setup(struct cluster *c);
+/* An incoming, authenticated forward-channel stream. */
+void cluster__forward_accept(struct cluster *c, uint32_t node_id, uv_stream_t *stream);
+
+/* --- forwarding of proposals (forward.c) --------------------------------------- */
+
+struct batch;
+struct fwd_conn;
+
+/* Frames on a forward link: u32 length of what follows, u8 type, body.
+ *   PROPOSE  u64 batch sequence, then the whole log entry
+ *   REFUSED  u64 batch sequence, i32 reason (the leader could not append it) */
+#define FWD_PROPOSE 1
+#define FWD_REFUSED 2
+#define FWD_MAX_FRAME (64u << 20)
+
+void cluster__forward_tick(struct cluster *c);
+int cluster__forward_send(struct cluster *c, struct batch *bt);
+void cluster__forward_close_all(struct cluster *c);
+
+/* --- the node (cluster.c) ------------------------------------------------------ */
+
+struct batch {
+    struct batch *next, *prev;
+    uint64_t seq;
+    uint64_t deadline;       /* loop time (ms) after which it fails */
+    uint8_t *entry;          /* the encoded entry while not yet handed to raft/the leader */
+    size_t entry_len;
+    uint32_t count;          /* commands, and waiters */
+    struct cluster_waiter *waiters;
+    int state;               /* enum batch_state */
+    struct fwd_conn *link;   /* when sent to the leader */
+    struct apply_req *areq;  /* when appended here */
+};
+
+enum batch_state { BATCH_QUEUED, BATCH_APPENDING, BATCH_FORWARDED };
+
+struct cluster_waiter {
+    cluster_done_cb done;
+    void *arg;
+};
+
+struct apply_req {
+    struct raft_apply req;
+    struct cluster *c;
+    struct batch *batch;      /* local batch, NULL if it timed out or was forwarded to us */
+};
+
+struct cluster {
+    uv_loop_t *loop;
+    struct cluster_config cfg;
+    char address[128];         /* this node's raft address */
+    uint32_t boot;             /* restarts of this node (from node.id) */
+    uint64_t seq;              /* batch sequences and generations */
+
+    struct store *store;
+    struct raft raft;
+    struct raft_io io;
+    struct raft_fsm fsm;
+    struct raft_uv_transport transport;
+    raft_uv_accept_cb raft_accept;
+    bool io_inited, raft_inited;
+    bool raft_started;
+    struct store_snap *snap;   /* the snapshot being written */
+    bool closing;
+    bool fatal;
+
+    /* proposals */
+    uv_idle_t flush;           /* turns the commands of a loop turn into one entry */
+    struct proto_wbuf batch;   /* encoded commands (after the entry header room) */
+    uint32_t batch_count;
+    struct cluster_waiter *waiters;
+    uint32_t waiter_count, waiter_cap;
+    struct batch *pending;     /* sent or queued batches, oldest first (circular list head) */
+    struct batch *pending_tail;
+    uint32_t pending_count;
+    int results_cap;
+    int *results;              /* per-command results of the entry being applied */
+
+    uv_timer_t tick;           /* leader watch, forward link, timeouts */
+    uint32_t leader_seen;      /* last leader logged */
+    uint64_t term_seen;
+    bool barrier_pending;
+    struct raft_barrier barrier;
+
+    /* peer links */
+    uv_tcp_t listener;
+    bool listening;
+    struct peer_hs *handshakes; /* in progress */
+    struct fwd_conn *fwd_out;   /* our link to the leader */
+    uint32_t fwd_out_node;
+    struct peer_hs *fwd_dialing;
+    struct fwd_conn *fwd_in;    /* links from followers (we are, or were, the leader) */
+
+    int open_handles;           /* closed asynchronously at cluster_close */
+    void (*close_cb)(void *arg);
+    void *close_arg;
+};
+
+/* Completes every waiter of bt with status (results used when status is 0),
+ * unlinks and frees it. */
+void cluster__batch_finish(struct cluster *c, struct batch *bt, int status, const int *results);
+/* Sends every queued batch that can go now. */
+void cluster__batches_kick(struct cluster *c);
+void cluster__handle_closed(struct cluster *c);
+/* Close callbacks: h->data is the cluster / the handle was raft_malloc'd. */
+void cluster__on_handle_closed(uv_handle_t *h);
+void cluster__close_free(uv_handle_t *h);
+
+/* --- the state machine (state.c) --------------------------------------------- */
+
+/* Applies one decoded command inside txn; returns the result (>= 0) or a
+ * negative cluster/store error. Deterministic: depends only on the store. */
+int cluster__state_apply(struct store_txn *txn, const struct cluster_cmd *cmd);
+int cluster__state_load(struct store *s, int (*cb)(void *arg, const struct cluster_cmd *cmd), void *arg);
+int cluster__state_dump(struct store *s, void *file);
+
+#endif

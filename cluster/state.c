@@ -1,0 +1,283 @@
+/* state: what a committed command does to the store, decided from the store
+ * alone so that every node reaches the same result; the replicated state read
+ * back as commands (for the broker's in-memory indexes) and as a text dump.
+ *
+ *   session_claim    the client id is owned by (node, generation); clean start
+ *                    drops the old session and its subscriptions first.
+ *                    Result 1 when a session was resumed (session present).
+ *   session_release  the owner's connection ended: expire_at is recorded.
+ *   session_expire   ends the session of that generation and its subscriptions.
+ *   sub_add/sub_del  only for the session's current generation (else stale);
+ *                    result 1 when it replaced / removed one.
+ *   retain_set/del   set or clear the retained message of a topic. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+static struct store_bytes bytes(struct proto_str s) { return (struct store_bytes){s.p, s.len}; }
+
+static struct proto_str pstr(struct store_bytes b) { return (struct proto_str){b.p, (uint32_t)b.len}; }
+
+static int current_session(struct store_txn *txn, const struct cluster_cmd *cmd, struct store_session *rec)
+{
+    int rc = store_session_get(txn, cmd->client_id.p, cmd->client_id.len, rec);
+    if (rc == STORE_ENOTFOUND)
+        return CLUSTER_ESTALE;
+    if (rc)
+        return rc;
+    return rec->generation == cmd->generation ? 0 : CLUSTER_ESTALE;
+}
+
+static int apply_claim(struct store_txn *txn, const struct cluster_cmd *cmd)
+{
+    struct store_session old;
+    int rc = store_session_get(txn, cmd->client_id.p, cmd->client_id.len, &old);
+    if (rc && rc != STORE_ENOTFOUND)
+        return rc;
+    bool existed = rc == 0;
+    if (existed && cmd->clean_start) {
+        rc = store_session_del(txn, cmd->client_id.p, cmd->client_id.len);
+        if (rc && rc != STORE_ENOTFOUND)
+            return rc;
+    }
+    struct store_session rec = {
+        .client_id = bytes(cmd->client_id),
+        .owner = cmd->node,
+        .generation = cmd->generation,
+        .expiry = cmd->expiry,
+        .connected = true,
+        .has_will = cmd->has_will,
+    };
+    if (cmd->has_will) {
+        rec.will_qos = cmd->will.qos;
+        rec.will_retain = cmd->will.retain;
+        rec.will_delay = cmd->will.delay;
+        rec.will_topic = bytes(cmd->will.topic);
+        rec.will_payload = bytes(cmd->will.payload);
+        rec.will_props = bytes(cmd->will.props);
+    }
+    rc = store_session_put(txn, &rec);
+    if (rc)
+        return rc;
+    return existed && !cmd->clean_start ? 1 : 0;
+}
+
+int cluster__state_apply(struct store_txn *txn, const struct cluster_cmd *cmd)
+{
+    struct store_session rec;
+    int rc;
+    switch (cmd->type) {
+    case CLUSTER_SESSION_CLAIM:
+        return apply_claim(txn, cmd);
+    case CLUSTER_SESSION_RELEASE:
+        if ((rc = current_session(txn, cmd, &rec)) != 0)
+            return rc;
+        rec.connected = false;
+        rec.expire_at_ms = cmd->expire_at_ms;
+        return store_session_put(txn, &rec);
+    case CLUSTER_SESSION_EXPIRE:
+        if ((rc = current_session(txn, cmd, &rec)) != 0)
+            return rc;
+        rc = store_session_del(txn, cmd->client_id.p, cmd->client_id.len);
+        return rc == STORE_ENOTFOUND ? 0 : rc;
+    case CLUSTER_SUB_ADD: {
+        if ((rc = current_session(txn, cmd, &rec)) != 0)
+            return rc;
+        struct store_sub sub = {
+            .client_id = bytes(cmd->client_id),
+            .filter = bytes(cmd->filter),
+            .qos = cmd->qos,
+            .no_local = cmd->no_local,
+            .retain_as_published = cmd->retain_as_published,
+            .retain_handling = cmd->retain_handling,
+            .sub_id = cmd->sub_id,
+        };
+        return store_sub_put(txn, &sub);
+    }
+    case CLUSTER_SUB_DEL:
+        if ((rc = current_session(txn, cmd, &rec)) != 0)
+            return rc;
+        return store_sub_del(txn, cmd->client_id.p, cmd->client_id.len, cmd->filter.p, cmd->filter.len);
+    case CLUSTER_RETAIN_SET: {
+        struct store_retained r = {
+            .topic = bytes(cmd->topic),
+            .payload = bytes(cmd->payload),
+            .props = bytes(cmd->props),
+            .qos = cmd->qos,
+            .expire_at_ms = cmd->msg_expire_at_ms,
+        };
+        return store_retain_put(txn, &r);
+    }
+    case CLUSTER_RETAIN_DEL:
+        rc = store_retain_del(txn, cmd->topic.p, cmd->topic.len);
+        return rc < 0 ? rc : 0;
+    default: /* node join/leave: membership arrives with a later issue */
+        return 0;
+    }
+}
+
+/* --- the state as commands ------------------------------------------------------------ */
+
+struct load_ctx {
+    int (*cb)(void *arg, const struct cluster_cmd *cmd);
+    void *arg;
+};
+
+static int load_session(void *arg, const struct store_session *s)
+{
+    struct load_ctx *x = arg;
+    struct cluster_cmd cmd = {
+        .type = CLUSTER_SESSION_CLAIM,
+        .client_id = pstr(s->client_id),
+        .node = s->owner,
+        .generation = s->generation,
+        .expiry = s->expiry,
+        .expire_at_ms = s->expire_at_ms,
+        .has_will = s->has_will,
+    };
+    if (s->has_will) {
+        cmd.will.topic = pstr(s->will_topic);
+        cmd.will.payload = pstr(s->will_payload);
+        cmd.will.props = pstr(s->will_props);
+        cmd.will.qos = s->will_qos;
+        cmd.will.retain = s->will_retain;
+        cmd.will.delay = s->will_delay;
+    }
+    return x->cb(x->arg, &cmd);
+}
+
+static int load_sub(void *arg, const struct store_sub *s)
+{
+    struct load_ctx *x = arg;
+    struct cluster_cmd cmd = {
+        .type = CLUSTER_SUB_ADD,
+        .client_id = pstr(s->client_id),
+        .filter = pstr(s->filter),
+        .qos = s->qos,
+        .no_local = s->no_local,
+        .retain_as_published = s->retain_as_published,
+        .retain_handling = s->retain_handling,
+        .sub_id = s->sub_id,
+    };
+    return x->cb(x->arg, &cmd);
+}
+
+static int load_retained(void *arg, const struct store_retained *r)
+{
+    struct load_ctx *x = arg;
+    struct cluster_cmd cmd = {
+        .type = CLUSTER_RETAIN_SET,
+        .topic = pstr(r->topic),
+        .payload = pstr(r->payload),
+        .props = pstr(r->props),
+        .qos = r->qos,
+        .msg_expire_at_ms = r->expire_at_ms,
+    };
+    return x->cb(x->arg, &cmd);
+}
+
+int cluster__state_load(struct store *s, int (*cb)(void *arg, const struct cluster_cmd *cmd), void *arg)
+{
+    struct store_txn *txn;
+    int rc = store_read_begin(s, &txn);
+    if (rc)
+        return rc;
+    struct load_ctx x = {cb, arg};
+    rc = store_sessions_foreach(txn, load_session, &x);
+    if (!rc)
+        rc = store_subs_foreach(txn, load_sub, &x);
+    if (!rc)
+        rc = store_retained_foreach(txn, load_retained, &x);
+    store_txn_end(txn);
+    return rc;
+}
+
+/* --- the dump ------------------------------------------------------------------------- */
+
+static void put_quoted(FILE *f, struct store_bytes b)
+{
+    fputc('"', f);
+    for (size_t i = 0; i < b.len; i++) {
+        uint8_t ch = b.p[i];
+        if (ch == '"' || ch == '\\')
+            fprintf(f, "\\%c", ch);
+        else if (ch >= 0x20 && ch < 0x7F)
+            fputc(ch, f);
+        else
+            fprintf(f, "\\x%02X", ch);
+    }
+    fputc('"', f);
+}
+
+static void put_hex(FILE *f, struct store_bytes b)
+{
+    for (size_t i = 0; i < b.len; i++)
+        fprintf(f, "%02x", b.p[i]);
+}
+
+static int dump_session(void *arg, const struct store_session *s)
+{
+    FILE *f = arg;
+    fputs("session ", f);
+    put_quoted(f, s->client_id);
+    fprintf(f, " owner=%" PRIu32 " generation=%" PRIu64 " expiry=%" PRIu32 " connected=%d expire_at=%" PRIu64,
+            s->owner, s->generation, s->expiry, s->connected ? 1 : 0, s->expire_at_ms);
+    if (!s->has_will) {
+        fputs(" will=none\n", f);
+        return 0;
+    }
+    fputs(" will=", f);
+    put_quoted(f, s->will_topic);
+    fprintf(f, " will_qos=%u will_retain=%d will_delay=%" PRIu32 " will_payload=", s->will_qos,
+            s->will_retain ? 1 : 0, s->will_delay);
+    put_hex(f, s->will_payload);
+    fputs(" will_props=", f);
+    put_hex(f, s->will_props);
+    fputc('\n', f);
+    return 0;
+}
+
+static int dump_sub(void *arg, const struct store_sub *s)
+{
+    FILE *f = arg;
+    fputs("sub ", f);
+    put_quoted(f, s->client_id);
+    fputc(' ', f);
+    put_quoted(f, s->filter);
+    fprintf(f, " qos=%u no_local=%d rap=%d rh=%u sub_id=%" PRIu32 "\n", s->qos, s->no_local ? 1 : 0,
+            s->retain_as_published ? 1 : 0, s->retain_handling, s->sub_id);
+    return 0;
+}
+
+static int dump_retained(void *arg, const struct store_retained *r)
+{
+    FILE *f = arg;
+    fputs("retained ", f);
+    put_quoted(f, r->topic);
+    fprintf(f, " qos=%u expire_at=%" PRIu64 " payload=", r->qos, r->expire_at_ms);
+    put_hex(f, r->payload);
+    fputs(" props=", f);
+    put_hex(f, r->props);
+    fputc('\n', f);
+    return 0;
+}
+
+int cluster__state_dump(struct store *s, void *file)
+{
+    FILE *f = file;
+    struct store_txn *txn;
+    int rc = store_read_begin(s, &txn);
+    if (rc)
+        return rc;
+    fprintf(f, "applied_index %" PRIu64 "\n", store_applied_index(s));
+    rc = store_sessions_foreach(txn, dump_session, f);
+    if (!rc)
+        rc = store_subs_foreach(txn, dump_sub, f);
+    if (!rc)
+        rc = store_retained_foreach(txn, dump_retained, f);
+    store_txn_end(txn);
+    return rc;
+}

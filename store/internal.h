@@ -1,0 +1,229 @@
+/* store internals: the environment and transaction structs, the little-endian
+ * reader and writer, the long-key layer shared by every table, and the record
+ * codecs. Only store/ (and its unit tests) include this file or lmdb.h. */
+#ifndef STARLING_STORE_INTERNAL_H
+#define STARLING_STORE_INTERNAL_H
+
+#include <lmdb.h>
+#include <string.h>
+
+#include "store.h"
+
+/* On-disk format of the environment and of snapshots. */
+#define STORE__FORMAT 1u
+/* Version of every record value (low 7 bits of its first byte). */
+#define STORE__RECORD_VERSION 1u
+/* Set in a value's first byte when its key is a hashed long key. */
+#define STORE__HASHED 0x80u
+
+/* Longest LMDB key we write. Fixed (LMDB's default) rather than asked of the
+ * environment so that files and snapshots do not depend on how liblmdb was
+ * built; an LMDB whose limit is lower is refused at open. */
+#define STORE__KEY_MAX 511u
+/* A hashed key: the first STORE__KEY_PREFIX bytes of the full key, 0x01, and a
+ * u64 big-endian slot (home slot = hash of the full key, then linear probing),
+ * STORE__KEY_MAX bytes in all. Keys shorter than STORE__KEY_MAX are stored as
+ * they are, so the two kinds never share an LMDB key. */
+#define STORE__KEY_PREFIX (STORE__KEY_MAX - 9u)
+
+enum store__table {
+    STORE__META = 0,
+    STORE__SESSIONS = 1, /* the table ids double as snapshot table ids */
+    STORE__SUBS = 2,
+    STORE__RETAINED = 3,
+    STORE__NTABLES = 4,
+};
+
+struct store {
+    MDB_env *env;
+    MDB_dbi dbi[STORE__NTABLES];
+    uint64_t applied_index; /* as of the last commit (or, read-only, the last read_begin) */
+    uint64_t hash_mask;     /* applied to the home slot; ~0 except in collision tests */
+    bool readonly;
+    bool writing;           /* a write transaction is open */
+};
+
+struct store_txn {
+    struct store *s;
+    MDB_txn *t;
+    MDB_cursor *cur[STORE__NTABLES]; /* opened on first use, closed at the end */
+    bool write;
+    int err; /* first failure that may have left a partial change; commit refuses */
+};
+
+/* Maps an LMDB return code to a store error or -errno. */
+int store__lmdb_err(int rc);
+/* Records the first failure of a write operation so that commit refuses. */
+static inline int store__fail(struct store_txn *txn, int err)
+{
+    if (txn->err == 0)
+        txn->err = err;
+    return err;
+}
+/* The cursor cached in txn for table (opened on first use). */
+int store__cursor(struct store_txn *txn, enum store__table table, MDB_cursor **out);
+/* Test hook: home slots are hash & mask, so a small mask forces collisions. */
+void store__set_hash_mask(struct store *s, uint64_t mask);
+/* Reads meta "applied_index" (0 if absent) in t. */
+int store__read_applied(struct store *s, MDB_txn *t, uint64_t *out);
+
+/* --- little-endian reader and writer -------------------------------------- */
+
+/* Every read checks n > len - pos (pos <= len always holds, so this cannot
+ * overflow), leaves its output untouched and returns STORE_ECORRUPT when the
+ * bytes are not there. */
+struct store__reader {
+    const uint8_t *buf;
+    size_t len;
+    size_t pos;
+};
+
+static inline void store__reader_init(struct store__reader *r, const void *buf, size_t len)
+{
+    r->buf = buf;
+    r->len = len;
+    r->pos = 0;
+}
+
+static inline size_t store__reader_left(const struct store__reader *r)
+{
+    return r->len - r->pos;
+}
+
+static inline int store__read_u8(struct store__reader *r, uint8_t *out)
+{
+    if (1 > r->len - r->pos)
+        return STORE_ECORRUPT;
+    *out = r->buf[r->pos++];
+    return 0;
+}
+
+static inline int store__read_u16(struct store__reader *r, uint16_t *out)
+{
+    if (2 > r->len - r->pos)
+        return STORE_ECORRUPT;
+    const uint8_t *p = r->buf + r->pos;
+    *out = (uint16_t)(p[0] | (p[1] << 8));
+    r->pos += 2;
+    return 0;
+}
+
+static inline int store__read_u32(struct store__reader *r, uint32_t *out)
+{
+    if (4 > r->len - r->pos)
+        return STORE_ECORRUPT;
+    const uint8_t *p = r->buf + r->pos;
+    *out = (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+    r->pos += 4;
+    return 0;
+}
+
+static inline int store__read_u64(struct store__reader *r, uint64_t *out)
+{
+    if (8 > r->len - r->pos)
+        return STORE_ECORRUPT;
+    const uint8_t *p = r->buf + r->pos;
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    *out = v;
+    r->pos += 8;
+    return 0;
+}
+
+/* n bytes as a view into the buffer. */
+static inline int store__read_bytes(struct store__reader *r, size_t n, struct store_bytes *out)
+{
+    if (n > r->len - r->pos)
+        return STORE_ECORRUPT;
+    out->p = r->buf + r->pos;
+    out->len = n;
+    r->pos += n;
+    return 0;
+}
+
+/* The writer runs after the exact size has been reserved: no checks. */
+static inline uint8_t *store__put_u8(uint8_t *p, uint8_t v)
+{
+    *p = v;
+    return p + 1;
+}
+
+static inline uint8_t *store__put_u16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    return p + 2;
+}
+
+static inline uint8_t *store__put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+    return p + 4;
+}
+
+static inline uint8_t *store__put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+    return p + 8;
+}
+
+static inline uint8_t *store__put_bytes(uint8_t *p, const void *src, size_t n)
+{
+    if (n)
+        memcpy(p, src, n);
+    return p + n;
+}
+
+/* --- long-key layer (kv.c) ------------------------------------------------ */
+
+/* One record as the tables see it: the full key and the record body (the value
+ * after its first byte and, for a hashed key, after the stored full key). Views
+ * into the map. */
+struct store__kv {
+    struct store_bytes key;
+    struct store_bytes body;
+};
+
+/* Decodes one raw LMDB pair (checks version, hashed layout, key prefix). */
+int store__kv_decode(const MDB_val *k, const MDB_val *v, struct store__kv *out);
+/* Looks a full key up: 0 and *out, or STORE_ENOTFOUND. */
+int store__kv_get(struct store_txn *txn, enum store__table table, const uint8_t *key,
+                  size_t key_len, struct store__kv *out);
+/* Creates or replaces the record of key with the concatenation of parts as its
+ * body (key and parts are copied first, so they may be views into the map).
+ * Returns 1 when it replaced a record, 0 when new. */
+int store__kv_put(struct store_txn *txn, enum store__table table, const uint8_t *key,
+                  size_t key_len, const struct store_bytes *parts, size_t nparts);
+/* Returns 0 when deleted, STORE_ENOTFOUND when there was none. */
+int store__kv_del(struct store_txn *txn, enum store__table table, const uint8_t *key,
+                  size_t key_len);
+/* Deletes every record whose full key starts with prefix; returns how many. */
+int store__kv_del_prefix(struct store_txn *txn, enum store__table table, const uint8_t *prefix,
+                         size_t prefix_len);
+
+/* Iteration in LMDB key order over the records whose full key starts with
+ * prefix (borrowed until the iterator is closed; length 0 = all). */
+struct store__iter {
+    MDB_cursor *c;
+    const uint8_t *prefix;
+    size_t prefix_len;
+    size_t scan_len; /* the part of the prefix every raw LMDB key shares */
+    bool started;
+};
+int store__iter_open(struct store_txn *txn, enum store__table table, const uint8_t *prefix,
+                     size_t prefix_len, struct store__iter *it);
+/* 0 and *out, STORE_ENOTFOUND at the end, or an error. */
+int store__iter_next(struct store__iter *it, struct store__kv *out);
+void store__iter_close(struct store__iter *it);
+
+/* --- record codecs (record.c) --------------------------------------------- */
+
+/* Decode a record body (struct store__kv.body); key is the full key. */
+int store__session_decode(const struct store__kv *kv, struct store_session *out);
+int store__sub_decode(const struct store__kv *kv, struct store_sub *out);
+int store__retained_decode(const struct store__kv *kv, struct store_retained *out);
+
+#endif
