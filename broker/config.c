@@ -37,7 +37,7 @@
  *   commit_timeout_ms           10..600000                               5000
  *   cluster_name                string, 1..63 bytes, no spaces           starling
  *   election_timeout_ms         100..60000                               1000
- *   heartbeat_ms                10..10000, below election_timeout_ms     100
+ *   heartbeat_ms                1..10000, below election_timeout_ms      10
  *   snapshot_threshold          16..10000000 entries                     4096
  *   snapshot_trailing           0..10000000 entries                      1024
  *
@@ -124,7 +124,7 @@ static const struct config_key config_keys[] = {
     KEY_UINT(commit_timeout_ms, 10, 600000),
     {"cluster_name", KIND_STRING, FIELD(cluster_name), 1, 0, NULL},
     KEY_UINT(election_timeout_ms, 100, 60000),
-    KEY_UINT(heartbeat_ms, 10, 10000),
+    KEY_UINT(heartbeat_ms, 1, 10000),
     KEY_UINT(snapshot_threshold, 16, 10000000),
     KEY_UINT(snapshot_trailing, 0, 10000000),
 };
@@ -582,7 +582,7 @@ void config_defaults(struct config *c)
     c->commit_timeout_ms = 5000;
     set_string(c->cluster_name, sizeof(c->cluster_name), "starling");
     c->election_timeout_ms = 1000;
-    c->heartbeat_ms = 100;
+    c->heartbeat_ms = 10;
     c->snapshot_threshold = 4096;
     c->snapshot_trailing = 1024;
 }

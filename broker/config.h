@@ -77,7 +77,7 @@ struct config {
     uint32_t commit_timeout_ms;  /* default 5000 */
     char cluster_name[64];       /* default "starling"; recorded in the data dir */
     uint32_t election_timeout_ms;/* default 1000 */
-    uint32_t heartbeat_ms;       /* default 100 */
+    uint32_t heartbeat_ms;       /* default 10 */
     uint32_t snapshot_threshold; /* log entries between snapshots; default 4096 */
     uint32_t snapshot_trailing;  /* entries kept after a snapshot; default 1024 */
 };

@@ -41,7 +41,15 @@ static struct sub *session_sub(struct session *s, const char *filter)
 static void finish(struct subreq *r)
 {
     struct conn *c = r->conn;
-    if (c->state == CONN_ACTIVE) {
+    bool refused = false;
+    for (uint32_t i = 0; r->type == PROTO_UNSUBACK && i < r->count; i++)
+        refused |= r->reasons[i] == PROTO_RC_UNSPECIFIED;
+    if (c->state == CONN_ACTIVE && refused && c->version != PROTO_V5) {
+        /* a v3 UNSUBACK cannot say it failed: without an ack the client
+         * retries, so an unsubscribe is never lost silently */
+        LOG(c->b, LOG_WARN, c, "UNSUBSCRIBE not committed: closing");
+        broker__conn_close(c, 0xFF);
+    } else if (c->state == CONN_ACTIVE) {
         struct proto_packet p = {.type = r->type};
         p.u.suback.packet_id = r->packet_id;
         p.u.suback.count = r->count;
