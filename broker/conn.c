@@ -475,7 +475,9 @@ static void process(struct conn *c)
     if (!c->rbuf.len)
         return;
     broker__conn_hold(c);
+    c->consuming = true;
     size_t used = consume(c, c->rbuf.data, c->rbuf.len);
+    c->consuming = false;
     if (used >= c->rbuf.len) {
         c->rbuf.len = 0;
         if (c->rbuf.cap > 2 * BROKER_READ_CHUNK) {
@@ -518,7 +520,9 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         process(c);
     } else {
         broker__conn_hold(c);
+        c->consuming = true;
         size_t used = consume(c, b->read_chunk, (size_t)n);
+        c->consuming = false;
         if (used < (size_t)n && c->state != CONN_CLOSING) {
             size_t rest = (size_t)n - used;
             uint8_t *p = realloc(c->rbuf.data, rest > BROKER_READ_CHUNK ? rest : BROKER_READ_CHUNK);
@@ -546,6 +550,8 @@ void broker__conn_resume(struct conn *c)
     if (c->state == CONN_CLOSING)
         return;
     c->paused = false;
+    if (c->consuming)
+        return; /* completed from within consume(): its loop goes on */
     process(c);
     if (c->state != CONN_CLOSING && !c->paused)
         read_start(c);

@@ -75,11 +75,14 @@ static void claim_unlink(struct broker *b, struct claim *cl)
         b->claims = cl->next;
     if (cl->next)
         cl->next->prev = cl->prev;
+    else
+        b->claims_tail = cl->prev;
 }
 
 bool broker__claim_pending(const struct broker *b, uint64_t generation)
 {
-    /* short: only the CONNECTs of the last commit latency */
+    /* oldest first: claims commit in the order they were proposed, so the one
+     * being applied is almost always the head */
     for (const struct claim *cl = b->claims; cl; cl = cl->next)
         if (cl->conn->generation == generation)
             return true;
@@ -301,10 +304,12 @@ void broker__on_connect(struct conn *c, struct proto_packet *p)
         refuse(c, PROTO_RC_SERVER_UNAVAILABLE);
         return;
     }
-    cl->next = b->claims;
-    if (cl->next)
-        cl->next->prev = cl;
-    b->claims = cl;
+    cl->prev = b->claims_tail;
+    if (cl->prev)
+        cl->prev->next = cl;
+    else
+        b->claims = cl;
+    b->claims_tail = cl;
     broker__conn_hold(c);
     uv_timer_stop(&c->timer);
 }

@@ -211,6 +211,7 @@ struct conn {
     uint32_t in_unacked;      /* incoming QoS 1/2 not yet completed (receive maximum) */
     int pending;              /* proposals and deferred work holding this struct */
     bool paused;              /* packet processing waits for a proposal */
+    bool consuming;           /* consume() is running: a resume from within it only unpauses */
     bool will_suppressed;     /* normal DISCONNECT received */
     bool counted;             /* counted in broker.connected */
     bool read_done;           /* EOF or read error: nothing to linger for */
@@ -242,7 +243,7 @@ struct broker {
     struct config cfg;
     struct cluster *cluster;
     struct cluster_peer_cfg peers[CONFIG_MAX_PEERS];
-    struct claim *claims;     /* CONNECTs waiting for their session_claim */
+    struct claim *claims, *claims_tail; /* CONNECTs waiting for their session_claim, oldest first */
     struct listener listeners[CONFIG_MAX_LISTENERS];
     int listener_count;
     uv_timer_t tick;          /* 1 s housekeeping: expiry, wills, $SYS */
@@ -341,6 +342,7 @@ void broker__session_timed_add(struct broker *b, struct session *s);
 void broker__session_tick(struct broker *b);
 void broker__session_propose_expire(struct broker *b, struct session *s);
 void broker__session_offline(struct broker *b, struct session *s);
+void broker__session_propose_release(struct broker *b, struct session *s);
 void broker__will_free(struct will *w);
 void broker__will_publish(struct broker *b, struct session *s);
 bool broker__qos2_in_has(struct session *s, uint16_t id);

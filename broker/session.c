@@ -124,6 +124,24 @@ void broker__session_offline(struct broker *b, struct session *s)
     s->expire_at = s->expiry == UINT32_MAX ? 0 : broker__now(b) + (uint64_t)s->expiry * 1000;
     if (s->expire_at || s->will_at)
         broker__session_timed_add(b, s);
+    broker__session_propose_release(b, s);
+}
+
+/* Records in the replicated state that the session is offline, when it ends
+ * and whether its will is still pending. Best effort: a node that cannot
+ * commit now proposes it again when the session is loaded after a restart. */
+void broker__session_propose_release(struct broker *b, struct session *s)
+{
+    struct cluster_cmd cmd = {
+        .type = CLUSTER_SESSION_RELEASE,
+        .client_id = proto_cstr(s->client_id),
+        .node = b->cfg.node_id,
+        .generation = s->generation,
+        .expiry = s->expiry,
+        .expire_at_ms = s->expiry == UINT32_MAX ? 0 : broker__wall_ms() + (uint64_t)s->expiry * 1000,
+        .has_will = s->will != NULL,
+    };
+    cluster_propose(b->cluster, &cmd, NULL, NULL);
 }
 
 /* Proposes the end of an offline session (once; its subscriptions go with it). */

@@ -294,6 +294,25 @@ void broker__apply(void *ctx, const struct cluster_cmd *cmd, int result, uint64_
 
 /* --- loading the replicated state ------------------------------------------------ */
 
+/* A session of ours without a connection, found in the store at start or
+ * after a snapshot: a released one keeps the expiry time recorded when its
+ * connection ended (and a will still pending is due now); one still marked
+ * connected lost its connection when this node stopped. */
+static void load_offline(struct broker *b, struct session *s, const struct cluster_cmd *cmd)
+{
+    if (!cmd->released) {
+        broker__session_offline(b, s);
+        return;
+    }
+    if (s->will)
+        broker__will_publish(b, s);
+    if (cmd->expire_at_ms) {
+        uint64_t wall = broker__wall_ms();
+        s->expire_at = broker__now(b) + (cmd->expire_at_ms > wall ? cmd->expire_at_ms - wall : 0);
+        broker__session_timed_add(b, s);
+    }
+}
+
 /* One record of the store, as a command (cluster_load). */
 static int load_one(void *arg, const struct cluster_cmd *cmd)
 {
@@ -325,7 +344,7 @@ static int load_one(void *arg, const struct cluster_cmd *cmd)
             broker__will_free(s->will);
             s->will = cmd->has_will ? will_from_cmd(&cmd->will) : NULL;
             if (s->owner == b->cfg.node_id && !s->conn && !broker__claim_pending(b, s->generation))
-                broker__session_offline(b, s);
+                load_offline(b, s, cmd);
         }
         return 0;
     }

@@ -66,8 +66,9 @@ struct cluster_cmd {
     bool clean_start;
     uint32_t expiry;           /* Session Expiry Interval, seconds */
     uint64_t expire_at_ms;     /* release: wall-clock time the session expires (0 = never) */
-    bool has_will;
+    bool has_will;             /* claim: the will; release: the will is still pending */
     struct cluster_will will;
+    bool released;             /* cluster_load only: the session's connection ended */
     /* subscriptions */
     struct proto_str filter;   /* full filter, including any $share/group/ prefix */
     uint8_t qos;

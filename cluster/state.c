@@ -5,7 +5,8 @@
  *   session_claim    the client id is owned by (node, generation); clean start
  *                    drops the old session and its subscriptions first.
  *                    Result 1 when a session was resumed (session present).
- *   session_release  the owner's connection ended: expire_at is recorded.
+ *   session_release  the owner's connection ended: expire_at is recorded, and
+ *                    the will is dropped unless it is still pending.
  *   session_expire   ends the session of that generation and its subscriptions.
  *   sub_add/sub_del  only for the session's current generation (else stale);
  *                    result 1 when it replaced / removed one.
@@ -77,6 +78,8 @@ int cluster__state_apply(struct store_txn *txn, const struct cluster_cmd *cmd)
             return rc;
         rec.connected = false;
         rec.expire_at_ms = cmd->expire_at_ms;
+        if (!cmd->has_will)
+            rec.has_will = false; /* published or suppressed when the connection ended */
         return store_session_put(txn, &rec);
     case CLUSTER_SESSION_EXPIRE:
         if ((rc = current_session(txn, cmd, &rec)) != 0)
@@ -137,6 +140,7 @@ static int load_session(void *arg, const struct store_session *s)
         .expiry = s->expiry,
         .expire_at_ms = s->expire_at_ms,
         .has_will = s->has_will,
+        .released = !s->connected,
     };
     if (s->has_will) {
         cmd.will.topic = pstr(s->will_topic);

@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # The whole test suite: setup, build, unit tests (meson + Criterion/TAP),
-# integration tests (pytest against a real starlingd), then one totals line.
+# integration tests (pytest against a real starlingd), cluster tests (pytest
+# against three starlingd nodes on 127.0.0.x), then one totals line.
 #
 #   ./tests/run.sh                 everything
 #   ./tests/run.sh --unit          build + unit tests only
-#   ./tests/run.sh --integration   build + integration tests only
+#   ./tests/run.sh --integration   build + integration and cluster tests only
 #   ./tests/run.sh --asan          the same in build-asan with ASan + UBSan
 #   ./tests/run.sh --long          also the long fault/soak runs (STARLING_LONG=1)
 #
-# Extra arguments after -- go to pytest (e.g. -- -k retain -x).
+# Extra arguments after -- go to both pytest runs (e.g. -- -k retain -x).
 # Environment: STARLING_BUILD_DIR overrides the build directory;
 # STARLING_TEST_BROKER=mosquitto runs the integration tests against Mosquitto
-# (they then run even if the build failed).
+# (they then run even if the build failed; the cluster tests skip).
 #
 # The last line is exactly "N passed, N failed"; the exit status is 0 only if
 # nothing failed (a failed setup or build counts as one failure).
@@ -97,38 +98,55 @@ if [ "$run_unit" = 1 ] && [ "$build_ok" = 1 ]; then
     fi
 fi
 
+# Runs pytest on one folder (SECONDS at most) into a JUnit XML file, which the
+# totals count. A run that left no XML is a failed step, unless pytest exited
+# 0, or 5 (no tests collected, e.g. after -k).
+run_pytest() {  # FOLDER XML SECONDS
+    local rc
+    mkdir -p "$BUILD"
+    rm -f "$2"
+    timeout --kill-after=30 "$3" "$PY" -m pytest "$1" -q -p no:cacheprovider \
+        --junitxml="$2" "${pytest_extra[@]}"
+    rc=$?
+    case "$rc" in
+        0|5) ;;
+        *) [ -f "$2" ] || step_failed "pytest $1 (exit $rc, no junit xml)" ;;
+    esac
+}
+
 # 4. Integration tests.
 junit="$BUILD/integration.xml"
 integration_ran=0
 if [ "$run_integration" = 1 ] && { [ "$build_ok" = 1 ] || [ "$mosquitto_mode" = 1 ]; }; then
     note "integration tests (pytest, broker: ${STARLING_TEST_BROKER:-starling})"
-    mkdir -p "$BUILD"
-    rm -f "$junit"
-    timeout --kill-after=30 3000 "$PY" -m pytest tests/integration -q -p no:cacheprovider \
-        --junitxml="$junit" "${pytest_extra[@]}"
-    it_rc=$?
+    run_pytest tests/integration "$junit" 3000
     integration_ran=1
-    case "$it_rc" in
-        0|1|5) ;;      # 5: no tests collected, which is not a failure
-        *) [ -f "$junit" ] || step_failed "pytest (exit $it_rc, no junit xml)" ;;
-    esac
-    if [ "$it_rc" = 1 ] && [ ! -f "$junit" ]; then
-        step_failed "pytest (exit 1, no junit xml)"
-    fi
 fi
 
-# 5. Totals.
+# 5. Cluster tests: they run whenever the integration tests run, but need the
+# starlingd just built (in Mosquitto mode they skip).
+cluster_junit="$BUILD/cluster.xml"
+cluster_ran=0
+if [ "$run_integration" = 1 ] && [ "$build_ok" = 1 ]; then
+    note "cluster tests (pytest tests/cluster)"
+    run_pytest tests/cluster "$cluster_junit" 1800
+    cluster_ran=1
+fi
+
+# 6. Totals.
 note "totals"
-"$PY" - "$BUILD/meson-logs/testlog.json" "$junit" "$unit_ran" "$integration_ran" "$step_failures" <<'PYEOF'
+"$PY" - "$BUILD/meson-logs/testlog.json" "$junit" "$unit_ran" "$integration_ran" "$step_failures" \
+    "$cluster_junit" "$cluster_ran" <<'PYEOF'
 """Counts unit results from meson's testlog.json (TAP subtests when the
-test printed TAP, else one per test) and integration results from the
-pytest JUnit XML (one per test case), and prints the totals."""
+test printed TAP, else one per test) and integration and cluster results
+from their pytest JUnit XML files (one per test case), and prints the
+totals."""
 import json
 import re
 import sys
 import xml.etree.ElementTree as ET
 
-testlog, junit, unit_ran, integration_ran, step_failures = sys.argv[1:6]
+testlog, junit, unit_ran, integration_ran, step_failures, cluster_junit, cluster_ran = sys.argv[1:8]
 TAP = re.compile(r"^(not ok|ok)\b(.*)$")
 
 
@@ -201,12 +219,14 @@ if unit_ran == "1":
     else:
         print("unit: %d passed, %d failed, %d skipped" % u)
         total_p, total_f, total_s = total_p + u[0], total_f + u[1], total_s + u[2]
-if integration_ran == "1":
-    i = count_junit(junit)
+for label, path, ran in (("integration", junit, integration_ran), ("cluster", cluster_junit, cluster_ran)):
+    if ran != "1":
+        continue
+    i = count_junit(path)
     if i is None:
-        print("integration: no results (%s missing)" % junit)
+        print("%s: no results (%s missing)" % (label, path))
     else:
-        print("integration: %d passed, %d failed, %d skipped" % i)
+        print("%s: %d passed, %d failed, %d skipped" % ((label,) + i))
         total_p, total_f, total_s = total_p + i[0], total_f + i[1], total_s + i[2]
 steps = int(step_failures)
 if steps:

@@ -262,3 +262,42 @@ def test_unicode_topics(broker, clients):
     pub = clients.connected(broker, version=5)
     pub.publish("ünï/日本/çødé", "ok".encode(), qos=1)
     assert sub.expect_message().topic == "ünï/日本/çødé"
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_pipelined_subscribes_answered_without_commit(start_broker, version):
+    # SUBSCRIBEs answered at once (an invalid filter, one over the limit)
+    # pipelined in one write with others that commit: each gets its answer in
+    # order and the broker keeps running (a synchronous answer once re-entered
+    # packet processing and recursed until the stack ran out).
+    b = start_broker(max_subscriptions=2)
+    data = (r.connect(uid("pipe"), version=version) +
+            r.subscribe(1, [("pipe/1", 1)], version=version) +
+            r.subscribe(2, [("pipe/2", 1)], version=version) +
+            r.subscribe(3, [("pipe/3", 1)], version=version) +   # over max_subscriptions
+            r.subscribe(4, [("pipe/1", 0)], version=version))    # a replacement is allowed
+    with r.RawClient(b.port, version=version) as c:
+        c.send(data)
+        assert c.expect(r.CONNACK).reason == 0
+        acks = [c.expect(r.SUBACK) for _ in range(4)]
+        assert [a.pid for a in acks] == [1, 2, 3, 4]
+        assert acks[0].codes == [1] and acks[1].codes == [1]
+        assert acks[2].codes[0] >= 0x80
+        assert acks[3].codes == [0]
+    with r.RawClient(b.port, version=version) as c:
+        data = (r.connect(uid("pipe-inv"), version=version) +
+                r.subscribe(1, [("pipe/a", 0)], version=version) +
+                r.subscribe(2, [("pipe/#/b", 0)], version=version) +
+                r.subscribe(3, [("pipe/c", 0)], version=version))
+        c.send(data)
+        assert c.expect(r.CONNACK).reason == 0
+        assert c.expect(r.SUBACK).pid == 1
+        try:
+            p = c.recv()
+        except r.Closed:
+            p = None
+        if p is not None and p.type == r.SUBACK:
+            assert p.pid == 2 and p.codes[0] >= 0x80
+    # still serving
+    with r.RawClient(b.port, version=4) as c:
+        c.connect(uid("pipe-after"))

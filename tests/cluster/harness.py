@@ -1,0 +1,488 @@
+"""starlingd nodes for the cluster tests: one process per node on 127.0.0.i,
+its stderr in a file, its `--dump` output parsed, and waits with deadlines on
+log lines, TCP accept and dumps (never fixed sleeps, only short poll intervals).
+
+The binary, timeouts and sanitizer markers are those of tests/integration
+(its conftest is loaded as a plain module, so both suites read the same
+environment: STARLINGD, STARLING_TEST_START_TIMEOUT, STARLING_TEST_STOP_TIMEOUT,
+STARLING_TEST_VERBOSE). The integration helpers clients.py and rawmqtt.py are
+importable once this module is.
+"""
+
+import difflib
+import importlib.util
+import os
+import pathlib
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+INTEGRATION = HERE.parent / "integration"
+if str(INTEGRATION) not in sys.path:
+    sys.path.insert(0, str(INTEGRATION))
+
+
+def _integration_conftest():
+    spec = importlib.util.spec_from_file_location("integration_conftest", INTEGRATION / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+integration_conftest = _integration_conftest()
+STARLINGD = integration_conftest.STARLINGD
+KIND = integration_conftest.KIND
+START_TIMEOUT = integration_conftest.START_TIMEOUT
+STOP_TIMEOUT = integration_conftest.STOP_TIMEOUT
+VERBOSE = integration_conftest.VERBOSE
+SANITIZER_MARKERS = integration_conftest.SANITIZER_MARKERS
+
+LONG = os.environ.get("STARLING_LONG", "") not in ("", "0")
+
+COMMIT_TIMEOUT_MS = 2000
+# "Within commit_timeout_ms plus a margin of a few seconds."
+ANSWER_BOUND = COMMIT_TIMEOUT_MS / 1000.0 + 4.0
+FORM_TIMEOUT = 30.0       # three nodes agree on a leader
+CATCH_UP_TIMEOUT = 30.0   # dumps converge
+FAIL_FAST_TIMEOUT = 10.0  # a refused data dir makes starlingd exit
+SECRET = "s3cret"
+CLUSTER_NAME = "test"
+POLL = 0.05
+
+LEADER_RE = re.compile(r"cluster: leader is node (\d+) \(term (\d+)\)")
+NO_LEADER = "cluster: no leader"
+PEER_REJECTED = "cluster: peer rejected"
+
+
+def free_port(host):
+    """A port nothing listens on at host (bind-probe on the node's own address)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout, what, interval=POLL):
+    """Polls predicate() until it returns something truthy, which is returned.
+    At the deadline raises AssertionError with what() (or what, if a string)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError("after %.0f s: %s" % (timeout, what() if callable(what) else what))
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------
+# --dump output
+
+
+def _quoted(line, i):
+    """Decodes the double-quoted string starting at line[i]; returns (bytes, next i)."""
+    out = bytearray()
+    i += 1
+    while i < len(line):
+        c = line[i]
+        if c == '"':
+            return bytes(out), i + 1
+        if c == "\\":
+            n = line[i + 1:i + 2]
+            if n == "x" and re.fullmatch(r"[0-9a-fA-F]{2}", line[i + 2:i + 4]):
+                out.append(int(line[i + 2:i + 4], 16))
+                i += 4
+                continue
+            if n in ('"', "\\"):
+                out.append(ord(n))
+                i += 2
+                continue
+            raise ValueError("bad escape at column %d" % i)
+        if not " " <= c <= "~":
+            raise ValueError("unescaped byte %r at column %d" % (c, i))
+        out.append(ord(c))
+        i += 1
+    raise ValueError("unterminated string")
+
+
+def parse_record(line):
+    """'kind "a" "b" k=v k="s" ...' -> (kind, [quoted bytes], {key: str or bytes})."""
+    kind, _, rest = line.partition(" ")
+    keys, fields = [], {}
+    i = 0
+    while i < len(rest):
+        if rest[i] == '"':
+            if fields:
+                raise ValueError("quoted key after a field")
+            value, i = _quoted(rest, i)
+            keys.append(value)
+        else:
+            m = re.compile(r"([a-z_]+)=").match(rest, i)
+            if not m:
+                raise ValueError("expected key=value at column %d" % i)
+            i = m.end()
+            if rest[i:i + 1] == '"':
+                value, i = _quoted(rest, i)
+            else:
+                end = rest.find(" ", i)
+                end = len(rest) if end < 0 else end
+                value, i = rest[i:end], end
+            fields[m.group(1)] = value
+        if i < len(rest):
+            if rest[i] != " ":
+                raise ValueError("expected a space at column %d" % i)
+            i += 1
+    return kind, keys, fields
+
+
+class Dump:
+    """The parsed output of `starlingd --dump`: applied_index, the state lines
+    (all but the first), and sessions / subs / retained keyed by bytes:
+    sessions[client_id], subs[(client_id, filter)], retained[topic], each a dict
+    of the record's fields."""
+
+    def __init__(self, text, source=""):
+        self.text = text
+        self.source = source
+        lines = text.splitlines()
+        if not lines or not re.fullmatch(r"applied_index \d+", lines[0]):
+            raise AssertionError("%s: --dump does not start with 'applied_index N':\n%s" % (source, text[:2000]))
+        self.applied_index = int(lines[0].split()[1])
+        self.state = lines[1:]
+        self.order = []
+        self.sessions, self.subs, self.retained = {}, {}, {}
+        tables = {"session": (self.sessions, 1), "sub": (self.subs, 2), "retained": (self.retained, 1)}
+        for n, line in enumerate(self.state, 2):
+            try:
+                kind, keys, fields = parse_record(line)
+                table, nkeys = tables[kind]
+                if len(keys) != nkeys:
+                    raise ValueError("%d quoted keys, expected %d" % (len(keys), nkeys))
+            except (ValueError, KeyError) as e:
+                raise AssertionError("%s: --dump line %d does not parse (%s): %r" % (source, n, e, line))
+            key = tuple(keys) if nkeys == 2 else keys[0]
+            table[key] = fields
+            self.order.append((kind, key))
+
+    def payload(self, topic):
+        """The retained payload of topic (str or bytes) as bytes, or None."""
+        rec = self.retained.get(topic.encode() if isinstance(topic, str) else topic)
+        return None if rec is None else bytes.fromhex(rec["payload"])
+
+    def diff(self, other):
+        return "\n".join(difflib.unified_diff(self.state, other.state, self.source, other.source, lineterm="", n=1))
+
+    def __repr__(self):
+        return "<Dump %s applied_index=%d, %d sessions, %d subs, %d retained>" % (
+            self.source, self.applied_index, len(self.sessions), len(self.subs), len(self.retained))
+
+
+def run_dump(data_dir, timeout=30):
+    return subprocess.run([STARLINGD, "--dump", "--data-dir", str(data_dir)], stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+
+
+def dump(data_dir, source=None):
+    p = run_dump(data_dir)
+    source = source or str(data_dir)
+    assert p.returncode == 0, "starlingd --dump --data-dir %s exited %d: %s" % (
+        data_dir, p.returncode, p.stderr.decode(errors="replace")[-2000:])
+    return Dump(p.stdout.decode("ascii", errors="replace"), source)
+
+
+def settled(d):
+    """Problems for Cluster.wait_dumps: '' once no session is marked connected,
+    i.e. every disconnect the test made has been applied (released, or gone
+    with its clean session). Only for when no client is connected."""
+    busy = [cid for cid, s in d.sessions.items() if s.get("connected") != "0"]
+    return "" if not busy else "sessions still connected: %s" % busy[:10]
+
+
+def differences(dumps):
+    """'' when all dumps have the same state lines, else a diff against the first."""
+    first = dumps[0]
+    return "\n".join(first.diff(d) for d in dumps[1:] if d.state != first.state)
+
+
+# ---------------------------------------------------------------------------
+# Nodes
+
+
+class Node:
+    """One starlingd. With peers (a list of (id, host, cluster port), itself
+    included) it runs from a generated node.conf, the cluster layout of the
+    tests; without, from -p/--bind/--data-dir flags, a one-voter cluster.
+    settings override or add config keys. host/port are what MQTT clients use.
+
+    The stderr file accumulates over restarts; run_log() is the current run's
+    part. Flags for teardown: killed (the test stopped it on purpose) and
+    may_exit (it is allowed to exit by itself, e.g. a node that cannot join)."""
+
+    def __init__(self, workdir, node_id, host, settings=None, peers=None):
+        self.id = node_id
+        self.host = host
+        self.workdir = pathlib.Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.data_dir = self.workdir / "data"
+        self.stderr_path = self.workdir / "stderr.log"
+        self.conf_path = self.workdir / "node.conf"
+        self.port = free_port(host)
+        self.cluster_port = free_port(host)
+        while self.cluster_port == self.port:
+            self.cluster_port = free_port(host)
+        self.settings = dict(settings or {})
+        self.peers = peers
+        self.proc = None
+        self.run_start = 0
+        self.killed = False
+        self.paused = False
+        self.may_exit = False
+        self.is_mosquitto = False  # for clients.py helpers
+
+    def __repr__(self):
+        return "<node %d %s:%d cluster %d>" % (self.id, self.host, self.port, self.cluster_port)
+
+    @property
+    def cluster_addr(self):
+        return "%s:%d" % (self.host, self.cluster_port)
+
+    def config(self):
+        """The node.conf lines (cluster layout)."""
+        keys = {"node_id": self.id, "listener": "%d %s" % (self.port, self.host),
+                "data_dir": self.data_dir, "cluster_name": CLUSTER_NAME, "cluster_bind": self.cluster_addr,
+                "cluster_secret": SECRET, "commit_timeout_ms": COMMIT_TIMEOUT_MS, "log_level": "info"}
+        keys.update(self.settings)
+        lines = ["%s %s" % (k, v) for k, v in keys.items()]
+        lines[6:6] = ["peer %d %s:%d" % p for p in self.peers]
+        return "\n".join(lines) + "\n"
+
+    def argv(self):
+        if self.peers is not None:
+            self.conf_path.write_text(self.config())
+            argv = [STARLINGD, "-c", str(self.conf_path)]
+        else:
+            argv = [STARLINGD, "-p", str(self.port), "--bind", self.host, "--data-dir", str(self.data_dir)]
+            keys = {"node_id": self.id, "cluster_bind": self.cluster_addr,
+                    "commit_timeout_ms": COMMIT_TIMEOUT_MS, "log_level": "info"}
+            keys.update(self.settings)
+            for k, v in keys.items():
+                argv += ["--set", "%s=%s" % (k, v)]
+        if VERBOSE:
+            argv.append("-v")
+        return argv
+
+    # -- process ------------------------------------------------------------
+
+    def start(self):
+        """Starts the process (not waiting for anything)."""
+        assert not self.running(), "%r is already running" % self
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        argv = self.argv()
+        with open(self.stderr_path, "ab") as err:
+            err.write(("$ %s\n" % " ".join(argv)).encode())
+            if self.peers is not None:
+                err.write(b"".join(b"$   " + l.encode() + b"\n" for l in self.config().splitlines()))
+            err.flush()
+            self.run_start = err.tell()
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                         cwd=str(self.workdir))
+        self.killed = False
+        self.paused = False
+        return self
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def kill(self):
+        """SIGKILL (kill -9) and reap."""
+        self.killed = True
+        if self.running():
+            self.proc.kill()
+        self.proc.wait()
+        self.paused = False
+
+    def pause(self):
+        self.proc.send_signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+        self.paused = False
+
+    def terminate(self, timeout=STOP_TIMEOUT):
+        """SIGTERM; returns the exit code (SIGKILL and None after timeout)."""
+        self.killed = True
+        if self.paused:
+            self.resume()
+        if self.running():
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return None
+
+    def wait_exit(self, timeout):
+        """Waits for the process to exit by itself; returns its exit code."""
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("%r still running after %.0f s\n%s" % (self, timeout, self.run_log()[-3000:]))
+        self.killed = True
+        return code
+
+    # -- logs ---------------------------------------------------------------
+
+    def log(self):
+        try:
+            return self.stderr_path.read_bytes().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def run_log(self):
+        try:
+            with open(self.stderr_path, "rb") as f:
+                f.seek(self.run_start)
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def leader_view(self):
+        """(leader id, term) this run last reported, or None (none yet, or it
+        then printed 'cluster: no leader')."""
+        view = None
+        for line in self.run_log().splitlines():
+            m = LEADER_RE.search(line)
+            if m:
+                view = (int(m.group(1)), int(m.group(2)))
+            elif NO_LEADER in line:
+                view = None
+        return view
+
+    def leader_reports(self):
+        """Every (leader, term) this run printed, in order."""
+        return [(int(a), int(b)) for a, b in LEADER_RE.findall(self.run_log())]
+
+    def wait_log(self, text, timeout, what=None):
+        """Waits until this run's stderr contains text."""
+        return wait_for(lambda: text in self.run_log(), timeout, lambda: "%r never printed %r%s\n%s" % (
+            self, text, "" if what is None else " (%s)" % what, self.run_log()[-3000:]))
+
+    def wait_listening(self, timeout=START_TIMEOUT):
+        """Waits until the MQTT listener accepts a TCP connection."""
+        def accepts():
+            if not self.running():
+                raise AssertionError("%r exited with code %s while starting\n%s" % (
+                    self, self.proc.returncode, self.run_log()[-4000:]))
+            try:
+                socket.create_connection((self.host, self.port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+        return wait_for(accepts, timeout, lambda: "%r does not accept TCP connections\n%s" % (
+            self, self.run_log()[-3000:]))
+
+    def sanitizer_report(self):
+        log = self.log()
+        for marker in SANITIZER_MARKERS:
+            if marker in log:
+                return marker
+        return None
+
+    # -- state --------------------------------------------------------------
+
+    def dump(self):
+        return dump(self.data_dir, "node %d" % self.id)
+
+
+class Cluster:
+    """Nodes that form one cluster (node i on 127.0.0.i); nodes[0] is node 1."""
+
+    def __init__(self, nodes):
+        self.nodes = list(nodes)
+
+    def node(self, node_id):
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        raise KeyError(node_id)
+
+    def __iter__(self):
+        return iter(self.nodes)
+
+    def live(self):
+        """Nodes running and not paused."""
+        return [n for n in self.nodes if n.running() and not n.paused]
+
+    def start(self):
+        for n in self.nodes:
+            n.start()
+        for n in self.nodes:
+            n.wait_listening()
+        return self
+
+    def wait_leader(self, nodes=None, min_term=0, not_node=None, timeout=FORM_TIMEOUT):
+        """Waits until every one of nodes (default: the live ones) reports the
+        same leader, itself one of them, with a term above min_term and not
+        not_node. Returns (leader Node, term)."""
+        nodes = self.live() if nodes is None else list(nodes)
+        ids = {n.id for n in nodes}
+
+        def agreed():
+            views = {n.leader_view() for n in nodes}
+            if len(views) != 1:
+                return None
+            view = views.pop()
+            if view is None or view[0] not in ids or view[1] <= min_term or view[0] == not_node:
+                return None
+            return view
+
+        def views():
+            return "no agreed leader among nodes %s (term > %d%s); they report %s" % (
+                sorted(ids), min_term, "" if not_node is None else ", not node %d" % not_node,
+                {n.id: n.leader_view() for n in nodes})
+        leader, term = wait_for(agreed, timeout, views)
+        return self.node(leader), term
+
+    def followers(self, leader):
+        return [n for n in self.nodes if n is not leader]
+
+    def wait_caught_up(self, nodes=None, timeout=CATCH_UP_TIMEOUT):
+        """Polls --dump of nodes (default: the live ones) until applied_index
+        and every state line are equal; returns the dumps."""
+        nodes = self.live() if nodes is None else list(nodes)
+        last = []
+
+        def equal():
+            dumps = [n.dump() for n in nodes]
+            last[:] = dumps
+            if len({d.applied_index for d in dumps}) == 1 and not differences(dumps):
+                return dumps
+            return None
+
+        def report():
+            return "nodes %s did not catch up: applied_index %s\n%s" % (
+                [n.id for n in nodes], [d.applied_index for d in last], differences(last)[-6000:])
+        return wait_for(equal, timeout, report, interval=0.1)
+
+    def wait_dumps(self, problems, nodes=None, timeout=CATCH_UP_TIMEOUT):
+        """Polls until problems(dump) returns '' for the dump of every node
+        (default: the live ones); returns the dumps. problems says what is
+        still wrong with one dump."""
+        nodes = self.live() if nodes is None else list(nodes)
+        last = {}
+
+        def check():
+            for n in nodes:
+                d = n.dump()
+                last[n.id] = (d, problems(d))
+            return None if any(p for _, p in last.values()) else [last[n.id][0] for n in nodes]
+        return wait_for(check, timeout, lambda: "\n".join("node %d (applied_index %d): %s" % (
+            i, d.applied_index, p or "ok") for i, (d, p) in sorted(last.items())), interval=0.1)

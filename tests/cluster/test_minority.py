@@ -1,0 +1,87 @@
+"""A node cut off from the majority (the two others SIGSTOPped or SIGKILLed)
+refuses what needs a commit, each answer within commit_timeout_ms plus a few
+seconds and never a hang: CONNECT gets CONNACK 0x88 (v5) or return code 0x03
+(3.1.1), SUBSCRIBE gets SUBACK 0x80, a retained QoS 1 PUBLISH gets PUBACK
+0x80. Publishes that need no commit (not retained, between two clients already
+connected to it) still flow. When the others are back the same operations
+succeed again, without restarting the node that stayed up."""
+
+import pytest
+
+import rawmqtt as r
+from clients import uid
+
+from cluster_mqtt import PUBACK_OK, granted, raw_v5, timed
+from harness import ANSWER_BOUND, wait_for
+
+HANG = ANSWER_BOUND + 10.0  # no answer by then counts as a hang
+RECOVER_TIMEOUT = 30.0
+
+
+def connack(raw, node, version):
+    c = raw(node, version=version, timeout=HANG)
+    return c.connect(uid("m%d" % version), expect_reason=None, version=version, timeout=HANG)
+
+
+def answered(what, packet_and_time, expected):
+    packet, seconds = packet_and_time
+    code = packet.codes[0] if packet.type == r.SUBACK else packet.reason
+    assert code == expected, "%s: got %r, expected 0x%02x" % (what, packet, expected)
+    assert seconds <= ANSWER_BOUND, "%s: answered after %.1f s (bound %.1f s)" % (what, seconds, ANSWER_BOUND)
+
+
+@pytest.mark.parametrize("how,keep", [("sigstop", "leader"), ("sigkill", "follower")])
+def test_minority_refuses_writes_and_recovers(cluster, clients, raw, how, keep):
+    leader, _ = cluster.wait_leader()
+    node = leader if keep == "leader" else cluster.followers(leader)[0]
+    others = [n for n in cluster.nodes if n is not node]
+    base = "t5/" + uid("m")
+    # Connected before the others go.
+    x_id = uid("x")
+    x, _ = raw_v5(node, x_id)     # will send the refused SUBSCRIBE
+    rp, _ = raw_v5(node)          # will send the refused retained PUBLISH
+    p, _ = raw_v5(node)           # publishes to s, needs no commit
+    s = clients.connected(node)
+    assert s.subscribe(base + "/live", qos=1) == [1]
+
+    for o in others:
+        if how == "sigstop":
+            o.pause()
+        else:
+            o.kill()
+
+    answered("v5 CONNECT", timed(connack, raw, node, 5), 0x88)
+    answered("3.1.1 CONNECT", timed(connack, raw, node, 4), 0x03)
+    answered("SUBSCRIBE", timed(x.subscribe, 1, [(base + "/refused", 1)], timeout=HANG), 0x80)
+    answered("retained PUBLISH", timed(rp.publish, base + "/ret", b"refused", qos=1, retain=True, pid=1,
+                                       timeout=HANG), 0x80)
+    p.publish(base + "/live", b"q0", qos=0)
+    ack = p.publish(base + "/live", b"q1", qos=1, pid=2, timeout=HANG)
+    assert ack.reason in PUBACK_OK, "non-retained QoS 1 PUBLISH: %r" % ack
+    got = sorted(m.payload for m in s.expect_messages(2, timeout=5))
+    assert got == [b"q0", b"q1"]
+
+    for o in others:
+        if how == "sigstop":
+            o.resume()
+        else:
+            o.start()
+
+    def accepted(fn, what):
+        return wait_for(fn, RECOVER_TIMEOUT, what + " still refused after the others came back", interval=0.2)
+
+    accepted(lambda: connack(raw, node, 5).reason == 0, "v5 CONNECT")
+    accepted(lambda: connack(raw, node, 4).reason == 0, "3.1.1 CONNECT")
+    pids = iter(range(10, 60000))
+    accepted(lambda: granted(x.subscribe(next(pids), [(base + "/accepted", 1)], timeout=HANG).codes[0]),
+             "SUBSCRIBE")
+    accepted(lambda: rp.publish(base + "/ret", b"accepted", qos=1, retain=True, pid=next(pids),
+                                timeout=HANG).reason in PUBACK_OK, "retained PUBLISH")
+
+    # Everyone converges on the state written after the recovery.
+    for o in others:
+        o.wait_listening()
+    cluster.wait_leader()
+    dumps = cluster.wait_caught_up(cluster.nodes)
+    assert dumps[0].payload(base + "/ret") == b"accepted"
+    assert (x_id.encode(), (base + "/accepted").encode()) in dumps[0].subs
