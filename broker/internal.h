@@ -76,8 +76,9 @@ struct sub {
     struct trie_item item;    /* in broker.subs (non-shared) */
     struct session *session;
     struct share_group *group;/* non-NULL for $share subscriptions */
-    struct sub *next;         /* session's list */
+    struct sub *next, *prev;  /* session's list */
     char *filter;             /* as subscribed, including $share/group/ */
+    size_t filter_len;
     uint32_t sub_id;
     uint8_t qos;
     bool no_local;
@@ -145,6 +146,7 @@ struct session {
 
     struct sub *subs;
     uint32_t sub_count;
+    struct map sub_map;       /* filter -> struct sub * (keys are sub->filter) */
 
     struct outlist inflight;  /* sent, awaiting ack (in send order) */
     struct outlist queue;     /* not yet sent */
@@ -357,6 +359,7 @@ void broker__state_reload(void *ctx);
 bool broker__claim_pending(const struct broker *b, uint64_t generation);
 int broker__sub_apply_add(struct broker *b, struct session *s, const struct cluster_cmd *cmd);
 void broker__sub_free(struct broker *b, struct sub *sub);
+struct sub *broker__sub_find(struct session *s, const char *filter, size_t len);
 
 /* retain.c */
 int broker__retain_put(struct broker *b, struct msg *m, bool local);

@@ -36,6 +36,8 @@ void broker__session_clear_subs(struct broker *b, struct session *s)
         broker__sub_free(b, sub);
     }
     s->sub_count = 0;
+    map_free(&s->sub_map);
+    map_init(&s->sub_map);
 }
 
 void broker__will_free(struct will *w)

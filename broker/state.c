@@ -175,23 +175,37 @@ void broker__sub_free(struct broker *b, struct sub *sub)
     free(sub);
 }
 
-static struct sub **sub_find(struct session *s, struct proto_str filter)
+struct sub *broker__sub_find(struct session *s, const char *filter, size_t len)
 {
-    for (struct sub **pp = &s->subs; *pp; pp = &(*pp)->next)
-        if (strlen((*pp)->filter) == filter.len && memcmp((*pp)->filter, filter.p, filter.len) == 0)
-            return pp;
-    return NULL;
+    return map_get(&s->sub_map, filter, len);
+}
+
+static void session_unlink_sub(struct session *s, struct sub *sub)
+{
+    if (sub->prev)
+        sub->prev->next = sub->next;
+    else
+        s->subs = sub->next;
+    if (sub->next)
+        sub->next->prev = sub->prev;
+    map_del(&s->sub_map, sub->filter, sub->filter_len);
+    s->sub_count--;
 }
 
 /* Returns 1 when the subscription existed (its options are replaced), 0 when new. */
 int broker__sub_apply_add(struct broker *b, struct session *s, const struct cluster_cmd *cmd)
 {
-    struct sub **pp = sub_find(s, cmd->filter);
-    struct sub *sub = pp ? *pp : NULL;
+    struct sub *sub = broker__sub_find(s, (const char *)cmd->filter.p, cmd->filter.len);
     bool existed = sub != NULL;
     if (!sub) {
         sub = calloc(1, sizeof(*sub));
         if (!sub || !(sub->filter = strndup((const char *)cmd->filter.p, cmd->filter.len))) {
+            free(sub);
+            return -ENOMEM;
+        }
+        sub->filter_len = cmd->filter.len;
+        if (map_put(&s->sub_map, sub->filter, sub->filter_len, sub) != 0) {
+            free(sub->filter);
             free(sub);
             return -ENOMEM;
         }
@@ -203,11 +217,14 @@ int broker__sub_apply_add(struct broker *b, struct session *s, const struct clus
         else
             rc = trie_insert(&b->subs, (const char *)cmd->filter.p, cmd->filter.len, &sub->item);
         if (rc) {
+            map_del(&s->sub_map, sub->filter, sub->filter_len);
             free(sub->filter);
             free(sub);
             return rc;
         }
         sub->next = s->subs;
+        if (sub->next)
+            sub->next->prev = sub;
         s->subs = sub;
         s->sub_count++;
         b->sub_count++;
@@ -222,12 +239,10 @@ int broker__sub_apply_add(struct broker *b, struct session *s, const struct clus
 
 static int apply_sub_del(struct broker *b, struct session *s, const struct cluster_cmd *cmd)
 {
-    struct sub **pp = sub_find(s, cmd->filter);
-    if (!pp)
+    struct sub *sub = broker__sub_find(s, (const char *)cmd->filter.p, cmd->filter.len);
+    if (!sub)
         return 0;
-    struct sub *sub = *pp;
-    *pp = sub->next;
-    s->sub_count--;
+    session_unlink_sub(s, sub);
     broker__sub_free(b, sub);
     return 1;
 }

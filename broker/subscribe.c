@@ -32,10 +32,7 @@ static void subreq_free(struct subreq *r)
 
 static struct sub *session_sub(struct session *s, const char *filter)
 {
-    for (struct sub *sub = s->subs; sub; sub = sub->next)
-        if (strcmp(sub->filter, filter) == 0)
-            return sub;
-    return NULL;
+    return broker__sub_find(s, filter, strlen(filter));
 }
 
 static void finish(struct subreq *r)

@@ -206,10 +206,32 @@ void cluster__batch_finish(struct cluster *c, struct batch *bt, int status, cons
     free(bt);
 }
 
+static void on_pushed(struct raft_barrier *req, int status)
+{
+    struct cluster *c = container_of(req, struct cluster, push);
+    (void)status;
+    c->push_pending = false;
+}
+
+/* libraft tells a follower that an entry committed only with the next message
+ * it sends it (an append or a heartbeat), and a follower acknowledges its
+ * clients only after applying the entry. Appending a barrier right after a
+ * command entry committed sends that message at once; under load the barrier
+ * rides along with the next entries, and at most one is in flight. */
+void cluster__push_commit(struct cluster *c)
+{
+    if (c->push_pending || c->closing || c->cfg.peer_count < 2)
+        return;
+    if (raft_barrier(&c->raft, &c->push, on_pushed) == 0)
+        c->push_pending = true;
+}
+
 static void on_appended(struct raft_apply *req, int status, void *result)
 {
     struct apply_req *a = container_of(req, struct apply_req, req);
     (void)result;
+    if (status == 0)
+        cluster__push_commit(a->c);
     /* success was seen when the entry was applied; a batch still waiting here
      * was not committed by this leader */
     if (a->batch) {

@@ -160,6 +160,8 @@ static void on_appended(struct raft_apply *req, int status, void *result)
 {
     struct fwd_append *a = container_of(req, struct fwd_append, req);
     (void)result;
+    if (status == 0)
+        cluster__push_commit(a->conn->c);
     if (status != 0 && !a->conn->closed)
         refuse(a->conn, a->seq, status);
     conn_unref(a->conn);

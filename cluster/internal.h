@@ -157,6 +157,8 @@ struct cluster {
     uint64_t term_seen;
     bool barrier_pending;
     struct raft_barrier barrier;
+    bool push_pending;         /* a barrier that carries a new commit index to the followers */
+    struct raft_barrier push;
 
     /* peer links */
     uv_tcp_t listener;
@@ -178,6 +180,8 @@ void cluster__batch_finish(struct cluster *c, struct batch *bt, int status, cons
 /* Sends every queued batch that can go now. */
 void cluster__batches_kick(struct cluster *c);
 void cluster__handle_closed(struct cluster *c);
+/* The leader committed a command entry: tells the followers now. */
+void cluster__push_commit(struct cluster *c);
 /* Close callbacks: h->data is the cluster / the handle was raft_malloc'd. */
 void cluster__on_handle_closed(uv_handle_t *h);
 void cluster__close_free(uv_handle_t *h);

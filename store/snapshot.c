@@ -92,7 +92,7 @@ int store_snapshot_open(struct store *s, struct store_snap **out, const struct i
 {
     /* Raft drops log entries once the snapshot is taken: what it describes
      * must be on disk first. A read-only environment has nothing to sync. */
-    int rc = s->readonly ? 0 : store__lmdb_err(mdb_env_sync(s->env, 1));
+    int rc = store_sync(s);
     if (rc)
         return rc;
     struct store_snap *snap = calloc(1, sizeof(*snap));

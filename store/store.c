@@ -338,3 +338,8 @@ abort:
     store_txn_end(txn);
     return rc;
 }
+
+int store_sync(struct store *s)
+{
+    return s->readonly ? 0 : store__lmdb_err(mdb_env_sync(s->env, 1));
+}
