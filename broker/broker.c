@@ -88,6 +88,7 @@ static int start_cluster(struct broker *b, char *err, size_t errlen)
         .heartbeat_ms = cfg->heartbeat_ms,
         .snapshot_threshold = cfg->snapshot_threshold,
         .snapshot_trailing = cfg->snapshot_trailing,
+        .store_map_size = (size_t)cfg->store_max_mb << 20,
         .apply = broker__apply,
         .reload = broker__state_reload,
         .fatal = cluster_fatal,

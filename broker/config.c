@@ -29,17 +29,18 @@
  *   allow_zero_length_clientid  boolean                                  true
  *   max_qos                     0..2                                     2
  *   sys_interval                0..86400 seconds, 0 = off                10
- *   node_id                     1..4294967295 (Raft ids are non-zero)    1
+ *   node_id                     1..65535 (Raft ids are non-zero)         1
  *   cluster_bind                HOST:PORT, at most 63 bytes              0.0.0.0:4370
  *   cluster_secret              string, 0..127 bytes                     ""
- *   peer                        ID HOST:PORT, id 1..4294967295, unique,  (none)
+ *   peer                        ID HOST:PORT, id 1..65535, unique,       (none)
  *                               at most 16 peers
  *   commit_timeout_ms           10..600000                               5000
  *   cluster_name                string, 1..63 bytes, no spaces           starling
  *   election_timeout_ms         100..60000                               1000
  *   heartbeat_ms                1..10000, below election_timeout_ms      10
  *   snapshot_threshold          16..10000000 entries                     4096
- *   snapshot_trailing           0..10000000 entries                      1024
+ *   snapshot_trailing           0..10000000 entries                      8192
+ *   store_max_mb                1..1048576 MiB (LMDB map size)           1024
  *
  * Booleans are true/false, yes/no, on/off or 1/0. Values may not contain
  * control characters other than tab (config_print could not write them back).
@@ -117,16 +118,17 @@ static const struct config_key config_keys[] = {
 
     {"data_dir", KIND_STRING, FIELD(data_dir), 1, 0, "storage"},
 
-    {"node_id", KIND_UINT, FIELD(node_id), 1, UINT32_MAX, "cluster"},
+    {"node_id", KIND_UINT, FIELD(node_id), 1, 65535, "cluster"},
     {"cluster_bind", KIND_HOSTPORT, FIELD(cluster_bind), 0, 0, NULL},
     {"cluster_secret", KIND_STRING, FIELD(cluster_secret), 0, 0, NULL},
-    {"peer", KIND_PEER, 0, 0, 1, UINT32_MAX, NULL},
+    {"peer", KIND_PEER, 0, 0, 1, 65535, NULL},
     KEY_UINT(commit_timeout_ms, 10, 600000),
     {"cluster_name", KIND_STRING, FIELD(cluster_name), 1, 0, NULL},
     KEY_UINT(election_timeout_ms, 100, 60000),
     KEY_UINT(heartbeat_ms, 1, 10000),
     KEY_UINT(snapshot_threshold, 16, 10000000),
     KEY_UINT(snapshot_trailing, 0, 10000000),
+    KEY_UINT(store_max_mb, 1, 1048576),
 };
 
 #define N_KEYS (sizeof(config_keys) / sizeof(config_keys[0]))
@@ -584,7 +586,8 @@ void config_defaults(struct config *c)
     c->election_timeout_ms = 1000;
     c->heartbeat_ms = 10;
     c->snapshot_threshold = 4096;
-    c->snapshot_trailing = 1024;
+    c->snapshot_trailing = 8192;
+    c->store_max_mb = 1024;
 }
 
 int config_set(struct config *c, const char *key, const char *value, char *err, size_t errlen)

@@ -79,7 +79,8 @@ struct config {
     uint32_t election_timeout_ms;/* default 1000 */
     uint32_t heartbeat_ms;       /* default 10 */
     uint32_t snapshot_threshold; /* log entries between snapshots; default 4096 */
-    uint32_t snapshot_trailing;  /* entries kept after a snapshot; default 1024 */
+    uint32_t snapshot_trailing;  /* entries kept after a snapshot; default 8192 */
+    uint32_t store_max_mb;       /* LMDB map size, MiB; default 1024 */
 };
 
 /* Fills c with the embedded defaults (one tcp listener on 0.0.0.0:1883). */

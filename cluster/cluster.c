@@ -91,31 +91,59 @@ static int mkdir_p(const char *path)
 
 /* --- the data directory's identity -------------------------------------------------- */
 
-/* DIR/node.id names the cluster and node the directory belongs to and counts
- * the node's starts (the boot number keeps generations and batch sequences
- * unique across restarts). Written to a temporary file, synced, renamed. */
-static int identity_check(struct cluster *c, char *err, size_t errlen)
+/* DIR/node.id names the cluster and node the directory belongs to, and the
+ * node's epoch: a number raised at every start (and whenever the 24-bit
+ * sequence of generations wraps) that keeps generations and batch sequences
+ * unique across restarts. Written to a temporary file, synced, renamed. */
+static int identity_write(struct cluster *c)
 {
     char path[1100], tmp[1100];
     snprintf(path, sizeof(path), "%s/node.id", c->cfg.data_dir);
     snprintf(tmp, sizeof(tmp), "%s/node.id.tmp", c->cfg.data_dir);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+    if (fd < 0)
+        return -errno;
+    char text[512];
+    int n = snprintf(text, sizeof(text),
+                     "# Starling node identity: do not edit\ncluster_name %s\nnode_id %u\nepoch %" PRIu32 "\n",
+                     c->cfg.cluster_name, c->cfg.node_id, c->epoch);
+    int rc = 0;
+    if (write(fd, text, (size_t)n) != n || fsync(fd) != 0)
+        rc = errno ? -errno : -EIO;
+    close(fd);
+    if (!rc && rename(tmp, path) != 0)
+        rc = -errno;
+    if (rc)
+        return rc;
+    int dfd = open(c->cfg.data_dir, O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return 0;
+}
+
+static int identity_check(struct cluster *c, char *err, size_t errlen)
+{
+    char path[1100];
+    snprintf(path, sizeof(path), "%s/node.id", c->cfg.data_dir);
     FILE *f = fopen(path, "r");
-    uint32_t boot = 0;
+    uint32_t epoch = 0;
     if (f) {
         char line[512], name[256] = "";
-        unsigned long id = 0, b = 0;
+        unsigned long id = 0, e = 0;
         int fields = 0;
         while (fgets(line, sizeof(line), f)) {
             if (sscanf(line, "cluster_name %255s", name) == 1)
                 fields |= 1;
             else if (sscanf(line, "node_id %lu", &id) == 1)
                 fields |= 2;
-            else if (sscanf(line, "boot %lu", &b) == 1)
+            else if (sscanf(line, "epoch %lu", &e) == 1)
                 fields |= 4;
         }
         fclose(f);
-        if (fields != 7) {
-            snprintf(err, errlen, "%s is corrupt (expected cluster_name, node_id and boot lines)", path);
+        if (fields != 7 || e >= UINT32_MAX) {
+            snprintf(err, errlen, "%s is corrupt (expected cluster_name, node_id and epoch lines)", path);
             return -EINVAL;
         }
         if (strcmp(name, c->cfg.cluster_name) != 0 || id != c->cfg.node_id) {
@@ -125,7 +153,7 @@ static int identity_check(struct cluster *c, char *err, size_t errlen)
                      c->cfg.data_dir, name, id, c->cfg.cluster_name, c->cfg.node_id);
             return -EEXIST;
         }
-        boot = (uint32_t)b;
+        epoch = (uint32_t)e;
     } else if (errno != ENOENT) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         return -errno;
@@ -139,29 +167,11 @@ static int identity_check(struct cluster *c, char *err, size_t errlen)
             return -EEXIST;
         }
     }
-    c->boot = boot + 1;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0640);
-    if (fd < 0) {
-        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
-        return -errno;
-    }
-    char text[512];
-    int n = snprintf(text, sizeof(text), "# Starling node identity: do not edit\ncluster_name %s\nnode_id %u\nboot %u\n",
-                     c->cfg.cluster_name, c->cfg.node_id, c->boot);
-    int rc = 0;
-    if (write(fd, text, (size_t)n) != n || fsync(fd) != 0)
-        rc = -errno ? -errno : -EIO;
-    close(fd);
-    if (!rc && rename(tmp, path) != 0)
-        rc = -errno;
+    c->epoch = epoch + 1;
+    int rc = identity_write(c);
     if (rc) {
         snprintf(err, errlen, "%s: %s", path, strerror(-rc));
         return rc;
-    }
-    int dfd = open(c->cfg.data_dir, O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
     }
     return 0;
 }
@@ -280,24 +290,20 @@ void cluster__batches_kick(struct cluster *c)
     }
 }
 
-/* Turns the open batch into a pending one. */
-static void batch_close(struct cluster *c)
+/* Turns the open batch into a pending one. Returns -ENOMEM, leaving the
+ * batch open, when memory is short. */
+static int batch_close(struct cluster *c)
 {
     if (!c->batch_count)
-        return;
+        return 0;
     struct batch *bt = calloc(1, sizeof(*bt));
     uint8_t *entry = raft_malloc(c->batch.len);
     if (!bt || !entry) {
         free(bt);
         raft_free(entry);
-        for (uint32_t i = 0; i < c->waiter_count; i++)
-            if (c->waiters[i].done)
-                c->waiters[i].done(c->waiters[i].arg, CLUSTER_EUNAVAILABLE, 0);
-        c->waiter_count = c->batch_count = 0;
-        c->batch.len = 0;
-        return;
+        return -ENOMEM;
     }
-    bt->seq = ((uint64_t)c->boot << 32) | (++c->seq & 0xFFFFFFFFu);
+    bt->seq = ((uint64_t)c->epoch << 32) | ++c->batch_seq;
     memcpy(entry, c->batch.data, c->batch.len);
     put_u32(entry, CLUSTER_ENTRY_MAGIC);
     put_u16(entry + 4, CLUSTER_ENTRY_VERSION);
@@ -323,6 +329,23 @@ static void batch_close(struct cluster *c)
         c->pending = bt;
     c->pending_tail = bt;
     c->pending_count++;
+    return 0;
+}
+
+/* Fails the open batch (out of memory): from the idle handler only, never
+ * from within cluster_propose. */
+static void batch_fail_open(struct cluster *c, int status)
+{
+    struct cluster_waiter *w = c->waiters;
+    uint32_t n = c->waiter_count;
+    c->waiters = NULL;
+    c->waiter_count = c->waiter_cap = 0;
+    c->batch_count = 0;
+    c->batch.len = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (w[i].done)
+            w[i].done(w[i].arg, status, 0);
+    free(w);
 }
 
 static void finish_close(struct cluster *c);
@@ -335,7 +358,8 @@ static void on_idle(uv_idle_t *h)
         finish_close(c);
         return;
     }
-    batch_close(c);
+    if (batch_close(c) != 0)
+        batch_fail_open(c, CLUSTER_EUNAVAILABLE);
     cluster__batches_kick(c);
 }
 
@@ -374,7 +398,7 @@ int cluster_propose(struct cluster *c, const struct cluster_cmd *cmd, cluster_do
     c->waiters[c->waiter_count++] = (struct cluster_waiter){done, arg};
     c->batch_count++;
     if (c->batch.len >= BATCH_FLUSH_BYTES || c->batch_count >= 0xFFFF)
-        batch_close(c);
+        (void)batch_close(c); /* out of memory: the idle handler tries again */
     if (!uv_is_active((uv_handle_t *)&c->flush))
         uv_idle_start(&c->flush, on_idle);
     return 0;
@@ -382,10 +406,16 @@ int cluster_propose(struct cluster *c, const struct cluster_cmd *cmd, cluster_do
 
 uint64_t cluster_generation_next(struct cluster *c)
 {
-    /* node (16 bits), boot (16 bits), sequence (32 bits): unique across the
-     * cluster and across restarts of this node */
-    return ((uint64_t)(c->cfg.node_id & 0xFFFF) << 48) | ((uint64_t)(c->boot & 0xFFFF) << 32) |
-           (++c->seq & 0xFFFFFFFFu);
+    /* node id (16 bits), epoch (24 bits), sequence (24 bits): unique across
+     * the cluster (node ids are at most 65535) and across restarts; when the
+     * sequence wraps the epoch moves on, durably, before it is used */
+    if (++c->gen_seq > 0xFFFFFF) {
+        c->epoch++;
+        if (identity_write(c) != 0)
+            CLOG(c, CLUSTER_LOG_ERROR, "cluster: cannot record the new epoch in node.id: %s", strerror(errno));
+        c->gen_seq = 1;
+    }
+    return ((uint64_t)(c->cfg.node_id & 0xFFFF) << 48) | ((uint64_t)(c->epoch & 0xFFFFFF) << 24) | c->gen_seq;
 }
 
 /* --- the state machine ------------------------------------------------------------------ */
@@ -451,8 +481,15 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
             c->results_cap = cap;
         }
         int r = cluster__state_apply(txn, &cmd);
-        if (r < 0 && r != CLUSTER_ESTALE && r != CLUSTER_ECORRUPT) {
-            err = r;
+        if (r == -EINVAL || r == -E2BIG || r == STORE_ECORRUPT) {
+            /* the command itself is unusable (an empty client id or topic, a
+             * key the store cannot hold): the same on every node, so it fails
+             * alone; the store checks before it writes anything */
+            CLOG(c, CLUSTER_LOG_WARN, "cluster: entry %" PRIu64 " command %u refused by the store: %s", index, n,
+                 store_strerror(r));
+            r = CLUSTER_ECORRUPT;
+        } else if (r < 0 && r != CLUSTER_ESTALE && r != CLUSTER_ECORRUPT) {
+            err = r; /* the store itself failed: this node must stop */
             break;
         }
         c->results[n++] = r;
@@ -539,10 +576,11 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
     struct cluster *c = fsm->data;
     uint64_t snap_index;
+    /* the buffer becomes ours only when restore succeeds: on failure libraft
+     * frees it itself */
     int rc = store_snapshot_peek(buf->base, buf->len, &snap_index);
     if (rc) {
         CLOG(c, CLUSTER_LOG_ERROR, "cluster: snapshot does not decode: %s", store_strerror(rc));
-        raft_free(buf->base);
         return RAFT_CORRUPT;
     }
     if (!c->raft_started && store_applied_index(c->store) >= snap_index) {
@@ -551,11 +589,11 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         return 0;
     }
     rc = store_snapshot_restore(c->store, buf->base, buf->len);
-    raft_free(buf->base);
     if (rc) {
         CLOG(c, CLUSTER_LOG_ERROR, "cluster: cannot restore snapshot: %s", store_strerror(rc));
         return rc == STORE_ECORRUPT ? RAFT_CORRUPT : RAFT_IOERR;
     }
+    raft_free(buf->base);
     CLOG(c, CLUSTER_LOG_INFO, "cluster: state replaced by a snapshot at applied index %" PRIu64, snap_index);
     if (c->cfg.reload)
         c->cfg.reload(c->cfg.ctx);
@@ -653,11 +691,20 @@ int cluster_start(uv_loop_t *loop, const struct cluster_config *cfg, struct clus
     for (int i = 0; i < cfg->peer_count; i++)
         if (cfg->peers[i].id == cfg->node_id)
             self = cfg->peers[i].address;
+    if (cfg->node_id == 0 || cfg->node_id > 0xFFFF) {
+        snprintf(err, errlen, "node_id %u is out of range 1..65535", cfg->node_id);
+        goto fail;
+    }
+    for (const char *p = cfg->cluster_name; p && *p; p++)
+        if (*p == ' ' || *p == '\t') {
+            snprintf(err, errlen, "cluster_name \"%s\" contains a space", cfg->cluster_name);
+            goto fail;
+        }
     if (cfg->peer_count && !self) {
         snprintf(err, errlen, "the peer list has no line for this node (node_id %u)", cfg->node_id);
         goto fail;
     }
-    if (cfg->peer_count > 1 && !cfg->secret[0]) {
+    if (cfg->peer_count > 1 && (!cfg->secret || !cfg->secret[0])) {
         snprintf(err, errlen, "cluster_secret must be set for a cluster of %d nodes", cfg->peer_count);
         goto fail;
     }
@@ -673,7 +720,7 @@ int cluster_start(uv_loop_t *loop, const struct cluster_config *cfg, struct clus
 
     char path[1100];
     snprintf(path, sizeof(path), "%s/state", cfg->data_dir);
-    rc = store_open(&c->store, path, 0);
+    rc = store_open(&c->store, path, cfg->store_map_size);
     if (rc) {
         snprintf(err, errlen, "store %s: %s", path, store_strerror(rc));
         goto fail;
@@ -805,8 +852,8 @@ static void on_raft_closed(struct raft *r)
 static void finish_close(struct cluster *c)
 {
     /* pending proposals fail; nothing new is accepted */
-    if (c->batch_count)
-        batch_close(c);
+    if (c->batch_count && batch_close(c) != 0)
+        batch_fail_open(c, CLUSTER_ESHUTDOWN);
     while (c->pending)
         cluster__batch_finish(c, c->pending, CLUSTER_ESHUTDOWN, NULL);
     cluster__forward_close_all(c);

@@ -122,6 +122,7 @@ struct cluster_config {
     uint32_t heartbeat_ms;
     uint32_t snapshot_threshold;
     uint32_t snapshot_trailing;
+    size_t store_map_size;     /* bytes LMDB may grow to; 0 = store default (1 GiB) */
     cluster_apply_cb apply;
     cluster_reload_cb reload;
     cluster_fatal_cb fatal;
@@ -145,7 +146,10 @@ int cluster_start(uv_loop_t *loop, const struct cluster_config *cfg, struct clus
  * error with a message in err (a corrupt or inconsistent log). */
 int cluster_run(struct cluster *c, char *err, size_t errlen);
 
-/* Proposes cmd (copied). done (may be NULL) runs later on the loop thread, never
+/* A process using this module must ignore SIGPIPE (peer links write with
+ * write(2)); starlingd does.
+ *
+ * Proposes cmd (copied). done (may be NULL) runs later on the loop thread, never
  * from within this call: after the command was committed and applied on this
  * node, or with CLUSTER_EUNAVAILABLE after commit_timeout_ms. Returns 0, or a
  * negative error if the command could not even be queued (then done is not
@@ -156,8 +160,10 @@ int cluster_propose(struct cluster *c, const struct cluster_cmd *cmd, cluster_do
 uint64_t cluster_generation_next(struct cluster *c);
 
 /* Calls cb for the replicated state as it is now, as the commands that would
- * recreate it: a SESSION_CLAIM per session (clean_start false), a SUB_ADD per
- * subscription, a RETAIN_SET per retained message; views valid during cb. */
+ * recreate it: a SESSION_CLAIM per session (clean_start false; `released` and
+ * expire_at_ms tell a session whose connection ended, which a replayed claim
+ * alone would not), a SUB_ADD per subscription (with its session's
+ * generation), a RETAIN_SET per retained message; views valid during cb. */
 int cluster_load(struct cluster *c, int (*cb)(void *arg, const struct cluster_cmd *cmd), void *arg);
 
 struct cluster_status {

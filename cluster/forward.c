@@ -295,6 +295,12 @@ static struct fwd_conn *conn_new(struct cluster *c, uv_stream_t *stream, uint32_
     fc->refs = 1;
     stream->data = fc;
     c->open_handles++;
+    if (!outgoing) {
+        fc->next = c->fwd_in;
+        if (fc->next)
+            fc->next->prev = fc;
+        c->fwd_in = fc;
+    }
     if (uv_read_start(stream, on_alloc, on_read) != 0) {
         conn_close(fc, "cannot read");
         return NULL;
@@ -304,13 +310,7 @@ static struct fwd_conn *conn_new(struct cluster *c, uv_stream_t *stream, uint32_
 
 void cluster__forward_accept(struct cluster *c, uint32_t node_id, uv_stream_t *stream)
 {
-    struct fwd_conn *fc = conn_new(c, stream, node_id, false);
-    if (!fc)
-        return;
-    fc->next = c->fwd_in;
-    if (fc->next)
-        fc->next->prev = fc;
-    c->fwd_in = fc;
+    conn_new(c, stream, node_id, false);
 }
 
 static void on_dialed(void *arg, uv_stream_t *stream, int status)
@@ -363,7 +363,7 @@ int cluster__forward_send(struct cluster *c, struct batch *bt)
         return rc;
     bt->state = BATCH_FORWARDED;
     bt->link = fc;
-    free(bt->entry);
+    raft_free(bt->entry);
     bt->entry = NULL;
     return 0;
 }

@@ -125,8 +125,9 @@ struct cluster {
     uv_loop_t *loop;
     struct cluster_config cfg;
     char address[128];         /* this node's raft address */
-    uint32_t boot;             /* restarts of this node (from node.id) */
-    uint64_t seq;              /* batch sequences and generations */
+    uint32_t epoch;            /* from node.id, raised at every start */
+    uint32_t batch_seq;        /* batch sequences of this epoch */
+    uint32_t gen_seq;          /* generations of this epoch */
 
     struct store *store;
     struct raft raft;

@@ -127,6 +127,7 @@ int cluster__state_apply(struct store_txn *txn, const struct cluster_cmd *cmd)
 struct load_ctx {
     int (*cb)(void *arg, const struct cluster_cmd *cmd);
     void *arg;
+    struct store_txn *txn;
 };
 
 static int load_session(void *arg, const struct store_session *s)
@@ -156,9 +157,16 @@ static int load_session(void *arg, const struct store_session *s)
 static int load_sub(void *arg, const struct store_sub *s)
 {
     struct load_ctx *x = arg;
+    struct store_session owner;
+    int rc = store_session_get(x->txn, s->client_id.p, s->client_id.len, &owner);
+    if (rc == STORE_ENOTFOUND)
+        return 0; /* cannot happen: a session's end deletes its subscriptions */
+    if (rc)
+        return rc;
     struct cluster_cmd cmd = {
         .type = CLUSTER_SUB_ADD,
         .client_id = pstr(s->client_id),
+        .generation = owner.generation,
         .filter = pstr(s->filter),
         .qos = s->qos,
         .no_local = s->no_local,
@@ -189,7 +197,7 @@ int cluster__state_load(struct store *s, int (*cb)(void *arg, const struct clust
     int rc = store_read_begin(s, &txn);
     if (rc)
         return rc;
-    struct load_ctx x = {cb, arg};
+    struct load_ctx x = {cb, arg, txn};
     rc = store_sessions_foreach(txn, load_session, &x);
     if (!rc)
         rc = store_subs_foreach(txn, load_sub, &x);

@@ -159,7 +159,7 @@ static const struct {
     {"max_qos", "1", "max_qos 1"},
     {"sys_interval", "0", "sys_interval 0"},
     {"sys_interval", "86400", "sys_interval 86400"},
-    {"node_id", "4294967295", "node_id 4294967295"},
+    {"node_id", "65535", "node_id 65535"},
     {"cluster_bind", "10.0.0.1:4371", "cluster_bind 10.0.0.1:4371"},
     {"cluster_bind", "[::1]:4370", "cluster_bind [::1]:4370"},
     {"cluster_bind", "starling-1.local:4370", "cluster_bind starling-1.local:4370"},
@@ -178,7 +178,7 @@ static const struct {
     {"bind", "::1", "listener 1883 ::1 tcp"},
     {"peer", "2 10.0.0.2:4370", "peer 2 10.0.0.2:4370"},
     {"peer", "3 starling3:4370", "peer 3 starling3:4370"},
-    {"peer", "4294967295 [fe80::1]:1", "peer 4294967295 [fe80::1]:1"},
+    {"peer", "65535 [fe80::1]:1", "peer 65535 [fe80::1]:1"},
 };
 
 Test(config, every_key_sets_its_field)
@@ -302,7 +302,8 @@ static const struct {
      -ERANGE},
     {"max_qos", "3", "max_qos: \"3\" is out of range 0..2", -ERANGE},
     {"sys_interval", "86401", "sys_interval: \"86401\" is out of range 0..86400", -ERANGE},
-    {"node_id", "0", "node_id: \"0\" is out of range 1..4294967295", -ERANGE},
+    {"node_id", "0", "node_id: \"0\" is out of range 1..65535", -ERANGE},
+    {"node_id", "65536", "node_id: \"65536\" is out of range 1..65535", -ERANGE},
     {"commit_timeout_ms", "9", "commit_timeout_ms: \"9\" is out of range 10..600000", -ERANGE},
     {"commit_timeout_ms", "600001", "commit_timeout_ms: \"600001\" is out of range 10..600000", -ERANGE},
     {"retain_available", "maybe", "retain_available: \"maybe\" is not a boolean", -EINVAL},
@@ -330,7 +331,7 @@ static const struct {
     {"listener", "1883 0.0.0.0 tcp extra", "listener: expected PORT [BIND_ADDRESS] [TRANSPORT]", -EINVAL},
     {"peer", "2", "peer: expected ID HOST:PORT", -EINVAL},
     {"peer", "2 h:1 x", "peer: expected ID HOST:PORT", -EINVAL},
-    {"peer", "0 h:1", "peer: id: \"0\" is out of range 1..4294967295", -ERANGE},
+    {"peer", "0 h:1", "peer: id: \"0\" is out of range 1..65535", -ERANGE},
     {"peer", "2 nohostport", "peer: \"nohostport\" is not HOST:PORT", -EINVAL},
     {"max_conections", "5", "unknown key \"max_conections\"", -EINVAL},
     {"path", "/x", "unknown key \"path\"", -EINVAL},

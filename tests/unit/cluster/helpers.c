@@ -1,0 +1,333 @@
+/* Helpers shared by the cluster test suites: a temporary directory per test,
+ * commands and states as text, a bounded loop runner, and real nodes whose
+ * callbacks record what they saw. */
+#include <criterion/criterion.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "helpers.h"
+
+/* --- fixture ----------------------------------------------------------------------- */
+
+char tmp_root[64];
+
+void tmp_setup(void)
+{
+    strcpy(tmp_root, "/tmp/cluster-test-XXXXXX");
+    cr_assert_not_null(mkdtemp(tmp_root), "mkdtemp");
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+void tmp_teardown(void)
+{
+    if (tmp_root[0])
+        nftw(tmp_root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+const char *tmp_path(const char *name)
+{
+    static char ring[8][256];
+    static int next;
+    char *p = ring[next++ % 8];
+    snprintf(p, 256, "%s/%s", tmp_root, name);
+    return p;
+}
+
+/* --- text forms -------------------------------------------------------------------- */
+
+static void put_str(FILE *f, const char *name, struct proto_str s)
+{
+    fprintf(f, " %s=\"", name);
+    for (uint32_t i = 0; i < s.len; i++) {
+        uint8_t ch = s.p[i];
+        if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\')
+            fputc(ch, f);
+        else
+            fprintf(f, "\\x%02x", ch);
+    }
+    fputc('"', f);
+}
+
+void cmd_print(FILE *f, const struct cluster_cmd *c)
+{
+    fprintf(f, "type=%u", c->type);
+    put_str(f, "client_id", c->client_id);
+    fprintf(f, " node=%u generation=%llu clean_start=%d expiry=%u expire_at=%llu has_will=%d", c->node,
+            (unsigned long long)c->generation, c->clean_start, c->expiry, (unsigned long long)c->expire_at_ms,
+            c->has_will);
+    put_str(f, "will.topic", c->will.topic);
+    put_str(f, "will.payload", c->will.payload);
+    put_str(f, "will.props", c->will.props);
+    fprintf(f, " will.qos=%u will.retain=%d will.delay=%u", c->will.qos, c->will.retain, c->will.delay);
+    put_str(f, "filter", c->filter);
+    fprintf(f, " qos=%u no_local=%d rap=%d rh=%u sub_id=%u", c->qos, c->no_local, c->retain_as_published,
+            c->retain_handling, c->sub_id);
+    put_str(f, "topic", c->topic);
+    put_str(f, "payload", c->payload);
+    put_str(f, "props", c->props);
+    fprintf(f, " msg_expire_at=%llu released=%d\n", (unsigned long long)c->msg_expire_at_ms, c->released);
+}
+
+int load_print_cb(void *file, const struct cluster_cmd *cmd)
+{
+    cmd_print(file, cmd);
+    return 0;
+}
+
+static char *text_of(int (*fn)(void *obj, FILE *f), void *obj)
+{
+    char *p = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&p, &n);
+    cr_assert_not_null(f);
+    int rc = fn(obj, f);
+    fclose(f);
+    cr_assert_eq(rc, 0, "producing text: %d (%s)", rc, store_strerror(rc));
+    return p;
+}
+
+static int do_state_load(void *s, FILE *f) { return cluster__state_load(s, load_print_cb, f); }
+static int do_cluster_load(void *c, FILE *f) { return cluster_load(c, load_print_cb, f); }
+static int do_state_dump(void *s, FILE *f) { return cluster__state_dump(s, f); }
+static int do_cluster_dump(void *dir, FILE *f)
+{
+    char err[256] = "";
+    int rc = cluster_dump(dir, f, err, sizeof(err));
+    if (rc)
+        fprintf(stderr, "cluster_dump: %s\n", err);
+    return rc;
+}
+
+char *state_load_text(struct store *s) { return text_of(do_state_load, s); }
+char *cluster_load_text(struct cluster *c) { return text_of(do_cluster_load, c); }
+char *state_dump_text(struct store *s) { return text_of(do_state_dump, s); }
+char *cluster_dump_text(const char *data_dir) { return text_of(do_cluster_dump, (void *)data_dir); }
+
+/* --- running a loop ---------------------------------------------------------------- */
+
+static void on_keepalive(uv_timer_t *t) { (void)t; }
+static void free_handle(uv_handle_t *h) { free(h); }
+
+bool run_until(uv_loop_t *loop, bool (*pred)(void *arg), void *arg, uint64_t timeout_ms)
+{
+    uv_timer_t *t = malloc(sizeof(*t));
+    cr_assert_not_null(t);
+    uv_timer_init(loop, t);
+    uv_timer_start(t, on_keepalive, 5, 5);
+    uint64_t deadline = uv_hrtime() + timeout_ms * 1000000ull;
+    bool ok;
+    while (!(ok = pred(arg)) && uv_hrtime() < deadline)
+        uv_run(loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)t, free_handle);
+    uv_run(loop, UV_RUN_NOWAIT); /* the timer's close callback */
+    return ok;
+}
+
+static bool never(void *arg)
+{
+    (void)arg;
+    return false;
+}
+
+void run_for(uv_loop_t *loop, uint64_t ms) { run_until(loop, never, NULL, ms); }
+
+static void walk_close(uv_handle_t *h, void *arg)
+{
+    if (!uv_is_closing(h)) {
+        (*(int *)arg)++;
+        fprintf(stderr, "handle of type %s still open at the end\n", uv_handle_type_name(h->type));
+        uv_close(h, NULL);
+    }
+}
+
+int loop_finish(uv_loop_t *loop)
+{
+    int open = 0;
+    uv_run(loop, UV_RUN_NOWAIT);
+    uv_walk(loop, walk_close, &open);
+    uv_run(loop, UV_RUN_DEFAULT);
+    int rc = uv_loop_close(loop);
+    cr_assert_eq(rc, 0, "uv_loop_close: %s", uv_strerror(rc));
+    return open;
+}
+
+/* --- a node ------------------------------------------------------------------------ */
+
+static void on_apply(void *ctx, const struct cluster_cmd *cmd, int result, uint64_t index)
+{
+    struct node *n = ctx;
+    if (n->n_applied == n->cap_applied) {
+        n->cap_applied = n->cap_applied ? n->cap_applied * 2 : 64;
+        n->applied = realloc(n->applied, n->cap_applied * sizeof(*n->applied));
+        cr_assert_not_null(n->applied);
+    }
+    struct applied *a = &n->applied[n->n_applied++];
+    memset(a, 0, sizeof(*a));
+    a->type = cmd->type;
+    snprintf(a->client_id, sizeof(a->client_id), "%.*s", (int)cmd->client_id.len, (const char *)cmd->client_id.p);
+    snprintf(a->topic, sizeof(a->topic), "%.*s", (int)cmd->topic.len, (const char *)cmd->topic.p);
+    a->generation = cmd->generation;
+    a->result = result;
+    a->index = index;
+}
+
+static void on_reload(void *ctx) { ((struct node *)ctx)->reloads++; }
+
+static void on_fatal(void *ctx, const char *msg)
+{
+    struct node *n = ctx;
+    n->fatals++;
+    snprintf(n->fatal_msg, sizeof(n->fatal_msg), "%s", msg);
+}
+
+static void on_log(void *ctx, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void on_log(void *ctx, int level, const char *fmt, ...)
+{
+    struct node *n = ctx;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (strstr(line, "peer rejected"))
+        n->rejected_logs++;
+    if (n->verbose || getenv("CLUSTER_TEST_VERBOSE"))
+        fprintf(stderr, "[node %u L%d] %s\n", n->cfg.node_id, level, line);
+}
+
+void node_init(struct node *n, uv_loop_t *loop, uint32_t id, const char *dir)
+{
+    memset(n, 0, sizeof(*n));
+    n->loop = loop;
+    snprintf(n->dir, sizeof(n->dir), "%s", dir);
+    snprintf(n->bind, sizeof(n->bind), "127.0.0.1:0");
+    snprintf(n->name, sizeof(n->name), "t");
+    snprintf(n->secret, sizeof(n->secret), "test-secret");
+    n->cfg = (struct cluster_config){
+        .node_id = id,
+        .data_dir = n->dir,
+        .cluster_name = n->name,
+        .bind = n->bind,
+        .secret = n->secret,
+        .commit_timeout_ms = 2000,
+        .apply = on_apply,
+        .reload = on_reload,
+        .fatal = on_fatal,
+        .ctx = n,
+        .log = on_log,
+    };
+}
+
+int node_try_start(struct node *n, char *err, size_t errlen)
+{
+    n->closed = false;
+    err[0] = '\0';
+    return cluster_start(n->loop, &n->cfg, &n->c, err, errlen);
+}
+
+void node_start(struct node *n)
+{
+    char err[512];
+    int rc = node_try_start(n, err, sizeof(err));
+    cr_assert_eq(rc, 0, "cluster_start: %d %s", rc, err);
+    cr_assert_not_null(n->c);
+    rc = cluster_run(n->c, err, sizeof(err));
+    cr_assert_eq(rc, 0, "cluster_run: %d %s", rc, err);
+}
+
+static void on_closed(void *arg) { ((struct node *)arg)->closed = true; }
+
+static bool is_closed(void *arg) { return ((struct node *)arg)->closed; }
+
+void node_close(struct node *n)
+{
+    cr_assert_not_null(n->c);
+    cluster_close(n->c, on_closed, n);
+    cr_assert(run_until(n->loop, is_closed, n, 10000), "node %u: the close callback never ran",
+              n->cfg.node_id);
+    n->c = NULL;
+}
+
+void node_free(struct node *n)
+{
+    free(n->applied);
+    n->applied = NULL;
+    n->n_applied = n->cap_applied = 0;
+}
+
+struct cluster_status node_status(struct node *n)
+{
+    struct cluster_status st;
+    cluster_status_get(n->c, &st);
+    return st;
+}
+
+bool node_is_leader(void *arg)
+{
+    struct node *n = arg;
+    return node_status(n).role == 2;
+}
+
+void done_cb(void *arg, int status, int result)
+{
+    struct done *d = arg;
+    d->calls++;
+    d->status = status;
+    d->result = result;
+}
+
+bool done_fired(void *d) { return ((struct done *)d)->calls > 0; }
+
+struct cluster_cmd cmd_claim(const char *id, uint32_t node, uint64_t gen, bool clean)
+{
+    return (struct cluster_cmd){
+        .type = CLUSTER_SESSION_CLAIM,
+        .client_id = {(const uint8_t *)id, (uint32_t)strlen(id)},
+        .node = node,
+        .generation = gen,
+        .clean_start = clean,
+        .expiry = 3600,
+    };
+}
+
+struct cluster_cmd cmd_sub(uint8_t type, const char *id, uint64_t gen, const char *filter)
+{
+    return (struct cluster_cmd){
+        .type = type,
+        .client_id = {(const uint8_t *)id, (uint32_t)strlen(id)},
+        .generation = gen,
+        .filter = {(const uint8_t *)filter, (uint32_t)strlen(filter)},
+        .qos = 1,
+    };
+}
+
+struct cluster_cmd cmd_retain(const char *topic, const char *payload)
+{
+    return (struct cluster_cmd){
+        .type = CLUSTER_RETAIN_SET,
+        .topic = {(const uint8_t *)topic, (uint32_t)strlen(topic)},
+        .payload = {(const uint8_t *)payload, (uint32_t)strlen(payload)},
+        .qos = 1,
+    };
+}
+
+void propose_wait(struct node *n, const struct cluster_cmd *cmd, struct done *d)
+{
+    memset(d, 0, sizeof(*d));
+    int rc = cluster_propose(n->c, cmd, done_cb, d);
+    cr_assert_eq(rc, 0, "cluster_propose: %d", rc);
+    cr_assert_eq(d->calls, 0, "done ran from inside cluster_propose");
+    cr_assert(run_until(n->loop, done_fired, d, 5000), "node %u: the proposal never completed",
+              n->cfg.node_id);
+}

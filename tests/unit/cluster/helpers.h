@@ -1,0 +1,134 @@
+/* Helpers shared by the cluster test suites (definitions in helpers.c): a
+ * temporary directory per test, the leak check, commands as text, and real
+ * nodes on a private libuv loop. */
+#ifndef STARLING_TEST_CLUSTER_HELPERS_H
+#define STARLING_TEST_CLUSTER_HELPERS_H
+
+#include <criterion/criterion.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <uv.h>
+
+#include "cluster.h"
+#include "internal.h"
+#include "store.h"
+
+/* Criterion's workers exit without LeakSanitizer's exit-time check, so a
+ * sanitized build asks for the check explicitly at the end of each test. */
+#if defined(__SANITIZE_ADDRESS__)
+#define HAVE_LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HAVE_LSAN 1
+#endif
+#endif
+#ifdef HAVE_LSAN
+#include <sanitizer/lsan_interface.h>
+#endif
+
+static inline void check_leaks(void)
+{
+#ifdef HAVE_LSAN
+    cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "memory leaked (report on stderr)");
+#endif
+}
+
+/* A literal as a struct proto_str. */
+#define S(lit) ((struct proto_str){(const uint8_t *)(lit), sizeof(lit) - 1})
+
+/* Each test gets a fresh directory tmp_root from mkdtemp (removed by the
+ * teardown). */
+extern char tmp_root[64];
+void tmp_setup(void);
+void tmp_teardown(void);
+/* tmp_root/name in a static ring of buffers (valid for a few calls). */
+const char *tmp_path(const char *name);
+
+/* --- text forms ------------------------------------------------------------------------ */
+
+/* Every field of cmd on one line (strings escaped), appended to f. */
+void cmd_print(FILE *f, const struct cluster_cmd *cmd);
+/* cluster_load / cluster__state_load output as text, one cmd_print line each. */
+int load_print_cb(void *file, const struct cluster_cmd *cmd);
+char *state_load_text(struct store *s); /* malloc'd */
+char *cluster_load_text(struct cluster *c);
+/* cluster__state_dump / cluster_dump output (malloc'd). */
+char *state_dump_text(struct store *s);
+char *cluster_dump_text(const char *data_dir);
+
+/* --- running a loop ------------------------------------------------------------------------ */
+
+/* Runs loop one iteration at a time until pred(arg) holds or timeout_ms
+ * passed; returns whether pred held. A private timer keeps the loop waking. */
+bool run_until(uv_loop_t *loop, bool (*pred)(void *arg), void *arg, uint64_t timeout_ms);
+/* Runs loop for ms milliseconds (a bounded wait for something that must NOT
+ * happen). */
+void run_for(uv_loop_t *loop, uint64_t ms);
+/* Closes every handle still open (walk), runs the loop dry and closes it;
+ * returns the number of handles that were still open. */
+int loop_finish(uv_loop_t *loop);
+
+/* --- a node ------------------------------------------------------------------------------------ */
+
+struct applied {
+    uint8_t type;
+    char client_id[64];
+    char topic[64];
+    uint64_t generation;
+    int result;
+    uint64_t index;
+};
+
+struct node {
+    uv_loop_t *loop;
+    struct cluster_config cfg;
+    struct cluster *c;
+    char dir[256];
+    char bind[64];
+    char name[32];
+    char secret[32];
+    struct cluster_peer_cfg peers[8];
+    char peer_addr[8][64];
+    struct applied *applied;
+    size_t n_applied, cap_applied;
+    int reloads;
+    int fatals;
+    char fatal_msg[512];
+    bool closed;
+    bool verbose; /* log to stderr */
+    int rejected_logs; /* "peer rejected" lines logged */
+};
+
+/* Fills n->cfg for node id with data dir dir (copied), one voter. */
+void node_init(struct node *n, uv_loop_t *loop, uint32_t id, const char *dir);
+/* cluster_start + cluster_run, asserting success. */
+void node_start(struct node *n);
+/* cluster_start only; returns its result, the message in err. */
+int node_try_start(struct node *n, char *err, size_t errlen);
+/* cluster_close and run the loop until its callback ran (asserted). */
+void node_close(struct node *n);
+void node_free(struct node *n);
+bool node_is_leader(void *n);
+struct cluster_status node_status(struct node *n);
+
+/* A proposal's completion. */
+struct done {
+    int calls;
+    int status;
+    int result;
+};
+void done_cb(void *arg, int status, int result);
+bool done_fired(void *d);
+
+/* Commands with the given fields, all other fields zero (views borrowed). */
+struct cluster_cmd cmd_claim(const char *id, uint32_t node, uint64_t gen, bool clean);
+struct cluster_cmd cmd_sub(uint8_t type, const char *id, uint64_t gen, const char *filter);
+struct cluster_cmd cmd_retain(const char *topic, const char *payload);
+
+/* Proposes cmd and runs the loop until d (caller-owned, zeroed here) saw its
+ * completion (asserted). */
+void propose_wait(struct node *n, const struct cluster_cmd *cmd, struct done *d);
+
+#endif
