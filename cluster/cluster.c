@@ -722,7 +722,11 @@ int cluster_start(uv_loop_t *loop, const struct cluster_config *cfg, struct clus
     snprintf(path, sizeof(path), "%s/state", cfg->data_dir);
     rc = store_open(&c->store, path, cfg->store_map_size);
     if (rc) {
-        snprintf(err, errlen, "store %s: %s", path, store_strerror(rc));
+        snprintf(err, errlen, "store %s: %s%s", path, store_strerror(rc),
+                 rc == STORE_ECORRUPT || rc == STORE_EFORMAT
+                     ? " (the Raft log is the durable record: move this directory away and the node rebuilds "
+                       "it from the latest snapshot and the log)"
+                     : "");
         goto fail;
     }
     snprintf(path, sizeof(path), "%s/raft", cfg->data_dir);
