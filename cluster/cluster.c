@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -56,6 +57,8 @@ void cluster__handle_closed(struct cluster *c)
     if (--c->open_handles == 0 && c->closing && !c->raft_started) {
         store_close(c->store);
         c->store = NULL;
+        if (c->lock_fd >= 0)
+            close(c->lock_fd); /* releases the data dir */
         void (*cb)(void *) = c->close_cb;
         void *arg = c->close_arg;
         free(c->results);
@@ -120,6 +123,44 @@ static int identity_write(struct cluster *c)
         fsync(dfd);
         close(dfd);
     }
+    return 0;
+}
+
+/* One process per data directory: two nodes appending to the same Raft log
+ * would corrupt it. The lock (flock on DIR/lock) goes with the process, also
+ * when it is killed; --dump reads without it. */
+static int lock_data_dir(struct cluster *c, char *err, size_t errlen)
+{
+    char path[1100];
+    snprintf(path, sizeof(path), "%s/lock", c->cfg.data_dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -errno;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char pid[32] = "";
+        ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        close(fd);
+        if (e == EWOULDBLOCK) {
+            snprintf(err, errlen, "data dir %s is in use by another starlingd%s%s", c->cfg.data_dir,
+                     pid[0] ? " (pid " : "", pid[0] ? pid : "");
+            if (pid[0])
+                strncat(err, ")", errlen - strlen(err) - 1);
+            return -EBUSY;
+        }
+        snprintf(err, errlen, "%s: %s", path, strerror(e));
+        return -e;
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
+        /* the lock holds without the pid in it */
+    }
+    c->lock_fd = fd;
     return 0;
 }
 
@@ -670,6 +711,7 @@ int cluster_start(uv_loop_t *loop, const struct cluster_config *cfg, struct clus
     }
     c->loop = loop;
     c->cfg = *cfg;
+    c->lock_fd = -1;
     uv_idle_init(loop, &c->flush);
     c->flush.data = c;
     c->open_handles++;
@@ -715,7 +757,7 @@ int cluster_start(uv_loop_t *loop, const struct cluster_config *cfg, struct clus
         snprintf(err, errlen, "data dir %s: %s", cfg->data_dir, strerror(-rc));
         goto fail;
     }
-    if (identity_check(c, err, errlen) != 0)
+    if (lock_data_dir(c, err, errlen) != 0 || identity_check(c, err, errlen) != 0)
         goto fail;
 
     char path[1100];

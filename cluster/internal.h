@@ -125,6 +125,7 @@ struct cluster {
     uv_loop_t *loop;
     struct cluster_config cfg;
     char address[128];         /* this node's raft address */
+    int lock_fd;               /* flock on DIR/lock, held while the node runs */
     uint32_t epoch;            /* from node.id, raised at every start */
     uint32_t batch_seq;        /* batch sequences of this epoch */
     uint32_t gen_seq;          /* generations of this epoch */

@@ -5,6 +5,7 @@ metadata1, metadata2, open-N, START-END closed segments, snapshot-*). A
 refused start leaves the data dir as it was; a corrupted one is never served."""
 
 import re
+import subprocess
 import time
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 import rawmqtt as r
 
 from cluster_mqtt import PUBACK_OK, retain
-from harness import FAIL_FAST_TIMEOUT, Cluster
+from harness import FAIL_FAST_TIMEOUT, STARLINGD, Cluster, free_port
 
 CLOSED_SEGMENT = re.compile(r"\d+-\d+")
 
@@ -118,3 +119,18 @@ def test_corrupted_raft_files_are_refused(start_cluster, target):
     cluster.wait_leader(nodes=[n2, n3])
     after = cluster.wait_caught_up([n2, n3])
     assert durable(after[0]) == durable(before[0]), before[0].diff(after[0])
+
+
+def test_data_dir_in_use_by_a_running_node_is_refused(start_node):
+    # Two processes appending to one Raft log would corrupt it: the second
+    # start on a data dir that a running node holds fails at once, and the
+    # running node goes on serving from it.
+    node = start_node()
+    assert retain(node, "t7u/keep", b"kept") in PUBACK_OK
+    other = subprocess.run([STARLINGD, "-p", str(free_port(node.host)), "--bind", node.host,
+                            "--data-dir", str(node.data_dir)], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=FAIL_FAST_TIMEOUT)
+    assert other.returncode != 0, "a second starlingd started on a data dir in use"
+    assert "in use" in other.stderr, other.stderr
+    assert retain(node, "t7u/after", b"still") in PUBACK_OK
+    assert node.dump().payload("t7u/keep") == b"kept"

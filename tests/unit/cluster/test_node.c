@@ -63,12 +63,6 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
 }
 
 /* Starts n and waits until it leads, whatever its node id. */
-static void start_leader_any(void)
-{
-    node_start(&n);
-    cr_assert(run_until(&loop, node_is_leader, &n, 5000), "a one-voter node did not become leader");
-}
-
 static void start_leader(void)
 {
     node_start(&n);
