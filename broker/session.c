@@ -129,6 +129,15 @@ void broker__session_offline(struct broker *b, struct session *s)
     broker__session_propose_release(b, s);
 }
 
+/* The wall-clock time an offline session ends (0 = never), from its timer. */
+static uint64_t expire_wall_ms(const struct broker *b, const struct session *s)
+{
+    if (!s->expire_at)
+        return 0;
+    uint64_t now = broker__now(b);
+    return broker__wall_ms() + (s->expire_at > now ? s->expire_at - now : 0);
+}
+
 /* Records in the replicated state that the session is offline, when it ends
  * and whether its will is still pending. Best effort: a node that cannot
  * commit now proposes it again when the session is loaded after a restart. */
@@ -140,7 +149,7 @@ void broker__session_propose_release(struct broker *b, struct session *s)
         .node = b->cfg.node_id,
         .generation = s->generation,
         .expiry = s->expiry,
-        .expire_at_ms = s->expiry == UINT32_MAX ? 0 : broker__wall_ms() + (uint64_t)s->expiry * 1000,
+        .expire_at_ms = expire_wall_ms(b, s),
         .has_will = s->will != NULL,
     };
     cluster_propose(b->cluster, &cmd, NULL, NULL);
@@ -169,8 +178,10 @@ void broker__session_tick(struct broker *b)
             s->in_timed = false;
             continue;
         }
-        if (s->will_at && s->will_at <= now)
+        if (s->will_at && s->will_at <= now) {
             broker__will_publish(b, s);
+            broker__session_propose_release(b, s); /* the will is no longer pending */
+        }
         if (s->expire_at && s->expire_at <= now)
             broker__session_propose_expire(b, s);
         pp = &s->next_timed;

@@ -310,22 +310,29 @@ void broker__apply(void *ctx, const struct cluster_cmd *cmd, int result, uint64_
 /* --- loading the replicated state ------------------------------------------------ */
 
 /* A session of ours without a connection, found in the store at start or
- * after a snapshot: a released one keeps the expiry time recorded when its
- * connection ended (and a will still pending is due now); one still marked
- * connected lost its connection when this node stopped. */
+ * after a snapshot. One still marked connected lost its connection when this
+ * node stopped: it goes offline now (its will after its delay, its expiry
+ * from now) and the store learns it. A released one keeps the expiry time
+ * recorded then, and a will still pending is due now. Wills are published by
+ * the next tick, once the whole state (subscriptions included) is loaded. */
 static void load_offline(struct broker *b, struct session *s, const struct cluster_cmd *cmd)
 {
-    if (!cmd->released) {
-        broker__session_offline(b, s);
-        return;
-    }
+    uint64_t now = broker__now(b);
     if (s->will)
-        broker__will_publish(b, s);
-    if (cmd->expire_at_ms) {
+        s->will_at = now + (cmd->released ? 0 : (uint64_t)s->will->delay * 1000);
+    if (cmd->released && cmd->expire_at_ms) {
         uint64_t wall = broker__wall_ms();
-        s->expire_at = broker__now(b) + (cmd->expire_at_ms > wall ? cmd->expire_at_ms - wall : 0);
-        broker__session_timed_add(b, s);
+        s->expire_at = now + (cmd->expire_at_ms > wall ? cmd->expire_at_ms - wall : 0);
+    } else if (!cmd->released && s->expiry == 0) {
+        broker__session_propose_expire(b, s); /* its will goes when the expire applies */
+        return;
+    } else if (!cmd->released && s->expiry != UINT32_MAX) {
+        s->expire_at = now + (uint64_t)s->expiry * 1000;
     }
+    if (s->will_at || s->expire_at)
+        broker__session_timed_add(b, s);
+    if (!cmd->released)
+        broker__session_propose_release(b, s);
 }
 
 /* One record of the store, as a command (cluster_load). */

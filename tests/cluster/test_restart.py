@@ -6,6 +6,11 @@ was down. Checked with --dump and with MQTT: clean_start false finds its
 session, which still receives on its old subscriptions, and a new subscriber
 gets the retained messages."""
 
+import time
+
+import pytest
+
+import rawmqtt as r
 from clients import sub_props, uid
 
 from cluster_mqtt import PUBACK_OK, persistent, receive_topics, retain
@@ -114,3 +119,43 @@ def test_follower_kill_restart_catches_up(cluster, clients):
     dumps = cluster.wait_caught_up(cluster.nodes)
     assert not state.problems(dumps[0])
     state.check_mqtt(clients, follower)
+
+
+def test_a_will_published_before_a_restart_is_not_published_again(start_node, clients, raw):
+    # A persistent session's delayed will is published once: when its delay
+    # ran out, the release recorded in the store says it is no longer pending,
+    # so the node restarting (kill -9) before the session ends does not publish
+    # it a second time. A will still pending at the kill is published after
+    # the restart, to the subscriptions loaded from the store (here a
+    # persistent watcher's, queued until it reconnects).
+    node = start_node()
+    base = uid("wr")
+    watcher, sp = persistent(clients, node, version=5)
+    assert watcher.subscribe(base + "/#", qos=1) == [1]
+    for name, delay in (("early", 1), ("late", 300)):
+        c = raw(node, version=5)
+        c.send(r.connect(base + "-" + name, version=5, clean=False, props={"SessionExpiryInterval": 300},
+                         will={"topic": base + "/" + name, "payload": b"gone", "qos": 1,
+                               "props": {"WillDelayInterval": delay}}))
+        assert c.expect(r.CONNACK).reason == 0
+        c.close()        # no DISCONNECT: the will is due after its delay
+    assert watcher.expect_message(timeout=10).topic == base + "/early"
+
+    def released(dump):
+        s = dump.sessions.get((base + "-early").encode())
+        return s is not None and s["connected"] == "0" and s.get("will") == "none"
+    deadline = time.monotonic() + 10
+    while not released(node.dump()):
+        assert time.monotonic() < deadline, "the published will is still pending in the store:\n" + node.dump().text
+        time.sleep(0.05)
+
+    node.kill()
+    node.start()
+    node.wait_listening()
+    Cluster([node]).wait_leader()
+    again, sp = persistent(clients, node, version=5, client_id=watcher.client_id)
+    assert sp, "the watcher's session did not survive the restart"
+    got = again.expect_message(timeout=10)
+    assert got.topic == base + "/late", "the will of %s was published again after the restart" % got.topic
+    with pytest.raises(Exception):
+        again.expect_message(timeout=2)
