@@ -7,7 +7,7 @@ set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "setup.sh: run as root" >&2; exit 1; }
 export DEBIAN_FRONTEND=noninteractive
 
-stamp=/var/lib/starling-setup.v1
+stamp=/var/lib/starling-setup.v2
 if [ -f "$stamp" ] && [ "${STARLING_SETUP_FORCE:-0}" != 1 ]; then
     exit 0
 fi
@@ -39,7 +39,7 @@ apt-get install -y -q --no-install-recommends \
     libuv1-dev libssl-dev liblmdb-dev libcriterion-dev \
     libcjson-dev libhttp-parser-dev libwslay-dev \
     mosquitto mosquitto-clients python3-paho-mqtt python3-pytest node-mqtt \
-    python3-matplotlib clang libclang-rt-14-dev lmdb-utils procps iproute2 psmisc
+    python3-matplotlib clang libclang-rt-14-dev lmdb-utils procps iproute2 psmisc iptables
 apt-get install -y -q --no-install-recommends -t bookworm-backports meson libraft-dev
 
 # The reference broker must not run as a system service: tests and benchmarks

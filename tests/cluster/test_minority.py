@@ -1,4 +1,6 @@
-"""A node cut off from the majority (the two others SIGSTOPped or SIGKILLed)
+"""A node cut off from the majority (the two others SIGSTOPped or SIGKILLed, or
+the node partitioned from them by dropping the packets between their cluster
+ports with iptables on the loopback addresses)
 refuses what needs a commit, each answer within commit_timeout_ms plus a few
 seconds and never a hang: CONNECT gets CONNACK 0x88 (v5) or return code 0x03
 (3.1.1), SUBSCRIBE gets SUBACK 0x80, a retained QoS 1 PUBLISH gets PUBACK
@@ -6,16 +8,42 @@ seconds and never a hang: CONNECT gets CONNACK 0x88 (v5) or return code 0x03
 connected to it) still flow. When the others are back the same operations
 succeed again, without restarting the node that stayed up."""
 
+import subprocess
+
 import pytest
 
 import rawmqtt as r
 from clients import uid
 
-from cluster_mqtt import PUBACK_OK, granted, raw_v5, timed
+from cluster_mqtt import PUBACK_OK, granted, raw_v5, retain, timed
 from harness import ANSWER_BOUND, wait_for
 
 HANG = ANSWER_BOUND + 10.0  # no answer by then counts as a hang
 RECOVER_TIMEOUT = 30.0
+
+
+class Partition:
+    """Drops every packet between node's cluster port and the others' (both
+    directions, new and established connections) with iptables rules on the
+    loopback addresses; heal() removes exactly those rules."""
+
+    def __init__(self, node, others):
+        self.rules = []
+        for o in others:
+            for src, dst in ((node, o), (o, node)):
+                for port_opt, port in (("--dport", dst.cluster_port), ("--sport", src.cluster_port)):
+                    self.rules.append(["-s", src.host, "-d", dst.host, "-p", "tcp", port_opt, str(port),
+                                       "-j", "DROP"])
+        self.active = []
+
+    def cut(self):
+        for rule in self.rules:
+            subprocess.run(["iptables", "-w", "-I", "INPUT"] + rule, check=True)
+            self.active.append(rule)
+
+    def heal(self):
+        while self.active:
+            subprocess.run(["iptables", "-w", "-D", "INPUT"] + self.active.pop(), check=True)
 
 
 def connack(raw, node, version):
@@ -30,11 +58,13 @@ def answered(what, packet_and_time, expected):
     assert seconds <= ANSWER_BOUND, "%s: answered after %.1f s (bound %.1f s)" % (what, seconds, ANSWER_BOUND)
 
 
-@pytest.mark.parametrize("how,keep", [("sigstop", "leader"), ("sigkill", "follower")])
-def test_minority_refuses_writes_and_recovers(cluster, clients, raw, how, keep):
+@pytest.mark.parametrize("how,keep", [("sigstop", "leader"), ("sigkill", "follower"), ("partition", "leader")])
+def test_minority_refuses_writes_and_recovers(cluster, clients, raw, request, how, keep):
     leader, _ = cluster.wait_leader()
     node = leader if keep == "leader" else cluster.followers(leader)[0]
     others = [n for n in cluster.nodes if n is not node]
+    partition = Partition(node, others)
+    request.addfinalizer(partition.heal)
     base = "t5/" + uid("m")
     # Connected before the others go.
     x_id = uid("x")
@@ -44,10 +74,12 @@ def test_minority_refuses_writes_and_recovers(cluster, clients, raw, how, keep):
     s = clients.connected(node)
     assert s.subscribe(base + "/live", qos=1) == [1]
 
+    if how == "partition":
+        partition.cut()
     for o in others:
         if how == "sigstop":
             o.pause()
-        else:
+        elif how == "sigkill":
             o.kill()
 
     answered("v5 CONNECT", timed(connack, raw, node, 5), 0x88)
@@ -61,10 +93,15 @@ def test_minority_refuses_writes_and_recovers(cluster, clients, raw, how, keep):
     got = sorted(m.payload for m in s.expect_messages(2, timeout=5))
     assert got == [b"q0", b"q1"]
 
+    if how == "partition":
+        # the majority side elected a leader of its own meanwhile and serves
+        new_leader, _ = cluster.wait_leader(nodes=others, not_node=node.id)
+        assert retain(new_leader, base + "/majority", b"served") in PUBACK_OK
+        partition.heal()
     for o in others:
         if how == "sigstop":
             o.resume()
-        else:
+        elif how == "sigkill":
             o.start()
 
     def accepted(fn, what):
@@ -84,4 +121,6 @@ def test_minority_refuses_writes_and_recovers(cluster, clients, raw, how, keep):
     cluster.wait_leader()
     dumps = cluster.wait_caught_up(cluster.nodes)
     assert dumps[0].payload(base + "/ret") == b"accepted"
+    if how == "partition":
+        assert dumps[0].payload(base + "/majority") == b"served"
     assert (x_id.encode(), (base + "/accepted").encode()) in dumps[0].subs
