@@ -30,6 +30,7 @@
 
 #define TICK_MS 100
 #define BATCH_FLUSH_BYTES (8u << 20)
+#define DRAIN_MS 1000
 
 /* --- small helpers ----------------------------------------------------------------- */
 
@@ -219,6 +220,9 @@ static int identity_check(struct cluster *c, char *err, size_t errlen)
 
 /* --- batches ------------------------------------------------------------------------- */
 
+static void start_close(struct cluster *c);
+static void drain_check(struct cluster *c);
+
 static void batch_unlink(struct cluster *c, struct batch *bt)
 {
     if (bt->prev)
@@ -255,6 +259,7 @@ void cluster__batch_finish(struct cluster *c, struct batch *bt, int status, cons
     free(bt->waiters);
     raft_free(bt->entry);
     free(bt);
+    drain_check(c);
 }
 
 static void on_pushed(struct raft_barrier *req, int status)
@@ -402,11 +407,12 @@ static void on_idle(uv_idle_t *h)
     if (batch_close(c) != 0)
         batch_fail_open(c, CLUSTER_EUNAVAILABLE);
     cluster__batches_kick(c);
+    drain_check(c);
 }
 
 int cluster_propose(struct cluster *c, const struct cluster_cmd *cmd, cluster_done_cb done, void *arg)
 {
-    if (c->closing || c->fatal)
+    if (c->closing || c->draining || c->fatal)
         return CLUSTER_ESHUTDOWN;
     if (c->waiter_count == c->waiter_cap) {
         uint32_t cap = c->waiter_cap ? c->waiter_cap * 2 : 16;
@@ -678,6 +684,10 @@ static void on_tick(uv_timer_t *t)
     struct cluster *c = t->data;
     if (c->closing || !c->raft_started)
         return;
+    if (c->draining && uv_now(c->loop) >= c->drain_deadline) {
+        start_close(c);
+        return;
+    }
     watch_leader(c);
     cluster__forward_tick(c);
     cluster__batches_kick(c);
@@ -916,15 +926,36 @@ static void finish_close(struct cluster *c)
     }
 }
 
-void cluster_close(struct cluster *c, void (*close_cb)(void *arg), void *arg)
+static void start_close(struct cluster *c)
 {
-    if (c->closing)
-        return;
+    c->draining = false;
     c->closing = true;
-    c->close_cb = close_cb;
-    c->close_arg = arg;
     /* not from within a raft callback: the idle handle runs it next turn */
     uv_idle_start(&c->flush, on_idle);
+}
+
+/* Whether a drain is over: nothing proposed is waiting any more. */
+static void drain_check(struct cluster *c)
+{
+    if (c->draining && !c->pending && !c->batch_count)
+        start_close(c);
+}
+
+void cluster_close(struct cluster *c, void (*close_cb)(void *arg), void *arg)
+{
+    if (c->closing || c->draining)
+        return;
+    c->close_cb = close_cb;
+    c->close_arg = arg;
+    if (c->raft_started && !c->fatal && (c->batch_count || c->pending)) {
+        /* what the broker proposed while it closed its connections (session
+         * releases) gets up to DRAIN_MS to commit before Raft stops */
+        c->draining = true;
+        c->drain_deadline = uv_now(c->loop) + DRAIN_MS;
+        uv_idle_start(&c->flush, on_idle);
+        return;
+    }
+    start_close(c);
 }
 
 int cluster_dump(const char *data_dir, void *file, char *err, size_t errlen)

@@ -174,8 +174,10 @@ struct cluster_status {
 };
 void cluster_status_get(struct cluster *c, struct cluster_status *out);
 
-/* Stops the cluster: pending proposals complete with CLUSTER_ESHUTDOWN; close_cb
- * runs when every handle is closed and the store is closed. */
+/* Stops the cluster. What was proposed before gets up to a second to commit
+ * (done runs as usual); what is still pending then completes with
+ * CLUSTER_ESHUTDOWN, and new proposals are refused at once. close_cb runs
+ * when every handle is closed and the store is closed. */
 void cluster_close(struct cluster *c, void (*close_cb)(void *arg), void *arg);
 
 /* Prints the replicated state of the store in dir/state (read-only; works while

@@ -140,6 +140,8 @@ struct cluster {
     bool raft_started;
     struct store_snap *snap;   /* the snapshot being written */
     bool closing;
+    bool draining;             /* closing, after what was proposed commits (or a second) */
+    uint64_t drain_deadline;
     bool fatal;
 
     /* proposals */

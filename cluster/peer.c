@@ -439,6 +439,27 @@ static void on_connected(uv_connect_t *req, int status)
     hs_unref(hs); /* the connect request's reference */
 }
 
+/* Outgoing peer connections leave from the address the cluster port listens
+ * on (unless that is a wildcard), so that peers, firewalls and a multi-homed
+ * host see this node at the address its peers know it by. */
+static int bind_source(struct cluster *c, uv_tcp_t *tcp, int family)
+{
+    char host[128], port[8];
+    if (split_hostport(c->cfg.bind, host, sizeof(host), port, sizeof(port)) != 0)
+        return 0;
+    struct sockaddr_storage ss;
+    if (family == AF_INET && uv_ip4_addr(host, 0, (struct sockaddr_in *)&ss) == 0) {
+        if (((struct sockaddr_in *)&ss)->sin_addr.s_addr == htonl(INADDR_ANY))
+            return 0;
+    } else if (family == AF_INET6 && uv_ip6_addr(host, 0, (struct sockaddr_in6 *)&ss) == 0) {
+        if (memcmp(&((struct sockaddr_in6 *)&ss)->sin6_addr, &in6addr_any, sizeof(in6addr_any)) == 0)
+            return 0;
+    } else {
+        return 0; /* another family than the bind address: let the kernel choose */
+    }
+    return uv_tcp_bind(tcp, (const struct sockaddr *)&ss, 0);
+}
+
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     struct peer_hs *hs = req->data;
@@ -453,7 +474,9 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         hs->refs++;
         hs->step = HS_CONNECT;
         hs->connect.data = hs;
-        int rc = uv_tcp_connect(&hs->connect, hs->tcp, res->ai_addr, on_connected);
+        int rc = bind_source(c, hs->tcp, res->ai_addr->sa_family);
+        if (rc == 0)
+            rc = uv_tcp_connect(&hs->connect, hs->tcp, res->ai_addr, on_connected);
         if (rc)
             hs_finish(hs, rc);
         else
