@@ -2,6 +2,7 @@
  * commands and states as text, a bounded loop runner, and real nodes whose
  * callbacks record what they saw. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <ftw.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -330,4 +331,18 @@ void propose_wait(struct node *n, const struct cluster_cmd *cmd, struct done *d)
     cr_assert_eq(d->calls, 0, "done ran from inside cluster_propose");
     cr_assert(run_until(n->loop, done_fired, d, 5000), "node %u: the proposal never completed",
               n->cfg.node_id);
+}
+
+bool has_snapshot(void *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return false;
+    bool found = false;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strncmp(e->d_name, "snapshot-", 9) == 0)
+            found = true;
+    closedir(d);
+    return found;
 }

@@ -15,25 +15,7 @@
 #include "internal.h"
 #include "store.h"
 
-/* Criterion's workers exit without LeakSanitizer's exit-time check, so a
- * sanitized build asks for the check explicitly at the end of each test. */
-#if defined(__SANITIZE_ADDRESS__)
-#define HAVE_LSAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HAVE_LSAN 1
-#endif
-#endif
-#ifdef HAVE_LSAN
-#include <sanitizer/lsan_interface.h>
-#endif
-
-static inline void check_leaks(void)
-{
-#ifdef HAVE_LSAN
-    cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "memory leaked (report on stderr)");
-#endif
-}
+#include "../check_leaks.h"
 
 /* A literal as a struct proto_str. */
 #define S(lit) ((struct proto_str){(const uint8_t *)(lit), sizeof(lit) - 1})
@@ -130,5 +112,8 @@ struct cluster_cmd cmd_retain(const char *topic, const char *payload);
 /* Proposes cmd and runs the loop until d (caller-owned, zeroed here) saw its
  * completion (asserted). */
 void propose_wait(struct node *n, const struct cluster_cmd *cmd, struct done *d);
+
+/* run_until predicate: DIR (a path) holds a snapshot-* file of libraft. */
+bool has_snapshot(void *dir);
 
 #endif

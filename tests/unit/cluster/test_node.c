@@ -778,19 +778,6 @@ Test(node, a_store_behind_its_log_replays_the_missing_entries)
 
 /* --- snapshots ----------------------------------------------------------------------------------- */
 
-static bool has_snapshot(void *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return false;
-    bool found = false;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strncmp(e->d_name, "snapshot-", 9) == 0)
-            found = true;
-    closedir(d);
-    return found;
-}
 
 static void propose_many(int count)
 {

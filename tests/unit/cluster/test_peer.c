@@ -536,19 +536,6 @@ Test(peer, a_connection_closed_during_the_handshake_is_forgotten)
 
 /* --- catching up ----------------------------------------------------------------------------- */
 
-static bool has_snapshot(void *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return false;
-    bool found = false;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strncmp(e->d_name, "snapshot-", 9) == 0)
-            found = true;
-    closedir(d);
-    return found;
-}
 
 /* Reproductions of libraft bugs run only on request: they fail (or crash)
  * whatever cluster/ does. */
