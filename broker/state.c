@@ -31,6 +31,18 @@ static struct will *will_from_cmd(const struct cluster_will *cw)
     return w;
 }
 
+/* Detaches the session's connection, if any, and closes it with 0x8E: the
+ * replicated state gave the session to another connection or ended it. */
+static void drop_conn(struct session *s)
+{
+    struct conn *old = s->conn;
+    if (!old)
+        return;
+    s->conn = NULL;
+    old->session = NULL;
+    broker__conn_close(old, PROTO_RC_SESSION_TAKEN_OVER);
+}
+
 static int apply_claim(struct broker *b, const struct cluster_cmd *cmd)
 {
     const char *id = (const char *)cmd->client_id.p;
@@ -84,13 +96,8 @@ static int apply_expire(struct broker *b, const struct cluster_cmd *cmd)
     struct session *s = broker__session_find(b, (const char *)cmd->client_id.p, cmd->client_id.len);
     if (!s)
         return CLUSTER_ESTALE;
-    if (s->conn) {
-        /* the store ended it: an older connection cannot keep it */
-        struct conn *old = s->conn;
-        s->conn = NULL;
-        old->session = NULL;
-        broker__conn_close(old, PROTO_RC_SESSION_TAKEN_OVER);
-    }
+    /* the store ended it: an older connection cannot keep it */
+    drop_conn(s);
     if (s->will && s->owner == b->cfg.node_id)
         broker__will_publish(b, s); /* the session ends before the will delay did */
     LOG(b, LOG_DEBUG, NULL, "session %s ended", s->client_id);
@@ -345,12 +352,7 @@ static int load_one(void *arg, const struct cluster_cmd *cmd)
         struct session *s = broker__session_find(b, id, cmd->client_id.len);
         if (s && s->generation != cmd->generation) {
             /* the session moved on while we were behind */
-            if (s->conn) {
-                struct conn *old = s->conn;
-                s->conn = NULL;
-                old->session = NULL;
-                broker__conn_close(old, PROTO_RC_SESSION_TAKEN_OVER);
-            }
+            drop_conn(s);
             broker__outlist_clear(&s->inflight);
             broker__outlist_clear(&s->queue);
             s->qos2_in_count = 0;
@@ -403,12 +405,7 @@ int broker__state_load(struct broker *b)
         struct session *s = all[i];
         if (s->loaded)
             continue;
-        if (s->conn) {
-            struct conn *old = s->conn;
-            s->conn = NULL;
-            old->session = NULL;
-            broker__conn_close(old, PROTO_RC_SESSION_TAKEN_OVER);
-        }
+        drop_conn(s);
         broker__session_free(b, s);
     }
     free(all);

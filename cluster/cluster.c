@@ -63,6 +63,7 @@ void cluster__handle_closed(struct cluster *c)
         void (*cb)(void *) = c->close_cb;
         void *arg = c->close_arg;
         free(c->results);
+        free(c->cmds);
         free(c->batch.data);
         free(c->waiters);
         free(c);
@@ -234,7 +235,6 @@ static void batch_unlink(struct cluster *c, struct batch *bt)
     else
         c->pending_tail = bt->prev;
     bt->next = bt->prev = NULL;
-    c->pending_count--;
 }
 
 void cluster__batch_finish(struct cluster *c, struct batch *bt, int status, const int *results)
@@ -374,7 +374,6 @@ static int batch_close(struct cluster *c)
     else
         c->pending = bt;
     c->pending_tail = bt;
-    c->pending_count++;
     return 0;
 }
 
@@ -496,6 +495,12 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
         CLOG(c, CLUSTER_LOG_ERROR, "cluster: entry %" PRIu64 " is not a Starling entry; skipped", index);
         return 0;
     }
+    if ((p[4] | p[5] << 8) != CLUSTER_ENTRY_VERSION) {
+        /* written by a newer Starling: applying part of it would diverge */
+        fail_stop(c, "entry %" PRIu64 " has format version %u, this node knows %u (upgrade it)", index,
+                  (unsigned)(p[4] | p[5] << 8), CLUSTER_ENTRY_VERSION);
+        return RAFT_IOERR;
+    }
     if (index <= store_applied_index(c->store))
         return 0; /* already in the store (a replay after restart) */
     uint32_t origin = get_u32(p + 8);
@@ -511,23 +516,26 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     size_t pos = CLUSTER_ENTRY_HEADER;
     int err = 0;
     while (pos < len) {
-        struct cluster_cmd cmd;
-        if (cluster_cmd_decode(p, len, &pos, &cmd) != 0) {
+        if ((int)n == c->results_cap) {
+            int cap = c->results_cap ? c->results_cap * 2 : 64;
+            int *r = realloc(c->results, (size_t)cap * sizeof(*r));
+            struct cluster_cmd *cmds = r ? realloc(c->cmds, (size_t)cap * sizeof(*cmds)) : NULL;
+            if (r)
+                c->results = r;
+            if (!cmds) {
+                err = -ENOMEM;
+                break;
+            }
+            c->cmds = cmds;
+            c->results_cap = cap;
+        }
+        struct cluster_cmd *cmd = &c->cmds[n];
+        if (cluster_cmd_decode(p, len, &pos, cmd) != 0) {
             CLOG(c, CLUSTER_LOG_ERROR, "cluster: entry %" PRIu64 " command %u does not decode; rest skipped",
                  index, n);
             break;
         }
-        if ((int)n == c->results_cap) {
-            int cap = c->results_cap ? c->results_cap * 2 : 64;
-            int *r = realloc(c->results, (size_t)cap * sizeof(*r));
-            if (!r) {
-                err = -ENOMEM;
-                break;
-            }
-            c->results = r;
-            c->results_cap = cap;
-        }
-        int r = cluster__state_apply(txn, &cmd);
+        int r = cluster__state_apply(txn, cmd);
         if (r == -EINVAL || r == -E2BIG || r == STORE_ECORRUPT) {
             /* the command itself is unusable (an empty client id or topic, a
              * key the store cannot hold): the same on every node, so it fails
@@ -550,15 +558,11 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
         return RAFT_IOERR;
     }
 
-    /* the broker's in-memory indexes follow the store */
-    pos = CLUSTER_ENTRY_HEADER;
-    for (uint32_t i = 0; i < n; i++) {
-        struct cluster_cmd cmd;
-        if (cluster_cmd_decode(p, len, &pos, &cmd) != 0)
-            break;
+    /* the broker's in-memory indexes follow the store (the decoded commands
+     * point into buf, which stays valid during this call) */
+    for (uint32_t i = 0; i < n; i++)
         if (c->results[i] >= 0 && c->cfg.apply)
-            c->cfg.apply(c->cfg.ctx, &cmd, c->results[i], index);
-    }
+            c->cfg.apply(c->cfg.ctx, &c->cmds[i], c->results[i], index);
     if (origin == c->cfg.node_id) {
         for (struct batch *bt = c->pending; bt; bt = bt->next)
             if (bt->seq == seq) {
@@ -701,14 +705,6 @@ static void on_tick(uv_timer_t *t)
 
 /* --- start and stop -------------------------------------------------------------------------- */
 
-static void raft_log_tracer(struct raft_tracer *t, const char *file, int line, const char *msg)
-{
-    (void)t;
-    (void)file;
-    (void)line;
-    (void)msg;
-}
-
 int cluster_start(uv_loop_t *loop, const struct cluster_config *cfg, struct cluster **out, char *err,
                   size_t errlen)
 {
@@ -803,7 +799,6 @@ int cluster_start(uv_loop_t *loop, const struct cluster_config *cfg, struct clus
     c->io_inited = true;
     raft_uv_set_auto_recovery(&c->io, false); /* never drop entries silently */
     raft_uv_set_connect_retry_delay(&c->io, 200);
-    (void)raft_log_tracer;
     rc = raft_init(&c->raft, &c->io, &c->fsm, cfg->node_id, c->address);
     if (rc) {
         snprintf(err, errlen, "raft: %s", raft_errmsg(&c->raft));

@@ -152,9 +152,9 @@ struct cluster {
     uint32_t waiter_count, waiter_cap;
     struct batch *pending;     /* sent or queued batches, oldest first (circular list head) */
     struct batch *pending_tail;
-    uint32_t pending_count;
     int results_cap;
     int *results;              /* per-command results of the entry being applied */
+    struct cluster_cmd *cmds;  /* its decoded commands (views into the entry) */
 
     uv_timer_t tick;           /* leader watch, forward link, timeouts */
     uint32_t leader_seen;      /* last leader logged */
