@@ -15,7 +15,9 @@
  * store that cannot apply a committed entry (disk or map full, I/O error)
  * stops the node (fail-stop: it must not diverge). Closing fails everything
  * still pending with CLUSTER_ESHUTDOWN. */
+#define _XOPEN_SOURCE 700
 #include <errno.h>
+#include <ftw.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -100,6 +102,23 @@ static int mkdir_p(const char *path)
  * node's epoch: a number raised at every start (and whenever the 24-bit
  * sequence of generations wraps) that keeps generations and batch sequences
  * unique across restarts. Written to a temporary file, synced, renamed. */
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path) == 0 || errno == ENOENT ? 0 : -errno;
+}
+
+/* Removes path and everything under it (a missing path is fine). */
+int cluster__remove_tree(const char *path)
+{
+    int rc = nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+    if (rc == -1)
+        return errno == ENOENT ? 0 : -errno;
+    return rc;
+}
+
 static int identity_write(struct cluster *c)
 {
     char path[1100], tmp[1100];
@@ -693,6 +712,10 @@ static void on_tick(uv_timer_t *t)
         return;
     }
     watch_leader(c);
+    cluster__link_tick(c);
+    cluster__member_tick(c);
+    if (c->closing || c->draining)
+        return;
     cluster__forward_tick(c);
     cluster__batches_kick(c);
     uint64_t now = uv_now(c->loop);
@@ -724,6 +747,10 @@ int cluster_start(uv_loop_t *loop, const struct cluster_config *cfg, struct clus
     uv_timer_init(loop, &c->tick);
     c->tick.data = c;
     c->open_handles++;
+    uv_idle_init(loop, &c->link_flush);
+    c->link_flush.data = c;
+    c->open_handles++;
+    c->started_ms = uv_now(loop);
     *out = c; /* from here on, failures are closed with cluster_close */
     if (!c->cfg.commit_timeout_ms)
         c->cfg.commit_timeout_ms = 5000;
@@ -731,6 +758,8 @@ int cluster_start(uv_loop_t *loop, const struct cluster_config *cfg, struct clus
         c->cfg.election_timeout_ms = 1000;
     if (!c->cfg.heartbeat_ms)
         c->cfg.heartbeat_ms = 100;
+    if (!c->cfg.node_timeout_ms)
+        c->cfg.node_timeout_ms = 2 * c->cfg.election_timeout_ms;
     if (c->cfg.heartbeat_ms >= c->cfg.election_timeout_ms)
         c->cfg.heartbeat_ms = c->cfg.election_timeout_ms / 5 ? c->cfg.election_timeout_ms / 5 : 1;
 
@@ -763,7 +792,8 @@ int cluster_start(uv_loop_t *loop, const struct cluster_config *cfg, struct clus
         snprintf(err, errlen, "data dir %s: %s", cfg->data_dir, strerror(-rc));
         goto fail;
     }
-    if (lock_data_dir(c, err, errlen) != 0 || identity_check(c, err, errlen) != 0)
+    if (lock_data_dir(c, err, errlen) != 0 || identity_check(c, err, errlen) != 0 ||
+        cluster__member_prepare(c, err, errlen) != 0)
         goto fail;
 
     char path[1100];
@@ -815,13 +845,15 @@ int cluster_start(uv_loop_t *loop, const struct cluster_config *cfg, struct clus
 
     struct raft_configuration conf;
     raft_configuration_init(&conf);
-    if (cfg->peer_count) {
+    if (c->joining) {
+        rc = RAFT_CANTBOOTSTRAP; /* the leader sends the configuration */
+    } else if (cfg->peer_count) {
         for (int i = 0; i < cfg->peer_count && rc == 0; i++)
             rc = raft_configuration_add(&conf, cfg->peers[i].id, cfg->peers[i].address, RAFT_VOTER);
     } else {
         rc = raft_configuration_add(&conf, cfg->node_id, c->address, RAFT_VOTER);
     }
-    if (rc == 0)
+    if (rc == 0 && !c->joining)
         rc = raft_bootstrap(&c->raft, &conf);
     raft_configuration_close(&conf);
     if (rc == 0) {
@@ -839,7 +871,9 @@ int cluster_start(uv_loop_t *loop, const struct cluster_config *cfg, struct clus
         goto fail;
     }
 
-    if (cfg->peer_count > 1 && cluster__peer_listen(c, err, errlen) != 0)
+    /* a single node listens too when it has a secret: it can be joined */
+    if ((cfg->peer_count > 1 || (cfg->secret && cfg->secret[0]) || c->joining) &&
+        cluster__peer_listen(c, err, errlen) != 0)
         goto fail;
     return 0;
 fail:
@@ -907,9 +941,12 @@ static void finish_close(struct cluster *c)
         batch_fail_open(c, CLUSTER_ESHUTDOWN);
     while (c->pending)
         cluster__batch_finish(c, c->pending, CLUSTER_ESHUTDOWN, NULL);
+    cluster__member_close_all(c);
     cluster__forward_close_all(c);
+    cluster__link_close_all(c);
     cluster__peer_close_all(c);
     uv_close((uv_handle_t *)&c->tick, cluster__on_handle_closed);
+    uv_close((uv_handle_t *)&c->link_flush, cluster__on_handle_closed);
     uv_close((uv_handle_t *)&c->flush, cluster__on_handle_closed);
     if (!c->raft_inited && c->io_inited)
         raft_uv_close(&c->io);

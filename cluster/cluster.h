@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 #include <uv.h>
 
 #include "proto.h"
@@ -42,6 +43,9 @@ enum cluster_error {
     CLUSTER_ESTALE = -2001,       /* the command refers to a superseded generation */
     CLUSTER_ECORRUPT = -2002,     /* an entry that does not decode */
     CLUSTER_ESHUTDOWN = -2003,    /* the node is stopping */
+    CLUSTER_EALREADY = -2004,     /* an operator action with nothing to do */
+    CLUSTER_ENOTFOUND = -2005,    /* no such member */
+    CLUSTER_EINVAL = -2006,       /* an operator action that cannot apply (bad address, last voter, ...) */
 };
 
 /* A will carried by a session claim. */
@@ -103,6 +107,18 @@ typedef void (*cluster_fatal_cb)(void *ctx, const char *msg);
  * may still commit later: an operation that timed out is indeterminate). */
 typedef void (*cluster_done_cb)(void *arg, int status, int result);
 
+/* Called on this node for each message another node sent it with
+ * cluster_send, in the order that node sent them, at most once per message
+ * (a message resent after a broken link is recognised and not handed up
+ * again). data is borrowed for the duration of the call. The sender's done
+ * callback runs once this callback returned. */
+typedef void (*cluster_receive_cb)(void *ctx, uint32_t from, const uint8_t *data, size_t len);
+
+/* Called when another member becomes reachable (alive true: its data link is
+ * up) or is given up on (alive false: no link for node_timeout_ms; messages
+ * still unacknowledged by it completed with CLUSTER_EUNAVAILABLE). */
+typedef void (*cluster_node_cb)(void *ctx, uint32_t node, bool alive);
+
 struct cluster_peer_cfg {
     uint32_t id;
     const char *address; /* host:port of its cluster port (borrowed) */
@@ -126,6 +142,9 @@ struct cluster_config {
     cluster_apply_cb apply;
     cluster_reload_cb reload;
     cluster_fatal_cb fatal;
+    cluster_receive_cb receive;  /* may be NULL: messages are acknowledged and dropped */
+    cluster_node_cb node_event;  /* may be NULL */
+    uint32_t node_timeout_ms;    /* a member without a data link this long is given up on; 0 = 2 x election timeout */
     void *ctx;
     /* logging: level as the broker's (0 error .. 4 trace) */
     void (*log)(void *ctx, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -165,6 +184,61 @@ uint64_t cluster_generation_next(struct cluster *c);
  * alone would not), a SUB_ADD per subscription (with its session's
  * generation), a RETAIN_SET per retained message; views valid during cb. */
 int cluster_load(struct cluster *c, int (*cb)(void *arg, const struct cluster_cmd *cmd), void *arg);
+
+/* --- the data path between nodes ----------------------------------------------
+ *
+ * Each pair of members keeps persistent, authenticated data links (one per
+ * direction). cluster_send queues one message (the iovecs are copied) for
+ * node; the messages of a loop turn go out as one write. done (may be NULL)
+ * runs on the loop thread, never from within this call: with 0 once node's
+ * receive callback ran for it, with CLUSTER_EUNAVAILABLE when node was given
+ * up on first (no link for node_timeout_ms), with CLUSTER_ESHUTDOWN at
+ * cluster_close. A broken link is redialled and the messages it had not
+ * acknowledged are resent in order; the receiver recognises the ones it
+ * already handed up. Returns 0, or a negative error (unknown node, the node
+ * itself, no memory) and done is not called. */
+typedef void (*cluster_sent_cb)(void *arg, int status);
+int cluster_send(struct cluster *c, uint32_t node, const struct iovec *parts, int nparts, cluster_sent_cb done,
+                 void *arg);
+
+/* True for this node, and for a member whose data link is up or went down
+ * less than node_timeout_ms ago. */
+bool cluster_node_alive(struct cluster *c, uint32_t node);
+
+/* --- membership --------------------------------------------------------------- */
+
+struct cluster_member {
+    uint32_t id;
+    char address[128];        /* its cluster port, host:port */
+    int role;                 /* 0 voter, 1 standby, 2 spare (libraft roles) */
+    bool self;
+    bool alive;               /* as cluster_node_alive */
+    uint64_t last_seen_ms;    /* ms since its data link last delivered anything (0 for self) */
+    /* as the node last reported over its data link (its own values for self) */
+    int state;                /* 0 follower, 1 candidate, 2 leader, 3 unavailable, -1 unknown */
+    uint64_t term, commit_index, applied_index;
+};
+
+/* Fills out with up to max members of the current configuration; returns how
+ * many there are (which may be more than max). */
+int cluster_members_get(struct cluster *c, struct cluster_member *out, int max);
+
+/* Completion of an operator action: status 0 (done), CLUSTER_EALREADY (nothing
+ * to do: msg says why), or another negative cluster error; msg (borrowed,
+ * valid during the call) is a one-line explanation for the operator. */
+typedef void (*cluster_op_cb)(void *arg, int status, const char *msg);
+
+/* This node joins the cluster that the node at peer (host:port of its cluster
+ * port) belongs to: its own replicated state is discarded and replaced by the
+ * cluster's. Joining a cluster it already belongs to is CLUSTER_EALREADY. */
+int cluster_join(struct cluster *c, const char *peer, cluster_op_cb cb, void *arg);
+/* This node leaves the cluster (the others keep the replicated state); it
+ * stops afterwards through the fatal callback. */
+int cluster_leave(struct cluster *c, cluster_op_cb cb, void *arg);
+/* Removes another member (node id); the removed node is told, and stops. */
+int cluster_remove(struct cluster *c, uint32_t node, cluster_op_cb cb, void *arg);
+/* Hands leadership to node (0: the most up-to-date voter). */
+int cluster_transfer(struct cluster *c, uint32_t node, cluster_op_cb cb, void *arg);
 
 struct cluster_status {
     uint32_t node_id;

@@ -55,7 +55,64 @@ bool cluster__mac_equal(const uint8_t a[32], const uint8_t b[32]);
 enum peer_channel {
     PEER_CH_RAFT = 1,    /* handed to libraft's uv backend */
     PEER_CH_FORWARD = 2, /* proposals from a follower to the leader */
+    PEER_CH_DATA = 3,    /* the data link of the dialer to the acceptor (link.c) */
 };
+
+/* --- framed streams (frame.c) ------------------------------------------------ */
+
+struct frames {
+    uv_stream_t *stream;      /* raft_malloc'd, freed when closed */
+    uint8_t *rbuf;
+    size_t rlen, rcap;
+    bool closed;
+    int refs;                 /* the stream, writes in flight, the owner's own */
+    void (*on_frame)(struct frames *f, uint8_t type, const uint8_t *body, size_t len);
+    void (*on_batch_end)(struct frames *f);        /* may be NULL: after the frames of one read */
+    void (*on_close)(struct frames *f, const char *why); /* may be NULL */
+    void (*on_free)(struct frames *f);             /* the last reference is gone */
+};
+int cluster__frames_start(struct frames *f, uv_stream_t *stream);
+/* Copies the frame (type, head, body) and writes it. */
+int cluster__frames_send(struct frames *f, uint8_t type, const void *head, size_t head_len, const void *body,
+                         size_t body_len);
+/* Writes bufs (borrowed until done runs; they hold whole frames). */
+int cluster__frames_write(struct frames *f, const uv_buf_t *bufs, unsigned n, void (*done)(void *arg), void *arg);
+void cluster__frames_close(struct frames *f, const char *why);
+void cluster__frames_unref(struct frames *f);
+void cluster__frames_release(struct frames *f); /* frees the read buffer (from on_free) */
+void cluster__put_u32(uint8_t *p, uint32_t v);
+void cluster__put_u64(uint8_t *p, uint64_t v);
+uint32_t cluster__get_u32(const uint8_t *p);
+uint64_t cluster__get_u64(const uint8_t *p);
+
+/* --- data links (link.c) ------------------------------------------------------ */
+
+struct link;
+void cluster__link_accept(struct cluster *c, uint32_t node_id, uv_stream_t *stream);
+/* Follows the Raft configuration: links to new members, none to removed ones;
+ * redials, liveness, status reports. */
+void cluster__link_tick(struct cluster *c);
+void cluster__link_close_all(struct cluster *c);
+struct link *cluster__link_find(struct cluster *c, uint32_t node);
+/* Sends a cluster-internal frame (membership requests) on node's outgoing link. */
+int cluster__link_control(struct cluster *c, uint32_t node, const void *body, size_t len);
+/* Answers a control frame on the stream it came on. */
+int cluster__link_reply(struct frames *f, const void *body, size_t len);
+/* A control frame from node, on stream f (member.c). */
+void cluster__member_control(struct cluster *c, uint32_t from, struct frames *f, const uint8_t *body, size_t len);
+/* Membership housekeeping, every tick (member.c). */
+void cluster__member_tick(struct cluster *c);
+void cluster__member_close_all(struct cluster *c);
+/* At start, before the store and the log open (DIR/removed, DIR/join). */
+int cluster__member_prepare(struct cluster *c, char *err, size_t errlen);
+int cluster__remove_tree(const char *path);
+
+/* frame types of the data links (link.c) */
+#define LINK_HELLO 1
+#define LINK_MSG 2
+#define LINK_ACK 3
+#define LINK_STATUS 4
+#define LINK_CONTROL 5
 
 struct peer_hs;
 
@@ -172,6 +229,18 @@ struct cluster {
     uint32_t fwd_out_node;
     struct peer_hs *fwd_dialing;
     struct fwd_conn *fwd_in;    /* links from followers (we are, or were, the leader) */
+
+    struct link *links;         /* one per other member */
+    struct link_in *link_ins;   /* streams other members dialed */
+    uv_idle_t link_flush;       /* writes what cluster_send queued this loop turn */
+    bool link_flush_active;
+    uint64_t started_ms;
+    struct member_op *ops;      /* membership operations under way (member.c) */
+    uint32_t op_seq;
+    bool joining;               /* DIR/join: waiting to be made a voter */
+    char join_peer[256];
+    uint64_t next_join;
+    bool removed;
 
     int open_handles;           /* closed asynchronously at cluster_close */
     void (*close_cb)(void *arg);

@@ -116,6 +116,8 @@ static void hs_finish(struct peer_hs *hs, int status)
             c->raft_accept(&c->transport, hs->node_id, hs->peer_addr, stream);
         } else if (hs->channel == PEER_CH_FORWARD && !c->closing) {
             cluster__forward_accept(c, (uint32_t)hs->node_id, stream);
+        } else if (hs->channel == PEER_CH_DATA && !c->closing) {
+            cluster__link_accept(c, (uint32_t)hs->node_id, stream);
         } else {
             uv_close((uv_handle_t *)stream, close_free);
         }
@@ -258,7 +260,7 @@ static void hs_step(struct peer_hs *hs)
         size_t alen = (size_t)hs->buf[6] | (size_t)hs->buf[7] << 8;
         hs->node_id = get_u64(hs->buf + 8);
         memcpy(hs->nonce_d, hs->buf + 16, 16);
-        if ((hs->channel != PEER_CH_RAFT && hs->channel != PEER_CH_FORWARD) || alen == 0 || alen > MAX_ADDR ||
+        if ((hs->channel != PEER_CH_RAFT && hs->channel != PEER_CH_FORWARD && hs->channel != PEER_CH_DATA) || alen == 0 || alen > MAX_ADDR ||
             hs->node_id == 0 || hs->node_id > UINT32_MAX) {
             rejected(hs, "bad handshake");
             return;

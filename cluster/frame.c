@@ -1,0 +1,205 @@
+/* frame: length-prefixed frames on an authenticated peer stream, shared by
+ * the proposal forwarder (forward.c) and the data links (link.c).
+ *
+ * A frame is u32 length (of what follows, little-endian), u8 type, body. A
+ * length of 0 or above FWD_MAX_FRAME closes the stream before anything is
+ * allocated for it. The owner embeds struct frames, sets on_frame, on_close
+ * and on_free, and calls cluster__frames_start; on_close runs once when the
+ * stream starts closing (a read or write error, the peer's EOF, or the owner's
+ * cluster__frames_close), on_free once the last reference is gone (the stream
+ * closed and every write completed). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct frame_write {
+    uv_write_t req;
+    struct frames *f;
+    void (*done)(void *arg);
+    void *arg;
+    uint8_t head[5];
+    uint8_t data[];           /* the copied frame (cluster__frames_send) */
+};
+
+void cluster__put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+void cluster__put_u64(uint8_t *p, uint64_t v)
+{
+    cluster__put_u32(p, (uint32_t)v);
+    cluster__put_u32(p + 4, (uint32_t)(v >> 32));
+}
+
+uint32_t cluster__get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+uint64_t cluster__get_u64(const uint8_t *p) { return cluster__get_u32(p) | (uint64_t)cluster__get_u32(p + 4) << 32; }
+
+void cluster__frames_unref(struct frames *f)
+{
+    if (--f->refs == 0)
+        f->on_free(f);
+}
+
+static void on_stream_closed(uv_handle_t *h)
+{
+    struct frames *f = h->data;
+    raft_free(h);
+    f->stream = NULL;
+    cluster__frames_unref(f);
+}
+
+void cluster__frames_close(struct frames *f, const char *why)
+{
+    if (f->closed)
+        return;
+    f->closed = true;
+    f->refs++;
+    if (f->on_close)
+        f->on_close(f, why);
+    uv_close((uv_handle_t *)f->stream, on_stream_closed);
+    cluster__frames_unref(f);
+}
+
+static void on_written(uv_write_t *req, int status)
+{
+    struct frame_write *w = container_of(req, struct frame_write, req);
+    struct frames *f = w->f;
+    if (status && !f->closed)
+        cluster__frames_close(f, uv_strerror(status));
+    if (w->done)
+        w->done(w->arg);
+    free(w);
+    cluster__frames_unref(f);
+}
+
+int cluster__frames_write(struct frames *f, const uv_buf_t *bufs, unsigned n, void (*done)(void *arg), void *arg)
+{
+    if (f->closed)
+        return -EPIPE;
+    struct frame_write *w = malloc(sizeof(*w));
+    if (!w)
+        return -ENOMEM;
+    w->f = f;
+    w->done = done;
+    w->arg = arg;
+    int rc = uv_write(&w->req, f->stream, bufs, n, on_written);
+    if (rc) {
+        free(w);
+        cluster__frames_close(f, uv_strerror(rc));
+        return rc;
+    }
+    f->refs++;
+    return 0;
+}
+
+int cluster__frames_send(struct frames *f, uint8_t type, const void *head, size_t head_len, const void *body,
+                         size_t body_len)
+{
+    if (f->closed)
+        return -EPIPE;
+    size_t len = 1 + head_len + body_len;
+    if (len > FWD_MAX_FRAME)
+        return -E2BIG;
+    struct frame_write *w = malloc(sizeof(*w) + 4 + len);
+    if (!w)
+        return -ENOMEM;
+    w->f = f;
+    w->done = NULL;
+    cluster__put_u32(w->data, (uint32_t)len);
+    w->data[4] = type;
+    if (head_len)
+        memcpy(w->data + 5, head, head_len);
+    if (body_len)
+        memcpy(w->data + 5 + head_len, body, body_len);
+    uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)(4 + len));
+    int rc = uv_write(&w->req, f->stream, &b, 1, on_written);
+    if (rc) {
+        free(w);
+        cluster__frames_close(f, uv_strerror(rc));
+        return rc;
+    }
+    f->refs++;
+    return 0;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct frames *f = h->data;
+    (void)suggested;
+    if (f->rcap - f->rlen < 65536) {
+        size_t cap = f->rcap ? f->rcap * 2 : 131072;
+        uint8_t *p = realloc(f->rbuf, cap);
+        if (!p) {
+            buf->base = NULL;
+            buf->len = 0;
+            return;
+        }
+        f->rbuf = p;
+        f->rcap = cap;
+    }
+    buf->base = (char *)f->rbuf + f->rlen;
+    buf->len = f->rcap - f->rlen;
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct frames *f = s->data;
+    if (n < 0) {
+        cluster__frames_close(f, n == UV_EOF ? "closed by the peer" : uv_strerror((int)n));
+        return;
+    }
+    if (n == 0 && !buf->base) {
+        cluster__frames_close(f, "out of memory");
+        return;
+    }
+    f->rlen += (size_t)n;
+    size_t pos = 0;
+    f->refs++; /* a handler may close the stream */
+    while (!f->closed && f->rlen - pos >= 4) {
+        uint32_t len = cluster__get_u32(f->rbuf + pos);
+        if (len == 0 || len > FWD_MAX_FRAME) {
+            cluster__frames_close(f, "frame too large");
+            break;
+        }
+        if (f->rlen - pos - 4 < len)
+            break;
+        const uint8_t *frame = f->rbuf + pos + 4;
+        pos += 4 + (size_t)len;
+        f->on_frame(f, frame[0], frame + 1, len - 1);
+    }
+    if (!f->closed && pos) {
+        memmove(f->rbuf, f->rbuf + pos, f->rlen - pos);
+        f->rlen -= pos;
+    }
+    if (!f->closed && f->on_batch_end)
+        f->on_batch_end(f);
+    cluster__frames_unref(f);
+}
+
+int cluster__frames_start(struct frames *f, uv_stream_t *stream)
+{
+    f->stream = stream;
+    f->refs = 1;
+    f->closed = false;
+    stream->data = f;
+    if (uv_read_start(stream, on_alloc, on_read) != 0) {
+        cluster__frames_close(f, "cannot read");
+        return -EIO;
+    }
+    return 0;
+}
+
+void cluster__frames_release(struct frames *f)
+{
+    free(f->rbuf);
+    f->rbuf = NULL;
+    f->rlen = f->rcap = 0;
+}
