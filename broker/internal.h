@@ -142,6 +142,7 @@ struct session {
     uint32_t expiry;          /* Session Expiry Interval, seconds (UINT32_MAX = never) */
     uint64_t expire_at;       /* monotonic ms while offline, 0 = never */
     bool expiring;            /* a session_expire proposal is under way */
+    bool released;            /* the replicated state says its connection ended (whoever owns it) */
     bool loaded;              /* seen by broker__state_load */
 
     struct sub *subs;

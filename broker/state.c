@@ -86,6 +86,7 @@ static int apply_claim(struct broker *b, const struct cluster_cmd *cmd)
     s->generation = cmd->generation;
     s->owner = cmd->node;
     s->expiry = cmd->expiry;
+    s->released = false;
     if (cmd->node == b->cfg.node_id && !broker__claim_pending(b, cmd->generation))
         broker__session_offline(b, s);
     return existed && !cmd->clean_start ? 1 : 0;
@@ -306,7 +307,13 @@ void broker__apply(void *ctx, const struct cluster_cmd *cmd, int result, uint64_
     case CLUSTER_RETAIN_DEL:
         broker__retain_del(b, (const char *)cmd->topic.p, cmd->topic.len);
         break;
-    default: /* release, node join/leave: nothing in memory */
+    case CLUSTER_SESSION_RELEASE: {
+        struct session *s = broker__session_find(b, (const char *)cmd->client_id.p, cmd->client_id.len);
+        if (s && s->generation == cmd->generation)
+            s->released = true;
+        break;
+    }
+    default: /* node join/leave: nothing in memory */
         break;
     }
     if (rc < 0)
@@ -363,6 +370,7 @@ static int load_one(void *arg, const struct cluster_cmd *cmd)
         s->generation = cmd->generation;
         s->owner = cmd->node;
         s->expiry = cmd->expiry;
+        s->released = cmd->released;
         s->loaded = true;
         if (fresh) {
             broker__will_free(s->will);
