@@ -58,7 +58,7 @@ static void cluster_fatal(void *ctx, const char *why)
 {
     struct broker *b = ctx;
     (void)why; /* logged by the cluster */
-    b->exit_code = 1;
+    b->exit_code = cluster_removed(b->cluster) ? 0 : 1; /* removed: stopped as asked */
     broker_stop(b);
 }
 

@@ -136,6 +136,7 @@ struct session {
     char *client_id;          /* NUL-terminated; key in broker.sessions */
     size_t id_len;
     uint64_t generation;      /* of the claim that owns it */
+    uint64_t claim_index;     /* log index of that claim (0: loaded from the store) */
     uint32_t owner;           /* node id */
     struct conn *conn;        /* NULL while offline */
     uint8_t version;

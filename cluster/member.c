@@ -744,6 +744,8 @@ int cluster_join(struct cluster *c, const char *peer, cluster_op_cb cb, void *ar
     return 0;
 }
 
+bool cluster_removed(const struct cluster *c) { return c->removed; }
+
 int cluster_leave(struct cluster *c, cluster_op_cb cb, void *arg)
 {
     return cluster_remove(c, c->cfg.node_id, cb, arg);
