@@ -261,6 +261,7 @@ struct broker {
     struct lost_node { uint32_t node; uint64_t since; } lost[CONFIG_MAX_PEERS * 4];
     uint32_t lost_count;      /* other nodes given up on (node_event), since when (monotonic ms) */
     bool fenced;              /* its clients were disconnected for it */
+    uint32_t adopt_ticks;
     struct listener listeners[CONFIG_MAX_LISTENERS];
     int listener_count;
     uv_timer_t tick;          /* 1 s housekeeping: expiry, wills, $SYS */

@@ -207,6 +207,9 @@ bool cluster_node_alive(struct cluster *c, uint32_t node);
 
 /* --- membership --------------------------------------------------------------- */
 
+/* Whether node is in the current configuration (this node included). */
+bool cluster_node_member(struct cluster *c, uint32_t node);
+
 struct cluster_member {
     uint32_t id;
     char address[128];        /* its cluster port, host:port */
