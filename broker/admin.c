@@ -33,6 +33,7 @@
 #define ADMIN_MAX_CONNS 128
 #define ADMIN_IDLE_MS 60000
 #define ADMIN_LINGER_MS 1000
+#define ADMIN_STOP_WAIT_MS 5000
 
 enum admin_state {
     ADMIN_OPEN = 0,
@@ -118,7 +119,7 @@ static void conn_close(struct admin_conn *c)
 static void on_timer(uv_timer_t *t)
 {
     struct admin_conn *c = t->data;
-    if (c->busy && c->state == ADMIN_OPEN) {
+    if (c->busy && c->state == ADMIN_OPEN && !c->b->stopping) {
         /* an operation under way has its own deadline */
         uv_timer_start(&c->timer, on_timer, ADMIN_IDLE_MS, 0);
         return;
@@ -148,7 +149,7 @@ static void conn_finish(struct admin_conn *c)
         conn_close(c);
         return;
     }
-    uv_timer_start(&c->timer, on_timer, ADMIN_LINGER_MS, 0);
+    uv_timer_start(&c->timer, on_timer, c->b->stopping ? ADMIN_LINGER_MS / 5 : ADMIN_LINGER_MS, 0);
     update_reading(c);
 }
 
@@ -556,11 +557,22 @@ int broker__admin_start(struct broker *b, char *err, size_t errlen)
     return 0;
 }
 
+/* A connection waiting for a cluster operation stays until it is answered:
+ * the cluster completes every operation when it closes (the outcome, or
+ * CLUSTER_ESHUTDOWN), which the client should read rather than a dropped
+ * connection. ADMIN_STOP_WAIT_MS bounds the wait. */
 void broker__admin_stop(struct broker *b)
 {
     uv_handle_t *h = (uv_handle_t *)&b->admin.tcp;
     if (h->loop && !uv_is_closing(h))
         uv_close(h, NULL);
-    while (b->admin.conns)
-        conn_close(b->admin.conns);
+    for (struct admin_conn *c = b->admin.conns, *next; c; c = next) {
+        next = c->next;
+        if (c->state == ADMIN_OPEN && c->busy && c->refs > 2) {
+            c->last = true;
+            uv_timer_start(&c->timer, on_timer, ADMIN_STOP_WAIT_MS, 0);
+        } else {
+            conn_close(c);
+        }
+    }
 }
