@@ -404,6 +404,11 @@ static void dispatch(struct admin_conn *c)
         broker__admin_error(c, 413, "the request is larger than 64 KiB", NULL);
         return;
     }
+    if (c->parser.http_major != 1) {
+        c->last = true;
+        broker__admin_error(c, 505, "only HTTP/1.0 and HTTP/1.1 are spoken here", NULL);
+        return;
+    }
     if (c->url.failed || c->body.failed || c->auth.failed) {
         c->last = true;
         broker__admin_respond(c, 500, "application/json", NULL, 0, NULL); /* out of memory: closes */

@@ -84,6 +84,7 @@ Test(http, query_parse_empty_and_empty_segments)
     cr_assert_eq(parse("&&a=1&", &q), 0);
     cr_expect_eq(q.count, 1);
     cr_expect_str_eq(broker__http_query_find(&q, "a"), "1");
+    broker__http_query_free(&q);
     cr_expect_eq(parse("a=", &q), 0);
     cr_expect_str_eq(broker__http_query_find(&q, "a"), "");
     broker__http_query_free(&q);
