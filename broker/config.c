@@ -527,16 +527,13 @@ static int set_key(struct config *c, const struct config_key *k, const char *lab
         /* bound as given, so an address literal: a name could resolve to several */
         char host[64];
         uint16_t port;
-        if (strcasecmp(value, "off") == 0) {
-            set_string((char *)c + k->off, k->size, "off");
-            return 0;
-        }
-        if (!valid_hostport(value, k->size - 1) || config_hostport_split(value, host, sizeof(host), &port) != 0 ||
-            !valid_ip(host)) {
+        bool off = strcasecmp(value, "off") == 0;
+        if (!off && (!valid_hostport(value, k->size - 1) ||
+                     config_hostport_split(value, host, sizeof(host), &port) != 0 || !valid_ip(host))) {
             msg(err, errlen, "%s: \"%s\" is not IP:PORT ([IPv6]:PORT) or off", label, shown(value, s));
             return -EINVAL;
         }
-        set_string((char *)c + k->off, k->size, value);
+        set_string((char *)c + k->off, k->size, off ? "off" : value);
         return 0;
     }
     case KIND_LOG_LEVEL:
