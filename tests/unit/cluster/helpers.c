@@ -463,6 +463,41 @@ void group_teardown(struct node *nodes, int n)
     tmp_teardown();
 }
 
+struct sever {
+    in_addr_t a, b;
+    int count;
+};
+
+static void sever_one(uv_handle_t *h, void *arg)
+{
+    struct sever *s = arg;
+    if (h->type != UV_TCP || uv_is_closing(h))
+        return;
+    struct sockaddr_in self, peer;
+    int len = sizeof(self);
+    if (uv_tcp_getsockname((uv_tcp_t *)h, (struct sockaddr *)&self, &len) != 0 || self.sin_family != AF_INET)
+        return;
+    len = sizeof(peer);
+    if (uv_tcp_getpeername((uv_tcp_t *)h, (struct sockaddr *)&peer, &len) != 0)
+        return;
+    in_addr_t x = self.sin_addr.s_addr, y = peer.sin_addr.s_addr;
+    if (!((x == s->a && y == s->b) || (x == s->b && y == s->a)))
+        return;
+    uv_os_fd_t fd;
+    if (uv_fileno(h, &fd) == 0 && shutdown(fd, SHUT_RDWR) == 0)
+        s->count++;
+}
+
+int group_sever(uv_loop_t *loop, int i, int j)
+{
+    char a[24], b[24];
+    snprintf(a, sizeof(a), "127.0.0.%d", i + 1);
+    snprintf(b, sizeof(b), "127.0.0.%d", j + 1);
+    struct sever s = {inet_addr(a), inet_addr(b), 0};
+    uv_walk(loop, sever_one, &s);
+    return s.count;
+}
+
 /* --- raw sockets ------------------------------------------------------------------------ */
 
 static struct sockaddr_in ip4(const char *ip, int port)

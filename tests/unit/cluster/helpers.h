@@ -139,6 +139,10 @@ void group_finish(struct node *nodes, int n);
 /* The suite's teardown: cleans up after a test that failed before
  * group_finish, removes tmp_root. */
 void group_teardown(struct node *nodes, int n);
+/* Cuts every TCP connection on loop between the nodes of index i and j (both
+ * ends, Raft's and the data links: shutdown(2), as a network fault would);
+ * returns how many sockets were shut down. */
+int group_sever(uv_loop_t *loop, int i, int j);
 
 /* --- raw sockets ------------------------------------------------------------------------------ */
 

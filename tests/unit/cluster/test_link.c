@@ -4,10 +4,8 @@
  * load (resent, deduplicated by epoch and sequence), a node given up on and
  * back, restarted receivers and senders, cluster_members_get, and malformed
  * frames from an authenticated raw socket. */
-#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -292,44 +290,6 @@ static void restart_node(int i)
     }
 }
 
-/* Cuts every TCP connection between nodes[i] and nodes[j] (both ends, raft's
- * and the data links), as a network fault would; returns how many sockets
- * were shut down. */
-struct sever {
-    in_addr_t a, b;
-    int count;
-};
-
-static void sever_one(uv_handle_t *h, void *arg)
-{
-    struct sever *s = arg;
-    if (h->type != UV_TCP || uv_is_closing(h))
-        return;
-    struct sockaddr_in self, peer;
-    int len = sizeof(self);
-    if (uv_tcp_getsockname((uv_tcp_t *)h, (struct sockaddr *)&self, &len) != 0 || self.sin_family != AF_INET)
-        return;
-    len = sizeof(peer);
-    if (uv_tcp_getpeername((uv_tcp_t *)h, (struct sockaddr *)&peer, &len) != 0)
-        return;
-    in_addr_t x = self.sin_addr.s_addr, y = peer.sin_addr.s_addr;
-    if (!((x == s->a && y == s->b) || (x == s->b && y == s->a)))
-        return;
-    uv_os_fd_t fd;
-    if (uv_fileno(h, &fd) == 0 && shutdown(fd, SHUT_RDWR) == 0)
-        s->count++;
-}
-
-static int sever(int i, int j)
-{
-    char a[16], b[16];
-    snprintf(a, sizeof(a), "127.0.0.%d", i + 1);
-    snprintf(b, sizeof(b), "127.0.0.%d", j + 1);
-    struct sever s = {inet_addr(a), inet_addr(b), 0};
-    uv_walk(&loop, sever_one, &s);
-    return s.count;
-}
-
 /* --- delivery ------------------------------------------------------------------------------------ */
 
 Test(link, ten_thousand_messages_arrive_once_in_order_and_complete_after_receipt)
@@ -381,7 +341,7 @@ static void cut_while_receiving(struct node *n, uint32_t from, uint32_t tag)
 {
     (void)n;
     if (from == 1 && tag == (uint32_t)cut_at)
-        cut_sockets = sever(0, 1);
+        cut_sockets = group_sever(&loop, 0, 1);
 }
 
 static bool cut_done(void *arg)
