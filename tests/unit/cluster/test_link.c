@@ -138,8 +138,8 @@ static void on_sent(void *arg, int status)
 static uint8_t big[1u << 20];
 
 /* Sends message i from node index `from` to node id `to`, in one to three
- * iovecs; returns cluster_send's result. */
-static int send_one(int from, uint32_t to, uint32_t i)
+ * iovecs, done completing sent[i]; returns cluster_send's result. */
+static int send_with(int from, uint32_t to, uint32_t i, cluster_sent_cb done)
 {
     size_t len = msg_size(i, sized_msgs);
     for (size_t j = 0; j < len; j++)
@@ -153,11 +153,13 @@ static int send_one(int from, uint32_t to, uint32_t i)
     sent_from = nodes[from].cfg.node_id;
     sent_to = to;
     in_send = true;
-    int rc = cluster_send(nodes[from].c, to, parts, nparts, on_sent, &sent[i]);
+    int rc = cluster_send(nodes[from].c, to, parts, nparts, done, &sent[i]);
     in_send = false;
     cr_assert_eq(sent[i].calls, 0, "done of message %u ran inside cluster_send", i);
     return rc;
 }
+
+static int send_one(int from, uint32_t to, uint32_t i) { return send_with(from, to, i, on_sent); }
 
 /* Sends messages first..first+count-1, asserting each is accepted. */
 static void send_range(int from, uint32_t to, uint32_t first, uint32_t count)
@@ -327,6 +329,86 @@ Test(link, messages_to_itself_or_to_a_non_member_are_refused_without_a_callback)
         cr_assert_eq(inbox[id].count, 0, "node %u handed up a refused message", id);
     /* the link itself works */
     deliver(3, 1);
+    finish();
+}
+
+static void mark_closed(void *arg) { ((struct node *)arg)->closed = true; }
+
+static bool node_closed(void *arg) { return ((struct node *)arg)->closed; }
+
+Test(link, the_largest_message_arrives_and_one_byte_more_is_refused_at_once)
+{
+    start_linked(0, 2);
+    size_t max = FWD_MAX_FRAME - 1 - 8; /* the frame: type, sequence, payload */
+    uint8_t *p = malloc(max + 1);
+    cr_assert_not_null(p);
+    memset(p, 0x5a, max + 1);
+    put_le(p, 4242, 4);
+    struct iovec too_big = {p, max + 1};
+    cr_assert_eq(cluster_send(nodes[0].c, 2, &too_big, 1, on_sent, &sent[0]), -ENOBUFS);
+    struct iovec halves[] = {{p, max / 2}, {p + max / 2, max - max / 2}};
+    cr_assert_eq(cluster_send(nodes[0].c, 2, halves, 2, on_sent, &sent[1]), 0);
+    free(p); /* copied */
+    wait_completed(1, 1, 10000);
+    cr_assert_eq(sent[1].status, 0);
+    cr_assert_eq(sent[0].calls, 0, "done ran for a refused message");
+    cr_assert_eq(inbox[2].n_tags, 1);
+    cr_assert_eq(inbox[2].tags[0], 4242);
+    finish();
+}
+
+Test(link, messages_waiting_at_close_complete_with_eshutdown)
+{
+    start_linked(0, 2);
+    node_close(&nodes[1]);
+    send_range(0, 2, 0, 5); /* node 2 is away: they wait */
+    struct node *n = &nodes[0];
+    cluster_close(n->c, mark_closed, n);
+    cr_assert_eq(send_one(0, 2, 5), CLUSTER_ESHUTDOWN, "a message was accepted while closing");
+    cr_assert(run_until(&loop, node_closed, n, 5000), "node 1 did not close");
+    n->c = NULL;
+    assert_completed(0, 5, CLUSTER_ESHUTDOWN);
+    cr_assert_eq(sent[5].calls, 0);
+    finish();
+}
+
+/* Node 2 answers each message from within its receive callback; node 1
+ * sends the next one from within the done callback of the one before. */
+static uint32_t chain_left;
+
+static void echo(struct node *n, uint32_t from, uint32_t tag)
+{
+    (void)n;
+    if (from == 1)
+        cr_assert_eq(send_one(1, 1, tag + 1000), 0, "node 2 could not answer from within receive");
+}
+
+static void chain_next(void *arg, int status)
+{
+    on_sent(arg, status);
+    uint32_t i = (uint32_t)((struct sent *)arg - sent);
+    if (status == 0 && chain_left && chain_left--)
+        cr_assert_eq(send_with(0, 2, i + 1, chain_next), 0);
+}
+
+Test(link, messages_sent_from_within_receive_and_done_callbacks_arrive_in_order)
+{
+    start_linked(0, 2);
+    struct alive back = {1, 1};
+    cr_assert(run_until(&loop, is_alive, &back, 5000));
+    inbox[2].hook = echo;
+    chain_left = 49;
+    cr_assert_eq(send_with(0, 2, 0, chain_next), 0);
+    wait_completed(0, 50, 5000);
+    wait_completed(1000, 50, 5000);
+    for (uint32_t i = 0; i < 50; i++) {
+        cr_assert_eq(sent[i].status, 0, "message %u: %d", i, sent[i].status);
+        cr_assert_eq(sent[1000 + i].status, 0, "answer %u: %d", i, sent[1000 + i].status);
+    }
+    assert_tags(2, 0, 0, 50);
+    assert_tags(1, 0, 1000, 50);
+    cr_assert_eq(inbox[1].n_tags, 50);
+    cr_assert_eq(inbox[2].n_tags, 50);
     finish();
 }
 
@@ -513,10 +595,6 @@ Test(link, messages_handed_up_before_the_receivers_first_tick_are_acknowledged)
     assert_all_once(10);
     finish();
 }
-
-static void mark_closed(void *arg) { ((struct node *)arg)->closed = true; }
-
-static bool node_closed(void *arg) { return ((struct node *)arg)->closed; }
 
 /* Closes node 2 while it hands up message cut_at from node 1. */
 static void close_while_receiving(struct node *n, uint32_t from, uint32_t tag)

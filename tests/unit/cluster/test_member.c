@@ -20,10 +20,24 @@
 static uv_loop_t loop;
 static struct node nodes[N];
 
+/* node_event(node, false) calls: [observer id][node id] */
+static int gone_events[N + 1][N + 1];
+
+static void on_node_event(void *ctx, uint32_t node, bool alive)
+{
+    struct node *n = ctx;
+    cr_assert(node >= 1 && node <= N, "node_event for node %u", node);
+    if (!alive)
+        gone_events[n->cfg.node_id][node]++;
+}
+
 static void setup(void)
 {
     tmp_setup();
     group_init(&loop, nodes, N, VOTERS);
+    for (int i = 0; i < N; i++)
+        nodes[i].cfg.node_event = on_node_event;
+    memset(gone_events, 0, sizeof(gone_events));
 }
 
 static void finish(void) { group_finish(nodes, N); }
@@ -263,6 +277,32 @@ Test(member, the_leader_removes_a_follower)
     struct op o;
     op_wait(&o, cluster_remove(nodes[leader].c, id_of(gone), on_op, op_arm(&o)));
     assert_op(&o, CLUSTER_ENOTFOUND, "not a member");
+    finish();
+}
+
+struct gone_seen {
+    unsigned by;
+    uint32_t node;
+};
+
+static bool gone_reported(void *arg)
+{
+    struct gone_seen *g = arg;
+    for (int i = 0; i < N; i++)
+        if ((g->by & (1u << i)) && !gone_events[i + 1][g->node])
+            return false;
+    return true;
+}
+
+/* The broker takes the sessions of a node over once node_event said it is
+ * gone (broker/remote.c, session.c): a member removed from the cluster is
+ * gone for the others as much as one that stopped answering. */
+Test(member, the_others_hear_through_node_event_that_a_removed_member_is_gone)
+{
+    int gone = removal(LEADER, FOLLOWER, REMOVE); /* it is closed by now */
+    struct gone_seen g = {TRIO & ~(1u << gone), id_of(gone)};
+    cr_assert(run_until(&loop, gone_reported, &g, 5000),
+              "node_event(%u, false) did not run on every remaining node after its removal", g.node);
     finish();
 }
 
