@@ -233,6 +233,9 @@ class Node:
         self.cluster_port = free_port(host)
         while self.cluster_port == self.port:
             self.cluster_port = free_port(host)
+        self.admin_port = free_port(host)
+        while self.admin_port in (self.port, self.cluster_port):
+            self.admin_port = free_port(host)
         self.settings = dict(settings or {})
         self.peers = peers
         self.proc = None
@@ -246,6 +249,10 @@ class Node:
         return "<node %d %s:%d cluster %d>" % (self.id, self.host, self.port, self.cluster_port)
 
     @property
+    def admin_addr(self):
+        return "%s:%d" % (self.host, self.admin_port)
+
+    @property
     def cluster_addr(self):
         return "%s:%d" % (self.host, self.cluster_port)
 
@@ -253,7 +260,8 @@ class Node:
         """The node.conf lines (cluster layout)."""
         keys = {"node_id": self.id, "listener": "%d %s" % (self.port, self.host),
                 "data_dir": self.data_dir, "cluster_name": CLUSTER_NAME, "cluster_bind": self.cluster_addr,
-                "cluster_secret": SECRET, "commit_timeout_ms": COMMIT_TIMEOUT_MS, "log_level": "info"}
+                "cluster_secret": SECRET, "commit_timeout_ms": COMMIT_TIMEOUT_MS, "log_level": "info",
+                "admin_listen": self.admin_addr}
         keys.update(self.settings)
         lines = ["%s %s" % (k, v) for k, v in keys.items()]
         lines[6:6] = ["peer %d %s:%d" % p for p in self.peers]
@@ -266,7 +274,7 @@ class Node:
         else:
             argv = [STARLINGD, "-p", str(self.port), "--bind", self.host, "--data-dir", str(self.data_dir)]
             keys = {"node_id": self.id, "cluster_bind": self.cluster_addr,
-                    "commit_timeout_ms": COMMIT_TIMEOUT_MS, "log_level": "info"}
+                    "commit_timeout_ms": COMMIT_TIMEOUT_MS, "log_level": "info", "admin_listen": self.admin_addr}
             keys.update(self.settings)
             for k, v in keys.items():
                 argv += ["--set", "%s=%s" % (k, v)]
