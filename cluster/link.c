@@ -444,13 +444,14 @@ static void in_frame(struct frames *f, uint8_t type, const uint8_t *body, size_t
             cluster__frames_close(f, "malformed STATUS");
             return;
         }
-        if (!l && !in->told_removed && raft_state(&c->raft) == RAFT_LEADER && c->raft.configuration.n) {
+        if ((!l || !l->member) && !in->told_removed && raft_state(&c->raft) == RAFT_LEADER &&
+            c->raft.configuration.n) {
             /* a node that is no member (removed while it was away) still
              * talks to us: the leader tells it */
             in->told_removed = true;
             cluster__member_tell_removed(c, f);
         }
-        if (l) {
+        if (l && l->member) {
             l->has_status = true;
             l->state = body[0];
             l->term = cluster__get_u64(body + 1);
