@@ -92,6 +92,8 @@ static int start_cluster(struct broker *b, char *err, size_t errlen)
         .apply = broker__apply,
         .reload = broker__state_reload,
         .fatal = cluster_fatal,
+        .receive = broker__remote_receive,
+        .node_event = broker__remote_node_event,
         .ctx = b,
         .log = cluster_log,
     };
@@ -148,9 +150,48 @@ static int listen_on(struct broker *b, struct listener *l, char *err, size_t err
     return 0;
 }
 
+/* A node that has seen no leader for the fence time disconnects its clients
+ * (v5: 0x9C, use another server) and refuses new ones until it sees one again:
+ * the majority may give their sessions to other nodes once the lease ran out,
+ * and two nodes must never serve one client id. */
+bool broker__fenced(const struct broker *b)
+{
+    struct cluster_status st;
+    cluster_status_get(b->cluster, &st);
+    return !st.leader_id && st.leaderless_ms >= broker__fence_ms(b);
+}
+
+static void fence_check(struct broker *b)
+{
+    struct cluster_status st;
+    cluster_status_get(b->cluster, &st);
+    if (st.leader_id) {
+        if (b->fenced)
+            LOG(b, LOG_INFO, NULL, "leader is node %u again: accepting clients", st.leader_id);
+        b->fenced = false;
+        return;
+    }
+    if (b->fenced || st.leaderless_ms < broker__fence_ms(b))
+        return;
+    b->fenced = true;
+    LOG(b, LOG_WARN, NULL, "no leader for %llu ms: disconnecting %u client(s) so they can use another node",
+        (unsigned long long)st.leaderless_ms, b->connected);
+    for (struct conn *c = b->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->state == CONN_ACTIVE)
+            broker__conn_close(c, PROTO_RC_USE_ANOTHER_SERVER);
+    }
+}
+
 static void on_tick(uv_timer_t *t)
 {
     struct broker *b = t->data;
+    fence_check(b);
+    broker__claims_tick(b);
+    struct cluster_status st;
+    cluster_status_get(b->cluster, &st);
+    if (st.role == 2)
+        broker__orphans_adopt(b);
     broker__session_tick(b);
     if (b->cfg.sys_interval && broker__now(b) - b->last_sys_ms >= (uint64_t)b->cfg.sys_interval * 1000) {
         b->last_sys_ms = broker__now(b);
@@ -248,14 +289,10 @@ void broker_free(struct broker *b)
 {
     if (!b)
         return;
-    size_t pos = 0;
-    struct map_slot *slot;
     /* collect first: freeing a session edits the map */
-    size_t n = b->sessions.count, k = 0;
-    struct session **all = n ? malloc(n * sizeof(*all)) : NULL;
-    while (all && (slot = map_next(&b->sessions, &pos)))
-        all[k++] = slot->value;
-    for (size_t i = 0; i < k; i++)
+    size_t k;
+    struct session **all = broker__sessions_all(b, &k);
+    for (size_t i = 0; all && i < k; i++)
         broker__session_free(b, all[i]);
     free(all);
     broker__retain_free_all(b);
@@ -264,6 +301,9 @@ void broker_free(struct broker *b)
     trie_free(&b->retained);
     map_free(&b->sessions);
     free(b->match);
+    for (uint32_t i = 0; i < b->route_cap; i++)
+        free(b->route[i].shared);
+    free(b->route);
     free(b->read_chunk);
     free(b);
 }

@@ -58,8 +58,9 @@ static struct will *will_copy(const struct proto_connect *cp)
 }
 
 struct claim {
-    struct claim *next, *prev; /* in broker.claims while committing */
+    struct claim *next, *prev; /* in broker.claims while committing, then broker.parked */
     struct conn *conn;
+    int status, result;     /* of the commit */
     uint32_t expiry;
     bool clean_start;
     bool assigned;          /* the client id was assigned by us */
@@ -89,12 +90,70 @@ bool broker__claim_pending(const struct broker *b, uint64_t generation)
     return false;
 }
 
+static void parked_unlink(struct broker *b, struct claim *cl)
+{
+    if (cl->prev)
+        cl->prev->next = cl->next;
+    else
+        b->parked = cl->next;
+    if (cl->next)
+        cl->next->prev = cl->prev;
+    cl->next = cl->prev = NULL;
+}
+
 static void claim_done(void *arg, int status, int result)
 {
     struct claim *cl = arg;
     struct conn *c = cl->conn;
     struct broker *b = c->b;
     claim_unlink(b, cl);
+    cl->next = cl->prev = NULL;
+    cl->status = status;
+    cl->result = result;
+    struct session *s = status == 0 ? broker__session_find(b, c->client_id, strlen(c->client_id)) : NULL;
+    if (s && s->generation == c->generation && s->handoff_from && c->state == CONN_CLAIMING) {
+        /* the session comes from another node: CONNACK once it handed it over */
+        LOG(b, LOG_DEBUG, c, "waiting for node %u to hand the session over", s->handoff_from);
+        s->parked = cl;
+        cl->next = b->parked;
+        if (cl->next)
+            cl->next->prev = cl;
+        b->parked = cl;
+        return;
+    }
+    broker__claim_complete(cl);
+}
+
+void broker__claims_tick(struct broker *b)
+{
+    uint64_t now = broker__now(b);
+    for (struct claim *cl = b->parked, *next; cl; cl = next) {
+        next = cl->next;
+        struct conn *c = cl->conn;
+        struct session *s = broker__session_find(b, c->client_id, strlen(c->client_id));
+        if (!s || s->parked != cl) {
+            broker__claim_complete(cl); /* cannot happen: the session always knows its parked claim */
+            continue;
+        }
+        if (c->state == CONN_CLAIMING && now < s->handoff_deadline)
+            continue;
+        if (c->state == CONN_CLAIMING)
+            LOG(b, LOG_WARN, c, "no handoff from node %u in time: resuming the session without what it held",
+                s->handoff_from);
+        broker__session_handoff_done(b, s);
+    }
+}
+
+void broker__claim_complete(struct claim *cl)
+{
+    struct conn *c = cl->conn;
+    struct broker *b = c->b;
+    int status = cl->status, result = cl->result;
+    for (struct claim *p = b->parked; p; p = p->next)
+        if (p == cl) {
+            parked_unlink(b, cl);
+            break;
+        }
     if (c->state != CONN_CLAIMING) {
         /* the socket went away while the claim was committing: end the session
          * the way a dropped connection would, without publishing its will */
@@ -193,6 +252,10 @@ void broker__on_connect(struct conn *c, struct proto_packet *p)
 
     if (b->cfg.max_connections && b->connected >= b->cfg.max_connections) {
         refuse(c, PROTO_RC_SERVER_BUSY);
+        return;
+    }
+    if (broker__fenced(b)) {
+        refuse(c, PROTO_RC_SERVER_UNAVAILABLE); /* no leader for a while: broker.c */
         return;
     }
     if (cp->version == PROTO_V5 && cp->props.auth_method.p) {

@@ -45,7 +45,48 @@ struct route_ctx {
     struct broker *b;
     struct msg *m;
     uint32_t matched;
+    bool forward;             /* sessions of other nodes count (their nodes get the message) */
+    bool follow;              /* a forwarded message: sessions handed over since follow it */
 };
+
+/* The scratch entry of node for the message being routed (added if new). */
+static struct route_node *route_node(struct broker *b, uint32_t node)
+{
+    for (uint32_t i = 0; i < b->route_count; i++)
+        if (b->route[i].node == node)
+            return &b->route[i];
+    if (b->route_count == b->route_cap) {
+        uint32_t cap = b->route_cap ? b->route_cap * 2 : 8;
+        struct route_node *p = realloc(b->route, cap * sizeof(*p));
+        if (!p)
+            return NULL;
+        memset(p + b->route_cap, 0, (cap - b->route_cap) * sizeof(*p));
+        b->route = p;
+        b->route_cap = cap;
+    }
+    struct route_node *r = &b->route[b->route_count++];
+    r->node = node;
+    r->nshared = 0;
+    return r;
+}
+
+/* A shared subscription member on another node was picked: that node gets
+ * the message for it. */
+static void route_shared(struct broker *b, struct sub *sub)
+{
+    struct route_node *r = route_node(b, sub->session->owner);
+    if (!r)
+        return;
+    if (r->nshared == r->shared_cap) {
+        uint32_t cap = r->shared_cap ? r->shared_cap * 2 : 4;
+        struct sub **p = realloc(r->shared, cap * sizeof(*p));
+        if (!p)
+            return;
+        r->shared = p;
+        r->shared_cap = cap;
+    }
+    r->shared[r->nshared++] = sub;
+}
 
 static bool is_origin(const struct session *s, const struct msg *m)
 {
@@ -57,10 +98,20 @@ static int match_cb(struct trie_item *item, void *arg)
     struct route_ctx *x = arg;
     struct sub *sub = container_of(item, struct sub, item);
     struct session *s = sub->session;
-    if (s->owner != x->b->cfg.node_id)
-        return 0; /* served by another node */
+    struct broker *b = x->b;
     if (sub->no_local && is_origin(s, x->m))
         return 0; /* [MQTT-3.8.3-3] */
+    if (s->owner != b->cfg.node_id) {
+        /* served by another node: that node gets the message once, and
+         * matches it against its own sessions */
+        if (!(x->forward || (x->follow && s->moved)) || s->match_epoch == b->match_epoch ||
+            !cluster_node_alive(b->cluster, s->owner))
+            return 0;
+        s->match_epoch = b->match_epoch;
+        if (route_node(b, s->owner))
+            x->matched++;
+        return 0;
+    }
     if (s->match_epoch != x->b->match_epoch) {
         if (push_match(x->b, s) != 0)
             return 0;
@@ -85,51 +136,85 @@ static int group_cb(struct trie_item *item, void *arg)
     if (!g->count)
         return 0;
     /* first connected member from the round-robin position, else the next
-     * member this node serves */
+     * member that can take it; members on other nodes count when the message
+     * may be forwarded (every node holds the whole group, so the pick is
+     * made once, by the node the message arrived at) */
+    struct broker *b = x->b;
     uint32_t pick = UINT32_MAX;
     for (uint32_t i = 0; i < g->count; i++) {
         uint32_t k = (g->next + i) % g->count;
         const struct session *ms = g->members[k]->session;
-        if (ms->owner != x->b->cfg.node_id)
+        bool local = ms->owner == b->cfg.node_id;
+        if (!local && (!x->forward || !cluster_node_alive(b->cluster, ms->owner)))
             continue;
         if (pick == UINT32_MAX)
             pick = k;
-        if (ms->conn && ms->conn->state == CONN_ACTIVE) {
+        if (local ? ms->conn && ms->conn->state == CONN_ACTIVE : !ms->released) {
             pick = k;
             break;
         }
     }
     if (pick == UINT32_MAX)
-        return 0; /* every member is served by another node */
+        return 0; /* no member can take it here */
     g->next = pick + 1;
     struct sub *sub = g->members[pick];
-    uint8_t qos = x->m->qos < sub->qos ? x->m->qos : sub->qos;
-    uint32_t id = sub->sub_id;
-    broker__deliver(sub->session, x->m, qos, sub->rap ? x->m->retain : false, id ? &id : NULL, id ? 1 : 0);
     x->matched++;
+    if (sub->session->owner != b->cfg.node_id) {
+        route_shared(b, sub);
+        return 0;
+    }
+    broker__deliver_shared(sub, x->m);
     return 0;
 }
 
-/* Returns the number of sessions the message went to. */
-uint32_t broker__route(struct broker *b, struct msg *m)
+void broker__deliver_shared(struct sub *sub, struct msg *m)
 {
-    struct route_ctx x = {b, m, 0};
+    uint8_t qos = m->qos < sub->qos ? m->qos : sub->qos;
+    uint32_t id = sub->sub_id;
+    broker__deliver(sub->session, m, qos, sub->rap ? m->retain : false, id ? &id : NULL, id ? 1 : 0);
+}
+
+static uint32_t route(struct broker *b, struct msg *m, bool forward, bool follow, struct pub_ack *ack)
+{
+    struct route_ctx x = {b, m, 0, forward && b->cluster, follow && b->cluster};
     b->match_epoch++;
     b->match_count = 0;
+    b->route_count = 0;
     trie_match_topic(&b->subs, m->topic, m->topic_len, match_cb, &x);
     for (uint32_t i = 0; i < b->match_count; i++) {
         struct session *s = b->match[i];
         uint8_t qos = m->qos < s->m_qos ? m->qos : s->m_qos;
         broker__deliver(s, m, qos, s->m_rap ? m->retain : false, s->m_ids, s->m_nids);
     }
-    x.matched = b->match_count;
+    x.matched += b->match_count;
     b->match_count = 0;
-    if (b->shared.items)
+    if (b->shared.items && !x.follow) /* a forwarded message names its shared members itself */
         trie_match_topic(&b->shared, m->topic, m->topic_len, group_cb, &x);
+    for (uint32_t i = 0; i < b->route_count; i++)
+        broker__remote_publish(b, &b->route[i], m, ack);
+    b->route_count = 0;
     return x.matched;
 }
 
+/* Delivers m to the matching sessions of this node and forwards it once to
+ * every other node that serves a matching session; ack (may be NULL) waits
+ * for those nodes to accept it. Returns the number of sessions it went to. */
+uint32_t broker__route(struct broker *b, struct msg *m, struct pub_ack *ack)
+{
+    return route(b, m, true, false, ack);
+}
+
+/* Delivers m to the matching sessions of this node only (a message about this
+ * node). */
+uint32_t broker__route_local(struct broker *b, struct msg *m) { return route(b, m, false, false, NULL); }
+
+/* Delivers a message another node forwarded: to this node's sessions, and on
+ * to the new node of a session this node handed over since. */
+uint32_t broker__route_forwarded(struct broker *b, struct msg *m) { return route(b, m, false, true, NULL); }
+
 /* --- the outgoing path ---------------------------------------------------------- */
+
+static void list_append(struct outlist *l, struct outmsg *o);
 
 static bool online(const struct session *s)
 {
@@ -141,6 +226,23 @@ static uint32_t window(const struct session *s)
     const struct conn *c = s->conn;
     uint32_t w = c->b->cfg.max_inflight;
     return c->peer_receive_max < w ? c->peer_receive_max : w;
+}
+
+void broker__outlist_append(struct outlist *l, struct outmsg *o) { list_append(l, o); }
+
+void broker__outlist_concat(struct outlist *into, struct outlist *from)
+{
+    if (!from->head)
+        return;
+    if (into->tail) {
+        into->tail->next = from->head;
+        from->head->prev = into->tail;
+    } else {
+        into->head = from->head;
+    }
+    into->tail = from->tail;
+    into->count += from->count;
+    *from = (struct outlist){0};
 }
 
 static void list_append(struct outlist *l, struct outmsg *o)

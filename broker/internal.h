@@ -143,6 +143,14 @@ struct session {
     uint64_t expire_at;       /* monotonic ms while offline, 0 = never */
     bool expiring;            /* a session_expire proposal is under way */
     bool released;            /* the replicated state says its connection ended (whoever owns it) */
+    uint64_t expire_wall;     /* released: wall-clock ms it ends, as recorded (0 = never) */
+    /* moving between nodes (remote.c) */
+    uint32_t handoff_from;    /* the node whose HANDOFF our claim waits for (0: none) */
+    uint64_t handoff_deadline;/* monotonic ms: resume without it then */
+    struct claim *parked;     /* our CONNECT, answered when the handoff is done */
+    struct will *lost_will;   /* the old connection's will, published here if its node never answers */
+    bool moved;               /* handed over to another node: forwarded messages follow it */
+    bool adopted;             /* its node was lost: this node (the leader) publishes its will, expires it */
     bool loaded;              /* seen by broker__state_load */
 
     struct sub *subs;
@@ -212,6 +220,7 @@ struct conn {
     uint16_t out_alias_next;
 
     uint32_t in_unacked;      /* incoming QoS 1/2 not yet completed (receive maximum) */
+    struct pub_ack *acks, *acks_tail; /* acknowledgements waiting, in PUBLISH order */
     int pending;              /* proposals and deferred work holding this struct */
     bool paused;              /* packet processing waits for a proposal */
     bool consuming;           /* consume() is running: a resume from within it only unpauses */
@@ -247,6 +256,10 @@ struct broker {
     struct cluster *cluster;
     struct cluster_peer_cfg peers[CONFIG_MAX_PEERS];
     struct claim *claims, *claims_tail; /* CONNECTs waiting for their session_claim, oldest first */
+    struct claim *parked;     /* CONNECTs whose claim committed, waiting for the session's handoff */
+    struct lost_node { uint32_t node; uint64_t since; } lost[CONFIG_MAX_PEERS * 4];
+    uint32_t lost_count;      /* other nodes given up on (node_event), since when (monotonic ms) */
+    bool fenced;              /* its clients were disconnected for it */
     struct listener listeners[CONFIG_MAX_LISTENERS];
     int listener_count;
     uv_timer_t tick;          /* 1 s housekeeping: expiry, wills, $SYS */
@@ -275,6 +288,8 @@ struct broker {
     uint64_t match_epoch;
     struct session **match;   /* scratch: sessions matched by the publish being routed */
     uint32_t match_count, match_cap;
+    struct route_node *route; /* scratch: the other nodes it goes to */
+    uint32_t route_count, route_cap;
 
     uint8_t *read_chunk;      /* BROKER_READ_CHUNK bytes lent to libuv reads */
     bool read_chunk_busy;
@@ -325,19 +340,60 @@ void broker__on_unsubscribe(struct conn *c, struct proto_packet *p);
 void broker__barrier_wait(struct conn *c);
 uint32_t broker__topic_levels(struct proto_str t);
 
+/* publish.c: the acknowledgement of a received QoS 1/2 PUBLISH, sent (in the
+ * order the PUBLISHes came) once nothing holds it any more: the other nodes
+ * that got the message accepted it, its retain_set committed. */
+struct pub_ack {
+    struct pub_ack *next;
+    struct conn *conn;        /* held */
+    uint16_t pid;
+    uint8_t qos;
+    uint8_t reason;
+    int holds;
+    bool close;               /* v3: the retained message did not commit, close instead */
+};
+void broker__ack_hold(struct pub_ack *a);
+void broker__ack_release(struct pub_ack *a);
+
+/* remote.c: messages between nodes (forwarded publishes, session handoff) */
+struct route_node {
+    uint32_t node;
+    struct sub **shared;      /* the shared subscriptions picked on that node */
+    uint32_t nshared, shared_cap;
+};
+void broker__remote_publish(struct broker *b, const struct route_node *r, struct msg *m, struct pub_ack *ack);
+void broker__remote_receive(void *ctx, uint32_t from, const uint8_t *data, size_t len);
+void broker__remote_node_event(void *ctx, uint32_t node, bool alive);
+void broker__remote_takeover(struct broker *b, struct session *s, uint32_t node, bool clean);
+
+/* How long a node may go on serving after it lost the majority (it then
+ * disconnects its clients: fence), and how long another node waits before it
+ * serves a session that node may still serve (lease). */
+uint64_t broker__fence_ms(const struct broker *b);
+uint64_t broker__lease_ms(const struct broker *b);
+bool broker__fenced(const struct broker *b); /* no leader for the fence time (broker.c) */
+
 /* deliver.c: routing and the outgoing path */
-uint32_t broker__route(struct broker *b, struct msg *m);
+uint32_t broker__route(struct broker *b, struct msg *m, struct pub_ack *ack);
+uint32_t broker__route_local(struct broker *b, struct msg *m);
+uint32_t broker__route_forwarded(struct broker *b, struct msg *m);
+void broker__deliver_shared(struct sub *sub, struct msg *m);
 void broker__deliver(struct session *s, struct msg *m, uint8_t qos, bool retain, const uint32_t *ids,
                      uint32_t nids);
 void broker__session_drain(struct session *s);  /* send what the window allows */
 void broker__session_resend(struct session *s); /* after reconnect: DUP resend */
 void broker__outlist_clear(struct outlist *l);
+void broker__outlist_append(struct outlist *l, struct outmsg *o);
+void broker__outlist_concat(struct outlist *into, struct outlist *from); /* moves from's entries, in order */
 struct outmsg *broker__inflight_find(struct session *s, uint16_t pid, int state);
 void broker__inflight_done(struct session *s, struct outmsg *o);
 void broker__inflight_released(struct session *s, struct outmsg *o);
 
 /* session.c */
 struct session *broker__session_find(struct broker *b, const char *id, size_t len);
+/* Every session, as an array (malloc'd; NULL when out of memory): for walks
+ * that may end sessions. */
+struct session **broker__sessions_all(struct broker *b, size_t *n);
 struct session *broker__session_create(struct broker *b, const char *id, size_t len);
 void broker__session_free(struct broker *b, struct session *s);
 void broker__session_clear_subs(struct broker *b, struct session *s);
@@ -346,6 +402,12 @@ void broker__session_tick(struct broker *b);
 void broker__session_propose_expire(struct broker *b, struct session *s);
 void broker__session_offline(struct broker *b, struct session *s);
 void broker__session_propose_release(struct broker *b, struct session *s);
+/* remote.c's TAKEOVER: this node stops serving s, now node `to`'s. */
+void broker__session_handover(struct broker *b, struct session *s, uint32_t to, bool clean);
+/* The handoff our claim waited for arrived, or its time ran out. */
+void broker__session_handoff_done(struct broker *b, struct session *s);
+/* The leader takes on the sessions of nodes lost for longer than the lease. */
+void broker__orphans_adopt(struct broker *b);
 void broker__will_free(struct will *w);
 void broker__will_publish(struct broker *b, struct session *s);
 bool broker__qos2_in_has(struct session *s, uint16_t id);
@@ -358,6 +420,10 @@ int broker__state_load(struct broker *b);
 void broker__state_reload(void *ctx);
 /* connect.c: a CONNECT of ours waits for the claim of this generation */
 bool broker__claim_pending(const struct broker *b, uint64_t generation);
+/* A claim parked until its session's handoff: CONNACK (or what ended it) now. */
+void broker__claim_complete(struct claim *cl);
+/* Parked claims whose handoff did not come in time. */
+void broker__claims_tick(struct broker *b);
 int broker__sub_apply_add(struct broker *b, struct session *s, const struct cluster_cmd *cmd);
 void broker__sub_free(struct broker *b, struct sub *sub);
 struct sub *broker__sub_find(struct session *s, const char *filter, size_t len);

@@ -35,11 +35,70 @@ static void ack_publish(struct conn *c, uint8_t qos, uint16_t pid, uint8_t reaso
     }
 }
 
+/* --- acknowledgements that wait ------------------------------------------------- */
+
+static struct pub_ack *ack_new(struct conn *c, uint8_t qos, uint16_t pid)
+{
+    struct pub_ack *a = calloc(1, sizeof(*a));
+    if (!a)
+        return NULL;
+    a->conn = c;
+    a->qos = qos;
+    a->pid = pid;
+    a->holds = 1; /* the PUBLISH being handled */
+    broker__conn_hold(c);
+    if (c->acks_tail)
+        c->acks_tail->next = a;
+    else
+        c->acks = a;
+    c->acks_tail = a;
+    return a;
+}
+
+void broker__ack_hold(struct pub_ack *a) { a->holds++; }
+
+/* Sends the acknowledgements at the head of the connection's list that
+ * nothing holds any more [MQTT-4.6.0-2, 4.6.0-3: in PUBLISH order]. */
+void broker__ack_release(struct pub_ack *a)
+{
+    struct conn *c = a->conn;
+    if (--a->holds > 0 || c->acks != a)
+        return;
+    while ((a = c->acks) && a->holds == 0) {
+        c->acks = a->next;
+        if (!c->acks)
+            c->acks_tail = NULL;
+        if (c->state == CONN_ACTIVE) {
+            if (a->close) {
+                LOG(c->b, LOG_WARN, c, "retained message not committed: closing (a v3 client resends)");
+                broker__conn_close(c, 0xFF);
+            } else {
+                ack_publish(c, a->qos, a->pid, a->reason);
+            }
+        }
+        free(a);
+        bool more = c->acks != NULL; /* they hold c too */
+        broker__conn_release(c);     /* frees c when nothing else holds it */
+        if (!more)
+            break;
+    }
+}
+
+/* Acknowledges now, or after the acknowledgements still waiting. */
+static void ack_in_order(struct conn *c, uint8_t qos, uint16_t pid, uint8_t reason)
+{
+    struct pub_ack *a = qos && c->acks ? ack_new(c, qos, pid) : NULL;
+    if (!a) {
+        ack_publish(c, qos, pid, reason);
+        return;
+    }
+    a->reason = reason;
+    broker__ack_release(a);
+}
+
 struct retain_wait {
     struct conn *conn;
-    uint16_t pid;
-    uint8_t qos;
-    uint8_t reason;
+    struct pub_ack *ack;      /* NULL for QoS 0 */
 };
 
 static void retain_done(void *arg, int status, int result)
@@ -47,17 +106,18 @@ static void retain_done(void *arg, int status, int result)
     struct retain_wait *w = arg;
     struct conn *c = w->conn;
     (void)result;
-    if (c->state == CONN_ACTIVE) {
+    if (status != 0 && w->ack) {
         /* not committed: a v5 client learns it; a v3 client gets no ack and
          * will resend (there is no failure code for it) */
-        if (status != 0 && c->version != PROTO_V5) {
-            LOG(c->b, LOG_WARN, c, "retained message not committed (%d)", status);
-            broker__conn_close(c, 0xFF);
-        } else {
-            ack_publish(c, w->qos, w->pid, status == 0 ? w->reason : PROTO_RC_UNSPECIFIED);
-        }
-        broker__conn_resume(c);
+        if (c->version == PROTO_V5)
+            w->ack->reason = PROTO_RC_UNSPECIFIED;
+        else
+            w->ack->close = true;
     }
+    if (w->ack)
+        broker__ack_release(w->ack);
+    if (c->state == CONN_ACTIVE)
+        broker__conn_resume(c);
     free(w);
     broker__conn_release(c);
 }
@@ -146,13 +206,13 @@ void broker__on_publish(struct conn *c, struct proto_packet *p)
             broker__conn_close(c, 0xFF);
             return;
         }
-        ack_publish(c, pub->qos, pub->packet_id, reason);
+        ack_in_order(c, pub->qos, pub->packet_id, reason);
         return;
     }
     if (pub->topic.len >= 4 && memcmp(pub->topic.p, "$SYS", 4) == 0 &&
         (pub->topic.len == 4 || pub->topic.p[4] == '/')) {
         /* $SYS belongs to the broker: accepted, not delivered */
-        ack_publish(c, pub->qos, pub->packet_id, PROTO_RC_SUCCESS);
+        ack_in_order(c, pub->qos, pub->packet_id, PROTO_RC_SUCCESS);
         return;
     }
 
@@ -165,24 +225,37 @@ void broker__on_publish(struct conn *c, struct proto_packet *p)
         broker__conn_close(c, PROTO_RC_UNSPECIFIED);
         return;
     }
-    uint32_t matched = broker__route(b, m);
-    reason = matched ? PROTO_RC_SUCCESS : PROTO_RC_NO_MATCHING_SUBSCRIBERS;
+    struct pub_ack *ack = pub->qos ? ack_new(c, pub->qos, pub->packet_id) : NULL;
+    if (pub->qos && !ack) {
+        broker__msg_unref(m);
+        broker__conn_close(c, PROTO_RC_UNSPECIFIED);
+        return;
+    }
+    uint32_t matched = broker__route(b, m, ack);
+    if (ack)
+        ack->reason = matched ? PROTO_RC_SUCCESS : PROTO_RC_NO_MATCHING_SUBSCRIBERS;
     if (pub->retain) {
         struct retain_wait *w = malloc(sizeof(*w));
         if (w) {
-            *w = (struct retain_wait){c, pub->packet_id, pub->qos, reason};
+            *w = (struct retain_wait){c, ack};
             if (broker__retain_propose(b, m, retain_done, w) == 0) {
                 broker__conn_hold(c);
                 c->paused = true;
+                if (ack)
+                    broker__ack_hold(ack);
                 broker__msg_unref(m);
+                if (ack)
+                    broker__ack_release(ack);
                 return;
             }
             free(w);
         }
-        reason = PROTO_RC_UNSPECIFIED;
+        if (ack)
+            ack->reason = PROTO_RC_UNSPECIFIED;
     }
     broker__msg_unref(m);
-    ack_publish(c, pub->qos, pub->packet_id, reason);
+    if (ack)
+        broker__ack_release(ack);
 }
 
 void broker__on_ack(struct conn *c, struct proto_packet *p)

@@ -53,11 +53,19 @@ void broker__will_free(struct will *w)
 /* Frees a session that has no connection (the caller detached it). */
 void broker__session_free(struct broker *b, struct session *s)
 {
+    if (s->parked) {
+        /* a CONNECT waiting for the handoff of a session that ended meanwhile */
+        struct claim *cl = s->parked;
+        s->parked = NULL;
+        s->generation = 0;
+        broker__claim_complete(cl);
+    }
     map_del(&b->sessions, s->client_id, s->id_len);
     broker__session_clear_subs(b, s);
     broker__outlist_clear(&s->inflight);
     broker__outlist_clear(&s->queue);
     broker__will_free(s->will);
+    broker__will_free(s->lost_will);
     free(s->qos2_in);
     free(s->m_ids);
     if (s->in_timed) {
@@ -70,6 +78,17 @@ void broker__session_free(struct broker *b, struct session *s)
     }
     free(s->client_id);
     free(s);
+}
+
+struct session **broker__sessions_all(struct broker *b, size_t *n)
+{
+    size_t pos = 0, k = 0;
+    struct map_slot *slot;
+    *n = b->sessions.count;
+    struct session **all = malloc((*n ? *n : 1) * sizeof(*all));
+    while (all && (slot = map_next(&b->sessions, &pos)))
+        all[k++] = slot->value;
+    return all;
 }
 
 void broker__session_timed_add(struct broker *b, struct session *s)
@@ -104,7 +123,7 @@ void broker__will_publish(struct broker *b, struct session *s)
         return;
     if (m->retain)
         broker__retain_propose(b, m, NULL, NULL);
-    broker__route(b, m);
+    broker__route(b, m, NULL);
     broker__msg_unref(m);
 }
 
@@ -171,11 +190,21 @@ void broker__session_tick(struct broker *b)
 {
     uint64_t now = broker__now(b);
     struct session **pp = (struct session **)&b->sessions_timed;
+    bool leader = false;
+    if (b->cluster) {
+        struct cluster_status st;
+        cluster_status_get(b->cluster, &st);
+        leader = st.role == 2;
+    }
     while (*pp) {
         struct session *s = *pp;
         if (s->conn || (!s->will_at && !s->expire_at) || s->expiring) {
             *pp = s->next_timed;
             s->in_timed = false;
+            continue;
+        }
+        if (s->owner != b->cfg.node_id && !(s->adopted && leader)) {
+            pp = &s->next_timed; /* another node's; waits while this node is not the leader */
             continue;
         }
         if (s->will_at && s->will_at <= now) {
@@ -217,4 +246,106 @@ void broker__qos2_in_del(struct session *s, uint16_t id)
             s->qos2_in[i] = s->qos2_in[--s->qos2_in_count];
             return;
         }
+}
+
+/* --- sessions moving between nodes ------------------------------------------------- */
+
+uint64_t broker__fence_ms(const struct broker *b) { return 2 * (uint64_t)b->cfg.election_timeout_ms; }
+
+/* A node cut off stops serving within: its election timeout runs out (up to
+ * twice the configured one, randomised), then the fence, then the next
+ * one-second tick that notices; plus a second of margin. */
+uint64_t broker__lease_ms(const struct broker *b)
+{
+    return broker__fence_ms(b) + 2 * (uint64_t)b->cfg.election_timeout_ms + 2000;
+}
+
+void broker__session_handover(struct broker *b, struct session *s, uint32_t to, bool clean)
+{
+    struct conn *old = s->conn;
+    if (old) {
+        bool will_due = !old->will_suppressed && s->will && (clean || s->will->delay == 0);
+        s->conn = NULL;
+        old->session = NULL;
+        LOG(b, LOG_INFO, old, "session taken over by a connection on node %u", to);
+        if (will_due)
+            broker__will_publish(b, s);
+        broker__conn_close(old, PROTO_RC_SESSION_TAKEN_OVER);
+    }
+    if (clean) {
+        broker__outlist_clear(&s->inflight);
+        broker__outlist_clear(&s->queue);
+        s->qos2_in_count = 0;
+    }
+    s->owner = to;
+    s->moved = true;
+    s->will_at = 0;
+    s->expire_at = 0;
+}
+
+void broker__session_handoff_done(struct broker *b, struct session *s)
+{
+    struct will *lost = s->lost_will;
+    s->lost_will = NULL;
+    if (lost && s->handoff_from) {
+        /* the old node never answered: its connection ended with it */
+        struct will *mine = s->will;
+        s->will = lost;
+        broker__will_publish(b, s);
+        s->will = mine;
+    } else {
+        broker__will_free(lost);
+    }
+    s->handoff_from = 0;
+    struct claim *cl = s->parked;
+    s->parked = NULL;
+    if (cl)
+        broker__claim_complete(cl);
+}
+
+static bool lost_long(const struct broker *b, uint32_t node, uint64_t now)
+{
+    for (uint32_t i = 0; i < b->lost_count; i++)
+        if (b->lost[i].node == node)
+            return now - b->lost[i].since >= broker__lease_ms(b);
+    return false;
+}
+
+/* On the leader, every tick: a session whose node was lost longer than the
+ * lease (that node has fenced itself by then) is taken on here: still marked
+ * connected, it goes offline now (its will due now or after its delay, its
+ * expiry from now); already released, its pending will is due now and it
+ * ends when its recorded expiry comes. The timed list does the rest. */
+void broker__orphans_adopt(struct broker *b)
+{
+    if (!b->lost_count)
+        return;
+    uint64_t now = broker__now(b);
+    bool any = false;
+    for (uint32_t i = 0; i < b->lost_count; i++)
+        any |= now - b->lost[i].since >= broker__lease_ms(b);
+    if (!any)
+        return;
+    size_t n;
+    struct session **all = broker__sessions_all(b, &n);
+    for (size_t i = 0; all && i < n; i++) {
+        struct session *s = all[i];
+        if (s->adopted || s->owner == b->cfg.node_id || s->expiring || !lost_long(b, s->owner, now))
+            continue;
+        s->adopted = true;
+        LOG(b, LOG_INFO, NULL, "session %s of lost node %u: taken on by this node", s->client_id, s->owner);
+        if (!s->released) {
+            broker__session_offline(b, s); /* may end it later (expire); s stays valid in this loop */
+            continue;
+        }
+        if (s->will)
+            s->will_at = now;
+        if (s->expire_wall) {
+            uint64_t wall = broker__wall_ms();
+            s->expire_at = now + (s->expire_wall > wall ? s->expire_wall - wall : 0);
+        }
+        if (s->will_at || s->expire_at)
+            broker__session_timed_add(b, s);
+    }
+    free(all);
 }

@@ -49,6 +49,15 @@ static int apply_claim(struct broker *b, const struct cluster_cmd *cmd)
     size_t len = cmd->client_id.len;
     struct session *s = broker__session_find(b, id, len);
     bool existed = s != NULL;
+    /* a session another node served (or holds offline) moves here */
+    uint32_t prev_owner = s ? s->owner : 0;
+    bool prev_connected = s && !s->released;
+    bool ours = cmd->node == b->cfg.node_id && broker__claim_pending(b, cmd->generation);
+    if (s) {
+        s->handoff_from = 0;
+        if (s->parked)
+            broker__session_handoff_done(b, s); /* an older claim of ours waited: it is overtaken now */
+    }
 
     if (s && s->conn && s->conn->generation != cmd->generation) {
         /* session takeover: the older connection goes, with 0x8E */
@@ -76,6 +85,13 @@ static int apply_claim(struct broker *b, const struct cluster_cmd *cmd)
         if (!s)
             return -ENOMEM;
     }
+    broker__will_free(s->lost_will);
+    s->lost_will = NULL;
+    if (ours && prev_connected && prev_owner != b->cfg.node_id && s->will &&
+        (cmd->clean_start || s->will->delay == 0)) {
+        s->lost_will = s->will; /* due unless its node answers the takeover (and publishes it) */
+        s->will = NULL;
+    }
     broker__will_free(s->will);
     s->will = NULL;
     if (cmd->has_will)
@@ -87,8 +103,23 @@ static int apply_claim(struct broker *b, const struct cluster_cmd *cmd)
     s->owner = cmd->node;
     s->expiry = cmd->expiry;
     s->released = false;
-    if (cmd->node == b->cfg.node_id && !broker__claim_pending(b, cmd->generation))
+    s->expire_wall = 0;
+    s->adopted = false;
+    s->moved = prev_owner == b->cfg.node_id && cmd->node != b->cfg.node_id;
+    if (cmd->node == b->cfg.node_id && !ours)
         broker__session_offline(b, s);
+    if (ours && existed && prev_owner && prev_owner != b->cfg.node_id) {
+        /* serve it only once the old node stopped: it answers TAKEOVER with
+         * what it held, or its lease runs out */
+        bool alive = cluster_node_alive(b->cluster, prev_owner);
+        uint64_t wait = prev_connected ? broker__lease_ms(b) : alive ? 2000 : 0;
+        if (alive)
+            broker__remote_takeover(b, s, prev_owner, cmd->clean_start);
+        if (wait) {
+            s->handoff_from = prev_owner;
+            s->handoff_deadline = broker__now(b) + wait;
+        }
+    }
     return existed && !cmd->clean_start ? 1 : 0;
 }
 
@@ -309,8 +340,20 @@ void broker__apply(void *ctx, const struct cluster_cmd *cmd, int result, uint64_
         break;
     case CLUSTER_SESSION_RELEASE: {
         struct session *s = broker__session_find(b, (const char *)cmd->client_id.p, cmd->client_id.len);
-        if (s && s->generation == cmd->generation)
-            s->released = true;
+        if (!s || s->generation != cmd->generation)
+            break;
+        s->released = true;
+        s->expire_wall = cmd->expire_at_ms;
+        if (!cmd->has_will && s->owner != b->cfg.node_id) {
+            broker__will_free(s->will); /* published or suppressed by whoever released it */
+            s->will = NULL;
+        }
+        if (s->conn && cmd->node != b->cfg.node_id) {
+            /* another node (the leader) took this session on while we were
+             * thought lost: the cluster's decision wins */
+            LOG(b, LOG_WARN, s->conn, "session released by node %u: disconnecting", cmd->node);
+            drop_conn(s);
+        }
         break;
     }
     default: /* node join/leave: nothing in memory */
@@ -396,16 +439,13 @@ static int load_one(void *arg, const struct cluster_cmd *cmd)
  * (connection, inflight and queued messages). */
 int broker__state_load(struct broker *b)
 {
-    size_t pos = 0, n = b->sessions.count, k = 0;
-    struct map_slot *slot;
-    struct session **all = n ? malloc(n * sizeof(*all)) : NULL;
-    if (n && !all)
+    size_t k;
+    struct session **all = broker__sessions_all(b, &k);
+    if (!all)
         return -ENOMEM;
-    while ((slot = map_next(&b->sessions, &pos))) {
-        struct session *s = slot->value;
-        broker__session_clear_subs(b, s);
-        s->loaded = false;
-        all[k++] = s;
+    for (size_t i = 0; i < k; i++) {
+        broker__session_clear_subs(b, all[i]);
+        all[i]->loaded = false;
     }
     broker__retain_free_all(b);
     int rc = cluster_load(b->cluster, load_one, b);

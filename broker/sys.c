@@ -11,7 +11,7 @@ static void put(struct broker *b, const char *topic, const char *value)
     if (!m)
         return;
     broker__retain_put(b, m, true);
-    broker__route(b, m);
+    broker__route_local(b, m);
     broker__msg_unref(m);
 }
 

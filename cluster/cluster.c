@@ -686,6 +686,8 @@ static void watch_leader(struct cluster *c)
     const char *address = NULL;
     raft_leader(&c->raft, &leader, &address);
     uint64_t term = raft_current_term(&c->raft);
+    if (leader)
+        c->leader_known_ms = uv_now(c->loop);
     if (leader != c->leader_seen || (leader && term != c->term_seen && raft_state(&c->raft) == RAFT_LEADER)) {
         if (leader)
             CLOG(c, CLUSTER_LOG_INFO, "cluster: leader is node %u (term %" PRIu64 ")", (unsigned)leader, term);
@@ -919,6 +921,8 @@ void cluster_status_get(struct cluster *c, struct cluster_status *out)
     const char *address = NULL;
     raft_leader(&c->raft, &leader, &address);
     out->leader_id = (uint32_t)leader;
+    if (!leader)
+        out->leaderless_ms = uv_now(c->loop) - (c->leader_known_ms ? c->leader_known_ms : c->started_ms);
     int st = raft_state(&c->raft);
     out->role = st == RAFT_LEADER ? 2 : st == RAFT_CANDIDATE ? 1 : st == RAFT_FOLLOWER ? 0 : 3;
     out->term = raft_current_term(&c->raft);

@@ -245,6 +245,7 @@ struct cluster_status {
     uint32_t leader_id;  /* 0 = none known */
     int role;            /* 0 follower, 1 candidate, 2 leader, 3 unavailable */
     uint64_t term, commit_index, applied_index, last_index;
+    uint64_t leaderless_ms;  /* since this node last knew a leader (0 while it knows one) */
 };
 void cluster_status_get(struct cluster *c, struct cluster_status *out);
 

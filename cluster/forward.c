@@ -19,21 +19,11 @@
 #include "internal.h"
 
 struct fwd_conn {
+    struct frames f;              /* its refs also count leader-side appends in flight */
     struct fwd_conn *next, *prev; /* in c->fwd_in (incoming links) */
     struct cluster *c;
-    uv_stream_t *stream;          /* raft_malloc'd, freed in the close callback */
     uint32_t node;
     bool outgoing;
-    bool closed;
-    int refs;                     /* the stream, and leader-side appends in flight */
-    uint8_t *rbuf;
-    size_t rlen, rcap;
-};
-
-struct fwd_write {
-    uv_write_t req;
-    size_t len;
-    uint8_t data[];
 };
 
 struct fwd_append {
@@ -42,47 +32,9 @@ struct fwd_append {
     uint64_t seq;
 };
 
-static void put_u32(uint8_t *p, uint32_t v)
+static void on_conn_close(struct frames *f, const char *why)
 {
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    put_u32(p, (uint32_t)v);
-    put_u32(p + 4, (uint32_t)(v >> 32));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_u64(const uint8_t *p) { return get_u32(p) | (uint64_t)get_u32(p + 4) << 32; }
-
-static void conn_unref(struct fwd_conn *fc)
-{
-    if (--fc->refs == 0) {
-        struct cluster *c = fc->c;
-        free(fc->rbuf);
-        free(fc);
-        cluster__handle_closed(c);
-    }
-}
-
-static void on_stream_closed(uv_handle_t *h)
-{
-    struct fwd_conn *fc = h->data;
-    raft_free(h);
-    conn_unref(fc);
-}
-
-static void conn_close(struct fwd_conn *fc, const char *why)
-{
-    if (fc->closed)
-        return;
-    fc->closed = true;
+    struct fwd_conn *fc = container_of(f, struct fwd_conn, f);
     struct cluster *c = fc->c;
     if (fc->outgoing) {
         if (c->fwd_out == fc)
@@ -103,47 +55,15 @@ static void conn_close(struct fwd_conn *fc, const char *why)
         if (fc->next)
             fc->next->prev = fc->prev;
     }
-    uv_close((uv_handle_t *)fc->stream, on_stream_closed);
 }
 
-static void on_written(uv_write_t *req, int status)
+static void on_conn_free(struct frames *f)
 {
-    struct fwd_write *w = container_of(req, struct fwd_write, req);
-    struct fwd_conn *fc = req->data;
-    if (status && !fc->closed)
-        conn_close(fc, uv_strerror(status));
-    free(w);
-    conn_unref(fc);
-}
-
-/* Writes one frame: type, then head (borrowed) and body (borrowed). */
-static int send_frame(struct fwd_conn *fc, uint8_t type, const void *head, size_t head_len, const void *body,
-                      size_t body_len)
-{
-    if (fc->closed)
-        return -EPIPE;
-    size_t len = 1 + head_len + body_len;
-    if (len > FWD_MAX_FRAME)
-        return -E2BIG;
-    struct fwd_write *w = malloc(sizeof(*w) + 4 + len);
-    if (!w)
-        return -ENOMEM;
-    put_u32(w->data, (uint32_t)len);
-    w->data[4] = type;
-    memcpy(w->data + 5, head, head_len);
-    if (body_len)
-        memcpy(w->data + 5 + head_len, body, body_len);
-    w->len = 4 + len;
-    w->req.data = fc;
-    uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
-    int rc = uv_write(&w->req, fc->stream, &b, 1, on_written);
-    if (rc) {
-        free(w);
-        conn_close(fc, uv_strerror(rc));
-        return rc;
-    }
-    fc->refs++;
-    return 0;
+    struct fwd_conn *fc = container_of(f, struct fwd_conn, f);
+    struct cluster *c = fc->c;
+    cluster__frames_release(f);
+    free(fc);
+    cluster__handle_closed(c);
 }
 
 /* --- leader side ---------------------------------------------------------------- */
@@ -151,9 +71,9 @@ static int send_frame(struct fwd_conn *fc, uint8_t type, const void *head, size_
 static void refuse(struct fwd_conn *fc, uint64_t seq, int reason)
 {
     uint8_t head[12];
-    put_u64(head, seq);
-    put_u32(head + 8, (uint32_t)reason);
-    send_frame(fc, FWD_REFUSED, head, sizeof(head), NULL, 0);
+    cluster__put_u64(head, seq);
+    cluster__put_u32(head + 8, (uint32_t)reason);
+    cluster__frames_send(&fc->f, FWD_REFUSED, head, sizeof(head), NULL, 0);
 }
 
 static void on_appended(struct raft_apply *req, int status, void *result)
@@ -162,9 +82,9 @@ static void on_appended(struct raft_apply *req, int status, void *result)
     (void)result;
     if (status == 0)
         cluster__push_commit(a->conn->c);
-    if (status != 0 && !a->conn->closed)
+    if (status != 0 && !a->conn->f.closed)
         refuse(a->conn, a->seq, status);
-    conn_unref(a->conn);
+    cluster__frames_unref(&a->conn->f);
     free(a);
 }
 
@@ -172,12 +92,12 @@ static void on_propose(struct fwd_conn *fc, const uint8_t *body, size_t len)
 {
     struct cluster *c = fc->c;
     if (len < 8 + CLUSTER_ENTRY_HEADER || (len - 8) % 8 != 0) {
-        conn_close(fc, "malformed PROPOSE");
+        cluster__frames_close(&fc->f, "malformed PROPOSE");
         return;
     }
-    uint64_t seq = get_u64(body);
-    if (get_u32(body + 8) != CLUSTER_ENTRY_MAGIC || get_u32(body + 8 + 8) != fc->node) {
-        conn_close(fc, "PROPOSE with a foreign entry");
+    uint64_t seq = cluster__get_u64(body);
+    if (cluster__get_u32(body + 8) != CLUSTER_ENTRY_MAGIC || cluster__get_u32(body + 8 + 8) != fc->node) {
+        cluster__frames_close(&fc->f, "PROPOSE with a foreign entry");
         return;
     }
     struct fwd_append *a = malloc(sizeof(*a));
@@ -198,7 +118,7 @@ static void on_propose(struct fwd_conn *fc, const uint8_t *body, size_t len)
         refuse(fc, seq, rc);
         return;
     }
-    fc->refs++;
+    fc->f.refs++;
 }
 
 /* --- follower side ------------------------------------------------------------- */
@@ -207,11 +127,11 @@ static void on_refused(struct fwd_conn *fc, const uint8_t *body, size_t len)
 {
     struct cluster *c = fc->c;
     if (len != 12) {
-        conn_close(fc, "malformed REFUSED");
+        cluster__frames_close(&fc->f, "malformed REFUSED");
         return;
     }
-    uint64_t seq = get_u64(body);
-    int reason = (int)get_u32(body + 8);
+    uint64_t seq = cluster__get_u64(body);
+    int reason = (int)cluster__get_u32(body + 8);
     for (struct batch *bt = c->pending; bt; bt = bt->next)
         if (bt->seq == seq && bt->state == BATCH_FORWARDED) {
             CLOG(c, CLUSTER_LOG_DEBUG, "cluster: leader refused batch %llu: %s", (unsigned long long)seq,
@@ -221,64 +141,17 @@ static void on_refused(struct fwd_conn *fc, const uint8_t *body, size_t len)
         }
 }
 
-/* --- both sides: reading frames --------------------------------------------------- */
+/* --- both sides ---------------------------------------------------------------------- */
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+static void on_frame(struct frames *f, uint8_t type, const uint8_t *body, size_t len)
 {
-    struct fwd_conn *fc = h->data;
-    (void)suggested;
-    if (fc->rcap - fc->rlen < 65536) {
-        size_t cap = fc->rcap ? fc->rcap * 2 : 131072;
-        uint8_t *p = realloc(fc->rbuf, cap);
-        if (!p) {
-            buf->base = NULL;
-            buf->len = 0;
-            return;
-        }
-        fc->rbuf = p;
-        fc->rcap = cap;
-    }
-    buf->base = (char *)fc->rbuf + fc->rlen;
-    buf->len = fc->rcap - fc->rlen;
-}
-
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
-{
-    struct fwd_conn *fc = s->data;
-    (void)buf;
-    if (n < 0) {
-        conn_close(fc, n == UV_EOF ? "closed by the peer" : uv_strerror((int)n));
-        return;
-    }
-    if (n == 0 && !buf->base) {
-        conn_close(fc, "out of memory");
-        return;
-    }
-    fc->rlen += (size_t)n;
-    size_t pos = 0;
-    fc->refs++; /* a handler may close the link */
-    while (!fc->closed && fc->rlen - pos >= 4) {
-        uint32_t len = get_u32(fc->rbuf + pos);
-        if (len == 0 || len > FWD_MAX_FRAME) {
-            conn_close(fc, "frame too large");
-            break;
-        }
-        if (fc->rlen - pos - 4 < len)
-            break;
-        const uint8_t *frame = fc->rbuf + pos + 4;
-        pos += 4 + (size_t)len;
-        if (frame[0] == FWD_PROPOSE && !fc->outgoing)
-            on_propose(fc, frame + 1, len - 1);
-        else if (frame[0] == FWD_REFUSED && fc->outgoing)
-            on_refused(fc, frame + 1, len - 1);
-        else
-            conn_close(fc, "unexpected frame");
-    }
-    if (!fc->closed && pos) {
-        memmove(fc->rbuf, fc->rbuf + pos, fc->rlen - pos);
-        fc->rlen -= pos;
-    }
-    conn_unref(fc);
+    struct fwd_conn *fc = container_of(f, struct fwd_conn, f);
+    if (type == FWD_PROPOSE && !fc->outgoing)
+        on_propose(fc, body, len);
+    else if (type == FWD_REFUSED && fc->outgoing)
+        on_refused(fc, body, len);
+    else
+        cluster__frames_close(f, "unexpected frame");
 }
 
 static struct fwd_conn *conn_new(struct cluster *c, uv_stream_t *stream, uint32_t node, bool outgoing)
@@ -289,11 +162,11 @@ static struct fwd_conn *conn_new(struct cluster *c, uv_stream_t *stream, uint32_
         return NULL;
     }
     fc->c = c;
-    fc->stream = stream;
     fc->node = node;
     fc->outgoing = outgoing;
-    fc->refs = 1;
-    stream->data = fc;
+    fc->f.on_frame = on_frame;
+    fc->f.on_close = on_conn_close;
+    fc->f.on_free = on_conn_free;
     c->open_handles++;
     if (!outgoing) {
         fc->next = c->fwd_in;
@@ -301,10 +174,8 @@ static struct fwd_conn *conn_new(struct cluster *c, uv_stream_t *stream, uint32_
             fc->next->prev = fc;
         c->fwd_in = fc;
     }
-    if (uv_read_start(stream, on_alloc, on_read) != 0) {
-        conn_close(fc, "cannot read");
+    if (cluster__frames_start(&fc->f, stream) != 0)
         return NULL;
-    }
     return fc;
 }
 
@@ -340,7 +211,7 @@ void cluster__forward_tick(struct cluster *c)
     const char *address = NULL;
     raft_leader(&c->raft, &leader, &address);
     if (c->fwd_out && (leader != c->fwd_out->node || leader == c->cfg.node_id))
-        conn_close(c->fwd_out, "the leader changed");
+        cluster__frames_close(&c->fwd_out->f, "the leader changed");
     if (c->fwd_dialing && leader != c->fwd_out_node) {
         cluster__peer_cancel(c->fwd_dialing);
         c->fwd_dialing = NULL;
@@ -354,11 +225,11 @@ void cluster__forward_tick(struct cluster *c)
 int cluster__forward_send(struct cluster *c, struct batch *bt)
 {
     struct fwd_conn *fc = c->fwd_out;
-    if (!fc || fc->closed)
+    if (!fc || fc->f.closed)
         return -EAGAIN;
     uint8_t head[8];
-    put_u64(head, bt->seq);
-    int rc = send_frame(fc, FWD_PROPOSE, head, sizeof(head), bt->entry, bt->entry_len);
+    cluster__put_u64(head, bt->seq);
+    int rc = cluster__frames_send(&fc->f, FWD_PROPOSE, head, sizeof(head), bt->entry, bt->entry_len);
     if (rc)
         return rc;
     bt->state = BATCH_FORWARDED;
@@ -375,7 +246,7 @@ void cluster__forward_close_all(struct cluster *c)
         c->fwd_dialing = NULL;
     }
     if (c->fwd_out)
-        conn_close(c->fwd_out, NULL);
+        cluster__frames_close(&c->fwd_out->f, NULL);
     while (c->fwd_in)
-        conn_close(c->fwd_in, NULL);
+        cluster__frames_close(&c->fwd_in->f, NULL);
 }

@@ -235,6 +235,7 @@ struct cluster {
     uv_idle_t link_flush;       /* writes what cluster_send queued this loop turn */
     bool link_flush_active;
     uint64_t started_ms;
+    uint64_t leader_known_ms;   /* loop time this node last knew a leader (tick) */
     struct member_op *ops;      /* membership operations under way (member.c) */
     uint32_t op_seq;
     bool joining;               /* DIR/join: waiting to be made a voter */

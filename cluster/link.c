@@ -19,8 +19,10 @@
  * the HELLO carries the sender's epoch (raised at every start), so the
  * receiver knows a sequence it already handed up from a resend (skipped) from
  * a restarted sender (counted anew). No link for node_timeout_ms: the node is
- * given up on, its unacknowledged messages complete with CLUSTER_EUNAVAILABLE
- * and new ones are refused until a link is up again. A receiver that
+ * given up on (also when its link is up but nothing came from it for that
+ * long: it sends STATUS every LINK_STATUS_MS), its unacknowledged messages
+ * complete with CLUSTER_EUNAVAILABLE (they are kept for LINK_KEEP_MS and
+ * resent if it comes back) and new ones are refused until a link is up again. A receiver that
  * restarted has forgotten what it handed up: messages resent to it are handed
  * up again (its sessions were lost with the restart). */
 #include <errno.h>
@@ -33,6 +35,7 @@
 #define LINK_STATUS_MS 500
 #define LINK_MAX_UNACKED (256u << 20) /* bytes waiting for one node's acknowledgement */
 #define LINK_MAX_IOV 512
+#define LINK_KEEP_MS 30000 /* messages for a node given up on are kept this long for a resend */
 
 struct link_msg {
     struct link_msg *next;
@@ -58,6 +61,7 @@ struct link_in {
     uint32_t node;
     bool hello;
     bool ack_due;
+    uint64_t epoch;           /* the sender's, from its HELLO */
 };
 
 struct link {
@@ -70,6 +74,7 @@ struct link {
     struct peer_hs *dialing;
     uint64_t next_dial;
     uint64_t down_since;      /* loop ms the outgoing link went (or was first missing); 0 while up */
+    uint64_t up_since;        /* loop ms the outgoing link came up */
     bool alive;
     uint64_t next_seq;
     struct link_msg *head, *tail; /* not yet acknowledged, in sequence order */
@@ -103,7 +108,19 @@ static void msg_free_if_done(struct link_msg *m)
         free(m);
 }
 
-/* Completes every message still waiting on l with status. */
+/* Completes the callbacks of every message waiting on l with status; the
+ * messages stay (and are resent if the node comes back) until purged. */
+static void complete_all(struct link *l, int status)
+{
+    for (struct link_msg *m = l->head; m; m = m->next)
+        if (m->done) {
+            cluster_sent_cb done = m->done;
+            m->done = NULL;
+            done(m->arg, status);
+        }
+}
+
+/* Completes and frees every message still waiting on l. */
 static void fail_all(struct link *l, int status)
 {
     struct link_msg *m = l->head;
@@ -334,6 +351,7 @@ static void on_dialed(void *arg, uv_stream_t *stream, int status)
         return;
     send_status(l);
     l->down_since = 0;
+    l->up_since = uv_now(c->loop);
     l->unsent = l->head;
     CLOG(c, CLUSTER_LOG_DEBUG, "cluster: data link to node %u up", l->node);
     if (!l->alive) {
@@ -360,11 +378,7 @@ static void in_frame(struct frames *f, uint8_t type, const uint8_t *body, size_t
             return;
         }
         in->hello = true;
-        uint64_t epoch = cluster__get_u64(body);
-        if (l && l->in_epoch != epoch) {
-            l->in_epoch = epoch;
-            l->in_seq = 0;
-        }
+        in->epoch = cluster__get_u64(body);
         in->ack_due = true; /* tells the sender what it need not resend */
         return;
     }
@@ -377,6 +391,10 @@ static void in_frame(struct frames *f, uint8_t type, const uint8_t *body, size_t
         uint64_t seq = cluster__get_u64(body);
         in->ack_due = true;
         if (l) {
+            if (l->in_epoch != in->epoch) {
+                l->in_epoch = in->epoch; /* the sender restarted: its sequences start anew */
+                l->in_seq = 0;
+            }
             if (seq <= l->in_seq)
                 return; /* a resend of what was handed up already */
             l->in_seq = seq;
@@ -414,7 +432,7 @@ static void in_batch_end(struct frames *f)
     in->ack_due = false;
     struct link *l = cluster__link_find(in->c, in->node);
     uint8_t body[8];
-    cluster__put_u64(body, l ? l->in_seq : 0);
+    cluster__put_u64(body, l && l->in_epoch == in->epoch ? l->in_seq : 0);
     cluster__frames_send(f, LINK_ACK, body, sizeof(body), NULL, 0);
 }
 
@@ -491,6 +509,18 @@ static void link_drop(struct link *l, int status)
     fail_all(l, status);
 }
 
+/* The node is given up on: what waits for it completes now (the messages are
+ * kept for LINK_KEEP_MS and resent should it come back). */
+static void give_up(struct link *l, const char *how)
+{
+    struct cluster *c = l->c;
+    l->alive = false;
+    CLOG(c, CLUSTER_LOG_WARN, "cluster: node %u %s for %u ms: given up on", l->node, how, c->cfg.node_timeout_ms);
+    complete_all(l, CLUSTER_EUNAVAILABLE);
+    if (c->cfg.node_event)
+        c->cfg.node_event(c->cfg.ctx, l->node, false);
+}
+
 void cluster__link_tick(struct cluster *c)
 {
     uint64_t now = uv_now(c->loop);
@@ -522,13 +552,16 @@ void cluster__link_tick(struct cluster *c)
             l->dialing = cluster__peer_dial(c, l->address, PEER_CH_DATA, on_dialed, l);
         if (l->out && now >= l->next_status)
             send_status(l);
-        if (!l->out && l->alive && l->down_since && now - l->down_since >= timeout) {
-            l->alive = false;
-            CLOG(c, CLUSTER_LOG_WARN, "cluster: node %u unreachable for %u ms: given up on", l->node, timeout);
-            fail_all(l, CLUSTER_EUNAVAILABLE);
-            if (c->cfg.node_event)
-                c->cfg.node_event(c->cfg.ctx, l->node, false);
+        uint64_t heard = l->last_heard > l->up_since ? l->last_heard : l->up_since;
+        if (l->out && l->alive && now - heard >= timeout) {
+            /* connected but silent (stopped, overloaded, a one-way cut) */
+            cluster__frames_close(&l->out->f, "nothing heard from it");
+            give_up(l, "silent");
+        } else if (!l->out && l->alive && l->down_since && now - l->down_since >= timeout) {
+            give_up(l, "unreachable");
         }
+        if (!l->alive && l->head && l->down_since && now - l->down_since >= LINK_KEEP_MS)
+            fail_all(l, CLUSTER_EUNAVAILABLE);
     }
 }
 
