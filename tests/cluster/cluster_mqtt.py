@@ -7,6 +7,7 @@ subscriber in the order it sent them, so a copy too many still in flight
 arrives before its marker)."""
 
 import collections
+import concurrent.futures
 import queue
 import time
 
@@ -207,3 +208,36 @@ def exactly(msgs, want, who, key=lambda m: m.payload):
     missing, extra = want - have, have - want
     assert not missing and not extra, "%s: %d missing (e.g. %s), %d too many or unexpected (e.g. %s)" % (
         who, sum(missing.values()), sorted(missing)[:5], sum(extra.values()), sorted(extra.items())[:5])
+
+
+def read_publishes(conn, ends, timeout=RECEIVE_TIMEOUT):
+    """The PUBLISH packets a raw connection receives, in order, until one with
+    each payload of ends arrived (included), completing each QoS flow as a
+    client does (PUBACK; PUBREC, then PUBCOMP for the PUBREL). What is on the
+    wire, unlike paho, which hands a QoS 2 message up at its PUBREL."""
+    got, missing = [], set(ends)
+    deadline = time.monotonic() + timeout
+    while missing:
+        try:
+            p = conn.recv(timeout=max(0.001, deadline - time.monotonic()))
+        except (r.Timeout, r.Closed) as e:
+            raise AssertionError("%r after %d PUBLISH packets, before %s: last %s" % (
+                e, len(got), sorted(missing)[:5], got[-3:]))
+        if p.type == r.PUBLISH:
+            got.append(p)
+            missing.discard(p.payload)
+            if p.qos:
+                conn.send(r.ack_packet(r.PUBACK if p.qos == 1 else r.PUBREC, p.pid, conn.version))
+        elif p.type == r.PUBREL:
+            conn.send(r.ack_packet(r.PUBCOMP, p.pid, conn.version))
+        else:
+            raise AssertionError("unexpected %r among the publishes" % p)
+    return got
+
+
+def in_background(fn, *args, **kw):
+    """Starts fn(*args, **kw) on a thread; returns a future (result() re-raises)."""
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(fn, *args, **kw)
+    pool.shutdown(wait=False)
+    return future
