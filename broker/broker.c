@@ -58,7 +58,7 @@ static void cluster_fatal(void *ctx, const char *why)
 {
     struct broker *b = ctx;
     (void)why; /* logged by the cluster */
-    b->exit_code = 1;
+    b->exit_code = cluster_removed(b->cluster) ? 0 : 1; /* removed: stopped as asked */
     broker_stop(b);
 }
 
@@ -247,6 +247,9 @@ int broker_start(uv_loop_t *loop, const struct config *cfg, struct broker **out,
         if (rc)
             return rc;
     }
+    rc = broker__admin_start(b, err, errlen);
+    if (rc)
+        return rc;
     uv_timer_start(&b->tick, on_tick, 1000, 1000);
     uv_prepare_start(&b->flush, on_flush);
     uv_signal_start(&b->sigint, on_signal, SIGINT);
@@ -274,6 +277,7 @@ void broker_stop(struct broker *b)
     b->stopping = true;
     for (int i = 0; i < b->listener_count; i++)
         close_if((uv_handle_t *)&b->listeners[i].tcp);
+    broker__admin_stop(b);
     while (b->conns)
         broker__conn_close(b->conns, PROTO_RC_SERVER_SHUTTING_DOWN);
     broker__flush_all(b);
@@ -283,6 +287,12 @@ void broker_stop(struct broker *b)
     close_if((uv_handle_t *)&b->sigterm);
     if (b->cluster)
         cluster_close(b->cluster, cluster_closed, b);
+}
+
+void broker_restart(struct broker *b)
+{
+    b->exit_code = BROKER_EXIT_RESTART;
+    broker_stop(b);
 }
 
 void broker_free(struct broker *b)

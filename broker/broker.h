@@ -19,6 +19,15 @@ int broker_start(uv_loop_t *loop, const struct config *cfg, struct broker **out,
  * SIGTERM. */
 void broker_stop(struct broker *b);
 
+/* broker_exit_code() after broker_restart: the process should start again in
+ * place, with the same arguments (main() re-executes itself). */
+#define BROKER_EXIT_RESTART (-1)
+
+/* Stops the node as broker_stop does, to be started again (a node that was
+ * accepted into a cluster restarts to discard its own state and take the
+ * cluster's). */
+void broker_restart(struct broker *b);
+
 /* Frees what remains after the loop has returned. */
 void broker_free(struct broker *b);
 

@@ -41,6 +41,10 @@
  *   snapshot_threshold          16..10000000 entries                     4096
  *   snapshot_trailing           0..10000000 entries                      8192
  *   store_max_mb                1..1048576 MiB (LMDB map size)           1024
+ *   admin_listen                IP:PORT of the HTTP admin API, or off    127.0.0.1:18083
+ *                               (an IPv4 literal or a bracketed IPv6 one)
+ *   admin_token                 string, 0..127 bytes; non-empty: every   ""
+ *                               request needs Authorization: Bearer it
  *
  * Booleans are true/false, yes/no, on/off or 1/0. Values may not contain
  * control characters other than tab (config_print could not write them back).
@@ -72,6 +76,7 @@ enum key_kind {
     KIND_BOOL,
     KIND_STRING,    /* char array; min = minimum length */
     KIND_HOSTPORT,  /* char array holding HOST:PORT */
+    KIND_LISTEN,    /* char array holding IP:PORT or "off" */
     KIND_LOG_LEVEL,
     KIND_QUEUE_POLICY,
     KIND_LISTENER,
@@ -129,6 +134,9 @@ static const struct config_key config_keys[] = {
     KEY_UINT(snapshot_threshold, 16, 10000000),
     KEY_UINT(snapshot_trailing, 0, 10000000),
     KEY_UINT(store_max_mb, 1, 1048576),
+
+    {"admin_listen", KIND_LISTEN, FIELD(admin_listen), 0, 0, "admin API"},
+    {"admin_token", KIND_STRING, FIELD(admin_token), 0, 0, NULL},
 };
 
 #define N_KEYS (sizeof(config_keys) / sizeof(config_keys[0]))
@@ -247,30 +255,43 @@ static bool valid_ip(const char *s)
     return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
 }
 
+int config_hostport_split(const char *s, char *host, size_t hostlen, uint16_t *port)
+{
+    const char *colon = strrchr(s, ':');
+    uint64_t p;
+
+    if (colon == NULL || colon == s || parse_uint(colon + 1, false, &p) != 0 || p < 1 || p > 65535)
+        return -EINVAL;
+    const char *h = s;
+    size_t hlen = (size_t)(colon - s);
+    if (s[0] == '[') {
+        if (hlen < 3 || s[hlen - 1] != ']')
+            return -EINVAL;
+        h++;
+        hlen -= 2;
+    }
+    if (hlen >= hostlen)
+        return -EINVAL;
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    *port = (uint16_t)p;
+    return 0;
+}
+
 /* HOST:PORT where HOST is a name, an IPv4 literal or a bracketed IPv6 literal
  * and PORT is 1..65535. */
 static bool valid_hostport(const char *s, size_t maxlen)
 {
-    size_t len = strlen(s);
-    const char *colon = strrchr(s, ':');
-    uint64_t port;
+    char host[64];
+    uint16_t port;
+    unsigned char buf[16];
 
-    if (len == 0 || len > maxlen || colon == NULL || colon == s)
+    if (strlen(s) > maxlen || config_hostport_split(s, host, sizeof(host), &port) != 0)
         return false;
-    if (parse_uint(colon + 1, false, &port) != 0 || port < 1 || port > 65535)
-        return false;
-    size_t hlen = (size_t)(colon - s);
-    if (s[0] == '[') {
-        char v6[64];
-        if (hlen < 3 || s[hlen - 1] != ']' || hlen - 2 >= sizeof(v6))
-            return false;
-        memcpy(v6, s + 1, hlen - 2);
-        v6[hlen - 2] = '\0';
-        unsigned char buf[16];
-        return inet_pton(AF_INET6, v6, buf) == 1;
-    }
-    for (size_t i = 0; i < hlen; i++) {
-        char ch = s[i];
+    if (s[0] == '[')
+        return inet_pton(AF_INET6, host, buf) == 1;
+    for (const char *p = host; *p != '\0'; p++) {
+        char ch = *p;
         if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
               ch == '.' || ch == '-' || ch == '_'))
             return false;
@@ -502,6 +523,19 @@ static int set_key(struct config *c, const struct config_key *k, const char *lab
         }
         set_string((char *)c + k->off, k->size, value);
         return 0;
+    case KIND_LISTEN: {
+        /* bound as given, so an address literal: a name could resolve to several */
+        char host[64];
+        uint16_t port;
+        bool off = strcasecmp(value, "off") == 0;
+        if (!off && (!valid_hostport(value, k->size - 1) ||
+                     config_hostport_split(value, host, sizeof(host), &port) != 0 || !valid_ip(host))) {
+            msg(err, errlen, "%s: \"%s\" is not IP:PORT ([IPv6]:PORT) or off", label, shown(value, s));
+            return -EINVAL;
+        }
+        set_string((char *)c + k->off, k->size, off ? "off" : value);
+        return 0;
+    }
     case KIND_LOG_LEVEL:
         i = strcasecmp(value, "warning") == 0 ? LOG_WARN : parse_name(value, log_level_names, 5);
         if (i < 0) {
@@ -588,6 +622,8 @@ void config_defaults(struct config *c)
     c->snapshot_threshold = 4096;
     c->snapshot_trailing = 8192;
     c->store_max_mb = 1024;
+
+    set_string(c->admin_listen, sizeof(c->admin_listen), "127.0.0.1:18083");
 }
 
 int config_set(struct config *c, const char *key, const char *value, char *err, size_t errlen)
@@ -931,6 +967,7 @@ void config_print(const struct config *c, void *file)
         }
         case KIND_STRING:
         case KIND_HOSTPORT:
+        case KIND_LISTEN:
             fprintf(f, "%s ", k->name);
             print_value(f, field);
             fputc('\n', f);

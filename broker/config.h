@@ -81,6 +81,10 @@ struct config {
     uint32_t snapshot_threshold; /* log entries between snapshots; default 4096 */
     uint32_t snapshot_trailing;  /* entries kept after a snapshot; default 8192 */
     uint32_t store_max_mb;       /* LMDB map size, MiB; default 1024 */
+
+    /* HTTP admin API (broker/admin.c) */
+    char admin_listen[72];       /* IP:PORT ([IPv6]:PORT) or "off"; default "127.0.0.1:18083" */
+    char admin_token[128];       /* non-empty: the bearer token every request must carry; default "" */
 };
 
 /* Fills c with the embedded defaults (one tcp listener on 0.0.0.0:1883). */
@@ -100,6 +104,11 @@ int config_set(struct config *c, const char *key, const char *value, char *err, 
  * negative value after writing a message to err (exit non-zero). *dump is set
  * when --dump was given (print the node's state and exit; later issues). */
 int config_parse_args(struct config *c, int argc, char **argv, bool *dump, char *err, size_t errlen);
+
+/* Splits HOST:PORT ("[IPv6]:PORT" for an IPv6 literal) into host (brackets
+ * removed, NUL-terminated, shorter than hostlen) and port. Returns 0, or
+ * -EINVAL when s is not of that form with a port 1..65535 (host untouched). */
+int config_hostport_split(const char *s, char *host, size_t hostlen, uint16_t *port);
 
 /* Writes the effective configuration as a config file (for --help style output
  * and tests). */

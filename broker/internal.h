@@ -136,6 +136,7 @@ struct session {
     char *client_id;          /* NUL-terminated; key in broker.sessions */
     size_t id_len;
     uint64_t generation;      /* of the claim that owns it */
+    uint64_t claim_index;     /* log index of that claim (0: loaded from the store) */
     uint32_t owner;           /* node id */
     struct conn *conn;        /* NULL while offline */
     uint8_t version;
@@ -250,6 +251,24 @@ struct broker_stats {
     uint64_t connections_total;
 };
 
+/* The HTTP admin API (admin.c: the server; admin_api.c: the endpoints). */
+struct admin_conn;
+
+struct admin {
+    uv_tcp_t tcp;             /* the admin_listen socket; tcp.loop is NULL when off */
+    struct admin_conn *conns;
+    uint32_t conn_count;
+};
+
+/* One parsed request; every pointer is borrowed from the connection and valid
+ * until it is answered. */
+struct admin_request {
+    int method;               /* enum http_method */
+    const char *path, *query, *body; /* query NULL when there is none; not NUL-terminated */
+    size_t path_len, query_len, body_len;
+    const char *peer;         /* client address:port, for logs */
+};
+
 struct broker {
     uv_loop_t *loop;
     struct config cfg;
@@ -260,6 +279,7 @@ struct broker {
     struct lost_node { uint32_t node; uint64_t since; } lost[CONFIG_MAX_PEERS * 4];
     uint32_t lost_count;      /* other nodes given up on (node_event), since when (monotonic ms) */
     bool fenced;              /* its clients were disconnected for it */
+    uint32_t adopt_ticks;
     struct listener listeners[CONFIG_MAX_LISTENERS];
     int listener_count;
     uv_timer_t tick;          /* 1 s housekeeping: expiry, wills, $SYS */
@@ -298,6 +318,7 @@ struct broker {
     uint64_t last_sys_ms;
     uint64_t assigned_seq;    /* for assigned client identifiers */
     struct broker_stats stats;
+    struct admin admin;
     bool stopping;
     int exit_code;
 };
@@ -434,6 +455,22 @@ int broker__retain_propose(struct broker *b, struct msg *m, cluster_done_cb done
 void broker__retain_del(struct broker *b, const char *topic, size_t len);
 void broker__retain_send(struct broker *b, struct session *s, const struct sub *sub);
 void broker__retain_free_all(struct broker *b);
+
+/* admin.c: the server. A request is answered exactly once with
+ * broker__admin_respond (body transferred: malloc'd, or NULL when out of
+ * memory, which drops the connection) or broker__admin_error; an endpoint
+ * that answers later holds the connection until then. */
+int broker__admin_start(struct broker *b, char *err, size_t errlen);
+void broker__admin_stop(struct broker *b);
+void broker__admin_respond(struct admin_conn *c, int status, const char *type, char *body, size_t len,
+                           const char *extra /* more header lines, each ending in CRLF, or NULL */);
+void broker__admin_error(struct admin_conn *c, int status, const char *msg, const char *extra);
+void broker__admin_restart_after(struct admin_conn *c); /* the next response ends with broker_restart */
+void broker__admin_hold(struct admin_conn *c);
+void broker__admin_release(struct admin_conn *c);
+
+/* admin_api.c: the endpoints */
+void broker__admin_route(struct broker *b, struct admin_conn *c, const struct admin_request *r);
 
 /* sys.c */
 void broker__sys_publish(struct broker *b);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "broker.h"
 #include "cluster.h"
@@ -72,5 +73,12 @@ int main(int argc, char **argv)
     int code = broker_exit_code(b);
     broker_free(b);
     uv_loop_close(loop);
+    if (code == BROKER_EXIT_RESTART) {
+        /* every descriptor of ours is close-on-exec (the data dir lock too) */
+        fflush(NULL);
+        execv("/proc/self/exe", argv);
+        fprintf(stderr, "starlingd: restarting: execv /proc/self/exe: %s\n", strerror(errno));
+        return 1;
+    }
     return code;
 }

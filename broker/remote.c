@@ -15,7 +15,8 @@
  *            (0 = none), u16 + topic, u16 + origin client id, u32 + message
  *            properties, u16 count, count x (u16 + client id, u16 + filter)
  *            of picked shared members, u32 + payload
- *   TAKEOVER u8 2, u16 + client id, u64 generation of the new claim, u8 clean
+ *   TAKEOVER u8 2, u16 + client id, u64 generation and u64 log index of the
+ *            new claim, u8 clean
  *   HANDOFF  u8 3, u16 + client id, u64 generation, u16 next packet id,
  *            u16 count x u16 QoS 2 packet ids received, u32 count x inflight,
  *            u32 count x queued; each entry u16 packet id, u8 state, u8 qos,
@@ -292,6 +293,7 @@ void broker__remote_takeover(struct broker *b, struct session *s, uint32_t node,
     enc_u8(&e, REMOTE_TAKEOVER);
     enc_str16(&e, s->client_id, s->id_len);
     enc_u64(&e, s->generation);
+    enc_u64(&e, s->claim_index);
     enc_u8(&e, clean);
     int rc = e.fail ? -ENOMEM : cluster_send(b->cluster, node, &(struct iovec){e.p, e.len}, 1, NULL, NULL);
     free(e.p);
@@ -324,6 +326,7 @@ static void on_takeover(struct broker *b, uint32_t from, struct dec *d)
 {
     struct proto_str id = dec_str16(d);
     uint64_t generation = dec_u64(d);
+    uint64_t index = dec_u64(d);
     bool clean = dec_u8(d) != 0;
     if (d->bad || !id.len) {
         LOG(b, LOG_WARN, NULL, "malformed TAKEOVER from node %u dropped", from);
@@ -334,7 +337,8 @@ static void on_takeover(struct broker *b, uint32_t from, struct dec *d)
     enc_u8(&e, REMOTE_HANDOFF);
     enc_str16(&e, id.p, id.len);
     enc_u64(&e, generation);
-    if (s && s->generation <= generation) {
+    /* a claim applied here after the asker's (a later index) keeps the session */
+    if (s && (s->generation == generation || s->claim_index < index)) {
         broker__session_handover(b, s, from, clean);
         enc_u16(&e, s->next_packet_id);
         enc_u16(&e, (uint16_t)s->qos2_in_count);
@@ -456,7 +460,7 @@ void broker__remote_receive(void *ctx, uint32_t from, const uint8_t *data, size_
     default:
         LOG(b, LOG_WARN, NULL, "unknown message from node %u dropped", from);
     }
-    broker__flush_all(b);
+    /* what it queued on connections is written before the loop polls (broker.c's prepare handle) */
 }
 
 /* Remembers since when other nodes are lost: the leader takes their sessions

@@ -303,8 +303,10 @@ void broker__session_handoff_done(struct broker *b, struct session *s)
         broker__claim_complete(cl);
 }
 
-static bool lost_long(const struct broker *b, uint32_t node, uint64_t now)
+static bool lost_long(struct broker *b, uint32_t node, uint64_t now)
 {
+    if (!cluster_node_member(b->cluster, node))
+        return true; /* removed from the cluster */
     for (uint32_t i = 0; i < b->lost_count; i++)
         if (b->lost[i].node == node)
             return now - b->lost[i].since >= broker__lease_ms(b);
@@ -318,10 +320,8 @@ static bool lost_long(const struct broker *b, uint32_t node, uint64_t now)
  * ends when its recorded expiry comes. The timed list does the rest. */
 void broker__orphans_adopt(struct broker *b)
 {
-    if (!b->lost_count)
-        return;
     uint64_t now = broker__now(b);
-    bool any = false;
+    bool any = ++b->adopt_ticks % 10 == 0; /* now and then: sessions of nodes removed meanwhile */
     for (uint32_t i = 0; i < b->lost_count; i++)
         any |= now - b->lost[i].since >= broker__lease_ms(b);
     if (!any)

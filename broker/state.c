@@ -43,7 +43,7 @@ static void drop_conn(struct session *s)
     broker__conn_close(old, PROTO_RC_SESSION_TAKEN_OVER);
 }
 
-static int apply_claim(struct broker *b, const struct cluster_cmd *cmd)
+static int apply_claim(struct broker *b, const struct cluster_cmd *cmd, uint64_t index)
 {
     const char *id = (const char *)cmd->client_id.p;
     size_t len = cmd->client_id.len;
@@ -100,6 +100,7 @@ static int apply_claim(struct broker *b, const struct cluster_cmd *cmd)
     s->expire_at = 0;
     s->expiring = false;
     s->generation = cmd->generation;
+    s->claim_index = index;
     s->owner = cmd->node;
     s->expiry = cmd->expiry;
     s->released = false;
@@ -313,12 +314,11 @@ static int apply_retain_set(struct broker *b, const struct cluster_cmd *cmd)
 void broker__apply(void *ctx, const struct cluster_cmd *cmd, int result, uint64_t index)
 {
     struct broker *b = ctx;
-    (void)index;
     (void)result;
     int rc = 0;
     switch (cmd->type) {
     case CLUSTER_SESSION_CLAIM:
-        rc = apply_claim(b, cmd);
+        rc = apply_claim(b, cmd, index);
         break;
     case CLUSTER_SESSION_EXPIRE:
         rc = apply_expire(b, cmd);

@@ -207,6 +207,9 @@ bool cluster_node_alive(struct cluster *c, uint32_t node);
 
 /* --- membership --------------------------------------------------------------- */
 
+/* Whether node is in the current configuration (this node included). */
+bool cluster_node_member(struct cluster *c, uint32_t node);
+
 struct cluster_member {
     uint32_t id;
     char address[128];        /* its cluster port, host:port */
@@ -237,6 +240,9 @@ int cluster_join(struct cluster *c, const char *peer, cluster_op_cb cb, void *ar
 int cluster_leave(struct cluster *c, cluster_op_cb cb, void *arg);
 /* Removes another member (node id); the removed node is told, and stops. */
 int cluster_remove(struct cluster *c, uint32_t node, cluster_op_cb cb, void *arg);
+/* Whether this node was removed from the cluster (its fatal callback then
+ * ran with the reason): a deliberate stop, not a failure. */
+bool cluster_removed(const struct cluster *c);
 /* Hands leadership to node (0: the most up-to-date voter). */
 int cluster_transfer(struct cluster *c, uint32_t node, cluster_op_cb cb, void *arg);
 

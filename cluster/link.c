@@ -70,6 +70,7 @@ struct link {
     uint32_t node;
     char address[128];
     bool member;              /* in the current configuration */
+    bool removed;             /* was a member, is not any more */
     struct link_out *out;
     struct peer_hs *dialing;
     uint64_t next_dial;
@@ -250,6 +251,15 @@ int cluster_send(struct cluster *c, uint32_t node, const struct iovec *parts, in
     if (l->out)
         flush_soon(c);
     return 0;
+}
+
+bool cluster_node_member(struct cluster *c, uint32_t node)
+{
+    const struct raft_configuration *conf = &c->raft.configuration;
+    for (unsigned i = 0; i < conf->n; i++)
+        if (conf->servers[i].id == node)
+            return true;
+    return false;
 }
 
 bool cluster_node_alive(struct cluster *c, uint32_t node)
@@ -534,6 +544,12 @@ void cluster__link_tick(struct cluster *c)
         struct link *l = cluster__link_find(c, (uint32_t)srv->id);
         if (!l && !(l = link_new(c, (uint32_t)srv->id)))
             continue;
+        if (l->removed) {
+            /* added again: it gets node_timeout to come up */
+            l->removed = false;
+            l->alive = true;
+            l->down_since = now;
+        }
         if (strcmp(l->address, srv->address) != 0) {
             snprintf(l->address, sizeof(l->address), "%s", srv->address);
             if (l->out)
@@ -546,6 +562,13 @@ void cluster__link_tick(struct cluster *c)
         if (!l->member) {
             if (l->out || l->dialing || l->head)
                 link_drop(l, CLUSTER_EUNAVAILABLE);
+            if (!l->removed) {
+                /* removed from the configuration: lost for good */
+                l->removed = true;
+                l->alive = false;
+                if (c->cfg.node_event)
+                    c->cfg.node_event(c->cfg.ctx, l->node, false);
+            }
             continue;
         }
         if (!l->out && !l->dialing && now >= l->next_dial)

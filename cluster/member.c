@@ -496,6 +496,12 @@ static void on_removed_notice(struct cluster *c, uint32_t by)
     snprintf(msg, sizeof(msg), "node %u was removed from cluster %s by node %u: stopping", c->cfg.node_id,
              c->cfg.cluster_name ? c->cfg.cluster_name : "", by);
     CLOG(c, CLUSTER_LOG_ERROR, "cluster: %s", msg);
+    /* a leave asked for here has done what it asked for: its asker hears so
+     * rather than "stopping" (the answer of the leader may never arrive) */
+    for (struct member_op *op = c->ops; op; op = op->next)
+        if (op->op == CTL_REMOVE && op->node == c->cfg.node_id && !op->reply)
+            op_finish(op, 0, "node %u left cluster %s (removed by node %u); it stops", c->cfg.node_id,
+                      c->cfg.cluster_name ? c->cfg.cluster_name : "", by);
     if (c->cfg.fatal)
         c->cfg.fatal(c->cfg.ctx, msg);
 }
@@ -743,6 +749,8 @@ int cluster_join(struct cluster *c, const char *peer, cluster_op_cb cb, void *ar
         join_dial(op);
     return 0;
 }
+
+bool cluster_removed(const struct cluster *c) { return c->removed; }
 
 int cluster_leave(struct cluster *c, cluster_op_cb cb, void *arg)
 {

@@ -359,11 +359,15 @@ class Node:
         return "%s:%d" % (self.host, self.cluster_port)
 
     @property
+    def admin_addr(self):
+        return "%s:%d" % (self.host, self.admin_port)
+
+    @property
     def admin_url(self):
-        return "http://%s:%d" % (self.host, self.admin_port)
+        return "http://" + self.admin_addr
 
     def _admin_key(self):
-        return {"admin_listen": "%s:%d" % (self.host, self.admin_port)} if admin_supported() else {}
+        return {"admin_listen": self.admin_addr} if admin_supported() else {}
 
     def config(self):
         """The node.conf lines (cluster layout)."""

@@ -108,6 +108,7 @@ class Broker:
         self.proc = None
         self.argv = None
         self.exited_early = None
+        self.admin_url = None  # http://127.0.0.1:PORT of Starling's admin API, None when off
 
     @property
     def is_mosquitto(self):
@@ -130,6 +131,9 @@ class Broker:
         # Keep the (one-voter) cluster port on loopback and away from the
         # default 4370, so brokers never collide or listen beyond 127.0.0.1.
         settings.setdefault("cluster_bind", "127.0.0.1:%d" % free_port())
+        # The admin API too (its default 127.0.0.1:18083 would be shared).
+        settings.setdefault("admin_listen", "127.0.0.1:%d" % free_port())
+        self.admin_url = None if settings["admin_listen"] == "off" else "http://" + settings["admin_listen"]
         for key, value in settings.items():
             argv += ["--set", "%s=%s" % (key, _bool(value))]
         if VERBOSE:

@@ -96,15 +96,23 @@ def test_packet_ids_unique_while_inflight(broker, raw, clients):
 
 
 @pytest.mark.parametrize("qos", [1, 2])
-def test_order_preserved(broker, clients, qos):
-    # [MQTT-4.6.0-5/6]: messages on a topic are delivered in publish order.
+def test_order_preserved(broker, clients, raw, qos):
+    # [MQTT-4.6.0-5/6]: messages on a topic are delivered in publish order;
+    # [MQTT-4.6.0-2/3]: PUBACKs / PUBRECs go back in the order of the PUBLISHes.
+    # The publisher is a raw socket writing 10 at a time, below any Receive
+    # Maximum (paho's outgoing queue can reorder when drained from another
+    # thread).
     sub = clients.connected(broker, version=5)
     sub.subscribe("order/t", qos=qos)
-    pub = clients.connected(broker, version=5)
-    for i in range(50):
-        # At most 10 unacknowledged: below any Receive Maximum, so paho never
-        # queues (its queue can reorder when drained from another thread).
-        pub.publish("order/t", b"%03d" % i, qos=qos, wait=(i % 10 == 9))
+    pub = raw(broker, version=5)
+    pub.connect(uid("order"))
+    for first in range(1, 51, 10):
+        pids = list(range(first, first + 10))
+        pub.send(b"".join(r.publish("order/t", b"%03d" % (i - 1), qos=qos, pid=i, version=5) for i in pids))
+        assert [pub.expect(r.PUBACK if qos == 1 else r.PUBREC).pid for _ in pids] == pids
+        if qos == 2:
+            pub.send(b"".join(r.ack(r.PUBREL, i, version=5) for i in pids))
+            assert [pub.expect(r.PUBCOMP).pid for _ in pids] == pids
     got = sub.expect_messages(50)
     assert [m.payload for m in got] == [b"%03d" % i for i in range(50)]
 

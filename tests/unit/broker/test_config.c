@@ -179,6 +179,10 @@ static const struct {
     {"peer", "2 10.0.0.2:4370", "peer 2 10.0.0.2:4370"},
     {"peer", "3 starling3:4370", "peer 3 starling3:4370"},
     {"peer", "65535 [fe80::1]:1", "peer 65535 [fe80::1]:1"},
+    {"admin_listen", "0.0.0.0:8081", "admin_listen 0.0.0.0:8081"},
+    {"admin_listen", "[::1]:18083", "admin_listen [::1]:18083"},
+    {"admin_listen", "OFF", "admin_listen off"},
+    {"admin_token", "t0ken", "admin_token t0ken"},
 };
 
 Test(config, every_key_sets_its_field)
@@ -333,6 +337,14 @@ static const struct {
     {"peer", "2 h:1 x", "peer: expected ID HOST:PORT", -EINVAL},
     {"peer", "0 h:1", "peer: id: \"0\" is out of range 1..65535", -ERANGE},
     {"peer", "2 nohostport", "peer: \"nohostport\" is not HOST:PORT", -EINVAL},
+    {"admin_listen", "admin.example:18083", "admin_listen: \"admin.example:18083\" is not IP:PORT", -EINVAL},
+    {"admin_listen", "127.0.0.1", "admin_listen: \"127.0.0.1\" is not IP:PORT ([IPv6]:PORT) or off", -EINVAL},
+    {"admin_listen", "127.0.0.1:0", "is not IP:PORT", -EINVAL},
+    {"admin_listen", "::1:18083", "is not IP:PORT", -EINVAL},
+    {"admin_listen", "", "is not IP:PORT", -EINVAL},
+    {"admin_token", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+                    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+     "admin_token: value is longer than 127 bytes", -ERANGE},
     {"max_conections", "5", "unknown key \"max_conections\"", -EINVAL},
     {"path", "/x", "unknown key \"path\"", -EINVAL},
     {"listener_count", "2", "unknown key \"listener_count\"", -EINVAL},
@@ -837,7 +849,7 @@ Test(config, sample_config_documents_every_default)
         "max_inflight", "receive_maximum", "max_queued", "queue_policy", "max_topic_levels",
         "max_subscriptions", "max_keepalive", "topic_alias_maximum", "max_session_expiry", "retain_available",
         "allow_zero_length_clientid", "max_qos", "sys_interval", "node_id", "cluster_bind", "cluster_secret",
-        "commit_timeout_ms"};
+        "commit_timeout_ms", "admin_listen", "admin_token"};
     char *text = slurp(STARLING_SAMPLE_CONF);
     char *out = malloc(strlen(text) + 1), *o = out;
     int settings = 0;

@@ -1,0 +1,583 @@
+/* admin: the HTTP/1.1 server of the node's admin API (admin_listen, port
+ * 18083 by default) on the broker's loop: accept, read, parse requests with
+ * http-parser, check the bearer token, write responses. The endpoints
+ * themselves are in admin_api.c.
+ *
+ * Happy path: accept -> read -> http_parser_execute, which pauses at the end of
+ * each request; the request is then answered (broker__admin_route) before the
+ * next one is parsed, so a connection has one request at a time and pipelined
+ * requests are answered in order; keep-alive unless the client says otherwise.
+ * A request answered later (a cluster operation) stops reading until
+ * broker__admin_respond; meanwhile a reference (broker__admin_hold) keeps the
+ * struct alive for the callback even if the connection closes first.
+ *
+ * Failure modes: bytes that do not parse get 400, a request above
+ * ADMIN_MAX_REQUEST 413, both ending the connection; a connection idle for
+ * ADMIN_IDLE_MS closes; out of memory drops the one connection. A response
+ * that ends the connection shuts the write side down and what the client still
+ * sends is read and dropped (for up to ADMIN_LINGER_MS), so that it reads the
+ * response rather than a reset. The struct is freed in the handles' close
+ * callbacks once no operation holds it. */
+#include <errno.h>
+#include <http_parser.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+#include "http.h"
+#include "internal.h"
+
+#define ADMIN_MAX_REQUEST (64u * 1024) /* request line, headers and body */
+#define ADMIN_READ_CHUNK (16u * 1024)
+#define ADMIN_MAX_BACKLOG (1u << 20)   /* stop reading while more is unwritten */
+#define ADMIN_MAX_CONNS 128
+#define ADMIN_IDLE_MS 60000
+#define ADMIN_LINGER_MS 1000
+#define ADMIN_STOP_WAIT_MS 5000
+
+enum admin_state {
+    ADMIN_OPEN = 0,
+    ADMIN_DRAINING, /* last response written, write side shut down */
+    ADMIN_CLOSED,   /* uv_close called */
+};
+
+enum admin_header {
+    HEADER_OTHER = 0,
+    HEADER_AUTHORIZATION,
+};
+
+struct admin_conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;          /* idle timeout, then the linger after the last response */
+    uv_shutdown_t shutdown;
+    struct broker *b;
+    struct admin_conn *next, *prev; /* b->admin.conns */
+    http_parser parser;
+    int refs;                  /* the two handles until closed, plus operations under way */
+    int state;                 /* enum admin_state */
+    int writes;                /* write requests not yet completed */
+    bool busy;                 /* the current request is not answered yet */
+    bool processing;           /* process() is on the stack */
+    bool reading;
+    bool eof;                  /* the client shut its side down */
+    bool last;                 /* the response to the current request ends the connection
+                                * (and no request after it is read) */
+    bool restart;              /* ... and then the node restarts (a join was accepted) */
+
+    char *in;                  /* bytes read and not yet parsed */
+    size_t in_len, in_cap;
+
+    /* the request being read */
+    size_t req_bytes;
+    int req_error;             /* HTTP status it is refused with (413), 0 = none */
+    struct http_buf url, body, auth;
+    char field[16];            /* the header name being read (ours are short) */
+    size_t field_len;
+    bool in_value;
+    int header;                /* enum admin_header of the value being read */
+    bool has_auth;
+    char peer[64];             /* address:port, for logs */
+};
+
+static void process(struct admin_conn *c);
+static void update_reading(struct admin_conn *c);
+
+/* --- lifetime -------------------------------------------------------------- */
+
+void broker__admin_hold(struct admin_conn *c) { c->refs++; }
+
+void broker__admin_release(struct admin_conn *c)
+{
+    if (--c->refs > 0)
+        return;
+    free(c->in);
+    broker__http_buf_free(&c->url);
+    broker__http_buf_free(&c->body);
+    broker__http_buf_free(&c->auth);
+    free(c);
+}
+
+static void on_closed(uv_handle_t *h) { broker__admin_release(h->data); }
+
+static void conn_close(struct admin_conn *c)
+{
+    if (c->state == ADMIN_CLOSED)
+        return;
+    c->state = ADMIN_CLOSED;
+    struct admin *a = &c->b->admin;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        a->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    a->conn_count--;
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+    uv_close((uv_handle_t *)&c->timer, on_closed);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct admin_conn *c = t->data;
+    if (c->busy && c->state == ADMIN_OPEN && !c->b->stopping) {
+        /* an operation under way has its own deadline */
+        uv_timer_start(&c->timer, on_timer, ADMIN_IDLE_MS, 0);
+        return;
+    }
+    conn_close(c);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    if (status < 0)
+        conn_close(req->data);
+}
+
+/* After the last response: FIN after what is queued, then read and drop until
+ * the client closes. */
+static void conn_finish(struct admin_conn *c)
+{
+    if (c->state != ADMIN_OPEN)
+        return;
+    if (c->eof) {
+        conn_close(c);
+        return;
+    }
+    c->state = ADMIN_DRAINING;
+    c->shutdown.data = c;
+    if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        conn_close(c);
+        return;
+    }
+    uv_timer_start(&c->timer, on_timer, c->b->stopping ? ADMIN_LINGER_MS / 5 : ADMIN_LINGER_MS, 0);
+    update_reading(c);
+}
+
+/* --- reading ---------------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct admin_conn *c = h->data;
+    if (c->in_cap - c->in_len < ADMIN_READ_CHUNK) {
+        char *p = realloc(c->in, c->in_len + ADMIN_READ_CHUNK);
+        if (!p) {
+            *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
+            return;
+        }
+        c->in = p;
+        c->in_cap = c->in_len + ADMIN_READ_CHUNK;
+    }
+    *buf = uv_buf_init(c->in + c->in_len, (unsigned)(c->in_cap - c->in_len));
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct admin_conn *c = s->data;
+    if (n == UV_EOF && c->state == ADMIN_OPEN && (c->busy || c->writes)) {
+        /* half-closed after a request: answer it, then close */
+        c->eof = true;
+        c->last = true;
+        uv_read_stop(s);
+        c->reading = false;
+        return;
+    }
+    if (n < 0) {
+        conn_close(c);
+        return;
+    }
+    if (c->state == ADMIN_DRAINING)
+        return; /* dropped */
+    c->in_len += (size_t)n;
+    process(c);
+}
+
+static void update_reading(struct admin_conn *c)
+{
+    bool want = c->state == ADMIN_DRAINING ||
+                (c->state == ADMIN_OPEN && !c->busy && !c->last && !c->eof &&
+                 uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < ADMIN_MAX_BACKLOG);
+    if (want && !c->reading) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+            conn_close(c);
+            return;
+        }
+        c->reading = true;
+    } else if (!want && c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
+}
+
+/* --- parser callbacks ---------------------------------------------------------- */
+
+static struct admin_conn *conn_of(http_parser *p) { return p->data; }
+
+static int on_message_begin(http_parser *p)
+{
+    struct admin_conn *c = conn_of(p);
+    c->url.len = c->body.len = c->auth.len = 0;
+    c->url.failed = c->body.failed = c->auth.failed = false;
+    c->field_len = 0;
+    c->in_value = false;
+    c->header = HEADER_OTHER;
+    c->has_auth = false;
+    c->req_error = 0;
+    return 0;
+}
+
+/* Appends to one of the request's buffers; beyond the request limit the
+ * request is refused with 413 (the parser stops). */
+static int take(struct admin_conn *c, struct http_buf *to, const char *at, size_t len)
+{
+    if (to->len + len > ADMIN_MAX_REQUEST) {
+        c->req_error = 413;
+        return -1;
+    }
+    broker__http_buf_add(to, at, len);
+    return to->failed ? -1 : 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len) { return take(conn_of(p), &conn_of(p)->url, at, len); }
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    struct admin_conn *c = conn_of(p);
+    if (c->in_value) {
+        c->in_value = false;
+        c->field_len = 0;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (c->field_len < sizeof(c->field))
+            c->field[c->field_len] = at[i];
+        c->field_len++; /* counts on: a longer name matches none of ours */
+    }
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct admin_conn *c = conn_of(p);
+    if (!c->in_value) {
+        c->in_value = true;
+        c->header = c->field_len == 13 && strncasecmp(c->field, "authorization", 13) == 0 ? HEADER_AUTHORIZATION
+                                                                                             : HEADER_OTHER;
+        if (c->header == HEADER_AUTHORIZATION) {
+            c->auth.len = 0; /* a repeated header: the last one counts */
+            c->has_auth = true;
+        }
+    }
+    return c->header == HEADER_AUTHORIZATION ? take(c, &c->auth, at, len) : 0;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    struct admin_conn *c = conn_of(p);
+    if ((p->flags & F_CONTENTLENGTH) && p->content_length > ADMIN_MAX_REQUEST) {
+        c->req_error = 413; /* refused before the body is read */
+        return -1;
+    }
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len) { return take(conn_of(p), &conn_of(p)->body, at, len); }
+
+static int on_message_complete(http_parser *p)
+{
+    /* answered before the parser looks at the next request */
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* --- responses ------------------------------------------------------------------- */
+
+struct admin_write {
+    uv_write_t req;
+    struct admin_conn *c;
+    bool last, restart;
+    struct http_buf head;
+    char *body;
+};
+
+static void on_write(uv_write_t *req, int status)
+{
+    struct admin_write *w = container_of(req, struct admin_write, req);
+    struct admin_conn *c = w->c;
+    struct broker *b = c->b;
+    bool last = w->last, restart = w->restart;
+    broker__http_buf_free(&w->head);
+    free(w->body);
+    free(w);
+    c->writes--;
+    /* the join is decided whether or not the client read its answer */
+    if (restart && !b->stopping) {
+        broker_restart(b);
+        return;
+    }
+    if (c->state != ADMIN_OPEN)
+        return;
+    if (status < 0)
+        conn_close(c);
+    else if (last || (c->eof && !c->busy && !c->writes))
+        conn_finish(c);
+    else
+        process(c); /* reading may have stopped for the write backlog */
+}
+
+void broker__admin_restart_after(struct admin_conn *c)
+{
+    c->restart = true;
+    c->last = true;
+}
+
+void broker__admin_respond(struct admin_conn *c, int status, const char *type, char *body, size_t len,
+                           const char *extra)
+{
+    struct broker *b = c->b;
+    bool restart = c->restart;
+    c->busy = false;
+    c->restart = false;
+    if (c->state != ADMIN_OPEN || !body) {
+        free(body);
+        if (c->state == ADMIN_OPEN)
+            conn_close(c); /* out of memory: this connection goes */
+        if (restart && !b->stopping)
+            broker_restart(b);
+        return;
+    }
+    struct admin_write *w = calloc(1, sizeof(*w));
+    if (!w) {
+        free(body);
+        conn_close(c);
+        if (restart && !b->stopping)
+            broker_restart(b);
+        return;
+    }
+    w->c = c;
+    w->body = body;
+    w->last = c->last;
+    w->restart = restart;
+    broker__http_head(&w->head, status, type, len, !c->last, extra);
+    uv_buf_t bufs[2] = {uv_buf_init(w->head.data, (unsigned)w->head.len), uv_buf_init(body, (unsigned)len)};
+    if (w->head.failed || uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, len ? 2 : 1, on_write) != 0) {
+        broker__http_buf_free(&w->head);
+        free(w->body);
+        free(w);
+        conn_close(c);
+        if (restart && !b->stopping)
+            broker_restart(b);
+        return;
+    }
+    c->writes++;
+    if (c->last)
+        uv_timer_stop(&c->timer);
+    else
+        uv_timer_start(&c->timer, on_timer, ADMIN_IDLE_MS, 0);
+    if (!c->processing)
+        process(c);
+}
+
+void broker__admin_error(struct admin_conn *c, int status, const char *msg, const char *extra)
+{
+    char *body = broker__http_error_json(status, msg);
+    broker__admin_respond(c, status, "application/json", body, body ? strlen(body) : 0, extra);
+}
+
+/* --- requests ---------------------------------------------------------------------- */
+
+static void dispatch(struct admin_conn *c)
+{
+    struct broker *b = c->b;
+    c->busy = true;
+    c->last = c->eof || !http_should_keep_alive(&c->parser) || c->parser.upgrade;
+    if (c->req_bytes > ADMIN_MAX_REQUEST) {
+        c->last = true;
+        broker__admin_error(c, 413, "the request is larger than 64 KiB", NULL);
+        return;
+    }
+    if (c->parser.http_major != 1) {
+        c->last = true;
+        broker__admin_error(c, 505, "only HTTP/1.0 and HTTP/1.1 are spoken here", NULL);
+        return;
+    }
+    if (c->url.failed || c->body.failed || c->auth.failed) {
+        c->last = true;
+        broker__admin_respond(c, 500, "application/json", NULL, 0, NULL); /* out of memory: closes */
+        return;
+    }
+    const char *token = b->cfg.admin_token;
+    if (token[0] && (!c->has_auth || !broker__http_bearer_ok(c->auth.data, c->auth.len, token))) {
+        LOG(b, LOG_INFO, NULL, "admin %s: %s without a valid token: 401", c->peer,
+            http_method_str((enum http_method)c->parser.method));
+        broker__admin_error(c, 401, c->has_auth ? "the bearer token is not this node's admin_token"
+                                                : "this node needs Authorization: Bearer <admin_token>",
+                            "WWW-Authenticate: Bearer realm=\"starling\"\r\n");
+        return;
+    }
+    struct http_parser_url u;
+    http_parser_url_init(&u);
+    if (!c->url.len ||
+        http_parser_parse_url(c->url.data, c->url.len, c->parser.method == HTTP_CONNECT, &u) != 0 ||
+        !(u.field_set & (1u << UF_PATH))) {
+        broker__admin_error(c, 400, "the request target is not a path", NULL);
+        return;
+    }
+    struct admin_request r = {
+        .method = (int)c->parser.method,
+        .path = c->url.data + u.field_data[UF_PATH].off,
+        .path_len = u.field_data[UF_PATH].len,
+        .body = c->body.len ? c->body.data : "",
+        .body_len = c->body.len,
+        .peer = c->peer,
+    };
+    if (u.field_set & (1u << UF_QUERY)) {
+        r.query = c->url.data + u.field_data[UF_QUERY].off;
+        r.query_len = u.field_data[UF_QUERY].len;
+    }
+    LOG(b, LOG_DEBUG, NULL, "admin %s: %s %.*s", c->peer, http_method_str((enum http_method)r.method),
+        (int)(c->url.len > 200 ? 200 : c->url.len), c->url.data);
+    broker__admin_route(b, c, &r);
+}
+
+/* Parses what was read, one request at a time: stops while a request is
+ * being answered or the client is slow to read its answers. */
+static void process(struct admin_conn *c)
+{
+    if (c->processing)
+        return;
+    c->processing = true;
+    size_t pos = 0;
+    while (c->state == ADMIN_OPEN && !c->busy && !c->last && pos < c->in_len &&
+           uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < ADMIN_MAX_BACKLOG) {
+        size_t n = http_parser_execute(&c->parser, &parser_settings, c->in + pos, c->in_len - pos);
+        pos += n;
+        c->req_bytes += n;
+        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+        if (e == HPE_PAUSED) {
+            http_parser_pause(&c->parser, 0);
+            dispatch(c);
+            c->req_bytes = 0;
+        } else if (e != HPE_OK || c->req_bytes > ADMIN_MAX_REQUEST) {
+            int status = c->req_error ? c->req_error : e == HPE_OK || e == HPE_HEADER_OVERFLOW ? 413 : 400;
+            LOG(c->b, LOG_DEBUG, NULL, "admin %s: bad request: %s", c->peer, http_errno_description(e));
+            c->busy = true;
+            c->last = true;
+            broker__admin_error(c, status, status == 413 ? "the request is larger than 64 KiB"
+                                                         : http_errno_description(e), NULL);
+            pos = c->in_len;
+        }
+    }
+    if (c->state == ADMIN_OPEN && pos < c->in_len) {
+        memmove(c->in, c->in + pos, c->in_len - pos);
+        c->in_len -= pos;
+    } else {
+        c->in_len = 0;
+    }
+    if (c->state != ADMIN_CLOSED)
+        update_reading(c);
+    c->processing = false;
+}
+
+/* --- the listener -------------------------------------------------------------------- */
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    struct broker *b = server->data;
+    if (status < 0) {
+        LOG(b, LOG_WARN, NULL, "admin: accept: %s", uv_strerror(status));
+        return;
+    }
+    struct admin_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return; /* the connection waits in the backlog */
+    c->b = b;
+    uv_tcp_init(b->loop, &c->tcp);
+    uv_timer_init(b->loop, &c->timer);
+    c->tcp.data = c->timer.data = c->shutdown.data = c;
+    c->refs = 2;
+    c->next = b->admin.conns;
+    if (c->next)
+        c->next->prev = c;
+    b->admin.conns = c;
+    b->admin.conn_count++;
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    int rc = uv_accept(server, (uv_stream_t *)&c->tcp);
+    if (rc || b->admin.conn_count > ADMIN_MAX_CONNS) {
+        if (!rc)
+            LOG(b, LOG_WARN, NULL, "admin: more than %d connections: closing the newest", ADMIN_MAX_CONNS);
+        conn_close(c);
+        return;
+    }
+    struct sockaddr_storage sa;
+    int salen = sizeof(sa);
+    snprintf(c->peer, sizeof(c->peer), "?");
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &salen) == 0) {
+        char ip[48];
+        bool v6 = sa.ss_family == AF_INET6;
+        uv_ip_name((struct sockaddr *)&sa, ip, sizeof(ip));
+        snprintf(c->peer, sizeof(c->peer), v6 ? "[%s]:%u" : "%s:%u", ip,
+                 ntohs(v6 ? ((struct sockaddr_in6 *)&sa)->sin6_port : ((struct sockaddr_in *)&sa)->sin_port));
+    }
+    uv_timer_start(&c->timer, on_timer, ADMIN_IDLE_MS, 0);
+    update_reading(c);
+}
+
+int broker__admin_start(struct broker *b, char *err, size_t errlen)
+{
+    const char *listen = b->cfg.admin_listen;
+    char host[64];
+    uint16_t port;
+    struct sockaddr_storage addr;
+    if (strcmp(listen, "off") == 0)
+        return 0;
+    int rc = config_hostport_split(listen, host, sizeof(host), &port);
+    if (!rc)
+        rc = strchr(host, ':') ? uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr)
+                               : uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
+    if (rc) {
+        snprintf(err, errlen, "admin_listen %s: invalid address", listen);
+        return rc < 0 ? rc : -EINVAL;
+    }
+    uv_tcp_init(b->loop, &b->admin.tcp);
+    b->admin.tcp.data = b;
+    rc = uv_tcp_bind(&b->admin.tcp, (const struct sockaddr *)&addr, 0);
+    if (!rc)
+        rc = uv_listen((uv_stream_t *)&b->admin.tcp, 64, on_connection);
+    if (rc) {
+        snprintf(err, errlen, "admin_listen %s: %s", listen,
+                 rc == UV_EADDRINUSE ? "address already in use (is another broker running?)" : uv_strerror(rc));
+        return rc;
+    }
+    LOG(b, LOG_INFO, NULL, "admin API on http://%s", listen);
+    return 0;
+}
+
+/* A connection waiting for a cluster operation stays until it is answered:
+ * the cluster completes every operation when it closes (the outcome, or
+ * CLUSTER_ESHUTDOWN), which the client should read rather than a dropped
+ * connection. ADMIN_STOP_WAIT_MS bounds the wait. */
+void broker__admin_stop(struct broker *b)
+{
+    uv_handle_t *h = (uv_handle_t *)&b->admin.tcp;
+    if (h->loop && !uv_is_closing(h))
+        uv_close(h, NULL);
+    for (struct admin_conn *c = b->admin.conns, *next; c; c = next) {
+        next = c->next;
+        if (c->state == ADMIN_OPEN && c->busy && c->refs > 2) {
+            c->last = true;
+            uv_timer_start(&c->timer, on_timer, ADMIN_STOP_WAIT_MS, 0);
+        } else {
+            conn_close(c);
+        }
+    }
+}

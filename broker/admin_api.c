@@ -1,0 +1,564 @@
+/* admin_api: the endpoints of the admin API: node and cluster status, the
+ * cluster membership operations, listings of sessions, subscriptions and
+ * retained messages, and the Prometheus metrics.
+ *
+ * Listings are sorted (client id, filter, topic) so that output is stable,
+ * count every match and list the first `limit` (default 1000). A membership
+ * operation is answered when the cluster calls back; a join the cluster
+ * accepted is answered with 202 and then the node restarts to take the
+ * cluster's state (broker_restart). */
+#include <errno.h>
+#include <http_parser.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+#include "http.h"
+#include "internal.h"
+
+#define ADMIN_DEFAULT_LIMIT 1000
+#define ADMIN_MAX_LIMIT 1000000
+#define ADMIN_MAX_MEMBERS 64 /* on the stack; a larger cluster is fetched into the heap */
+
+static const char json_type[] = "application/json";
+
+/* Prints and frees obj; NULL obj (out of memory) drops the connection. */
+static void reply_json(struct admin_conn *c, int status, cJSON *obj)
+{
+    char *text = obj ? cJSON_PrintUnformatted(obj) : NULL;
+    cJSON_Delete(obj);
+    broker__admin_respond(c, status, json_type, text, text ? strlen(text) : 0, NULL);
+}
+
+static void reply_text(struct admin_conn *c, int status, char *text)
+{
+    broker__admin_respond(c, status, json_type, text, text ? strlen(text) : 0, NULL);
+}
+
+/* ?limit=N: 400 and false when it is not a number in range. */
+static bool limit_of(struct admin_conn *c, const struct http_query *q, uint64_t *limit)
+{
+    const char *s = broker__http_query_find(q, "limit");
+    *limit = ADMIN_DEFAULT_LIMIT;
+    if (s && broker__http_uint_parse(s, ADMIN_MAX_LIMIT, limit) != 0) {
+        broker__admin_error(c, 400, "limit must be a whole number 0..1000000", NULL);
+        return false;
+    }
+    return true;
+}
+
+/* --- status ---------------------------------------------------------------- */
+
+static uint64_t replicated_retained(const struct broker *b)
+{
+    uint64_t n = 0;
+    for (const struct retained *r = b->retained_list; r; r = r->next)
+        n += !r->local;
+    return n;
+}
+
+/* The node's view; members is NULL (count 0) when the cluster is gone (the
+ * node is stopping), else heap or the caller's stack array of
+ * ADMIN_MAX_MEMBERS. Returns the member count, or -ENOMEM. */
+static int cluster_view(struct broker *b, struct cluster_status *st, struct cluster_member *stack,
+                        struct cluster_member **members)
+{
+    *members = NULL;
+    if (!b->cluster) {
+        memset(st, 0, sizeof(*st));
+        st->node_id = b->cfg.node_id;
+        st->role = 3;
+        return 0;
+    }
+    cluster_status_get(b->cluster, st);
+    int n = cluster_members_get(b->cluster, stack, ADMIN_MAX_MEMBERS);
+    *members = stack;
+    if (n > ADMIN_MAX_MEMBERS) {
+        *members = malloc((size_t)n * sizeof(**members));
+        if (!*members)
+            return -ENOMEM;
+        n = cluster_members_get(b->cluster, *members, n);
+    }
+    return n;
+}
+
+static void get_status(struct broker *b, struct admin_conn *c, const struct admin_request *r,
+                       const struct http_query *q)
+{
+    struct cluster_status st;
+    struct cluster_member stack[ADMIN_MAX_MEMBERS], *members;
+    int n = cluster_view(b, &st, stack, &members);
+    struct http_counts counts = {
+        .connections = b->connected,
+        .sessions = b->sessions.count,
+        .subscriptions = b->sub_count,
+        .retained = replicated_retained(b),
+    };
+    cJSON *obj = n < 0 ? NULL : broker__http_status_json(&st, b->cfg.cluster_name, members, n, &counts);
+    if (members != stack)
+        free(members);
+    reply_json(c, 200, obj);
+}
+
+/* --- metrics ----------------------------------------------------------------- */
+
+static void get_metrics(struct broker *b, struct admin_conn *c, const struct admin_request *r,
+                        const struct http_query *q)
+{
+    static const char *const roles[] = {"follower", "candidate", "leader", "unavailable"};
+    struct cluster_status st;
+    struct cluster_member stack[ADMIN_MAX_MEMBERS], *members;
+    int members_n = cluster_view(b, &st, stack, &members);
+    if (members != stack)
+        free(members);
+    struct http_buf out = {0};
+    char labels[128];
+    snprintf(labels, sizeof(labels), "version=\"%s\",node=\"%u\",cluster=\"%s\"", STARLING_VERSION,
+             b->cfg.node_id, b->cfg.cluster_name);
+    broker__http_metric(&out, "starling_info", "gauge", "Build and identity of this node.", labels, 1);
+    broker__http_metric(&out, "starling_uptime_seconds", "gauge", "Seconds since the node started.", NULL,
+                        (broker__now(b) - b->started_ms) / 1000);
+    const struct broker_stats *s = &b->stats;
+    broker__http_metric(&out, "starling_messages_received_total", "counter", "PUBLISH packets received.", NULL,
+                        s->msgs_received);
+    broker__http_metric(&out, "starling_messages_sent_total", "counter", "PUBLISH packets sent.", NULL,
+                        s->msgs_sent);
+    broker__http_metric(&out, "starling_messages_dropped_total", "counter",
+                        "Messages dropped (full queues, slow consumers).", NULL, s->publish_dropped);
+    broker__http_metric(&out, "starling_bytes_received_total", "counter", "Bytes received from MQTT clients.",
+                        NULL, s->bytes_received);
+    broker__http_metric(&out, "starling_bytes_sent_total", "counter", "Bytes sent to MQTT clients.", NULL,
+                        s->bytes_sent);
+    broker__http_metric(&out, "starling_connections_total", "counter", "MQTT connections accepted.", NULL,
+                        s->connections_total);
+    broker__http_metric(&out, "starling_connections", "gauge", "MQTT clients connected (past CONNACK).", NULL,
+                        b->connected);
+    broker__http_metric(&out, "starling_sessions", "gauge", "Sessions in the replicated state.", NULL,
+                        b->sessions.count);
+    broker__http_metric(&out, "starling_subscriptions", "gauge", "Subscriptions in the replicated state.", NULL,
+                        b->sub_count);
+    broker__http_metric(&out, "starling_retained", "gauge", "Retained messages in the replicated state.", NULL,
+                        replicated_retained(b));
+    broker__http_metric(&out, "starling_cluster_term", "gauge", "Raft term.", NULL, st.term);
+    broker__http_metric(&out, "starling_cluster_commit_index", "gauge", "Raft commit index.", NULL,
+                        st.commit_index);
+    broker__http_metric(&out, "starling_cluster_applied_index", "gauge", "Last log index applied to the store.",
+                        NULL, st.applied_index);
+    broker__http_metric(&out, "starling_cluster_last_index", "gauge", "Last index in the Raft log.", NULL,
+                        st.last_index);
+    broker__http_metric(&out, "starling_cluster_leader", "gauge", "Node id of the leader (0: none known).", NULL,
+                        st.leader_id);
+    broker__http_metric(&out, "starling_cluster_members", "gauge", "Members of the cluster configuration.", NULL,
+                        members_n < 0 ? 0 : (uint64_t)members_n);
+    for (int i = 0; i < 4; i++) {
+        snprintf(labels, sizeof(labels), "role=\"%s\"", roles[i]);
+        broker__http_metric(&out, "starling_cluster_role", "gauge",
+                            i ? NULL : "This node's Raft role: 1 for the current one.", labels, st.role == i);
+    }
+    if (out.failed)
+        broker__http_buf_free(&out);
+    broker__admin_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", out.data, out.len, NULL);
+}
+
+/* --- listings ------------------------------------------------------------------ */
+
+static int by_client_id(const void *x, const void *y)
+{
+    const struct session *a = *(struct session *const *)x, *b = *(struct session *const *)y;
+    return strcmp(a->client_id, b->client_id);
+}
+
+/* The sessions ?client_id= selects (all of them without it), sorted, and
+ * ?limit=; *out is malloc'd (NULL when there are none). Returns the count,
+ * -ENOMEM, or -EINVAL when the limit was bad (the request is answered). */
+static long select_sessions(struct broker *b, struct admin_conn *c, const struct http_query *q, uint64_t *limit,
+                            struct session ***out)
+{
+    const char *client_id = broker__http_query_find(q, "client_id");
+    *out = NULL;
+    if (!limit_of(c, q, limit))
+        return -EINVAL;
+    if (client_id) {
+        struct session *s = broker__session_find(b, client_id, strlen(client_id));
+        if (!s)
+            return 0;
+        if (!(*out = malloc(sizeof(**out))))
+            return -ENOMEM;
+        (*out)[0] = s;
+        return 1;
+    }
+    size_t n = b->sessions.count, k = 0, pos = 0;
+    if (!n)
+        return 0;
+    if (!(*out = malloc(n * sizeof(**out))))
+        return -ENOMEM;
+    struct map_slot *slot;
+    while (k < n && (slot = map_next(&b->sessions, &pos)))
+        (*out)[k++] = slot->value;
+    qsort(*out, k, sizeof(**out), by_client_id);
+    return (long)k;
+}
+
+/* {"count": count, name: []}: returns the array to fill, NULL when out of memory. */
+static cJSON *listing(cJSON **obj, uint64_t count, const char *name)
+{
+    *obj = cJSON_CreateObject();
+    cJSON *list = NULL;
+    if (!cJSON_AddNumberToObject(*obj, "count", (double)count) || !(list = cJSON_AddArrayToObject(*obj, name))) {
+        cJSON_Delete(*obj);
+        *obj = NULL;
+    }
+    return list;
+}
+
+/* Answers with a listing, or drops the connection when building it ran out of memory. */
+static void reply_listing(struct admin_conn *c, cJSON *obj, bool ok)
+{
+    if (!ok) {
+        cJSON_Delete(obj);
+        obj = NULL;
+    }
+    reply_json(c, 200, obj);
+}
+
+/* Adds item to list; false (and item freed) when out of memory. */
+static bool append(cJSON *list, cJSON *item, bool ok)
+{
+    if (!ok || !item || !cJSON_AddItemToArray(list, item)) {
+        cJSON_Delete(item);
+        return false;
+    }
+    return true;
+}
+
+static void get_sessions(struct broker *b, struct admin_conn *c, const struct admin_request *r,
+                         const struct http_query *q)
+{
+    uint64_t limit;
+    struct session **all;
+    long n = select_sessions(b, c, q, &limit, &all);
+    if (n == -EINVAL)
+        return;
+    cJSON *obj = NULL, *list = n < 0 ? NULL : listing(&obj, (uint64_t)n, "sessions");
+    bool ok = list != NULL;
+    for (long i = 0; ok && i < n && (uint64_t)i < limit; i++) {
+        const struct session *s = all[i];
+        cJSON *item = cJSON_CreateObject();
+        bool connected = s->owner == b->cfg.node_id ? s->conn != NULL : !s->released;
+        ok = cJSON_AddStringToObject(item, "client_id", s->client_id) &&
+             cJSON_AddNumberToObject(item, "node", s->owner) &&
+             cJSON_AddBoolToObject(item, "connected", connected) &&
+             (s->expiry == UINT32_MAX ? cJSON_AddNullToObject(item, "expiry")
+                                      : cJSON_AddNumberToObject(item, "expiry", s->expiry)) &&
+             cJSON_AddNumberToObject(item, "subscriptions", s->sub_count) &&
+             cJSON_AddNumberToObject(item, "queued", s->queue.count) &&
+             cJSON_AddNumberToObject(item, "inflight", s->inflight.count);
+        ok = append(list, item, ok);
+    }
+    free(all);
+    reply_listing(c, obj, ok);
+}
+
+static int by_session_filter(const void *x, const void *y)
+{
+    const struct sub *a = *(struct sub *const *)x, *b = *(struct sub *const *)y;
+    int d = strcmp(a->session->client_id, b->session->client_id);
+    return d ? d : strcmp(a->filter, b->filter);
+}
+
+static void get_subscriptions(struct broker *b, struct admin_conn *c, const struct admin_request *r,
+                              const struct http_query *q)
+{
+    uint64_t limit;
+    struct session **sessions;
+    long ns = select_sessions(b, c, q, &limit, &sessions);
+    if (ns == -EINVAL)
+        return;
+    size_t n = 0;
+    for (long i = 0; i < ns; i++)
+        n += sessions[i]->sub_count;
+    struct sub **subs = n ? malloc(n * sizeof(*subs)) : NULL;
+    cJSON *obj = NULL, *list = NULL;
+    if (ns >= 0 && (subs || !n)) {
+        size_t k = 0;
+        for (long i = 0; i < ns; i++)
+            for (struct sub *sub = sessions[i]->subs; sub && k < n; sub = sub->next)
+                subs[k++] = sub;
+        n = k;
+        if (n)
+            qsort(subs, n, sizeof(*subs), by_session_filter);
+        list = listing(&obj, n, "subscriptions");
+    }
+    bool ok = list != NULL;
+    for (size_t i = 0; ok && i < n && i < limit; i++) {
+        const struct sub *sub = subs[i];
+        cJSON *item = cJSON_CreateObject();
+        ok = cJSON_AddStringToObject(item, "client_id", sub->session->client_id) &&
+             cJSON_AddStringToObject(item, "filter", sub->filter) && cJSON_AddNumberToObject(item, "qos", sub->qos) &&
+             cJSON_AddBoolToObject(item, "no_local", sub->no_local) &&
+             cJSON_AddBoolToObject(item, "retain_as_published", sub->rap) &&
+             cJSON_AddNumberToObject(item, "retain_handling", sub->rh) &&
+             (sub->sub_id ? cJSON_AddNumberToObject(item, "subscription_id", sub->sub_id)
+                          : cJSON_AddNullToObject(item, "subscription_id")) &&
+             cJSON_AddNumberToObject(item, "node", sub->session->owner);
+        ok = append(list, item, ok);
+    }
+    free(subs);
+    free(sessions);
+    reply_listing(c, obj, ok);
+}
+
+struct retained_pick {
+    const struct broker *b;
+    bool sys;
+    struct retained **all;
+    size_t n, cap;
+    bool failed;
+};
+
+static int pick_retained(struct trie_item *item, void *arg)
+{
+    struct retained_pick *x = arg;
+    struct retained *r = container_of(item, struct retained, item);
+    if ((r->local && !x->sys) || (r->msg->expire_at && r->msg->expire_at <= broker__now(x->b)))
+        return 0;
+    if (x->n == x->cap) {
+        size_t cap = x->cap ? x->cap * 2 : 64;
+        struct retained **p = realloc(x->all, cap * sizeof(*p));
+        if (!p) {
+            x->failed = true;
+            return 1;
+        }
+        x->all = p;
+        x->cap = cap;
+    }
+    x->all[x->n++] = r;
+    return 0;
+}
+
+static int by_topic(const void *x, const void *y)
+{
+    const struct retained *a = *(struct retained *const *)x, *b = *(struct retained *const *)y;
+    return strcmp(a->msg->topic, b->msg->topic);
+}
+
+static cJSON *retained_json(const struct msg *m)
+{
+    cJSON *item = cJSON_CreateObject();
+    char *text = NULL, *b64 = broker__http_base64(m->payload, m->payload_len);
+    if (proto_utf8_check(m->payload, m->payload_len) == 0 && (text = malloc((size_t)m->payload_len + 1))) {
+        memcpy(text, m->payload, m->payload_len);
+        text[m->payload_len] = '\0';
+    }
+    bool ok = b64 && cJSON_AddStringToObject(item, "topic", m->topic) &&
+              cJSON_AddNumberToObject(item, "qos", m->qos) &&
+              cJSON_AddNumberToObject(item, "payload_bytes", m->payload_len) &&
+              (text ? cJSON_AddStringToObject(item, "payload", text) : cJSON_AddNullToObject(item, "payload")) &&
+              cJSON_AddStringToObject(item, "payload_base64", b64);
+    free(text);
+    free(b64);
+    if (!ok) {
+        cJSON_Delete(item);
+        return NULL;
+    }
+    return item;
+}
+
+static void get_retained(struct broker *b, struct admin_conn *c, const struct admin_request *r,
+                         const struct http_query *q)
+{
+    uint64_t limit, sys = 0;
+    if (!limit_of(c, q, &limit))
+        return;
+    const char *s = broker__http_query_find(q, "sys"), *topic = broker__http_query_find(q, "topic");
+    if (s && broker__http_uint_parse(s, 1, &sys) != 0) {
+        broker__admin_error(c, 400, "sys must be 0 or 1", NULL);
+        return;
+    }
+    if (topic && proto_topic_filter_check((const uint8_t *)topic, strlen(topic)) != 0) {
+        broker__admin_error(c, 400, "topic must be a topic name or filter", NULL);
+        return;
+    }
+    struct retained_pick x = {.b = b, .sys = sys};
+    if (topic)
+        trie_match_filter(&b->retained, topic, strlen(topic), pick_retained, &x);
+    else
+        for (struct retained *e = b->retained_list; e && !x.failed; e = e->next)
+            pick_retained(&e->item, &x);
+    cJSON *obj = NULL, *list = x.failed ? NULL : listing(&obj, x.n, "retained");
+    bool ok = list != NULL;
+    if (ok && x.n)
+        qsort(x.all, x.n, sizeof(*x.all), by_topic);
+    for (size_t i = 0; ok && i < x.n && i < limit; i++)
+        ok = append(list, retained_json(x.all[i]->msg), true);
+    free(x.all);
+    reply_listing(c, obj, ok);
+}
+
+/* --- cluster membership ------------------------------------------------------------ */
+
+enum admin_op_kind { OP_JOIN, OP_LEAVE, OP_REMOVE, OP_TRANSFER };
+
+struct admin_op {
+    struct admin_conn *c; /* held until the operation calls back */
+    enum admin_op_kind kind;
+};
+
+static void on_op_done(void *arg, int status, const char *msg)
+{
+    struct admin_op *op = arg;
+    struct admin_conn *c = op->c;
+    char *body;
+    int http = broker__http_op_reply(status, op->kind == OP_JOIN, msg, &body);
+    if (op->kind == OP_JOIN && status == 0)
+        broker__admin_restart_after(c);
+    reply_text(c, http, body);
+    broker__admin_release(c);
+    free(op);
+}
+
+static void start_op(struct broker *b, struct admin_conn *c, const struct admin_request *r,
+                     enum admin_op_kind kind, uint32_t node, const char *peer)
+{
+    static const char *const names[] = {"join", "leave", "remove", "transfer"};
+    if (!b->cluster || b->stopping) {
+        broker__admin_error(c, 503, "the node is stopping", NULL);
+        return;
+    }
+    struct admin_op *op = malloc(sizeof(*op));
+    if (!op) {
+        broker__admin_respond(c, 500, json_type, NULL, 0, NULL);
+        return;
+    }
+    op->c = c;
+    op->kind = kind;
+    char what[160] = "";
+    if (kind == OP_JOIN)
+        snprintf(what, sizeof(what), " %s", peer);
+    else if (node)
+        snprintf(what, sizeof(what), " node %u", node);
+    LOG(b, LOG_INFO, NULL, "admin %s: cluster %s%s", r->peer, names[kind], what);
+    int rc;
+    switch (kind) {
+    case OP_JOIN:
+        rc = cluster_join(b->cluster, peer, on_op_done, op);
+        break;
+    case OP_LEAVE:
+        rc = cluster_leave(b->cluster, on_op_done, op);
+        break;
+    case OP_REMOVE:
+        rc = cluster_remove(b->cluster, node, on_op_done, op);
+        break;
+    default:
+        rc = cluster_transfer(b->cluster, node, on_op_done, op);
+        break;
+    }
+    if (rc) {
+        /* did not start: the callback will not run */
+        free(op);
+        char *body;
+        int http = broker__http_op_reply(rc, false,
+                                         rc == -ENOMEM ? "out of memory" : "the cluster cannot take operations now",
+                                         &body);
+        reply_text(c, http, body);
+        return;
+    }
+    broker__admin_hold(c);
+}
+
+static void post_join(struct broker *b, struct admin_conn *c, const struct admin_request *r,
+                      const struct http_query *q)
+{
+    char peer[128];
+    const char *why;
+    if (broker__http_body_peer(r->body, r->body_len, peer, sizeof(peer), &why) != 0) {
+        broker__admin_error(c, 400, why, NULL);
+        return;
+    }
+    start_op(b, c, r, OP_JOIN, 0, peer);
+}
+
+static void post_leave(struct broker *b, struct admin_conn *c, const struct admin_request *r,
+                       const struct http_query *q)
+{
+    uint32_t node;
+    const char *why;
+    if (broker__http_body_node(r->body, r->body_len, true, &node, &why) != 0) {
+        broker__admin_error(c, 400, why, NULL);
+        return;
+    }
+    start_op(b, c, r, OP_LEAVE, 0, NULL);
+}
+
+static void post_node_op(struct broker *b, struct admin_conn *c, const struct admin_request *r,
+                         enum admin_op_kind kind)
+{
+    uint32_t node;
+    const char *why;
+    if (broker__http_body_node(r->body, r->body_len, kind == OP_TRANSFER, &node, &why) != 0) {
+        broker__admin_error(c, 400, why, NULL);
+        return;
+    }
+    start_op(b, c, r, kind, node, NULL);
+}
+
+static void post_remove(struct broker *b, struct admin_conn *c, const struct admin_request *r,
+                        const struct http_query *q)
+{
+    post_node_op(b, c, r, OP_REMOVE);
+}
+
+static void post_transfer(struct broker *b, struct admin_conn *c, const struct admin_request *r,
+                          const struct http_query *q)
+{
+    post_node_op(b, c, r, OP_TRANSFER);
+}
+
+/* --- routing --------------------------------------------------------------------------- */
+
+typedef void (*admin_handler)(struct broker *b, struct admin_conn *c, const struct admin_request *r,
+                              const struct http_query *q);
+
+static const struct admin_route {
+    const char *path;
+    int method;
+    admin_handler fn;
+} routes[] = {
+    {"/api/v1/status", HTTP_GET, get_status},
+    {"/api/v1/sessions", HTTP_GET, get_sessions},
+    {"/api/v1/subscriptions", HTTP_GET, get_subscriptions},
+    {"/api/v1/retained", HTTP_GET, get_retained},
+    {"/metrics", HTTP_GET, get_metrics},
+    {"/api/v1/cluster/join", HTTP_POST, post_join},
+    {"/api/v1/cluster/leave", HTTP_POST, post_leave},
+    {"/api/v1/cluster/remove", HTTP_POST, post_remove},
+    {"/api/v1/cluster/transfer", HTTP_POST, post_transfer},
+};
+
+void broker__admin_route(struct broker *b, struct admin_conn *c, const struct admin_request *r)
+{
+    const struct admin_route *route = NULL;
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+        if (strlen(routes[i].path) == r->path_len && memcmp(routes[i].path, r->path, r->path_len) == 0)
+            route = &routes[i];
+    if (!route) {
+        broker__admin_error(c, 404, "no such endpoint (see README: Admin API)", NULL);
+        return;
+    }
+    if (route->method != r->method) {
+        char msg[64];
+        snprintf(msg, sizeof(msg), "%s only", http_method_str((enum http_method)route->method));
+        broker__admin_error(c, 405, msg, route->method == HTTP_GET ? "Allow: GET\r\n" : "Allow: POST\r\n");
+        return;
+    }
+    struct http_query q;
+    int rc = broker__http_query_parse(r->query ? r->query : "", r->query_len, &q);
+    if (rc) {
+        broker__admin_error(c, rc == -ENOMEM ? 500 : 400,
+                            rc == -E2BIG ? "too many query parameters" : "the query string is not percent-encoded",
+                            NULL);
+        return;
+    }
+    route->fn(b, c, r, &q);
+    broker__http_query_free(&q);
+}

@@ -1,0 +1,300 @@
+/* client: starlingctl's blocking HTTP/1.1 client: the node's URL, one request
+ * per connection over a TCP socket with a deadline for the whole exchange,
+ * the response parsed with http-parser. */
+#include <errno.h>
+#include <fcntl.h>
+#include <http_parser.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctl.h"
+
+#define CTL_MAX_RESPONSE (256u << 20)
+
+/* --- the node's address ------------------------------------------------------ */
+
+int ctl_target_set(struct ctl_target *t, const char *host, const char *port, char *err, size_t errlen)
+{
+    char *end;
+    if (!host)
+        host = "127.0.0.1";
+    if (!port)
+        port = CTL_DEFAULT_PORT;
+    errno = 0;
+    long p = strtol(port, &end, 10);
+    if (!*port || *end || errno || p < 1 || p > 65535) {
+        snprintf(err, errlen, "port \"%s\" is not a number 1..65535", port);
+        return -EINVAL;
+    }
+    if (!*host || strlen(host) >= sizeof(t->host)) {
+        snprintf(err, errlen, "host \"%s\" is empty or too long", host);
+        return -EINVAL;
+    }
+    snprintf(t->host, sizeof(t->host), "%s", host);
+    snprintf(t->port, sizeof(t->port), "%ld", p);
+    snprintf(t->url, sizeof(t->url), strchr(host, ':') ? "http://[%s]:%s" : "http://%s:%s", t->host, t->port);
+    return 0;
+}
+
+int ctl_url_parse(const char *url, struct ctl_target *t, char *err, size_t errlen)
+{
+    struct http_parser_url u;
+    http_parser_url_init(&u);
+    if (strncmp(url, "http://", 7) != 0) {
+        snprintf(err, errlen, "--url %s: only http://HOST:PORT is supported", url);
+        return -EINVAL;
+    }
+    if (http_parser_parse_url(url, strlen(url), 0, &u) != 0 || !(u.field_set & (1u << UF_HOST)) ||
+        (u.field_set & (1u << UF_USERINFO | 1u << UF_QUERY | 1u << UF_FRAGMENT))) {
+        snprintf(err, errlen, "--url %s: not of the form http://HOST:PORT", url);
+        return -EINVAL;
+    }
+    if ((u.field_set & (1u << UF_PATH)) &&
+        !(u.field_data[UF_PATH].len == 1 && url[u.field_data[UF_PATH].off] == '/')) {
+        snprintf(err, errlen, "--url %s: give the node's address only, without a path", url);
+        return -EINVAL;
+    }
+    char host[256], port[8] = CTL_DEFAULT_PORT;
+    size_t hlen = u.field_data[UF_HOST].len;
+    if (hlen >= sizeof(host)) {
+        snprintf(err, errlen, "--url %s: the host name is too long", url);
+        return -EINVAL;
+    }
+    memcpy(host, url + u.field_data[UF_HOST].off, hlen);
+    host[hlen] = '\0';
+    if (u.field_set & (1u << UF_PORT))
+        snprintf(port, sizeof(port), "%u", u.port);
+    return ctl_target_set(t, host, port, err, errlen);
+}
+
+char *ctl_pct_encode(const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    char *out = malloc(strlen(s) * 3 + 1), *o = out;
+    if (!out)
+        return NULL;
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+            ch == '.' || ch == '_' || ch == '~') {
+            *o++ = (char)ch;
+        } else {
+            *o++ = '%';
+            *o++ = hex[ch >> 4];
+            *o++ = hex[ch & 15];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* --- one exchange ---------------------------------------------------------------- */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Waits until fd is ready for events or the deadline: 0, -ETIMEDOUT or -errno. */
+static int wait_fd(int fd, short events, double deadline)
+{
+    for (;;) {
+        double left = deadline - now_s();
+        if (left <= 0)
+            return -ETIMEDOUT;
+        struct pollfd p = {.fd = fd, .events = events};
+        int n = poll(&p, 1, (int)(left * 1000) + 1);
+        if (n > 0)
+            return 0;
+        if (n < 0 && errno != EINTR)
+            return -errno;
+    }
+}
+
+static int dial(const struct ctl_target *t, double deadline, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *list;
+    int rc = getaddrinfo(t->host, t->port, &hints, &list);
+    if (rc) {
+        snprintf(err, errlen, "cannot reach %s: resolving %s: %s", t->url, t->host,
+                 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+        return -1;
+    }
+    int fd = -1, last = ECONNREFUSED;
+    for (struct addrinfo *ai = list; ai && fd < 0; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0) {
+            last = errno;
+            continue;
+        }
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+            break;
+        int e = errno == EINPROGRESS ? -wait_fd(fd, POLLOUT, deadline) : errno;
+        if (e == 0) {
+            socklen_t len = sizeof(e);
+            if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) != 0)
+                e = errno;
+        }
+        if (e != 0) {
+            last = e;
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(list);
+    if (fd < 0)
+        snprintf(err, errlen, "cannot reach %s: connect: %s", t->url,
+                 last == ETIMEDOUT ? "timed out" : strerror(last));
+    return fd;
+}
+
+struct reader {
+    struct ctl_response *out;
+    size_t cap;
+    bool complete, too_large;
+};
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    struct reader *r = p->data;
+    struct ctl_response *o = r->out;
+    if (len > CTL_MAX_RESPONSE - o->len) {
+        r->too_large = true;
+        return -1;
+    }
+    if (o->len + len + 1 > r->cap) {
+        size_t cap = r->cap ? r->cap : 4096;
+        while (cap < o->len + len + 1)
+            cap *= 2;
+        char *b = realloc(o->body, cap);
+        if (!b) {
+            r->too_large = true;
+            return -1;
+        }
+        o->body = b;
+        r->cap = cap;
+    }
+    memcpy(o->body + o->len, at, len);
+    o->len += len;
+    o->body[o->len] = '\0';
+    return 0;
+}
+
+static int on_complete(http_parser *p)
+{
+    struct reader *r = p->data;
+    r->complete = true;
+    r->out->status = (int)p->status_code;
+    return 0;
+}
+
+static int send_all(int fd, const char *data, size_t len, double deadline)
+{
+    while (len) {
+        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
+        if (n > 0) {
+            data += n;
+            len -= (size_t)n;
+            continue;
+        }
+        int rc = n < 0 && (errno == EAGAIN || errno == EINTR) ? wait_fd(fd, POLLOUT, deadline) : -errno;
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int read_response(int fd, struct reader *r, double deadline)
+{
+    http_parser p;
+    http_parser_settings s;
+    http_parser_init(&p, HTTP_RESPONSE);
+    http_parser_settings_init(&s);
+    s.on_body = on_body;
+    s.on_message_complete = on_complete;
+    p.data = r;
+    char buf[16384];
+    while (!r->complete) {
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            int rc = wait_fd(fd, POLLIN, deadline);
+            if (rc)
+                return rc;
+            continue;
+        }
+        if (n < 0)
+            return -errno;
+        /* n == 0 tells the parser the stream ended (a body that runs to EOF) */
+        size_t used = http_parser_execute(&p, &s, buf, (size_t)n);
+        if (HTTP_PARSER_ERRNO(&p) != HPE_OK || used != (size_t)n)
+            return r->too_large ? -EFBIG : -EPROTO;
+        if (n == 0 && !r->complete)
+            return -ECONNRESET;
+    }
+    return 0;
+}
+
+void ctl_response_free(struct ctl_response *r)
+{
+    free(r->body);
+    memset(r, 0, sizeof(*r));
+}
+
+int ctl_http_request(const struct ctl_target *t, const char *method, const char *target, const char *token,
+                     const char *body, double timeout_s, struct ctl_response *out, char *err, size_t errlen)
+{
+    double deadline = now_s() + timeout_s;
+    memset(out, 0, sizeof(*out));
+    size_t blen = body ? strlen(body) : 0;
+    char head[1024 + 300];
+    int hl = snprintf(head, sizeof(head),
+                      "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: starlingctl/" STARLING_VERSION
+                      "\r\nAccept: application/json, text/plain\r\nConnection: close\r\n%s%s%s"
+                      "%sContent-Length: %zu\r\n\r\n",
+                      method, target, t->url + 7, token && *token ? "Authorization: Bearer " : "",
+                      token && *token ? token : "", token && *token ? "\r\n" : "",
+                      body ? "Content-Type: application/json\r\n" : "", blen);
+    if (hl < 0 || (size_t)hl >= sizeof(head)) {
+        snprintf(err, errlen, "the request for %s%s is too long", t->url, target);
+        return CTL_EPROTOCOL;
+    }
+    int fd = dial(t, deadline, err, errlen);
+    if (fd < 0)
+        return CTL_EREACH;
+    struct reader r = {.out = out};
+    int rc = send_all(fd, head, (size_t)hl, deadline);
+    if (!rc && blen)
+        rc = send_all(fd, body, blen, deadline);
+    if (!rc)
+        rc = read_response(fd, &r, deadline);
+    close(fd);
+    if (!rc) {
+        if (!out->body && !(out->body = calloc(1, 1))) {
+            snprintf(err, errlen, "out of memory");
+            return CTL_EPROTOCOL;
+        }
+        return 0;
+    }
+    ctl_response_free(out);
+    if (rc == -EPROTO || rc == -EFBIG) {
+        snprintf(err, errlen, "%s answered %s", t->url,
+                 rc == -EFBIG ? "with more than 256 MiB" : "with something that is not an HTTP response");
+        return CTL_EPROTOCOL;
+    }
+    if (rc == -ETIMEDOUT)
+        snprintf(err, errlen, "cannot reach %s: no answer within %g s", t->url, timeout_s);
+    else if (rc == -ECONNRESET)
+        snprintf(err, errlen, "cannot reach %s: the connection closed before a complete response", t->url);
+    else
+        snprintf(err, errlen, "cannot reach %s: %s", t->url, strerror(-rc));
+    return CTL_EREACH;
+}
