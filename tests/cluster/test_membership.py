@@ -94,16 +94,27 @@ class Traffic(threading.Thread):
 
 def test_status_lists_voters_leader_and_liveness(cluster, clients):
     leader, _ = cluster.wait_leader()
-    ids = [n.id for n in cluster]
-    wait_members(cluster.nodes, ids)
-    for n in cluster:
+    wait_members(cluster.nodes, [n.id for n in cluster])
+
+    def view(n):
+        """What is wrong with node n's status ('' if nothing)."""
         st = n.status()
-        ms = members(n)
-        assert (st["node"], st["leader"]) == (n.id, leader.id), st
-        assert all(m["role"] in VOTER_ROLES for m in ms.values()), st
-        assert [m["id"] for m in ms.values() if m.get("self")] == [n.id], st
-        assert {m["address"] for m in ms.values()} == {x.cluster_addr for x in cluster}, st
-        assert [m["id"] for m in ms.values() if m.get("state") in LEADER_STATES] == [leader.id], st
+        ms = st["members"]
+        wrong = []
+        if (st["node"], st["leader"]) != (n.id, leader.id):
+            wrong.append("node %s, leader %s" % (st["node"], st["leader"]))
+        if [m["id"] for m in ms if m.get("self")] != [n.id]:
+            wrong.append("self is not node %d alone" % n.id)
+        if sorted((m["id"], m["address"]) for m in ms) != [(x.id, x.cluster_addr) for x in cluster]:
+            wrong.append("members %s" % [(m["id"], m["address"]) for m in ms])
+        if not all(m["role"] in VOTER_ROLES and m.get("alive") for m in ms):
+            wrong.append("not all alive voters: %s" % [(m["id"], m["role"], m.get("alive")) for m in ms])
+        # each member's state is the one it last reported: the leader's shows up shortly
+        if [m["id"] for m in ms if m.get("state") in LEADER_STATES] != [leader.id]:
+            wrong.append("states %s" % [(m["id"], m.get("state")) for m in ms])
+        return "; ".join(wrong)
+    wait_for(lambda: not any(view(n) for n in cluster), MEMBERSHIP_TIMEOUT, lambda: "status views: %s" % {
+        n.id: view(n) for n in cluster})
     rc, out, err = cluster.nodes[1].ctl("cluster", "status")
     assert rc == 0, "cluster status exited %d: %s%s" % (rc, out, err)
     assert all(x.cluster_addr in out for x in cluster) and "leader" in out.lower(), out
