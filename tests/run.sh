@@ -51,7 +51,7 @@ fi
 case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
 export STARLINGD="${STARLINGD:-$BUILD/broker/starlingd}"
 export STARLING_BENCH="${STARLING_BENCH:-$BUILD/tools/starling-bench}"
-export STARLING_BENCH="${STARLING_BENCH:-$BUILD/tools/starling-bench}"
+export STARLINGCTL="${STARLINGCTL:-$BUILD/tools/starlingctl}"
 
 step_failures=0
 note() { printf '\n=== %s\n' "$*"; }

@@ -1,7 +1,14 @@
-"""MQTT steps the cluster tests share: persistent sessions, v5 reason codes
-over raw sockets (paho 1.6 drops the PUBACK reason code), the "cluster
-serves" round trip, and collecting retained messages."""
+"""MQTT steps the cluster tests share: persistent sessions and resuming them
+on whichever node takes them, v5 reason codes over raw sockets (paho 1.6 drops
+the PUBACK reason code), the "cluster serves" round trip, collecting retained
+messages, and counting deliveries exactly: gather until what is expected
+arrived, then end markers from every publisher (a publisher's messages reach a
+subscriber in the order it sent them, so a copy too many still in flight
+arrives before its marker)."""
 
+import collections
+import concurrent.futures
+import queue
 import time
 
 import harness  # noqa: F401  (puts tests/integration on sys.path)
@@ -9,6 +16,10 @@ import rawmqtt as r
 from clients import connect_props, uid
 
 EXPIRY = 3600  # Session Expiry Interval of the tests' persistent v5 sessions
+RECEIVE_TIMEOUT = 30.0  # for messages crossing nodes
+# A client whose node was killed may wait ~7 s for its CONNACK elsewhere (the
+# leader first releases the dead node's sessions): generous.
+RESUME_TIMEOUT = 30.0
 
 
 def session_props(expiry=EXPIRY):
@@ -105,3 +116,128 @@ def check_serving(clients, sub_node, pub_node, read_node, tag="serve"):
     receive_topics(c, {base + "/x": b"served"}, timeout=10)
     c.disconnect()
     return base
+
+
+def subscribed(client, filters, qos=1):
+    """Subscribes client to each filter (str or (filter, qos or SubscribeOptions))."""
+    for f in filters:
+        f, q = f if isinstance(f, tuple) else (f, qos)
+        want = q.QoS if hasattr(q, "QoS") else q
+        kw = {"options": q} if hasattr(q, "QoS") else {"qos": q}
+        assert client.subscribe(f, **kw) == [want], "%s: SUBSCRIBE %r refused" % (client.client_id, f)
+    return client
+
+
+def resume(clients, nodes, client_id, version=5, timeout=RESUME_TIMEOUT):
+    """Reconnects client_id to its persistent session (v5 clean_start false and
+    a Session Expiry Interval, or 3.1.1 clean session 0) on the first of nodes
+    that accepts it, trying them in turn until timeout; a refused, unanswered
+    or dead node is tried again later. Returns (client, session present, node)."""
+    deadline = time.monotonic() + timeout
+    attempts = []
+    while True:
+        for node in nodes:
+            left = deadline - time.monotonic()
+            c = clients(node, client_id=client_id, version=version, clean=False)
+            try:
+                if version == 5:
+                    rc, sp, _ = c.connect(clean_start=False, properties=session_props(), expect_rc=None,
+                                          timeout=max(1.0, left))
+                else:
+                    rc, sp, _ = c.connect(expect_rc=None, timeout=max(1.0, left))
+            except (OSError, AssertionError) as e:
+                rc, sp = repr(e), False
+            if rc == 0:
+                return c, sp, node
+            c.close()
+            attempts.append("node %d: %s" % (node.id, rc))
+        if time.monotonic() >= deadline:
+            raise AssertionError("%s could not resume its session on nodes %s within %.0f s: %s" % (
+                client_id, [n.id for n in nodes], timeout, attempts[-6:]))
+        time.sleep(0.1)
+
+
+def gather(client, until, timeout=RECEIVE_TIMEOUT, what="the expected messages"):
+    """The messages client receives, in order, until until(messages so far)
+    is true (checked after each one)."""
+    got = []
+    deadline = time.monotonic() + timeout
+    while not until(got):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError("%s: %s did not arrive within %.0f s; it got %d: %s" % (
+                client.client_id, what() if callable(what) else what, timeout, len(got), [(m.topic, m.payload[:30]) for m in got[:20]]))
+        try:
+            got.append(client.messages.get(timeout=min(left, 0.2)))
+        except queue.Empty:
+            pass
+    return got
+
+
+def gather_payloads(client, want, timeout=RECEIVE_TIMEOUT):
+    """gather() until every payload in want arrived at least once."""
+    missing = set(want)
+
+    def done(got):
+        if got:
+            missing.discard(got[-1].payload)
+        return not missing
+    return gather(client, done, timeout, lambda: "%d of %d payloads (e.g. %s)" % (
+        len(missing), len(set(want)), sorted(missing)[:5]))
+
+
+def end_markers(subs, pubs, topic, timeout=RECEIVE_TIMEOUT):
+    """Each of pubs publishes one QoS 1 marker to topic, which every one of
+    subs is subscribed to; returns, per subscriber, the other messages it
+    received before it had every marker."""
+    marks = {("end %s" % p.client_id).encode() for p in pubs}
+    for p in pubs:
+        p.publish(topic, ("end %s" % p.client_id).encode(), qos=1)
+    late = []
+    for s in subs:
+        got = gather(s, lambda got: marks <= {m.payload for m in got if m.topic == topic}, timeout,
+                     "the end markers on %r" % topic)
+        late.append([m for m in got if m.topic != topic])
+    return late
+
+
+def exactly(msgs, want, who, key=lambda m: m.payload):
+    """Asserts that key(message) of msgs is, as a multiset, want: nothing
+    missing, nothing twice, nothing else."""
+    have, want = collections.Counter(key(m) for m in msgs), collections.Counter(want)
+    missing, extra = want - have, have - want
+    assert not missing and not extra, "%s: %d missing (e.g. %s), %d too many or unexpected (e.g. %s)" % (
+        who, sum(missing.values()), sorted(missing)[:5], sum(extra.values()), sorted(extra.items())[:5])
+
+
+def read_publishes(conn, ends, timeout=RECEIVE_TIMEOUT):
+    """The PUBLISH packets a raw connection receives, in order, until one with
+    each payload of ends arrived (included), completing each QoS flow as a
+    client does (PUBACK; PUBREC, then PUBCOMP for the PUBREL). What is on the
+    wire, unlike paho, which hands a QoS 2 message up at its PUBREL."""
+    got, missing = [], set(ends)
+    deadline = time.monotonic() + timeout
+    while missing:
+        try:
+            p = conn.recv(timeout=max(0.001, deadline - time.monotonic()))
+        except (r.Timeout, r.Closed) as e:
+            raise AssertionError("%r after %d PUBLISH packets, before %s: last %s" % (
+                e, len(got), sorted(missing)[:5], got[-3:]))
+        if p.type == r.PUBLISH:
+            got.append(p)
+            missing.discard(p.payload)
+            if p.qos:
+                conn.send(r.ack_packet(r.PUBACK if p.qos == 1 else r.PUBREC, p.pid, conn.version))
+        elif p.type == r.PUBREL:
+            conn.send(r.ack_packet(r.PUBCOMP, p.pid, conn.version))
+        else:
+            raise AssertionError("unexpected %r among the publishes" % p)
+    return got
+
+
+def in_background(fn, *args, **kw):
+    """Starts fn(*args, **kw) on a thread; returns a future (result() re-raises)."""
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(fn, *args, **kw)
+    pool.shutdown(wait=False)
+    return future

@@ -7,8 +7,14 @@ wait=True)` starts other layouts (node_settings: {node id: {key: value}}
 overrides); `add_node(cluster, node_id, **settings)` makes one more node whose
 peer lines are the cluster's plus itself (not started); `start_node(**settings)`
 starts a one-node starlingd from -p/--bind/--data-dir flags (no peer lines: a
-one-voter cluster) and waits until it reports itself leader. `clients` and
-`raw` are the paho and raw-socket factories of tests/integration.
+one-voter cluster) and waits until it reports itself leader.
+`start_joiner(node_id, **settings)` starts node node_id on 127.0.0.<node_id>
+as a one-node cluster ready to join the test cluster: the same cluster_name and
+cluster_secret, a node.conf whose only peer line is itself. Every node has an
+admin API (`node.admin_url`, `node.ctl(...)`, `node.status()`) when the
+starlingd under test knows admin_listen; the factories then also wait until it
+answers. `clients` and `raw` are the paho and raw-socket factories of
+tests/integration.
 
 Teardown: SIGCONT to a paused node, SIGTERM to every running one and SIGKILL
 after the stop timeout. The test then fails (a teardown error) if a node exited
@@ -66,6 +72,7 @@ class Nodes:
         c = Cluster(nodes).start()
         if wait:
             c.wait_leader()
+            self._wait_admin(nodes)
         return c
 
     def extra(self, cluster, node_id, settings):
@@ -78,7 +85,23 @@ class Nodes:
         n.start()
         n.wait_listening()
         Cluster([n]).wait_leader()
+        self._wait_admin([n])
         return n
+
+    def joiner(self, node_id, settings):
+        n = self._node("node%d" % node_id, node_id, "127.0.0.%d" % node_id, settings, None)
+        n.peers = [(n.id, n.host, n.cluster_port)]
+        n.start()
+        n.wait_listening()
+        Cluster([n]).wait_leader()
+        self._wait_admin([n])
+        return n
+
+    @staticmethod
+    def _wait_admin(nodes):
+        if harness.admin_supported():
+            for n in nodes:
+                n.wait_admin()
 
     def finish(self):
         problems = []
@@ -136,6 +159,13 @@ def add_node(_nodes):
 def start_node(_nodes):
     def start(**settings):
         return _nodes.single(settings)
+    return start
+
+
+@pytest.fixture
+def start_joiner(_nodes):
+    def start(node_id, **settings):
+        return _nodes.joiner(node_id, settings)
     return start
 
 

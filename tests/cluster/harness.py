@@ -7,10 +7,18 @@ The binary, timeouts and sanitizer markers are those of tests/integration
 environment: STARLINGD, STARLING_TEST_START_TIMEOUT, STARLING_TEST_STOP_TIMEOUT,
 STARLING_TEST_VERBOSE). The integration helpers clients.py and rawmqtt.py are
 importable once this module is.
+
+Each node also gets an HTTP admin API on a free port of its own address
+(admin_listen), driven with the built starlingctl (STARLINGCTL, default
+tools/starlingctl in STARLINGD's build directory) or read directly as JSON;
+the key is only written when the starlingd under test knows it, so the other
+tests run on a broker built before the admin API.
 """
 
 import difflib
+import functools
 import importlib.util
+import json
 import os
 import pathlib
 import re
@@ -18,7 +26,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.error
+import urllib.request
 
 HERE = pathlib.Path(__file__).resolve().parent
 INTEGRATION = HERE.parent / "integration"
@@ -42,6 +53,8 @@ VERBOSE = integration_conftest.VERBOSE
 SANITIZER_MARKERS = integration_conftest.SANITIZER_MARKERS
 
 LONG = os.environ.get("STARLING_LONG", "") not in ("", "0")
+# $BUILD/broker/starlingd -> $BUILD/tools/starlingctl
+STARLINGCTL = os.environ.get("STARLINGCTL") or str(pathlib.Path(STARLINGD).parent.parent / "tools" / "starlingctl")
 
 COMMIT_TIMEOUT_MS = 2000
 # "Within commit_timeout_ms plus a margin of a few seconds."
@@ -52,6 +65,8 @@ FAIL_FAST_TIMEOUT = 10.0  # a refused data dir makes starlingd exit
 SECRET = "s3cret"
 CLUSTER_NAME = "test"
 POLL = 0.05
+ADMIN_TIMEOUT = 30.0      # an admin API answers after a start or restart
+CTL_TIMEOUT = 60.0        # one starlingctl run
 
 LEADER_RE = re.compile(r"cluster: leader is node (\d+) \(term (\d+)\)")
 NO_LEADER = "cluster: no leader"
@@ -63,6 +78,103 @@ def free_port(host):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def free_ports(host, n):
+    """n distinct free ports at host."""
+    ports = []
+    while len(ports) < n:
+        p = free_port(host)
+        if p not in ports:
+            ports.append(p)
+    return ports
+
+
+@functools.lru_cache(maxsize=None)
+def admin_supported():
+    """Whether the starlingd under test accepts the admin_listen key (it
+    rejects unknown keys before anything else, --dump included)."""
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            p = subprocess.run([STARLINGD, "--set", "admin_listen=127.0.0.1:1", "--dump", "--data-dir", d],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               timeout=30)
+        except OSError:
+            return False
+    return b'unknown key "admin_listen"' not in p.stderr
+
+
+def run_ctl(*args, timeout=CTL_TIMEOUT):
+    """Runs the built starlingctl with args; returns (exit code, stdout, stderr) as text."""
+    if not os.access(STARLINGCTL, os.X_OK):
+        raise AssertionError("starlingctl not found at %s (build it, or set STARLINGCTL)" % STARLINGCTL)
+    p = subprocess.run([STARLINGCTL] + [str(a) for a in args], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    out, err = p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+    if VERBOSE:
+        print("$ starlingctl %s -> %d\n%s%s" % (" ".join(map(str, args)), p.returncode, out, err))
+    return p.returncode, out, err
+
+
+def http_json(url, body=None, timeout=10.0):
+    """GET url (POST body as JSON when body is not None); returns (HTTP status,
+    decoded JSON or None). Raises OSError when nothing answers."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST",
+                                 headers={"Content-Type": "application/json"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy for 127.0.0.x
+    try:
+        with opener.open(req, timeout=timeout) as resp:
+            status, text = resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        status, text = e.code, e.read()
+    try:
+        return status, json.loads(text) if text else None
+    except ValueError:
+        return status, None
+
+
+class Partition:
+    """Drops (or, with reset, answers with a TCP reset) every packet between
+    node's cluster port and the others' (both directions, new and established
+    connections) with iptables rules on the loopback addresses; heal() removes
+    exactly those rules. Tests using it run as root."""
+
+    def __init__(self, node, others, reset=False):
+        jump = ["REJECT", "--reject-with", "tcp-reset"] if reset else ["DROP"]
+        self.rules = []
+        for o in others:
+            for src, dst in ((node, o), (o, node)):
+                for port_opt, port in (("--dport", dst.cluster_port), ("--sport", src.cluster_port)):
+                    self.rules.append(["-s", src.host, "-d", dst.host, "-p", "tcp", port_opt, str(port),
+                                       "-j"] + jump)
+        self.active = []
+
+    def cut(self):
+        for rule in self.rules:
+            subprocess.run(["iptables", "-w", "-I", "INPUT"] + rule, check=True)
+            self.active.append(rule)
+
+    def heal(self):
+        while self.active:
+            subprocess.run(["iptables", "-w", "-D", "INPUT"] + self.active.pop(), check=True)
+
+
+def links(a, b):
+    """The established TCP connections between the cluster ports of nodes a
+    and b (either one dialled), as a set of (local, peer) address pairs."""
+    out = subprocess.run(["ss", "-Htn", "state", "established"], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, timeout=10).stdout.decode()
+    found = set()
+    for line in out.splitlines():
+        ends = tuple(line.split()[2:4])
+        if len(ends) != 2:
+            continue
+        hosts = [e.rpartition(":")[0] for e in ends]
+        for x, y in ((a, b), (b, a)):
+            if x.cluster_addr in ends and y.host in hosts and y.host != x.host:
+                found.add(ends)
+    return found
 
 
 def wait_for(predicate, timeout, what, interval=POLL):
@@ -229,13 +341,7 @@ class Node:
         self.data_dir = self.workdir / "data"
         self.stderr_path = self.workdir / "stderr.log"
         self.conf_path = self.workdir / "node.conf"
-        self.port = free_port(host)
-        self.cluster_port = free_port(host)
-        while self.cluster_port == self.port:
-            self.cluster_port = free_port(host)
-        self.admin_port = free_port(host)
-        while self.admin_port in (self.port, self.cluster_port):
-            self.admin_port = free_port(host)
+        self.port, self.cluster_port, self.admin_port = free_ports(host, 3)
         self.settings = dict(settings or {})
         self.peers = peers
         self.proc = None
@@ -249,19 +355,26 @@ class Node:
         return "<node %d %s:%d cluster %d>" % (self.id, self.host, self.port, self.cluster_port)
 
     @property
+    def cluster_addr(self):
+        return "%s:%d" % (self.host, self.cluster_port)
+
+    @property
     def admin_addr(self):
         return "%s:%d" % (self.host, self.admin_port)
 
     @property
-    def cluster_addr(self):
-        return "%s:%d" % (self.host, self.cluster_port)
+    def admin_url(self):
+        return "http://" + self.admin_addr
+
+    def _admin_key(self):
+        return {"admin_listen": self.admin_addr} if admin_supported() else {}
 
     def config(self):
         """The node.conf lines (cluster layout)."""
         keys = {"node_id": self.id, "listener": "%d %s" % (self.port, self.host),
                 "data_dir": self.data_dir, "cluster_name": CLUSTER_NAME, "cluster_bind": self.cluster_addr,
-                "cluster_secret": SECRET, "commit_timeout_ms": COMMIT_TIMEOUT_MS, "log_level": "info",
-                "admin_listen": self.admin_addr}
+                "cluster_secret": SECRET, "commit_timeout_ms": COMMIT_TIMEOUT_MS, "log_level": "info"}
+        keys.update(self._admin_key())
         keys.update(self.settings)
         lines = ["%s %s" % (k, v) for k, v in keys.items()]
         lines[6:6] = ["peer %d %s:%d" % p for p in self.peers]
@@ -274,7 +387,8 @@ class Node:
         else:
             argv = [STARLINGD, "-p", str(self.port), "--bind", self.host, "--data-dir", str(self.data_dir)]
             keys = {"node_id": self.id, "cluster_bind": self.cluster_addr,
-                    "commit_timeout_ms": COMMIT_TIMEOUT_MS, "log_level": "info", "admin_listen": self.admin_addr}
+                    "commit_timeout_ms": COMMIT_TIMEOUT_MS, "log_level": "info"}
+            keys.update(self._admin_key())
             keys.update(self.settings)
             for k, v in keys.items():
                 argv += ["--set", "%s=%s" % (k, v)]
@@ -408,6 +522,39 @@ class Node:
 
     def dump(self):
         return dump(self.data_dir, "node %d" % self.id)
+
+    # -- admin API ----------------------------------------------------------
+
+    def ctl(self, *args, timeout=CTL_TIMEOUT):
+        """starlingctl --url <this node's admin API> args: (exit code, stdout, stderr)."""
+        return run_ctl("--url", self.admin_url, *args, timeout=timeout)
+
+    def api(self, path, body=None, timeout=10.0):
+        """(HTTP status, JSON) of path on the admin API (POST when body is given)."""
+        return http_json(self.admin_url + path, body, timeout)
+
+    def status(self):
+        """GET /api/v1/status as a dict."""
+        if not admin_supported():
+            raise AssertionError("%s does not accept admin_listen: no admin API to test" % STARLINGD)
+        code, body = self.api("/api/v1/status")
+        assert code == 200 and isinstance(body, dict), "%r: GET /api/v1/status answered %s %r" % (self, code, body)
+        return body
+
+    def wait_admin(self, timeout=ADMIN_TIMEOUT):
+        """Waits until the admin API answers GET /api/v1/status."""
+        def answers():
+            if not self.running():
+                raise AssertionError("%r exited with code %s\n%s" % (self, self.proc.returncode,
+                                                                     self.run_log()[-3000:]))
+            try:
+                return self.status() is not None
+            except (OSError, AssertionError):
+                if not admin_supported():
+                    raise
+                return False
+        return wait_for(answers, timeout, lambda: "%r: admin API %s does not answer\n%s" % (
+            self, self.admin_url, self.run_log()[-3000:]))
 
 
 class Cluster:

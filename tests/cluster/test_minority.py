@@ -11,43 +11,17 @@ CONNECT then gets CONNACK 0x88 (v5) or return code 0x03 (3.1.1). When the
 others are back the same operations succeed again, without restarting the
 node that stayed up."""
 
-import subprocess
-
 import pytest
 
 import rawmqtt as r
 from clients import uid
 
 from cluster_mqtt import PUBACK_OK, granted, raw_v5, retain, timed
-from harness import ANSWER_BOUND, wait_for
+from harness import ANSWER_BOUND, Partition, wait_for
 
 HANG = ANSWER_BOUND + 10.0  # no answer by then counts as a hang
 COMMIT_TIMEOUT_MS = 1000    # the refusals are answered before the fence
 RECOVER_TIMEOUT = 30.0
-
-
-class Partition:
-    """Drops every packet between node's cluster port and the others' (both
-    directions, new and established connections) with iptables rules on the
-    loopback addresses; heal() removes exactly those rules."""
-
-    def __init__(self, node, others):
-        self.rules = []
-        for o in others:
-            for src, dst in ((node, o), (o, node)):
-                for port_opt, port in (("--dport", dst.cluster_port), ("--sport", src.cluster_port)):
-                    self.rules.append(["-s", src.host, "-d", dst.host, "-p", "tcp", port_opt, str(port),
-                                       "-j", "DROP"])
-        self.active = []
-
-    def cut(self):
-        for rule in self.rules:
-            subprocess.run(["iptables", "-w", "-I", "INPUT"] + rule, check=True)
-            self.active.append(rule)
-
-    def heal(self):
-        while self.active:
-            subprocess.run(["iptables", "-w", "-D", "INPUT"] + self.active.pop(), check=True)
 
 
 def connack(raw, node, version):

@@ -19,7 +19,7 @@ VERSIONS = {3: "mqttv31", 4: "mqttv311", 5: "mqttv5"}
 
 
 def base(broker, version=4, client_id=None):
-    args = ["-h", "127.0.0.1", "-p", str(broker.port), "-V", VERSIONS[version]]
+    args = ["-h", broker.host, "-p", str(broker.port), "-V", VERSIONS[version]]
     if client_id is not None:
         args += ["-i", client_id]
     return args
@@ -59,8 +59,9 @@ class LiveSub:
             self.lines.put(line.rstrip(b"\n"))
         self.lines.put(None)
 
-    def wait_ready(self, clients, timeout=10):
-        p = clients.connected(self.broker, version=4)
+    def wait_ready(self, clients, timeout=10, via=None):
+        """via: the broker to publish on (default the subscriber's own)."""
+        p = clients.connected(via or self.broker, version=4)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             p.publish(self.ready_topic, b"ready", qos=0)

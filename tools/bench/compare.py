@@ -292,6 +292,20 @@ class Bench:
                                + "".join(self.stderr_lines[-5:]))
 
 
+def drain(subs):
+    """Lets queued messages drain: stops the subscriber processes once none has
+    received anything for two progress lines, or after DRAIN_MAX_S; returns
+    their JSON summaries."""
+    drain_until = time.monotonic() + DRAIN_MAX_S
+    while time.monotonic() < drain_until and any(s.proc.poll() is None for s in subs):
+        if all(time.monotonic() - s.recv_changed > 2.2 for s in subs):
+            break
+        time.sleep(0.1)
+    for s in subs:
+        s.interrupt()
+    return [s.result() for s in subs]
+
+
 # --- scenarios ------------------------------------------------------------------
 
 
@@ -330,15 +344,7 @@ def run_messages(broker, bench, scen, duration, rawdir):
     pub = Bench(bench, "pub", common + pub_args + ["-w", "-d", duration, "-s", 256], rawdir,
                 f"{broker.name}-{sid}-pub")
     p = pub.result(timeout=duration + 120)
-    # Let queued messages drain: stop the subscribers once nothing has arrived
-    # for two progress lines, or after DRAIN_MAX_S.
-    drain_until = time.monotonic() + DRAIN_MAX_S
-    while time.monotonic() < drain_until and sub.proc.poll() is None:
-        if time.monotonic() - sub.recv_changed > 2.2:
-            break
-        time.sleep(0.1)
-    sub.interrupt()
-    s = sub.result()
+    s = drain([sub])[0]
     broker.sample_stop()
     lat = s["latency_us"]
     return {
