@@ -20,24 +20,40 @@
 static uv_loop_t loop;
 static struct node nodes[N];
 
-/* node_event(node, false) calls: [observer id][node id] */
-static int gone_events[N + 1][N + 1];
+/* node_event(node, false / true) calls and messages handed up:
+ * [observer id][node id] */
+static int gone_events[N + 1][N + 1], back_events[N + 1][N + 1], heard[N + 1][N + 1];
 
 static void on_node_event(void *ctx, uint32_t node, bool alive)
 {
     struct node *n = ctx;
     cr_assert(node >= 1 && node <= N, "node_event for node %u", node);
-    if (!alive)
+    if (alive)
+        back_events[n->cfg.node_id][node]++;
+    else
         gone_events[n->cfg.node_id][node]++;
+}
+
+static void on_receive(void *ctx, uint32_t from, const uint8_t *data, size_t len)
+{
+    struct node *n = ctx;
+    (void)data;
+    (void)len;
+    cr_assert(from >= 1 && from <= N, "a message from node %u", from);
+    heard[n->cfg.node_id][from]++;
 }
 
 static void setup(void)
 {
     tmp_setup();
     group_init(&loop, nodes, N, VOTERS);
-    for (int i = 0; i < N; i++)
+    for (int i = 0; i < N; i++) {
         nodes[i].cfg.node_event = on_node_event;
+        nodes[i].cfg.receive = on_receive;
+    }
     memset(gone_events, 0, sizeof(gone_events));
+    memset(back_events, 0, sizeof(back_events));
+    memset(heard, 0, sizeof(heard));
 }
 
 static void finish(void) { group_finish(nodes, N); }
@@ -346,12 +362,13 @@ static const char *address_of(int i) { return nodes[i].bind; }
  * applied what it has, and holds the cluster's state instead of its own. */
 struct joined {
     int leader;
+    int joiner;
 };
 
 static bool caught_up(void *arg)
 {
     struct joined *j = arg;
-    struct cluster_status me = node_status(&nodes[3]), l = node_status(&nodes[j->leader]);
+    struct cluster_status me = node_status(&nodes[j->joiner]), l = node_status(&nodes[j->leader]);
     return me.leader_id == id_of(j->leader) && me.applied_index == l.applied_index && l.applied_index > 0;
 }
 
@@ -371,7 +388,7 @@ Test(member, a_fresh_node_joins_through_a_follower_restarts_and_catches_up)
     node_close(&nodes[3]);
     node_start(&nodes[3]);
     wait_conf(ALL, ALL);
-    struct joined j = {leader};
+    struct joined j = {leader, 3};
     cr_assert(run_until(&loop, caught_up, &j, 10000), "node 4 did not catch up with leader node %d", leader + 1);
     commit_on(3, "from/node4"); /* forwarded to the leader, applied everywhere */
     cr_assert(run_until(&loop, caught_up, &j, 5000));
@@ -452,4 +469,104 @@ static void taken_id(struct node *n) { n->cfg.node_id = 2; }
 Test(member, a_join_with_a_node_id_that_is_taken_is_refused)
 {
     assert_join_refused(taken_id, CLUSTER_EINVAL, "taken");
+}
+
+/* --- removed, then joined again ------------------------------------------------------------------ */
+
+static int sends_ok;
+
+static void on_sent(void *arg, int status)
+{
+    (void)arg;
+    cr_assert_eq(status, 0, "a message completed with %d", status);
+    sends_ok++;
+}
+
+static bool sends_done(void *want) { return sends_ok >= *(int *)want; }
+
+struct pair {
+    int from, to;
+};
+
+static bool has_link(void *arg)
+{
+    struct pair *p = arg;
+    return cluster_node_alive(nodes[p->from].c, id_of(p->to));
+}
+
+/* count messages from nodes[from] to nodes[to] (once it has a link for it),
+ * each completed with 0. */
+static void send_count(int from, int to, int count)
+{
+    struct pair p = {from, to};
+    cr_assert(run_until(&loop, has_link, &p, 5000), "node %d has no link to node %d", from + 1, to + 1);
+    int want = sends_ok + count;
+    for (int k = 0; k < count; k++) {
+        uint8_t byte = (uint8_t)k;
+        struct iovec part = {&byte, 1};
+        int rc = cluster_send(nodes[from].c, id_of(to), &part, 1, on_sent, NULL);
+        cr_assert_eq(rc, 0, "cluster_send from node %d to node %d: %d", from + 1, to + 1, rc);
+    }
+    cr_assert(run_until(&loop, sends_done, &want, 5000), "node %d's messages to node %d did not complete",
+              from + 1, to + 1);
+}
+
+/* The operator's way back for a removed node (its fatal message says so):
+ * remove its data dir, start it as a cluster of its own, join, restart. */
+static void join_again(int g, int leader)
+{
+    struct node *n = &nodes[g];
+    cr_assert_eq(cluster__remove_tree(n->dir), 0);
+    n->cfg.peers = NULL;
+    n->cfg.peer_count = 0;
+    node_start(n);
+    cr_assert(run_until(&loop, node_is_leader, n, 5000));
+    struct op o;
+    op_wait(&o, cluster_join(n->c, address_of(leader), on_op, op_arm(&o)));
+    assert_op(&o, 0, "restarts");
+    node_close(n);
+    node_start(n);
+    wait_conf(TRIO, TRIO);
+    struct joined j = {leader, g};
+    cr_assert(run_until(&loop, caught_up, &j, 10000), "node %d did not catch up", g + 1);
+}
+
+Test(member, a_removed_node_that_joins_again_is_reported_back_through_node_event)
+{
+    int gone = removal(LEADER, FOLLOWER, REMOVE);
+    int leader = group_wait_leader(nodes, N, TRIO & ~(1u << gone));
+    join_again(gone, leader);
+    for (int i = 0; i < VOTERS; i++)
+        if (i != gone)
+            cr_assert(gone_events[id_of(i)][id_of(gone)] == 1 && back_events[id_of(i)][id_of(gone)] >= 1,
+                      "node %d: node_event(%u, false) %d time(s), (%u, true) %d time(s): the broker still takes "
+                      "it for lost",
+                      i + 1, id_of(gone), gone_events[id_of(i)][id_of(gone)], id_of(gone),
+                      back_events[id_of(i)][id_of(gone)]);
+    finish();
+}
+
+Test(member, a_removed_node_that_joins_again_with_a_fresh_data_dir_is_heard)
+{
+    int leader = start_group(TRIO);
+    int gone = other_than(TRIO, leader, -1);
+    node_close(&nodes[gone]); /* one restart: it sends with epoch 2 */
+    node_start(&nodes[gone]);
+    leader = group_wait_leader(nodes, N, TRIO);
+    send_count(gone, leader, 10);
+    cr_assert_eq(heard[id_of(leader)][id_of(gone)], 10);
+    /* and the leader's own link to it is up again, for the REMOVED notice
+     * (see a_node_removed_while_its_links_were_cut_learns_it) */
+    send_count(leader, gone, 1);
+
+    struct op o;
+    op_wait(&o, cluster_remove(nodes[leader].c, id_of(gone), on_op, op_arm(&o)));
+    assert_op(&o, 0, "removed");
+    assert_removed(gone, TRIO & ~(1u << gone));
+    join_again(gone, leader); /* a fresh data dir: epochs from 1 again */
+    send_count(gone, leader, 3);
+    cr_assert_eq(heard[id_of(leader)][id_of(gone)], 13,
+                 "the leader handed up %d of node %d's 3 messages after it joined again (all acknowledged)",
+                 heard[id_of(leader)][id_of(gone)] - 10, gone + 1);
+    finish();
 }
