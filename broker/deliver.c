@@ -47,6 +47,7 @@ struct route_ctx {
     uint32_t matched;
     bool forward;             /* sessions of other nodes count (their nodes get the message) */
     bool follow;              /* a forwarded message: sessions handed over since follow it */
+    uint64_t origin_applied;  /* the log index the sender had applied when it routed it */
 };
 
 /* The scratch entry of node for the message being routed (added if new). */
@@ -104,7 +105,10 @@ static int match_cb(struct trie_item *item, void *arg)
     if (s->owner != b->cfg.node_id) {
         /* served by another node: that node gets the message once, and
          * matches it against its own sessions */
-        if (!(x->forward || (x->follow && s->moved)) || s->match_epoch == b->match_epoch ||
+        /* a session handed over after the sender routed the message (its
+         * claim is later than what the sender had applied) is sent on */
+        bool follow = x->follow && s->moved && x->origin_applied < s->claim_index;
+        if (!(x->forward || follow) || s->match_epoch == b->match_epoch ||
             !cluster_node_alive(b->cluster, s->owner))
             return 0;
         s->match_epoch = b->match_epoch;
@@ -174,9 +178,10 @@ void broker__deliver_shared(struct sub *sub, struct msg *m)
     broker__deliver(sub->session, m, qos, sub->rap ? m->retain : false, id ? &id : NULL, id ? 1 : 0);
 }
 
-static uint32_t route(struct broker *b, struct msg *m, bool forward, bool follow, struct pub_ack *ack)
+static uint32_t route(struct broker *b, struct msg *m, bool forward, bool follow, uint64_t origin_applied,
+                      struct pub_ack *ack)
 {
-    struct route_ctx x = {b, m, 0, forward && b->cluster, follow && b->cluster};
+    struct route_ctx x = {b, m, 0, forward && b->cluster, follow && b->cluster, origin_applied};
     b->match_epoch++;
     b->match_count = 0;
     b->route_count = 0;
@@ -201,16 +206,19 @@ static uint32_t route(struct broker *b, struct msg *m, bool forward, bool follow
  * for those nodes to accept it. Returns the number of sessions it went to. */
 uint32_t broker__route(struct broker *b, struct msg *m, struct pub_ack *ack)
 {
-    return route(b, m, true, false, ack);
+    return route(b, m, true, false, 0, ack);
 }
 
 /* Delivers m to the matching sessions of this node only (a message about this
  * node). */
-uint32_t broker__route_local(struct broker *b, struct msg *m) { return route(b, m, false, false, NULL); }
+uint32_t broker__route_local(struct broker *b, struct msg *m) { return route(b, m, false, false, 0, NULL); }
 
 /* Delivers a message another node forwarded: to this node's sessions, and on
  * to the new node of a session this node handed over since. */
-uint32_t broker__route_forwarded(struct broker *b, struct msg *m) { return route(b, m, false, true, NULL); }
+uint32_t broker__route_forwarded(struct broker *b, struct msg *m, uint64_t origin_applied)
+{
+    return route(b, m, false, true, origin_applied, NULL);
+}
 
 /* --- the outgoing path ---------------------------------------------------------- */
 

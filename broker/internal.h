@@ -396,7 +396,7 @@ bool broker__fenced(const struct broker *b); /* no leader for the fence time (br
 /* deliver.c: routing and the outgoing path */
 uint32_t broker__route(struct broker *b, struct msg *m, struct pub_ack *ack);
 uint32_t broker__route_local(struct broker *b, struct msg *m);
-uint32_t broker__route_forwarded(struct broker *b, struct msg *m);
+uint32_t broker__route_forwarded(struct broker *b, struct msg *m, uint64_t origin_applied);
 void broker__deliver_shared(struct sub *sub, struct msg *m);
 void broker__deliver(struct session *s, struct msg *m, uint8_t qos, bool retain, const uint32_t *ids,
                      uint32_t nids);
@@ -423,7 +423,7 @@ void broker__session_propose_expire(struct broker *b, struct session *s);
 void broker__session_offline(struct broker *b, struct session *s);
 void broker__session_propose_release(struct broker *b, struct session *s);
 /* remote.c's TAKEOVER: this node stops serving s, now node `to`'s. */
-void broker__session_handover(struct broker *b, struct session *s, uint32_t to, bool clean);
+void broker__session_handover(struct broker *b, struct session *s, uint32_t to, bool clean, uint64_t index);
 /* The handoff our claim waited for arrived, or its time ran out. */
 void broker__session_handoff_done(struct broker *b, struct session *s);
 /* The leader takes on the sessions of nodes lost for longer than the lease. */

@@ -11,7 +11,7 @@
  * node_timeout_ms: what its sessions would have received is lost with it).
  *
  * Encodings (little-endian):
- *   PUBLISH  u8 1, u8 flags (qos | retain << 2), u32 ms left before expiry
+ *   PUBLISH  u8 1, u64 log index the sender had applied, u8 flags (qos | retain << 2), u32 ms left before expiry
  *            (0 = none), u16 + topic, u16 + origin client id, u32 + message
  *            properties, u16 count, count x (u16 + client id, u16 + filter)
  *            of picked shared members, u32 + payload
@@ -186,6 +186,7 @@ void broker__remote_publish(struct broker *b, const struct route_node *r, struct
 {
     struct enc e = {0};
     enc_u8(&e, REMOTE_PUBLISH);
+    enc_u64(&e, cluster_applied_index(b->cluster));
     enc_msg(&e, b, m, m->qos, m->retain);
     enc_u16(&e, (uint16_t)(r->nshared > UINT16_MAX ? UINT16_MAX : r->nshared));
     for (uint32_t i = 0; i < r->nshared && i < UINT16_MAX; i++) {
@@ -253,6 +254,7 @@ static struct msg *msg_build(struct broker *b, const struct msg_head *h, struct 
 
 static void on_publish(struct broker *b, uint32_t from, struct dec *d)
 {
+    uint64_t origin_applied = dec_u64(d);
     struct msg_head h;
     dec_msg_head(d, &h);
     uint16_t nshared = dec_u16(d);
@@ -269,7 +271,7 @@ static void on_publish(struct broker *b, uint32_t from, struct dec *d)
         return;
     }
     b->stats.msgs_received++;
-    broker__route_forwarded(b, m);
+    broker__route_forwarded(b, m, origin_applied);
     struct dec t = {d->p, d->len, targets, false};
     for (uint16_t i = 0; i < nshared; i++) {
         struct proto_str id = dec_str16(&t);
@@ -339,7 +341,7 @@ static void on_takeover(struct broker *b, uint32_t from, struct dec *d)
     enc_u64(&e, generation);
     /* a claim applied here after the asker's (a later index) keeps the session */
     if (s && (s->generation == generation || s->claim_index < index)) {
-        broker__session_handover(b, s, from, clean);
+        broker__session_handover(b, s, from, clean, index);
         enc_u16(&e, s->next_packet_id);
         enc_u16(&e, (uint16_t)s->qos2_in_count);
         for (uint32_t i = 0; i < s->qos2_in_count; i++)

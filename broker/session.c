@@ -260,7 +260,7 @@ uint64_t broker__lease_ms(const struct broker *b)
     return broker__fence_ms(b) + 2 * (uint64_t)b->cfg.election_timeout_ms + 2000;
 }
 
-void broker__session_handover(struct broker *b, struct session *s, uint32_t to, bool clean)
+void broker__session_handover(struct broker *b, struct session *s, uint32_t to, bool clean, uint64_t index)
 {
     struct conn *old = s->conn;
     if (old) {
@@ -279,6 +279,8 @@ void broker__session_handover(struct broker *b, struct session *s, uint32_t to, 
     }
     s->owner = to;
     s->moved = true;
+    if (index > s->claim_index)
+        s->claim_index = index; /* the claim that moved it, applied here or not yet */
     s->will_at = 0;
     s->expire_at = 0;
 }

@@ -912,6 +912,8 @@ int cluster_load(struct cluster *c, int (*cb)(void *arg, const struct cluster_cm
     return cluster__state_load(c->store, cb, arg);
 }
 
+uint64_t cluster_applied_index(struct cluster *c) { return store_applied_index(c->store); }
+
 void cluster_status_get(struct cluster *c, struct cluster_status *out)
 {
     memset(out, 0, sizeof(*out));

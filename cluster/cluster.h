@@ -254,6 +254,8 @@ struct cluster_status {
     uint64_t leaderless_ms;  /* since this node last knew a leader (0 while it knows one) */
 };
 void cluster_status_get(struct cluster *c, struct cluster_status *out);
+/* The index of the last entry applied on this node (store and broker). */
+uint64_t cluster_applied_index(struct cluster *c);
 
 /* Stops the cluster. What was proposed before gets up to a second to commit
  * (done runs as usual); what is still pending then completes with
