@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -753,6 +754,8 @@ int cluster_start(uv_loop_t *loop, const struct cluster_config *cfg, struct clus
     c->link_flush.data = c;
     c->open_handles++;
     c->started_ms = uv_now(loop);
+    if (getrandom(&c->incarnation, sizeof(c->incarnation), 0) != sizeof(c->incarnation))
+        c->incarnation = ((uint64_t)getpid() << 32) ^ uv_hrtime();
     *out = c; /* from here on, failures are closed with cluster_close */
     if (!c->cfg.commit_timeout_ms)
         c->cfg.commit_timeout_ms = 5000;

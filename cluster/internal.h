@@ -100,6 +100,8 @@ int cluster__link_control(struct cluster *c, uint32_t node, const void *body, si
 int cluster__link_reply(struct frames *f, const void *body, size_t len);
 /* A control frame from node, on stream f (member.c). */
 void cluster__member_control(struct cluster *c, uint32_t from, struct frames *f, const uint8_t *body, size_t len);
+/* Tells the node at the other end of f that it is no member (member.c). */
+void cluster__member_tell_removed(struct cluster *c, struct frames *f);
 /* Membership housekeeping, every tick (member.c). */
 void cluster__member_tick(struct cluster *c);
 void cluster__member_close_all(struct cluster *c);
@@ -232,6 +234,8 @@ struct cluster {
 
     struct link *links;         /* one per other member */
     struct link_in *link_ins;   /* streams other members dialed */
+    struct link_src *link_srcs; /* per sender: what was handed up */
+    uint64_t incarnation;       /* random, per start: tells resends from a restarted sender */
     uv_idle_t link_flush;       /* writes what cluster_send queued this loop turn */
     bool link_flush_active;
     uint64_t started_ms;

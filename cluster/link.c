@@ -4,7 +4,7 @@
  * (incoming links), and is acknowledged there.
  *
  * Frames (frame.c; integers little-endian):
- *   HELLO    dialer -> acceptor  u64 the dialer's epoch (first frame)
+ *   HELLO    dialer -> acceptor  u64 the dialer's incarnation (random per start; first frame)
  *   MSG      dialer -> acceptor  u64 sequence, payload (cluster_send)
  *   ACK      acceptor -> dialer  u64 highest sequence handed up
  *   STATUS   dialer -> acceptor  u8 raft state, u64 term, commit index, applied index
@@ -16,7 +16,7 @@
  * the highest sequence after each read.
  * Failure modes: the outgoing stream breaks: it is redialled every
  * LINK_REDIAL_MS and every unacknowledged message is written again, in order;
- * the HELLO carries the sender's epoch (raised at every start), so the
+ * the HELLO carries the sender's incarnation (random at every start), so the
  * receiver knows a sequence it already handed up from a resend (skipped) from
  * a restarted sender (counted anew). No link for node_timeout_ms: the node is
  * given up on (also when its link is up but nothing came from it for that
@@ -54,6 +54,16 @@ struct link_out {
     struct cluster *c;
 };
 
+/* What was handed up from one sender incarnation (kept apart from struct
+ * link: messages may arrive before this node's tick made the sender's link,
+ * and from a node no longer in the configuration). */
+struct link_src {
+    struct link_src *next;
+    uint32_t node;
+    uint64_t epoch;           /* the sender's incarnation (random per start) */
+    uint64_t seq;             /* highest sequence handed up */
+};
+
 struct link_in {
     struct frames f;
     struct link_in *next, *prev; /* c's incoming links */
@@ -61,7 +71,8 @@ struct link_in {
     uint32_t node;
     bool hello;
     bool ack_due;
-    uint64_t epoch;           /* the sender's, from its HELLO */
+    bool told_removed;
+    struct link_src *src;     /* the sender's, from its HELLO */
 };
 
 struct link {
@@ -83,7 +94,6 @@ struct link {
     size_t unacked_bytes;
     uint64_t next_status;
     /* what arrives from this node */
-    uint64_t in_epoch, in_seq;
     uint64_t last_heard;
     bool has_status;
     int state;
@@ -323,7 +333,9 @@ static void send_status(struct link *l)
     cluster__put_u64(body + 9, st.commit_index);
     cluster__put_u64(body + 17, st.applied_index);
     cluster__frames_send(&l->out->f, LINK_STATUS, body, sizeof(body), NULL, 0);
-    l->next_status = uv_now(c->loop) + LINK_STATUS_MS;
+    /* at least three per node_timeout, so that an idle member is never silent that long */
+    uint64_t every = c->cfg.node_timeout_ms / 3 < LINK_STATUS_MS ? c->cfg.node_timeout_ms / 3 : LINK_STATUS_MS;
+    l->next_status = uv_now(c->loop) + (every ? every : 1);
 }
 
 static void on_dialed(void *arg, uv_stream_t *stream, int status)
@@ -355,7 +367,7 @@ static void on_dialed(void *arg, uv_stream_t *stream, int status)
     if (cluster__frames_start(&o->f, stream) != 0)
         return; /* out_close ran */
     uint8_t hello[8];
-    cluster__put_u64(hello, c->epoch);
+    cluster__put_u64(hello, c->incarnation);
     cluster__frames_send(&o->f, LINK_HELLO, hello, sizeof(hello), NULL, 0);
     if (!l->out)
         return;
@@ -388,7 +400,25 @@ static void in_frame(struct frames *f, uint8_t type, const uint8_t *body, size_t
             return;
         }
         in->hello = true;
-        in->epoch = cluster__get_u64(body);
+        uint64_t epoch = cluster__get_u64(body);
+        for (in->src = c->link_srcs; in->src; in->src = in->src->next)
+            if (in->src->node == in->node)
+                break;
+        if (!in->src) {
+            in->src = calloc(1, sizeof(*in->src));
+            if (!in->src) {
+                cluster__frames_close(f, "out of memory");
+                return;
+            }
+            in->src->node = in->node;
+            in->src->epoch = epoch;
+            in->src->next = c->link_srcs;
+            c->link_srcs = in->src;
+        }
+        if (in->src->epoch != epoch) {
+            in->src->epoch = epoch; /* the sender restarted: its sequences start anew */
+            in->src->seq = 0;
+        }
         in->ack_due = true; /* tells the sender what it need not resend */
         return;
     }
@@ -399,17 +429,13 @@ static void in_frame(struct frames *f, uint8_t type, const uint8_t *body, size_t
             return;
         }
         uint64_t seq = cluster__get_u64(body);
+        if (c->closing || c->draining)
+            return; /* not handed up: not acknowledged, resent to whoever serves next */
         in->ack_due = true;
-        if (l) {
-            if (l->in_epoch != in->epoch) {
-                l->in_epoch = in->epoch; /* the sender restarted: its sequences start anew */
-                l->in_seq = 0;
-            }
-            if (seq <= l->in_seq)
-                return; /* a resend of what was handed up already */
-            l->in_seq = seq;
-        }
-        if (c->cfg.receive && !c->closing)
+        if (seq <= in->src->seq)
+            return; /* a resend of what was handed up already */
+        in->src->seq = seq;
+        if (c->cfg.receive)
             c->cfg.receive(c->cfg.ctx, in->node, body + 8, len - 8);
         return;
     }
@@ -418,7 +444,14 @@ static void in_frame(struct frames *f, uint8_t type, const uint8_t *body, size_t
             cluster__frames_close(f, "malformed STATUS");
             return;
         }
-        if (l) {
+        if ((!l || !l->member) && !in->told_removed && raft_state(&c->raft) == RAFT_LEADER &&
+            c->raft.configuration.n) {
+            /* a node that is no member (removed while it was away) still
+             * talks to us: the leader tells it */
+            in->told_removed = true;
+            cluster__member_tell_removed(c, f);
+        }
+        if (l && l->member) {
             l->has_status = true;
             l->state = body[0];
             l->term = cluster__get_u64(body + 1);
@@ -440,9 +473,8 @@ static void in_batch_end(struct frames *f)
     if (!in->ack_due)
         return;
     in->ack_due = false;
-    struct link *l = cluster__link_find(in->c, in->node);
     uint8_t body[8];
-    cluster__put_u64(body, l && l->in_epoch == in->epoch ? l->in_seq : 0);
+    cluster__put_u64(body, in->src->seq);
     cluster__frames_send(f, LINK_ACK, body, sizeof(body), NULL, 0);
 }
 
@@ -545,9 +577,8 @@ void cluster__link_tick(struct cluster *c)
         if (!l && !(l = link_new(c, (uint32_t)srv->id)))
             continue;
         if (l->removed) {
-            /* added again: it gets node_timeout to come up */
+            /* added again: reported alive (node_event) once its link is up */
             l->removed = false;
-            l->alive = true;
             l->down_since = now;
         }
         if (strcmp(l->address, srv->address) != 0) {
@@ -607,6 +638,11 @@ void cluster__link_close_all(struct cluster *c)
         link_drop(l, CLUSTER_ESHUTDOWN);
     while (c->link_ins)
         cluster__frames_close(&c->link_ins->f, NULL);
+    while (c->link_srcs) {
+        struct link_src *src = c->link_srcs;
+        c->link_srcs = src->next;
+        free(src);
+    }
     while (c->links) {
         struct link *l = c->links;
         c->links = l->next;

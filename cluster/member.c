@@ -258,14 +258,26 @@ static void op_forward(struct member_op *op)
         op_finish(op, CLUSTER_EUNAVAILABLE, "the leader (node %u) cannot be reached", leader);
 }
 
+static void removed_notice(struct cluster *c, struct wr *w)
+{
+    w_u8(w, CTL_REMOVED);
+    w_u32(w, 0);
+    w_u32(w, c->cfg.node_id);
+    w_str(w, c->cfg.cluster_name ? c->cfg.cluster_name : "");
+}
+
 static void tell_removed(struct cluster *c, uint32_t node)
 {
     struct wr w = {.len = 0};
-    w_u8(&w, CTL_REMOVED);
-    w_u32(&w, 0);
-    w_u32(&w, c->cfg.node_id);
-    w_str(&w, c->cfg.cluster_name ? c->cfg.cluster_name : "");
+    removed_notice(c, &w);
     cluster__link_control(c, node, w.buf, w.len);
+}
+
+void cluster__member_tell_removed(struct cluster *c, struct frames *f)
+{
+    struct wr w = {.len = 0};
+    removed_notice(c, &w);
+    cluster__link_reply(f, w.buf, w.len);
 }
 
 static void on_removed(struct raft_change *req, int status)
@@ -645,7 +657,7 @@ static void on_join_dialed(void *arg, uv_stream_t *stream, int status)
     if (cluster__frames_start(&js->f, stream) != 0)
         return;
     uint8_t hello[8];
-    cluster__put_u64(hello, c->epoch);
+    cluster__put_u64(hello, c->incarnation);
     cluster__frames_send(&js->f, LINK_HELLO, hello, sizeof(hello), NULL, 0);
     join_send(op);
 }

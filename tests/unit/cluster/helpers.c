@@ -1,14 +1,21 @@
 /* Helpers shared by the cluster test suites: a temporary directory per test,
  * commands and states as text, a bounded loop runner, and real nodes whose
  * callbacks record what they saw. */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <errno.h>
 #include <ftw.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "helpers.h"
 
@@ -345,4 +352,273 @@ bool has_snapshot(void *dir)
             found = true;
     closedir(d);
     return found;
+}
+
+/* --- a group of nodes ------------------------------------------------------------------ */
+
+void group_init(uv_loop_t *loop, struct node *nodes, int total, int voters)
+{
+    cr_assert_leq(total, GROUP_MAX);
+    signal(SIGPIPE, SIG_IGN); /* a write to a peer that went away is an error code */
+    cr_assert_eq(uv_loop_init(loop), 0);
+    int ports[GROUP_MAX];
+    for (int i = 0; i < total; i++) {
+        char host[16];
+        snprintf(host, sizeof(host), "127.0.0.%d", i + 1);
+        ports[i] = free_port(host);
+    }
+    for (int i = 0; i < total; i++) {
+        char dir[32];
+        snprintf(dir, sizeof(dir), "n%d", i + 1);
+        struct node *n = &nodes[i];
+        node_init(n, loop, (uint32_t)(i + 1), tmp_path(dir));
+        snprintf(n->bind, sizeof(n->bind), "127.0.0.%d:%d", i + 1, ports[i]);
+        if (i < voters) {
+            for (int j = 0; j < voters; j++) {
+                snprintf(n->peer_addr[j], sizeof(n->peer_addr[j]), "127.0.0.%d:%d", j + 1, ports[j]);
+                n->peers[j] = (struct cluster_peer_cfg){(uint32_t)(j + 1), n->peer_addr[j]};
+            }
+            n->cfg.peers = n->peers;
+            n->cfg.peer_count = voters;
+        }
+        n->cfg.election_timeout_ms = 500;
+        n->cfg.heartbeat_ms = 50;
+    }
+}
+
+void group_start(struct node *nodes, int n, unsigned mask)
+{
+    for (int i = 0; i < n; i++)
+        if (mask & (1u << i))
+            node_start(&nodes[i]);
+}
+
+struct agree {
+    struct node *nodes;
+    int n;
+    unsigned mask;
+    int leader; /* index into nodes */
+};
+
+static bool leader_agreed(void *arg)
+{
+    struct agree *a = arg;
+    int leader = -1;
+    uint32_t id = 0;
+    for (int i = 0; i < a->n; i++) {
+        if (!(a->mask & (1u << i)))
+            continue;
+        struct cluster_status st = node_status(&a->nodes[i]);
+        if (st.role == 2) {
+            if (leader >= 0)
+                return false;
+            leader = i;
+        }
+        if (!st.leader_id || (id && st.leader_id != id))
+            return false;
+        id = st.leader_id;
+    }
+    if (leader < 0 || id != a->nodes[leader].cfg.node_id)
+        return false;
+    a->leader = leader;
+    return true;
+}
+
+int group_wait_leader(struct node *nodes, int n, unsigned mask)
+{
+    struct agree a = {nodes, n, mask, -1};
+    cr_assert(run_until(nodes[0].loop, leader_agreed, &a, 10000), "no agreed leader among nodes 0x%x", mask);
+    return a.leader;
+}
+
+static bool group_finished;
+
+static void group_close(struct node *nodes, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (nodes[i].c)
+            node_close(&nodes[i]);
+}
+
+void group_finish(struct node *nodes, int n)
+{
+    group_close(nodes, n);
+    group_finished = true;
+    int open = loop_finish(nodes[0].loop);
+    for (int i = 0; i < n; i++)
+        node_free(&nodes[i]);
+    cr_assert_eq(open, 0, "%d handle(s) left open on the loop", open);
+    check_leaks();
+}
+
+void group_teardown(struct node *nodes, int n)
+{
+    if (!group_finished) { /* the test failed part-way: clean up all the same */
+        group_close(nodes, n);
+        loop_finish(nodes[0].loop);
+        for (int i = 0; i < n; i++)
+            node_free(&nodes[i]);
+    }
+    group_finished = false;
+    tmp_teardown();
+}
+
+struct sever {
+    in_addr_t a, b;
+    int count;
+};
+
+static void sever_one(uv_handle_t *h, void *arg)
+{
+    struct sever *s = arg;
+    if (h->type != UV_TCP || uv_is_closing(h))
+        return;
+    struct sockaddr_in self, peer;
+    int len = sizeof(self);
+    if (uv_tcp_getsockname((uv_tcp_t *)h, (struct sockaddr *)&self, &len) != 0 || self.sin_family != AF_INET)
+        return;
+    len = sizeof(peer);
+    if (uv_tcp_getpeername((uv_tcp_t *)h, (struct sockaddr *)&peer, &len) != 0)
+        return;
+    in_addr_t x = self.sin_addr.s_addr, y = peer.sin_addr.s_addr;
+    if (!((x == s->a && y == s->b) || (x == s->b && y == s->a)))
+        return;
+    uv_os_fd_t fd;
+    if (uv_fileno(h, &fd) == 0 && shutdown(fd, SHUT_RDWR) == 0)
+        s->count++;
+}
+
+int group_sever(uv_loop_t *loop, int i, int j)
+{
+    char a[24], b[24];
+    snprintf(a, sizeof(a), "127.0.0.%d", i + 1);
+    snprintf(b, sizeof(b), "127.0.0.%d", j + 1);
+    struct sever s = {inet_addr(a), inet_addr(b), 0};
+    uv_walk(loop, sever_one, &s);
+    return s.count;
+}
+
+/* --- raw sockets ------------------------------------------------------------------------ */
+
+static struct sockaddr_in ip4(const char *ip, int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    cr_assert_eq(inet_pton(AF_INET, ip, &sa.sin_addr), 1, "not an IPv4 address: %s", ip);
+    return sa;
+}
+
+int free_port(const char *ip)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in sa = ip4(ip, 0);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "bind %s: %s", ip, strerror(errno));
+    socklen_t len = sizeof(sa);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+int port_of(const struct node *n) { return atoi(strrchr(n->bind, ':') + 1); }
+
+int tcp_dial(const struct node *n)
+{
+    char host[64];
+    snprintf(host, sizeof(host), "%.*s", (int)(strrchr(n->bind, ':') - n->bind), n->bind);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in sa = ip4(host, port_of(n));
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "connect %s: %s", n->bind, strerror(errno));
+    return fd;
+}
+
+bool peer_closed(void *arg)
+{
+    int fd = *(int *)arg;
+    char buf[256];
+    for (;;) {
+        ssize_t r = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (r == 0)
+            return true;
+        if (r < 0)
+            return errno != EAGAIN && errno != EWOULDBLOCK;
+    }
+}
+
+bool read_done(void *arg)
+{
+    struct sock_read *r = arg;
+    while (r->have < r->want) {
+        ssize_t got = recv(r->fd, r->buf + r->have, r->want - r->have, MSG_DONTWAIT);
+        if (got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+            r->eof = true;
+            return true;
+        }
+        if (got < 0)
+            return false;
+        r->have += (size_t)got;
+    }
+    return true;
+}
+
+void read_exactly(uv_loop_t *loop, struct sock_read *r, size_t n)
+{
+    cr_assert_leq(n, sizeof(r->buf));
+    r->have = 0;
+    r->want = n;
+    cr_assert(run_until(loop, read_done, r, 3000), "no %zu bytes from the node", n);
+    cr_assert_not(r->eof, "the node closed the connection");
+}
+
+void put_le(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void hmac(const char *secret, const struct iovec *parts, size_t n, uint8_t out[32])
+{
+    cluster__hmac_sha256(secret, strlen(secret), parts, n, out);
+}
+
+int handshake_as_dialer(struct node *target, const char *secret, uint8_t channel, uint64_t node_id, bool tamper,
+                        bool *rejected)
+{
+    struct sock_read r = {.fd = tcp_dial(target)};
+    read_exactly(target->loop, &r, 24);
+    cr_assert(memcmp(r.buf, "STRL", 4) == 0, "HELLO_A magic");
+    cr_assert_eq(r.buf[4], 1, "HELLO_A version");
+    uint8_t nonce_a[16], nonce_d[16];
+    memcpy(nonce_a, r.buf + 8, 16);
+    for (int i = 0; i < 16; i++)
+        nonce_d[i] = (uint8_t)(0xa0 + i);
+    const char *addr = "127.0.0.1:9";
+    uint8_t mac_channel = tamper ? (uint8_t)(channel == 1 ? 2 : 1) : channel, id[8];
+    put_le(id, node_id, 8);
+    struct iovec parts[] = {{"dial", 4}, {nonce_a, 16}, {nonce_d, 16}, {&mac_channel, 1}, {id, 8},
+                            {(void *)addr, strlen(addr)}};
+    uint8_t msg[128];
+    memcpy(msg, "STRL", 4);
+    msg[4] = 1;
+    msg[5] = channel;
+    put_le(msg + 6, strlen(addr), 2);
+    memcpy(msg + 8, id, 8);
+    memcpy(msg + 16, nonce_d, 16);
+    hmac(secret, parts, 6, msg + 32);
+    memcpy(msg + 64, addr, strlen(addr));
+    size_t len = 64 + strlen(addr);
+    cr_assert_eq(send(r.fd, msg, len, MSG_NOSIGNAL), (ssize_t)len);
+    r.have = 0;
+    r.want = 32;
+    cr_assert(run_until(target->loop, read_done, &r, 3000), "no answer to HELLO_D");
+    *rejected = r.eof;
+    if (r.eof) {
+        close(r.fd);
+        return -1;
+    }
+    struct iovec ok_parts[] = {{"acpt", 4}, {nonce_d, 16}, {nonce_a, 16}};
+    uint8_t ok[32];
+    hmac(secret, ok_parts, 3, ok);
+    cr_assert(memcmp(ok, r.buf, 32) == 0, "the node's OK does not prove it knows the secret");
+    return r.fd;
 }

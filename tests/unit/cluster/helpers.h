@@ -116,4 +116,62 @@ void propose_wait(struct node *n, const struct cluster_cmd *cmd, struct done *d)
 /* run_until predicate: DIR (a path) holds a snapshot-* file of libraft. */
 bool has_snapshot(void *dir);
 
+/* --- a group of nodes in one process -------------------------------------------------------- */
+
+#define GROUP_MAX 8
+
+/* Fills nodes[0..total) (node ids 1..total, data dirs tmp_root/n1...): node i
+ * listens on 127.0.0.i (its own loopback address, so that a test can tell the
+ * connections between two nodes apart) on a free port; the first `voters` are
+ * the voters of one cluster, the others one-voter clusters of their own with
+ * the same name and secret. Election timeout 500 ms, heartbeat 50 ms. Ignores
+ * SIGPIPE, as starlingd does. */
+void group_init(uv_loop_t *loop, struct node *nodes, int total, int voters);
+/* node_start for every node in mask (bit i: nodes[i]). */
+void group_start(struct node *nodes, int n, unsigned mask);
+/* Exactly one leader among the nodes in mask, known to all of them: returns
+ * its index (asserted within 10 s). */
+int group_wait_leader(struct node *nodes, int n, unsigned mask);
+/* Ends a test: closes every running node, asserts that no handle is left on
+ * the loop and (sanitized builds) that nothing leaked. Assertions only count
+ * in the test body, so every test ends with this. */
+void group_finish(struct node *nodes, int n);
+/* The suite's teardown: cleans up after a test that failed before
+ * group_finish, removes tmp_root. */
+void group_teardown(struct node *nodes, int n);
+/* Cuts every TCP connection on loop between the nodes of index i and j (both
+ * ends, Raft's and the data links: shutdown(2), as a network fault would);
+ * returns how many sockets were shut down. */
+int group_sever(uv_loop_t *loop, int i, int j);
+
+/* --- raw sockets ------------------------------------------------------------------------------ */
+
+/* A port nothing listens on right now at ip (bound, read back, released). */
+int free_port(const char *ip);
+int port_of(const struct node *n);
+/* A blocking TCP connection to n's cluster port. */
+int tcp_dial(const struct node *n);
+/* run_until predicate on an int fd: the peer closed it (EOF or reset),
+ * draining whatever it sent first. */
+bool peer_closed(void *fd);
+
+/* Reading exactly want bytes from a non-blocking socket while the loop runs. */
+struct sock_read {
+    int fd;
+    uint8_t buf[512];
+    size_t have, want;
+    bool eof;
+};
+bool read_done(void *sock_read);
+/* Reads n bytes (asserted within 3 s, without EOF). */
+void read_exactly(uv_loop_t *loop, struct sock_read *r, size_t n);
+void put_le(uint8_t *p, uint64_t v, int n);
+
+/* Dials target as node `id` on `channel` following the handshake in peer.c
+ * byte for byte, knowing `secret`; tamper makes the MAC cover another channel
+ * than the hello names. Returns the socket after the node's OK (verified), or
+ * -1 with *rejected set when the node closed the connection instead. */
+int handshake_as_dialer(struct node *target, const char *secret, uint8_t channel, uint64_t id, bool tamper,
+                        bool *rejected);
+
 #endif

@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <sys/uio.h>
 #include <netinet/in.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,131 +22,19 @@
 static uv_loop_t loop;
 static struct node nodes[N];
 
-/* A port nothing listens on right now (bound, read back, released). */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert_geq(fd, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK), .sin_port = 0};
-    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "bind: %s", strerror(errno));
-    socklen_t len = sizeof(sa);
-    cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
 static void setup(void)
 {
-    /* as starlingd does (broker.c): a write to a peer that went away is an
-     * error code, not a signal (libuv writes streams with write(2)) */
-    signal(SIGPIPE, SIG_IGN);
     tmp_setup();
-    cr_assert_eq(uv_loop_init(&loop), 0);
-    int ports[N];
-    for (int i = 0; i < N;) {
-        ports[i] = free_port();
-        bool dup = false;
-        for (int j = 0; j < i; j++)
-            dup |= ports[j] == ports[i];
-        if (!dup)
-            i++; /* else the same port twice: draw again */
-    }
-    for (int i = 0; i < N; i++) {
-        char dir[32];
-        snprintf(dir, sizeof(dir), "n%d", i + 1);
-        struct node *n = &nodes[i];
-        node_init(n, &loop, (uint32_t)(i + 1), tmp_path(dir));
-        snprintf(n->bind, sizeof(n->bind), "127.0.0.1:%d", ports[i]);
-        for (int j = 0; j < N; j++) {
-            snprintf(n->peer_addr[j], sizeof(n->peer_addr[j]), "127.0.0.1:%d", ports[j]);
-            n->peers[j] = (struct cluster_peer_cfg){(uint32_t)(j + 1), n->peer_addr[j]};
-        }
-        n->cfg.peers = n->peers;
-        n->cfg.peer_count = N;
-        n->cfg.election_timeout_ms = 500;
-        n->cfg.heartbeat_ms = 50;
-    }
+    group_init(&loop, nodes, N, N);
 }
 
-static bool finished;
-
-static void close_all(void)
-{
-    for (int i = 0; i < N; i++)
-        if (nodes[i].c)
-            node_close(&nodes[i]);
-}
-
-/* Ends a test: closes every node, asserts that no handle is left on the
- * loop and (sanitized builds) that nothing leaked. Assertions only count in
- * the test body, so every test ends with this. */
-static void finish(void)
-{
-    close_all();
-    finished = true;
-    int open = loop_finish(&loop);
-    for (int i = 0; i < N; i++)
-        node_free(&nodes[i]);
-    cr_assert_eq(open, 0, "%d handle(s) left open on the loop", open);
-    check_leaks();
-}
-
-static void teardown(void)
-{
-    if (!finished) { /* the test failed part-way: clean up all the same */
-        close_all();
-        loop_finish(&loop);
-        for (int i = 0; i < N; i++)
-            node_free(&nodes[i]);
-    }
-    finished = false;
-    tmp_teardown();
-}
+static void finish(void) { group_finish(nodes, N); }
+static void teardown(void) { group_teardown(nodes, N); }
 
 TestSuite(peer, .init = setup, .fini = teardown, .timeout = 60);
 
-static void start_all(void)
-{
-    for (int i = 0; i < N; i++)
-        node_start(&nodes[i]);
-}
-
-/* Exactly one leader among the running nodes in mask, known to all of them. */
-struct agree {
-    unsigned mask;
-    int leader; /* index into nodes */
-};
-
-static bool leader_agreed(void *arg)
-{
-    struct agree *a = arg;
-    int leader = -1;
-    uint32_t id = 0;
-    for (int i = 0; i < N; i++) {
-        if (!(a->mask & (1u << i)))
-            continue;
-        struct cluster_status st = node_status(&nodes[i]);
-        if (st.role == 2) {
-            if (leader >= 0)
-                return false;
-            leader = i;
-        }
-        if (!st.leader_id || (id && st.leader_id != id))
-            return false;
-        id = st.leader_id;
-    }
-    if (leader < 0 || id != (uint32_t)(leader + 1))
-        return false;
-    a->leader = leader;
-    return true;
-}
-
-static int wait_leader(unsigned mask)
-{
-    struct agree a = {mask, -1};
-    cr_assert(run_until(&loop, leader_agreed, &a, 10000), "no agreed leader among nodes 0x%x", mask);
-    return a.leader;
-}
+static void start_all(void) { group_start(nodes, N, 0x7); }
+static int wait_leader(unsigned mask) { return group_wait_leader(nodes, N, mask); }
 
 /* The command with client id / topic key has been applied on every node of mask. */
 struct seen {
@@ -276,44 +163,11 @@ Test(peer, a_node_with_the_wrong_secret_sees_no_entry)
 
 /* --- garbage on the cluster port --------------------------------------------------------- */
 
-static int port_of(const struct node *n) { return atoi(strrchr(n->bind, ':') + 1); }
-
-static int dial(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert_geq(fd, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-                             .sin_port = htons((uint16_t)port)};
-    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "connect: %s", strerror(errno));
-    return fd;
-}
-
-/* The peer closed fd (EOF or reset), draining whatever it sent first. */
-static bool peer_closed(void *arg)
-{
-    int fd = *(int *)arg;
-    char buf[256];
-    for (;;) {
-        ssize_t r = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-        if (r == 0)
-            return true;
-        if (r < 0)
-            return errno != EAGAIN && errno != EWOULDBLOCK;
-    }
-}
-
-static void put_le(uint8_t *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
 Test(peer, garbage_on_the_cluster_port_is_rejected_and_the_node_goes_on)
 {
     start_all();
     int leader = wait_leader(0x7);
     struct node *target = &nodes[leader];
-    int port = port_of(target);
 
     /* 1. random bytes; 2. a well-formed dialer hello with a wrong MAC;
      * 3. an address length beyond the maximum; 4. another version;
@@ -341,7 +195,7 @@ Test(peer, garbage_on_the_cluster_port_is_rejected_and_the_node_goes_on)
             len = 64 + alen;
         }
         int before = target->rejected_logs;
-        int fd = dial(port);
+        int fd = tcp_dial(target);
         cr_assert_eq(send(fd, msg, len, MSG_NOSIGNAL), (ssize_t)len);
         cr_assert(run_until(&loop, peer_closed, &fd, 3000), "variant %d: the node kept the connection open",
                   variant);
@@ -359,101 +213,20 @@ Test(peer, garbage_on_the_cluster_port_is_rejected_and_the_node_goes_on)
     finish();
 }
 
-/* Reading exactly want bytes from a non-blocking socket while the loop runs. */
-struct sock_read {
-    int fd;
-    uint8_t buf[512];
-    size_t have, want;
-    bool eof;
-};
-
-static bool read_done(void *arg)
-{
-    struct sock_read *r = arg;
-    while (r->have < r->want) {
-        ssize_t got = recv(r->fd, r->buf + r->have, r->want - r->have, MSG_DONTWAIT);
-        if (got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
-            r->eof = true;
-            return true;
-        }
-        if (got < 0)
-            return false;
-        r->have += (size_t)got;
-    }
-    return true;
-}
-
-static void read_exactly(struct sock_read *r, size_t n)
-{
-    r->have = 0;
-    r->want = n;
-    cr_assert(run_until(&loop, read_done, r, 3000), "no %zu bytes from the node", n);
-    cr_assert_not(r->eof, "the node closed the connection");
-}
-
-static void hmac(const char *secret, const struct iovec *parts, size_t n, uint8_t out[32])
-{
-    cluster__hmac_sha256(secret, strlen(secret), parts, n, out);
-}
-
-/* Dials node as a dialer that knows secret, following the handshake in
- * peer.c byte for byte; tamper makes the MAC cover channel 1 while the
- * hello says channel 2. Returns the socket after the node's OK (verified). */
-static int handshake_as_dialer(struct node *target, const char *secret, bool tamper, bool *rejected)
-{
-    struct sock_read r = {.fd = dial(port_of(target))};
-    read_exactly(&r, 24);
-    cr_assert(memcmp(r.buf, "STRL", 4) == 0, "HELLO_A magic");
-    cr_assert_eq(r.buf[4], 1, "HELLO_A version");
-    uint8_t nonce_a[16], nonce_d[16];
-    memcpy(nonce_a, r.buf + 8, 16);
-    for (int i = 0; i < 16; i++)
-        nonce_d[i] = (uint8_t)(0xa0 + i);
-    const char *addr = "127.0.0.1:9";
-    uint8_t channel = 2, mac_channel = tamper ? 1 : 2, id[8];
-    put_le(id, 2, 8);
-    struct iovec parts[] = {{"dial", 4}, {nonce_a, 16}, {nonce_d, 16}, {&mac_channel, 1}, {id, 8},
-                            {(void *)addr, strlen(addr)}};
-    uint8_t msg[128];
-    memcpy(msg, "STRL", 4);
-    msg[4] = 1;
-    msg[5] = channel;
-    put_le(msg + 6, strlen(addr), 2);
-    memcpy(msg + 8, id, 8);
-    memcpy(msg + 16, nonce_d, 16);
-    hmac(secret, parts, 6, msg + 32);
-    memcpy(msg + 64, addr, strlen(addr));
-    size_t len = 64 + strlen(addr);
-    cr_assert_eq(send(r.fd, msg, len, MSG_NOSIGNAL), (ssize_t)len);
-    r.have = 0;
-    r.want = 32;
-    cr_assert(run_until(&loop, read_done, &r, 3000), "no answer to HELLO_D");
-    *rejected = r.eof;
-    if (r.eof) {
-        close(r.fd);
-        return -1;
-    }
-    struct iovec ok_parts[] = {{"acpt", 4}, {nonce_d, 16}, {nonce_a, 16}};
-    uint8_t ok[32];
-    hmac(secret, ok_parts, 3, ok);
-    cr_assert(memcmp(ok, r.buf, 32) == 0, "the node's OK does not prove it knows the secret");
-    return r.fd;
-}
-
 Test(peer, the_handshake_is_the_documented_one)
 {
     start_all();
     int leader = wait_leader(0x7);
     bool rejected;
-    int fd = handshake_as_dialer(&nodes[leader], nodes[leader].secret, false, &rejected);
+    int fd = handshake_as_dialer(&nodes[leader], nodes[leader].secret, 2, 2, false, &rejected);
     cr_assert_not(rejected, "a dialer with the secret was rejected");
     close(fd);
 
     int before = nodes[leader].rejected_logs;
-    fd = handshake_as_dialer(&nodes[leader], nodes[leader].secret, true, &rejected);
+    fd = handshake_as_dialer(&nodes[leader], nodes[leader].secret, 2, 2, true, &rejected);
     cr_assert(rejected, "a hello whose MAC covers another channel was accepted");
     cr_assert_gt(nodes[leader].rejected_logs, before);
-    fd = handshake_as_dialer(&nodes[leader], "a guess", false, &rejected);
+    fd = handshake_as_dialer(&nodes[leader], "a guess", 2, 2, false, &rejected);
     cr_assert(rejected, "a dialer without the secret was accepted");
 
     struct done d;
@@ -493,12 +266,12 @@ Test(peer, a_fake_acceptor_without_the_secret_is_rejected_by_the_dialer)
     struct sock_read r = {.fd = fds[1]};
     uint8_t hello[24] = {'S', 'T', 'R', 'L', 1};
     cr_assert_eq(send(r.fd, hello, sizeof(hello), MSG_NOSIGNAL), 24);
-    read_exactly(&r, 64);
+    read_exactly(&loop, &r, 64);
     size_t alen = (size_t)r.buf[6] | (size_t)r.buf[7] << 8;
     /* the first dial is for Raft or for the data link: the same handshake */
     cr_assert(r.buf[5] == 1 || r.buf[5] == 3, "dialed for channel %u, want raft (1) or data (3)", r.buf[5]);
     cr_assert_leq(alen, 255);
-    read_exactly(&r, alen);
+    read_exactly(&loop, &r, alen);
     int before = nodes[0].rejected_logs;
     uint8_t bogus[32];
     memset(bogus, 0x33, sizeof(bogus));
@@ -520,7 +293,7 @@ Test(peer, a_connection_closed_during_the_handshake_is_forgotten)
     int leader = wait_leader(0x7);
     struct node *target = &nodes[leader];
     for (int i = 0; i < 20; i++) {
-        int fd = dial(port_of(target));
+        int fd = tcp_dial(target);
         if (i % 2)
             send(fd, "STRL", 4, MSG_NOSIGNAL); /* a partial hello */
         close(fd);
