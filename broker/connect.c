@@ -288,9 +288,11 @@ void broker__on_connect(struct conn *c, struct proto_packet *p)
             refuse(c, PROTO_RC_CLIENTID_INVALID);
             return;
         }
+        /* the claim's generation is unique across the cluster and restarts:
+         * two nodes never assign the same id */
+        c->generation = cluster_generation_next(b->cluster);
         char id[64];
-        snprintf(id, sizeof(id), "auto-%08" PRIx64 "-%" PRIu64, broker__wall_ms() & 0xFFFFFFFF,
-                 ++b->assigned_seq);
+        snprintf(id, sizeof(id), "auto-%016" PRIx64, c->generation);
         c->client_id = strdup(id);
         cl->assigned = true;
     } else {
@@ -340,7 +342,8 @@ void broker__on_connect(struct conn *c, struct proto_packet *p)
         }
     }
 
-    c->generation = cluster_generation_next(b->cluster);
+    if (!c->generation)
+        c->generation = cluster_generation_next(b->cluster);
     struct cluster_cmd cmd = {
         .type = CLUSTER_SESSION_CLAIM,
         .client_id = proto_cstr(c->client_id),

@@ -316,7 +316,6 @@ struct broker {
 
     uint64_t started_ms;
     uint64_t last_sys_ms;
-    uint64_t assigned_seq;    /* for assigned client identifiers */
     struct broker_stats stats;
     struct admin admin;
     bool stopping;

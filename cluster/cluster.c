@@ -903,6 +903,7 @@ int cluster_run(struct cluster *c, char *err, size_t errlen)
         return -EIO;
     }
     uv_timer_start(&c->tick, on_tick, TICK_MS, TICK_MS);
+    cluster__link_tick(c); /* links to the configured members now, not at the first tick */
     return 0;
 }
 
