@@ -231,8 +231,38 @@ def read_publishes(conn, ends, timeout=RECEIVE_TIMEOUT):
         elif p.type == r.PUBREL:
             conn.send(r.ack_packet(r.PUBCOMP, p.pid, conn.version))
         else:
-            raise AssertionError("unexpected %r among the publishes" % p)
+            raise AssertionError("unexpected %r after %d PUBLISH packets, before %s: last %s" % (
+                p, len(got), sorted(missing)[:5], got[-3:]))
     return got
+
+
+def publish_flow(conn, topic, payloads, qos=2, window=64, timeout=RECEIVE_TIMEOUT):
+    """Publishes payloads in order on a raw connection, up to window of them
+    unacknowledged, completing each QoS 1/2 flow; returns once every one was
+    acknowledged with a reason below 0x80. One thread does all the writing,
+    so the order on the wire is the order given (paho's publish() from
+    another thread than its network loop may swap packets)."""
+    pending, pids = {}, iter(range(1, 65536))
+    queue_ = list(payloads)
+    queue_.reverse()
+    deadline = time.monotonic() + timeout
+    while queue_ or pending:
+        while queue_ and len(pending) < window:
+            pid = next(pids)
+            pending[pid] = queue_.pop()
+            conn.send(r.publish(topic, pending[pid], qos=qos, pid=pid, version=conn.version))
+        try:
+            p = conn.recv(timeout=max(0.001, deadline - time.monotonic()))
+        except (r.Timeout, r.Closed) as e:
+            raise AssertionError("%r with %d publishes unacknowledged (e.g. %s) and %d not sent" % (
+                e, len(pending), list(pending.values())[:3], len(queue_)))
+        assert p.reason < 0x80 and p.pid in pending, "publishing to %r: %r" % (topic, p)
+        if p.type == r.PUBREC and qos == 2:
+            conn.send(r.ack(r.PUBREL, p.pid, version=conn.version))
+        elif p.type == (r.PUBACK if qos == 1 else r.PUBCOMP):
+            del pending[p.pid]
+        else:
+            raise AssertionError("publishing to %r: unexpected %r" % (topic, p))
 
 
 def in_background(fn, *args, **kw):

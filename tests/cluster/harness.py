@@ -141,13 +141,15 @@ class Partition:
     exactly those rules. Tests using it run as root."""
 
     def __init__(self, node, others, reset=False):
-        jump = ["REJECT", "--reject-with", "tcp-reset"] if reset else ["DROP"]
+        # The resets themselves pass: on loopback they cross INPUT too, and
+        # the rule for the other direction would drop them.
+        jump = ["--tcp-flags", "RST", "NONE", "-j", "REJECT", "--reject-with", "tcp-reset"] if reset else [
+            "-j", "DROP"]
         self.rules = []
         for o in others:
             for src, dst in ((node, o), (o, node)):
                 for port_opt, port in (("--dport", dst.cluster_port), ("--sport", src.cluster_port)):
-                    self.rules.append(["-s", src.host, "-d", dst.host, "-p", "tcp", port_opt, str(port),
-                                       "-j"] + jump)
+                    self.rules.append(["-s", src.host, "-d", dst.host, "-p", "tcp", port_opt, str(port)] + jump)
         self.active = []
 
     def cut(self):

@@ -13,13 +13,11 @@ published (a copy too many fails the test as surely as a missing one).
 Covered: QoS 0/1/2 both protocol versions; wildcards + and # matched on the
 receiving side; $-topics not matched by leading wildcards; No Local; Subscription
 Identifiers, and overlapping subscriptions of one remote session giving one
-copy with all of them; 500 QoS 2 messages counted exactly, also across a peer
-link broken by TCP resets in the middle; the publisher's PUBACK withheld while
+copy with all of them; 500 QoS 2 messages counted exactly on the wire, also
+across a peer link broken by TCP resets in the middle; the publisher's PUBACK withheld while
 the subscriber's node is stopped; a shared subscription group with members on
 all nodes; retained messages and an offline queue across nodes.
 """
-
-import threading
 
 import pytest
 
@@ -29,12 +27,15 @@ from clients import opts, sub_props, uid
 from test_clients_cli import LiveSub, pub as mosquitto_pub
 
 from cluster_mqtt import (PUBACK_OK, RECEIVE_TIMEOUT, end_markers, exactly, gather, gather_payloads, in_background,
-                          persistent, raw_v5, read_publishes, receive_topics, retain, subscribed)
+                          persistent, publish_flow, raw_v5, read_publishes, receive_topics, retain, subscribed)
 from harness import Partition, links, wait_for
 
 MANY = 5000 if harness.LONG else 500   # QoS 2 messages counted exactly
 SHARED = 300 if harness.LONG else 90   # messages through the shared group
 STOPPED = 1.5                          # the subscriber's node stays SIGSTOPped this long
+# A subscriber reading more slowly than the publishers send must not lose
+# messages to a full queue (max_queued, drop_new by default).
+UNQUEUED = {"max_queued": 0}
 
 
 @pytest.mark.parametrize("version", [5, 4])
@@ -183,63 +184,55 @@ def test_subscription_identifiers_on_a_remote_node(cluster, clients):
             "%r: expected subscription identifiers %s at QoS %d" % (m, ids, qos))
 
 
-def publish_many(pub, topic, payloads, qos=2, timeout=RECEIVE_TIMEOUT):
-    """Publishes every payload without waiting in between, then waits until
-    each one's QoS flow completed."""
-    infos = [pub.publish(topic, p, qos=qos, wait=False) for p in payloads]
-    for info, p in zip(infos, payloads):
-        info.wait_for_publish(timeout)
-        assert info.is_published(), "%s: QoS %d publish of %r not completed within %.0f s" % (
-            pub.client_id, qos, p, timeout)
-
-
-def test_qos2_exactly_once_across_nodes(cluster, clients):
+def test_qos2_exactly_once_across_nodes(start_cluster, raw):
     # Counted on the wire (a raw subscriber): every PUBLISH once, none a
     # duplicate, each publisher's in order ([MQTT-4.6.0-5]).
+    cluster = start_cluster(settings=UNQUEUED)
     n1, n2, n3 = cluster.nodes
     base = "fw6/" + uid("q2")
     s, _ = raw_v5(n2)
     assert s.subscribe(1, [(base + "/#", 2)]).codes == [2]
-    pubs = [clients.connected(n1), clients.connected(n3, version=4)]
+    pubs = {"v5 on node 1": raw(n1, version=5), "3.1.1 on node 3": raw(n3, version=4)}
+    for name, p in pubs.items():
+        p.connect(uid("q2pub"))
     cluster.wait_caught_up()
-    want = {p: [("%s %d" % (p.client_id, i)).encode() for i in range(MANY // 2)] for p in pubs}
-    ends = [("end %s" % p.client_id).encode() for p in pubs]
+    want = {name: [("%s %d" % (name, i)).encode() for i in range(MANY // 2)] for name in pubs}
+    ends = [("end " + name).encode() for name in pubs]
     reader = in_background(read_publishes, s, ends, timeout=120)
-    threads = [threading.Thread(target=publish_many, args=(p, base + "/t", want[p] + [end]), daemon=True)
-               for p, end in zip(pubs, ends)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    flows = [in_background(publish_flow, p, base + "/t", want[name] + [end], timeout=120)
+             for (name, p), end in zip(pubs.items(), ends)]
+    for f in flows:
+        f.result(timeout=150)
     got = [p for p in reader.result(timeout=150) if p.payload not in ends]
-    exactly(got, want[pubs[0]] + want[pubs[1]], "QoS 2 subscriber on node 2")
+    exactly(got, [w for name in pubs for w in want[name]], "QoS 2 subscriber on node 2")
     assert all(p.qos == 2 and not p.dup for p in got), [p for p in got if p.qos != 2 or p.dup][:5]
-    for p in pubs:
-        mine = set(want[p])
-        assert [m.payload for m in got if m.payload in mine] == want[p], "%s: out of order" % p.client_id
+    for name in pubs:
+        mine = set(want[name])
+        assert [m.payload for m in got if m.payload in mine] == want[name], "publisher %s: out of order" % name
 
 
-def test_qos2_exactly_once_when_the_peer_link_breaks(cluster, clients, request):
+def test_qos2_exactly_once_when_the_peer_link_breaks(start_cluster, request):
     # The links between the publisher's node and the subscriber's are reset
     # (iptables REJECT with TCP resets) while QoS 2 forwards are in flight; the
     # node redials and resends what was not acknowledged, and the subscriber
     # gets every message once, in order, on the wire.
+    cluster = start_cluster(settings=UNQUEUED)
     n1, n2, n3 = cluster.nodes
     base = "fw7/" + uid("lk")
     s, _ = raw_v5(n2)
     assert s.subscribe(1, [(base + "/#", 2)]).codes == [2]
-    p = clients.connected(n1)
+    p, _ = raw_v5(n1)
     cluster.wait_caught_up()
     want = [("m %d" % i).encode() for i in range(MANY)]
     half = len(want) // 2
     reader = in_background(read_publishes, s, [b"end"], timeout=120)
-    publish_many(p, base + "/t", want[:half])
+    publish_flow(p, base + "/t", want[:half])
     before = links(n1, n2)
     assert before, "no connection between the cluster ports of nodes 1 and 2"
     cut = Partition(n1, [n2], reset=True)
     request.addfinalizer(cut.heal)
     cut.cut()
-    rest = in_background(publish_many, p, base + "/t", want[half:] + [b"end"], 2, 60)
+    rest = in_background(publish_flow, p, base + "/t", want[half:] + [b"end"], timeout=60)
     # The links that carried traffic break: the first packet after the cut gets a reset.
     wait_for(lambda: not before <= links(n1, n2), 10, lambda: "links between nodes 1 and 2 never broke: %s" % (
         links(n1, n2),))

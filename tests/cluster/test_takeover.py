@@ -23,7 +23,7 @@ from cluster_mqtt import (EXPIRY, RECEIVE_TIMEOUT, RESUME_TIMEOUT, end_markers, 
 from harness import wait_for
 
 RACES = 20 if harness.LONG else 6
-VICTIMS = ["follower", "leader"] if harness.LONG else ["follower"]
+VICTIMS = ["follower", "leader"]
 
 
 def owned_by(client_id, node):
