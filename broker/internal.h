@@ -20,6 +20,10 @@
 /* Above this many bytes waiting to be written to one connection, QoS 0 messages
  * for it are dropped (a slow consumer must not grow the broker without bound). */
 #define BROKER_MAX_WRITE_BACKLOG (256u * 1024)
+/* Above this many bytes not yet acknowledged by another node, QoS 0 messages
+ * for it are dropped (as for a slow connection: QoS 0 must not queue without
+ * bound, nor grow the latency of what follows). */
+#define BROKER_MAX_FORWARD_BACKLOG (16u << 20)
 /* Read buffer handed to libuv; partial packets are copied to the connection. */
 #define BROKER_READ_CHUNK (64u * 1024)
 

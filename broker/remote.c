@@ -184,6 +184,10 @@ static void enc_msg(struct enc *e, const struct broker *b, const struct msg *m, 
 
 void broker__remote_publish(struct broker *b, const struct route_node *r, struct msg *m, struct pub_ack *ack)
 {
+    if (m->qos == 0 && cluster_backlog(b->cluster, r->node) > BROKER_MAX_FORWARD_BACKLOG) {
+        b->stats.publish_dropped++;
+        return;
+    }
     struct enc e = {0};
     enc_u8(&e, REMOTE_PUBLISH);
     enc_u64(&e, cluster_applied_index(b->cluster));

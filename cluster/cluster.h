@@ -201,6 +201,9 @@ typedef void (*cluster_sent_cb)(void *arg, int status);
 int cluster_send(struct cluster *c, uint32_t node, const struct iovec *parts, int nparts, cluster_sent_cb done,
                  void *arg);
 
+/* Bytes sent to node and not yet acknowledged by it (0 for an unknown node). */
+size_t cluster_backlog(struct cluster *c, uint32_t node);
+
 /* True for this node, and for a member whose data link is up or went down
  * less than node_timeout_ms ago. */
 bool cluster_node_alive(struct cluster *c, uint32_t node);

@@ -263,6 +263,12 @@ int cluster_send(struct cluster *c, uint32_t node, const struct iovec *parts, in
     return 0;
 }
 
+size_t cluster_backlog(struct cluster *c, uint32_t node)
+{
+    struct link *l = cluster__link_find(c, node);
+    return l ? l->unacked_bytes : 0;
+}
+
 bool cluster_node_member(struct cluster *c, uint32_t node)
 {
     const struct raft_configuration *conf = &c->raft.configuration;
