@@ -23,7 +23,7 @@
 /* Above this many bytes not yet acknowledged by another node, QoS 0 messages
  * for it are dropped (as for a slow connection: QoS 0 must not queue without
  * bound, nor grow the latency of what follows). */
-#define BROKER_MAX_FORWARD_BACKLOG (16u << 20)
+#define BROKER_MAX_FORWARD_BACKLOG (64u << 20)
 /* Read buffer handed to libuv; partial packets are copied to the connection. */
 #define BROKER_READ_CHUNK (64u * 1024)
 
