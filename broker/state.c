@@ -87,10 +87,16 @@ static int apply_claim(struct broker *b, const struct cluster_cmd *cmd, uint64_t
     }
     broker__will_free(s->lost_will);
     s->lost_will = NULL;
-    if (ours && prev_connected && prev_owner != b->cfg.node_id && s->will &&
-        (cmd->clean_start || s->will->delay == 0)) {
+    bool will_due = prev_connected && prev_owner && prev_owner != b->cfg.node_id && s->will &&
+                    (cmd->clean_start || s->will->delay == 0);
+    if (will_due && ours) {
         s->lost_will = s->will; /* due unless its node answers the takeover (and publishes it) */
         s->will = NULL;
+    } else if (will_due && cmd->node == b->cfg.node_id && !cluster_node_alive(b->cluster, prev_owner)) {
+        /* a claim of ours whose CONNECT gave up before it committed: no
+         * takeover follows, and the old node is lost: its connection's will
+         * is due here */
+        broker__will_publish(b, s);
     }
     broker__will_free(s->will);
     s->will = NULL;
