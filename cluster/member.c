@@ -280,15 +280,23 @@ void cluster__member_tell_removed(struct cluster *c, struct frames *f)
     cluster__link_reply(f, w.buf, w.len);
 }
 
-static void on_removed(struct raft_change *req, int status)
+/* The op of a configuration change libraft completed, or NULL when nothing
+ * waits for it any more (freed here if the cluster let it go). */
+static struct member_op *change_done(struct raft_change *req)
 {
     struct member_op *op = container_of(req, struct member_op, change);
     op->in_raft = false;
     if (!op->c) {
         free(op);
-        return;
+        return NULL;
     }
-    if (op->finished)
+    return op->finished ? NULL : op;
+}
+
+static void on_removed(struct raft_change *req, int status)
+{
+    struct member_op *op = change_done(req);
+    if (!op)
         return;
     if (status != 0) {
         op_finish(op, CLUSTER_EUNAVAILABLE, "removing node %u failed: %s", op->node, raft_strerror(status));
@@ -389,13 +397,8 @@ static void do_transfer(struct member_op *op)
 
 static void on_assigned(struct raft_change *req, int status)
 {
-    struct member_op *op = container_of(req, struct member_op, change);
-    op->in_raft = false;
-    if (!op->c) {
-        free(op);
-        return;
-    }
-    if (op->finished)
+    struct member_op *op = change_done(req);
+    if (!op)
         return;
     if (status)
         op_finish(op, CLUSTER_EUNAVAILABLE, "promoting node %u to voter failed: %s", op->node,
@@ -416,13 +419,8 @@ static void do_assign(struct member_op *op)
 
 static void on_added(struct raft_change *req, int status)
 {
-    struct member_op *op = container_of(req, struct member_op, change);
-    op->in_raft = false;
-    if (!op->c) {
-        free(op);
-        return;
-    }
-    if (op->finished)
+    struct member_op *op = change_done(req);
+    if (!op)
         return;
     if (status) {
         op_finish(op, CLUSTER_EUNAVAILABLE, "adding node %u failed: %s", op->node, raft_strerror(status));
