@@ -68,6 +68,7 @@ static struct route_node *route_node(struct broker *b, uint32_t node)
     struct route_node *r = &b->route[b->route_count++];
     r->node = node;
     r->nshared = 0;
+    r->alive = cluster_node_alive(b->cluster, node); /* once per node and message */
     return r;
 }
 
@@ -104,15 +105,15 @@ static int match_cb(struct trie_item *item, void *arg)
         return 0; /* [MQTT-3.8.3-3] */
     if (s->owner != b->cfg.node_id) {
         /* served by another node: that node gets the message once, and
-         * matches it against its own sessions */
-        /* a session handed over after the sender routed the message (its
-         * claim is later than what the sender had applied) is sent on */
+         * matches it against its own sessions; a session handed over after
+         * the sender routed the message (its claim is later than what the
+         * sender had applied) is sent on */
         bool follow = x->follow && s->moved && x->origin_applied < s->claim_index;
-        if (!(x->forward || follow) || s->match_epoch == b->match_epoch ||
-            !cluster_node_alive(b->cluster, s->owner))
+        if (!(x->forward || follow) || s->match_epoch == b->match_epoch)
             return 0;
         s->match_epoch = b->match_epoch;
-        if (route_node(b, s->owner))
+        struct route_node *r = route_node(b, s->owner);
+        if (r && r->alive)
             x->matched++;
         return 0;
     }
@@ -196,7 +197,8 @@ static uint32_t route(struct broker *b, struct msg *m, bool forward, bool follow
     if (b->shared.items && !x.follow) /* a forwarded message names its shared members itself */
         trie_match_topic(&b->shared, m->topic, m->topic_len, group_cb, &x);
     for (uint32_t i = 0; i < b->route_count; i++)
-        broker__remote_publish(b, &b->route[i], m, ack);
+        if (b->route[i].alive)
+            broker__remote_publish(b, &b->route[i], m, ack);
     b->route_count = 0;
     return x.matched;
 }

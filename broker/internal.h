@@ -382,6 +382,7 @@ void broker__ack_release(struct pub_ack *a);
 /* remote.c: messages between nodes (forwarded publishes, session handoff) */
 struct route_node {
     uint32_t node;
+    bool alive;               /* not given up on: it gets the message */
     struct sub **shared;      /* the shared subscriptions picked on that node */
     uint32_t nshared, shared_cap;
 };

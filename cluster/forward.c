@@ -60,10 +60,7 @@ static void on_conn_close(struct frames *f, const char *why)
 static void on_conn_free(struct frames *f)
 {
     struct fwd_conn *fc = container_of(f, struct fwd_conn, f);
-    struct cluster *c = fc->c;
-    cluster__frames_release(f);
-    free(fc);
-    cluster__handle_closed(c);
+    cluster__frames_free(f, fc, fc->c);
 }
 
 /* --- leader side ---------------------------------------------------------------- */

@@ -19,7 +19,6 @@ struct frame_write {
     struct frames *f;
     void (*done)(void *arg);
     void *arg;
-    uint8_t head[5];
     uint8_t data[];           /* the copied frame (cluster__frames_send) */
 };
 
@@ -80,16 +79,10 @@ static void on_written(uv_write_t *req, int status)
     cluster__frames_unref(f);
 }
 
-int cluster__frames_write(struct frames *f, const uv_buf_t *bufs, unsigned n, void (*done)(void *arg), void *arg)
+/* Hands w (its done fields set) to libuv; on failure frees it and closes f. */
+static int submit(struct frames *f, struct frame_write *w, const uv_buf_t *bufs, unsigned n)
 {
-    if (f->closed)
-        return -EPIPE;
-    struct frame_write *w = malloc(sizeof(*w));
-    if (!w)
-        return -ENOMEM;
     w->f = f;
-    w->done = done;
-    w->arg = arg;
     int rc = uv_write(&w->req, f->stream, bufs, n, on_written);
     if (rc) {
         free(w);
@@ -98,6 +91,18 @@ int cluster__frames_write(struct frames *f, const uv_buf_t *bufs, unsigned n, vo
     }
     f->refs++;
     return 0;
+}
+
+int cluster__frames_write(struct frames *f, const uv_buf_t *bufs, unsigned n, void (*done)(void *arg), void *arg)
+{
+    if (f->closed)
+        return -EPIPE;
+    struct frame_write *w = malloc(sizeof(*w));
+    if (!w)
+        return -ENOMEM;
+    w->done = done;
+    w->arg = arg;
+    return submit(f, w, bufs, n);
 }
 
 int cluster__frames_send(struct frames *f, uint8_t type, const void *head, size_t head_len, const void *body,
@@ -111,7 +116,6 @@ int cluster__frames_send(struct frames *f, uint8_t type, const void *head, size_
     struct frame_write *w = malloc(sizeof(*w) + 4 + len);
     if (!w)
         return -ENOMEM;
-    w->f = f;
     w->done = NULL;
     cluster__put_u32(w->data, (uint32_t)len);
     w->data[4] = type;
@@ -120,14 +124,7 @@ int cluster__frames_send(struct frames *f, uint8_t type, const void *head, size_
     if (body_len)
         memcpy(w->data + 5 + head_len, body, body_len);
     uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)(4 + len));
-    int rc = uv_write(&w->req, f->stream, &b, 1, on_written);
-    if (rc) {
-        free(w);
-        cluster__frames_close(f, uv_strerror(rc));
-        return rc;
-    }
-    f->refs++;
-    return 0;
+    return submit(f, w, &b, 1);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -197,9 +194,9 @@ int cluster__frames_start(struct frames *f, uv_stream_t *stream)
     return 0;
 }
 
-void cluster__frames_release(struct frames *f)
+void cluster__frames_free(struct frames *f, void *owner, struct cluster *c)
 {
     free(f->rbuf);
-    f->rbuf = NULL;
-    f->rlen = f->rcap = 0;
+    free(owner);
+    cluster__handle_closed(c);
 }

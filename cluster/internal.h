@@ -79,7 +79,9 @@ int cluster__frames_send(struct frames *f, uint8_t type, const void *head, size_
 int cluster__frames_write(struct frames *f, const uv_buf_t *bufs, unsigned n, void (*done)(void *arg), void *arg);
 void cluster__frames_close(struct frames *f, const char *why);
 void cluster__frames_unref(struct frames *f);
-void cluster__frames_release(struct frames *f); /* frees the read buffer (from on_free) */
+/* From on_free: frees the read buffer and owner (the struct that embeds f),
+ * and counts one handle of c closed. */
+void cluster__frames_free(struct frames *f, void *owner, struct cluster *c);
 void cluster__put_u32(uint8_t *p, uint32_t v);
 void cluster__put_u64(uint8_t *p, uint64_t v);
 uint32_t cluster__get_u32(const uint8_t *p);

@@ -322,10 +322,7 @@ static void out_close(struct frames *f, const char *why)
 static void out_free(struct frames *f)
 {
     struct link_out *o = container_of(f, struct link_out, f);
-    struct cluster *c = o->c;
-    cluster__frames_release(f);
-    free(o);
-    cluster__handle_closed(c);
+    cluster__frames_free(f, o, o->c);
 }
 
 static void send_status(struct link *l)
@@ -501,10 +498,7 @@ static void in_close(struct frames *f, const char *why)
 static void in_free(struct frames *f)
 {
     struct link_in *in = container_of(f, struct link_in, f);
-    struct cluster *c = in->c;
-    cluster__frames_release(f);
-    free(in);
-    cluster__handle_closed(c);
+    cluster__frames_free(f, in, in->c);
 }
 
 void cluster__link_accept(struct cluster *c, uint32_t node_id, uv_stream_t *stream)

@@ -606,10 +606,7 @@ static void js_close(struct frames *f, const char *why)
 static void js_free(struct frames *f)
 {
     struct join_stream *js = container_of(f, struct join_stream, f);
-    struct cluster *c = js->c;
-    cluster__frames_release(f);
-    free(js);
-    cluster__handle_closed(c);
+    cluster__frames_free(f, js, js->c);
 }
 
 static void join_send(struct member_op *op)

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "leak_check.h"
+#include "../check_leaks.h"
 
 #ifndef STARLING_SAMPLE_CONF
 #error "STARLING_SAMPLE_CONF must name deploy/starling.conf"

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "http.h"
-#include "leak_check.h"
+#include "../check_leaks.h"
 
 /* ---- percent-decoding ------------------------------------------------------ */
 

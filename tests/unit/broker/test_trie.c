@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "trie.h"
-#include "leak_check.h"
+#include "../check_leaks.h"
 
 #define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 

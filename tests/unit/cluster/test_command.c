@@ -10,25 +10,7 @@
 
 #include "cluster.h"
 
-/* Criterion's workers exit without LeakSanitizer's exit-time check, so a
- * sanitized build asks for the check explicitly at the end of each test. */
-#if defined(__SANITIZE_ADDRESS__)
-#define HAVE_LSAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HAVE_LSAN 1
-#endif
-#endif
-#ifdef HAVE_LSAN
-#include <sanitizer/lsan_interface.h>
-#endif
-
-static void check_leaks(void)
-{
-#ifdef HAVE_LSAN
-    cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "memory leaked (report on stderr)");
-#endif
-}
+#include "../check_leaks.h"
 
 #define S(lit) ((struct proto_str){(const uint8_t *)(lit), sizeof(lit) - 1})
 
