@@ -30,7 +30,7 @@ static struct will *will_copy(const struct proto_connect *cp)
     struct proto_props mp = cp->will_props;
     /* the will delay belongs to the session, not to the message */
     mp.has &= ~(uint32_t)PROTO_HAS_WILL_DELAY;
-    struct proto_wbuf props = {0};
+    struct buf props = {0};
     if (cp->version == PROTO_V5 && proto_props_encode(&mp, &props) != 0) {
         free(props.data);
         return NULL;

@@ -12,7 +12,7 @@
 
 /* --- text buffer ---------------------------------------------------------- */
 
-static bool buf_reserve(struct http_buf *b, size_t more)
+static bool http_buf_grow(struct http_buf *b, size_t more)
 {
     if (b->failed)
         return false;
@@ -37,7 +37,7 @@ static bool buf_reserve(struct http_buf *b, size_t more)
 
 void broker__http_buf_add(struct http_buf *b, const void *data, size_t len)
 {
-    if (!buf_reserve(b, len))
+    if (!http_buf_grow(b, len))
         return;
     memcpy(b->data + b->len, data, len);
     b->len += len;
@@ -50,7 +50,7 @@ void broker__http_buf_printf(struct http_buf *b, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    if (n < 0 || !buf_reserve(b, (size_t)n)) {
+    if (n < 0 || !http_buf_grow(b, (size_t)n)) {
         b->failed = true;
         return;
     }

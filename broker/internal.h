@@ -205,8 +205,8 @@ struct conn {
     struct session *session;
     uint64_t generation;      /* of the claim this connection made */
 
-    struct proto_wbuf rbuf;   /* bytes of a partial packet, or unprocessed packets */
-    struct proto_wbuf out;    /* encoded packets not yet handed to libuv */
+    struct buf rbuf;   /* bytes of a partial packet, or unprocessed packets */
+    struct buf out;    /* encoded packets not yet handed to libuv */
     size_t writing;           /* bytes handed to libuv and not yet written */
 
     uint16_t keep_alive;      /* seconds, as in effect (after server keep alive) */

@@ -11,7 +11,7 @@ struct msg *broker__msg_new(const struct proto_str topic, const struct proto_str
     /* only the message properties travel with the message; the alias, the
      * subscription ids and the expiry are per delivery */
     struct proto_props mp = {0};
-    struct proto_wbuf raw = {0};
+    struct buf raw = {0};
     if (props) {
         mp.has = props->has & PROTO_HAS_PAYLOAD_FORMAT;
         mp.payload_format = props->payload_format;

@@ -444,7 +444,7 @@ int cluster_propose(struct cluster *c, const struct cluster_cmd *cmd, cluster_do
     if (c->batch.len == 0) {
         /* room for the entry header, filled in by batch_close */
         static const uint8_t zero[CLUSTER_ENTRY_HEADER];
-        struct proto_wbuf *b = &c->batch;
+        struct buf *b = &c->batch;
         if (b->cap < CLUSTER_ENTRY_HEADER) {
             uint8_t *p = realloc(b->data, 4096);
             if (!p)

@@ -274,7 +274,7 @@ int cluster_dump(const char *data_dir, void *file /* FILE * */, char *err, size_
 /* The command codec (exposed for tests). cluster_cmd_encode appends one framed,
  * 8-byte padded command; cluster_cmd_decode reads the command at *pos of an
  * entry, advancing *pos. */
-int cluster_cmd_encode(const struct cluster_cmd *cmd, struct proto_wbuf *out);
+int cluster_cmd_encode(const struct cluster_cmd *cmd, struct buf *out);
 int cluster_cmd_decode(const uint8_t *buf, size_t len, size_t *pos, struct cluster_cmd *out);
 
 #endif

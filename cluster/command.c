@@ -22,7 +22,7 @@
 /* Largest command accepted by the decoder (a retained payload plus headers). */
 #define CLUSTER_MAX_CMD (PROTO_MAX_REMAINING_LENGTH + 4096u)
 
-static int reserve(struct proto_wbuf *out, size_t n)
+static int reserve(struct buf *out, size_t n)
 {
     if (out->cap - out->len >= n)
         return 0;
@@ -37,34 +37,34 @@ static int reserve(struct proto_wbuf *out, size_t n)
     return 0;
 }
 
-static void put(struct proto_wbuf *out, const void *p, size_t n)
+static void put(struct buf *out, const void *p, size_t n)
 {
     if (n)
         memcpy(out->data + out->len, p, n);
     out->len += n;
 }
 
-static void put_u8(struct proto_wbuf *out, uint8_t v) { put(out, &v, 1); }
+static void put_u8(struct buf *out, uint8_t v) { put(out, &v, 1); }
 
-static void put_u32(struct proto_wbuf *out, uint32_t v)
+static void put_u32(struct buf *out, uint32_t v)
 {
     uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
     put(out, b, 4);
 }
 
-static void put_u64(struct proto_wbuf *out, uint64_t v)
+static void put_u64(struct buf *out, uint64_t v)
 {
     put_u32(out, (uint32_t)v);
     put_u32(out, (uint32_t)(v >> 32));
 }
 
-static void put_str(struct proto_wbuf *out, struct proto_str s)
+static void put_str(struct buf *out, struct proto_str s)
 {
     put_u32(out, s.len);
     put(out, s.p, s.len);
 }
 
-int cluster_cmd_encode(const struct cluster_cmd *cmd, struct proto_wbuf *out)
+int cluster_cmd_encode(const struct cluster_cmd *cmd, struct buf *out)
 {
     /* the decoder rejects unknown types, so they must never reach the log */
     if (cmd->type < CLUSTER_SESSION_CLAIM || cmd->type > CLUSTER_NODE_LEAVE)

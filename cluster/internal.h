@@ -207,7 +207,7 @@ struct cluster {
 
     /* proposals */
     uv_idle_t flush;           /* turns the commands of a loop turn into one entry */
-    struct proto_wbuf batch;   /* encoded commands (after the entry header room) */
+    struct buf batch;   /* encoded commands (after the entry header room) */
     uint32_t batch_count;
     struct cluster_waiter *waiters;
     uint32_t waiter_count, waiter_cap;

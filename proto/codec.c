@@ -29,24 +29,6 @@ int proto_frame(const uint8_t *buf, size_t len, uint32_t max_packet, size_t *pac
 
 /* --- output buffer -------------------------------------------------------- */
 
-int proto__wbuf_reserve(struct proto_wbuf *w, size_t n)
-{
-    if (n <= w->cap - w->len)
-        return 0;
-    if (n > SIZE_MAX / 2 - w->len)
-        return PROTO_ENOMEM;
-    size_t need = w->len + n;
-    size_t cap = w->cap ? w->cap : 64;
-    while (cap < need)
-        cap *= 2;
-    uint8_t *d = realloc(w->data, cap);
-    if (!d)
-        return PROTO_ENOMEM;
-    w->data = d;
-    w->cap = cap;
-    return 0;
-}
-
 /* --- properties ----------------------------------------------------------- */
 
 enum prop_kind { K_NONE = 0, K_BYTE, K_U16, K_U32, K_VARINT, K_STR, K_BIN, K_PAIR };
@@ -97,7 +79,7 @@ static int prop_kind(uint8_t id)
 }
 
 /* Skips the value of property id (its identifier already read). Bounds only. */
-static int prop_skip(struct proto__reader *r, uint8_t id)
+static int prop_skip(struct bytes_reader *r, uint8_t id)
 {
     struct proto_str s;
     uint32_t v;
@@ -124,13 +106,13 @@ static int prop_skip(struct proto__reader *r, uint8_t id)
 
 /* Helpers for the single-valued properties: a second occurrence is a protocol
  * error, a value out of range too. */
-static int take_byte(struct proto__reader *r, struct proto_props *o, uint32_t bit, uint8_t *dst,
+static int take_byte(struct bytes_reader *r, struct proto_props *o, uint32_t bit, uint8_t *dst,
                      uint8_t max)
 {
     uint8_t v;
     if (o->has & bit)
         return PROTO_EPROTOCOL;
-    if (proto__read_u8(r, &v))
+    if (bytes_read_u8(r, &v))
         return PROTO_EMALFORMED;
     if (v > max)
         return PROTO_EPROTOCOL;
@@ -139,13 +121,13 @@ static int take_byte(struct proto__reader *r, struct proto_props *o, uint32_t bi
     return 0;
 }
 
-static int take_u16(struct proto__reader *r, struct proto_props *o, uint32_t bit, uint16_t *dst,
+static int take_u16(struct bytes_reader *r, struct proto_props *o, uint32_t bit, uint16_t *dst,
                     bool nonzero)
 {
     uint16_t v;
     if (o->has & bit)
         return PROTO_EPROTOCOL;
-    if (proto__read_u16(r, &v))
+    if (bytes_read_u16be(r, &v))
         return PROTO_EMALFORMED;
     if (nonzero && v == 0)
         return PROTO_EPROTOCOL;
@@ -154,13 +136,13 @@ static int take_u16(struct proto__reader *r, struct proto_props *o, uint32_t bit
     return 0;
 }
 
-static int take_u32(struct proto__reader *r, struct proto_props *o, uint32_t bit, uint32_t *dst,
+static int take_u32(struct bytes_reader *r, struct proto_props *o, uint32_t bit, uint32_t *dst,
                     bool nonzero)
 {
     uint32_t v;
     if (o->has & bit)
         return PROTO_EPROTOCOL;
-    if (proto__read_u32(r, &v))
+    if (bytes_read_u32be(r, &v))
         return PROTO_EMALFORMED;
     if (nonzero && v == 0)
         return PROTO_EPROTOCOL;
@@ -169,7 +151,7 @@ static int take_u32(struct proto__reader *r, struct proto_props *o, uint32_t bit
     return 0;
 }
 
-static int take_str(struct proto__reader *r, struct proto_str *dst, bool utf8)
+static int take_str(struct bytes_reader *r, struct proto_str *dst, bool utf8)
 {
     struct proto_str s;
     if (dst->p)
@@ -187,7 +169,7 @@ static int take_str(struct proto__reader *r, struct proto_str *dst, bool utf8)
  * by the encoder. */
 static int props_parse(const uint8_t *buf, size_t len, uint8_t type, struct proto_props *o)
 {
-    struct proto__reader r;
+    struct bytes_reader r;
     proto__reader_init(&r, buf, len);
     uint16_t mask = type < 16 ? (uint16_t)(1u << type) : 0;
     if (type == 0)
@@ -328,12 +310,12 @@ int proto_props_decode(const uint8_t *buf, size_t len, uint8_t type, struct prot
     return props_parse(buf, len, type, out);
 }
 
-int proto__read_props(struct proto__reader *r, uint8_t type, struct proto_props *out)
+int proto__read_props(struct bytes_reader *r, uint8_t type, struct proto_props *out)
 {
     uint32_t plen;
     if (proto__read_varint(r, &plen))
         return PROTO_EMALFORMED;
-    if (plen > proto__reader_left(r))
+    if (plen > bytes_left(r))
         return PROTO_EMALFORMED;
     const uint8_t *p = r->buf + r->pos;
     r->pos += plen;
@@ -343,7 +325,7 @@ int proto__read_props(struct proto__reader *r, uint8_t type, struct proto_props 
 int proto_user_prop_next(struct proto_str raw, size_t *pos, struct proto_str *name,
                          struct proto_str *value)
 {
-    struct proto__reader r;
+    struct bytes_reader r;
     proto__reader_init(&r, raw.p, raw.len);
     if (*pos > r.len)
         return PROTO_EMALFORMED;
@@ -370,7 +352,7 @@ int proto_user_prop_next(struct proto_str raw, size_t *pos, struct proto_str *na
  * error if raw cannot be walked. */
 static int64_t user_props_size(struct proto_str raw)
 {
-    struct proto__reader r;
+    struct bytes_reader r;
     proto__reader_init(&r, raw.p, raw.len);
     int64_t n = 0;
     while (r.pos < r.len) {
@@ -384,20 +366,20 @@ static int64_t user_props_size(struct proto_str raw)
     return n;
 }
 
-static void user_props_write(struct proto_str raw, size_t size, struct proto_wbuf *w)
+static void user_props_write(struct proto_str raw, size_t size, struct buf *w)
 {
     if (size == raw.len) { /* the usual case: nothing interleaved */
-        proto__put_bytes(w, raw.p, raw.len);
+        buf_put_mem(w, raw.p, raw.len);
         return;
     }
-    struct proto__reader r;
+    struct bytes_reader r;
     proto__reader_init(&r, raw.p, raw.len);
     while (r.pos < r.len) {
         size_t start = r.pos;
         uint8_t id = r.buf[r.pos++];
         (void)prop_skip(&r, id); /* walked successfully by user_props_size */
         if (id == PROTO_PROP_USER_PROPERTY)
-            proto__put_bytes(w, r.buf + start, r.pos - start);
+            buf_put_mem(w, r.buf + start, r.pos - start);
     }
 }
 
@@ -472,101 +454,101 @@ int64_t proto__props_size(const struct proto_props *p)
     return n;
 }
 
-static void put_str_prop(struct proto_wbuf *w, uint8_t id, struct proto_str s)
+static void put_str_prop(struct buf *w, uint8_t id, struct proto_str s)
 {
     if (!s.p)
         return;
-    proto__put_u8(w, id);
+    buf_put_u8(w, id);
     proto__put_binary(w, s);
 }
 
 /* Order: by identifier, sub ids after the fixed ones, user properties last. */
-void proto__props_write(const struct proto_props *p, struct proto_wbuf *w)
+void proto__props_write(const struct proto_props *p, struct buf *w)
 {
     uint32_t h = p->has;
     if (h & PROTO_HAS_PAYLOAD_FORMAT) {
-        proto__put_u8(w, PROTO_PROP_PAYLOAD_FORMAT);
-        proto__put_u8(w, p->payload_format);
+        buf_put_u8(w, PROTO_PROP_PAYLOAD_FORMAT);
+        buf_put_u8(w, p->payload_format);
     }
     if (h & PROTO_HAS_MESSAGE_EXPIRY) {
-        proto__put_u8(w, PROTO_PROP_MESSAGE_EXPIRY);
-        proto__put_u32(w, p->message_expiry);
+        buf_put_u8(w, PROTO_PROP_MESSAGE_EXPIRY);
+        buf_put_u32be(w, p->message_expiry);
     }
     put_str_prop(w, PROTO_PROP_CONTENT_TYPE, p->content_type);
     put_str_prop(w, PROTO_PROP_RESPONSE_TOPIC, p->response_topic);
     put_str_prop(w, PROTO_PROP_CORRELATION_DATA, p->correlation_data);
     if (h & PROTO_HAS_SESSION_EXPIRY) {
-        proto__put_u8(w, PROTO_PROP_SESSION_EXPIRY);
-        proto__put_u32(w, p->session_expiry);
+        buf_put_u8(w, PROTO_PROP_SESSION_EXPIRY);
+        buf_put_u32be(w, p->session_expiry);
     }
     put_str_prop(w, PROTO_PROP_ASSIGNED_CLIENT_ID, p->assigned_client_id);
     if (h & PROTO_HAS_SERVER_KEEP_ALIVE) {
-        proto__put_u8(w, PROTO_PROP_SERVER_KEEP_ALIVE);
-        proto__put_u16(w, p->server_keep_alive);
+        buf_put_u8(w, PROTO_PROP_SERVER_KEEP_ALIVE);
+        buf_put_u16be(w, p->server_keep_alive);
     }
     put_str_prop(w, PROTO_PROP_AUTH_METHOD, p->auth_method);
     put_str_prop(w, PROTO_PROP_AUTH_DATA, p->auth_data);
     if (h & PROTO_HAS_REQUEST_PROBLEM_INFO) {
-        proto__put_u8(w, PROTO_PROP_REQUEST_PROBLEM_INFO);
-        proto__put_u8(w, p->request_problem_info);
+        buf_put_u8(w, PROTO_PROP_REQUEST_PROBLEM_INFO);
+        buf_put_u8(w, p->request_problem_info);
     }
     if (h & PROTO_HAS_WILL_DELAY) {
-        proto__put_u8(w, PROTO_PROP_WILL_DELAY);
-        proto__put_u32(w, p->will_delay);
+        buf_put_u8(w, PROTO_PROP_WILL_DELAY);
+        buf_put_u32be(w, p->will_delay);
     }
     if (h & PROTO_HAS_REQUEST_RESPONSE_INFO) {
-        proto__put_u8(w, PROTO_PROP_REQUEST_RESPONSE_INFO);
-        proto__put_u8(w, p->request_response_info);
+        buf_put_u8(w, PROTO_PROP_REQUEST_RESPONSE_INFO);
+        buf_put_u8(w, p->request_response_info);
     }
     put_str_prop(w, PROTO_PROP_RESPONSE_INFO, p->response_info);
     put_str_prop(w, PROTO_PROP_SERVER_REFERENCE, p->server_reference);
     put_str_prop(w, PROTO_PROP_REASON_STRING, p->reason_string);
     if (h & PROTO_HAS_RECEIVE_MAXIMUM) {
-        proto__put_u8(w, PROTO_PROP_RECEIVE_MAXIMUM);
-        proto__put_u16(w, p->receive_maximum);
+        buf_put_u8(w, PROTO_PROP_RECEIVE_MAXIMUM);
+        buf_put_u16be(w, p->receive_maximum);
     }
     if (h & PROTO_HAS_TOPIC_ALIAS_MAXIMUM) {
-        proto__put_u8(w, PROTO_PROP_TOPIC_ALIAS_MAXIMUM);
-        proto__put_u16(w, p->topic_alias_maximum);
+        buf_put_u8(w, PROTO_PROP_TOPIC_ALIAS_MAXIMUM);
+        buf_put_u16be(w, p->topic_alias_maximum);
     }
     if (h & PROTO_HAS_TOPIC_ALIAS) {
-        proto__put_u8(w, PROTO_PROP_TOPIC_ALIAS);
-        proto__put_u16(w, p->topic_alias);
+        buf_put_u8(w, PROTO_PROP_TOPIC_ALIAS);
+        buf_put_u16be(w, p->topic_alias);
     }
     if (h & PROTO_HAS_MAXIMUM_QOS) {
-        proto__put_u8(w, PROTO_PROP_MAXIMUM_QOS);
-        proto__put_u8(w, p->maximum_qos);
+        buf_put_u8(w, PROTO_PROP_MAXIMUM_QOS);
+        buf_put_u8(w, p->maximum_qos);
     }
     if (h & PROTO_HAS_RETAIN_AVAILABLE) {
-        proto__put_u8(w, PROTO_PROP_RETAIN_AVAILABLE);
-        proto__put_u8(w, p->retain_available);
+        buf_put_u8(w, PROTO_PROP_RETAIN_AVAILABLE);
+        buf_put_u8(w, p->retain_available);
     }
     if (h & PROTO_HAS_MAXIMUM_PACKET_SIZE) {
-        proto__put_u8(w, PROTO_PROP_MAXIMUM_PACKET_SIZE);
-        proto__put_u32(w, p->maximum_packet_size);
+        buf_put_u8(w, PROTO_PROP_MAXIMUM_PACKET_SIZE);
+        buf_put_u32be(w, p->maximum_packet_size);
     }
     if (h & PROTO_HAS_WILDCARD_SUB_AVAILABLE) {
-        proto__put_u8(w, PROTO_PROP_WILDCARD_SUB_AVAILABLE);
-        proto__put_u8(w, p->wildcard_sub_available);
+        buf_put_u8(w, PROTO_PROP_WILDCARD_SUB_AVAILABLE);
+        buf_put_u8(w, p->wildcard_sub_available);
     }
     if (h & PROTO_HAS_SUB_ID_AVAILABLE) {
-        proto__put_u8(w, PROTO_PROP_SUB_ID_AVAILABLE);
-        proto__put_u8(w, p->sub_id_available);
+        buf_put_u8(w, PROTO_PROP_SUB_ID_AVAILABLE);
+        buf_put_u8(w, p->sub_id_available);
     }
     if (h & PROTO_HAS_SHARED_SUB_AVAILABLE) {
-        proto__put_u8(w, PROTO_PROP_SHARED_SUB_AVAILABLE);
-        proto__put_u8(w, p->shared_sub_available);
+        buf_put_u8(w, PROTO_PROP_SHARED_SUB_AVAILABLE);
+        buf_put_u8(w, p->shared_sub_available);
     }
     const uint32_t *ids = sub_id_array(p);
     for (uint32_t i = 0; i < p->sub_id_count; i++) {
-        proto__put_u8(w, PROTO_PROP_SUB_ID);
+        buf_put_u8(w, PROTO_PROP_SUB_ID);
         proto__put_varint(w, ids[i]);
     }
     if (p->user_props.len)
         user_props_write(p->user_props, (size_t)user_props_size(p->user_props), w);
 }
 
-int proto_props_encode(const struct proto_props *props, struct proto_wbuf *out)
+int proto_props_encode(const struct proto_props *props, struct buf *out)
 {
     int64_t n = proto__props_size(props);
     if (n < 0)

@@ -21,19 +21,19 @@ static bool str_eq(struct proto_str s, const char *lit, size_t n)
 
 /* The protocol name and level are checked first: an unknown one is answered with
  * a CONNACK (0x01 / 0x84), so the level seen is left in c->version. */
-static int decode_connect(struct proto__reader *r, struct proto_connect *c)
+static int decode_connect(struct bytes_reader *r, struct proto_connect *c)
 {
     struct proto_str name;
     uint8_t level, flags;
 
     memset(c, 0, sizeof *c);
     TRY(proto__read_binary(r, &name));
-    TRY(proto__read_u8(r, &level));
+    TRY(bytes_read_u8(r, &level));
     c->version = level;
     if (!((str_eq(name, "MQTT", 4) && (level == PROTO_V311 || level == PROTO_V5)) ||
           (str_eq(name, "MQIsdp", 6) && level == PROTO_V31)))
         return PROTO_EVERSION;
-    TRY(proto__read_u8(r, &flags));
+    TRY(bytes_read_u8(r, &flags));
     if (flags & 0x01)
         return PROTO_EMALFORMED;
     c->clean_start = flags & 0x02;
@@ -48,7 +48,7 @@ static int decode_connect(struct proto__reader *r, struct proto_connect *c)
         return PROTO_EMALFORMED;
     if (level < PROTO_V5 && c->has_password && !c->has_username)
         return PROTO_EMALFORMED;
-    TRY(proto__read_u16(r, &c->keep_alive));
+    TRY(bytes_read_u16be(r, &c->keep_alive));
     if (level == PROTO_V5)
         TRY(proto__read_props(r, PROTO_CONNECT, &c->props));
     TRY(proto__read_string(r, &c->client_id));
@@ -63,7 +63,7 @@ static int decode_connect(struct proto__reader *r, struct proto_connect *c)
         TRY(proto__read_string(r, &c->username));
     if (c->has_password)
         TRY(proto__read_binary(r, &c->password));
-    if (proto__reader_left(r))
+    if (bytes_left(r))
         return PROTO_EMALFORMED;
     /* Rejections the protocol itself mandates; everything else about the client
      * id (length, characters, assigning one) is the broker's policy. */
@@ -72,13 +72,13 @@ static int decode_connect(struct proto__reader *r, struct proto_connect *c)
     return 0;
 }
 
-static int decode_connack(struct proto__reader *r, uint8_t version, struct proto_connack *c)
+static int decode_connack(struct bytes_reader *r, uint8_t version, struct proto_connack *c)
 {
     uint8_t flags;
 
     memset(c, 0, sizeof *c);
-    TRY(proto__read_u8(r, &flags));
-    TRY(proto__read_u8(r, &c->reason));
+    TRY(bytes_read_u8(r, &flags));
+    TRY(bytes_read_u8(r, &c->reason));
     if (version >= PROTO_V311) {
         if (flags & 0xFE)
             return PROTO_EMALFORMED;
@@ -87,13 +87,13 @@ static int decode_connack(struct proto__reader *r, uint8_t version, struct proto
             return PROTO_EPROTOCOL;
     }
     TRY(proto__reason_check(PROTO_CONNACK, version, c->reason));
-    if (version == PROTO_V5 && proto__reader_left(r))
+    if (version == PROTO_V5 && bytes_left(r))
         TRY(proto__read_props(r, PROTO_CONNACK, &c->props));
-    return proto__reader_left(r) ? PROTO_EMALFORMED : 0;
+    return bytes_left(r) ? PROTO_EMALFORMED : 0;
 }
 
 /* The hot path: no allocation, no per-byte calls beyond the UTF-8 scan. */
-static int decode_publish(struct proto__reader *r, uint8_t flags, uint8_t version,
+static int decode_publish(struct bytes_reader *r, uint8_t flags, uint8_t version,
                           struct proto_publish *p)
 {
     uint8_t qos = (flags >> 1) & 0x03;
@@ -111,7 +111,7 @@ static int decode_publish(struct proto__reader *r, uint8_t flags, uint8_t versio
     }
     p->packet_id = 0;
     if (qos) {
-        TRY(proto__read_u16(r, &p->packet_id));
+        TRY(bytes_read_u16be(r, &p->packet_id));
         if (p->packet_id == 0)
             return PROTO_EMALFORMED;
     }
@@ -120,31 +120,31 @@ static int decode_publish(struct proto__reader *r, uint8_t flags, uint8_t versio
     else
         memset(&p->props, 0, sizeof p->props);
     p->payload.p = r->buf + r->pos;
-    p->payload.len = (uint32_t)proto__reader_left(r);
+    p->payload.len = (uint32_t)bytes_left(r);
     r->pos = r->len;
     return 0;
 }
 
 /* PUBACK, PUBREC, PUBREL, PUBCOMP. v5 may omit the reason (remaining length 2) or
  * the property length (remaining length 3). */
-static int decode_ack(struct proto__reader *r, uint8_t type, uint8_t version, struct proto_ack *a)
+static int decode_ack(struct bytes_reader *r, uint8_t type, uint8_t version, struct proto_ack *a)
 {
     memset(a, 0, sizeof *a);
-    TRY(proto__read_u16(r, &a->packet_id));
+    TRY(bytes_read_u16be(r, &a->packet_id));
     if (a->packet_id == 0)
         return PROTO_EMALFORMED;
-    if (version == PROTO_V5 && proto__reader_left(r)) {
-        TRY(proto__read_u8(r, &a->reason));
+    if (version == PROTO_V5 && bytes_left(r)) {
+        TRY(bytes_read_u8(r, &a->reason));
         TRY(proto__reason_check(type, version, a->reason));
-        if (proto__reader_left(r))
+        if (bytes_left(r))
             TRY(proto__read_props(r, type, &a->props));
     }
-    return proto__reader_left(r) ? PROTO_EMALFORMED : 0;
+    return bytes_left(r) ? PROTO_EMALFORMED : 0;
 }
 
-static int read_packet_id(struct proto__reader *r, uint16_t *id)
+static int read_packet_id(struct bytes_reader *r, uint16_t *id)
 {
-    TRY(proto__read_u16(r, id));
+    TRY(bytes_read_u16be(r, id));
     return *id ? 0 : PROTO_EMALFORMED;
 }
 
@@ -152,7 +152,7 @@ static int read_packet_id(struct proto__reader *r, uint16_t *id)
  * valid filters: v5 answers those per entry (SUBACK 0x8F), so the broker calls
  * proto_topic_filter_check() on each. Options are checked here. Two passes: the
  * first validates and counts, so nothing is allocated for a bad packet. */
-static int decode_subscribe(struct proto__reader *r, uint8_t version, struct proto_subscribe *s)
+static int decode_subscribe(struct bytes_reader *r, uint8_t version, struct proto_subscribe *s)
 {
     memset(s, 0, sizeof *s);
     TRY(read_packet_id(r, &s->packet_id));
@@ -161,11 +161,11 @@ static int decode_subscribe(struct proto__reader *r, uint8_t version, struct pro
     uint8_t reserved = version == PROTO_V5 ? 0xC0 : 0xFC;
     size_t start = r->pos;
     uint32_t count = 0;
-    while (proto__reader_left(r)) {
+    while (bytes_left(r)) {
         struct proto_str f;
         uint8_t opt;
         TRY(proto__read_string(r, &f));
-        TRY(proto__read_u8(r, &opt));
+        TRY(bytes_read_u8(r, &opt));
         if ((opt & reserved) || (opt & 0x03) == 3 || ((opt >> 4) & 0x03) == 3)
             return PROTO_EMALFORMED;
         count++;
@@ -179,7 +179,7 @@ static int decode_subscribe(struct proto__reader *r, uint8_t version, struct pro
     for (uint32_t i = 0; i < count; i++) {
         uint8_t opt = 0;
         (void)proto__read_binary(r, &e[i].filter); /* validated by the first pass */
-        (void)proto__read_u8(r, &opt);
+        (void)bytes_read_u8(r, &opt);
         e[i].qos = opt & 0x03;
         e[i].no_local = opt & 0x04;
         e[i].retain_as_published = opt & 0x08;
@@ -190,7 +190,7 @@ static int decode_subscribe(struct proto__reader *r, uint8_t version, struct pro
     return 0;
 }
 
-static int decode_unsubscribe(struct proto__reader *r, uint8_t version,
+static int decode_unsubscribe(struct bytes_reader *r, uint8_t version,
                               struct proto_unsubscribe *u)
 {
     memset(u, 0, sizeof *u);
@@ -199,7 +199,7 @@ static int decode_unsubscribe(struct proto__reader *r, uint8_t version,
         TRY(proto__read_props(r, PROTO_UNSUBSCRIBE, &u->props));
     size_t start = r->pos;
     uint32_t count = 0;
-    while (proto__reader_left(r)) {
+    while (bytes_left(r)) {
         struct proto_str f;
         TRY(proto__read_string(r, &f));
         count++;
@@ -218,16 +218,16 @@ static int decode_unsubscribe(struct proto__reader *r, uint8_t version,
 }
 
 /* SUBACK and UNSUBACK (v3 UNSUBACK: packet id only). */
-static int decode_suback(struct proto__reader *r, uint8_t type, uint8_t version,
+static int decode_suback(struct bytes_reader *r, uint8_t type, uint8_t version,
                          struct proto_suback *s)
 {
     memset(s, 0, sizeof *s);
     TRY(read_packet_id(r, &s->packet_id));
     if (type == PROTO_UNSUBACK && version < PROTO_V5)
-        return proto__reader_left(r) ? PROTO_EMALFORMED : 0;
+        return bytes_left(r) ? PROTO_EMALFORMED : 0;
     if (version == PROTO_V5)
         TRY(proto__read_props(r, type, &s->props));
-    size_t n = proto__reader_left(r);
+    size_t n = bytes_left(r);
     if (n == 0)
         return PROTO_EPROTOCOL;
     const uint8_t *codes = r->buf + r->pos;
@@ -244,17 +244,17 @@ static int decode_suback(struct proto__reader *r, uint8_t type, uint8_t version,
 
 /* DISCONNECT and AUTH: v5 may omit the reason (remaining length 0, meaning 0x00)
  * or the property length (remaining length 1). */
-static int decode_disconnect(struct proto__reader *r, uint8_t type, uint8_t version,
+static int decode_disconnect(struct bytes_reader *r, uint8_t type, uint8_t version,
                              struct proto_disconnect *d)
 {
     memset(d, 0, sizeof *d);
-    if (version == PROTO_V5 && proto__reader_left(r)) {
-        TRY(proto__read_u8(r, &d->reason));
+    if (version == PROTO_V5 && bytes_left(r)) {
+        TRY(bytes_read_u8(r, &d->reason));
         TRY(proto__reason_check(type, version, d->reason));
-        if (proto__reader_left(r))
+        if (bytes_left(r))
             TRY(proto__read_props(r, type, &d->props));
     }
-    return proto__reader_left(r) ? PROTO_EMALFORMED : 0;
+    return bytes_left(r) ? PROTO_EMALFORMED : 0;
 }
 
 /* Required low nibble of the fixed header per type; PUBLISH is checked apart. */
@@ -287,7 +287,7 @@ int proto_decode(const uint8_t *buf, size_t len, uint8_t version, struct proto_p
     if (type != PROTO_PUBLISH && flags != fixed_flags[type])
         return PROTO_EMALFORMED;
 
-    struct proto__reader r;
+    struct bytes_reader r;
     proto__reader_init(&r, buf + 1 + n, rl);
     switch (type) {
     case PROTO_CONNECT:

@@ -1,4 +1,4 @@
-/* proto encoder: struct proto_packet in, bytes appended to a struct proto_wbuf.
+/* proto encoder: struct proto_packet in, bytes appended to a struct buf.
  * Each encoder sizes the whole packet first, reserves once, then writes, so a
  * failure (PROTO_ENOMEM, PROTO_ETOOLARGE) leaves the buffer as it was. */
 #include <string.h>
@@ -43,7 +43,7 @@ static int add_str(struct proto_str s, uint64_t *acc)
     return 0;
 }
 
-static void put_props(struct proto_wbuf *w, const struct proto_props *p, uint64_t body)
+static void put_props(struct buf *w, const struct proto_props *p, uint64_t body)
 {
     proto__put_varint(w, (uint32_t)body);
     proto__props_write(p, w);
@@ -51,18 +51,18 @@ static void put_props(struct proto_wbuf *w, const struct proto_props *p, uint64_
 
 /* Checks the remaining length, reserves the packet minus `later` bytes the caller
  * appends itself (a shared payload), and writes the fixed header. */
-static int begin(struct proto_wbuf *w, uint8_t byte0, uint64_t rl, uint64_t later)
+static int begin(struct buf *w, uint8_t byte0, uint64_t rl, uint64_t later)
 {
     if (rl > PROTO_MAX_REMAINING_LENGTH)
         return PROTO_ETOOLARGE;
     uint64_t total = 1 + (uint64_t)proto_varint_size((uint32_t)rl) + rl - later;
     TRY(proto__wbuf_reserve(w, (size_t)total));
-    proto__put_u8(w, byte0);
+    buf_put_u8(w, byte0);
     proto__put_varint(w, (uint32_t)rl);
     return 0;
 }
 
-static int encode_connect(const struct proto_connect *c, uint8_t version, struct proto_wbuf *w)
+static int encode_connect(const struct proto_connect *c, uint8_t version, struct buf *w)
 {
     bool v31 = version == PROTO_V31;
     struct proto_str name = proto_cstr(v31 ? "MQIsdp" : "MQTT");
@@ -92,9 +92,9 @@ static int encode_connect(const struct proto_connect *c, uint8_t version, struct
 
     TRY(begin(w, PROTO_CONNECT << 4, rl, 0));
     proto__put_binary(w, name);
-    proto__put_u8(w, version);
-    proto__put_u8(w, flags);
-    proto__put_u16(w, c->keep_alive);
+    buf_put_u8(w, version);
+    buf_put_u8(w, flags);
+    buf_put_u16be(w, c->keep_alive);
     if (version == PROTO_V5)
         put_props(w, &c->props, pb);
     proto__put_binary(w, c->client_id);
@@ -111,7 +111,7 @@ static int encode_connect(const struct proto_connect *c, uint8_t version, struct
     return 0;
 }
 
-static int encode_connack(const struct proto_connack *c, uint8_t version, struct proto_wbuf *w)
+static int encode_connack(const struct proto_connack *c, uint8_t version, struct buf *w)
 {
     uint64_t pb, pp;
     TRY(props_sizes(&c->props, version, &pb, &pp));
@@ -120,8 +120,8 @@ static int encode_connack(const struct proto_connack *c, uint8_t version, struct
     if (version < PROTO_V5 && reason >= 0x80)
         reason = proto_v3_connack_code(reason);
     TRY(begin(w, PROTO_CONNACK << 4, 2 + pp, 0));
-    proto__put_u8(w, flags);
-    proto__put_u8(w, reason);
+    buf_put_u8(w, flags);
+    buf_put_u8(w, reason);
     if (version == PROTO_V5)
         put_props(w, &c->props, pb);
     return 0;
@@ -139,7 +139,7 @@ static int publish_layout(const struct proto_publish *pub, uint8_t version, uint
     return add_str(pub->topic, rl);
 }
 
-static int publish_head(const struct proto_publish *pub, uint8_t version, struct proto_wbuf *w,
+static int publish_head(const struct proto_publish *pub, uint8_t version, struct buf *w,
                         bool with_payload)
 {
     uint64_t rl, pb;
@@ -151,14 +151,14 @@ static int publish_head(const struct proto_publish *pub, uint8_t version, struct
     TRY(begin(w, byte0, rl, with_payload ? 0 : pub->payload.len));
     proto__put_binary(w, pub->topic);
     if (pub->qos)
-        proto__put_u16(w, pub->packet_id);
+        buf_put_u16be(w, pub->packet_id);
     if (version == PROTO_V5)
         put_props(w, &pub->props, pb);
     return 0;
 }
 
 int proto_publish_encode_header(const struct proto_publish *pub, uint8_t version,
-                                struct proto_wbuf *out)
+                                struct buf *out)
 {
     return publish_head(pub, version, out, false);
 }
@@ -173,32 +173,32 @@ size_t proto_publish_size(const struct proto_publish *pub, uint8_t version)
     return (size_t)(1 + (uint64_t)proto_varint_size((uint32_t)rl) + rl);
 }
 
-static int encode_publish(const struct proto_publish *pub, uint8_t version, struct proto_wbuf *w)
+static int encode_publish(const struct proto_publish *pub, uint8_t version, struct buf *w)
 {
     TRY(publish_head(pub, version, w, true));
-    proto__put_bytes(w, pub->payload.p, pub->payload.len);
+    buf_put_mem(w, pub->payload.p, pub->payload.len);
     return 0;
 }
 
 /* PUBACK, PUBREC, PUBREL, PUBCOMP. */
 static int encode_ack(uint8_t type, const struct proto_ack *a, uint8_t version,
-                      struct proto_wbuf *w)
+                      struct buf *w)
 {
     uint64_t pb, pp, rl = 2;
     TRY(props_sizes(&a->props, version, &pb, &pp));
     if (version == PROTO_V5 && (a->reason || pb))
         rl = pb ? 3 + pp : 3;
     TRY(begin(w, (uint8_t)((type << 4) | (type == PROTO_PUBREL ? 0x02 : 0)), rl, 0));
-    proto__put_u16(w, a->packet_id);
+    buf_put_u16be(w, a->packet_id);
     if (rl > 2)
-        proto__put_u8(w, a->reason);
+        buf_put_u8(w, a->reason);
     if (pb)
         put_props(w, &a->props, pb);
     return 0;
 }
 
 static int encode_subscribe(const struct proto_subscribe *s, uint8_t version,
-                            struct proto_wbuf *w)
+                            struct buf *w)
 {
     uint64_t pb, pp;
     TRY(props_sizes(&s->props, version, &pb, &pp));
@@ -210,7 +210,7 @@ static int encode_subscribe(const struct proto_subscribe *s, uint8_t version,
             return PROTO_EPROTOCOL;
     }
     TRY(begin(w, (PROTO_SUBSCRIBE << 4) | 0x02, rl, 0));
-    proto__put_u16(w, s->packet_id);
+    buf_put_u16be(w, s->packet_id);
     if (version == PROTO_V5)
         put_props(w, &s->props, pb);
     for (uint32_t i = 0; i < s->count; i++) {
@@ -220,13 +220,13 @@ static int encode_subscribe(const struct proto_subscribe *s, uint8_t version,
             opt |= (uint8_t)((e->no_local ? 0x04 : 0) | (e->retain_as_published ? 0x08 : 0) |
                              (e->retain_handling << 4));
         proto__put_binary(w, e->filter);
-        proto__put_u8(w, opt);
+        buf_put_u8(w, opt);
     }
     return 0;
 }
 
 static int encode_unsubscribe(const struct proto_unsubscribe *u, uint8_t version,
-                              struct proto_wbuf *w)
+                              struct buf *w)
 {
     uint64_t pb, pp;
     TRY(props_sizes(&u->props, version, &pb, &pp));
@@ -234,7 +234,7 @@ static int encode_unsubscribe(const struct proto_unsubscribe *u, uint8_t version
     for (uint32_t i = 0; i < u->count; i++)
         TRY(add_str(u->filters[i], &rl));
     TRY(begin(w, (PROTO_UNSUBSCRIBE << 4) | 0x02, rl, 0));
-    proto__put_u16(w, u->packet_id);
+    buf_put_u16be(w, u->packet_id);
     if (version == PROTO_V5)
         put_props(w, &u->props, pb);
     for (uint32_t i = 0; i < u->count; i++)
@@ -245,29 +245,29 @@ static int encode_unsubscribe(const struct proto_unsubscribe *u, uint8_t version
 /* SUBACK and UNSUBACK. v3 SUBACK knows only 0x80 as failure; v3 UNSUBACK has no
  * payload at all. */
 static int encode_suback(uint8_t type, const struct proto_suback *s, uint8_t version,
-                         struct proto_wbuf *w)
+                         struct buf *w)
 {
     bool v3_unsuback = type == PROTO_UNSUBACK && version < PROTO_V5;
     uint64_t pb, pp;
     TRY(props_sizes(&s->props, version, &pb, &pp));
     uint64_t rl = v3_unsuback ? 2 : 2 + pp + s->count;
     TRY(begin(w, (uint8_t)(type << 4), rl, 0));
-    proto__put_u16(w, s->packet_id);
+    buf_put_u16be(w, s->packet_id);
     if (v3_unsuback)
         return 0;
     if (version == PROTO_V5) {
         put_props(w, &s->props, pb);
-        proto__put_bytes(w, s->reasons, s->count);
+        buf_put_mem(w, s->reasons, s->count);
         return 0;
     }
     for (uint32_t i = 0; i < s->count; i++)
-        proto__put_u8(w, s->reasons[i] >= 0x80 ? 0x80 : s->reasons[i]);
+        buf_put_u8(w, s->reasons[i] >= 0x80 ? 0x80 : s->reasons[i]);
     return 0;
 }
 
 /* DISCONNECT and AUTH; v5 uses the shortest form the reason and properties allow. */
 static int encode_disconnect(uint8_t type, const struct proto_disconnect *d, uint8_t version,
-                             struct proto_wbuf *w)
+                             struct buf *w)
 {
     if (type == PROTO_AUTH && version != PROTO_V5)
         return PROTO_EPROTOCOL;
@@ -277,13 +277,13 @@ static int encode_disconnect(uint8_t type, const struct proto_disconnect *d, uin
         rl = pb ? 1 + pp : 1;
     TRY(begin(w, (uint8_t)(type << 4), rl, 0));
     if (rl)
-        proto__put_u8(w, d->reason);
+        buf_put_u8(w, d->reason);
     if (pb)
         put_props(w, &d->props, pb);
     return 0;
 }
 
-int proto_encode_simple(uint8_t type, struct proto_wbuf *out)
+int proto_encode_simple(uint8_t type, struct buf *out)
 {
     if (type == 0 || type > PROTO_AUTH)
         return PROTO_EPROTOCOL;
@@ -291,7 +291,7 @@ int proto_encode_simple(uint8_t type, struct proto_wbuf *out)
     return begin(out, (uint8_t)((type << 4) | (flag2 ? 0x02 : 0)), 0, 0);
 }
 
-int proto_encode(const struct proto_packet *p, uint8_t version, struct proto_wbuf *out)
+int proto_encode(const struct proto_packet *p, uint8_t version, struct buf *out)
 {
     if (p->type == PROTO_CONNECT && version == 0)
         version = p->u.connect.version;

@@ -5,7 +5,7 @@
  * was decoded; they stay valid only while that buffer does. The only memory a
  * decoder allocates is the entry array of SUBSCRIBE / UNSUBSCRIBE / SUBACK /
  * UNSUBACK, released by proto_packet_release(). Encoders borrow everything they
- * are given and append to a struct proto_wbuf the caller owns.
+ * are given and append to a struct buf the caller owns.
  *
  * Errors: functions return 0 or a negative PROTO_E* code. MQTT reason codes are a
  * separate type (enum proto_reason); proto_error_reason() maps an error to the
@@ -16,6 +16,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "buf.h" /* common/: struct buf, the growable output buffer of every encoder */
 
 /* Protocol levels as carried in CONNECT. */
 enum proto_version {
@@ -326,14 +328,6 @@ struct proto_packet {
     } u;
 };
 
-/* A growable output buffer, owned by the caller. Zero-initialise it; release
- * data with free(). */
-struct proto_wbuf {
-    uint8_t *data;
-    size_t len;
-    size_t cap;
-};
-
 /* --- framing -------------------------------------------------------------- */
 
 /* Looks at the start of a stream buffer. Returns 0 when buf holds at least one
@@ -388,13 +382,13 @@ int proto_user_prop_next(struct proto_str raw, size_t *pos, struct proto_str *na
  * bytes, a subscription id out of range); PROTO_EVERSION for an unknown level,
  * PROTO_EPROTOCOL for QoS 3 or AUTH before v5, PROTO_EMALFORMED for raw user
  * properties that cannot be walked. On any failure out is unchanged. */
-int proto_encode(const struct proto_packet *p, uint8_t version, struct proto_wbuf *out);
+int proto_encode(const struct proto_packet *p, uint8_t version, struct buf *out);
 
 /* Appends a PUBLISH without its payload: fixed header (whose remaining length
  * counts payload_len), topic, packet id and properties. The caller sends the
  * payload after it; lets a fan-out share one payload buffer. */
 int proto_publish_encode_header(const struct proto_publish *pub, uint8_t version,
-                                struct proto_wbuf *out);
+                                struct buf *out);
 
 /* Size in bytes of the whole encoded PUBLISH (header + payload), for checking a
  * receiver's Maximum Packet Size before encoding; SIZE_MAX if it cannot be
@@ -403,7 +397,7 @@ size_t proto_publish_size(const struct proto_publish *pub, uint8_t version);
 
 /* Appends the property block body (no length prefix) of props: every present
  * property, sub ids, then the raw user properties. */
-int proto_props_encode(const struct proto_props *props, struct proto_wbuf *out);
+int proto_props_encode(const struct proto_props *props, struct buf *out);
 
 /* Decodes a property block body (no length prefix) as found in a packet of the
  * given type (PROTO_PUBLISH for message properties; 0 for a will). Views point
@@ -411,7 +405,7 @@ int proto_props_encode(const struct proto_props *props, struct proto_wbuf *out);
 int proto_props_decode(const uint8_t *buf, size_t len, uint8_t type, struct proto_props *out);
 
 /* Appends a 2-byte fixed-header packet (PINGREQ, PINGRESP, v3 DISCONNECT). */
-int proto_encode_simple(uint8_t type, struct proto_wbuf *out);
+int proto_encode_simple(uint8_t type, struct buf *out);
 
 /* --- validation helpers (used by the decoder and the broker) --------------- */
 

@@ -77,7 +77,7 @@ static void inspect(const struct proto_packet *p)
 static void reencode(const struct proto_packet *p, uint8_t version)
 {
     uint8_t level = p->type == PROTO_CONNECT ? p->u.connect.version : version;
-    struct proto_wbuf w1 = {0}, w2 = {0};
+    struct buf w1 = {0}, w2 = {0};
     int rc = proto_encode(p, level, &w1);
     if (rc)
         fail("re-encode of a decoded packet failed", rc);
@@ -88,7 +88,7 @@ static void reencode(const struct proto_packet *p, uint8_t version)
     if (p->type == PROTO_PUBLISH) {
         if (proto_publish_size(&p->u.publish, level) != w1.len)
             fail("proto_publish_size disagrees with proto_encode", 0);
-        struct proto_wbuf h = {0};
+        struct buf h = {0};
         rc = proto_publish_encode_header(&p->u.publish, level, &h);
         if (rc || h.len + p->u.publish.payload.len != w1.len || memcmp(h.data, w1.data, h.len))
             fail("publish header differs from the encoded packet", rc);

@@ -40,7 +40,7 @@ static uint16_t next_pid(struct bench_client *c)
     return c->next_pid;
 }
 
-static int reserve(struct proto_wbuf *w, size_t n)
+static int reserve(struct buf *w, size_t n)
 {
     if (w->cap - w->len >= n)
         return 0;
@@ -60,7 +60,7 @@ static int reserve(struct proto_wbuf *w, size_t n)
 static void release_buffers(struct bench_client *c)
 {
     free(c->out.data);
-    c->out = (struct proto_wbuf){0};
+    c->out = (struct buf){0};
     free(c->pend);
     c->pend = NULL;
     c->pend_len = c->pend_cap = 0;
@@ -185,7 +185,7 @@ static void flush(struct bench_client *c)
     c->wdata = c->out.data;
     c->wcap = c->out.cap;
     uv_buf_t b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
-    c->out = (struct proto_wbuf){0};
+    c->out = (struct buf){0};
     c->wreq.data = c;
     int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
     if (rc) {

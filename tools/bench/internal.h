@@ -281,7 +281,7 @@ struct bench_client {
     uv_write_t wreq;
     uint8_t *wdata; /* the buffer being written, and its capacity */
     size_t wcap;
-    struct proto_wbuf out; /* bytes waiting for the current write to finish */
+    struct buf out; /* bytes waiting for the current write to finish */
     uint8_t *pend;         /* a partial packet read from the broker */
     uint32_t pend_len, pend_cap;
     char *topic; /* pub: the expanded topic when it does not vary per message */

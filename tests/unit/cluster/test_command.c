@@ -98,9 +98,9 @@ static void wr32(uint8_t *p, uint32_t v)
 }
 
 /* Encodes cmd alone and checks the frame: size field, padding, alignment. */
-static struct proto_wbuf encode_one(const struct cluster_cmd *cmd)
+static struct buf encode_one(const struct cluster_cmd *cmd)
 {
-    struct proto_wbuf w = {0};
+    struct buf w = {0};
     cr_assert_eq(cluster_cmd_encode(cmd, &w), 0);
     cr_assert_geq(w.len, 8);
     cr_assert_eq(w.len % 8, 0, "encoded length %zu is not a multiple of 8", w.len);
@@ -130,7 +130,7 @@ static struct cluster_cmd decode_one(const uint8_t *buf, size_t len)
 
 static void round_trip(const struct cluster_cmd *cmd)
 {
-    struct proto_wbuf w = encode_one(cmd);
+    struct buf w = encode_one(cmd);
     struct cluster_cmd got = decode_one(w.data, w.len);
     assert_cmd_eq(&got, cmd);
     free(w.data);
@@ -163,7 +163,7 @@ Test(cluster_command, round_trip_all_zero)
 {
     for (size_t i = 0; i < N_TYPES; i++) {
         struct cluster_cmd c = {.type = all_types[i]};
-        struct proto_wbuf w = encode_one(&c);
+        struct buf w = encode_one(&c);
         /* the smallest command: header, fixed fields, 8 empty strings, reserve */
         cr_assert_eq(w.len, 88);
         struct cluster_cmd got = decode_one(w.data, w.len);
@@ -234,7 +234,7 @@ Test(cluster_command, padding_and_alignment)
     /* every residue of the string lengths modulo 8, appended to one buffer: each
      * command starts at a multiple of 8 and its padding is zero */
     static const uint8_t text[64] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.";
-    struct proto_wbuf w = {0};
+    struct buf w = {0};
     size_t starts[64];
     struct cluster_cmd cmds[64];
     for (int i = 0; i < 64; i++) {
@@ -262,7 +262,7 @@ Test(cluster_command, padding_and_alignment)
 
 Test(cluster_command, several_commands_in_one_buffer_decode_in_order)
 {
-    struct proto_wbuf w = {0};
+    struct buf w = {0};
     struct cluster_cmd cmds[3 * N_TYPES];
     char ids[3 * N_TYPES][16];
     for (size_t i = 0; i < 3 * N_TYPES; i++) {
@@ -293,7 +293,7 @@ Test(cluster_command, several_commands_in_one_buffer_decode_in_order)
 
 Test(cluster_command, encode_appends_without_touching_earlier_bytes)
 {
-    struct proto_wbuf w = {0};
+    struct buf w = {0};
     struct cluster_cmd a = full_cmd(CLUSTER_SUB_ADD), b = full_cmd(CLUSTER_SUB_DEL);
     cr_assert_eq(cluster_cmd_encode(&a, &w), 0);
     size_t first = w.len;
@@ -310,7 +310,7 @@ Test(cluster_command, encode_refuses_oversized_command)
 {
     /* the size check comes before any byte is read, so a short buffer is safe */
     static const uint8_t small[1];
-    struct proto_wbuf w = {0};
+    struct buf w = {0};
     struct cluster_cmd c = full_cmd(CLUSTER_RETAIN_SET);
     c.payload = (struct proto_str){small, UINT32_MAX};
     cr_assert_eq(cluster_cmd_encode(&c, &w), -E2BIG);
@@ -329,7 +329,7 @@ Test(cluster_command, encode_refuses_unknown_type)
     /* a command the decoder would reject must never reach the log */
     static const uint8_t bad[] = {0, CLUSTER_NODE_LEAVE + 1, 0x7F, 0xFF};
     for (size_t i = 0; i < sizeof bad; i++) {
-        struct proto_wbuf w = {0};
+        struct buf w = {0};
         struct cluster_cmd c = full_cmd(bad[i]);
         cr_assert_eq(cluster_cmd_encode(&c, &w), -EINVAL, "type %u", bad[i]);
         cr_assert_eq(w.len, 0);
@@ -366,7 +366,7 @@ Test(cluster_command, truncated_at_every_offset)
                                      full_cmd(CLUSTER_RETAIN_SET)};
     variants[2].payload = (struct proto_str){(const uint8_t *)"0123456789", 10};
     for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
-        struct proto_wbuf w = encode_one(&variants[v]);
+        struct buf w = encode_one(&variants[v]);
         for (size_t k = 0; k < w.len; k++) {
             uint8_t *cut = malloc(k ? k : 1);
             cr_assert_not_null(cut);
@@ -381,7 +381,7 @@ Test(cluster_command, truncated_at_every_offset)
 
 Test(cluster_command, truncated_second_command_after_a_good_one)
 {
-    struct proto_wbuf w = {0};
+    struct buf w = {0};
     struct cluster_cmd a = full_cmd(CLUSTER_SUB_ADD), b = full_cmd(CLUSTER_SUB_DEL);
     cr_assert_eq(cluster_cmd_encode(&a, &w), 0);
     size_t first = w.len;
@@ -403,7 +403,7 @@ Test(cluster_command, truncated_second_command_after_a_good_one)
 Test(cluster_command, pos_at_or_past_end)
 {
     struct cluster_cmd c = full_cmd(CLUSTER_SUB_ADD);
-    struct proto_wbuf w = encode_one(&c);
+    struct buf w = encode_one(&c);
     assert_corrupt(w.data, w.len, w.len);
     assert_corrupt(w.data, w.len, w.len + 1);
     assert_corrupt(w.data, w.len, SIZE_MAX);
@@ -458,7 +458,7 @@ ParameterizedTest(size_t *i, cluster_command, header)
 {
     const struct hdr_case *tc = &hdr_cases[*i];
     struct cluster_cmd c = full_cmd(CLUSTER_SUB_ADD);
-    struct proto_wbuf w = encode_one(&c);
+    struct buf w = encode_one(&c);
     uint32_t size = tc->rel == ABS ? (uint32_t)tc->size : (uint32_t)((int64_t)w.len + tc->size);
     wr32(w.data, size);
     if (tc->version >= 0)
@@ -489,14 +489,14 @@ Test(cluster_command, newer_version_with_trailing_fields_is_skipped)
 {
     /* the frame comment promises that an older decoder skips fields added later */
     struct cluster_cmd a = full_cmd(CLUSTER_RETAIN_SET), b = full_cmd(CLUSTER_RETAIN_DEL);
-    struct proto_wbuf w = encode_one(&a);
+    struct buf w = encode_one(&a);
     size_t first = w.len + 16;
     uint8_t *buf = calloc(1, first);
     memcpy(buf, w.data, w.len);
     wr32(buf, (uint32_t)first);
     buf[4] = CLUSTER_CMD_VERSION + 1;
     memset(buf + w.len, 0xEE, 16);
-    struct proto_wbuf rest = encode_one(&b);
+    struct buf rest = encode_one(&b);
     buf = realloc(buf, first + rest.len);
     memcpy(buf + first, rest.data, rest.len);
 
@@ -519,7 +519,7 @@ Test(cluster_command, string_length_past_the_frame)
     /* a string length that runs past the frame but not past the buffer: the
      * frame bounds the reader, not the buffer */
     struct cluster_cmd a = {.type = CLUSTER_SUB_ADD}, b = full_cmd(CLUSTER_SUB_ADD);
-    struct proto_wbuf w = {0};
+    struct buf w = {0};
     cr_assert_eq(cluster_cmd_encode(&a, &w), 0);
     size_t first = w.len;
     cr_assert_eq(cluster_cmd_encode(&b, &w), 0);
@@ -538,7 +538,7 @@ Test(cluster_command, every_string_length_corrupted)
 {
     /* each length prefix set to one byte more than remains in the frame */
     struct cluster_cmd c = {.type = CLUSTER_RETAIN_SET};
-    struct proto_wbuf w = encode_one(&c);
+    struct buf w = encode_one(&c);
     /* offsets of the 8 string lengths in an all-empty command */
     static const size_t offs[] = {8, 36, 40, 44, 52, 60, 64, 68};
     for (size_t i = 0; i < sizeof offs / sizeof offs[0]; i++) {
@@ -560,7 +560,7 @@ Test(cluster_command, random_corruption_never_reads_out_of_bounds)
     /* deterministic xorshift: flip bytes of a valid two-command entry and decode
      * until the end; success must yield views inside the buffer */
     uint64_t x = 0x9E3779B97F4A7C15ull;
-    struct proto_wbuf w = {0};
+    struct buf w = {0};
     struct cluster_cmd a = full_cmd(CLUSTER_SESSION_CLAIM), b = full_cmd(CLUSTER_SUB_ADD);
     cr_assert_eq(cluster_cmd_encode(&a, &w), 0);
     cr_assert_eq(cluster_cmd_encode(&b, &w), 0);

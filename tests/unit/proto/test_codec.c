@@ -236,7 +236,7 @@ Test(codec, props_decode_values)
 
     /* Re-encoding: the interleaved content type is written once (from its field),
      * the user properties once each, in order. */
-    struct proto_wbuf w = {0};
+    struct buf w = {0};
     cr_assert_eq(proto_props_encode(&p, &w), 0);
     static const uint8_t want[] = {
         0x01, 1, 0x02, 0, 0, 1, 0, 0x03, 0, 1, 'c', 0x0B, 0x7F,
@@ -283,7 +283,7 @@ Test(codec, props_encode_every_property)
     uint32_t ext[] = {1, 2, 300};
     p.sub_ids_ext = ext;
     p.sub_id_count = 3;
-    struct proto_wbuf w = {0};
+    struct buf w = {0};
     cr_assert_eq(proto_props_encode(&p, &w), 0);
     /* 17 fixed: 2+5+5+3+2+5+2+3+3+3+2+2+5+2+2+2 = 48, 9 strings of 4, sub ids 2+2+3 */
     cr_assert_eq(w.len, 48 + 9 * 4 + 7);
@@ -298,7 +298,7 @@ Test(codec, props_encode_every_property)
     /* too many inline sub ids */
     p.sub_ids_ext = NULL;
     p.sub_id_count = PROTO_MAX_DECODED_SUB_IDS + 1;
-    struct proto_wbuf w2 = {0};
+    struct buf w2 = {0};
     cr_assert_eq(proto_props_encode(&p, &w2), PROTO_ETOOLARGE);
     cr_assert_eq(w2.len, 0);
     free(w2.data);
@@ -365,16 +365,16 @@ Test(codec, reader_bounds)
     uint8_t *b = malloc(3);
     cr_assert_not_null(b);
     memcpy(b, (const uint8_t[]){0x01, 0x02, 0x03}, 3);
-    struct proto__reader r;
+    struct bytes_reader r;
     proto__reader_init(&r, b, 3);
     uint32_t u32 = 9;
-    cr_assert_eq(proto__read_u32(&r, &u32), PROTO_EMALFORMED);
+    cr_assert_eq(bytes_read_u32be(&r, &u32), PROTO_EMALFORMED);
     cr_assert_eq(u32, 9);
     cr_assert_eq(r.pos, 0);
     uint16_t u16;
-    cr_assert_eq(proto__read_u16(&r, &u16), 0);
+    cr_assert_eq(bytes_read_u16be(&r, &u16), 0);
     cr_assert_eq(u16, 0x0102);
-    cr_assert_eq(proto__read_u16(&r, &u16), PROTO_EMALFORMED);
+    cr_assert_eq(bytes_read_u16be(&r, &u16), PROTO_EMALFORMED);
     cr_assert_eq(u16, 0x0102);
     struct proto_str s = {NULL, 5};
     cr_assert_eq(proto__read_binary(&r, &s), PROTO_EMALFORMED);
@@ -382,16 +382,16 @@ Test(codec, reader_bounds)
     cr_assert_eq(proto__read_bytes(&r, 2, &s), PROTO_EMALFORMED);
     cr_assert_eq(proto__read_bytes(&r, SIZE_MAX, &s), PROTO_EMALFORMED);
     uint8_t u8;
-    cr_assert_eq(proto__read_u8(&r, &u8), 0);
+    cr_assert_eq(bytes_read_u8(&r, &u8), 0);
     cr_assert_eq(u8, 3);
-    cr_assert_eq(proto__read_u8(&r, &u8), PROTO_EMALFORMED);
-    cr_assert_eq(proto__reader_left(&r), 0);
+    cr_assert_eq(bytes_read_u8(&r, &u8), PROTO_EMALFORMED);
+    cr_assert_eq(bytes_left(&r), 0);
     free(b);
 }
 
 Test(codec, wbuf_growth)
 {
-    struct proto_wbuf w = {0};
+    struct buf w = {0};
     for (int i = 0; i < 10000; i++)
         cr_assert_eq(proto_encode_simple(PROTO_PINGRESP, &w), 0);
     cr_assert_eq(w.len, 20000);

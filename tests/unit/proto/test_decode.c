@@ -711,7 +711,7 @@ static int replay_dir(const char *dir, bool must_decode)
                     continue;
                 decoded++;
                 uint8_t level = p.type == PROTO_CONNECT ? p.u.connect.version : versions[v];
-                struct proto_wbuf w1 = {0}, w2 = {0};
+                struct buf w1 = {0}, w2 = {0};
                 cr_assert_eq(proto_encode(&p, level, &w1), 0, "%s", path);
                 cr_assert_eq(proto_decode(w1.data, w1.len, versions[v], &q), 0, "%s", path);
                 cr_assert_eq(proto_encode(&q, level, &w2), 0, "%s", path);

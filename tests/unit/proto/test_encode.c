@@ -68,7 +68,7 @@ static struct proto_props expect_props(const struct proto_props *sent, uint8_t v
 }
 
 /* Encodes p, checks that it frames as exactly one packet, decodes it into *out. */
-static void round_trip(const struct proto_packet *p, uint8_t version, struct proto_wbuf *w,
+static void round_trip(const struct proto_packet *p, uint8_t version, struct buf *w,
                        struct proto_packet *out)
 {
     memset(w, 0, sizeof *w);
@@ -90,7 +90,7 @@ Test(encode, connect_round_trip)
         uint8_t version = versions[v];
         for (int variant = 0; variant < 2; variant++) {
             struct proto_packet p, d;
-            struct proto_wbuf w;
+            struct buf w;
             memset(&p, 0, sizeof p);
             p.type = PROTO_CONNECT;
             struct proto_connect *c = &p.u.connect;
@@ -162,7 +162,7 @@ Test(encode, connack_round_trip)
     for (size_t v = 0; v < sizeof versions; v++) {
         uint8_t version = versions[v];
         struct proto_packet p, d;
-        struct proto_wbuf w;
+        struct buf w;
         memset(&p, 0, sizeof p);
         p.type = PROTO_CONNACK;
         p.u.connack.session_present = true;
@@ -205,7 +205,7 @@ Test(encode, publish_round_trip)
         uint8_t version = versions[v];
         for (uint8_t qos = 0; qos <= 2; qos++) {
             struct proto_packet p, d;
-            struct proto_wbuf w;
+            struct buf w;
             memset(&p, 0, sizeof p);
             p.type = PROTO_PUBLISH;
             struct proto_publish *m = &p.u.publish;
@@ -241,7 +241,7 @@ Test(encode, publish_round_trip)
             cr_assert_eq(proto_publish_size(m, version), w.len);
 
             /* header + payload written separately give the same bytes */
-            struct proto_wbuf h = {0};
+            struct buf h = {0};
             cr_assert_eq(proto_publish_encode_header(m, version, &h), 0);
             cr_assert_eq(h.len + m->payload.len, w.len);
             cr_assert_eq(memcmp(h.data, w.data, h.len), 0);
@@ -261,7 +261,7 @@ Test(encode, publish_header_appends)
     m.topic = proto_cstr("t");
     m.payload.p = (const uint8_t *)"0123456789";
     m.payload.len = 10;
-    struct proto_wbuf w = {0};
+    struct buf w = {0};
     for (int i = 1; i <= 1000; i++) {
         m.packet_id = (uint16_t)i;
         cr_assert_eq(proto_publish_encode_header(&m, PROTO_V311, &w), 0);
@@ -284,7 +284,7 @@ Test(encode, ack_round_trip)
             for (int variant = 0; variant < 3; variant++) {
                 uint8_t version = versions[v];
                 struct proto_packet p, d;
-                struct proto_wbuf w;
+                struct buf w;
                 memset(&p, 0, sizeof p);
                 p.type = types[t];
                 p.u.ack.packet_id = 65535;
@@ -320,7 +320,7 @@ Test(encode, subscribe_round_trip)
             {proto_cstr("x"), 2, true, true, 2},
         };
         struct proto_packet p, d;
-        struct proto_wbuf w;
+        struct buf w;
         memset(&p, 0, sizeof p);
         p.type = PROTO_SUBSCRIBE;
         p.u.subscribe.packet_id = 42;
@@ -360,7 +360,7 @@ Test(encode, unsubscribe_round_trip)
         uint8_t version = versions[v];
         struct proto_str filters[2] = {proto_cstr("a/#"), proto_cstr("")};
         struct proto_packet p, d;
-        struct proto_wbuf w;
+        struct buf w;
         memset(&p, 0, sizeof p);
         p.type = PROTO_UNSUBSCRIBE;
         p.u.unsubscribe.packet_id = 1;
@@ -385,7 +385,7 @@ Test(encode, suback_round_trip)
         uint8_t version = versions[v];
         uint8_t codes[] = {0x00, 0x01, 0x02, 0x80, 0x8F, 0xA2};
         struct proto_packet p, d;
-        struct proto_wbuf w;
+        struct buf w;
         memset(&p, 0, sizeof p);
         p.type = PROTO_SUBACK;
         p.u.suback.packet_id = 9;
@@ -412,7 +412,7 @@ Test(encode, unsuback_round_trip)
         uint8_t version = versions[v];
         uint8_t codes[] = {0x00, 0x11, 0x87};
         struct proto_packet p, d;
-        struct proto_wbuf w;
+        struct buf w;
         memset(&p, 0, sizeof p);
         p.type = PROTO_UNSUBACK;
         p.u.suback.packet_id = 10;
@@ -438,7 +438,7 @@ Test(encode, simple_round_trip)
     for (size_t v = 0; v < sizeof versions; v++) {
         for (size_t t = 0; t < sizeof types; t++) {
             struct proto_packet p, d;
-            struct proto_wbuf w;
+            struct buf w;
             memset(&p, 0, sizeof p);
             p.type = types[t];
             round_trip(&p, versions[v], &w, &d);
@@ -456,7 +456,7 @@ Test(encode, disconnect_auth_round_trip)
     for (size_t t = 0; t < sizeof types; t++) {
         for (int variant = 0; variant < 3; variant++) {
             struct proto_packet p, d;
-            struct proto_wbuf w;
+            struct buf w;
             memset(&p, 0, sizeof p);
             p.type = types[t];
             if (variant >= 1)
@@ -483,7 +483,7 @@ Test(encode, disconnect_auth_round_trip)
 
 /* --- exact bytes ------------------------------------------------------------ */
 
-static void assert_bytes(const struct proto_wbuf *w, const uint8_t *want, size_t n)
+static void assert_bytes(const struct buf *w, const uint8_t *want, size_t n)
 {
     cr_assert_eq(w->len, n, "length %zu, want %zu", w->len, n);
     for (size_t i = 0; i < n; i++)
@@ -493,7 +493,7 @@ static void assert_bytes(const struct proto_wbuf *w, const uint8_t *want, size_t
 #define ENCODES_TO(pkt, version, ...)                                                              \
     do {                                                                                           \
         static const uint8_t want_[] = {__VA_ARGS__};                                              \
-        struct proto_wbuf w_ = {0};                                                                \
+        struct buf w_ = {0};                                                                \
         cr_assert_eq(proto_encode((pkt), (version), &w_), 0);                                      \
         assert_bytes(&w_, want_, sizeof want_);                                                    \
         free(w_.data);                                                                             \
@@ -514,7 +514,7 @@ Test(encode, connack_v3_mapping)
     };
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
         p.u.connack.reason = map[i][0];
-        struct proto_wbuf w = {0};
+        struct buf w = {0};
         cr_assert_eq(proto_encode(&p, PROTO_V311, &w), 0);
         cr_assert_eq(w.len, 4);
         cr_assert_eq(w.data[3], map[i][1], "0x%02X -> %u", map[i][0], w.data[3]);
@@ -592,7 +592,7 @@ Test(encode, connect_bytes)
 
 Test(encode, simple)
 {
-    struct proto_wbuf w = {0};
+    struct buf w = {0};
     cr_assert_eq(proto_encode_simple(PROTO_PINGREQ, &w), 0);
     cr_assert_eq(proto_encode_simple(PROTO_PINGRESP, &w), 0);
     cr_assert_eq(proto_encode_simple(PROTO_DISCONNECT, &w), 0);
@@ -608,7 +608,7 @@ Test(encode, simple)
 
 Test(encode, too_large_leaves_buffer)
 {
-    struct proto_wbuf w = {0};
+    struct buf w = {0};
     cr_assert_eq(proto_encode_simple(PROTO_PINGREQ, &w), 0);
     uint8_t *data = w.data;
     size_t cap = w.cap;
@@ -625,7 +625,7 @@ Test(encode, too_large_leaves_buffer)
     cr_assert_eq(proto_publish_size(&p.u.publish, PROTO_V311), SIZE_MAX);
     p.u.publish.payload.len = PROTO_MAX_REMAINING_LENGTH - 3; /* exactly the maximum */
     cr_assert_eq(proto_publish_size(&p.u.publish, PROTO_V311), PROTO_MAX_REMAINING_LENGTH + 5);
-    struct proto_wbuf h = {0};
+    struct buf h = {0};
     cr_assert_eq(proto_publish_encode_header(&p.u.publish, PROTO_V311, &h), 0);
     static const uint8_t hdr[] = {0x30, 0xFF, 0xFF, 0xFF, 0x7F, 0, 1, 't'};
     assert_bytes(&h, hdr, sizeof hdr);
@@ -639,7 +639,7 @@ Test(encode, too_large_leaves_buffer)
     cr_assert_eq(proto_encode(&p, PROTO_V311, &w), PROTO_ETOOLARGE);
     p.u.publish.topic.len = sizeof big - 1;
     memset(big, 'a', sizeof big);
-    struct proto_wbuf ok = {0};
+    struct buf ok = {0};
     cr_assert_eq(proto_encode(&p, PROTO_V311, &ok), 0);
     free(ok.data);
 
@@ -675,7 +675,7 @@ Test(encode, enomem_leaves_buffer)
 {
     /* A buffer that claims to be enormous: growing it must fail before any write,
      * so its (fake) data pointer is never touched. */
-    struct proto_wbuf w;
+    struct buf w;
     w.data = NULL;
     w.len = SIZE_MAX / 2;
     w.cap = SIZE_MAX / 2;
