@@ -29,32 +29,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fs.h"
 #include "internal.h"
 
 #define TICK_MS 100
 #define BATCH_FLUSH_BYTES (8u << 20)
 #define DRAIN_MS 1000
-
-/* --- small helpers ----------------------------------------------------------------- */
-
-static void put_u16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_u64(const uint8_t *p) { return get_u32(p) | (uint64_t)get_u32(p + 4) << 32; }
 
 void cluster__handle_closed(struct cluster *c)
 {
@@ -67,7 +47,7 @@ void cluster__handle_closed(struct cluster *c)
         void *arg = c->close_arg;
         free(c->results);
         free(c->cmds);
-        free(c->batch.data);
+        buf_free(&c->batch);
         free(c->waiters);
         free(c);
         if (cb)
@@ -78,24 +58,6 @@ void cluster__handle_closed(struct cluster *c)
 void cluster__on_handle_closed(uv_handle_t *h) { cluster__handle_closed(h->data); }
 
 void cluster__close_free(uv_handle_t *h) { raft_free(h); }
-
-static int mkdir_p(const char *path)
-{
-    char buf[1024];
-    if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
-        return -ENAMETOOLONG;
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0750) != 0 && errno != EEXIST)
-            return -errno;
-        *p = '/';
-    }
-    if (mkdir(buf, 0750) != 0 && errno != EEXIST)
-        return -errno;
-    return 0;
-}
 
 /* --- the data directory's identity -------------------------------------------------- */
 
@@ -244,22 +206,9 @@ static int identity_check(struct cluster *c, char *err, size_t errlen)
 static void start_close(struct cluster *c);
 static void drain_check(struct cluster *c);
 
-static void batch_unlink(struct cluster *c, struct batch *bt)
-{
-    if (bt->prev)
-        bt->prev->next = bt->next;
-    else
-        c->pending = bt->next;
-    if (bt->next)
-        bt->next->prev = bt->prev;
-    else
-        c->pending_tail = bt->prev;
-    bt->next = bt->prev = NULL;
-}
-
 void cluster__batch_finish(struct cluster *c, struct batch *bt, int status, const int *results)
 {
-    batch_unlink(c, bt);
+    list_remove(&bt->item);
     if (bt->areq)
         bt->areq->batch = NULL;
     for (uint32_t i = 0; i < bt->count; i++) {
@@ -344,8 +293,8 @@ void cluster__batches_kick(struct cluster *c)
     if (c->closing || !c->raft_started)
         return;
     bool leader = raft_state(&c->raft) == RAFT_LEADER;
-    for (struct batch *bt = c->pending, *next; bt; bt = next) {
-        next = bt->next;
+    list_foreach_safe(it, &c->pending) {
+        struct batch *bt = list_entry(it, struct batch, item);
         if (bt->state != BATCH_QUEUED)
             continue;
         int rc = leader ? batch_append(c, bt) : cluster__forward_send(c, bt);
@@ -371,13 +320,12 @@ static int batch_close(struct cluster *c)
     }
     bt->seq = ((uint64_t)c->epoch << 32) | ++c->batch_seq;
     memcpy(entry, c->batch.data, c->batch.len);
-    put_u32(entry, CLUSTER_ENTRY_MAGIC);
-    put_u16(entry + 4, CLUSTER_ENTRY_VERSION);
-    put_u16(entry + 6, (uint16_t)(c->batch_count > 0xFFFF ? 0xFFFF : c->batch_count));
-    put_u32(entry + 8, c->cfg.node_id);
-    put_u32(entry + 12, 0);
-    for (int i = 0; i < 8; i++)
-        entry[16 + i] = (uint8_t)(bt->seq >> (8 * i));
+    uint8_t *p = bytes_put_u32le(entry, CLUSTER_ENTRY_MAGIC);
+    p = bytes_put_u16le(p, CLUSTER_ENTRY_VERSION);
+    p = bytes_put_u16le(p, (uint16_t)(c->batch_count > 0xFFFF ? 0xFFFF : c->batch_count));
+    p = bytes_put_u32le(p, c->cfg.node_id);
+    p = bytes_put_u32le(p, 0);
+    bytes_put_u64le(p, bt->seq);
     bt->entry = entry;
     bt->entry_len = c->batch.len;
     bt->count = c->waiter_count;
@@ -388,12 +336,7 @@ static int batch_close(struct cluster *c)
     c->waiter_count = c->waiter_cap = 0;
     c->batch_count = 0;
     c->batch.len = 0;
-    bt->prev = c->pending_tail;
-    if (c->pending_tail)
-        c->pending_tail->next = bt;
-    else
-        c->pending = bt;
-    c->pending_tail = bt;
+    list_push_back(&c->pending, &bt->item);
     return 0;
 }
 
@@ -443,17 +386,10 @@ int cluster_propose(struct cluster *c, const struct cluster_cmd *cmd, cluster_do
     }
     if (c->batch.len == 0) {
         /* room for the entry header, filled in by batch_close */
-        static const uint8_t zero[CLUSTER_ENTRY_HEADER];
-        struct buf *b = &c->batch;
-        if (b->cap < CLUSTER_ENTRY_HEADER) {
-            uint8_t *p = realloc(b->data, 4096);
-            if (!p)
-                return -ENOMEM;
-            b->data = p;
-            b->cap = 4096;
-        }
-        memcpy(b->data, zero, CLUSTER_ENTRY_HEADER);
-        b->len = CLUSTER_ENTRY_HEADER;
+        if (buf_reserve(&c->batch, CLUSTER_ENTRY_HEADER) != 0)
+            return -ENOMEM;
+        memset(c->batch.data, 0, CLUSTER_ENTRY_HEADER);
+        c->batch.len = CLUSTER_ENTRY_HEADER;
     }
     size_t before = c->batch.len;
     int rc = cluster_cmd_encode(cmd, &c->batch);
@@ -510,21 +446,21 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
         return RAFT_IOERR;
     const uint8_t *p = buf->base;
     size_t len = buf->len;
-    if (len < CLUSTER_ENTRY_HEADER || get_u32(p) != CLUSTER_ENTRY_MAGIC) {
+    if (len < CLUSTER_ENTRY_HEADER || bytes_get_u32le(p) != CLUSTER_ENTRY_MAGIC) {
         /* every node sees the same bytes: skipping is deterministic */
         CLOG(c, CLUSTER_LOG_ERROR, "cluster: entry %" PRIu64 " is not a Starling entry; skipped", index);
         return 0;
     }
-    if ((p[4] | p[5] << 8) != CLUSTER_ENTRY_VERSION) {
+    if (bytes_get_u16le(p + 4) != CLUSTER_ENTRY_VERSION) {
         /* written by a newer Starling: applying part of it would diverge */
         fail_stop(c, "entry %" PRIu64 " has format version %u, this node knows %u (upgrade it)", index,
-                  (unsigned)(p[4] | p[5] << 8), CLUSTER_ENTRY_VERSION);
+                  (unsigned)bytes_get_u16le(p + 4), CLUSTER_ENTRY_VERSION);
         return RAFT_IOERR;
     }
     if (index <= store_applied_index(c->store))
         return 0; /* already in the store (a replay after restart) */
-    uint32_t origin = get_u32(p + 8);
-    uint64_t seq = get_u64(p + 16);
+    uint32_t origin = bytes_get_u32le(p + 8);
+    uint64_t seq = bytes_get_u64le(p + 16);
 
     struct store_txn *txn;
     int rc = store_write_begin(c->store, &txn);
@@ -584,7 +520,8 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
         if (c->results[i] >= 0 && c->cfg.apply)
             c->cfg.apply(c->cfg.ctx, &c->cmds[i], c->results[i], index);
     if (origin == c->cfg.node_id) {
-        for (struct batch *bt = c->pending; bt; bt = bt->next)
+        list_foreach(it, &c->pending) {
+            struct batch *bt = list_entry(it, struct batch, item);
             if (bt->seq == seq) {
                 if (bt->count == n)
                     cluster__batch_finish(c, bt, 0, c->results);
@@ -592,6 +529,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
                     cluster__batch_finish(c, bt, CLUSTER_ECORRUPT, NULL);
                 break;
             }
+        }
     }
     return 0;
 }
@@ -722,8 +660,8 @@ static void on_tick(uv_timer_t *t)
     cluster__forward_tick(c);
     cluster__batches_kick(c);
     uint64_t now = uv_now(c->loop);
-    for (struct batch *bt = c->pending, *next; bt; bt = next) {
-        next = bt->next;
+    list_foreach_safe(it, &c->pending) {
+        struct batch *bt = list_entry(it, struct batch, item);
         if (bt->deadline <= now)
             cluster__batch_finish(c, bt, CLUSTER_EUNAVAILABLE, NULL);
     }
@@ -744,6 +682,13 @@ int cluster_start(uv_loop_t *loop, const struct cluster_config *cfg, struct clus
     c->loop = loop;
     c->cfg = *cfg;
     c->lock_fd = -1;
+    list_init(&c->pending);
+    list_init(&c->handshakes);
+    list_init(&c->fwd_in);
+    list_init(&c->links);
+    list_init(&c->link_ins);
+    list_init(&c->link_srcs);
+    list_init(&c->ops);
     uv_idle_init(loop, &c->flush);
     c->flush.data = c;
     c->open_handles++;
@@ -792,7 +737,7 @@ int cluster_start(uv_loop_t *loop, const struct cluster_config *cfg, struct clus
     }
     snprintf(c->address, sizeof(c->address), "%s", self ? self : cfg->bind);
 
-    rc = mkdir_p(cfg->data_dir);
+    rc = fs_mkdir_p(cfg->data_dir, 0750);
     if (rc) {
         snprintf(err, errlen, "data dir %s: %s", cfg->data_dir, strerror(-rc));
         goto fail;
@@ -813,7 +758,7 @@ int cluster_start(uv_loop_t *loop, const struct cluster_config *cfg, struct clus
         goto fail;
     }
     snprintf(path, sizeof(path), "%s/raft", cfg->data_dir);
-    rc = mkdir_p(path);
+    rc = fs_mkdir_p(path, 0750);
     if (rc) {
         snprintf(err, errlen, "%s: %s", path, strerror(-rc));
         goto fail;
@@ -949,8 +894,8 @@ static void finish_close(struct cluster *c)
     /* pending proposals fail; nothing new is accepted */
     if (c->batch_count && batch_close(c) != 0)
         batch_fail_open(c, CLUSTER_ESHUTDOWN);
-    while (c->pending)
-        cluster__batch_finish(c, c->pending, CLUSTER_ESHUTDOWN, NULL);
+    while (!list_empty(&c->pending))
+        cluster__batch_finish(c, list_entry(list_first(&c->pending), struct batch, item), CLUSTER_ESHUTDOWN, NULL);
     cluster__member_close_all(c);
     cluster__forward_close_all(c);
     cluster__link_close_all(c);
@@ -979,7 +924,7 @@ static void start_close(struct cluster *c)
 /* Whether a drain is over: nothing proposed is waiting any more. */
 static void drain_check(struct cluster *c)
 {
-    if (c->draining && !c->pending && !c->batch_count)
+    if (c->draining && list_empty(&c->pending) && !c->batch_count)
         start_close(c);
 }
 
@@ -989,7 +934,7 @@ void cluster_close(struct cluster *c, void (*close_cb)(void *arg), void *arg)
         return;
     c->close_cb = close_cb;
     c->close_arg = arg;
-    if (c->raft_started && !c->fatal && (c->batch_count || c->pending)) {
+    if (c->raft_started && !c->fatal && (c->batch_count || !list_empty(&c->pending))) {
         /* what the broker proposed while it closed its connections (session
          * releases) gets up to DRAIN_MS to commit before Raft stops */
         c->draining = true;

@@ -10,17 +10,16 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "buf.h"
+#include "bytes.h"
 #include "cluster.h"
+#include "list.h"
 #include "store.h"
 
 #define CLUSTER_LOG_ERROR 0
 #define CLUSTER_LOG_WARN 1
 #define CLUSTER_LOG_INFO 2
 #define CLUSTER_LOG_DEBUG 3
-
-#ifndef container_of
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
-#endif
 
 #define CLOG(c, level, ...) ((c)->cfg.log ? (c)->cfg.log((c)->cfg.ctx, level, __VA_ARGS__) : (void)0)
 
@@ -62,8 +61,7 @@ enum peer_channel {
 
 struct frames {
     uv_stream_t *stream;      /* raft_malloc'd, freed when closed */
-    uint8_t *rbuf;
-    size_t rlen, rcap;
+    struct buf rbuf;          /* bytes read, not yet a whole frame */
     bool closed;
     int refs;                 /* the stream, writes in flight, the owner's own */
     void (*on_frame)(struct frames *f, uint8_t type, const uint8_t *body, size_t len);
@@ -82,10 +80,6 @@ void cluster__frames_unref(struct frames *f);
 /* From on_free: frees the read buffer and owner (the struct that embeds f),
  * and counts one handle of c closed. */
 void cluster__frames_free(struct frames *f, void *owner, struct cluster *c);
-void cluster__put_u32(uint8_t *p, uint32_t v);
-void cluster__put_u64(uint8_t *p, uint64_t v);
-uint32_t cluster__get_u32(const uint8_t *p);
-uint64_t cluster__get_u64(const uint8_t *p);
 
 /* --- data links (link.c) ------------------------------------------------------ */
 
@@ -157,7 +151,7 @@ void cluster__forward_close_all(struct cluster *c);
 /* --- the node (cluster.c) ------------------------------------------------------ */
 
 struct batch {
-    struct batch *next, *prev;
+    struct list item;        /* in c->pending */
     uint64_t seq;
     uint64_t deadline;       /* loop time (ms) after which it fails */
     uint8_t *entry;          /* the encoded entry while not yet handed to raft/the leader */
@@ -211,8 +205,7 @@ struct cluster {
     uint32_t batch_count;
     struct cluster_waiter *waiters;
     uint32_t waiter_count, waiter_cap;
-    struct batch *pending;     /* sent or queued batches, oldest first (circular list head) */
-    struct batch *pending_tail;
+    struct list pending;       /* sent or queued batches (struct batch), oldest first */
     int results_cap;
     int *results;              /* per-command results of the entry being applied */
     struct cluster_cmd *cmds;  /* its decoded commands (views into the entry) */
@@ -228,21 +221,21 @@ struct cluster {
     /* peer links */
     uv_tcp_t listener;
     bool listening;
-    struct peer_hs *handshakes; /* in progress */
+    struct list handshakes;     /* in progress (struct peer_hs) */
     struct fwd_conn *fwd_out;   /* our link to the leader */
     uint32_t fwd_out_node;
     struct peer_hs *fwd_dialing;
-    struct fwd_conn *fwd_in;    /* links from followers (we are, or were, the leader) */
+    struct list fwd_in;         /* links from followers (struct fwd_conn; we are, or were, the leader) */
 
-    struct link *links;         /* one per other member */
-    struct link_in *link_ins;   /* streams other members dialed */
-    struct link_src *link_srcs; /* per sender: what was handed up */
+    struct list links;          /* struct link: one per other member */
+    struct list link_ins;       /* struct link_in: streams other members dialed */
+    struct list link_srcs;      /* struct link_src: per sender, what was handed up */
     uint64_t incarnation;       /* random, per start: tells resends from a restarted sender */
     uv_idle_t link_flush;       /* writes what cluster_send queued this loop turn */
     bool link_flush_active;
     uint64_t started_ms;
     uint64_t leader_known_ms;   /* loop time this node last knew a leader (tick) */
-    struct member_op *ops;      /* membership operations under way (member.c) */
+    struct list ops;            /* struct member_op: membership operations under way (member.c) */
     uint32_t op_seq;
     bool joining;               /* DIR/join: waiting to be made a voter */
     char join_peer[256];
