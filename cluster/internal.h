@@ -103,7 +103,6 @@ void cluster__member_tick(struct cluster *c);
 void cluster__member_close_all(struct cluster *c);
 /* At start, before the store and the log open (DIR/removed, DIR/join). */
 int cluster__member_prepare(struct cluster *c, char *err, size_t errlen);
-int cluster__remove_tree(const char *path);
 
 /* frame types of the data links (link.c) */
 #define LINK_HELLO 1
@@ -148,7 +147,7 @@ void cluster__forward_tick(struct cluster *c);
 int cluster__forward_send(struct cluster *c, struct batch *bt);
 void cluster__forward_close_all(struct cluster *c);
 
-/* --- the node (cluster.c) ------------------------------------------------------ */
+/* --- the node (cluster.c) and its proposals (batch.c) ---------------------------- */
 
 struct batch {
     struct list item;        /* in c->pending */
@@ -252,12 +251,42 @@ struct cluster {
 void cluster__batch_finish(struct cluster *c, struct batch *bt, int status, const int *results);
 /* Sends every queued batch that can go now. */
 void cluster__batches_kick(struct cluster *c);
-void cluster__handle_closed(struct cluster *c);
+/* End of a loop turn: the open batch becomes a pending one (or fails, memory
+ * being short), and what can go now goes. */
+void cluster__batch_flush(struct cluster *c);
+/* This node's batch seq was applied with count commands and their results. */
+void cluster__batch_committed(struct cluster *c, uint64_t seq, uint32_t count, const int *results);
+/* Fails every batch past its deadline (the tick). */
+void cluster__batches_expire(struct cluster *c);
+/* Fails the open batch and every pending one with status (closing). */
+void cluster__batches_fail_all(struct cluster *c, int status);
 /* The leader committed a command entry: tells the followers now. */
 void cluster__push_commit(struct cluster *c);
+
+/* Arms the flush idle handle (batch flush, or the close, at the end of this
+ * loop turn). */
+void cluster__flush_soon(struct cluster *c);
+/* During a drain: closes once nothing proposed waits any more. */
+void cluster__drain_check(struct cluster *c);
+void cluster__handle_closed(struct cluster *c);
 /* Close callbacks: h->data is the cluster / the handle was raft_malloc'd. */
 void cluster__on_handle_closed(uv_handle_t *h);
 void cluster__close_free(uv_handle_t *h);
+
+/* --- the data directory (datadir.c) ------------------------------------------- */
+
+/* Creates and locks DIR, checks and raises its identity (node.id), lets
+ * member.c handle its markers, opens the store (c->store) and creates the
+ * Raft log directory, whose path goes to raft_dir. 0, or a negative error
+ * with err set. */
+int cluster__datadir_open(struct cluster *c, char *raft_dir, size_t raft_dir_len, char *err, size_t errlen);
+/* Removes path and everything under it (a missing path is fine). */
+int cluster__remove_tree(const char *path);
+
+/* --- the Raft state machine (fsm.c) --------------------------------------------- */
+
+/* Fills c->fsm with the callbacks that apply committed entries. */
+void cluster__fsm_setup(struct cluster *c);
 
 /* --- the state machine (state.c) --------------------------------------------- */
 
