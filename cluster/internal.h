@@ -288,7 +288,7 @@ int cluster__remove_tree(const char *path);
 /* Fills c->fsm with the callbacks that apply committed entries. */
 void cluster__fsm_setup(struct cluster *c);
 
-/* --- the state machine (state.c) --------------------------------------------- */
+/* --- committed commands applied to the store (apply.c) ------------------------- */
 
 /* Applies one decoded command inside txn; returns the result (>= 0) or a
  * negative cluster/store error. Deterministic: depends only on the store. */
