@@ -398,6 +398,87 @@ static void on_dialed(void *arg, uv_stream_t *stream, int status)
 
 /* --- incoming links ------------------------------------------------------------------ */
 
+/* What was handed up from node so far (a new record when there is none);
+ * NULL when memory is short. */
+static struct link_src *src_get(struct cluster *c, uint32_t node, uint64_t epoch)
+{
+    list_foreach(it, &c->link_srcs) {
+        struct link_src *src = list_entry(it, struct link_src, link);
+        if (src->node == node)
+            return src;
+    }
+    struct link_src *src = calloc(1, sizeof(*src));
+    if (!src)
+        return NULL;
+    src->node = node;
+    src->epoch = epoch;
+    list_push_front(&c->link_srcs, &src->link);
+    return src;
+}
+
+/* The first frame of an incoming link: the sender's incarnation. */
+static void in_hello(struct link_in *in, uint8_t type, const uint8_t *body, size_t len)
+{
+    if (type != LINK_HELLO || len != 8) {
+        cluster__frames_close(&in->f, "data link without HELLO");
+        return;
+    }
+    in->hello = true;
+    uint64_t epoch = bytes_get_u64le(body);
+    in->src = src_get(in->c, in->node, epoch);
+    if (!in->src) {
+        cluster__frames_close(&in->f, "out of memory");
+        return;
+    }
+    if (in->src->epoch != epoch) {
+        in->src->epoch = epoch; /* the sender restarted: its sequences start anew */
+        in->src->seq = 0;
+    }
+    in->ack_due = true; /* tells the sender what it need not resend */
+}
+
+static void in_msg(struct link_in *in, const uint8_t *body, size_t len)
+{
+    struct cluster *c = in->c;
+    if (len < 8) {
+        cluster__frames_close(&in->f, "malformed MSG");
+        return;
+    }
+    uint64_t seq = bytes_get_u64le(body);
+    if (c->closing || c->draining)
+        return; /* not handed up: not acknowledged, resent to whoever serves next */
+    in->ack_due = true;
+    if (seq <= in->src->seq)
+        return; /* a resend of what was handed up already */
+    in->src->seq = seq;
+    if (c->cfg.receive)
+        c->cfg.receive(c->cfg.ctx, in->node, body + 8, len - 8);
+}
+
+/* The sender's raft state, for cluster_members_get; l is its link, if any. */
+static void in_status(struct link_in *in, struct link *l, const uint8_t *body, size_t len)
+{
+    struct cluster *c = in->c;
+    if (len != 25) {
+        cluster__frames_close(&in->f, "malformed STATUS");
+        return;
+    }
+    if ((!l || !l->member) && !in->told_removed && raft_state(&c->raft) == RAFT_LEADER &&
+        c->raft.configuration.n) {
+        /* a node that is no member (removed while it was away) still
+         * talks to us: the leader tells it */
+        in->told_removed = true;
+        cluster__member_tell_removed(c, &in->f);
+    }
+    if (l && l->member) {
+        l->has_status = true;
+        l->state = body[0];
+        l->term = bytes_get_u64le(body + 1);
+        l->commit = bytes_get_u64le(body + 9);
+        l->applied = bytes_get_u64le(body + 17);
+    }
+}
+
 static void in_frame(struct frames *f, uint8_t type, const uint8_t *body, size_t len)
 {
     struct link_in *in = container_of(f, struct link_in, f);
@@ -406,71 +487,15 @@ static void in_frame(struct frames *f, uint8_t type, const uint8_t *body, size_t
     if (l)
         l->last_heard = uv_now(c->loop);
     if (!in->hello) {
-        if (type != LINK_HELLO || len != 8) {
-            cluster__frames_close(f, "data link without HELLO");
-            return;
-        }
-        in->hello = true;
-        uint64_t epoch = bytes_get_u64le(body);
-        in->src = NULL;
-        list_foreach(it, &c->link_srcs)
-            if (list_entry(it, struct link_src, link)->node == in->node) {
-                in->src = list_entry(it, struct link_src, link);
-                break;
-            }
-        if (!in->src) {
-            in->src = calloc(1, sizeof(*in->src));
-            if (!in->src) {
-                cluster__frames_close(f, "out of memory");
-                return;
-            }
-            in->src->node = in->node;
-            in->src->epoch = epoch;
-            list_push_front(&c->link_srcs, &in->src->link);
-        }
-        if (in->src->epoch != epoch) {
-            in->src->epoch = epoch; /* the sender restarted: its sequences start anew */
-            in->src->seq = 0;
-        }
-        in->ack_due = true; /* tells the sender what it need not resend */
+        in_hello(in, type, body, len);
         return;
     }
     switch (type) {
-    case LINK_MSG: {
-        if (len < 8) {
-            cluster__frames_close(f, "malformed MSG");
-            return;
-        }
-        uint64_t seq = bytes_get_u64le(body);
-        if (c->closing || c->draining)
-            return; /* not handed up: not acknowledged, resent to whoever serves next */
-        in->ack_due = true;
-        if (seq <= in->src->seq)
-            return; /* a resend of what was handed up already */
-        in->src->seq = seq;
-        if (c->cfg.receive)
-            c->cfg.receive(c->cfg.ctx, in->node, body + 8, len - 8);
+    case LINK_MSG:
+        in_msg(in, body, len);
         return;
-    }
     case LINK_STATUS:
-        if (len != 25) {
-            cluster__frames_close(f, "malformed STATUS");
-            return;
-        }
-        if ((!l || !l->member) && !in->told_removed && raft_state(&c->raft) == RAFT_LEADER &&
-            c->raft.configuration.n) {
-            /* a node that is no member (removed while it was away) still
-             * talks to us: the leader tells it */
-            in->told_removed = true;
-            cluster__member_tell_removed(c, f);
-        }
-        if (l && l->member) {
-            l->has_status = true;
-            l->state = body[0];
-            l->term = bytes_get_u64le(body + 1);
-            l->commit = bytes_get_u64le(body + 9);
-            l->applied = bytes_get_u64le(body + 17);
-        }
+        in_status(in, l, body, len);
         return;
     case LINK_CONTROL:
         cluster__member_control(c, in->node, f, body, len);

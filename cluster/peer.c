@@ -189,86 +189,107 @@ static void rejected(struct peer_hs *hs, const char *why)
     hs_finish(hs, UV_EACCES);
 }
 
+/* Dialer: the acceptor's challenge came; answers with HELLO_D. */
+static void hs_hello_a(struct peer_hs *hs)
+{
+    struct cluster *c = hs->c;
+    if (memcmp(hs->buf, PEER_MAGIC, 4) != 0 || hs->buf[4] != PEER_VERSION) {
+        rejected(hs, "not a Starling cluster port (or another version)");
+        return;
+    }
+    memcpy(hs->nonce_a, hs->buf + 8, 16);
+    uint8_t msg[HELLO_D_FIXED + sizeof(c->address)];
+    size_t alen = strlen(c->address);
+    uint8_t *p = bytes_put_mem(msg, PEER_MAGIC, 4);
+    p = bytes_put_u8(p, PEER_VERSION);
+    p = bytes_put_u8(p, hs->channel);
+    p = bytes_put_u16le(p, (uint16_t)alen);
+    p = bytes_put_u64le(p, hs->node_id);
+    p = bytes_put_mem(p, hs->nonce_d, 16);
+    mac_dial(c, hs, c->address, alen, p);
+    memcpy(msg + HELLO_D_FIXED, c->address, alen);
+    if (send_all(hs, msg, HELLO_D_FIXED + alen) != 0) {
+        hs_finish(hs, UV_EPIPE);
+        return;
+    }
+    expect(hs, HS_OK, OK_LEN);
+}
+
+/* Acceptor: the fixed part of the dialer's answer came; reads its address next. */
+static void hs_hello_d(struct peer_hs *hs)
+{
+    if (memcmp(hs->buf, PEER_MAGIC, 4) != 0 || hs->buf[4] != PEER_VERSION) {
+        rejected(hs, "bad handshake (not a Starling node, or another version)");
+        return;
+    }
+    hs->channel = hs->buf[5];
+    size_t alen = bytes_get_u16le(hs->buf + 6);
+    hs->node_id = bytes_get_u64le(hs->buf + 8);
+    memcpy(hs->nonce_d, hs->buf + 16, 16);
+    if ((hs->channel != PEER_CH_RAFT && hs->channel != PEER_CH_FORWARD && hs->channel != PEER_CH_DATA) ||
+        alen == 0 || alen > MAX_ADDR || hs->node_id == 0 || hs->node_id > UINT32_MAX) {
+        rejected(hs, "bad handshake");
+        return;
+    }
+    /* keep the fixed part (its MAC) and read the address after it */
+    hs->step = HS_ADDR;
+    hs->need = HELLO_D_FIXED + alen;
+}
+
+/* Acceptor: the whole answer came; checks the dialer's MAC and proves ours. */
+static void hs_addr(struct peer_hs *hs)
+{
+    struct cluster *c = hs->c;
+    size_t alen = hs->need - HELLO_D_FIXED;
+    uint8_t mac[32];
+    mac_dial(c, hs, (const char *)hs->buf + HELLO_D_FIXED, alen, mac);
+    if (!cluster__mac_equal(mac, hs->buf + 32)) {
+        rejected(hs, "authentication failed (wrong cluster_secret?)");
+        return;
+    }
+    memcpy(hs->peer_addr, hs->buf + HELLO_D_FIXED, alen);
+    hs->peer_addr[alen] = '\0';
+    uint8_t ok[OK_LEN];
+    mac_accept(c, hs, ok);
+    if (send_all(hs, ok, OK_LEN) != 0) {
+        hs_finish(hs, UV_EPIPE);
+        return;
+    }
+    hs->step = HS_DONE;
+    CLOG(c, CLUSTER_LOG_DEBUG, "cluster: node %llu (%s) connected (channel %u)", (unsigned long long)hs->node_id,
+         hs->peer_addr, hs->channel);
+    hs_finish(hs, 0);
+}
+
+/* Dialer: the acceptor's proof came. */
+static void hs_ok(struct peer_hs *hs)
+{
+    uint8_t mac[32];
+    mac_accept(hs->c, hs, mac);
+    if (!cluster__mac_equal(mac, hs->buf)) {
+        rejected(hs, "authentication failed (wrong cluster_secret?)");
+        return;
+    }
+    hs->step = HS_DONE;
+    hs_finish(hs, 0);
+}
+
 /* A step's bytes are complete in hs->buf. */
 static void hs_step(struct peer_hs *hs)
 {
-    struct cluster *c = hs->c;
     switch (hs->step) {
-    case HS_HELLO_A: { /* dialer got the challenge */
-        if (memcmp(hs->buf, PEER_MAGIC, 4) != 0 || hs->buf[4] != PEER_VERSION) {
-            rejected(hs, "not a Starling cluster port (or another version)");
-            return;
-        }
-        memcpy(hs->nonce_a, hs->buf + 8, 16);
-        uint8_t msg[HELLO_D_FIXED + sizeof(c->address)];
-        size_t alen = strlen(c->address);
-        uint8_t *p = bytes_put_mem(msg, PEER_MAGIC, 4);
-        p = bytes_put_u8(p, PEER_VERSION);
-        p = bytes_put_u8(p, hs->channel);
-        p = bytes_put_u16le(p, (uint16_t)alen);
-        p = bytes_put_u64le(p, hs->node_id);
-        p = bytes_put_mem(p, hs->nonce_d, 16);
-        mac_dial(c, hs, c->address, alen, p);
-        memcpy(msg + HELLO_D_FIXED, c->address, alen);
-        if (send_all(hs, msg, HELLO_D_FIXED + alen) != 0) {
-            hs_finish(hs, UV_EPIPE);
-            return;
-        }
-        expect(hs, HS_OK, OK_LEN);
+    case HS_HELLO_A:
+        hs_hello_a(hs);
         return;
-    }
-    case HS_HELLO_D: { /* acceptor got the fixed part of the answer */
-        if (memcmp(hs->buf, PEER_MAGIC, 4) != 0 || hs->buf[4] != PEER_VERSION) {
-            rejected(hs, "bad handshake (not a Starling node, or another version)");
-            return;
-        }
-        hs->channel = hs->buf[5];
-        size_t alen = bytes_get_u16le(hs->buf + 6);
-        hs->node_id = bytes_get_u64le(hs->buf + 8);
-        memcpy(hs->nonce_d, hs->buf + 16, 16);
-        if ((hs->channel != PEER_CH_RAFT && hs->channel != PEER_CH_FORWARD && hs->channel != PEER_CH_DATA) || alen == 0 || alen > MAX_ADDR ||
-            hs->node_id == 0 || hs->node_id > UINT32_MAX) {
-            rejected(hs, "bad handshake");
-            return;
-        }
-        /* keep the fixed part (its MAC) and read the address after it */
-        hs->step = HS_ADDR;
-        hs->need = HELLO_D_FIXED + alen;
+    case HS_HELLO_D:
+        hs_hello_d(hs);
         return;
-    }
-    case HS_ADDR: {
-        size_t alen = hs->need - HELLO_D_FIXED;
-        uint8_t mac[32];
-        mac_dial(c, hs, (const char *)hs->buf + HELLO_D_FIXED, alen, mac);
-        if (!cluster__mac_equal(mac, hs->buf + 32)) {
-            rejected(hs, "authentication failed (wrong cluster_secret?)");
-            return;
-        }
-        memcpy(hs->peer_addr, hs->buf + HELLO_D_FIXED, alen);
-        hs->peer_addr[alen] = '\0';
-        uint8_t ok[OK_LEN];
-        mac_accept(c, hs, ok);
-        if (send_all(hs, ok, OK_LEN) != 0) {
-            hs_finish(hs, UV_EPIPE);
-            return;
-        }
-        hs->step = HS_DONE;
-        CLOG(c, CLUSTER_LOG_DEBUG, "cluster: node %llu (%s) connected (channel %u)",
-             (unsigned long long)hs->node_id, hs->peer_addr, hs->channel);
-        hs_finish(hs, 0);
+    case HS_ADDR:
+        hs_addr(hs);
         return;
-    }
-    case HS_OK: {
-        uint8_t mac[32];
-        mac_accept(c, hs, mac);
-        if (!cluster__mac_equal(mac, hs->buf)) {
-            rejected(hs, "authentication failed (wrong cluster_secret?)");
-            return;
-        }
-        hs->step = HS_DONE;
-        hs_finish(hs, 0);
+    case HS_OK:
+        hs_ok(hs);
         return;
-    }
     }
 }
 
