@@ -5,7 +5,7 @@
  * written as a PROPOSE frame (the whole log entry); the leader appends it with
  * raft_apply; the follower learns of the commit when it applies the entry
  * itself and finds its own origin and batch sequence in the entry header
- * (cluster.c), so no answer is needed on success.
+ * (fsm.c, batch.c), so no answer is needed on success.
  * Failure modes: the leader cannot append (not the leader any more, no
  * memory): it answers REFUSED and the follower fails the batch at once; the
  * link breaks or the leader changes: every batch sent on it fails (the entry
