@@ -175,18 +175,25 @@ void cluster__batch_flush(struct cluster *c)
     cluster__batches_kick(c);
 }
 
-void cluster__batch_committed(struct cluster *c, uint64_t seq, uint32_t count, const int *results)
+struct batch *cluster__batch_find(struct cluster *c, uint64_t seq)
 {
     list_foreach(it, &c->pending) {
         struct batch *bt = list_entry(it, struct batch, item);
-        if (bt->seq == seq) {
-            if (bt->count == count)
-                cluster__batch_finish(c, bt, 0, results);
-            else
-                cluster__batch_finish(c, bt, CLUSTER_ECORRUPT, NULL);
-            return;
-        }
+        if (bt->seq == seq)
+            return bt;
     }
+    return NULL;
+}
+
+void cluster__batch_committed(struct cluster *c, uint64_t seq, uint32_t count, const int *results)
+{
+    struct batch *bt = cluster__batch_find(c, seq);
+    if (!bt)
+        return; /* it failed already (timeout, lost link), or was proposed before a restart */
+    if (bt->count == count)
+        cluster__batch_finish(c, bt, 0, results);
+    else
+        cluster__batch_finish(c, bt, CLUSTER_ECORRUPT, NULL);
 }
 
 void cluster__batches_expire(struct cluster *c)

@@ -123,14 +123,11 @@ static void on_refused(struct fwd_conn *fc, const uint8_t *body, size_t len)
     }
     uint64_t seq = bytes_get_u64le(body);
     int reason = (int)bytes_get_u32le(body + 8);
-    list_foreach(it, &c->pending) {
-        struct batch *bt = list_entry(it, struct batch, item);
-        if (bt->seq == seq && bt->state == BATCH_FORWARDED) {
-            CLOG(c, CLUSTER_LOG_DEBUG, "cluster: leader refused batch %llu: %s", (unsigned long long)seq,
-                 raft_strerror(reason));
-            cluster__batch_finish(c, bt, CLUSTER_EUNAVAILABLE, NULL);
-            return;
-        }
+    struct batch *bt = cluster__batch_find(c, seq);
+    if (bt && bt->state == BATCH_FORWARDED) {
+        CLOG(c, CLUSTER_LOG_DEBUG, "cluster: leader refused batch %llu: %s", (unsigned long long)seq,
+             raft_strerror(reason));
+        cluster__batch_finish(c, bt, CLUSTER_EUNAVAILABLE, NULL);
     }
 }
 

@@ -254,6 +254,8 @@ void cluster__batches_kick(struct cluster *c);
 /* End of a loop turn: the open batch becomes a pending one (or fails, memory
  * being short), and what can go now goes. */
 void cluster__batch_flush(struct cluster *c);
+/* The pending batch of sequence seq (sequences are unique), or NULL. */
+struct batch *cluster__batch_find(struct cluster *c, uint64_t seq);
 /* This node's batch seq was applied with count commands and their results. */
 void cluster__batch_committed(struct cluster *c, uint64_t seq, uint32_t count, const int *results);
 /* Fails every batch past its deadline (the tick). */
