@@ -5,7 +5,7 @@
  * written as a PROPOSE frame (the whole log entry); the leader appends it with
  * raft_apply; the follower learns of the commit when it applies the entry
  * itself and finds its own origin and batch sequence in the entry header
- * (cluster.c), so no answer is needed on success.
+ * (fsm.c, batch.c), so no answer is needed on success.
  * Failure modes: the leader cannot append (not the leader any more, no
  * memory): it answers REFUSED and the follower fails the batch at once; the
  * link breaks or the leader changes: every batch sent on it fails (the entry
@@ -20,7 +20,7 @@
 
 struct fwd_conn {
     struct frames f;              /* its refs also count leader-side appends in flight */
-    struct fwd_conn *next, *prev; /* in c->fwd_in (incoming links) */
+    struct list link;             /* in c->fwd_in (incoming links; unlinked when outgoing) */
     struct cluster *c;
     uint32_t node;
     bool outgoing;
@@ -42,18 +42,13 @@ static void on_conn_close(struct frames *f, const char *why)
         if (why)
             CLOG(c, CLUSTER_LOG_INFO, "cluster: link to leader node %u closed: %s", fc->node, why);
         /* what was sent on this link is now indeterminate: fail it */
-        for (struct batch *bt = c->pending, *next; bt; bt = next) {
-            next = bt->next;
+        list_foreach_safe(it, &c->pending) {
+            struct batch *bt = list_entry(it, struct batch, item);
             if (bt->state == BATCH_FORWARDED && bt->link == fc)
                 cluster__batch_finish(c, bt, CLUSTER_EUNAVAILABLE, NULL);
         }
     } else {
-        if (fc->prev)
-            fc->prev->next = fc->next;
-        else
-            c->fwd_in = fc->next;
-        if (fc->next)
-            fc->next->prev = fc->prev;
+        list_remove(&fc->link);
     }
 }
 
@@ -68,8 +63,7 @@ static void on_conn_free(struct frames *f)
 static void refuse(struct fwd_conn *fc, uint64_t seq, int reason)
 {
     uint8_t head[12];
-    cluster__put_u64(head, seq);
-    cluster__put_u32(head + 8, (uint32_t)reason);
+    bytes_put_u32le(bytes_put_u64le(head, seq), (uint32_t)reason);
     cluster__frames_send(&fc->f, FWD_REFUSED, head, sizeof(head), NULL, 0);
 }
 
@@ -92,8 +86,8 @@ static void on_propose(struct fwd_conn *fc, const uint8_t *body, size_t len)
         cluster__frames_close(&fc->f, "malformed PROPOSE");
         return;
     }
-    uint64_t seq = cluster__get_u64(body);
-    if (cluster__get_u32(body + 8) != CLUSTER_ENTRY_MAGIC || cluster__get_u32(body + 8 + 8) != fc->node) {
+    uint64_t seq = bytes_get_u64le(body);
+    if (bytes_get_u32le(body + 8) != CLUSTER_ENTRY_MAGIC || bytes_get_u32le(body + 8 + 8) != fc->node) {
         cluster__frames_close(&fc->f, "PROPOSE with a foreign entry");
         return;
     }
@@ -127,15 +121,14 @@ static void on_refused(struct fwd_conn *fc, const uint8_t *body, size_t len)
         cluster__frames_close(&fc->f, "malformed REFUSED");
         return;
     }
-    uint64_t seq = cluster__get_u64(body);
-    int reason = (int)cluster__get_u32(body + 8);
-    for (struct batch *bt = c->pending; bt; bt = bt->next)
-        if (bt->seq == seq && bt->state == BATCH_FORWARDED) {
-            CLOG(c, CLUSTER_LOG_DEBUG, "cluster: leader refused batch %llu: %s", (unsigned long long)seq,
-                 raft_strerror(reason));
-            cluster__batch_finish(c, bt, CLUSTER_EUNAVAILABLE, NULL);
-            return;
-        }
+    uint64_t seq = bytes_get_u64le(body);
+    int reason = (int)bytes_get_u32le(body + 8);
+    struct batch *bt = cluster__batch_find(c, seq);
+    if (bt && bt->state == BATCH_FORWARDED) {
+        CLOG(c, CLUSTER_LOG_DEBUG, "cluster: leader refused batch %llu: %s", (unsigned long long)seq,
+             raft_strerror(reason));
+        cluster__batch_finish(c, bt, CLUSTER_EUNAVAILABLE, NULL);
+    }
 }
 
 /* --- both sides ---------------------------------------------------------------------- */
@@ -165,12 +158,9 @@ static struct fwd_conn *conn_new(struct cluster *c, uv_stream_t *stream, uint32_
     fc->f.on_close = on_conn_close;
     fc->f.on_free = on_conn_free;
     c->open_handles++;
-    if (!outgoing) {
-        fc->next = c->fwd_in;
-        if (fc->next)
-            fc->next->prev = fc;
-        c->fwd_in = fc;
-    }
+    list_init(&fc->link);
+    if (!outgoing)
+        list_push_front(&c->fwd_in, &fc->link);
     if (cluster__frames_start(&fc->f, stream) != 0)
         return NULL;
     return fc;
@@ -225,7 +215,7 @@ int cluster__forward_send(struct cluster *c, struct batch *bt)
     if (!fc || fc->f.closed)
         return -EAGAIN;
     uint8_t head[8];
-    cluster__put_u64(head, bt->seq);
+    bytes_put_u64le(head, bt->seq);
     int rc = cluster__frames_send(&fc->f, FWD_PROPOSE, head, sizeof(head), bt->entry, bt->entry_len);
     if (rc)
         return rc;
@@ -244,6 +234,6 @@ void cluster__forward_close_all(struct cluster *c)
     }
     if (c->fwd_out)
         cluster__frames_close(&c->fwd_out->f, NULL);
-    while (c->fwd_in)
-        cluster__frames_close(&c->fwd_in->f, NULL);
+    while (!list_empty(&c->fwd_in))
+        cluster__frames_close(&list_entry(list_first(&c->fwd_in), struct fwd_conn, link)->f, NULL);
 }

@@ -10,7 +10,6 @@
  * closed and every write completed). */
 #include <errno.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "internal.h"
 
@@ -21,25 +20,6 @@ struct frame_write {
     void *arg;
     uint8_t data[];           /* the copied frame (cluster__frames_send) */
 };
-
-void cluster__put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-void cluster__put_u64(uint8_t *p, uint64_t v)
-{
-    cluster__put_u32(p, (uint32_t)v);
-    cluster__put_u32(p + 4, (uint32_t)(v >> 32));
-}
-
-uint32_t cluster__get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-uint64_t cluster__get_u64(const uint8_t *p) { return cluster__get_u32(p) | (uint64_t)cluster__get_u32(p + 4) << 32; }
 
 void cluster__frames_unref(struct frames *f)
 {
@@ -117,12 +97,10 @@ int cluster__frames_send(struct frames *f, uint8_t type, const void *head, size_
     if (!w)
         return -ENOMEM;
     w->done = NULL;
-    cluster__put_u32(w->data, (uint32_t)len);
-    w->data[4] = type;
-    if (head_len)
-        memcpy(w->data + 5, head, head_len);
-    if (body_len)
-        memcpy(w->data + 5 + head_len, body, body_len);
+    uint8_t *p = bytes_put_u32le(w->data, (uint32_t)len);
+    p = bytes_put_u8(p, type);
+    p = bytes_put_mem(p, head, head_len);
+    bytes_put_mem(p, body, body_len);
     uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)(4 + len));
     return submit(f, w, &b, 1);
 }
@@ -131,19 +109,13 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct frames *f = h->data;
     (void)suggested;
-    if (f->rcap - f->rlen < 65536) {
-        size_t cap = f->rcap ? f->rcap * 2 : 131072;
-        uint8_t *p = realloc(f->rbuf, cap);
-        if (!p) {
-            buf->base = NULL;
-            buf->len = 0;
-            return;
-        }
-        f->rbuf = p;
-        f->rcap = cap;
+    if (buf_room(&f->rbuf) < 65536 && buf_reserve(&f->rbuf, 131072) != 0) {
+        buf->base = NULL;
+        buf->len = 0;
+        return;
     }
-    buf->base = (char *)f->rbuf + f->rlen;
-    buf->len = f->rcap - f->rlen;
+    buf->base = (char *)buf_tail(&f->rbuf);
+    buf->len = buf_room(&f->rbuf);
 }
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -157,25 +129,23 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         cluster__frames_close(f, "out of memory");
         return;
     }
-    f->rlen += (size_t)n;
+    f->rbuf.len += (size_t)n;
     size_t pos = 0;
     f->refs++; /* a handler may close the stream */
-    while (!f->closed && f->rlen - pos >= 4) {
-        uint32_t len = cluster__get_u32(f->rbuf + pos);
+    while (!f->closed && f->rbuf.len - pos >= 4) {
+        uint32_t len = bytes_get_u32le(f->rbuf.data + pos);
         if (len == 0 || len > FWD_MAX_FRAME) {
             cluster__frames_close(f, "frame too large");
             break;
         }
-        if (f->rlen - pos - 4 < len)
+        if (f->rbuf.len - pos - 4 < len)
             break;
-        const uint8_t *frame = f->rbuf + pos + 4;
+        const uint8_t *frame = f->rbuf.data + pos + 4;
         pos += 4 + (size_t)len;
         f->on_frame(f, frame[0], frame + 1, len - 1);
     }
-    if (!f->closed && pos) {
-        memmove(f->rbuf, f->rbuf + pos, f->rlen - pos);
-        f->rlen -= pos;
-    }
+    if (!f->closed && pos)
+        buf_consume(&f->rbuf, pos);
     if (!f->closed && f->on_batch_end)
         f->on_batch_end(f);
     cluster__frames_unref(f);
@@ -196,7 +166,7 @@ int cluster__frames_start(struct frames *f, uv_stream_t *stream)
 
 void cluster__frames_free(struct frames *f, void *owner, struct cluster *c)
 {
-    free(f->rbuf);
+    buf_free(&f->rbuf);
     free(owner);
     cluster__handle_closed(c);
 }

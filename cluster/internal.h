@@ -10,17 +10,16 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "buf.h"
+#include "bytes.h"
 #include "cluster.h"
+#include "list.h"
 #include "store.h"
 
 #define CLUSTER_LOG_ERROR 0
 #define CLUSTER_LOG_WARN 1
 #define CLUSTER_LOG_INFO 2
 #define CLUSTER_LOG_DEBUG 3
-
-#ifndef container_of
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
-#endif
 
 #define CLOG(c, level, ...) ((c)->cfg.log ? (c)->cfg.log((c)->cfg.ctx, level, __VA_ARGS__) : (void)0)
 
@@ -62,8 +61,7 @@ enum peer_channel {
 
 struct frames {
     uv_stream_t *stream;      /* raft_malloc'd, freed when closed */
-    uint8_t *rbuf;
-    size_t rlen, rcap;
+    struct buf rbuf;          /* bytes read, not yet a whole frame */
     bool closed;
     int refs;                 /* the stream, writes in flight, the owner's own */
     void (*on_frame)(struct frames *f, uint8_t type, const uint8_t *body, size_t len);
@@ -82,10 +80,6 @@ void cluster__frames_unref(struct frames *f);
 /* From on_free: frees the read buffer and owner (the struct that embeds f),
  * and counts one handle of c closed. */
 void cluster__frames_free(struct frames *f, void *owner, struct cluster *c);
-void cluster__put_u32(uint8_t *p, uint32_t v);
-void cluster__put_u64(uint8_t *p, uint64_t v);
-uint32_t cluster__get_u32(const uint8_t *p);
-uint64_t cluster__get_u64(const uint8_t *p);
 
 /* --- data links (link.c) ------------------------------------------------------ */
 
@@ -109,7 +103,6 @@ void cluster__member_tick(struct cluster *c);
 void cluster__member_close_all(struct cluster *c);
 /* At start, before the store and the log open (DIR/removed, DIR/join). */
 int cluster__member_prepare(struct cluster *c, char *err, size_t errlen);
-int cluster__remove_tree(const char *path);
 
 /* frame types of the data links (link.c) */
 #define LINK_HELLO 1
@@ -154,10 +147,10 @@ void cluster__forward_tick(struct cluster *c);
 int cluster__forward_send(struct cluster *c, struct batch *bt);
 void cluster__forward_close_all(struct cluster *c);
 
-/* --- the node (cluster.c) ------------------------------------------------------ */
+/* --- the node (cluster.c) and its proposals (batch.c) ---------------------------- */
 
 struct batch {
-    struct batch *next, *prev;
+    struct list item;        /* in c->pending */
     uint64_t seq;
     uint64_t deadline;       /* loop time (ms) after which it fails */
     uint8_t *entry;          /* the encoded entry while not yet handed to raft/the leader */
@@ -211,8 +204,7 @@ struct cluster {
     uint32_t batch_count;
     struct cluster_waiter *waiters;
     uint32_t waiter_count, waiter_cap;
-    struct batch *pending;     /* sent or queued batches, oldest first (circular list head) */
-    struct batch *pending_tail;
+    struct list pending;       /* sent or queued batches (struct batch), oldest first */
     int results_cap;
     int *results;              /* per-command results of the entry being applied */
     struct cluster_cmd *cmds;  /* its decoded commands (views into the entry) */
@@ -228,21 +220,21 @@ struct cluster {
     /* peer links */
     uv_tcp_t listener;
     bool listening;
-    struct peer_hs *handshakes; /* in progress */
+    struct list handshakes;     /* in progress (struct peer_hs) */
     struct fwd_conn *fwd_out;   /* our link to the leader */
     uint32_t fwd_out_node;
     struct peer_hs *fwd_dialing;
-    struct fwd_conn *fwd_in;    /* links from followers (we are, or were, the leader) */
+    struct list fwd_in;         /* links from followers (struct fwd_conn; we are, or were, the leader) */
 
-    struct link *links;         /* one per other member */
-    struct link_in *link_ins;   /* streams other members dialed */
-    struct link_src *link_srcs; /* per sender: what was handed up */
+    struct list links;          /* struct link: one per other member */
+    struct list link_ins;       /* struct link_in: streams other members dialed */
+    struct list link_srcs;      /* struct link_src: per sender, what was handed up */
     uint64_t incarnation;       /* random, per start: tells resends from a restarted sender */
     uv_idle_t link_flush;       /* writes what cluster_send queued this loop turn */
     bool link_flush_active;
     uint64_t started_ms;
     uint64_t leader_known_ms;   /* loop time this node last knew a leader (tick) */
-    struct member_op *ops;      /* membership operations under way (member.c) */
+    struct list ops;            /* struct member_op: membership operations under way (member.c) */
     uint32_t op_seq;
     bool joining;               /* DIR/join: waiting to be made a voter */
     char join_peer[256];
@@ -259,14 +251,46 @@ struct cluster {
 void cluster__batch_finish(struct cluster *c, struct batch *bt, int status, const int *results);
 /* Sends every queued batch that can go now. */
 void cluster__batches_kick(struct cluster *c);
-void cluster__handle_closed(struct cluster *c);
+/* End of a loop turn: the open batch becomes a pending one (or fails, memory
+ * being short), and what can go now goes. */
+void cluster__batch_flush(struct cluster *c);
+/* The pending batch of sequence seq (sequences are unique), or NULL. */
+struct batch *cluster__batch_find(struct cluster *c, uint64_t seq);
+/* This node's batch seq was applied with count commands and their results. */
+void cluster__batch_committed(struct cluster *c, uint64_t seq, uint32_t count, const int *results);
+/* Fails every batch past its deadline (the tick). */
+void cluster__batches_expire(struct cluster *c);
+/* Fails the open batch and every pending one with status (closing). */
+void cluster__batches_fail_all(struct cluster *c, int status);
 /* The leader committed a command entry: tells the followers now. */
 void cluster__push_commit(struct cluster *c);
+
+/* Arms the flush idle handle (batch flush, or the close, at the end of this
+ * loop turn). */
+void cluster__flush_soon(struct cluster *c);
+/* During a drain: closes once nothing proposed waits any more. */
+void cluster__drain_check(struct cluster *c);
+void cluster__handle_closed(struct cluster *c);
 /* Close callbacks: h->data is the cluster / the handle was raft_malloc'd. */
 void cluster__on_handle_closed(uv_handle_t *h);
 void cluster__close_free(uv_handle_t *h);
 
-/* --- the state machine (state.c) --------------------------------------------- */
+/* --- the data directory (datadir.c) ------------------------------------------- */
+
+/* Creates and locks DIR, checks and raises its identity (node.id), lets
+ * member.c handle its markers, opens the store (c->store) and creates the
+ * Raft log directory, whose path goes to raft_dir. 0, or a negative error
+ * with err set. */
+int cluster__datadir_open(struct cluster *c, char *raft_dir, size_t raft_dir_len, char *err, size_t errlen);
+/* Removes path and everything under it (a missing path is fine). */
+int cluster__remove_tree(const char *path);
+
+/* --- the Raft state machine (fsm.c) --------------------------------------------- */
+
+/* Fills c->fsm with the callbacks that apply committed entries. */
+void cluster__fsm_setup(struct cluster *c);
+
+/* --- committed commands applied to the store (apply.c) ------------------------- */
 
 /* Applies one decoded command inside txn; returns the result (>= 0) or a
  * negative cluster/store error. Deterministic: depends only on the store. */

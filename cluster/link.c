@@ -38,7 +38,7 @@
 #define LINK_KEEP_MS 30000 /* messages for a node given up on are kept this long for a resend */
 
 struct link_msg {
-    struct link_msg *next;
+    struct list link;         /* in l->msgs */
     uint64_t seq;
     cluster_sent_cb done;
     void *arg;
@@ -58,7 +58,7 @@ struct link_out {
  * link: messages may arrive before this node's tick made the sender's link,
  * and from a node no longer in the configuration). */
 struct link_src {
-    struct link_src *next;
+    struct list link;         /* in c->link_srcs */
     uint32_t node;
     uint64_t epoch;           /* the sender's incarnation (random per start) */
     uint64_t seq;             /* highest sequence handed up */
@@ -66,7 +66,7 @@ struct link_src {
 
 struct link_in {
     struct frames f;
-    struct link_in *next, *prev; /* c's incoming links */
+    struct list link;         /* in c->link_ins */
     struct cluster *c;
     uint32_t node;
     bool hello;
@@ -76,7 +76,7 @@ struct link_in {
 };
 
 struct link {
-    struct link *next;
+    struct list link;         /* in c->links */
     struct cluster *c;
     uint32_t node;
     char address[128];
@@ -89,8 +89,8 @@ struct link {
     uint64_t up_since;        /* loop ms the outgoing link came up */
     bool alive;
     uint64_t next_seq;
-    struct link_msg *head, *tail; /* not yet acknowledged, in sequence order */
-    struct link_msg *unsent;  /* first one not yet written on the current stream */
+    struct list msgs;         /* struct link_msg not yet acknowledged, in sequence order */
+    struct link_msg *unsent;  /* first one not yet written on the current stream, or NULL */
     size_t unacked_bytes;
     uint64_t next_status;
     /* what arrives from this node */
@@ -105,12 +105,27 @@ struct link_write {
     struct link_msg *msgs[LINK_MAX_IOV];
 };
 
+#define link_of(it) list_entry(it, struct link, link)
+
 struct link *cluster__link_find(struct cluster *c, uint32_t node)
 {
-    for (struct link *l = c->links; l; l = l->next)
-        if (l->node == node)
-            return l;
+    list_foreach(it, &c->links)
+        if (link_of(it)->node == node)
+            return link_of(it);
     return NULL;
+}
+
+/* The message after m on l, or NULL. */
+static struct link_msg *msg_next(struct link *l, struct link_msg *m)
+{
+    return m->link.next == &l->msgs ? NULL : list_entry(m->link.next, struct link_msg, link);
+}
+
+/* The oldest message not acknowledged, or NULL. */
+static struct link_msg *msg_first(struct link *l)
+{
+    struct list *it = list_first(&l->msgs);
+    return it ? list_entry(it, struct link_msg, link) : NULL;
 }
 
 static void msg_free_if_done(struct link_msg *m)
@@ -123,39 +138,41 @@ static void msg_free_if_done(struct link_msg *m)
  * messages stay (and are resent if the node comes back) until purged. */
 static void complete_all(struct link *l, int status)
 {
-    for (struct link_msg *m = l->head; m; m = m->next)
+    list_foreach(it, &l->msgs) {
+        struct link_msg *m = list_entry(it, struct link_msg, link);
         if (m->done) {
             cluster_sent_cb done = m->done;
             m->done = NULL;
             done(m->arg, status);
         }
+    }
 }
 
 /* Completes and frees every message still waiting on l. */
 static void fail_all(struct link *l, int status)
 {
-    struct link_msg *m = l->head;
-    l->head = l->tail = l->unsent = NULL;
+    struct list gone;
+    list_init(&gone);
+    list_splice_back(&gone, &l->msgs);
+    l->unsent = NULL;
     l->unacked_bytes = 0;
-    while (m) {
-        struct link_msg *next = m->next;
+    list_foreach_safe(it, &gone) {
+        struct link_msg *m = list_entry(it, struct link_msg, link);
+        list_remove(it);
         m->acked = true;
         if (m->done)
             m->done(m->arg, status);
         msg_free_if_done(m);
-        m = next;
     }
 }
 
 static void on_acked(struct link *l, uint64_t seq)
 {
-    while (l->head && l->head->seq <= seq) {
-        struct link_msg *m = l->head;
-        l->head = m->next;
-        if (!l->head)
-            l->tail = NULL;
+    struct link_msg *m;
+    while ((m = msg_first(l)) && m->seq <= seq) {
         if (l->unsent == m)
-            l->unsent = m->next;
+            l->unsent = msg_next(l, m);
+        list_remove(&m->link);
         l->unacked_bytes -= m->len;
         m->acked = true;
         if (m->done)
@@ -189,7 +206,7 @@ static void flush_link(struct link *l)
             bufs[w->n] = uv_buf_init((char *)m->data, m->len);
             w->msgs[w->n++] = m;
             m->writes++;
-            m = m->next;
+            m = msg_next(l, m);
         }
         if (cluster__frames_write(&l->out->f, bufs, w->n, on_link_written, w) != 0) {
             on_link_written(w); /* the stream is closing: everything is resent on the next one */
@@ -204,8 +221,8 @@ static void on_flush(uv_idle_t *h)
     struct cluster *c = h->data;
     uv_idle_stop(h);
     c->link_flush_active = false;
-    for (struct link *l = c->links; l; l = l->next)
-        flush_link(l);
+    list_foreach(it, &c->links)
+        flush_link(link_of(it));
 }
 
 static void flush_soon(struct cluster *c)
@@ -234,27 +251,18 @@ int cluster_send(struct cluster *c, uint32_t node, const struct iovec *parts, in
     struct link_msg *m = malloc(sizeof(*m) + 4 + 1 + 8 + len);
     if (!m)
         return -ENOMEM;
-    m->next = NULL;
     m->seq = ++l->next_seq;
     m->done = done;
     m->arg = arg;
     m->writes = 0;
     m->acked = false;
     m->len = (uint32_t)(4 + 1 + 8 + len);
-    cluster__put_u32(m->data, (uint32_t)(1 + 8 + len));
-    m->data[4] = LINK_MSG;
-    cluster__put_u64(m->data + 5, m->seq);
-    uint8_t *p = m->data + 13;
-    for (int i = 0; i < nparts; i++) {
-        if (parts[i].iov_len)
-            memcpy(p, parts[i].iov_base, parts[i].iov_len);
-        p += parts[i].iov_len;
-    }
-    if (l->tail)
-        l->tail->next = m;
-    else
-        l->head = m;
-    l->tail = m;
+    uint8_t *p = bytes_put_u32le(m->data, (uint32_t)(1 + 8 + len));
+    p = bytes_put_u8(p, LINK_MSG);
+    p = bytes_put_u64le(p, m->seq);
+    for (int i = 0; i < nparts; i++)
+        p = bytes_put_mem(p, parts[i].iov_base, parts[i].iov_len);
+    list_push_back(&l->msgs, &m->link);
     if (!l->unsent)
         l->unsent = m;
     l->unacked_bytes += m->len;
@@ -296,7 +304,7 @@ static void out_frame(struct frames *f, uint8_t type, const uint8_t *body, size_
         return;
     if (type == LINK_ACK && len == 8) {
         l->last_heard = uv_now(o->c->loop);
-        on_acked(l, cluster__get_u64(body));
+        on_acked(l, bytes_get_u64le(body));
     } else if (type == LINK_CONTROL) {
         cluster__member_control(o->c, l->node, f, body, len);
     } else {
@@ -312,7 +320,7 @@ static void out_close(struct frames *f, const char *why)
         return;
     o->l = NULL;
     l->out = NULL;
-    l->unsent = l->head; /* everything not acknowledged goes again on the next link */
+    l->unsent = msg_first(l); /* everything not acknowledged goes again on the next link */
     l->down_since = uv_now(o->c->loop);
     l->next_dial = l->down_since + LINK_REDIAL_MS;
     if (why)
@@ -331,10 +339,10 @@ static void send_status(struct link *l)
     struct cluster_status st;
     cluster_status_get(c, &st);
     uint8_t body[25];
-    body[0] = (uint8_t)st.role;
-    cluster__put_u64(body + 1, st.term);
-    cluster__put_u64(body + 9, st.commit_index);
-    cluster__put_u64(body + 17, st.applied_index);
+    uint8_t *p = bytes_put_u8(body, (uint8_t)st.role);
+    p = bytes_put_u64le(p, st.term);
+    p = bytes_put_u64le(p, st.commit_index);
+    bytes_put_u64le(p, st.applied_index);
     cluster__frames_send(&l->out->f, LINK_STATUS, body, sizeof(body), NULL, 0);
     /* at least three per node_timeout, so that an idle member is never silent that long */
     uint64_t every = c->cfg.node_timeout_ms / 3 < LINK_STATUS_MS ? c->cfg.node_timeout_ms / 3 : LINK_STATUS_MS;
@@ -370,14 +378,14 @@ static void on_dialed(void *arg, uv_stream_t *stream, int status)
     if (cluster__frames_start(&o->f, stream) != 0)
         return; /* out_close ran */
     uint8_t hello[8];
-    cluster__put_u64(hello, c->incarnation);
+    bytes_put_u64le(hello, c->incarnation);
     cluster__frames_send(&o->f, LINK_HELLO, hello, sizeof(hello), NULL, 0);
     if (!l->out)
         return;
     send_status(l);
     l->down_since = 0;
     l->up_since = uv_now(c->loop);
-    l->unsent = l->head;
+    l->unsent = msg_first(l);
     CLOG(c, CLUSTER_LOG_DEBUG, "cluster: data link to node %u up", l->node);
     if (!l->alive) {
         l->alive = true;
@@ -390,6 +398,87 @@ static void on_dialed(void *arg, uv_stream_t *stream, int status)
 
 /* --- incoming links ------------------------------------------------------------------ */
 
+/* What was handed up from node so far (a new record when there is none);
+ * NULL when memory is short. */
+static struct link_src *src_get(struct cluster *c, uint32_t node, uint64_t epoch)
+{
+    list_foreach(it, &c->link_srcs) {
+        struct link_src *src = list_entry(it, struct link_src, link);
+        if (src->node == node)
+            return src;
+    }
+    struct link_src *src = calloc(1, sizeof(*src));
+    if (!src)
+        return NULL;
+    src->node = node;
+    src->epoch = epoch;
+    list_push_front(&c->link_srcs, &src->link);
+    return src;
+}
+
+/* The first frame of an incoming link: the sender's incarnation. */
+static void in_hello(struct link_in *in, uint8_t type, const uint8_t *body, size_t len)
+{
+    if (type != LINK_HELLO || len != 8) {
+        cluster__frames_close(&in->f, "data link without HELLO");
+        return;
+    }
+    in->hello = true;
+    uint64_t epoch = bytes_get_u64le(body);
+    in->src = src_get(in->c, in->node, epoch);
+    if (!in->src) {
+        cluster__frames_close(&in->f, "out of memory");
+        return;
+    }
+    if (in->src->epoch != epoch) {
+        in->src->epoch = epoch; /* the sender restarted: its sequences start anew */
+        in->src->seq = 0;
+    }
+    in->ack_due = true; /* tells the sender what it need not resend */
+}
+
+static void in_msg(struct link_in *in, const uint8_t *body, size_t len)
+{
+    struct cluster *c = in->c;
+    if (len < 8) {
+        cluster__frames_close(&in->f, "malformed MSG");
+        return;
+    }
+    uint64_t seq = bytes_get_u64le(body);
+    if (c->closing || c->draining)
+        return; /* not handed up: not acknowledged, resent to whoever serves next */
+    in->ack_due = true;
+    if (seq <= in->src->seq)
+        return; /* a resend of what was handed up already */
+    in->src->seq = seq;
+    if (c->cfg.receive)
+        c->cfg.receive(c->cfg.ctx, in->node, body + 8, len - 8);
+}
+
+/* The sender's raft state, for cluster_members_get; l is its link, if any. */
+static void in_status(struct link_in *in, struct link *l, const uint8_t *body, size_t len)
+{
+    struct cluster *c = in->c;
+    if (len != 25) {
+        cluster__frames_close(&in->f, "malformed STATUS");
+        return;
+    }
+    if ((!l || !l->member) && !in->told_removed && raft_state(&c->raft) == RAFT_LEADER &&
+        c->raft.configuration.n) {
+        /* a node that is no member (removed while it was away) still
+         * talks to us: the leader tells it */
+        in->told_removed = true;
+        cluster__member_tell_removed(c, &in->f);
+    }
+    if (l && l->member) {
+        l->has_status = true;
+        l->state = body[0];
+        l->term = bytes_get_u64le(body + 1);
+        l->commit = bytes_get_u64le(body + 9);
+        l->applied = bytes_get_u64le(body + 17);
+    }
+}
+
 static void in_frame(struct frames *f, uint8_t type, const uint8_t *body, size_t len)
 {
     struct link_in *in = container_of(f, struct link_in, f);
@@ -398,69 +487,15 @@ static void in_frame(struct frames *f, uint8_t type, const uint8_t *body, size_t
     if (l)
         l->last_heard = uv_now(c->loop);
     if (!in->hello) {
-        if (type != LINK_HELLO || len != 8) {
-            cluster__frames_close(f, "data link without HELLO");
-            return;
-        }
-        in->hello = true;
-        uint64_t epoch = cluster__get_u64(body);
-        for (in->src = c->link_srcs; in->src; in->src = in->src->next)
-            if (in->src->node == in->node)
-                break;
-        if (!in->src) {
-            in->src = calloc(1, sizeof(*in->src));
-            if (!in->src) {
-                cluster__frames_close(f, "out of memory");
-                return;
-            }
-            in->src->node = in->node;
-            in->src->epoch = epoch;
-            in->src->next = c->link_srcs;
-            c->link_srcs = in->src;
-        }
-        if (in->src->epoch != epoch) {
-            in->src->epoch = epoch; /* the sender restarted: its sequences start anew */
-            in->src->seq = 0;
-        }
-        in->ack_due = true; /* tells the sender what it need not resend */
+        in_hello(in, type, body, len);
         return;
     }
     switch (type) {
-    case LINK_MSG: {
-        if (len < 8) {
-            cluster__frames_close(f, "malformed MSG");
-            return;
-        }
-        uint64_t seq = cluster__get_u64(body);
-        if (c->closing || c->draining)
-            return; /* not handed up: not acknowledged, resent to whoever serves next */
-        in->ack_due = true;
-        if (seq <= in->src->seq)
-            return; /* a resend of what was handed up already */
-        in->src->seq = seq;
-        if (c->cfg.receive)
-            c->cfg.receive(c->cfg.ctx, in->node, body + 8, len - 8);
+    case LINK_MSG:
+        in_msg(in, body, len);
         return;
-    }
     case LINK_STATUS:
-        if (len != 25) {
-            cluster__frames_close(f, "malformed STATUS");
-            return;
-        }
-        if ((!l || !l->member) && !in->told_removed && raft_state(&c->raft) == RAFT_LEADER &&
-            c->raft.configuration.n) {
-            /* a node that is no member (removed while it was away) still
-             * talks to us: the leader tells it */
-            in->told_removed = true;
-            cluster__member_tell_removed(c, f);
-        }
-        if (l && l->member) {
-            l->has_status = true;
-            l->state = body[0];
-            l->term = cluster__get_u64(body + 1);
-            l->commit = cluster__get_u64(body + 9);
-            l->applied = cluster__get_u64(body + 17);
-        }
+        in_status(in, l, body, len);
         return;
     case LINK_CONTROL:
         cluster__member_control(c, in->node, f, body, len);
@@ -477,22 +512,15 @@ static void in_batch_end(struct frames *f)
         return;
     in->ack_due = false;
     uint8_t body[8];
-    cluster__put_u64(body, in->src->seq);
+    bytes_put_u64le(body, in->src->seq);
     cluster__frames_send(f, LINK_ACK, body, sizeof(body), NULL, 0);
 }
 
 static void in_close(struct frames *f, const char *why)
 {
     struct link_in *in = container_of(f, struct link_in, f);
-    struct cluster *c = in->c;
     (void)why;
-    if (in->prev)
-        in->prev->next = in->next;
-    else
-        c->link_ins = in->next;
-    if (in->next)
-        in->next->prev = in->prev;
-    in->next = in->prev = NULL;
+    list_remove(&in->link);
 }
 
 static void in_free(struct frames *f)
@@ -515,10 +543,7 @@ void cluster__link_accept(struct cluster *c, uint32_t node_id, uv_stream_t *stre
     in->f.on_close = in_close;
     in->f.on_free = in_free;
     c->open_handles++;
-    in->next = c->link_ins;
-    if (in->next)
-        in->next->prev = in;
-    c->link_ins = in;
+    list_push_front(&c->link_ins, &in->link);
     cluster__frames_start(&in->f, stream);
 }
 
@@ -534,8 +559,8 @@ static struct link *link_new(struct cluster *c, uint32_t node)
     l->alive = true;
     l->down_since = uv_now(c->loop);
     l->state = -1;
-    l->next = c->links;
-    c->links = l;
+    list_init(&l->msgs);
+    list_push_front(&c->links, &l->link);
     return l;
 }
 
@@ -567,8 +592,8 @@ void cluster__link_tick(struct cluster *c)
 {
     uint64_t now = uv_now(c->loop);
     const struct raft_configuration *conf = &c->raft.configuration;
-    for (struct link *l = c->links; l; l = l->next)
-        l->member = false;
+    list_foreach(it, &c->links)
+        link_of(it)->member = false;
     for (unsigned i = 0; i < conf->n; i++) {
         const struct raft_server *srv = &conf->servers[i];
         if (srv->id == c->cfg.node_id)
@@ -589,9 +614,10 @@ void cluster__link_tick(struct cluster *c)
         l->member = true;
     }
     uint32_t timeout = c->cfg.node_timeout_ms;
-    for (struct link *l = c->links; l; l = l->next) {
+    list_foreach(it, &c->links) {
+        struct link *l = link_of(it);
         if (!l->member) {
-            if (l->out || l->dialing || l->head)
+            if (l->out || l->dialing || !list_empty(&l->msgs))
                 link_drop(l, CLUSTER_EUNAVAILABLE);
             if (!l->removed) {
                 /* removed from the configuration: lost for good */
@@ -614,7 +640,7 @@ void cluster__link_tick(struct cluster *c)
         } else if (!l->out && l->alive && l->down_since && now - l->down_since >= timeout) {
             give_up(l, "unreachable");
         }
-        if (!l->alive && l->head && l->down_since && now - l->down_since >= LINK_KEEP_MS)
+        if (!l->alive && !list_empty(&l->msgs) && l->down_since && now - l->down_since >= LINK_KEEP_MS)
             fail_all(l, CLUSTER_EUNAVAILABLE);
     }
 }
@@ -634,20 +660,16 @@ int cluster__link_reply(struct frames *f, const void *body, size_t len)
 
 void cluster__link_close_all(struct cluster *c)
 {
-    for (struct link *l = c->links; l; l = l->next)
-        link_drop(l, CLUSTER_ESHUTDOWN);
-    while (c->link_ins)
-        cluster__frames_close(&c->link_ins->f, NULL);
-    while (c->link_srcs) {
-        struct link_src *src = c->link_srcs;
-        c->link_srcs = src->next;
-        free(src);
-    }
-    while (c->links) {
-        struct link *l = c->links;
-        c->links = l->next;
-        free(l);
-    }
+    list_foreach(it, &c->links)
+        link_drop(link_of(it), CLUSTER_ESHUTDOWN);
+    while (!list_empty(&c->link_ins))
+        cluster__frames_close(&list_entry(list_first(&c->link_ins), struct link_in, link)->f, NULL);
+    list_foreach_safe(it, &c->link_srcs)
+        free(list_entry(it, struct link_src, link));
+    list_init(&c->link_srcs);
+    list_foreach_safe(it, &c->links)
+        free(link_of(it));
+    list_init(&c->links);
 }
 
 int cluster_members_get(struct cluster *c, struct cluster_member *out, int max)

@@ -39,7 +39,7 @@ enum ctl_op { CTL_JOIN_CHECK = 1, CTL_JOIN = 2, CTL_REMOVE = 3, CTL_TRANSFER = 4
 #define JOIN_RETRY_MS 1000
 
 struct member_op {
-    struct member_op *next;
+    struct list link;         /* in c->ops */
     struct cluster *c;
     uint32_t id;              /* our request id */
     uint32_t reply_id;        /* the remote asker's request id */
@@ -62,6 +62,8 @@ struct member_op {
     struct frames *stream;    /* join check: our own link to the peer */
 };
 
+#define op_of(it) list_entry(it, struct member_op, link)
+
 struct join_stream {
     struct frames f;
     struct member_op *op;
@@ -75,16 +77,21 @@ struct wr {
     size_t len;
 };
 
-static void w_u8(struct wr *w, uint8_t v)
+/* Appends n bytes of p; a control frame never fills buf (two strings of at
+ * most 255 bytes and a few integers), so the bound is only a guard. */
+static void w_mem(struct wr *w, const void *p, size_t n)
 {
-    if (w->len < sizeof(w->buf))
-        w->buf[w->len++] = v;
+    if (n <= sizeof(w->buf) - w->len)
+        w->len = (size_t)(bytes_put_mem(w->buf + w->len, p, n) - w->buf);
 }
+
+static void w_u8(struct wr *w, uint8_t v) { w_mem(w, &v, 1); }
 
 static void w_u32(struct wr *w, uint32_t v)
 {
-    for (int i = 0; i < 4; i++)
-        w_u8(w, (uint8_t)(v >> (8 * i)));
+    uint8_t b[4];
+    bytes_put_u32le(b, v);
+    w_mem(w, b, sizeof(b));
 }
 
 static void w_str(struct wr *w, const char *s)
@@ -92,45 +99,27 @@ static void w_str(struct wr *w, const char *s)
     size_t n = strlen(s);
     if (n > 255)
         n = 255;
-    w_u8(w, (uint8_t)n);
-    w_u8(w, 0);
-    for (size_t i = 0; i < n; i++)
-        w_u8(w, (uint8_t)s[i]);
+    uint8_t b[2];
+    bytes_put_u16le(b, (uint16_t)n);
+    w_mem(w, b, sizeof(b));
+    w_mem(w, s, n);
 }
 
-struct rd {
-    const uint8_t *p;
-    size_t len, pos;
-    bool bad;
-};
-
-static uint32_t r_u32(struct rd *r)
+/* Reads a u16-length string into out (cap bytes, NUL included); a string
+ * that does not fit is malformed. */
+static int r_str(struct bytes_reader *r, char *out, size_t cap)
 {
-    if (r->len - r->pos < 4) {
-        r->bad = true;
-        return 0;
-    }
-    uint32_t v = cluster__get_u32(r->p + r->pos);
-    r->pos += 4;
-    return v;
-}
-
-static void r_str(struct rd *r, char *out, size_t cap)
-{
+    uint16_t n;
     out[0] = '\0';
-    if (r->len - r->pos < 2) {
-        r->bad = true;
-        return;
-    }
-    size_t n = (size_t)r->p[r->pos] | (size_t)r->p[r->pos + 1] << 8;
-    r->pos += 2;
-    if (n > r->len - r->pos || n >= cap) {
-        r->bad = true;
-        return;
-    }
-    memcpy(out, r->p + r->pos, n);
+    int rc = bytes_read_u16le(r, &n);
+    if (!rc && n >= cap)
+        rc = -EBADMSG;
+    if (!rc)
+        rc = bytes_read_mem(r, out, n);
+    if (rc)
+        return rc;
     out[n] = '\0';
-    r->pos += n;
+    return 0;
 }
 
 static void answer_on(struct frames *f, uint32_t id, int status, const char *msg, const char *leader)
@@ -183,13 +172,11 @@ static void op_finish(struct member_op *op, int status, const char *fmt, ...)
 /* Delivers what finished to local askers; frees what nothing holds. */
 static void ops_reap(struct cluster *c, bool all)
 {
-    for (struct member_op **pp = &c->ops; *pp;) {
-        struct member_op *op = *pp;
-        if (!op->finished && !all) {
-            pp = &op->next;
+    list_foreach_safe(it, &c->ops) {
+        struct member_op *op = list_entry(it, struct member_op, link);
+        if (!op->finished && !all)
             continue;
-        }
-        *pp = op->next;
+        list_remove(it);
         if (!op->finished)
             op_finish(op, CLUSTER_ESHUTDOWN, "the node is stopping");
         if (op->cb)
@@ -213,8 +200,7 @@ static struct member_op *op_new(struct cluster *c, uint8_t type, uint32_t node, 
     op->arg = arg;
     op->id = ++c->op_seq;
     op->deadline = uv_now(c->loop) + OP_TIMEOUT_MS;
-    op->next = c->ops;
-    c->ops = op;
+    list_push_front(&c->ops, &op->link);
     return op;
 }
 
@@ -430,13 +416,12 @@ static void on_added(struct raft_change *req, int status)
 }
 
 /* JOIN_CHECK and JOIN, on the node asked. */
-static void on_join_request(struct cluster *c, struct frames *f, uint8_t type, uint32_t id, struct rd *r)
+static void on_join_request(struct cluster *c, struct frames *f, uint8_t type, uint32_t id,
+                            struct bytes_reader *r)
 {
-    uint32_t node = r_u32(r);
+    uint32_t node;
     char name[256], address[256];
-    r_str(r, name, sizeof(name));
-    r_str(r, address, sizeof(address));
-    if (r->bad) {
+    if (bytes_read_u32le(r, &node) || r_str(r, name, sizeof(name)) || r_str(r, address, sizeof(address))) {
         cluster__frames_close(f, "malformed join request");
         return;
     }
@@ -466,8 +451,8 @@ static void on_join_request(struct cluster *c, struct frames *f, uint8_t type, u
         answer_on(f, id, 0, "may join", c->address);
         return;
     }
-    for (struct member_op *op = c->ops; op; op = op->next)
-        if (op->op == CTL_JOIN && op->node == node)
+    list_foreach(it, &c->ops)
+        if (op_of(it)->op == CTL_JOIN && op_of(it)->node == node)
             return; /* under way: the earlier request is answered */
     struct member_op *op = op_new(c, CTL_JOIN, node, NULL, NULL);
     if (!op)
@@ -508,10 +493,12 @@ static void on_removed_notice(struct cluster *c, uint32_t by)
     CLOG(c, CLUSTER_LOG_ERROR, "cluster: %s", msg);
     /* a leave asked for here has done what it asked for: its asker hears so
      * rather than "stopping" (the answer of the leader may never arrive) */
-    for (struct member_op *op = c->ops; op; op = op->next)
+    list_foreach(it, &c->ops) {
+        struct member_op *op = op_of(it);
         if (op->op == CTL_REMOVE && op->node == c->cfg.node_id && !op->reply)
             op_finish(op, 0, "node %u left cluster %s (removed by node %u); it stops", c->cfg.node_id,
                       c->cfg.cluster_name ? c->cfg.cluster_name : "", by);
+    }
     if (c->cfg.fatal)
         c->cfg.fatal(c->cfg.ctx, msg);
 }
@@ -520,14 +507,14 @@ static void join_answer(struct member_op *op, int status, const char *msg, const
 
 void cluster__member_control(struct cluster *c, uint32_t from, struct frames *f, const uint8_t *body, size_t len)
 {
-    struct rd r = {body, len, 0, false};
-    if (len < 5) {
+    struct bytes_reader r;
+    bytes_reader_init(&r, body, len, -EBADMSG);
+    uint8_t type;
+    uint32_t id;
+    if (bytes_read_u8(&r, &type) || bytes_read_u32le(&r, &id)) {
         cluster__frames_close(f, "malformed control frame");
         return;
     }
-    uint8_t type = body[0];
-    r.pos = 1;
-    uint32_t id = r_u32(&r);
     switch (type) {
     case CTL_JOIN_CHECK:
     case CTL_JOIN:
@@ -535,8 +522,8 @@ void cluster__member_control(struct cluster *c, uint32_t from, struct frames *f,
         return;
     case CTL_REMOVE:
     case CTL_TRANSFER: {
-        uint32_t node = r_u32(&r);
-        if (r.bad)
+        uint32_t node;
+        if (bytes_read_u32le(&r, &node))
             break;
         if (!is_leader(c)) {
             answer_on(f, id, CLUSTER_EUNAVAILABLE, "not the leader", leader_address(c, NULL));
@@ -555,27 +542,27 @@ void cluster__member_control(struct cluster *c, uint32_t from, struct frames *f,
         return;
     }
     case CTL_REMOVED: {
-        uint32_t by = r_u32(&r);
-        if (r.bad || by != from)
+        uint32_t by;
+        if (bytes_read_u32le(&r, &by) || by != from)
             break;
         on_removed_notice(c, by);
         return;
     }
     case CTL_ANSWER: {
-        int status = (int)r_u32(&r);
+        uint32_t status;
         char msg[300], leader[256];
-        r_str(&r, msg, sizeof(msg));
-        r_str(&r, leader, sizeof(leader));
-        if (r.bad)
+        if (bytes_read_u32le(&r, &status) || r_str(&r, msg, sizeof(msg)) || r_str(&r, leader, sizeof(leader)))
             break;
-        for (struct member_op *op = c->ops; op; op = op->next)
+        list_foreach(it, &c->ops) {
+            struct member_op *op = op_of(it);
             if (op->id == id && !op->finished) {
                 if (op->op == CTL_JOIN_CHECK || op->op == CTL_JOIN)
-                    join_answer(op, status, msg, leader);
+                    join_answer(op, (int)status, msg, leader);
                 else
-                    op_finish(op, status, "%s", msg);
+                    op_finish(op, (int)status, "%s", msg);
                 return;
             }
+        }
         return; /* an answer nobody waits for any more */
     }
     }
@@ -652,7 +639,7 @@ static void on_join_dialed(void *arg, uv_stream_t *stream, int status)
     if (cluster__frames_start(&js->f, stream) != 0)
         return;
     uint8_t hello[8];
-    cluster__put_u64(hello, c->incarnation);
+    bytes_put_u64le(hello, c->incarnation);
     cluster__frames_send(&js->f, LINK_HELLO, hello, sizeof(hello), NULL, 0);
     join_send(op);
 }
@@ -849,9 +836,11 @@ int cluster__member_prepare(struct cluster *c, char *err, size_t errlen)
 void cluster__member_tick(struct cluster *c)
 {
     uint64_t now = uv_now(c->loop);
-    for (struct member_op *op = c->ops; op; op = op->next)
+    list_foreach(it, &c->ops) {
+        struct member_op *op = op_of(it);
         if (!op->finished && !op->in_raft && now >= op->deadline)
             op_finish(op, CLUSTER_EUNAVAILABLE, "no answer in %u s", OP_TIMEOUT_MS / 1000);
+    }
     ops_reap(c, false);
     if (!c->raft_started || c->removed)
         return;
@@ -867,8 +856,8 @@ void cluster__member_tick(struct cluster *c)
             return;
         }
         bool under_way = false;
-        for (struct member_op *op = c->ops; op; op = op->next)
-            under_way |= op->op == CTL_JOIN;
+        list_foreach(it, &c->ops)
+            under_way |= op_of(it)->op == CTL_JOIN;
         if (!under_way && now >= c->next_join) {
             c->next_join = now + JOIN_RETRY_MS;
             struct member_op *op = op_new(c, CTL_JOIN, c->cfg.node_id, NULL, NULL);

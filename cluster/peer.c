@@ -34,7 +34,7 @@
 enum hs_step { HS_RESOLVE, HS_CONNECT, HS_HELLO_A, HS_HELLO_D, HS_ADDR, HS_OK, HS_DONE };
 
 struct peer_hs {
-    struct peer_hs *next, *prev;
+    struct list link;         /* in c->handshakes until finished */
     struct cluster *c;
     uv_tcp_t *tcp;            /* raft_malloc'd: passed on to its next owner */
     uv_timer_t timer;
@@ -75,17 +75,6 @@ static void on_tcp_closed(uv_handle_t *h)
 
 static void close_free(uv_handle_t *h) { raft_free(h); }
 
-static void hs_unlink(struct peer_hs *hs)
-{
-    if (hs->prev)
-        hs->prev->next = hs->next;
-    else
-        hs->c->handshakes = hs->next;
-    if (hs->next)
-        hs->next->prev = hs->prev;
-    hs->next = hs->prev = NULL;
-}
-
 /* Ends the handshake: on success the stream goes to its owner, otherwise it is
  * closed. The dial callback (dialer side) runs once either way. */
 static void hs_finish(struct peer_hs *hs, int status)
@@ -93,7 +82,7 @@ static void hs_finish(struct peer_hs *hs, int status)
     if (hs->finished)
         return;
     hs->finished = true;
-    hs_unlink(hs);
+    list_remove(&hs->link);
     uv_close((uv_handle_t *)&hs->timer, on_timer_closed);
     uv_stream_t *stream = NULL;
     if (hs->tcp) {
@@ -147,10 +136,7 @@ static struct peer_hs *hs_new(struct cluster *c, bool dialer)
     hs->refs++;
     c->open_handles++; /* until hs is freed */
     uv_timer_start(&hs->timer, on_hs_timeout, PEER_HS_TIMEOUT_MS, 0);
-    hs->next = c->handshakes;
-    if (hs->next)
-        hs->next->prev = hs;
-    c->handshakes = hs;
+    list_push_front(&c->handshakes, &hs->link);
     return hs;
 }
 
@@ -161,31 +147,11 @@ static int send_all(struct peer_hs *hs, const void *p, size_t len)
     return n == (int)len ? 0 : (n < 0 ? n : UV_EAGAIN);
 }
 
-static void put_u16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
 static void mac_dial(const struct cluster *c, const struct peer_hs *hs, const char *addr, size_t addr_len,
                      uint8_t out[32])
 {
     uint8_t id[8];
-    put_u64(id, hs->node_id);
+    bytes_put_u64le(id, hs->node_id);
     struct iovec parts[] = {
         {"dial", 4}, {(void *)hs->nonce_a, 16}, {(void *)hs->nonce_d, 16},
         {(void *)&hs->channel, 1}, {id, 8}, {(void *)addr, addr_len},
@@ -223,86 +189,107 @@ static void rejected(struct peer_hs *hs, const char *why)
     hs_finish(hs, UV_EACCES);
 }
 
+/* Dialer: the acceptor's challenge came; answers with HELLO_D. */
+static void hs_hello_a(struct peer_hs *hs)
+{
+    struct cluster *c = hs->c;
+    if (memcmp(hs->buf, PEER_MAGIC, 4) != 0 || hs->buf[4] != PEER_VERSION) {
+        rejected(hs, "not a Starling cluster port (or another version)");
+        return;
+    }
+    memcpy(hs->nonce_a, hs->buf + 8, 16);
+    uint8_t msg[HELLO_D_FIXED + sizeof(c->address)];
+    size_t alen = strlen(c->address);
+    uint8_t *p = bytes_put_mem(msg, PEER_MAGIC, 4);
+    p = bytes_put_u8(p, PEER_VERSION);
+    p = bytes_put_u8(p, hs->channel);
+    p = bytes_put_u16le(p, (uint16_t)alen);
+    p = bytes_put_u64le(p, hs->node_id);
+    p = bytes_put_mem(p, hs->nonce_d, 16);
+    mac_dial(c, hs, c->address, alen, p);
+    memcpy(msg + HELLO_D_FIXED, c->address, alen);
+    if (send_all(hs, msg, HELLO_D_FIXED + alen) != 0) {
+        hs_finish(hs, UV_EPIPE);
+        return;
+    }
+    expect(hs, HS_OK, OK_LEN);
+}
+
+/* Acceptor: the fixed part of the dialer's answer came; reads its address next. */
+static void hs_hello_d(struct peer_hs *hs)
+{
+    if (memcmp(hs->buf, PEER_MAGIC, 4) != 0 || hs->buf[4] != PEER_VERSION) {
+        rejected(hs, "bad handshake (not a Starling node, or another version)");
+        return;
+    }
+    hs->channel = hs->buf[5];
+    size_t alen = bytes_get_u16le(hs->buf + 6);
+    hs->node_id = bytes_get_u64le(hs->buf + 8);
+    memcpy(hs->nonce_d, hs->buf + 16, 16);
+    if ((hs->channel != PEER_CH_RAFT && hs->channel != PEER_CH_FORWARD && hs->channel != PEER_CH_DATA) ||
+        alen == 0 || alen > MAX_ADDR || hs->node_id == 0 || hs->node_id > UINT32_MAX) {
+        rejected(hs, "bad handshake");
+        return;
+    }
+    /* keep the fixed part (its MAC) and read the address after it */
+    hs->step = HS_ADDR;
+    hs->need = HELLO_D_FIXED + alen;
+}
+
+/* Acceptor: the whole answer came; checks the dialer's MAC and proves ours. */
+static void hs_addr(struct peer_hs *hs)
+{
+    struct cluster *c = hs->c;
+    size_t alen = hs->need - HELLO_D_FIXED;
+    uint8_t mac[32];
+    mac_dial(c, hs, (const char *)hs->buf + HELLO_D_FIXED, alen, mac);
+    if (!cluster__mac_equal(mac, hs->buf + 32)) {
+        rejected(hs, "authentication failed (wrong cluster_secret?)");
+        return;
+    }
+    memcpy(hs->peer_addr, hs->buf + HELLO_D_FIXED, alen);
+    hs->peer_addr[alen] = '\0';
+    uint8_t ok[OK_LEN];
+    mac_accept(c, hs, ok);
+    if (send_all(hs, ok, OK_LEN) != 0) {
+        hs_finish(hs, UV_EPIPE);
+        return;
+    }
+    hs->step = HS_DONE;
+    CLOG(c, CLUSTER_LOG_DEBUG, "cluster: node %llu (%s) connected (channel %u)", (unsigned long long)hs->node_id,
+         hs->peer_addr, hs->channel);
+    hs_finish(hs, 0);
+}
+
+/* Dialer: the acceptor's proof came. */
+static void hs_ok(struct peer_hs *hs)
+{
+    uint8_t mac[32];
+    mac_accept(hs->c, hs, mac);
+    if (!cluster__mac_equal(mac, hs->buf)) {
+        rejected(hs, "authentication failed (wrong cluster_secret?)");
+        return;
+    }
+    hs->step = HS_DONE;
+    hs_finish(hs, 0);
+}
+
 /* A step's bytes are complete in hs->buf. */
 static void hs_step(struct peer_hs *hs)
 {
-    struct cluster *c = hs->c;
     switch (hs->step) {
-    case HS_HELLO_A: { /* dialer got the challenge */
-        if (memcmp(hs->buf, PEER_MAGIC, 4) != 0 || hs->buf[4] != PEER_VERSION) {
-            rejected(hs, "not a Starling cluster port (or another version)");
-            return;
-        }
-        memcpy(hs->nonce_a, hs->buf + 8, 16);
-        uint8_t msg[HELLO_D_FIXED + sizeof(c->address)];
-        size_t alen = strlen(c->address);
-        memcpy(msg, PEER_MAGIC, 4);
-        msg[4] = PEER_VERSION;
-        msg[5] = hs->channel;
-        put_u16(msg + 6, (uint16_t)alen);
-        put_u64(msg + 8, hs->node_id);
-        memcpy(msg + 16, hs->nonce_d, 16);
-        mac_dial(c, hs, c->address, alen, msg + 32);
-        memcpy(msg + HELLO_D_FIXED, c->address, alen);
-        if (send_all(hs, msg, HELLO_D_FIXED + alen) != 0) {
-            hs_finish(hs, UV_EPIPE);
-            return;
-        }
-        expect(hs, HS_OK, OK_LEN);
+    case HS_HELLO_A:
+        hs_hello_a(hs);
         return;
-    }
-    case HS_HELLO_D: { /* acceptor got the fixed part of the answer */
-        if (memcmp(hs->buf, PEER_MAGIC, 4) != 0 || hs->buf[4] != PEER_VERSION) {
-            rejected(hs, "bad handshake (not a Starling node, or another version)");
-            return;
-        }
-        hs->channel = hs->buf[5];
-        size_t alen = (size_t)hs->buf[6] | (size_t)hs->buf[7] << 8;
-        hs->node_id = get_u64(hs->buf + 8);
-        memcpy(hs->nonce_d, hs->buf + 16, 16);
-        if ((hs->channel != PEER_CH_RAFT && hs->channel != PEER_CH_FORWARD && hs->channel != PEER_CH_DATA) || alen == 0 || alen > MAX_ADDR ||
-            hs->node_id == 0 || hs->node_id > UINT32_MAX) {
-            rejected(hs, "bad handshake");
-            return;
-        }
-        /* keep the fixed part (its MAC) and read the address after it */
-        hs->step = HS_ADDR;
-        hs->need = HELLO_D_FIXED + alen;
+    case HS_HELLO_D:
+        hs_hello_d(hs);
         return;
-    }
-    case HS_ADDR: {
-        size_t alen = hs->need - HELLO_D_FIXED;
-        uint8_t mac[32];
-        mac_dial(c, hs, (const char *)hs->buf + HELLO_D_FIXED, alen, mac);
-        if (!cluster__mac_equal(mac, hs->buf + 32)) {
-            rejected(hs, "authentication failed (wrong cluster_secret?)");
-            return;
-        }
-        memcpy(hs->peer_addr, hs->buf + HELLO_D_FIXED, alen);
-        hs->peer_addr[alen] = '\0';
-        uint8_t ok[OK_LEN];
-        mac_accept(c, hs, ok);
-        if (send_all(hs, ok, OK_LEN) != 0) {
-            hs_finish(hs, UV_EPIPE);
-            return;
-        }
-        hs->step = HS_DONE;
-        CLOG(c, CLUSTER_LOG_DEBUG, "cluster: node %llu (%s) connected (channel %u)",
-             (unsigned long long)hs->node_id, hs->peer_addr, hs->channel);
-        hs_finish(hs, 0);
+    case HS_ADDR:
+        hs_addr(hs);
         return;
-    }
-    case HS_OK: {
-        uint8_t mac[32];
-        mac_accept(c, hs, mac);
-        if (!cluster__mac_equal(mac, hs->buf)) {
-            rejected(hs, "authentication failed (wrong cluster_secret?)");
-            return;
-        }
-        hs->step = HS_DONE;
-        hs_finish(hs, 0);
+    case HS_OK:
+        hs_ok(hs);
         return;
-    }
     }
 }
 
@@ -533,8 +520,8 @@ void cluster__peer_cancel(struct peer_hs *hs)
 
 void cluster__peer_close_all(struct cluster *c)
 {
-    while (c->handshakes)
-        cluster__peer_cancel(c->handshakes);
+    while (!list_empty(&c->handshakes))
+        cluster__peer_cancel(list_entry(list_first(&c->handshakes), struct peer_hs, link));
     if (c->listening) {
         c->listening = false;
         uv_close((uv_handle_t *)&c->listener, cluster__on_handle_closed);
@@ -581,8 +568,8 @@ static void tr_close(struct raft_uv_transport *t, raft_uv_transport_close_cb cb)
     c->raft_accept = NULL;
     /* pending raft dials are cancelled by cluster__peer_close_all; their
      * callbacks run before raft's own close completes */
-    for (struct peer_hs *hs = c->handshakes, *next; hs; hs = next) {
-        next = hs->next;
+    list_foreach_safe(it, &c->handshakes) {
+        struct peer_hs *hs = list_entry(it, struct peer_hs, link);
         if (hs->dialer && hs->channel == PEER_CH_RAFT)
             cluster__peer_cancel(hs);
     }

@@ -22,8 +22,7 @@ static void compress(struct cluster__sha256 *h, const uint8_t *block)
 {
     uint32_t w[64];
     for (int i = 0; i < 16; i++)
-        w[i] = (uint32_t)block[4 * i] << 24 | (uint32_t)block[4 * i + 1] << 16 |
-               (uint32_t)block[4 * i + 2] << 8 | block[4 * i + 3];
+        w[i] = bytes_get_u32be(block + 4 * i);
     for (int i = 16; i < 64; i++) {
         uint32_t s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
         uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
@@ -88,15 +87,11 @@ void cluster__sha256_final(struct cluster__sha256 *h, uint8_t out[32])
     while (h->fill != 56)
         cluster__sha256_update(h, &pad, 1);
     uint8_t len[8];
-    for (int i = 0; i < 8; i++)
-        len[i] = (uint8_t)(bits >> (56 - 8 * i));
+    bytes_put_u64be(len, bits);
     cluster__sha256_update(h, len, 8);
-    for (int i = 0; i < 8; i++) {
-        out[4 * i] = (uint8_t)(h->state[i] >> 24);
-        out[4 * i + 1] = (uint8_t)(h->state[i] >> 16);
-        out[4 * i + 2] = (uint8_t)(h->state[i] >> 8);
-        out[4 * i + 3] = (uint8_t)h->state[i];
-    }
+    uint8_t *p = out;
+    for (int i = 0; i < 8; i++)
+        p = bytes_put_u32be(p, h->state[i]);
 }
 
 void cluster__hmac_sha256(const void *key, size_t key_len, const struct iovec *parts, size_t nparts,

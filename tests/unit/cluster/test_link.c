@@ -82,7 +82,7 @@ static void on_receive(void *ctx, uint32_t from, const uint8_t *data, size_t len
         snprintf(in->first_bad, sizeof(in->first_bad), "message %d from node %u: %zu bytes, want message %u",
                  in->count, from, len, want);
     in->count++;
-    uint32_t tag = len >= 4 ? cluster__get_u32(data) : UINT32_MAX;
+    uint32_t tag = len >= 4 ? bytes_get_u32le(data) : UINT32_MAX;
     uint32_t which = len >= 4 ? tag : matches ? want : UINT32_MAX;
     if (from == sent_from && n->cfg.node_id == sent_to && which < MAXMSG)
         handed[which]++;
@@ -763,9 +763,9 @@ static uint64_t read_ack(int fd)
 {
     struct sock_read r = {.fd = fd};
     read_exactly(&loop, &r, 13);
-    cr_assert_eq(cluster__get_u32(r.buf), 9, "an ACK frame is 9 bytes long");
+    cr_assert_eq(bytes_get_u32le(r.buf), 9, "an ACK frame is 9 bytes long");
     cr_assert_eq(r.buf[4], LINK_ACK, "frame type %u, want ACK", r.buf[4]);
-    return cluster__get_u64(r.buf + 5);
+    return bytes_get_u64le(r.buf + 5);
 }
 
 static void send_msg(int fd, uint64_t seq, uint32_t tag, bool empty)

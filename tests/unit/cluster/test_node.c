@@ -1,8 +1,9 @@
-/* Tests for cluster/cluster.c: a real one-voter node (libraft on libuv, LMDB
- * store) on a private loop: leadership, one entry per loop turn, results
- * handed to the proposers, closing, restarts (state, applied index, nothing
- * applied twice, unique generations), the data directory's identity,
- * snapshots, and a store that is behind its log. */
+/* Tests for the node (cluster/cluster.c, datadir.c, batch.c, fsm.c): a real
+ * one-voter node (libraft on libuv, LMDB store) on a private loop:
+ * leadership, one entry per loop turn, results handed to the proposers,
+ * closing, restarts (state, applied index, nothing applied twice, unique
+ * generations), the data directory's identity, snapshots, and a store that
+ * is behind its log. */
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>

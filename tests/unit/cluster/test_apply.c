@@ -1,4 +1,4 @@
-/* Tests for cluster/state.c: what each command does to a real LMDB store
+/* Tests for cluster/apply.c: what each command does to a real LMDB store
  * (results, stale generations, clean start, release, expire, retained), the
  * state read back as commands (cluster__state_load) and the text dump
  * (cluster__state_dump, cluster_dump), byte-exact. */
@@ -35,7 +35,7 @@ static void teardown(void)
     tmp_teardown();
 }
 
-TestSuite(state, .init = setup, .fini = teardown);
+TestSuite(apply, .init = setup, .fini = teardown);
 
 /* Applies cmd in its own transaction committed at the next index, as
  * fsm_apply does (it commits stale commands' transactions too). */
@@ -125,7 +125,7 @@ static bool has_sub(const char *id, const char *filter, struct store_sub *copy)
 
 /* --- session claim --------------------------------------------------------------------- */
 
-Test(state, claim_new_then_resume)
+Test(apply, claim_new_then_resume)
 {
     struct cluster_cmd c = cmd_claim("c1", 1, 10, false);
     apply_ok(&c, 0);
@@ -146,7 +146,7 @@ Test(state, claim_new_then_resume)
     check_leaks();
 }
 
-Test(state, claim_with_clean_start_drops_the_old_subs)
+Test(apply, claim_with_clean_start_drops_the_old_subs)
 {
     struct cluster_cmd c = cmd_claim("c1", 1, 10, false);
     apply_ok(&c, 0);
@@ -164,7 +164,7 @@ Test(state, claim_with_clean_start_drops_the_old_subs)
     check_leaks();
 }
 
-Test(state, claim_without_clean_start_keeps_subs_and_makes_old_generation_stale)
+Test(apply, claim_without_clean_start_keeps_subs_and_makes_old_generation_stale)
 {
     struct cluster_cmd c = cmd_claim("c1", 1, 10, false);
     apply_ok(&c, 0);
@@ -179,7 +179,7 @@ Test(state, claim_without_clean_start_keeps_subs_and_makes_old_generation_stale)
     check_leaks();
 }
 
-Test(state, clean_start_on_a_fresh_client_is_new)
+Test(apply, clean_start_on_a_fresh_client_is_new)
 {
     struct cluster_cmd c = cmd_claim("fresh", 4, 1, true);
     apply_ok(&c, 0);
@@ -190,7 +190,7 @@ Test(state, clean_start_on_a_fresh_client_is_new)
 
 /* --- subscriptions --------------------------------------------------------------------- */
 
-Test(state, sub_add_current_generation_then_replace)
+Test(apply, sub_add_current_generation_then_replace)
 {
     struct cluster_cmd c = cmd_claim("c1", 1, 10, false);
     apply_ok(&c, 0);
@@ -216,7 +216,7 @@ Test(state, sub_add_current_generation_then_replace)
     check_leaks();
 }
 
-Test(state, sub_add_stale_generation_writes_nothing)
+Test(apply, sub_add_stale_generation_writes_nothing)
 {
     struct cluster_cmd c = cmd_claim("c1", 1, 10, false);
     apply_ok(&c, 0);
@@ -232,7 +232,7 @@ Test(state, sub_add_stale_generation_writes_nothing)
     check_leaks();
 }
 
-Test(state, sub_del)
+Test(apply, sub_del)
 {
     struct cluster_cmd c = cmd_claim("c1", 1, 10, false);
     apply_ok(&c, 0);
@@ -265,7 +265,7 @@ static struct cluster_cmd with_will(struct cluster_cmd c)
     return c;
 }
 
-Test(state, release_records_expire_at_and_disconnects)
+Test(apply, release_records_expire_at_and_disconnects)
 {
     struct cluster_cmd c = with_will(cmd_claim("c1", 3, 10, false));
     apply_ok(&c, 0);
@@ -305,7 +305,7 @@ Test(state, release_records_expire_at_and_disconnects)
     check_leaks();
 }
 
-Test(state, release_without_a_pending_will_drops_it)
+Test(apply, release_without_a_pending_will_drops_it)
 {
     /* the will was published (or suppressed) when the connection ended */
     struct cluster_cmd c = with_will(cmd_claim("c1", 3, 10, false));
@@ -327,7 +327,7 @@ Test(state, release_without_a_pending_will_drops_it)
     check_leaks();
 }
 
-Test(state, expire_stale_then_current)
+Test(apply, expire_stale_then_current)
 {
     struct cluster_cmd c = cmd_claim("c1", 1, 10, false);
     apply_ok(&c, 0);
@@ -359,7 +359,7 @@ Test(state, expire_stale_then_current)
 
 /* --- retained --------------------------------------------------------------------------------- */
 
-Test(state, retain_set_replace_and_del)
+Test(apply, retain_set_replace_and_del)
 {
     struct cluster_cmd r = cmd_retain("a/b", "hello");
     r.props = S("\x01\x01");
@@ -396,7 +396,7 @@ Test(state, retain_set_replace_and_del)
     check_leaks();
 }
 
-Test(state, membership_commands_change_nothing)
+Test(apply, membership_commands_change_nothing)
 {
     struct cluster_cmd c = cmd_claim("c1", 1, 10, false);
     apply_ok(&c, 0);
@@ -406,7 +406,7 @@ Test(state, membership_commands_change_nothing)
     check_leaks();
 }
 
-Test(state, invalid_client_id_is_refused_without_writing)
+Test(apply, invalid_client_id_is_refused_without_writing)
 {
     /* the store refuses an empty client id or one with 0x00: the result is
      * negative (and, being a function of the command alone, the same on
@@ -428,7 +428,7 @@ Test(state, invalid_client_id_is_refused_without_writing)
 
 /* --- the will --------------------------------------------------------------------------------- */
 
-Test(state, will_round_trips)
+Test(apply, will_round_trips)
 {
     struct cluster_cmd c = with_will(cmd_claim("c1", 1, 10, false));
     apply_ok(&c, 0);
@@ -514,7 +514,7 @@ static int replay_cb(void *arg, const struct cluster_cmd *cmd)
     return 0;
 }
 
-Test(state, load_yields_sessions_then_subs_then_retained)
+Test(apply, load_yields_sessions_then_subs_then_retained)
 {
     populate();
     struct replay r = {0};
@@ -569,7 +569,7 @@ static int gen_cb(void *arg, const struct cluster_cmd *cmd)
     return 0;
 }
 
-Test(state, load_sub_commands_carry_the_session_generation)
+Test(apply, load_sub_commands_carry_the_session_generation)
 {
     /* a SUB_ADD is applied only for the session's current generation, so the
      * SUB_ADD that recreates a subscription must carry it */
@@ -603,14 +603,14 @@ static void assert_replay_recreates(void)
                      want, got);
 }
 
-Test(state, load_replayed_recreates_the_state)
+Test(apply, load_replayed_recreates_the_state)
 {
     populate();
     assert_replay_recreates();
     check_leaks();
 }
 
-Test(state, load_marks_a_released_session)
+Test(apply, load_marks_a_released_session)
 {
     /* a SESSION_CLAIM cannot say that the connection ended: cluster_load
      * carries it in `released` (with expire_at and a will still pending) */
@@ -641,7 +641,7 @@ static int stop_after_two(void *arg, const struct cluster_cmd *cmd)
     return ++*(int *)arg == 2 ? 42 : 0;
 }
 
-Test(state, load_stops_when_the_callback_says_so)
+Test(apply, load_stops_when_the_callback_says_so)
 {
     populate();
     int n = 0;
@@ -697,7 +697,7 @@ static const char dump_want[] =
     "retained \"r/\\x0A\" qos=1 expire_at=99 payload=6869 props=\n"
     "retained \"z\" qos=0 expire_at=0 payload= props=ab\n";
 
-Test(state, dump_format_is_exact)
+Test(apply, dump_format_is_exact)
 {
     populate_for_dump();
     char *got = state_dump_text(st);
@@ -706,7 +706,7 @@ Test(state, dump_format_is_exact)
     check_leaks();
 }
 
-Test(state, cluster_dump_reads_the_data_dir)
+Test(apply, cluster_dump_reads_the_data_dir)
 {
     populate_for_dump();
     store_close(st); /* one LMDB environment per process at a time */
@@ -718,7 +718,7 @@ Test(state, cluster_dump_reads_the_data_dir)
     check_leaks();
 }
 
-Test(state, cluster_dump_of_an_empty_dir_fails_with_a_message)
+Test(apply, cluster_dump_of_an_empty_dir_fails_with_a_message)
 {
     char err[256] = "";
     char *p = NULL;
@@ -733,7 +733,7 @@ Test(state, cluster_dump_of_an_empty_dir_fails_with_a_message)
     check_leaks();
 }
 
-Test(state, dump_of_an_empty_store)
+Test(apply, dump_of_an_empty_store)
 {
     char *got = state_dump_text(st);
     cr_assert_str_eq(got, "applied_index 0\n");

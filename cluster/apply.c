@@ -1,4 +1,4 @@
-/* state: what a committed command does to the store, decided from the store
+/* apply: what a committed command does to the store, decided from the store
  * alone so that every node reaches the same result; the replicated state read
  * back as commands (for the broker's in-memory indexes) and as a text dump.
  *
