@@ -52,8 +52,8 @@ static bool limit_of(struct admin_conn *c, const struct http_query *q, uint64_t 
 static uint64_t replicated_retained(const struct broker *b)
 {
     uint64_t n = 0;
-    for (const struct retained *r = b->retained_list; r; r = r->next)
-        n += !r->local;
+    list_foreach(it, &b->retained_list)
+        n += !list_entry(it, struct retained, link)->local;
     return n;
 }
 
@@ -102,6 +102,11 @@ static void get_status(struct broker *b, struct admin_conn *c, const struct admi
 
 /* --- metrics ----------------------------------------------------------------- */
 
+struct metric {
+    const char *name, *type, *help;
+    uint64_t value;
+};
+
 static void get_metrics(struct broker *b, struct admin_conn *c, const struct admin_request *r,
                         const struct http_query *q)
 {
@@ -111,53 +116,44 @@ static void get_metrics(struct broker *b, struct admin_conn *c, const struct adm
     int members_n = cluster_view(b, &st, stack, &members);
     if (members != stack)
         free(members);
-    struct http_buf out = {0};
+    const struct broker_stats *s = &b->stats;
+    const struct metric metrics[] = {
+        {"starling_uptime_seconds", "gauge", "Seconds since the node started.",
+         (broker__now(b) - b->started_ms) / 1000},
+        {"starling_messages_received_total", "counter", "PUBLISH packets received.", s->msgs_received},
+        {"starling_messages_sent_total", "counter", "PUBLISH packets sent.", s->msgs_sent},
+        {"starling_messages_dropped_total", "counter", "Messages dropped (full queues, slow consumers).",
+         s->publish_dropped},
+        {"starling_bytes_received_total", "counter", "Bytes received from MQTT clients.", s->bytes_received},
+        {"starling_bytes_sent_total", "counter", "Bytes sent to MQTT clients.", s->bytes_sent},
+        {"starling_connections_total", "counter", "MQTT connections accepted.", s->connections_total},
+        {"starling_connections", "gauge", "MQTT clients connected (past CONNACK).", b->connected},
+        {"starling_sessions", "gauge", "Sessions in the replicated state.", b->sessions.count},
+        {"starling_subscriptions", "gauge", "Subscriptions in the replicated state.", b->sub_count},
+        {"starling_retained", "gauge", "Retained messages in the replicated state.", replicated_retained(b)},
+        {"starling_cluster_term", "gauge", "Raft term.", st.term},
+        {"starling_cluster_commit_index", "gauge", "Raft commit index.", st.commit_index},
+        {"starling_cluster_applied_index", "gauge", "Last log index applied to the store.", st.applied_index},
+        {"starling_cluster_last_index", "gauge", "Last index in the Raft log.", st.last_index},
+        {"starling_cluster_leader", "gauge", "Node id of the leader (0: none known).", st.leader_id},
+        {"starling_cluster_members", "gauge", "Members of the cluster configuration.",
+         members_n < 0 ? 0 : (uint64_t)members_n},
+    };
+    struct buf out = {0};
     char labels[128];
     snprintf(labels, sizeof(labels), "version=\"%s\",node=\"%u\",cluster=\"%s\"", STARLING_VERSION,
              b->cfg.node_id, b->cfg.cluster_name);
-    broker__http_metric(&out, "starling_info", "gauge", "Build and identity of this node.", labels, 1);
-    broker__http_metric(&out, "starling_uptime_seconds", "gauge", "Seconds since the node started.", NULL,
-                        (broker__now(b) - b->started_ms) / 1000);
-    const struct broker_stats *s = &b->stats;
-    broker__http_metric(&out, "starling_messages_received_total", "counter", "PUBLISH packets received.", NULL,
-                        s->msgs_received);
-    broker__http_metric(&out, "starling_messages_sent_total", "counter", "PUBLISH packets sent.", NULL,
-                        s->msgs_sent);
-    broker__http_metric(&out, "starling_messages_dropped_total", "counter",
-                        "Messages dropped (full queues, slow consumers).", NULL, s->publish_dropped);
-    broker__http_metric(&out, "starling_bytes_received_total", "counter", "Bytes received from MQTT clients.",
-                        NULL, s->bytes_received);
-    broker__http_metric(&out, "starling_bytes_sent_total", "counter", "Bytes sent to MQTT clients.", NULL,
-                        s->bytes_sent);
-    broker__http_metric(&out, "starling_connections_total", "counter", "MQTT connections accepted.", NULL,
-                        s->connections_total);
-    broker__http_metric(&out, "starling_connections", "gauge", "MQTT clients connected (past CONNACK).", NULL,
-                        b->connected);
-    broker__http_metric(&out, "starling_sessions", "gauge", "Sessions in the replicated state.", NULL,
-                        b->sessions.count);
-    broker__http_metric(&out, "starling_subscriptions", "gauge", "Subscriptions in the replicated state.", NULL,
-                        b->sub_count);
-    broker__http_metric(&out, "starling_retained", "gauge", "Retained messages in the replicated state.", NULL,
-                        replicated_retained(b));
-    broker__http_metric(&out, "starling_cluster_term", "gauge", "Raft term.", NULL, st.term);
-    broker__http_metric(&out, "starling_cluster_commit_index", "gauge", "Raft commit index.", NULL,
-                        st.commit_index);
-    broker__http_metric(&out, "starling_cluster_applied_index", "gauge", "Last log index applied to the store.",
-                        NULL, st.applied_index);
-    broker__http_metric(&out, "starling_cluster_last_index", "gauge", "Last index in the Raft log.", NULL,
-                        st.last_index);
-    broker__http_metric(&out, "starling_cluster_leader", "gauge", "Node id of the leader (0: none known).", NULL,
-                        st.leader_id);
-    broker__http_metric(&out, "starling_cluster_members", "gauge", "Members of the cluster configuration.", NULL,
-                        members_n < 0 ? 0 : (uint64_t)members_n);
-    for (int i = 0; i < 4; i++) {
+    int rc = broker__http_metric(&out, "starling_info", "gauge", "Build and identity of this node.", labels, 1);
+    for (size_t i = 0; !rc && i < sizeof(metrics) / sizeof(metrics[0]); i++)
+        rc = broker__http_metric(&out, metrics[i].name, metrics[i].type, metrics[i].help, NULL, metrics[i].value);
+    for (int i = 0; !rc && i < 4; i++) {
         snprintf(labels, sizeof(labels), "role=\"%s\"", roles[i]);
-        broker__http_metric(&out, "starling_cluster_role", "gauge",
-                            i ? NULL : "This node's Raft role: 1 for the current one.", labels, st.role == i);
+        rc = broker__http_metric(&out, "starling_cluster_role", "gauge",
+                                 i ? NULL : "This node's Raft role: 1 for the current one.", labels, st.role == i);
     }
-    if (out.failed)
-        broker__http_buf_free(&out);
-    broker__admin_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", out.data, out.len, NULL);
+    if (rc)
+        buf_free(&out); /* out of memory: the NULL body drops the connection */
+    broker__admin_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", (char *)out.data, out.len, NULL);
 }
 
 /* --- listings ------------------------------------------------------------------ */
@@ -282,8 +278,9 @@ static void get_subscriptions(struct broker *b, struct admin_conn *c, const stru
     if (ns >= 0 && (subs || !n)) {
         size_t k = 0;
         for (long i = 0; i < ns; i++)
-            for (struct sub *sub = sessions[i]->subs; sub && k < n; sub = sub->next)
-                subs[k++] = sub;
+            list_foreach(it, &sessions[i]->subs)
+                if (k < n)
+                    subs[k++] = list_entry(it, struct sub, link);
         n = k;
         if (n)
             qsort(subs, n, sizeof(*subs), by_session_filter);
@@ -383,8 +380,9 @@ static void get_retained(struct broker *b, struct admin_conn *c, const struct ad
     if (topic)
         trie_match_filter(&b->retained, topic, strlen(topic), pick_retained, &x);
     else
-        for (struct retained *e = b->retained_list; e && !x.failed; e = e->next)
-            pick_retained(&e->item, &x);
+        list_foreach(it, &b->retained_list)
+            if (!x.failed)
+                pick_retained(&list_entry(it, struct retained, link)->item, &x);
     cJSON *obj = NULL, *list = x.failed ? NULL : listing(&obj, x.n, "retained");
     bool ok = list != NULL;
     if (ok && x.n)

@@ -58,7 +58,7 @@ static struct will *will_copy(const struct proto_connect *cp)
 }
 
 struct claim {
-    struct claim *next, *prev; /* in broker.claims while committing, then broker.parked */
+    struct list link;       /* in broker.claims while committing, then broker.parked */
     struct conn *conn;
     int status, result;     /* of the commit */
     uint32_t expiry;
@@ -68,37 +68,14 @@ struct claim {
     bool expiry_lowered;
 };
 
-static void claim_unlink(struct broker *b, struct claim *cl)
-{
-    if (cl->prev)
-        cl->prev->next = cl->next;
-    else
-        b->claims = cl->next;
-    if (cl->next)
-        cl->next->prev = cl->prev;
-    else
-        b->claims_tail = cl->prev;
-}
-
 bool broker__claim_pending(const struct broker *b, uint64_t generation)
 {
     /* oldest first: claims commit in the order they were proposed, so the one
      * being applied is almost always the head */
-    for (const struct claim *cl = b->claims; cl; cl = cl->next)
-        if (cl->conn->generation == generation)
+    list_foreach(it, &b->claims)
+        if (list_entry(it, struct claim, link)->conn->generation == generation)
             return true;
     return false;
-}
-
-static void parked_unlink(struct broker *b, struct claim *cl)
-{
-    if (cl->prev)
-        cl->prev->next = cl->next;
-    else
-        b->parked = cl->next;
-    if (cl->next)
-        cl->next->prev = cl->prev;
-    cl->next = cl->prev = NULL;
 }
 
 static void claim_done(void *arg, int status, int result)
@@ -106,8 +83,7 @@ static void claim_done(void *arg, int status, int result)
     struct claim *cl = arg;
     struct conn *c = cl->conn;
     struct broker *b = c->b;
-    claim_unlink(b, cl);
-    cl->next = cl->prev = NULL;
+    list_remove(&cl->link);
     cl->status = status;
     cl->result = result;
     struct session *s = status == 0 ? broker__session_find(b, c->client_id, strlen(c->client_id)) : NULL;
@@ -115,10 +91,7 @@ static void claim_done(void *arg, int status, int result)
         /* the session comes from another node: CONNACK once it handed it over */
         LOG(b, LOG_DEBUG, c, "waiting for node %u to hand the session over", s->handoff_from);
         s->parked = cl;
-        cl->next = b->parked;
-        if (cl->next)
-            cl->next->prev = cl;
-        b->parked = cl;
+        list_push_front(&b->parked, &cl->link);
         return;
     }
     broker__claim_complete(cl);
@@ -127,8 +100,8 @@ static void claim_done(void *arg, int status, int result)
 void broker__claims_tick(struct broker *b)
 {
     uint64_t now = broker__now(b);
-    for (struct claim *cl = b->parked, *next; cl; cl = next) {
-        next = cl->next;
+    list_foreach_safe(it, &b->parked) {
+        struct claim *cl = list_entry(it, struct claim, link);
         struct conn *c = cl->conn;
         struct session *s = broker__session_find(b, c->client_id, strlen(c->client_id));
         if (!s || s->parked != cl) {
@@ -149,11 +122,7 @@ void broker__claim_complete(struct claim *cl)
     struct conn *c = cl->conn;
     struct broker *b = c->b;
     int status = cl->status, result = cl->result;
-    for (struct claim *p = b->parked; p; p = p->next)
-        if (p == cl) {
-            parked_unlink(b, cl);
-            break;
-        }
+    list_remove(&cl->link); /* from broker.parked, when it was parked */
     if (c->state != CONN_CLAIMING) {
         /* the socket went away while the claim was committing: end the session
          * the way a dropped connection would, without publishing its will */
@@ -276,6 +245,7 @@ void broker__on_connect(struct conn *c, struct proto_packet *p)
         broker__conn_close(c, 0xFF);
         return;
     }
+    list_init(&cl->link);
     cl->conn = c;
     cl->clean_start = cp->clean_start;
 
@@ -370,12 +340,7 @@ void broker__on_connect(struct conn *c, struct proto_packet *p)
         refuse(c, PROTO_RC_SERVER_UNAVAILABLE);
         return;
     }
-    cl->prev = b->claims_tail;
-    if (cl->prev)
-        cl->prev->next = cl;
-    else
-        b->claims = cl;
-    b->claims_tail = cl;
+    list_push_back(&b->claims, &cl->link);
     broker__conn_hold(c);
     uv_timer_stop(&c->timer);
 }

@@ -10,60 +10,22 @@
 #include <string.h>
 #include <strings.h>
 
-/* --- text buffer ---------------------------------------------------------- */
+/* --- text ------------------------------------------------------------------- */
 
-static bool http_buf_grow(struct http_buf *b, size_t more)
-{
-    if (b->failed)
-        return false;
-    if (more < b->cap - b->len)
-        return true;
-    if (more > SIZE_MAX / 2 - b->len) {
-        b->failed = true;
-        return false;
-    }
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap - b->len <= more)
-        cap *= 2;
-    char *p = realloc(b->data, cap);
-    if (!p) {
-        b->failed = true;
-        return false;
-    }
-    b->data = p;
-    b->cap = cap;
-    return true;
-}
-
-void broker__http_buf_add(struct http_buf *b, const void *data, size_t len)
-{
-    if (!http_buf_grow(b, len))
-        return;
-    memcpy(b->data + b->len, data, len);
-    b->len += len;
-    b->data[b->len] = '\0';
-}
-
-void broker__http_buf_printf(struct http_buf *b, const char *fmt, ...)
+int broker__http_printf(struct buf *b, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    if (n < 0 || !http_buf_grow(b, (size_t)n)) {
-        b->failed = true;
-        return;
-    }
+    /* room for the NUL vsnprintf writes, not counted in len */
+    if (n < 0 || buf_reserve(b, (size_t)n + 1) != 0)
+        return -ENOMEM;
     va_start(ap, fmt);
-    vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
+    vsnprintf((char *)buf_tail(b), buf_room(b), fmt, ap);
     va_end(ap);
     b->len += (size_t)n;
-}
-
-void broker__http_buf_free(struct http_buf *b)
-{
-    free(b->data);
-    memset(b, 0, sizeof(*b));
+    return 0;
 }
 
 /* --- request parsing ------------------------------------------------------ */
@@ -279,18 +241,18 @@ bool broker__http_bearer_ok(const char *header, size_t len, const char *token)
 
 /* --- responses ------------------------------------------------------------ */
 
-void broker__http_head(struct http_buf *out, int status, const char *content_type, size_t body_len,
-                       bool keep_alive, const char *extra)
+int broker__http_head(struct buf *out, int status, const char *content_type, size_t body_len, bool keep_alive,
+                      const char *extra)
 {
-    broker__http_buf_printf(out,
-                            "HTTP/1.1 %d %s\r\n"
-                            "Content-Type: %s\r\n"
-                            "Content-Length: %zu\r\n"
-                            "Cache-Control: no-store\r\n"
-                            "Connection: %s\r\n"
-                            "%s\r\n",
-                            status, http_status_str((enum http_status)status), content_type, body_len,
-                            keep_alive ? "keep-alive" : "close", extra ? extra : "");
+    return broker__http_printf(out,
+                               "HTTP/1.1 %d %s\r\n"
+                               "Content-Type: %s\r\n"
+                               "Content-Length: %zu\r\n"
+                               "Cache-Control: no-store\r\n"
+                               "Connection: %s\r\n"
+                               "%s\r\n",
+                               status, http_status_str((enum http_status)status), content_type, body_len,
+                               keep_alive ? "keep-alive" : "close", extra ? extra : "");
 }
 
 static char *print_delete(cJSON *obj)
@@ -471,13 +433,13 @@ cJSON *broker__http_status_json(const struct cluster_status *st, const char *clu
     return built(obj, ok);
 }
 
-void broker__http_metric(struct http_buf *out, const char *name, const char *type, const char *help,
-                         const char *labels, uint64_t value)
+int broker__http_metric(struct buf *out, const char *name, const char *type, const char *help,
+                        const char *labels, uint64_t value)
 {
-    if (help)
-        broker__http_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-    if (labels)
-        broker__http_buf_printf(out, "%s{%s} %llu\n", name, labels, (unsigned long long)value);
-    else
-        broker__http_buf_printf(out, "%s %llu\n", name, (unsigned long long)value);
+    int rc = help ? broker__http_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type) : 0;
+    if (!rc && labels)
+        rc = broker__http_printf(out, "%s{%s} %llu\n", name, labels, (unsigned long long)value);
+    else if (!rc)
+        rc = broker__http_printf(out, "%s %llu\n", name, (unsigned long long)value);
+    return rc;
 }

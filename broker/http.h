@@ -1,5 +1,5 @@
-/* http: the pure parts of the admin API (broker/admin.c): a growable text
- * buffer, query strings and percent-decoding, strict numbers, request bodies,
+/* http: the pure parts of the admin API (broker/admin.c): text appended to a
+ * struct buf, query strings and percent-decoding, strict numbers, request bodies,
  * bearer tokens, and the JSON and Prometheus text the endpoints answer with.
  * No I/O, no libuv calls, no struct broker: unit tests call them directly.
  *
@@ -14,25 +14,17 @@
 
 #include <cjson/cJSON.h>
 
+#include "buf.h"
 #include "cluster.h"
 
 /* Most parameters a query string may hold; more is a bad request. */
 #define BROKER_HTTP_MAX_PARAMS 16
 
-/* --- text buffer ---------------------------------------------------------- */
+/* --- text ------------------------------------------------------------------- */
 
-/* Appends never fail loudly: the first allocation failure sets failed and
- * later appends do nothing, so a caller checks once at the end. data is
- * NUL-terminated whenever len > 0 and not failed. */
-struct http_buf {
-    char *data;
-    size_t len, cap;
-    bool failed;
-};
-
-void broker__http_buf_add(struct http_buf *b, const void *data, size_t len);
-void broker__http_buf_printf(struct http_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void broker__http_buf_free(struct http_buf *b);
+/* Appends formatted text to b, which stays NUL-terminated after len (the NUL
+ * is not counted). 0, or -ENOMEM with b unchanged. */
+int broker__http_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* --- request parsing ------------------------------------------------------ */
 
@@ -80,9 +72,10 @@ bool broker__http_bearer_ok(const char *header, size_t len, const char *token);
 
 /* --- responses ------------------------------------------------------------ */
 
-/* The status line and headers of a response with a body of body_len bytes.
- * extra (may be NULL) is more header lines, each ending in CRLF. */
-void broker__http_head(struct http_buf *out, int status, const char *content_type, size_t body_len,
+/* Appends the status line and headers of a response with a body of body_len
+ * bytes. extra (may be NULL) is more header lines, each ending in CRLF.
+ * 0, or -ENOMEM. */
+int broker__http_head(struct buf *out, int status, const char *content_type, size_t body_len,
                        bool keep_alive, const char *extra);
 
 /* {"error": msg, "status": status}; NULL when out of memory. */
@@ -117,10 +110,10 @@ cJSON *broker__http_member_json(const struct cluster_member *m);
 cJSON *broker__http_status_json(const struct cluster_status *st, const char *cluster,
                                 const struct cluster_member *members, int count, const struct http_counts *n);
 
-/* One Prometheus sample with its HELP and TYPE lines; labels (may be NULL)
- * is the text between the braces. Metrics of one name with several label
- * sets: help NULL after the first. */
-void broker__http_metric(struct http_buf *out, const char *name, const char *type, const char *help,
+/* Appends one Prometheus sample with its HELP and TYPE lines; labels (may be
+ * NULL) is the text between the braces. Metrics of one name with several
+ * label sets: help NULL after the first. 0, or -ENOMEM. */
+int broker__http_metric(struct buf *out, const char *name, const char *type, const char *help,
                          const char *labels, uint64_t value);
 
 #endif

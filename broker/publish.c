@@ -47,11 +47,7 @@ static struct pub_ack *ack_new(struct conn *c, uint8_t qos, uint16_t pid)
     a->pid = pid;
     a->holds = 1; /* the PUBLISH being handled */
     broker__conn_hold(c);
-    if (c->acks_tail)
-        c->acks_tail->next = a;
-    else
-        c->acks = a;
-    c->acks_tail = a;
+    list_push_back(&c->acks, &a->link);
     return a;
 }
 
@@ -62,12 +58,11 @@ void broker__ack_hold(struct pub_ack *a) { a->holds++; }
 void broker__ack_release(struct pub_ack *a)
 {
     struct conn *c = a->conn;
-    if (--a->holds > 0 || c->acks != a)
+    if (--a->holds > 0 || list_first(&c->acks) != &a->link)
         return;
-    while ((a = c->acks) && a->holds == 0) {
-        c->acks = a->next;
-        if (!c->acks)
-            c->acks_tail = NULL;
+    struct list *first;
+    while ((first = list_first(&c->acks)) && (a = list_entry(first, struct pub_ack, link))->holds == 0) {
+        list_remove(&a->link);
         if (c->state == CONN_ACTIVE) {
             if (a->close) {
                 LOG(c->b, LOG_WARN, c, "retained message not committed: closing (a v3 client resends)");
@@ -77,7 +72,7 @@ void broker__ack_release(struct pub_ack *a)
             }
         }
         free(a);
-        bool more = c->acks != NULL; /* they hold c too */
+        bool more = !list_empty(&c->acks); /* they hold c too */
         broker__conn_release(c);     /* frees c when nothing else holds it */
         if (!more)
             break;
@@ -87,7 +82,7 @@ void broker__ack_release(struct pub_ack *a)
 /* Acknowledges now, or after the acknowledgements still waiting. */
 static void ack_in_order(struct conn *c, uint8_t qos, uint16_t pid, uint8_t reason)
 {
-    struct pub_ack *a = qos && c->acks ? ack_new(c, qos, pid) : NULL;
+    struct pub_ack *a = qos && !list_empty(&c->acks) ? ack_new(c, qos, pid) : NULL;
     if (!a) {
         ack_publish(c, qos, pid, reason);
         return;

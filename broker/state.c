@@ -228,12 +228,7 @@ struct sub *broker__sub_find(struct session *s, const char *filter, size_t len)
 
 static void session_unlink_sub(struct session *s, struct sub *sub)
 {
-    if (sub->prev)
-        sub->prev->next = sub->next;
-    else
-        s->subs = sub->next;
-    if (sub->next)
-        sub->next->prev = sub->prev;
+    list_remove(&sub->link);
     map_del(&s->sub_map, sub->filter, sub->filter_len);
     s->sub_count--;
 }
@@ -268,10 +263,7 @@ int broker__sub_apply_add(struct broker *b, struct session *s, const struct clus
             free(sub);
             return rc;
         }
-        sub->next = s->subs;
-        if (sub->next)
-            sub->next->prev = sub;
-        s->subs = sub;
+        list_push_front(&s->subs, &sub->link);
         s->sub_count++;
         b->sub_count++;
     }
