@@ -82,7 +82,7 @@ struct config {
     uint32_t snapshot_trailing;  /* entries kept after a snapshot; default 8192 */
     uint32_t store_max_mb;       /* LMDB map size, MiB; default 1024 */
 
-    /* HTTP admin API (broker/admin.c) */
+    /* HTTP admin API (broker/admin/) */
     char admin_listen[72];       /* IP:PORT ([IPv6]:PORT) or "off"; default "127.0.0.1:18083" */
     char admin_token[128];       /* non-empty: the bearer token every request must carry; default "" */
 };

@@ -262,22 +262,12 @@ struct broker_stats {
     uint64_t connections_total;
 };
 
-/* The HTTP admin API (admin.c: the server; admin_api.c: the endpoints). */
-struct admin_conn;
+/* The HTTP admin API (admin/: server.c the server, api.c the endpoints). */
 
 struct admin {
     uv_tcp_t tcp;             /* the admin_listen socket; tcp.loop is NULL when off */
     struct list conns;        /* struct admin_conn */
     uint32_t conn_count;
-};
-
-/* One parsed request; every pointer is borrowed from the connection and valid
- * until it is answered. */
-struct admin_request {
-    int method;               /* enum http_method */
-    const char *path, *query, *body; /* query NULL when there is none; not NUL-terminated */
-    size_t path_len, query_len, body_len;
-    const char *peer;         /* client address:port, for logs */
 };
 
 struct broker {
@@ -467,21 +457,9 @@ void broker__retain_del(struct broker *b, const char *topic, size_t len);
 void broker__retain_send(struct broker *b, struct session *s, const struct sub *sub);
 void broker__retain_free_all(struct broker *b);
 
-/* admin.c: the server. A request is answered exactly once with
- * broker__admin_respond (body transferred: malloc'd, or NULL when out of
- * memory, which drops the connection) or broker__admin_error; an endpoint
- * that answers later holds the connection until then. */
+/* admin/server.c: the admin API's listener (the rest in admin/admin.h). */
 int broker__admin_start(struct broker *b, char *err, size_t errlen);
 void broker__admin_stop(struct broker *b);
-void broker__admin_respond(struct admin_conn *c, int status, const char *type, char *body, size_t len,
-                           const char *extra /* more header lines, each ending in CRLF, or NULL */);
-void broker__admin_error(struct admin_conn *c, int status, const char *msg, const char *extra);
-void broker__admin_restart_after(struct admin_conn *c); /* the next response ends with broker_restart */
-void broker__admin_hold(struct admin_conn *c);
-void broker__admin_release(struct admin_conn *c);
-
-/* admin_api.c: the endpoints */
-void broker__admin_route(struct broker *b, struct admin_conn *c, const struct admin_request *r);
 
 /* sys.c */
 void broker__sys_publish(struct broker *b);

@@ -1,7 +1,7 @@
-/* admin: the HTTP/1.1 server of the node's admin API (admin_listen, port
- * 18083 by default) on the broker's loop: accept, read, parse requests with
- * http-parser, check the bearer token, write responses. The endpoints
- * themselves are in admin_api.c.
+/* admin/server: the HTTP/1.1 server of the node's admin API (admin_listen,
+ * port 18083 by default) on the broker's loop: accept, read, parse requests
+ * with http-parser, check the bearer token, write responses, time out. The
+ * endpoints themselves are in api.c.
  *
  * Happy path: accept -> read -> http_parser_execute, which pauses at the end of
  * each request; the request is then answered (broker__admin_route) before the
@@ -23,8 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "broker.h"
-#include "http.h"
 #include "internal.h"
 
 #define ADMIN_MAX_REQUEST (64u * 1024) /* request line, headers and body */
@@ -352,7 +352,7 @@ void broker__admin_respond(struct admin_conn *c, int status, const char *type, c
     w->body = body;
     w->last = c->last;
     w->restart = restart;
-    int rc = broker__http_head(&w->head, status, type, len, !c->last, extra);
+    int rc = broker__admin_head(&w->head, status, type, len, !c->last, extra);
     uv_buf_t bufs[2] = {uv_buf_init((char *)w->head.data, (unsigned)w->head.len), uv_buf_init(body, (unsigned)len)};
     if (rc || uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, len ? 2 : 1, on_write) != 0) {
         buf_free(&w->head);
@@ -374,7 +374,7 @@ void broker__admin_respond(struct admin_conn *c, int status, const char *type, c
 
 void broker__admin_error(struct admin_conn *c, int status, const char *msg, const char *extra)
 {
-    char *body = broker__http_error_json(status, msg);
+    char *body = broker__admin_error_json(status, msg);
     broker__admin_respond(c, status, "application/json", body, body ? strlen(body) : 0, extra);
 }
 
@@ -396,7 +396,7 @@ static void dispatch(struct admin_conn *c)
         return;
     }
     const char *token = b->cfg.admin_token;
-    if (token[0] && (!c->has_auth || !broker__http_bearer_ok((const char *)c->auth.data, c->auth.len, token))) {
+    if (token[0] && (!c->has_auth || !broker__admin_bearer_ok((const char *)c->auth.data, c->auth.len, token))) {
         LOG(b, LOG_INFO, NULL, "admin %s: %s without a valid token: 401", c->peer,
             http_method_str((enum http_method)c->parser.method));
         broker__admin_error(c, 401, c->has_auth ? "the bearer token is not this node's admin_token"
