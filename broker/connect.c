@@ -2,7 +2,7 @@
  *
  * Happy path: CONNECT is validated, the connection pauses and proposes a
  * session_claim (client id, this node, a fresh generation, clean start, expiry,
- * will). When the claim is applied (state.c), any older connection of the same
+ * will). When the claim is applied (indexes.c), any older connection of the same
  * client id is disconnected with 0x8E; then claim_done attaches this connection
  * to the session, sends CONNACK (session present when the session survived) and
  * resends what was in flight.

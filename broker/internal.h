@@ -436,7 +436,7 @@ bool broker__qos2_in_has(struct session *s, uint16_t id);
 int broker__qos2_in_add(struct session *s, uint16_t id);
 void broker__qos2_in_del(struct session *s, uint16_t id);
 
-/* state.c: apply of replicated commands, loading the replicated state */
+/* indexes.c: apply of replicated commands to the in-memory indexes, loading the replicated state */
 void broker__apply(void *ctx, const struct cluster_cmd *cmd, int result, uint64_t index);
 int broker__state_load(struct broker *b);
 void broker__state_reload(void *ctx);

@@ -24,7 +24,7 @@
  *            message was released (state PUBCOMP) the message: its fields as
  *            in PUBLISH and u32 + payload
  *
- * Session takeover across nodes (state.c, connect.c): the node whose claim
+ * Session takeover across nodes (indexes.c, connect.c): the node whose claim
  * took a session from another node asks that node for it (TAKEOVER) once the
  * claim is applied; the old node disconnects its connection (0x8E) if it
  * still has one, and answers with what the session had in flight and queued

@@ -1,6 +1,6 @@
 /* retain: the retained-message index (topic -> message) and sending retained
  * messages to a new subscription. Replicated entries change only through
- * apply (state.c); $SYS entries are this node's own and set directly. */
+ * apply (indexes.c); $SYS entries are this node's own and set directly. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

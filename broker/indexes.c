@@ -1,4 +1,4 @@
-/* state: applies committed commands to the node's in-memory state (sessions,
+/* indexes: applies committed commands to the node's in-memory indexes (sessions,
  * subscription trie, share groups, retained messages) and tells the broker's
  * connections what changed (an older owner of a client id is disconnected).
  * Runs on every node in log order; must be deterministic given the log. */
