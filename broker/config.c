@@ -477,25 +477,30 @@ static int set_peer(struct config *c, const struct config_key *k, const char *la
 
 /* Applies value to key k; messages start with label (the key, or a flag name).
  * Validates completely before touching c. */
-static int set_key(struct config *c, const struct config_key *k, const char *label, const char *value,
-                   char *err, size_t errlen)
+/* Numbers: KIND_UINT, KIND_SIZE (with a unit suffix) and KIND_PORT (the
+ * first listener's). */
+static int set_number(struct config *c, const struct config_key *k, const char *label, const char *value,
+                      char *err, size_t errlen)
+{
+    uint64_t v;
+    int rc = check_uint(k, label, value, k->kind == KIND_SIZE, &v, err, errlen);
+    if (rc)
+        return rc;
+    if (k->kind == KIND_PORT)
+        first_listener(c)->port = (uint16_t)v;
+    else
+        store_uint(c, k, v);
+    return 0;
+}
+
+/* One of a few words: KIND_BOOL, KIND_LOG_LEVEL, KIND_QUEUE_POLICY. */
+static int set_choice(struct config *c, const struct config_key *k, const char *label, const char *value,
+                      char *err, size_t errlen)
 {
     char s[72];
-    uint64_t v;
     bool b;
-    int rc, i;
-
-    if (has_control(value)) {
-        msg(err, errlen, "%s: value contains a control character", label);
-        return -EINVAL;
-    }
+    int i;
     switch (k->kind) {
-    case KIND_UINT:
-    case KIND_SIZE:
-        if ((rc = check_uint(k, label, value, k->kind == KIND_SIZE, &v, err, errlen)) != 0)
-            return rc;
-        store_uint(c, k, v);
-        return 0;
     case KIND_BOOL:
         if (parse_bool(value, &b) != 0) {
             msg(err, errlen, "%s: \"%s\" is not a boolean (true/false, yes/no, on/off, 1/0)", label,
@@ -504,6 +509,49 @@ static int set_key(struct config *c, const struct config_key *k, const char *lab
         }
         memcpy((char *)c + k->off, &b, sizeof(b));
         return 0;
+    case KIND_LOG_LEVEL:
+        i = strcasecmp(value, "warning") == 0 ? LOG_WARN : parse_name(value, log_level_names, 5);
+        if (i < 0) {
+            msg(err, errlen, "%s: \"%s\" is not one of error, warn, info, debug, trace", label,
+                shown(value, s));
+            return -EINVAL;
+        }
+        c->log_level = i;
+        return 0;
+    default: /* KIND_QUEUE_POLICY */
+        if ((i = parse_name(value, queue_policy_names, 2)) < 0) {
+            msg(err, errlen, "%s: \"%s\" is not one of drop_new, drop_oldest", label, shown(value, s));
+            return -EINVAL;
+        }
+        c->queue_policy = i;
+        return 0;
+    }
+}
+
+/* KIND_LISTEN: an address literal and port, or off (bound as given: a name
+ * could resolve to several addresses). */
+static int set_listen(struct config *c, const struct config_key *k, const char *label, const char *value,
+                      char *err, size_t errlen)
+{
+    char s[72];
+    char host[64];
+    uint16_t port;
+    bool off = strcasecmp(value, "off") == 0;
+    if (!off && (!valid_hostport(value, k->size - 1) ||
+                 config_hostport_split(value, host, sizeof(host), &port) != 0 || !valid_ip(host))) {
+        msg(err, errlen, "%s: \"%s\" is not IP:PORT ([IPv6]:PORT) or off", label, shown(value, s));
+        return -EINVAL;
+    }
+    set_string((char *)c + k->off, k->size, off ? "off" : value);
+    return 0;
+}
+
+/* Text: KIND_STRING, KIND_HOSTPORT, KIND_BIND (the first listener's). */
+static int set_text(struct config *c, const struct config_key *k, const char *label, const char *value,
+                    char *err, size_t errlen)
+{
+    char s[72];
+    switch (k->kind) {
     case KIND_STRING:
         if (strlen(value) < k->min) {
             msg(err, errlen, "%s: value is empty", label);
@@ -523,43 +571,7 @@ static int set_key(struct config *c, const struct config_key *k, const char *lab
         }
         set_string((char *)c + k->off, k->size, value);
         return 0;
-    case KIND_LISTEN: {
-        /* bound as given, so an address literal: a name could resolve to several */
-        char host[64];
-        uint16_t port;
-        bool off = strcasecmp(value, "off") == 0;
-        if (!off && (!valid_hostport(value, k->size - 1) ||
-                     config_hostport_split(value, host, sizeof(host), &port) != 0 || !valid_ip(host))) {
-            msg(err, errlen, "%s: \"%s\" is not IP:PORT ([IPv6]:PORT) or off", label, shown(value, s));
-            return -EINVAL;
-        }
-        set_string((char *)c + k->off, k->size, off ? "off" : value);
-        return 0;
-    }
-    case KIND_LOG_LEVEL:
-        i = strcasecmp(value, "warning") == 0 ? LOG_WARN : parse_name(value, log_level_names, 5);
-        if (i < 0) {
-            msg(err, errlen, "%s: \"%s\" is not one of error, warn, info, debug, trace", label,
-                shown(value, s));
-            return -EINVAL;
-        }
-        c->log_level = i;
-        return 0;
-    case KIND_QUEUE_POLICY:
-        if ((i = parse_name(value, queue_policy_names, 2)) < 0) {
-            msg(err, errlen, "%s: \"%s\" is not one of drop_new, drop_oldest", label, shown(value, s));
-            return -EINVAL;
-        }
-        c->queue_policy = i;
-        return 0;
-    case KIND_LISTENER:
-        return set_listener(c, label, value, err, errlen);
-    case KIND_PORT:
-        if ((rc = check_uint(k, label, value, false, &v, err, errlen)) != 0)
-            return rc;
-        first_listener(c)->port = (uint16_t)v;
-        return 0;
-    case KIND_BIND:
+    default: { /* KIND_BIND */
         if (strlen(value) >= sizeof(c->listeners[0].bind) || !valid_ip(value)) {
             msg(err, errlen, "%s: \"%s\" is not an IPv4 or IPv6 address", label, shown(value, s));
             return -EINVAL;
@@ -567,6 +579,34 @@ static int set_key(struct config *c, const struct config_key *k, const char *lab
         struct config_listener *l = first_listener(c);
         set_string(l->bind, sizeof(l->bind), value);
         return 0;
+    }
+    }
+}
+
+static int set_key(struct config *c, const struct config_key *k, const char *label, const char *value,
+                   char *err, size_t errlen)
+{
+    if (has_control(value)) {
+        msg(err, errlen, "%s: value contains a control character", label);
+        return -EINVAL;
+    }
+    switch (k->kind) {
+    case KIND_UINT:
+    case KIND_SIZE:
+    case KIND_PORT:
+        return set_number(c, k, label, value, err, errlen);
+    case KIND_BOOL:
+    case KIND_LOG_LEVEL:
+    case KIND_QUEUE_POLICY:
+        return set_choice(c, k, label, value, err, errlen);
+    case KIND_STRING:
+    case KIND_HOSTPORT:
+    case KIND_BIND:
+        return set_text(c, k, label, value, err, errlen);
+    case KIND_LISTEN:
+        return set_listen(c, k, label, value, err, errlen);
+    case KIND_LISTENER:
+        return set_listener(c, label, value, err, errlen);
     case KIND_PEER:
         return set_peer(c, k, label, value, err, errlen);
     }
