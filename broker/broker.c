@@ -211,6 +211,22 @@ static void on_signal(uv_signal_t *s, int signum)
     broker_stop(b);
 }
 
+void broker__init(struct broker *b, const struct config *cfg)
+{
+    b->cfg = *cfg;
+    list_init(&b->claims);
+    list_init(&b->parked);
+    list_init(&b->conns);
+    list_init(&b->sessions_timed);
+    list_init(&b->retained_list);
+    list_init(&b->barriers);
+    list_init(&b->admin.conns);
+    map_init(&b->sessions);
+    trie_init(&b->subs);
+    trie_init(&b->shared);
+    trie_init(&b->retained);
+}
+
 int broker_start(uv_loop_t *loop, const struct config *cfg, struct broker **out, char *err, size_t errlen)
 {
     struct broker *b = calloc(1, sizeof(*b));
@@ -219,24 +235,13 @@ int broker_start(uv_loop_t *loop, const struct config *cfg, struct broker **out,
         return -ENOMEM;
     }
     *out = b;
-    list_init(&b->claims);
-    list_init(&b->parked);
-    list_init(&b->conns);
-    list_init(&b->sessions_timed);
-    list_init(&b->retained_list);
-    list_init(&b->barriers);
-    list_init(&b->admin.conns);
+    broker__init(b, cfg);
     b->loop = loop;
-    b->cfg = *cfg;
     b->read_chunk = malloc(BROKER_READ_CHUNK);
     if (!b->read_chunk) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    map_init(&b->sessions);
-    trie_init(&b->subs);
-    trie_init(&b->shared);
-    trie_init(&b->retained);
     b->started_ms = uv_now(loop);
     uv_timer_init(loop, &b->tick);
     b->tick.data = b;

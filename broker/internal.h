@@ -330,6 +330,10 @@ struct retained {
     bool local;               /* $SYS: kept on this node only, not replicated */
 };
 
+/* broker.c: the in-memory parts of a zeroed broker (lists, indexes, cfg
+ * copied); no loop, no sockets: socket-free unit tests start from here too. */
+void broker__init(struct broker *b, const struct config *cfg);
+
 /* time */
 uint64_t broker__now(const struct broker *b);   /* monotonic ms */
 uint64_t broker__wall_ms(void);                  /* wall-clock ms */
