@@ -176,8 +176,8 @@ static void fence_check(struct broker *b)
     b->fenced = true;
     LOG(b, LOG_WARN, NULL, "no leader for %llu ms: disconnecting %u client(s) so they can use another node",
         (unsigned long long)st.leaderless_ms, b->connected);
-    for (struct conn *c = b->conns, *next; c; c = next) {
-        next = c->next;
+    list_foreach_safe(it, &b->conns) {
+        struct conn *c = list_entry(it, struct conn, link);
         if (c->state == CONN_ACTIVE)
             broker__conn_close(c, PROTO_RC_USE_ANOTHER_SERVER);
     }
@@ -211,6 +211,22 @@ static void on_signal(uv_signal_t *s, int signum)
     broker_stop(b);
 }
 
+void broker__init(struct broker *b, const struct config *cfg)
+{
+    b->cfg = *cfg;
+    list_init(&b->claims);
+    list_init(&b->parked);
+    list_init(&b->conns);
+    list_init(&b->sessions_timed);
+    list_init(&b->retained_list);
+    list_init(&b->barriers);
+    list_init(&b->admin.conns);
+    map_init(&b->sessions);
+    trie_init(&b->subs);
+    trie_init(&b->shared);
+    trie_init(&b->retained);
+}
+
 int broker_start(uv_loop_t *loop, const struct config *cfg, struct broker **out, char *err, size_t errlen)
 {
     struct broker *b = calloc(1, sizeof(*b));
@@ -219,17 +235,13 @@ int broker_start(uv_loop_t *loop, const struct config *cfg, struct broker **out,
         return -ENOMEM;
     }
     *out = b;
+    broker__init(b, cfg);
     b->loop = loop;
-    b->cfg = *cfg;
     b->read_chunk = malloc(BROKER_READ_CHUNK);
     if (!b->read_chunk) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    map_init(&b->sessions);
-    trie_init(&b->subs);
-    trie_init(&b->shared);
-    trie_init(&b->retained);
     b->started_ms = uv_now(loop);
     uv_timer_init(loop, &b->tick);
     b->tick.data = b;
@@ -278,8 +290,8 @@ void broker_stop(struct broker *b)
     for (int i = 0; i < b->listener_count; i++)
         close_if((uv_handle_t *)&b->listeners[i].tcp);
     broker__admin_stop(b);
-    while (b->conns)
-        broker__conn_close(b->conns, PROTO_RC_SERVER_SHUTTING_DOWN);
+    while (!list_empty(&b->conns))
+        broker__conn_close(list_entry(list_first(&b->conns), struct conn, link), PROTO_RC_SERVER_SHUTTING_DOWN);
     broker__flush_all(b);
     close_if((uv_handle_t *)&b->tick);
     close_if((uv_handle_t *)&b->flush);

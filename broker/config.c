@@ -1,5 +1,6 @@
 /* config: the node's settings from embedded defaults, a `key value` file and
- * command-line flags, validated against one table of keys.
+ * command-line flags (parsed in config_args.c), validated against one table
+ * of keys.
  *
  * Every key is the name of the struct config field it sets, except the
  * repeatable `listener` and `peer` lines and the `port` / `bind` shorthands for
@@ -58,15 +59,10 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#ifndef STARLING_VERSION
-#define STARLING_VERSION "unknown"
-#endif
 
 #define CONFIG_MAX_LINE 4096
 
@@ -147,7 +143,7 @@ static const char *const transports[] = {"tcp", "tls", "ws", "wss"};
 
 /* ---- messages ------------------------------------------------------------- */
 
-static void msg(char *err, size_t errlen, const char *fmt, ...)
+void config__msg(char *err, size_t errlen, const char *fmt, ...)
 {
     if (err == NULL || errlen == 0)
         return;
@@ -369,12 +365,12 @@ static int check_uint(const struct config_key *k, const char *label, const char 
     char s[72];
     int rc = parse_uint(value, size, out);
     if (rc == -EINVAL) {
-        msg(err, errlen, "%s: \"%s\" is not a number%s", label, shown(value, s),
+        config__msg(err, errlen, "%s: \"%s\" is not a number%s", label, shown(value, s),
             size ? " (bytes, or with a k/m suffix)" : "");
         return -EINVAL;
     }
     if (rc != 0 || *out < k->min || *out > k->max) {
-        msg(err, errlen, "%s: \"%s\" is out of range %llu..%llu", label, shown(value, s),
+        config__msg(err, errlen, "%s: \"%s\" is out of range %llu..%llu", label, shown(value, s),
             (unsigned long long)k->min, (unsigned long long)k->max);
         return -ERANGE;
     }
@@ -405,7 +401,7 @@ static int set_listener(struct config *c, const char *label, const char *value, 
 
     size_t n = split(value, buf, sizeof(buf), tok, 3);
     if (n == 0 || n > 3) {
-        msg(err, errlen, "%s: expected PORT [BIND_ADDRESS] [TRANSPORT], got \"%s\"", label, shown(value, s));
+        config__msg(err, errlen, "%s: expected PORT [BIND_ADDRESS] [TRANSPORT], got \"%s\"", label, shown(value, s));
         return -EINVAL;
     }
     snprintf(portlabel, sizeof(portlabel), "%s: port", label);
@@ -413,13 +409,13 @@ static int set_listener(struct config *c, const char *label, const char *value, 
         return rc;
     const char *bind = n > 1 ? tok[1] : "0.0.0.0";
     if (strlen(bind) >= sizeof(c->listeners[0].bind) || !valid_ip(bind)) {
-        msg(err, errlen, "%s: \"%s\" is not an IPv4 or IPv6 address", label, shown(bind, s));
+        config__msg(err, errlen, "%s: \"%s\" is not an IPv4 or IPv6 address", label, shown(bind, s));
         return -EINVAL;
     }
     const char *transport = n > 2 ? tok[2] : "tcp";
     int t = parse_name(transport, transports, sizeof(transports) / sizeof(transports[0]));
     if (t < 0) {
-        msg(err, errlen, "%s: transport \"%s\" is not one of tcp, tls, ws, wss", label, shown(transport, s));
+        config__msg(err, errlen, "%s: transport \"%s\" is not one of tcp, tls, ws, wss", label, shown(transport, s));
         return -EINVAL;
     }
     if (!c->listeners_explicit) {
@@ -428,7 +424,7 @@ static int set_listener(struct config *c, const char *label, const char *value, 
         c->listeners_explicit = true;
     }
     if (c->listener_count >= CONFIG_MAX_LISTENERS) {
-        msg(err, errlen, "%s: more than %d listeners", label, CONFIG_MAX_LISTENERS);
+        config__msg(err, errlen, "%s: more than %d listeners", label, CONFIG_MAX_LISTENERS);
         return -ERANGE;
     }
     struct config_listener *l = &c->listeners[c->listener_count++];
@@ -448,24 +444,24 @@ static int set_peer(struct config *c, const struct config_key *k, const char *la
     int rc;
 
     if (split(value, buf, sizeof(buf), tok, 2) != 2) {
-        msg(err, errlen, "%s: expected ID HOST:PORT, got \"%s\"", label, shown(value, s));
+        config__msg(err, errlen, "%s: expected ID HOST:PORT, got \"%s\"", label, shown(value, s));
         return -EINVAL;
     }
     snprintf(idlabel, sizeof(idlabel), "%s: id", label);
     if ((rc = check_uint(k, idlabel, tok[0], false, &id, err, errlen)) != 0)
         return rc;
     if (!valid_hostport(tok[1], sizeof(c->peers[0].address) - 1)) {
-        msg(err, errlen, "%s: \"%s\" is not HOST:PORT", label, shown(tok[1], s));
+        config__msg(err, errlen, "%s: \"%s\" is not HOST:PORT", label, shown(tok[1], s));
         return -EINVAL;
     }
     for (int i = 0; i < c->peer_count; i++) {
         if (c->peers[i].id == id) {
-            msg(err, errlen, "%s: id %llu given twice", label, (unsigned long long)id);
+            config__msg(err, errlen, "%s: id %llu given twice", label, (unsigned long long)id);
             return -EINVAL;
         }
     }
     if (c->peer_count >= CONFIG_MAX_PEERS) {
-        msg(err, errlen, "%s: more than %d peers", label, CONFIG_MAX_PEERS);
+        config__msg(err, errlen, "%s: more than %d peers", label, CONFIG_MAX_PEERS);
         return -ERANGE;
     }
     struct config_peer *p = &c->peers[c->peer_count++];
@@ -477,96 +473,136 @@ static int set_peer(struct config *c, const struct config_key *k, const char *la
 
 /* Applies value to key k; messages start with label (the key, or a flag name).
  * Validates completely before touching c. */
-static int set_key(struct config *c, const struct config_key *k, const char *label, const char *value,
-                   char *err, size_t errlen)
+/* Numbers: KIND_UINT, KIND_SIZE (with a unit suffix) and KIND_PORT (the
+ * first listener's). */
+static int set_number(struct config *c, const struct config_key *k, const char *label, const char *value,
+                      char *err, size_t errlen)
+{
+    uint64_t v;
+    int rc = check_uint(k, label, value, k->kind == KIND_SIZE, &v, err, errlen);
+    if (rc)
+        return rc;
+    if (k->kind == KIND_PORT)
+        first_listener(c)->port = (uint16_t)v;
+    else
+        store_uint(c, k, v);
+    return 0;
+}
+
+/* One of a few words: KIND_BOOL, KIND_LOG_LEVEL, KIND_QUEUE_POLICY. */
+static int set_choice(struct config *c, const struct config_key *k, const char *label, const char *value,
+                      char *err, size_t errlen)
 {
     char s[72];
-    uint64_t v;
     bool b;
-    int rc, i;
-
-    if (has_control(value)) {
-        msg(err, errlen, "%s: value contains a control character", label);
-        return -EINVAL;
-    }
+    int i;
     switch (k->kind) {
-    case KIND_UINT:
-    case KIND_SIZE:
-        if ((rc = check_uint(k, label, value, k->kind == KIND_SIZE, &v, err, errlen)) != 0)
-            return rc;
-        store_uint(c, k, v);
-        return 0;
     case KIND_BOOL:
         if (parse_bool(value, &b) != 0) {
-            msg(err, errlen, "%s: \"%s\" is not a boolean (true/false, yes/no, on/off, 1/0)", label,
+            config__msg(err, errlen, "%s: \"%s\" is not a boolean (true/false, yes/no, on/off, 1/0)", label,
                 shown(value, s));
             return -EINVAL;
         }
         memcpy((char *)c + k->off, &b, sizeof(b));
         return 0;
+    case KIND_LOG_LEVEL:
+        i = strcasecmp(value, "warning") == 0 ? LOG_WARN : parse_name(value, log_level_names, 5);
+        if (i < 0) {
+            config__msg(err, errlen, "%s: \"%s\" is not one of error, warn, info, debug, trace", label,
+                shown(value, s));
+            return -EINVAL;
+        }
+        c->log_level = i;
+        return 0;
+    default: /* KIND_QUEUE_POLICY */
+        if ((i = parse_name(value, queue_policy_names, 2)) < 0) {
+            config__msg(err, errlen, "%s: \"%s\" is not one of drop_new, drop_oldest", label, shown(value, s));
+            return -EINVAL;
+        }
+        c->queue_policy = i;
+        return 0;
+    }
+}
+
+/* KIND_LISTEN: an address literal and port, or off (bound as given: a name
+ * could resolve to several addresses). */
+static int set_listen(struct config *c, const struct config_key *k, const char *label, const char *value,
+                      char *err, size_t errlen)
+{
+    char s[72];
+    char host[64];
+    uint16_t port;
+    bool off = strcasecmp(value, "off") == 0;
+    if (!off && (!valid_hostport(value, k->size - 1) ||
+                 config_hostport_split(value, host, sizeof(host), &port) != 0 || !valid_ip(host))) {
+        config__msg(err, errlen, "%s: \"%s\" is not IP:PORT ([IPv6]:PORT) or off", label, shown(value, s));
+        return -EINVAL;
+    }
+    set_string((char *)c + k->off, k->size, off ? "off" : value);
+    return 0;
+}
+
+/* Text: KIND_STRING, KIND_HOSTPORT, KIND_BIND (the first listener's). */
+static int set_text(struct config *c, const struct config_key *k, const char *label, const char *value,
+                    char *err, size_t errlen)
+{
+    char s[72];
+    switch (k->kind) {
     case KIND_STRING:
         if (strlen(value) < k->min) {
-            msg(err, errlen, "%s: value is empty", label);
+            config__msg(err, errlen, "%s: value is empty", label);
             return -EINVAL;
         }
         if (strlen(value) >= k->size) {
-            msg(err, errlen, "%s: value is longer than %zu bytes", label, k->size - 1);
+            config__msg(err, errlen, "%s: value is longer than %zu bytes", label, k->size - 1);
             return -ERANGE;
         }
         set_string((char *)c + k->off, k->size, value);
         return 0;
     case KIND_HOSTPORT:
         if (!valid_hostport(value, k->size - 1)) {
-            msg(err, errlen, "%s: \"%s\" is not HOST:PORT (at most %zu bytes)", label, shown(value, s),
+            config__msg(err, errlen, "%s: \"%s\" is not HOST:PORT (at most %zu bytes)", label, shown(value, s),
                 k->size - 1);
             return -EINVAL;
         }
         set_string((char *)c + k->off, k->size, value);
         return 0;
-    case KIND_LISTEN: {
-        /* bound as given, so an address literal: a name could resolve to several */
-        char host[64];
-        uint16_t port;
-        bool off = strcasecmp(value, "off") == 0;
-        if (!off && (!valid_hostport(value, k->size - 1) ||
-                     config_hostport_split(value, host, sizeof(host), &port) != 0 || !valid_ip(host))) {
-            msg(err, errlen, "%s: \"%s\" is not IP:PORT ([IPv6]:PORT) or off", label, shown(value, s));
-            return -EINVAL;
-        }
-        set_string((char *)c + k->off, k->size, off ? "off" : value);
-        return 0;
-    }
-    case KIND_LOG_LEVEL:
-        i = strcasecmp(value, "warning") == 0 ? LOG_WARN : parse_name(value, log_level_names, 5);
-        if (i < 0) {
-            msg(err, errlen, "%s: \"%s\" is not one of error, warn, info, debug, trace", label,
-                shown(value, s));
-            return -EINVAL;
-        }
-        c->log_level = i;
-        return 0;
-    case KIND_QUEUE_POLICY:
-        if ((i = parse_name(value, queue_policy_names, 2)) < 0) {
-            msg(err, errlen, "%s: \"%s\" is not one of drop_new, drop_oldest", label, shown(value, s));
-            return -EINVAL;
-        }
-        c->queue_policy = i;
-        return 0;
-    case KIND_LISTENER:
-        return set_listener(c, label, value, err, errlen);
-    case KIND_PORT:
-        if ((rc = check_uint(k, label, value, false, &v, err, errlen)) != 0)
-            return rc;
-        first_listener(c)->port = (uint16_t)v;
-        return 0;
-    case KIND_BIND:
+    default: { /* KIND_BIND */
         if (strlen(value) >= sizeof(c->listeners[0].bind) || !valid_ip(value)) {
-            msg(err, errlen, "%s: \"%s\" is not an IPv4 or IPv6 address", label, shown(value, s));
+            config__msg(err, errlen, "%s: \"%s\" is not an IPv4 or IPv6 address", label, shown(value, s));
             return -EINVAL;
         }
         struct config_listener *l = first_listener(c);
         set_string(l->bind, sizeof(l->bind), value);
         return 0;
+    }
+    }
+}
+
+static int set_key(struct config *c, const struct config_key *k, const char *label, const char *value,
+                   char *err, size_t errlen)
+{
+    if (has_control(value)) {
+        config__msg(err, errlen, "%s: value contains a control character", label);
+        return -EINVAL;
+    }
+    switch (k->kind) {
+    case KIND_UINT:
+    case KIND_SIZE:
+    case KIND_PORT:
+        return set_number(c, k, label, value, err, errlen);
+    case KIND_BOOL:
+    case KIND_LOG_LEVEL:
+    case KIND_QUEUE_POLICY:
+        return set_choice(c, k, label, value, err, errlen);
+    case KIND_STRING:
+    case KIND_HOSTPORT:
+    case KIND_BIND:
+        return set_text(c, k, label, value, err, errlen);
+    case KIND_LISTEN:
+        return set_listen(c, k, label, value, err, errlen);
+    case KIND_LISTENER:
+        return set_listener(c, label, value, err, errlen);
     case KIND_PEER:
         return set_peer(c, k, label, value, err, errlen);
     }
@@ -579,6 +615,12 @@ static const struct config_key *find_key(const char *name)
         if (strcmp(config_keys[i].name, name) == 0)
             return &config_keys[i];
     return NULL;
+}
+
+int config__set_flag(struct config *c, const char *key, const char *label, const char *value, char *err,
+                     size_t errlen)
+{
+    return set_key(c, find_key(key), label, value, err, errlen);
 }
 
 /* ---- public: defaults, set, file ----------------------------------------------- */
@@ -631,11 +673,11 @@ int config_set(struct config *c, const char *key, const char *value, char *err, 
     char s[72];
     const struct config_key *k = find_key(key);
     if (k == NULL) {
-        msg(err, errlen, "unknown key \"%s\"", shown(key, s));
+        config__msg(err, errlen, "unknown key \"%s\"", shown(key, s));
         return -EINVAL;
     }
     if (value == NULL) {
-        msg(err, errlen, "%s: missing value", k->name);
+        config__msg(err, errlen, "%s: missing value", k->name);
         return -EINVAL;
     }
     return set_key(c, k, k->name, value, err, errlen);
@@ -669,7 +711,7 @@ static int parse_line(char *line, char **key, char **value, char *err, size_t er
         char *out = p, *in = p + 1;
         for (;; in++) {
             if (*in == '\0') {
-                msg(err, errlen, "%s: unterminated quoted value", *key);
+                config__msg(err, errlen, "%s: unterminated quoted value", *key);
                 return -EINVAL;
             }
             if (*in == '"')
@@ -682,7 +724,7 @@ static int parse_line(char *line, char **key, char **value, char *err, size_t er
         for (in++; is_ws(*in); in++)
             ;
         if (*in != '\0' && *in != '#') {
-            msg(err, errlen, "%s: unexpected text after the quoted value", *key);
+            config__msg(err, errlen, "%s: unexpected text after the quoted value", *key);
             return -EINVAL;
         }
         *value = p;
@@ -714,7 +756,7 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errle
     FILE *f = fopen(path, "r");
     if (f == NULL) {
         rc = -errno;
-        msg(err, errlen, "%s: %s", path, strerror(-rc));
+        config__msg(err, errlen, "%s: %s", path, strerror(-rc));
         return rc;
     }
     snprintf(next.path, sizeof(next.path), "%s", path);
@@ -723,12 +765,12 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errle
         char *key, *value;
         lineno++;
         if (n > CONFIG_MAX_LINE) {
-            msg(err, errlen, "%s:%u: line is longer than %d bytes", path, lineno, CONFIG_MAX_LINE);
+            config__msg(err, errlen, "%s:%u: line is longer than %d bytes", path, lineno, CONFIG_MAX_LINE);
             rc = -EINVAL;
             goto close_file;
         }
         if (strlen(line) != (size_t)n) {
-            msg(err, errlen, "%s:%u: line contains a NUL byte", path, lineno);
+            config__msg(err, errlen, "%s:%u: line contains a NUL byte", path, lineno);
             rc = -EINVAL;
             goto close_file;
         }
@@ -738,13 +780,13 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errle
         if ((rc = parse_line(text, &key, &value, m, sizeof(m))) == 0 && key != NULL)
             rc = config_set(&next, key, value, m, sizeof(m));
         if (rc != 0) {
-            msg(err, errlen, "%s:%u: %s", path, lineno, m);
+            config__msg(err, errlen, "%s:%u: %s", path, lineno, m);
             goto close_file;
         }
     }
     if (!feof(f)) { /* a read error, or getline out of memory */
         rc = ferror(f) ? -EIO : -ENOMEM;
-        msg(err, errlen, "%s: %s", path, strerror(-rc));
+        config__msg(err, errlen, "%s: %s", path, strerror(-rc));
         goto close_file;
     }
     *c = next;
@@ -752,176 +794,6 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errle
 close_file:
     free(line);
     fclose(f);
-    return rc;
-}
-
-/* ---- command line ------------------------------------------------------------ */
-
-enum {
-    OPT_BIND = 256,
-    OPT_DATA_DIR,
-    OPT_SET,
-    OPT_DUMP,
-};
-
-static const struct option long_options[] = {
-    {"config", required_argument, NULL, 'c'},
-    {"port", required_argument, NULL, 'p'},
-    {"bind", required_argument, NULL, OPT_BIND},
-    {"data-dir", required_argument, NULL, OPT_DATA_DIR},
-    {"set", required_argument, NULL, OPT_SET},
-    {"verbose", no_argument, NULL, 'v'},
-    {"quiet", no_argument, NULL, 'q'},
-    {"dump", no_argument, NULL, OPT_DUMP},
-    {"help", no_argument, NULL, 'h'},
-    {"version", no_argument, NULL, 'V'},
-    {NULL, 0, NULL, 0},
-};
-
-static const char short_options[] = ":c:p:vqhV";
-
-static void print_usage(FILE *out)
-{
-    fputs("Usage: starlingd [OPTIONS]\n"
-          "Runs one Starling MQTT broker node.\n"
-          "\n"
-          "  -c, --config FILE    read settings from FILE; the flags below override it\n"
-          "                       wherever they appear on the command line\n"
-          "  -p, --port N         port of the first MQTT listener (1..65535, default 1883)\n"
-          "      --bind ADDR      address of the first MQTT listener (default 0.0.0.0)\n"
-          "      --data-dir DIR   directory for the Raft log and the state store\n"
-          "                       (default ./starling-data)\n"
-          "      --set KEY=VALUE  any config file setting, e.g. --set max_inflight=128\n"
-          "  -v, --verbose        more log output; repeat for more (info, debug, trace)\n"
-          "  -q, --quiet          log errors only\n"
-          "      --dump           print the node's state and exit\n"
-          "  -h, --help           print this help and exit\n"
-          "  -V, --version        print the version and exit\n"
-          "\n"
-          "Every config key, its range and its default are documented in the sample\n"
-          "config deploy/starling.conf; --set accepts the same keys.\n",
-          out);
-}
-
-static void option_error(char **argv, int ch, char *err, size_t errlen)
-{
-    /* getopt sets optopt to the option's value even for long options, so the
-     * argument itself tells long from short */
-    const char *arg = optind > 0 ? argv[optind - 1] : "";
-    bool is_long = strncmp(arg, "--", 2) == 0;
-    size_t namelen = is_long ? strcspn(arg, "=") : 0;
-
-    if (ch == ':' && is_long)
-        msg(err, errlen, "option \"%s\" requires an argument (see --help)", arg);
-    else if (ch == ':')
-        msg(err, errlen, "option \"-%c\" requires an argument (see --help)", optopt);
-    else if (is_long && optopt != 0 && arg[namelen] == '=')
-        msg(err, errlen, "option \"%.*s\" does not take an argument (see --help)", (int)namelen, arg);
-    else if (is_long)
-        msg(err, errlen, "unknown option \"%s\" (see --help)", arg);
-    else
-        msg(err, errlen, "unknown option \"-%c\" (see --help)", optopt);
-}
-
-/* The flags of the second pass, applied in command-line order. */
-static int apply_flag(struct config *c, int ch, const char *arg, bool *dump, char *err, size_t errlen)
-{
-    char m[512], key[64];
-    int rc;
-
-    switch (ch) {
-    case 'p':
-        return set_key(c, find_key("port"), "-p/--port", arg, err, errlen);
-    case OPT_BIND:
-        return set_key(c, find_key("bind"), "--bind", arg, err, errlen);
-    case OPT_DATA_DIR:
-        return set_key(c, find_key("data_dir"), "--data-dir", arg, err, errlen);
-    case 'v':
-        if (c->log_level < LOG_TRACE)
-            c->log_level++;
-        return 0;
-    case 'q':
-        c->log_level = LOG_ERROR;
-        return 0;
-    case OPT_DUMP:
-        if (dump != NULL)
-            *dump = true;
-        return 0;
-    case OPT_SET: {
-        const char *eq = strchr(arg, '=');
-        if (eq == NULL || eq == arg || (size_t)(eq - arg) >= sizeof(key)) {
-            msg(err, errlen, "--set: expected KEY=VALUE, got \"%s\"", arg);
-            return -EINVAL;
-        }
-        memcpy(key, arg, (size_t)(eq - arg));
-        key[eq - arg] = '\0';
-        if ((rc = config_set(c, key, eq + 1, m, sizeof(m))) != 0)
-            msg(err, errlen, "--set: %s", m);
-        return rc;
-    }
-    default: /* -c, -h, -V: handled in the first pass */
-        return 0;
-    }
-}
-
-int config_parse_args(struct config *c, int argc, char **argv, bool *dump, char *err, size_t errlen)
-{
-    const char *config_path = NULL;
-    bool help = false, version = false;
-    int saved_opterr = opterr;
-    int ch, rc = 0;
-
-    if (dump != NULL)
-        *dump = false;
-    opterr = 0; /* messages go to err, not stderr */
-
-    /* First pass: validate the flags and find --config, --help and --version. */
-    optind = 0;
-    while ((ch = getopt_long(argc, argv, short_options, long_options, NULL)) != -1) {
-        if (ch == '?' || ch == ':') {
-            option_error(argv, ch, err, errlen);
-            rc = -EINVAL;
-            goto restore_getopt;
-        }
-        if (ch == 'c') {
-            if (config_path != NULL) {
-                msg(err, errlen, "-c/--config given more than once");
-                rc = -EINVAL;
-                goto restore_getopt;
-            }
-            config_path = optarg;
-        }
-        help |= ch == 'h';
-        version |= ch == 'V';
-    }
-    if (optind < argc) {
-        msg(err, errlen, "unexpected argument \"%s\" (see --help)", argv[optind]);
-        rc = -EINVAL;
-        goto restore_getopt;
-    }
-    if (help) {
-        print_usage(stdout);
-        rc = 1;
-        goto restore_getopt;
-    }
-    if (version) {
-        fputs("starlingd " STARLING_VERSION "\n", stdout);
-        rc = 1;
-        goto restore_getopt;
-    }
-
-    if (config_path != NULL && (rc = config_load_file(c, config_path, err, errlen)) != 0)
-        goto restore_getopt;
-
-    /* Second pass: everything else, over the file. */
-    optind = 0;
-    while ((ch = getopt_long(argc, argv, short_options, long_options, NULL)) != -1)
-        if ((rc = apply_flag(c, ch, optarg, dump, err, errlen)) != 0)
-            goto restore_getopt;
-
-restore_getopt:
-    opterr = saved_opterr;
-    optind = 0;
     return rc;
 }
 

@@ -82,7 +82,7 @@ struct config {
     uint32_t snapshot_trailing;  /* entries kept after a snapshot; default 8192 */
     uint32_t store_max_mb;       /* LMDB map size, MiB; default 1024 */
 
-    /* HTTP admin API (broker/admin.c) */
+    /* HTTP admin API (broker/admin/) */
     char admin_listen[72];       /* IP:PORT ([IPv6]:PORT) or "off"; default "127.0.0.1:18083" */
     char admin_token[128];       /* non-empty: the bearer token every request must carry; default "" */
 };
@@ -109,6 +109,13 @@ int config_parse_args(struct config *c, int argc, char **argv, bool *dump, char 
  * removed, NUL-terminated, shorter than hostlen) and port. Returns 0, or
  * -EINVAL when s is not of that form with a port 1..65535 (host untouched). */
 int config_hostport_split(const char *s, char *host, size_t hostlen, uint16_t *port);
+
+/* Private to config.c and config_args.c: sets key as config_set does, naming
+ * it label (the flag it came from) in messages. */
+int config__set_flag(struct config *c, const char *key, const char *label, const char *value, char *err,
+                     size_t errlen);
+/* ... and writes a message into err (nothing when err is NULL or errlen 0). */
+void config__msg(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Writes the effective configuration as a config file (for --help style output
  * and tests). */

@@ -32,8 +32,8 @@ static void maybe_free(struct conn *c)
     if (c->pending > 0)
         return;
     struct broker *b = c->b;
-    free(c->rbuf.data);
-    free(c->out.data);
+    buf_free(&c->rbuf);
+    buf_free(&c->out);
     if (c->in_alias) {
         for (uint32_t i = 0; i <= b->cfg.topic_alias_maximum; i++)
             free(c->in_alias[i]);
@@ -57,19 +57,6 @@ void broker__conn_release(struct conn *c)
 }
 
 static void on_handle_closed(uv_handle_t *h) { broker__conn_release(h->data); }
-
-static void unlink_conn(struct conn *c)
-{
-    struct broker *b = c->b;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        b->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->next = c->prev = NULL;
-    b->conn_count--;
-}
 
 static void final_close(struct conn *c)
 {
@@ -120,7 +107,8 @@ void broker__conn_close(struct conn *c, uint8_t reason)
         b->connected--;
         c->counted = false;
     }
-    unlink_conn(c);
+    list_remove(&c->link);
+    b->conn_count--;
     if (c->read_done || (!c->out.len && !c->writing) || write_out(c) != 0) {
         final_close(c);
         return;
@@ -187,10 +175,7 @@ static int write_out(struct conn *c)
     }
     if (off == c->out.len) {
         c->out.len = 0;
-        if (c->out.cap > 64 * 1024) { /* don't keep a burst's buffer forever */
-            free(c->out.data);
-            memset(&c->out, 0, sizeof(c->out));
-        }
+        buf_shrink(&c->out, 64 * 1024); /* don't keep a burst's buffer forever */
         return 0;
     }
     struct write_req *w = malloc(sizeof(*w));
@@ -198,11 +183,11 @@ static int write_out(struct conn *c)
         return -ENOMEM;
     /* hand the buffer over to the request: move the unwritten tail to the front */
     if (off)
-        memmove(c->out.data, c->out.data + off, c->out.len - off);
+        buf_consume(&c->out, off);
     w->conn = c;
     w->data = c->out.data;
-    w->len = c->out.len - off;
-    memset(&c->out, 0, sizeof(c->out));
+    w->len = c->out.len;
+    buf_init(&c->out);
     uv_buf_t buf = uv_buf_init((char *)w->data, (unsigned)w->len);
     int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_written);
     if (rc) {
@@ -257,20 +242,10 @@ void broker__conn_write(struct conn *c, const void *data, size_t len)
 {
     if (c->state == CONN_CLOSING || c->write_error)
         return;
-    if (c->out.cap - c->out.len < len) {
-        size_t cap = c->out.cap ? c->out.cap : 1024;
-        while (cap - c->out.len < len)
-            cap *= 2;
-        uint8_t *p = realloc(c->out.data, cap);
-        if (!p) {
-            write_failed(c);
-            return;
-        }
-        c->out.data = p;
-        c->out.cap = cap;
+    if (buf_append(&c->out, data, len) != 0) {
+        write_failed(c);
+        return;
     }
-    memcpy(c->out.data + c->out.len, data, len);
-    c->out.len += len;
     mark_dirty(c);
     flush_early(c);
 }
@@ -350,17 +325,11 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         *buf = uv_buf_init((char *)b->read_chunk, BROKER_READ_CHUNK);
         return;
     }
-    size_t want = c->rbuf.len + BROKER_READ_CHUNK;
-    if (c->rbuf.cap < want) {
-        uint8_t *p = realloc(c->rbuf.data, want);
-        if (!p) {
-            *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
-            return;
-        }
-        c->rbuf.data = p;
-        c->rbuf.cap = want;
+    if (buf_reserve(&c->rbuf, BROKER_READ_CHUNK) != 0) {
+        *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
+        return;
     }
-    *buf = uv_buf_init((char *)c->rbuf.data + c->rbuf.len, (unsigned)(c->rbuf.cap - c->rbuf.len));
+    *buf = uv_buf_init((char *)buf_tail(&c->rbuf), (unsigned)buf_room(&c->rbuf));
 }
 
 static void protocol_close(struct conn *c, int err)
@@ -478,16 +447,9 @@ static void process(struct conn *c)
     c->consuming = true;
     size_t used = consume(c, c->rbuf.data, c->rbuf.len);
     c->consuming = false;
-    if (used >= c->rbuf.len) {
-        c->rbuf.len = 0;
-        if (c->rbuf.cap > 2 * BROKER_READ_CHUNK) {
-            free(c->rbuf.data);
-            memset(&c->rbuf, 0, sizeof(c->rbuf));
-        }
-    } else if (used) {
-        memmove(c->rbuf.data, c->rbuf.data + used, c->rbuf.len - used);
-        c->rbuf.len -= used;
-    }
+    if (used)
+        buf_consume(&c->rbuf, used);
+    buf_shrink(&c->rbuf, 2 * BROKER_READ_CHUNK);
     broker__conn_release(c);
 }
 
@@ -524,18 +486,13 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         size_t used = consume(c, b->read_chunk, (size_t)n);
         c->consuming = false;
         if (used < (size_t)n && c->state != CONN_CLOSING) {
-            size_t rest = (size_t)n - used;
-            uint8_t *p = realloc(c->rbuf.data, rest > BROKER_READ_CHUNK ? rest : BROKER_READ_CHUNK);
-            if (!p) {
+            /* rbuf is empty: the chunk is lent only then (on_alloc) */
+            if (buf_append(&c->rbuf, b->read_chunk + used, (size_t)n - used) != 0) {
                 b->read_chunk_busy = false;
                 broker__conn_close(c, 0xFF);
                 broker__conn_release(c);
                 return;
             }
-            c->rbuf.data = p;
-            c->rbuf.cap = rest > BROKER_READ_CHUNK ? rest : BROKER_READ_CHUNK;
-            memcpy(c->rbuf.data, b->read_chunk + used, rest);
-            c->rbuf.len = rest;
         }
         b->read_chunk_busy = false;
         broker__conn_release(c);
@@ -587,10 +544,9 @@ int broker__conn_accept(struct listener *l)
     c->timer.data = c;
     c->pending++; /* the timer handle */
     map_init(&c->out_alias);
-    c->next = b->conns;
-    if (b->conns)
-        b->conns->prev = c;
-    b->conns = c;
+    list_init(&c->acks);
+    list_init(&c->barrier_link);
+    list_push_front(&b->conns, &c->link);
     b->conn_count++;
     b->stats.connections_total++;
     c->last_rx = broker__now(b);

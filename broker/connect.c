@@ -2,7 +2,7 @@
  *
  * Happy path: CONNECT is validated, the connection pauses and proposes a
  * session_claim (client id, this node, a fresh generation, clean start, expiry,
- * will). When the claim is applied (state.c), any older connection of the same
+ * will). When the claim is applied (indexes.c), any older connection of the same
  * client id is disconnected with 0x8E; then claim_done attaches this connection
  * to the session, sends CONNACK (session present when the session survived) and
  * resends what was in flight.
@@ -10,6 +10,7 @@
  * connection is closed; a claim that cannot commit gets 0x88 (server
  * unavailable); a claim overtaken by a newer claim of the same client id before
  * it completed closes this connection. */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,7 +59,7 @@ static struct will *will_copy(const struct proto_connect *cp)
 }
 
 struct claim {
-    struct claim *next, *prev; /* in broker.claims while committing, then broker.parked */
+    struct list link;       /* in broker.claims while committing, then broker.parked */
     struct conn *conn;
     int status, result;     /* of the commit */
     uint32_t expiry;
@@ -68,37 +69,14 @@ struct claim {
     bool expiry_lowered;
 };
 
-static void claim_unlink(struct broker *b, struct claim *cl)
-{
-    if (cl->prev)
-        cl->prev->next = cl->next;
-    else
-        b->claims = cl->next;
-    if (cl->next)
-        cl->next->prev = cl->prev;
-    else
-        b->claims_tail = cl->prev;
-}
-
 bool broker__claim_pending(const struct broker *b, uint64_t generation)
 {
     /* oldest first: claims commit in the order they were proposed, so the one
      * being applied is almost always the head */
-    for (const struct claim *cl = b->claims; cl; cl = cl->next)
-        if (cl->conn->generation == generation)
+    list_foreach(it, &b->claims)
+        if (list_entry(it, struct claim, link)->conn->generation == generation)
             return true;
     return false;
-}
-
-static void parked_unlink(struct broker *b, struct claim *cl)
-{
-    if (cl->prev)
-        cl->prev->next = cl->next;
-    else
-        b->parked = cl->next;
-    if (cl->next)
-        cl->next->prev = cl->prev;
-    cl->next = cl->prev = NULL;
 }
 
 static void claim_done(void *arg, int status, int result)
@@ -106,8 +84,7 @@ static void claim_done(void *arg, int status, int result)
     struct claim *cl = arg;
     struct conn *c = cl->conn;
     struct broker *b = c->b;
-    claim_unlink(b, cl);
-    cl->next = cl->prev = NULL;
+    list_remove(&cl->link);
     cl->status = status;
     cl->result = result;
     struct session *s = status == 0 ? broker__session_find(b, c->client_id, strlen(c->client_id)) : NULL;
@@ -115,10 +92,7 @@ static void claim_done(void *arg, int status, int result)
         /* the session comes from another node: CONNACK once it handed it over */
         LOG(b, LOG_DEBUG, c, "waiting for node %u to hand the session over", s->handoff_from);
         s->parked = cl;
-        cl->next = b->parked;
-        if (cl->next)
-            cl->next->prev = cl;
-        b->parked = cl;
+        list_push_front(&b->parked, &cl->link);
         return;
     }
     broker__claim_complete(cl);
@@ -127,8 +101,8 @@ static void claim_done(void *arg, int status, int result)
 void broker__claims_tick(struct broker *b)
 {
     uint64_t now = broker__now(b);
-    for (struct claim *cl = b->parked, *next; cl; cl = next) {
-        next = cl->next;
+    list_foreach_safe(it, &b->parked) {
+        struct claim *cl = list_entry(it, struct claim, link);
         struct conn *c = cl->conn;
         struct session *s = broker__session_find(b, c->client_id, strlen(c->client_id));
         if (!s || s->parked != cl) {
@@ -144,51 +118,83 @@ void broker__claims_tick(struct broker *b)
     }
 }
 
-void broker__claim_complete(struct claim *cl)
+/* The socket went away while the claim was committing: end the session the
+ * way a dropped connection would, without publishing its will. */
+static void claim_abandon(struct claim *cl)
 {
     struct conn *c = cl->conn;
     struct broker *b = c->b;
-    int status = cl->status, result = cl->result;
-    for (struct claim *p = b->parked; p; p = p->next)
-        if (p == cl) {
-            parked_unlink(b, cl);
-            break;
-        }
-    if (c->state != CONN_CLAIMING) {
-        /* the socket went away while the claim was committing: end the session
-         * the way a dropped connection would, without publishing its will */
-        struct session *s = broker__session_find(b, c->client_id, strlen(c->client_id));
-        if (status == 0 && s && s->generation == c->generation && !s->conn && s->expiry == 0) {
-            broker__session_propose_expire(b, s);
-        } else if (status == 0 && s && s->generation == c->generation && !s->conn) {
-            s->expire_at = s->expiry == UINT32_MAX ? 0 : broker__now(b) + (uint64_t)s->expiry * 1000;
-            broker__session_timed_add(b, s);
-        }
-        free(cl);
-        broker__conn_release(c);
-        return;
+    struct session *s = broker__session_find(b, c->client_id, strlen(c->client_id));
+    if (cl->status == 0 && s && s->generation == c->generation && !s->conn && s->expiry == 0) {
+        broker__session_propose_expire(b, s);
+    } else if (cl->status == 0 && s && s->generation == c->generation && !s->conn) {
+        s->expire_at = s->expiry == UINT32_MAX ? 0 : broker__now(b) + (uint64_t)s->expiry * 1000;
+        broker__session_timed_add(b, s);
     }
-    if (status != 0) {
-        LOG(b, LOG_WARN, c, "session claim failed: %d", status);
-        refuse(c, PROTO_RC_SERVER_UNAVAILABLE);
-        free(cl);
-        broker__conn_release(c);
-        return;
+}
+
+/* The CONNACK refusal a completed claim ends in, or 0 with *out the session
+ * the connection now serves. */
+static uint8_t claim_refusal(const struct claim *cl, struct session **out)
+{
+    struct conn *c = cl->conn;
+    struct broker *b = c->b;
+    if (cl->status != 0) {
+        LOG(b, LOG_WARN, c, "session claim failed: %d", cl->status);
+        return PROTO_RC_SERVER_UNAVAILABLE;
     }
     struct session *s = broker__session_find(b, c->client_id, strlen(c->client_id));
     if (!s || s->generation != c->generation) {
         LOG(b, LOG_INFO, c, "session claim overtaken by a newer connection");
-        refuse(c, PROTO_RC_SESSION_TAKEN_OVER);
-        free(cl);
-        broker__conn_release(c);
-        return;
+        return PROTO_RC_SESSION_TAKEN_OVER;
     }
-    if (b->cfg.max_connections && b->connected >= b->cfg.max_connections) {
-        refuse(c, PROTO_RC_SERVER_BUSY);
-        free(cl);
-        broker__conn_release(c);
-        return;
+    if (b->cfg.max_connections && b->connected >= b->cfg.max_connections)
+        return PROTO_RC_SERVER_BUSY;
+    *out = s;
+    return 0;
+}
+
+/* What a v5 CONNACK tells the client about this server and its connection. */
+static void connack_props(const struct claim *cl, struct proto_props *pp)
+{
+    const struct conn *c = cl->conn;
+    const struct config *cfg = &c->b->cfg;
+    if (cl->assigned)
+        pp->assigned_client_id = proto_cstr(c->client_id);
+    if (cfg->receive_maximum < 65535) {
+        pp->has |= PROTO_HAS_RECEIVE_MAXIMUM;
+        pp->receive_maximum = cfg->receive_maximum;
     }
+    pp->has |= PROTO_HAS_MAXIMUM_PACKET_SIZE;
+    pp->maximum_packet_size = cfg->max_packet_size;
+    if (cfg->topic_alias_maximum) {
+        pp->has |= PROTO_HAS_TOPIC_ALIAS_MAXIMUM;
+        pp->topic_alias_maximum = cfg->topic_alias_maximum;
+    }
+    if (!cfg->retain_available) {
+        pp->has |= PROTO_HAS_RETAIN_AVAILABLE;
+        pp->retain_available = 0;
+    }
+    if (cfg->max_qos < 2) {
+        pp->has |= PROTO_HAS_MAXIMUM_QOS;
+        pp->maximum_qos = cfg->max_qos;
+    }
+    if (cl->keepalive_lowered) {
+        pp->has |= PROTO_HAS_SERVER_KEEP_ALIVE;
+        pp->server_keep_alive = c->keep_alive;
+    }
+    if (cl->expiry_lowered) {
+        pp->has |= PROTO_HAS_SESSION_EXPIRY;
+        pp->session_expiry = cl->expiry;
+    }
+}
+
+/* The connection serves s from now on: CONNACK, then what was in flight and
+ * queued, then the packets that came after CONNECT. */
+static void claim_accept(struct claim *cl, struct session *s)
+{
+    struct conn *c = cl->conn;
+    struct broker *b = c->b;
     s->conn = c;
     s->version = c->version;
     s->expire_at = 0;
@@ -200,38 +206,9 @@ void broker__claim_complete(struct claim *cl)
 
     struct proto_packet r = {.type = PROTO_CONNACK};
     struct proto_connack *ack = &r.u.connack;
-    ack->session_present = result == 1;
-    if (c->version == PROTO_V5) {
-        struct proto_props *pp = &ack->props;
-        if (cl->assigned)
-            pp->assigned_client_id = proto_cstr(c->client_id);
-        if (b->cfg.receive_maximum < 65535) {
-            pp->has |= PROTO_HAS_RECEIVE_MAXIMUM;
-            pp->receive_maximum = b->cfg.receive_maximum;
-        }
-        pp->has |= PROTO_HAS_MAXIMUM_PACKET_SIZE;
-        pp->maximum_packet_size = b->cfg.max_packet_size;
-        if (b->cfg.topic_alias_maximum) {
-            pp->has |= PROTO_HAS_TOPIC_ALIAS_MAXIMUM;
-            pp->topic_alias_maximum = b->cfg.topic_alias_maximum;
-        }
-        if (!b->cfg.retain_available) {
-            pp->has |= PROTO_HAS_RETAIN_AVAILABLE;
-            pp->retain_available = 0;
-        }
-        if (b->cfg.max_qos < 2) {
-            pp->has |= PROTO_HAS_MAXIMUM_QOS;
-            pp->maximum_qos = b->cfg.max_qos;
-        }
-        if (cl->keepalive_lowered) {
-            pp->has |= PROTO_HAS_SERVER_KEEP_ALIVE;
-            pp->server_keep_alive = c->keep_alive;
-        }
-        if (cl->expiry_lowered) {
-            pp->has |= PROTO_HAS_SESSION_EXPIRY;
-            pp->session_expiry = cl->expiry;
-        }
-    }
+    ack->session_present = cl->result == 1;
+    if (c->version == PROTO_V5)
+        connack_props(cl, &ack->props);
     broker__conn_send(c, &r);
     LOG(b, LOG_INFO, c, "connected (v%u, clean=%d, expiry=%u, keepalive=%u, present=%d)",
         c->version, cl->clean_start, cl->expiry, c->keep_alive, ack->session_present);
@@ -239,55 +216,53 @@ void broker__claim_complete(struct claim *cl)
     if (ack->session_present)
         broker__session_resend(s);
     broker__session_drain(s);
-    free(cl);
     broker__conn_resume(c);
+}
+
+void broker__claim_complete(struct claim *cl)
+{
+    struct conn *c = cl->conn;
+    list_remove(&cl->link); /* from broker.parked, when it was parked */
+    if (c->state != CONN_CLAIMING) {
+        claim_abandon(cl);
+    } else {
+        struct session *s = NULL;
+        uint8_t reason = claim_refusal(cl, &s);
+        if (reason)
+            refuse(c, reason);
+        else
+            claim_accept(cl, s);
+    }
+    free(cl);
     broker__conn_release(c);
 }
 
-void broker__on_connect(struct conn *c, struct proto_packet *p)
+/* Checks of a CONNECT that need no claim: the CONNACK refusal, or 0. */
+static uint8_t connect_refusal(const struct broker *b, const struct proto_connect *cp)
+{
+    if (b->cfg.max_connections && b->connected >= b->cfg.max_connections)
+        return PROTO_RC_SERVER_BUSY;
+    if (broker__fenced(b))
+        return PROTO_RC_SERVER_UNAVAILABLE; /* no leader for a while: broker.c */
+    if (cp->version == PROTO_V5 && cp->props.auth_method.p)
+        return PROTO_RC_BAD_AUTH_METHOD; /* no enhanced authentication yet */
+    if (cp->will && cp->will_qos > b->cfg.max_qos)
+        return PROTO_RC_QOS_NOT_SUPPORTED;
+    if (cp->will && cp->will_retain && !b->cfg.retain_available)
+        return PROTO_RC_RETAIN_NOT_SUPPORTED;
+    return 0;
+}
+
+/* The connection's client identifier: an empty one is assigned, where the
+ * protocol allows. 0, or -EINVAL (refused with 0x02 / 0x85). */
+static int connect_client_id(struct conn *c, struct claim *cl, const struct proto_connect *cp)
 {
     struct broker *b = c->b;
-    const struct proto_connect *cp = &p->u.connect;
-    c->version = cp->version;
-
-    if (b->cfg.max_connections && b->connected >= b->cfg.max_connections) {
-        refuse(c, PROTO_RC_SERVER_BUSY);
-        return;
-    }
-    if (broker__fenced(b)) {
-        refuse(c, PROTO_RC_SERVER_UNAVAILABLE); /* no leader for a while: broker.c */
-        return;
-    }
-    if (cp->version == PROTO_V5 && cp->props.auth_method.p) {
-        refuse(c, PROTO_RC_BAD_AUTH_METHOD); /* no enhanced authentication yet */
-        return;
-    }
-    if (cp->will && cp->will_qos > b->cfg.max_qos) {
-        refuse(c, PROTO_RC_QOS_NOT_SUPPORTED);
-        return;
-    }
-    if (cp->will && cp->will_retain && !b->cfg.retain_available) {
-        refuse(c, PROTO_RC_RETAIN_NOT_SUPPORTED);
-        return;
-    }
-
-    struct claim *cl = calloc(1, sizeof(*cl));
-    if (!cl) {
-        broker__conn_close(c, 0xFF);
-        return;
-    }
-    cl->conn = c;
-    cl->clean_start = cp->clean_start;
-
-    /* client identifier: an empty one is assigned, where the protocol allows */
     if (cp->client_id.len == 0) {
         bool allowed = b->cfg.allow_zero_length_clientid &&
                        (cp->version == PROTO_V5 || (cp->version == PROTO_V311 && cp->clean_start));
-        if (!allowed) {
-            free(cl);
-            refuse(c, PROTO_RC_CLIENTID_INVALID);
-            return;
-        }
+        if (!allowed)
+            return -EINVAL;
         /* the claim's generation is unique across the cluster and restarts:
          * two nodes never assign the same id */
         c->generation = cluster_generation_next(b->cluster);
@@ -298,18 +273,21 @@ void broker__on_connect(struct conn *c, struct proto_packet *p)
     } else {
         c->client_id = strndup((const char *)cp->client_id.p, cp->client_id.len);
     }
-    if (!c->client_id || strlen(c->client_id) != (cl->assigned ? strlen(c->client_id) : cp->client_id.len)) {
-        /* out of memory, or an embedded NUL (the decoder rejects U+0000) */
-        free(cl);
-        refuse(c, PROTO_RC_CLIENTID_INVALID);
-        return;
-    }
+    if (!c->client_id || strlen(c->client_id) != (cl->assigned ? strlen(c->client_id) : cp->client_id.len))
+        return -EINVAL; /* out of memory, or an embedded NUL (the decoder rejects U+0000) */
+    return 0;
+}
 
+/* Keep alive, session expiry and the client's own limits, as they will be in
+ * effect. */
+static void connect_negotiate(struct conn *c, struct claim *cl, const struct proto_connect *cp)
+{
+    const struct config *cfg = &c->b->cfg;
     /* keep alive: lowered to max_keepalive for v5 (Server Keep Alive) */
     c->keep_alive = cp->keep_alive;
-    if (cp->version == PROTO_V5 && (cp->keep_alive > b->cfg.max_keepalive ||
-                                    (cp->keep_alive == 0 && b->cfg.max_keepalive < 65535))) {
-        c->keep_alive = b->cfg.max_keepalive;
+    if (cp->version == PROTO_V5 && (cp->keep_alive > cfg->max_keepalive ||
+                                    (cp->keep_alive == 0 && cfg->max_keepalive < 65535))) {
+        c->keep_alive = cfg->max_keepalive;
         cl->keepalive_lowered = true;
     }
 
@@ -318,8 +296,8 @@ void broker__on_connect(struct conn *c, struct proto_packet *p)
         cl->expiry = (cp->props.has & PROTO_HAS_SESSION_EXPIRY) ? cp->props.session_expiry : 0;
     else
         cl->expiry = cp->clean_start ? 0 : UINT32_MAX;
-    if (cl->expiry > b->cfg.max_session_expiry) {
-        cl->expiry = b->cfg.max_session_expiry;
+    if (cl->expiry > cfg->max_session_expiry) {
+        cl->expiry = cfg->max_session_expiry;
         cl->expiry_lowered = cp->version == PROTO_V5;
     }
 
@@ -331,17 +309,12 @@ void broker__on_connect(struct conn *c, struct proto_packet *p)
     } else {
         c->peer_receive_max = 65535;
     }
+}
 
-    struct will *w = NULL;
-    if (cp->will) {
-        w = will_copy(cp);
-        if (!w) {
-            free(cl);
-            broker__conn_close(c, 0xFF);
-            return;
-        }
-    }
-
+/* Proposes the session_claim (w, borrowed, is copied into the command). */
+static int claim_propose(struct conn *c, struct claim *cl, const struct proto_connect *cp, const struct will *w)
+{
+    struct broker *b = c->b;
     if (!c->generation)
         c->generation = cluster_generation_next(b->cluster);
     struct cluster_cmd cmd = {
@@ -362,7 +335,41 @@ void broker__on_connect(struct conn *c, struct proto_packet *p)
         cmd.will.delay = w->delay;
     }
     c->state = CONN_CLAIMING;
-    int rc = cluster_propose(b->cluster, &cmd, claim_done, cl);
+    return cluster_propose(b->cluster, &cmd, claim_done, cl);
+}
+
+void broker__on_connect(struct conn *c, struct proto_packet *p)
+{
+    struct broker *b = c->b;
+    const struct proto_connect *cp = &p->u.connect;
+    c->version = cp->version;
+
+    uint8_t reason = connect_refusal(b, cp);
+    if (reason) {
+        refuse(c, reason);
+        return;
+    }
+    struct claim *cl = calloc(1, sizeof(*cl));
+    if (!cl) {
+        broker__conn_close(c, 0xFF);
+        return;
+    }
+    list_init(&cl->link);
+    cl->conn = c;
+    cl->clean_start = cp->clean_start;
+    if (connect_client_id(c, cl, cp) != 0) {
+        free(cl);
+        refuse(c, PROTO_RC_CLIENTID_INVALID);
+        return;
+    }
+    connect_negotiate(c, cl, cp);
+    struct will *w = NULL;
+    if (cp->will && !(w = will_copy(cp))) {
+        free(cl);
+        broker__conn_close(c, 0xFF);
+        return;
+    }
+    int rc = claim_propose(c, cl, cp, w);
     broker__will_free(w);
     if (rc) {
         c->state = CONN_NEW;
@@ -370,12 +377,7 @@ void broker__on_connect(struct conn *c, struct proto_packet *p)
         refuse(c, PROTO_RC_SERVER_UNAVAILABLE);
         return;
     }
-    cl->prev = b->claims_tail;
-    if (cl->prev)
-        cl->prev->next = cl;
-    else
-        b->claims = cl;
-    b->claims_tail = cl;
+    list_push_back(&b->claims, &cl->link);
     broker__conn_hold(c);
     uv_timer_stop(&c->timer);
 }

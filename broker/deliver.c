@@ -224,8 +224,6 @@ uint32_t broker__route_forwarded(struct broker *b, struct msg *m, uint64_t origi
 
 /* --- the outgoing path ---------------------------------------------------------- */
 
-static void list_append(struct outlist *l, struct outmsg *o);
-
 static bool online(const struct session *s)
 {
     return s->conn && s->conn->state == CONN_ACTIVE;
@@ -238,47 +236,32 @@ static uint32_t window(const struct session *s)
     return c->peer_receive_max < w ? c->peer_receive_max : w;
 }
 
-void broker__outlist_append(struct outlist *l, struct outmsg *o) { list_append(l, o); }
-
 void broker__outlist_concat(struct outlist *into, struct outlist *from)
 {
-    if (!from->head)
-        return;
-    if (into->tail) {
-        into->tail->next = from->head;
-        from->head->prev = into->tail;
-    } else {
-        into->head = from->head;
-    }
-    into->tail = from->tail;
+    list_splice_back(&into->items, &from->items);
     into->count += from->count;
-    *from = (struct outlist){0};
+    from->count = 0;
 }
 
-static void list_append(struct outlist *l, struct outmsg *o)
+static void outlist_append(struct outlist *l, struct outmsg *o)
 {
-    o->next = NULL;
-    o->prev = l->tail;
-    if (l->tail)
-        l->tail->next = o;
-    else
-        l->head = o;
-    l->tail = o;
+    list_push_back(&l->items, &o->link);
     l->count++;
 }
 
-static void list_remove(struct outlist *l, struct outmsg *o)
+void broker__outlist_append(struct outlist *l, struct outmsg *o) { outlist_append(l, o); }
+
+static void outlist_remove(struct outlist *l, struct outmsg *o)
 {
-    if (o->prev)
-        o->prev->next = o->next;
-    else
-        l->head = o->next;
-    if (o->next)
-        o->next->prev = o->prev;
-    else
-        l->tail = o->prev;
-    o->next = o->prev = NULL;
+    list_remove(&o->link);
     l->count--;
+}
+
+/* The first message of l, or NULL. */
+static struct outmsg *outlist_first(const struct outlist *l)
+{
+    struct list *first = list_first(&l->items);
+    return first ? list_entry(first, struct outmsg, link) : NULL;
 }
 
 static void outmsg_free(struct outmsg *o)
@@ -289,9 +272,9 @@ static void outmsg_free(struct outmsg *o)
 
 void broker__outlist_clear(struct outlist *l)
 {
-    while (l->head) {
-        struct outmsg *o = l->head;
-        list_remove(l, o);
+    struct outmsg *o;
+    while ((o = outlist_first(l))) {
+        outlist_remove(l, o);
         outmsg_free(o);
     }
 }
@@ -367,8 +350,8 @@ static uint16_t next_packet_id(struct session *s)
         if (id == 0)
             continue;
         bool used = false;
-        for (struct outmsg *o = s->inflight.head; o; o = o->next)
-            if (o->packet_id == id) {
+        list_foreach(it, &s->inflight.items)
+            if (list_entry(it, struct outmsg, link)->packet_id == id) {
                 used = true;
                 break;
             }
@@ -382,9 +365,9 @@ static void send_inflight(struct session *s, struct outmsg *o)
 {
     o->packet_id = next_packet_id(s);
     o->state = o->qos == 1 ? OUT_WAIT_PUBACK : OUT_WAIT_PUBREC;
-    list_append(&s->inflight, o);
+    outlist_append(&s->inflight, o);
     if (send_publish(s->conn, o->msg, o->qos, o->retain, o->packet_id, false, o->ids, o->nids) == -EMSGSIZE) {
-        list_remove(&s->inflight, o);
+        outlist_remove(&s->inflight, o);
         outmsg_free(o);
     }
 }
@@ -424,22 +407,22 @@ void broker__deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
     if (limit && s->queue.count >= limit) {
         b->stats.publish_dropped++;
         if (b->cfg.queue_policy == CONFIG_QUEUE_DROP_OLDEST) {
-            struct outmsg *old = s->queue.head;
-            list_remove(&s->queue, old);
+            struct outmsg *old = outlist_first(&s->queue);
+            outlist_remove(&s->queue, old);
             outmsg_free(old);
         } else {
             outmsg_free(o);
             return;
         }
     }
-    list_append(&s->queue, o);
+    outlist_append(&s->queue, o);
 }
 
 void broker__session_drain(struct session *s)
 {
-    while (online(s) && s->queue.head && s->inflight.count < window(s)) {
-        struct outmsg *o = s->queue.head;
-        list_remove(&s->queue, o);
+    struct outmsg *o;
+    while (online(s) && (o = outlist_first(&s->queue)) && s->inflight.count < window(s)) {
+        outlist_remove(&s->queue, o);
         if (expired(s->conn->b, o->msg)) {
             outmsg_free(o);
             continue;
@@ -451,14 +434,14 @@ void broker__session_drain(struct session *s)
 void broker__session_resend(struct session *s)
 {
     struct conn *c = s->conn;
-    for (struct outmsg *o = s->inflight.head, *next; o; o = next) {
-        next = o->next;
+    list_foreach_safe(it, &s->inflight.items) {
+        struct outmsg *o = list_entry(it, struct outmsg, link);
         if (o->state == OUT_WAIT_PUBCOMP) {
             struct proto_packet p = {.type = PROTO_PUBREL};
             p.u.ack.packet_id = o->packet_id;
             broker__conn_send(c, &p);
         } else if (send_publish(c, o->msg, o->qos, o->retain, o->packet_id, true, o->ids, o->nids) == -EMSGSIZE) {
-            list_remove(&s->inflight, o);
+            outlist_remove(&s->inflight, o);
             outmsg_free(o);
         }
     }
@@ -467,15 +450,17 @@ void broker__session_resend(struct session *s)
 /* Finds the inflight message with this packet id in the given state. */
 struct outmsg *broker__inflight_find(struct session *s, uint16_t pid, int state)
 {
-    for (struct outmsg *o = s->inflight.head; o; o = o->next)
+    list_foreach(it, &s->inflight.items) {
+        struct outmsg *o = list_entry(it, struct outmsg, link);
         if (o->packet_id == pid && o->state == state)
             return o;
+    }
     return NULL;
 }
 
 void broker__inflight_done(struct session *s, struct outmsg *o)
 {
-    list_remove(&s->inflight, o);
+    outlist_remove(&s->inflight, o);
     outmsg_free(o);
 }
 

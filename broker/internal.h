@@ -9,13 +9,13 @@
 #include <stdio.h>
 #include <uv.h>
 
+#include "buf.h"
 #include "cluster.h"
 #include "config.h"
+#include "list.h"
 #include "map.h"
 #include "proto.h"
 #include "trie.h"
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* Above this many bytes waiting to be written to one connection, QoS 0 messages
  * for it are dropped (a slow consumer must not grow the broker without bound). */
@@ -80,7 +80,7 @@ struct sub {
     struct trie_item item;    /* in broker.subs (non-shared) */
     struct session *session;
     struct share_group *group;/* non-NULL for $share subscriptions */
-    struct sub *next, *prev;  /* session's list */
+    struct list link;         /* in session.subs */
     char *filter;             /* as subscribed, including $share/group/ */
     size_t filter_len;
     uint32_t sub_id;
@@ -109,7 +109,7 @@ enum out_state {
 
 /* One message on its way to one session. */
 struct outmsg {
-    struct outmsg *next, *prev;
+    struct list link;         /* in its outlist */
     struct msg *msg;          /* reference held; NULL in OUT_WAIT_PUBCOMP */
     uint16_t packet_id;
     uint8_t qos;
@@ -120,9 +120,15 @@ struct outmsg {
 };
 
 struct outlist {
-    struct outmsg *head, *tail;
+    struct list items;        /* struct outmsg, in order */
     uint32_t count;
 };
+
+static inline void broker__outlist_init(struct outlist *l)
+{
+    list_init(&l->items);
+    l->count = 0;
+}
 
 struct will {
     char *topic;
@@ -158,7 +164,7 @@ struct session {
     bool adopted;             /* its node was lost: this node (the leader) publishes its will, expires it */
     bool loaded;              /* seen by broker__state_load */
 
-    struct sub *subs;
+    struct list subs;         /* struct sub, newest first */
     uint32_t sub_count;
     struct map sub_map;       /* filter -> struct sub * (keys are sub->filter) */
 
@@ -172,8 +178,7 @@ struct session {
     struct will *will;        /* the will of the current or last connection */
     uint64_t will_at;         /* monotonic ms a delayed will is due, 0 = none */
 
-    struct session *next_timed; /* in broker.timed (offline with expiry or delayed will) */
-    bool in_timed;
+    struct list timed_link;   /* in broker.sessions_timed (offline with expiry or delayed will) */
 
     /* scratch of the publish being routed (see deliver.c) */
     uint64_t match_epoch;
@@ -197,7 +202,9 @@ struct conn {
     uv_timer_t timer;         /* keep alive, CONNECT timeout, linger after close */
     uv_shutdown_t shutdown;
     struct broker *b;
-    struct conn *next, *prev; /* broker.conns */
+    struct list link;         /* in broker.conns */
+    /* broker.dirty, a push-and-pop-all stack touched on every first write of
+     * a loop turn: one pointer and the flag below are all it needs */
     struct conn *next_dirty;  /* broker.dirty: has bytes in out to flush */
     bool dirty;
     int state;
@@ -225,7 +232,7 @@ struct conn {
     uint16_t out_alias_next;
 
     uint32_t in_unacked;      /* incoming QoS 1/2 not yet completed (receive maximum) */
-    struct pub_ack *acks, *acks_tail; /* acknowledgements waiting, in PUBLISH order */
+    struct list acks;         /* struct pub_ack waiting, in PUBLISH order */
     int pending;              /* proposals and deferred work holding this struct */
     bool paused;              /* packet processing waits for a proposal */
     bool consuming;           /* consume() is running: a resume from within it only unpauses */
@@ -235,7 +242,7 @@ struct conn {
     bool handles_closed;
     bool write_error;         /* a write failed on the delivery path; flush closes */
     uint64_t barrier;         /* waiting until broker.sub_completed reaches this */
-    struct conn *next_barrier;
+    struct list barrier_link; /* in broker.barriers while waiting */
     char peer[64];            /* address:port, for logs */
     char *client_id;          /* for logs; owned copy */
 };
@@ -255,22 +262,12 @@ struct broker_stats {
     uint64_t connections_total;
 };
 
-/* The HTTP admin API (admin.c: the server; admin_api.c: the endpoints). */
-struct admin_conn;
+/* The HTTP admin API (admin/: server.c the server, api.c the endpoints). */
 
 struct admin {
     uv_tcp_t tcp;             /* the admin_listen socket; tcp.loop is NULL when off */
-    struct admin_conn *conns;
+    struct list conns;        /* struct admin_conn */
     uint32_t conn_count;
-};
-
-/* One parsed request; every pointer is borrowed from the connection and valid
- * until it is answered. */
-struct admin_request {
-    int method;               /* enum http_method */
-    const char *path, *query, *body; /* query NULL when there is none; not NUL-terminated */
-    size_t path_len, query_len, body_len;
-    const char *peer;         /* client address:port, for logs */
 };
 
 struct broker {
@@ -278,8 +275,8 @@ struct broker {
     struct config cfg;
     struct cluster *cluster;
     struct cluster_peer_cfg peers[CONFIG_MAX_PEERS];
-    struct claim *claims, *claims_tail; /* CONNECTs waiting for their session_claim, oldest first */
-    struct claim *parked;     /* CONNECTs whose claim committed, waiting for the session's handoff */
+    struct list claims;       /* struct claim: CONNECTs waiting for their session_claim, oldest first */
+    struct list parked;       /* struct claim: their claim committed, waiting for the session's handoff */
     struct lost_node { uint32_t node; uint64_t since; } lost[CONFIG_MAX_PEERS * 4];
     uint32_t lost_count;      /* other nodes given up on (node_event), since when (monotonic ms) */
     bool fenced;              /* its clients were disconnected for it */
@@ -290,24 +287,24 @@ struct broker {
     uv_prepare_t flush;       /* writes what connections gathered, before the loop polls */
     uv_signal_t sigint, sigterm;
 
-    struct conn *conns;       /* every open connection */
+    struct list conns;        /* struct conn: every open connection */
     uint32_t conn_count;      /* open sockets */
     uint32_t connected;       /* connections past CONNACK */
     struct conn *dirty;
 
     struct map sessions;      /* client id -> struct session * */
-    struct session *sessions_timed; /* offline with an expiry or a delayed will */
+    struct list sessions_timed; /* struct session: offline with an expiry or a delayed will */
     struct trie subs;         /* non-shared subscriptions */
     struct trie shared;       /* share groups */
     struct trie retained;     /* struct retained */
-    struct retained *retained_list;
+    struct list retained_list; /* struct retained */
     uint32_t retained_count;
     uint32_t sub_count;
 
     /* subscribe -> publish order across clients: a PUBLISH read after a
      * SUBSCRIBE waits until that subscription is applied (see subscribe.c) */
     uint64_t sub_proposed, sub_completed;
-    struct conn *barrier_head, *barrier_tail;
+    struct list barriers;     /* struct conn, in the order they waited */
 
     uint64_t match_epoch;
     struct session **match;   /* scratch: sessions matched by the publish being routed */
@@ -328,10 +325,14 @@ struct broker {
 
 struct retained {
     struct trie_item item;
-    struct retained *next, *prev; /* broker.retained_list */
+    struct list link;         /* in broker.retained_list */
     struct msg *msg;
     bool local;               /* $SYS: kept on this node only, not replicated */
 };
+
+/* broker.c: the in-memory parts of a zeroed broker (lists, indexes, cfg
+ * copied); no loop, no sockets: socket-free unit tests start from here too. */
+void broker__init(struct broker *b, const struct config *cfg);
 
 /* time */
 uint64_t broker__now(const struct broker *b);   /* monotonic ms */
@@ -368,7 +369,7 @@ uint32_t broker__topic_levels(struct proto_str t);
  * order the PUBLISHes came) once nothing holds it any more: the other nodes
  * that got the message accepted it, its retain_set committed. */
 struct pub_ack {
-    struct pub_ack *next;
+    struct list link;         /* in conn.acks */
     struct conn *conn;        /* held */
     uint16_t pid;
     uint8_t qos;
@@ -439,7 +440,7 @@ bool broker__qos2_in_has(struct session *s, uint16_t id);
 int broker__qos2_in_add(struct session *s, uint16_t id);
 void broker__qos2_in_del(struct session *s, uint16_t id);
 
-/* state.c: apply of replicated commands, loading the replicated state */
+/* indexes.c: apply of replicated commands to the in-memory indexes, loading the replicated state */
 void broker__apply(void *ctx, const struct cluster_cmd *cmd, int result, uint64_t index);
 int broker__state_load(struct broker *b);
 void broker__state_reload(void *ctx);
@@ -460,21 +461,9 @@ void broker__retain_del(struct broker *b, const char *topic, size_t len);
 void broker__retain_send(struct broker *b, struct session *s, const struct sub *sub);
 void broker__retain_free_all(struct broker *b);
 
-/* admin.c: the server. A request is answered exactly once with
- * broker__admin_respond (body transferred: malloc'd, or NULL when out of
- * memory, which drops the connection) or broker__admin_error; an endpoint
- * that answers later holds the connection until then. */
+/* admin/server.c: the admin API's listener (the rest in admin/admin.h). */
 int broker__admin_start(struct broker *b, char *err, size_t errlen);
 void broker__admin_stop(struct broker *b);
-void broker__admin_respond(struct admin_conn *c, int status, const char *type, char *body, size_t len,
-                           const char *extra /* more header lines, each ending in CRLF, or NULL */);
-void broker__admin_error(struct admin_conn *c, int status, const char *msg, const char *extra);
-void broker__admin_restart_after(struct admin_conn *c); /* the next response ends with broker_restart */
-void broker__admin_hold(struct admin_conn *c);
-void broker__admin_release(struct admin_conn *c);
-
-/* admin_api.c: the endpoints */
-void broker__admin_route(struct broker *b, struct admin_conn *c, const struct admin_request *r);
 
 /* sys.c */
 void broker__sys_publish(struct broker *b);

@@ -4,32 +4,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "broker.h"
 #include "cluster.h"
 #include "config.h"
+#include "fs.h"
 
 static int make_data_dir(const char *dir, char *err, size_t errlen)
 {
-    char path[512];
-    snprintf(path, sizeof(path), "%s", dir);
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(path, 0750) != 0 && errno != EEXIST) {
-            snprintf(err, errlen, "data dir %s: %s", path, strerror(errno));
-            return -errno;
-        }
-        *p = '/';
-    }
-    if (mkdir(path, 0750) != 0 && errno != EEXIST) {
-        snprintf(err, errlen, "data dir %s: %s", path, strerror(errno));
-        return -errno;
-    }
-    return 0;
+    int rc = fs_mkdir_p(dir, 0750);
+    if (rc)
+        snprintf(err, errlen, "data dir %s: %s", dir, strerror(-rc));
+    return rc;
 }
 
 int main(int argc, char **argv)

@@ -47,11 +47,7 @@ static struct pub_ack *ack_new(struct conn *c, uint8_t qos, uint16_t pid)
     a->pid = pid;
     a->holds = 1; /* the PUBLISH being handled */
     broker__conn_hold(c);
-    if (c->acks_tail)
-        c->acks_tail->next = a;
-    else
-        c->acks = a;
-    c->acks_tail = a;
+    list_push_back(&c->acks, &a->link);
     return a;
 }
 
@@ -62,12 +58,11 @@ void broker__ack_hold(struct pub_ack *a) { a->holds++; }
 void broker__ack_release(struct pub_ack *a)
 {
     struct conn *c = a->conn;
-    if (--a->holds > 0 || c->acks != a)
+    if (--a->holds > 0 || list_first(&c->acks) != &a->link)
         return;
-    while ((a = c->acks) && a->holds == 0) {
-        c->acks = a->next;
-        if (!c->acks)
-            c->acks_tail = NULL;
+    struct list *first;
+    while ((first = list_first(&c->acks)) && (a = list_entry(first, struct pub_ack, link))->holds == 0) {
+        list_remove(&a->link);
         if (c->state == CONN_ACTIVE) {
             if (a->close) {
                 LOG(c->b, LOG_WARN, c, "retained message not committed: closing (a v3 client resends)");
@@ -77,7 +72,7 @@ void broker__ack_release(struct pub_ack *a)
             }
         }
         free(a);
-        bool more = c->acks != NULL; /* they hold c too */
+        bool more = !list_empty(&c->acks); /* they hold c too */
         broker__conn_release(c);     /* frees c when nothing else holds it */
         if (!more)
             break;
@@ -87,7 +82,7 @@ void broker__ack_release(struct pub_ack *a)
 /* Acknowledges now, or after the acknowledgements still waiting. */
 static void ack_in_order(struct conn *c, uint8_t qos, uint16_t pid, uint8_t reason)
 {
-    struct pub_ack *a = qos && c->acks ? ack_new(c, qos, pid) : NULL;
+    struct pub_ack *a = qos && !list_empty(&c->acks) ? ack_new(c, qos, pid) : NULL;
     if (!a) {
         ack_publish(c, qos, pid, reason);
         return;
@@ -152,75 +147,89 @@ static uint8_t resolve_alias(struct conn *c, struct proto_publish *pub)
     return 0;
 }
 
-void broker__on_publish(struct conn *c, struct proto_packet *p)
+/* Checks that end the connection: the v5 reason code to disconnect with, or
+ * 0 (the topic alias is resolved on the way). */
+static uint8_t publish_violation(struct conn *c, struct proto_publish *pub)
+{
+    const struct config *cfg = &c->b->cfg;
+    if (pub->qos > cfg->max_qos)
+        return PROTO_RC_QOS_NOT_SUPPORTED; /* [MQTT-3.2.2-11] */
+    if (pub->retain && !cfg->retain_available)
+        return PROTO_RC_RETAIN_NOT_SUPPORTED; /* [MQTT-3.2.2-14] */
+    if (pub->props.sub_id_count)
+        return PROTO_RC_PROTOCOL_ERROR; /* [MQTT-3.3.4-6] */
+    if (c->version == PROTO_V5)
+        return resolve_alias(c, pub);
+    return pub->topic.len ? 0 : PROTO_RC_PROTOCOL_ERROR;
+}
+
+/* The QoS 1/2 receive flow: false when the PUBLISH was dealt with here (a
+ * resent QoS 2 acknowledged again, or the connection closed). */
+static bool receive_qos(struct conn *c, const struct proto_publish *pub)
+{
+    struct session *s = c->session;
+    if (pub->qos == 2 && broker__qos2_in_has(s, pub->packet_id)) {
+        /* a resent QoS 2 PUBLISH we already have: acknowledge only */
+        send_ack(c, PROTO_PUBREC, pub->packet_id, 0);
+        return false;
+    }
+    if (++c->in_unacked > c->b->cfg.receive_maximum) {
+        broker__conn_close(c, PROTO_RC_RECEIVE_MAX_EXCEEDED); /* [MQTT-3.3.4-9] */
+        return false;
+    }
+    if (pub->qos == 2 && broker__qos2_in_add(s, pub->packet_id) != 0) {
+        broker__conn_close(c, PROTO_RC_UNSPECIFIED);
+        return false;
+    }
+    return true;
+}
+
+/* Checks whose failure is reported in the acknowledgement (v5): the reason
+ * code, or PROTO_RC_SUCCESS. */
+static uint8_t publish_refusal(const struct broker *b, const struct proto_publish *pub)
+{
+    if (b->cfg.max_topic_levels && broker__topic_levels(pub->topic) > b->cfg.max_topic_levels)
+        return PROTO_RC_TOPIC_NAME_INVALID;
+    if ((pub->props.has & PROTO_HAS_PAYLOAD_FORMAT) && pub->props.payload_format == 1 &&
+        proto_utf8_check(pub->payload.p, pub->payload.len) != 0)
+        return PROTO_RC_PAYLOAD_FORMAT_INVALID;
+    return PROTO_RC_SUCCESS;
+}
+
+static bool is_sys_topic(struct proto_str t)
+{
+    return t.len >= 4 && memcmp(t.p, "$SYS", 4) == 0 && (t.len == 4 || t.p[4] == '/');
+}
+
+/* Proposes m as its topic's retained message; the acknowledgement and the
+ * connection's later packets wait for the commit. false when it could not
+ * be proposed. */
+static bool retain_start(struct conn *c, struct msg *m, struct pub_ack *ack)
+{
+    struct retain_wait *w = malloc(sizeof(*w));
+    if (!w)
+        return false;
+    *w = (struct retain_wait){c, ack};
+    if (broker__retain_propose(c->b, m, retain_done, w) != 0) {
+        free(w);
+        return false;
+    }
+    broker__conn_hold(c);
+    c->paused = true;
+    if (ack)
+        broker__ack_hold(ack);
+    return true;
+}
+
+/* Builds the message, routes it, and for a retained one proposes it. */
+static void publish_route(struct conn *c, const struct proto_publish *pub)
 {
     struct broker *b = c->b;
-    struct proto_publish *pub = &p->u.publish;
-    struct session *s = c->session;
-    bool v5 = c->version == PROTO_V5;
-
-    if (pub->qos > b->cfg.max_qos) {
-        broker__conn_close(c, PROTO_RC_QOS_NOT_SUPPORTED); /* [MQTT-3.2.2-11] */
-        return;
-    }
-    if (pub->retain && !b->cfg.retain_available) {
-        broker__conn_close(c, PROTO_RC_RETAIN_NOT_SUPPORTED); /* [MQTT-3.2.2-14] */
-        return;
-    }
-    if (pub->props.sub_id_count) {
-        broker__conn_close(c, PROTO_RC_PROTOCOL_ERROR); /* [MQTT-3.3.4-6] */
-        return;
-    }
-    uint8_t rc = v5 ? resolve_alias(c, pub) : (pub->topic.len ? 0 : PROTO_RC_PROTOCOL_ERROR);
-    if (rc) {
-        broker__conn_close(c, rc);
-        return;
-    }
-    if (pub->qos) {
-        if (pub->qos == 2 && broker__qos2_in_has(s, pub->packet_id)) {
-            /* a resent QoS 2 PUBLISH we already have: acknowledge only */
-            send_ack(c, PROTO_PUBREC, pub->packet_id, 0);
-            return;
-        }
-        if (++c->in_unacked > b->cfg.receive_maximum) {
-            broker__conn_close(c, PROTO_RC_RECEIVE_MAX_EXCEEDED); /* [MQTT-3.3.4-9] */
-            return;
-        }
-        if (pub->qos == 2 && broker__qos2_in_add(s, pub->packet_id) != 0) {
-            broker__conn_close(c, PROTO_RC_UNSPECIFIED);
-            return;
-        }
-    }
-    b->stats.msgs_received++;
-
-    /* checks whose failure is reported in the acknowledgement (v5) */
-    uint8_t reason = PROTO_RC_SUCCESS;
-    if (b->cfg.max_topic_levels && broker__topic_levels(pub->topic) > b->cfg.max_topic_levels)
-        reason = PROTO_RC_TOPIC_NAME_INVALID;
-    else if ((pub->props.has & PROTO_HAS_PAYLOAD_FORMAT) && pub->props.payload_format == 1 &&
-             proto_utf8_check(pub->payload.p, pub->payload.len) != 0)
-        reason = PROTO_RC_PAYLOAD_FORMAT_INVALID;
-    if (reason) {
-        LOG(b, LOG_DEBUG, c, "PUBLISH refused: 0x%02X", reason);
-        if (!v5) {
-            broker__conn_close(c, 0xFF);
-            return;
-        }
-        ack_in_order(c, pub->qos, pub->packet_id, reason);
-        return;
-    }
-    if (pub->topic.len >= 4 && memcmp(pub->topic.p, "$SYS", 4) == 0 &&
-        (pub->topic.len == 4 || pub->topic.p[4] == '/')) {
-        /* $SYS belongs to the broker: accepted, not delivered */
-        ack_in_order(c, pub->qos, pub->packet_id, PROTO_RC_SUCCESS);
-        return;
-    }
-
     uint64_t expire_at = 0;
     if (pub->props.has & PROTO_HAS_MESSAGE_EXPIRY)
         expire_at = broker__now(b) + (uint64_t)pub->props.message_expiry * 1000;
-    struct msg *m = broker__msg_new(pub->topic, pub->payload, v5 ? &pub->props : NULL, pub->qos, pub->retain,
-                                    expire_at, s->client_id);
+    struct msg *m = broker__msg_new(pub->topic, pub->payload, c->version == PROTO_V5 ? &pub->props : NULL,
+                                    pub->qos, pub->retain, expire_at, c->session->client_id);
     if (!m) {
         broker__conn_close(c, PROTO_RC_UNSPECIFIED);
         return;
@@ -234,28 +243,41 @@ void broker__on_publish(struct conn *c, struct proto_packet *p)
     uint32_t matched = broker__route(b, m, ack);
     if (ack)
         ack->reason = matched ? PROTO_RC_SUCCESS : PROTO_RC_NO_MATCHING_SUBSCRIBERS;
-    if (pub->retain) {
-        struct retain_wait *w = malloc(sizeof(*w));
-        if (w) {
-            *w = (struct retain_wait){c, ack};
-            if (broker__retain_propose(b, m, retain_done, w) == 0) {
-                broker__conn_hold(c);
-                c->paused = true;
-                if (ack)
-                    broker__ack_hold(ack);
-                broker__msg_unref(m);
-                if (ack)
-                    broker__ack_release(ack);
-                return;
-            }
-            free(w);
-        }
-        if (ack)
-            ack->reason = PROTO_RC_UNSPECIFIED;
-    }
+    if (pub->retain && !retain_start(c, m, ack) && ack)
+        ack->reason = PROTO_RC_UNSPECIFIED;
     broker__msg_unref(m);
     if (ack)
         broker__ack_release(ack);
+}
+
+void broker__on_publish(struct conn *c, struct proto_packet *p)
+{
+    struct broker *b = c->b;
+    struct proto_publish *pub = &p->u.publish;
+    uint8_t rc = publish_violation(c, pub);
+    if (rc) {
+        broker__conn_close(c, rc);
+        return;
+    }
+    if (pub->qos && !receive_qos(c, pub))
+        return;
+    b->stats.msgs_received++;
+
+    uint8_t reason = publish_refusal(b, pub);
+    if (reason) {
+        LOG(b, LOG_DEBUG, c, "PUBLISH refused: 0x%02X", reason);
+        if (c->version != PROTO_V5)
+            broker__conn_close(c, 0xFF);
+        else
+            ack_in_order(c, pub->qos, pub->packet_id, reason);
+        return;
+    }
+    if (is_sys_topic(pub->topic)) {
+        /* $SYS belongs to the broker: accepted, not delivered */
+        ack_in_order(c, pub->qos, pub->packet_id, PROTO_RC_SUCCESS);
+        return;
+    }
+    publish_route(c, pub);
 }
 
 void broker__on_ack(struct conn *c, struct proto_packet *p)

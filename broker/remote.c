@@ -24,7 +24,7 @@
  *            message was released (state PUBCOMP) the message: its fields as
  *            in PUBLISH and u32 + payload
  *
- * Session takeover across nodes (state.c, connect.c): the node whose claim
+ * Session takeover across nodes (indexes.c, connect.c): the node whose claim
  * took a session from another node asks that node for it (TAKEOVER) once the
  * claim is applied; the old node disconnects its connection (0x8E) if it
  * still has one, and answers with what the session had in flight and queued
@@ -45,116 +45,82 @@ enum remote_type { REMOTE_PUBLISH = 1, REMOTE_TAKEOVER = 2, REMOTE_HANDOFF = 3 }
 
 /* --- encoding ----------------------------------------------------------------------- */
 
+/* A message being encoded into out: each put reserves its bytes, and the
+ * first failure (out of memory, a string longer than its u16 length) stops
+ * the puts after it and stays in err, so a message is checked once, before
+ * it is sent. */
 struct enc {
-    uint8_t *p;
-    size_t len, cap;
-    bool fail;
+    struct buf out;
+    int err;
 };
+
+static bool enc_room(struct enc *e, size_t n)
+{
+    if (!e->err)
+        e->err = buf_reserve(&e->out, n);
+    return !e->err;
+}
 
 static void enc_put(struct enc *e, const void *data, size_t n)
 {
-    if (e->fail)
-        return;
-    if (e->cap - e->len < n) {
-        size_t cap = e->cap ? e->cap : 256;
-        while (cap - e->len < n)
-            cap *= 2;
-        uint8_t *p = realloc(e->p, cap);
-        if (!p) {
-            e->fail = true;
-            return;
-        }
-        e->p = p;
-        e->cap = cap;
-    }
-    if (n)
-        memcpy(e->p + e->len, data, n);
-    e->len += n;
+    if (enc_room(e, n))
+        buf_put_mem(&e->out, data, n);
 }
 
-static void enc_u8(struct enc *e, uint8_t v) { enc_put(e, &v, 1); }
+static void enc_u8(struct enc *e, uint8_t v)
+{
+    if (enc_room(e, 1))
+        buf_put_u8(&e->out, v);
+}
 
 static void enc_u16(struct enc *e, uint16_t v)
 {
-    uint8_t b[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
-    enc_put(e, b, 2);
+    if (enc_room(e, 2))
+        buf_put_u16le(&e->out, v);
 }
 
 static void enc_u32(struct enc *e, uint32_t v)
 {
-    uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
-    enc_put(e, b, 4);
+    if (enc_room(e, 4))
+        buf_put_u32le(&e->out, v);
 }
 
 static void enc_u64(struct enc *e, uint64_t v)
 {
-    enc_u32(e, (uint32_t)v);
-    enc_u32(e, (uint32_t)(v >> 32));
+    if (enc_room(e, 8))
+        buf_put_u64le(&e->out, v);
 }
 
 static void enc_str16(struct enc *e, const void *s, size_t n)
 {
-    if (n > UINT16_MAX) {
-        e->fail = true;
-        return;
-    }
+    if (n > UINT16_MAX && !e->err)
+        e->err = -E2BIG;
     enc_u16(e, (uint16_t)n);
     enc_put(e, s, n);
 }
 
-struct dec {
+/* --- decoding: a bytes_reader whose short reads give -EBADMSG ------------------------- */
+
+/* The next n bytes, as a view into the message. */
+static int read_view(struct bytes_reader *r, size_t n, struct proto_str *s)
+{
     const uint8_t *p;
-    size_t len, pos;
-    bool bad;
-};
-
-static const uint8_t *dec_take(struct dec *d, size_t n)
-{
-    if (d->bad || n > d->len - d->pos) {
-        d->bad = true;
-        return NULL;
-    }
-    const uint8_t *p = d->p + d->pos;
-    d->pos += n;
-    return p;
+    int rc = bytes_read_view(r, n, &p);
+    if (!rc)
+        *s = (struct proto_str){p, (uint32_t)n};
+    return rc;
 }
 
-static uint8_t dec_u8(struct dec *d)
+static int read_str16(struct bytes_reader *r, struct proto_str *s)
 {
-    const uint8_t *p = dec_take(d, 1);
-    return p ? p[0] : 0;
+    uint16_t n;
+    return bytes_read_u16le(r, &n) ? -EBADMSG : read_view(r, n, s);
 }
 
-static uint16_t dec_u16(struct dec *d)
+static int read_str32(struct bytes_reader *r, struct proto_str *s)
 {
-    const uint8_t *p = dec_take(d, 2);
-    return p ? (uint16_t)(p[0] | p[1] << 8) : 0;
-}
-
-static uint32_t dec_u32(struct dec *d)
-{
-    const uint8_t *p = dec_take(d, 4);
-    return p ? (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24 : 0;
-}
-
-static uint64_t dec_u64(struct dec *d)
-{
-    uint64_t lo = dec_u32(d);
-    return lo | (uint64_t)dec_u32(d) << 32;
-}
-
-static struct proto_str dec_str16(struct dec *d)
-{
-    uint16_t n = dec_u16(d);
-    const uint8_t *p = dec_take(d, n);
-    return (struct proto_str){p, p ? n : 0};
-}
-
-static struct proto_str dec_str32(struct dec *d)
-{
-    uint32_t n = dec_u32(d);
-    const uint8_t *p = dec_take(d, n);
-    return (struct proto_str){p, p ? n : 0};
+    uint32_t n;
+    return bytes_read_u32le(r, &n) ? -EBADMSG : read_view(r, n, s);
 }
 
 /* --- forwarded publishes ------------------------------------------------------------- */
@@ -199,15 +165,15 @@ void broker__remote_publish(struct broker *b, const struct route_node *r, struct
         enc_str16(&e, sub->filter, sub->filter_len);
     }
     enc_u32(&e, m->payload_len);
-    if (e.fail) {
-        free(e.p);
+    if (e.err) {
+        buf_free(&e.out);
         LOG(b, LOG_WARN, NULL, "forwarding %s to node %u: out of memory", m->topic, r->node);
         b->stats.publish_dropped++;
         return;
     }
-    struct iovec parts[2] = {{e.p, e.len}, {m->payload, m->payload_len}};
+    struct iovec parts[2] = {{e.out.data, e.out.len}, {m->payload, m->payload_len}};
     int rc = cluster_send(b->cluster, r->node, parts, 2, ack ? on_forwarded : NULL, ack);
-    free(e.p);
+    buf_free(&e.out);
     if (rc == 0) {
         if (ack)
             broker__ack_hold(ack);
@@ -227,17 +193,15 @@ struct msg_head {
     struct proto_str topic, origin, props;
 };
 
-static void dec_msg_head(struct dec *d, struct msg_head *h)
+static int read_msg_head(struct bytes_reader *r, struct msg_head *h)
 {
-    uint8_t flags = dec_u8(d);
-    h->left = dec_u32(d);
-    h->topic = dec_str16(d);
-    h->origin = dec_str16(d);
-    h->props = dec_str32(d);
+    uint8_t flags;
+    if (bytes_read_u8(r, &flags) || bytes_read_u32le(r, &h->left) || read_str16(r, &h->topic) ||
+        read_str16(r, &h->origin) || read_str32(r, &h->props))
+        return -EBADMSG;
     h->qos = flags & 3;
     h->retain = (flags & 4) != 0;
-    if (h->qos > 2 || h->topic.len == 0)
-        d->bad = true;
+    return h->qos > 2 || h->topic.len == 0 ? -EBADMSG : 0;
 }
 
 /* Builds the message (copies everything); NULL when out of memory or the
@@ -256,30 +220,28 @@ static struct msg *msg_build(struct broker *b, const struct msg_head *h, struct 
     return m;
 }
 
-static void on_publish(struct broker *b, uint32_t from, struct dec *d)
+static void on_publish(struct broker *b, uint32_t from, struct bytes_reader *r)
 {
-    uint64_t origin_applied = dec_u64(d);
+    uint64_t origin_applied;
     struct msg_head h;
-    dec_msg_head(d, &h);
-    uint16_t nshared = dec_u16(d);
-    size_t targets = d->pos;
-    for (uint16_t i = 0; i < nshared && !d->bad; i++) {
-        dec_str16(d);
-        dec_str16(d);
-    }
-    struct proto_str payload = dec_str32(d);
-    struct msg *m = d->bad ? NULL : msg_build(b, &h, payload);
+    uint16_t nshared = 0;
+    struct proto_str id, filter, payload;
+    bool bad = bytes_read_u64le(r, &origin_applied) || read_msg_head(r, &h) || bytes_read_u16le(r, &nshared);
+    struct bytes_reader targets = *r;
+    for (uint16_t i = 0; i < nshared && !bad; i++)
+        bad = read_str16(r, &id) || read_str16(r, &filter);
+    bad = bad || read_str32(r, &payload);
+    struct msg *m = bad ? NULL : msg_build(b, &h, payload);
     if (!m) {
-        LOG(b, LOG_WARN, NULL, "PUBLISH from node %u dropped: %s", from, d->bad ? "malformed" : "out of memory");
+        LOG(b, LOG_WARN, NULL, "PUBLISH from node %u dropped: %s", from, bad ? "malformed" : "out of memory");
         b->stats.publish_dropped++;
         return;
     }
     b->stats.msgs_received++;
     broker__route_forwarded(b, m, origin_applied);
-    struct dec t = {d->p, d->len, targets, false};
     for (uint16_t i = 0; i < nshared; i++) {
-        struct proto_str id = dec_str16(&t);
-        struct proto_str filter = dec_str16(&t);
+        read_str16(&targets, &id); /* read once above: cannot fail */
+        read_str16(&targets, &filter);
         struct session *s = broker__session_find(b, (const char *)id.p, id.len);
         struct sub *sub = s && s->owner == b->cfg.node_id
                               ? broker__sub_find(s, (const char *)filter.p, filter.len) : NULL;
@@ -301,8 +263,9 @@ void broker__remote_takeover(struct broker *b, struct session *s, uint32_t node,
     enc_u64(&e, s->generation);
     enc_u64(&e, s->claim_index);
     enc_u8(&e, clean);
-    int rc = e.fail ? -ENOMEM : cluster_send(b->cluster, node, &(struct iovec){e.p, e.len}, 1, NULL, NULL);
-    free(e.p);
+    int rc = e.err ? -ENOMEM
+                   : cluster_send(b->cluster, node, &(struct iovec){e.out.data, e.out.len}, 1, NULL, NULL);
+    buf_free(&e.out);
     if (rc)
         LOG(b, LOG_INFO, NULL, "session %s: cannot ask node %u for it (%d): waiting for its lease to run out",
             s->client_id, node, rc);
@@ -311,7 +274,8 @@ void broker__remote_takeover(struct broker *b, struct session *s, uint32_t node,
 static void enc_outlist(struct enc *e, const struct broker *b, const struct outlist *l)
 {
     enc_u32(e, l->count);
-    for (const struct outmsg *o = l->head; o; o = o->next) {
+    list_foreach(it, &l->items) {
+        const struct outmsg *o = list_entry(it, struct outmsg, link);
         enc_u16(e, o->packet_id);
         enc_u8(e, o->state);
         enc_u8(e, o->qos);
@@ -328,13 +292,13 @@ static void enc_outlist(struct enc *e, const struct broker *b, const struct outl
 }
 
 /* The old owner's side: stop serving the session, send what it held. */
-static void on_takeover(struct broker *b, uint32_t from, struct dec *d)
+static void on_takeover(struct broker *b, uint32_t from, struct bytes_reader *r)
 {
-    struct proto_str id = dec_str16(d);
-    uint64_t generation = dec_u64(d);
-    uint64_t index = dec_u64(d);
-    bool clean = dec_u8(d) != 0;
-    if (d->bad || !id.len) {
+    struct proto_str id;
+    uint64_t generation, index;
+    uint8_t clean;
+    if (read_str16(r, &id) || bytes_read_u64le(r, &generation) || bytes_read_u64le(r, &index) ||
+        bytes_read_u8(r, &clean) || !id.len) {
         LOG(b, LOG_WARN, NULL, "malformed TAKEOVER from node %u dropped", from);
         return;
     }
@@ -345,7 +309,7 @@ static void on_takeover(struct broker *b, uint32_t from, struct dec *d)
     enc_u64(&e, generation);
     /* a claim applied here after the asker's (a later index) keeps the session */
     if (s && (s->generation == generation || s->claim_index < index)) {
-        broker__session_handover(b, s, from, clean, index);
+        broker__session_handover(b, s, from, clean != 0, index);
         enc_u16(&e, s->next_packet_id);
         enc_u16(&e, (uint16_t)s->qos2_in_count);
         for (uint32_t i = 0; i < s->qos2_in_count; i++)
@@ -363,72 +327,94 @@ static void on_takeover(struct broker *b, uint32_t from, struct dec *d)
         enc_u32(&e, 0);
         enc_u32(&e, 0);
     }
-    int rc = e.fail ? -ENOMEM : cluster_send(b->cluster, from, &(struct iovec){e.p, e.len}, 1, NULL, NULL);
-    free(e.p);
+    int rc = e.err ? -ENOMEM
+                   : cluster_send(b->cluster, from, &(struct iovec){e.out.data, e.out.len}, 1, NULL, NULL);
+    buf_free(&e.out);
     if (rc)
         LOG(b, LOG_WARN, NULL, "handing session %.*s over to node %u: %d", (int)id.len, (const char *)id.p, from, rc);
 }
 
-/* Reads count entries of a HANDOFF list into l (appended in order). */
-static int dec_outlist(struct broker *b, struct dec *d, struct outlist *l)
+/* Reads one entry of a HANDOFF list; *out NULL and -EBADMSG or -ENOMEM on failure. */
+static int read_outmsg(struct broker *b, struct bytes_reader *r, struct outmsg **out)
 {
-    uint32_t count = dec_u32(d);
-    if (count > HANDOFF_MAX_ENTRIES)
-        d->bad = true;
-    for (uint32_t n = 0; n < count && !d->bad; n++) {
-        uint16_t pid = dec_u16(d);
-        uint8_t state = dec_u8(d);
-        uint8_t qos = dec_u8(d);
-        uint8_t retain = dec_u8(d);
-        uint16_t nids = dec_u16(d);
-        if (d->bad || state > OUT_WAIT_PUBCOMP || qos < 1 || qos > 2)
-            return -EINVAL;
-        struct outmsg *o = calloc(1, sizeof(*o) + nids * sizeof(uint32_t));
-        if (!o)
-            return -ENOMEM;
-        o->packet_id = pid;
-        o->state = state;
-        o->qos = qos;
-        o->retain = retain != 0;
-        o->nids = nids;
-        for (uint16_t i = 0; i < nids; i++)
-            o->ids[i] = dec_u32(d);
-        if (state != OUT_WAIT_PUBCOMP) {
-            struct msg_head h;
-            dec_msg_head(d, &h);
-            struct proto_str payload = dec_str32(d);
-            o->msg = d->bad ? NULL : msg_build(b, &h, payload);
-            if (!o->msg) {
-                free(o);
-                return d->bad ? -EINVAL : -ENOMEM;
-            }
+    uint16_t pid, nids;
+    uint8_t state, qos, retain;
+    *out = NULL;
+    if (bytes_read_u16le(r, &pid) || bytes_read_u8(r, &state) || bytes_read_u8(r, &qos) ||
+        bytes_read_u8(r, &retain) || bytes_read_u16le(r, &nids) || state > OUT_WAIT_PUBCOMP || qos < 1 || qos > 2)
+        return -EBADMSG;
+    struct outmsg *o = calloc(1, sizeof(*o) + nids * sizeof(uint32_t));
+    if (!o)
+        return -ENOMEM;
+    o->packet_id = pid;
+    o->state = state;
+    o->qos = qos;
+    o->retain = retain != 0;
+    o->nids = nids;
+    bool bad = false;
+    for (uint16_t i = 0; i < nids && !bad; i++)
+        bad = bytes_read_u32le(r, &o->ids[i]) != 0;
+    if (!bad && state != OUT_WAIT_PUBCOMP) {
+        struct msg_head h;
+        struct proto_str payload;
+        bad = read_msg_head(r, &h) || read_str32(r, &payload);
+        o->msg = bad ? NULL : msg_build(b, &h, payload);
+        if (!o->msg) {
+            free(o);
+            return bad ? -EBADMSG : -ENOMEM;
         }
+    }
+    if (bad) {
+        free(o);
+        return -EBADMSG;
+    }
+    *out = o;
+    return 0;
+}
+
+/* Reads count entries of a HANDOFF list into l (appended in order). */
+static int read_outlist(struct broker *b, struct bytes_reader *r, struct outlist *l)
+{
+    uint32_t count;
+    if (bytes_read_u32le(r, &count) || count > HANDOFF_MAX_ENTRIES)
+        return -EBADMSG;
+    for (uint32_t n = 0; n < count; n++) {
+        struct outmsg *o;
+        int rc = read_outmsg(b, r, &o);
+        if (rc)
+            return rc;
         broker__outlist_append(l, o);
     }
-    return d->bad ? -EINVAL : 0;
+    return 0;
 }
 
 /* The new owner's side: what the old owner held goes first. */
-static void on_handoff(struct broker *b, uint32_t from, struct dec *d)
+static void on_handoff(struct broker *b, uint32_t from, struct bytes_reader *r)
 {
-    struct proto_str id = dec_str16(d);
-    uint64_t generation = dec_u64(d);
-    uint16_t next_pid = dec_u16(d);
-    uint16_t nq2 = dec_u16(d);
-    struct session *s = d->bad ? NULL : broker__session_find(b, (const char *)id.p, id.len);
+    struct proto_str id;
+    uint64_t generation;
+    uint16_t next_pid, nq2;
+    bool bad = read_str16(r, &id) || bytes_read_u64le(r, &generation) || bytes_read_u16le(r, &next_pid) ||
+               bytes_read_u16le(r, &nq2);
+    struct session *s = bad ? NULL : broker__session_find(b, (const char *)id.p, id.len);
     if (!s || s->generation != generation || s->owner != b->cfg.node_id || s->handoff_from != from) {
         LOG(b, LOG_DEBUG, NULL, "HANDOFF from node %u for a session not waiting for it: dropped", from);
         return;
     }
-    struct outlist inflight = {0}, queue = {0};
-    for (uint16_t i = 0; i < nq2 && !d->bad; i++) {
-        uint16_t pid = dec_u16(d);
-        if (!d->bad && !broker__qos2_in_has(s, pid))
+    struct outlist inflight, queue;
+    broker__outlist_init(&inflight);
+    broker__outlist_init(&queue);
+    int rc = 0;
+    for (uint16_t i = 0; i < nq2 && !rc; i++) {
+        uint16_t pid;
+        rc = bytes_read_u16le(r, &pid);
+        if (!rc && !broker__qos2_in_has(s, pid))
             broker__qos2_in_add(s, pid);
     }
-    int rc = dec_outlist(b, d, &inflight);
     if (rc == 0)
-        rc = dec_outlist(b, d, &queue);
+        rc = read_outlist(b, r, &inflight);
+    if (rc == 0)
+        rc = read_outlist(b, r, &queue);
     if (rc) {
         LOG(b, LOG_WARN, NULL, "session %s: HANDOFF from node %u unusable (%d): resuming without it", s->client_id,
             from, rc);
@@ -439,9 +425,9 @@ static void on_handoff(struct broker *b, uint32_t from, struct dec *d)
             inflight.count, queue.count);
         /* nothing was sent on this node yet: its own messages wait in the queue */
         broker__outlist_concat(&inflight, &s->inflight);
-        s->inflight = inflight;
+        broker__outlist_concat(&s->inflight, &inflight);
         broker__outlist_concat(&queue, &s->queue);
-        s->queue = queue;
+        broker__outlist_concat(&s->queue, &queue);
         if (next_pid)
             s->next_packet_id = next_pid;
     }
@@ -452,16 +438,19 @@ static void on_handoff(struct broker *b, uint32_t from, struct dec *d)
 void broker__remote_receive(void *ctx, uint32_t from, const uint8_t *data, size_t len)
 {
     struct broker *b = ctx;
-    struct dec d = {data, len, 0, false};
-    switch (dec_u8(&d)) {
+    struct bytes_reader r;
+    uint8_t type = 0;
+    bytes_reader_init(&r, data, len, -EBADMSG);
+    bytes_read_u8(&r, &type);
+    switch (type) {
     case REMOTE_PUBLISH:
-        on_publish(b, from, &d);
+        on_publish(b, from, &r);
         break;
     case REMOTE_TAKEOVER:
-        on_takeover(b, from, &d);
+        on_takeover(b, from, &r);
         break;
     case REMOTE_HANDOFF:
-        on_handoff(b, from, &d);
+        on_handoff(b, from, &r);
         break;
     default:
         LOG(b, LOG_WARN, NULL, "unknown message from node %u dropped", from);

@@ -1,6 +1,6 @@
 /* retain: the retained-message index (topic -> message) and sending retained
  * messages to a new subscription. Replicated entries change only through
- * apply (state.c); $SYS entries are this node's own and set directly. */
+ * apply (indexes.c); $SYS entries are this node's own and set directly. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,10 +38,7 @@ int broker__retain_put(struct broker *b, struct msg *m, bool local)
     }
     r->msg = broker__msg_ref(m);
     r->local = local;
-    r->next = b->retained_list;
-    if (r->next)
-        r->next->prev = r;
-    b->retained_list = r;
+    list_push_front(&b->retained_list, &r->link);
     b->retained_count++;
     return 0;
 }
@@ -49,12 +46,7 @@ int broker__retain_put(struct broker *b, struct msg *m, bool local)
 static void retained_free(struct broker *b, struct retained *r)
 {
     trie_remove(&b->retained, &r->item);
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        b->retained_list = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
+    list_remove(&r->link);
     broker__msg_unref(r->msg);
     free(r);
     b->retained_count--;
@@ -131,6 +123,7 @@ void broker__retain_send(struct broker *b, struct session *s, const struct sub *
 
 void broker__retain_free_all(struct broker *b)
 {
-    while (b->retained_list)
-        retained_free(b, b->retained_list);
+    struct list *first;
+    while ((first = list_first(&b->retained_list)))
+        retained_free(b, list_entry(first, struct retained, link));
 }

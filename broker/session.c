@@ -25,16 +25,18 @@ struct session *broker__session_create(struct broker *b, const char *id, size_t 
     s->id_len = len;
     s->b = b;
     s->next_packet_id = 1;
+    list_init(&s->subs);
+    list_init(&s->timed_link);
+    broker__outlist_init(&s->inflight);
+    broker__outlist_init(&s->queue);
     return s;
 }
 
 void broker__session_clear_subs(struct broker *b, struct session *s)
 {
-    while (s->subs) {
-        struct sub *sub = s->subs;
-        s->subs = sub->next;
-        broker__sub_free(b, sub);
-    }
+    struct list *first;
+    while ((first = list_pop_front(&s->subs)))
+        broker__sub_free(b, list_entry(first, struct sub, link));
     s->sub_count = 0;
     map_free(&s->sub_map);
     map_init(&s->sub_map);
@@ -68,14 +70,7 @@ void broker__session_free(struct broker *b, struct session *s)
     broker__will_free(s->lost_will);
     free(s->qos2_in);
     free(s->m_ids);
-    if (s->in_timed) {
-        /* unlink from the timed list */
-        struct session **pp = (struct session **)&b->sessions_timed;
-        while (*pp && *pp != s)
-            pp = &(*pp)->next_timed;
-        if (*pp)
-            *pp = s->next_timed;
-    }
+    list_remove(&s->timed_link);
     free(s->client_id);
     free(s);
 }
@@ -93,11 +88,8 @@ struct session **broker__sessions_all(struct broker *b, size_t *n)
 
 void broker__session_timed_add(struct broker *b, struct session *s)
 {
-    if (s->in_timed)
-        return;
-    s->in_timed = true;
-    s->next_timed = b->sessions_timed;
-    b->sessions_timed = s;
+    if (!list_linked(&s->timed_link))
+        list_push_front(&b->sessions_timed, &s->timed_link);
 }
 
 /* Publishes the session's will (and forgets it). A retained will is also
@@ -189,31 +181,26 @@ void broker__session_propose_expire(struct broker *b, struct session *s)
 void broker__session_tick(struct broker *b)
 {
     uint64_t now = broker__now(b);
-    struct session **pp = (struct session **)&b->sessions_timed;
     bool leader = false;
     if (b->cluster) {
         struct cluster_status st;
         cluster_status_get(b->cluster, &st);
         leader = st.role == 2;
     }
-    while (*pp) {
-        struct session *s = *pp;
+    list_foreach_safe(it, &b->sessions_timed) {
+        struct session *s = list_entry(it, struct session, timed_link);
         if (s->conn || (!s->will_at && !s->expire_at) || s->expiring) {
-            *pp = s->next_timed;
-            s->in_timed = false;
+            list_remove(&s->timed_link);
             continue;
         }
-        if (s->owner != b->cfg.node_id && !(s->adopted && leader)) {
-            pp = &s->next_timed; /* another node's; waits while this node is not the leader */
-            continue;
-        }
+        if (s->owner != b->cfg.node_id && !(s->adopted && leader))
+            continue; /* another node's; waits while this node is not the leader */
         if (s->will_at && s->will_at <= now) {
             broker__will_publish(b, s);
             broker__session_propose_release(b, s); /* the will is no longer pending */
         }
         if (s->expire_at && s->expire_at <= now)
             broker__session_propose_expire(b, s);
-        pp = &s->next_timed;
     }
 }
 

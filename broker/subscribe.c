@@ -78,22 +78,17 @@ void broker__barrier_wait(struct conn *c)
     struct broker *b = c->b;
     c->paused = true;
     c->barrier = b->sub_proposed;
-    c->next_barrier = NULL;
-    if (b->barrier_tail)
-        b->barrier_tail->next_barrier = c;
-    else
-        b->barrier_head = c;
-    b->barrier_tail = c;
+    list_push_back(&b->barriers, &c->barrier_link);
     broker__conn_hold(c);
 }
 
 static void barrier_release(struct broker *b)
 {
-    while (b->barrier_head && b->barrier_head->barrier <= b->sub_completed) {
-        struct conn *c = b->barrier_head;
-        b->barrier_head = c->next_barrier;
-        if (!b->barrier_head)
-            b->barrier_tail = NULL;
+    struct list *first;
+    struct conn *c;
+    while ((first = list_first(&b->barriers)) &&
+           (c = list_entry(first, struct conn, barrier_link))->barrier <= b->sub_completed) {
+        list_remove(&c->barrier_link);
         broker__conn_resume(c);
         broker__conn_release(c);
     }

@@ -6,10 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "list.h" /* container_of */
 #include "trie.h"
 #include "../check_leaks.h"
-
-#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
 struct obj {
     struct trie_item item;

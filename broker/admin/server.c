@@ -1,7 +1,7 @@
-/* admin: the HTTP/1.1 server of the node's admin API (admin_listen, port
- * 18083 by default) on the broker's loop: accept, read, parse requests with
- * http-parser, check the bearer token, write responses. The endpoints
- * themselves are in admin_api.c.
+/* admin/server: the HTTP/1.1 server of the node's admin API (admin_listen,
+ * port 18083 by default) on the broker's loop: accept, read, parse requests
+ * with http-parser, check the bearer token, write responses, time out. The
+ * endpoints themselves are in api.c.
  *
  * Happy path: accept -> read -> http_parser_execute, which pauses at the end of
  * each request; the request is then answered (broker__admin_route) before the
@@ -23,8 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "broker.h"
-#include "http.h"
 #include "internal.h"
 
 #define ADMIN_MAX_REQUEST (64u * 1024) /* request line, headers and body */
@@ -51,7 +51,7 @@ struct admin_conn {
     uv_timer_t timer;          /* idle timeout, then the linger after the last response */
     uv_shutdown_t shutdown;
     struct broker *b;
-    struct admin_conn *next, *prev; /* b->admin.conns */
+    struct list link;          /* in b->admin.conns */
     http_parser parser;
     int refs;                  /* the two handles until closed, plus operations under way */
     int state;                 /* enum admin_state */
@@ -64,13 +64,12 @@ struct admin_conn {
                                 * (and no request after it is read) */
     bool restart;              /* ... and then the node restarts (a join was accepted) */
 
-    char *in;                  /* bytes read and not yet parsed */
-    size_t in_len, in_cap;
+    struct buf in;             /* bytes read and not yet parsed */
 
     /* the request being read */
     size_t req_bytes;
     int req_error;             /* HTTP status it is refused with (413), 0 = none */
-    struct http_buf url, body, auth;
+    struct buf url, body, auth;
     char field[16];            /* the header name being read (ours are short) */
     size_t field_len;
     bool in_value;
@@ -90,10 +89,10 @@ void broker__admin_release(struct admin_conn *c)
 {
     if (--c->refs > 0)
         return;
-    free(c->in);
-    broker__http_buf_free(&c->url);
-    broker__http_buf_free(&c->body);
-    broker__http_buf_free(&c->auth);
+    buf_free(&c->in);
+    buf_free(&c->url);
+    buf_free(&c->body);
+    buf_free(&c->auth);
     free(c);
 }
 
@@ -104,14 +103,8 @@ static void conn_close(struct admin_conn *c)
     if (c->state == ADMIN_CLOSED)
         return;
     c->state = ADMIN_CLOSED;
-    struct admin *a = &c->b->admin;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        a->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    a->conn_count--;
+    list_remove(&c->link);
+    c->b->admin.conn_count--;
     uv_close((uv_handle_t *)&c->tcp, on_closed);
     uv_close((uv_handle_t *)&c->timer, on_closed);
 }
@@ -158,16 +151,11 @@ static void conn_finish(struct admin_conn *c)
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct admin_conn *c = h->data;
-    if (c->in_cap - c->in_len < ADMIN_READ_CHUNK) {
-        char *p = realloc(c->in, c->in_len + ADMIN_READ_CHUNK);
-        if (!p) {
-            *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
-            return;
-        }
-        c->in = p;
-        c->in_cap = c->in_len + ADMIN_READ_CHUNK;
+    if (buf_reserve(&c->in, ADMIN_READ_CHUNK) != 0) {
+        *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
+        return;
     }
-    *buf = uv_buf_init(c->in + c->in_len, (unsigned)(c->in_cap - c->in_len));
+    *buf = uv_buf_init((char *)buf_tail(&c->in), (unsigned)buf_room(&c->in));
 }
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -187,7 +175,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
     if (c->state == ADMIN_DRAINING)
         return; /* dropped */
-    c->in_len += (size_t)n;
+    c->in.len += (size_t)n;
     process(c);
 }
 
@@ -216,7 +204,6 @@ static int on_message_begin(http_parser *p)
 {
     struct admin_conn *c = conn_of(p);
     c->url.len = c->body.len = c->auth.len = 0;
-    c->url.failed = c->body.failed = c->auth.failed = false;
     c->field_len = 0;
     c->in_value = false;
     c->header = HEADER_OTHER;
@@ -226,15 +213,14 @@ static int on_message_begin(http_parser *p)
 }
 
 /* Appends to one of the request's buffers; beyond the request limit the
- * request is refused with 413 (the parser stops). */
-static int take(struct admin_conn *c, struct http_buf *to, const char *at, size_t len)
+ * request is refused with 413, out of memory with 400 (the parser stops). */
+static int take(struct admin_conn *c, struct buf *to, const char *at, size_t len)
 {
     if (to->len + len > ADMIN_MAX_REQUEST) {
         c->req_error = 413;
         return -1;
     }
-    broker__http_buf_add(to, at, len);
-    return to->failed ? -1 : 0;
+    return buf_append(to, at, len) ? -1 : 0;
 }
 
 static int on_url(http_parser *p, const char *at, size_t len) { return take(conn_of(p), &conn_of(p)->url, at, len); }
@@ -304,7 +290,7 @@ struct admin_write {
     uv_write_t req;
     struct admin_conn *c;
     bool last, restart;
-    struct http_buf head;
+    struct buf head;
     char *body;
 };
 
@@ -314,7 +300,7 @@ static void on_write(uv_write_t *req, int status)
     struct admin_conn *c = w->c;
     struct broker *b = c->b;
     bool last = w->last, restart = w->restart;
-    broker__http_buf_free(&w->head);
+    buf_free(&w->head);
     free(w->body);
     free(w);
     c->writes--;
@@ -366,10 +352,10 @@ void broker__admin_respond(struct admin_conn *c, int status, const char *type, c
     w->body = body;
     w->last = c->last;
     w->restart = restart;
-    broker__http_head(&w->head, status, type, len, !c->last, extra);
-    uv_buf_t bufs[2] = {uv_buf_init(w->head.data, (unsigned)w->head.len), uv_buf_init(body, (unsigned)len)};
-    if (w->head.failed || uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, len ? 2 : 1, on_write) != 0) {
-        broker__http_buf_free(&w->head);
+    int rc = broker__admin_head(&w->head, status, type, len, !c->last, extra);
+    uv_buf_t bufs[2] = {uv_buf_init((char *)w->head.data, (unsigned)w->head.len), uv_buf_init(body, (unsigned)len)};
+    if (rc || uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, len ? 2 : 1, on_write) != 0) {
+        buf_free(&w->head);
         free(w->body);
         free(w);
         conn_close(c);
@@ -388,7 +374,7 @@ void broker__admin_respond(struct admin_conn *c, int status, const char *type, c
 
 void broker__admin_error(struct admin_conn *c, int status, const char *msg, const char *extra)
 {
-    char *body = broker__http_error_json(status, msg);
+    char *body = broker__admin_error_json(status, msg);
     broker__admin_respond(c, status, "application/json", body, body ? strlen(body) : 0, extra);
 }
 
@@ -409,13 +395,8 @@ static void dispatch(struct admin_conn *c)
         broker__admin_error(c, 505, "only HTTP/1.0 and HTTP/1.1 are spoken here", NULL);
         return;
     }
-    if (c->url.failed || c->body.failed || c->auth.failed) {
-        c->last = true;
-        broker__admin_respond(c, 500, "application/json", NULL, 0, NULL); /* out of memory: closes */
-        return;
-    }
     const char *token = b->cfg.admin_token;
-    if (token[0] && (!c->has_auth || !broker__http_bearer_ok(c->auth.data, c->auth.len, token))) {
+    if (token[0] && (!c->has_auth || !broker__admin_bearer_ok((const char *)c->auth.data, c->auth.len, token))) {
         LOG(b, LOG_INFO, NULL, "admin %s: %s without a valid token: 401", c->peer,
             http_method_str((enum http_method)c->parser.method));
         broker__admin_error(c, 401, c->has_auth ? "the bearer token is not this node's admin_token"
@@ -426,25 +407,25 @@ static void dispatch(struct admin_conn *c)
     struct http_parser_url u;
     http_parser_url_init(&u);
     if (!c->url.len ||
-        http_parser_parse_url(c->url.data, c->url.len, c->parser.method == HTTP_CONNECT, &u) != 0 ||
+        http_parser_parse_url((const char *)c->url.data, c->url.len, c->parser.method == HTTP_CONNECT, &u) != 0 ||
         !(u.field_set & (1u << UF_PATH))) {
         broker__admin_error(c, 400, "the request target is not a path", NULL);
         return;
     }
     struct admin_request r = {
         .method = (int)c->parser.method,
-        .path = c->url.data + u.field_data[UF_PATH].off,
+        .path = (const char *)c->url.data + u.field_data[UF_PATH].off,
         .path_len = u.field_data[UF_PATH].len,
-        .body = c->body.len ? c->body.data : "",
+        .body = c->body.len ? (const char *)c->body.data : "",
         .body_len = c->body.len,
         .peer = c->peer,
     };
     if (u.field_set & (1u << UF_QUERY)) {
-        r.query = c->url.data + u.field_data[UF_QUERY].off;
+        r.query = (const char *)c->url.data + u.field_data[UF_QUERY].off;
         r.query_len = u.field_data[UF_QUERY].len;
     }
     LOG(b, LOG_DEBUG, NULL, "admin %s: %s %.*s", c->peer, http_method_str((enum http_method)r.method),
-        (int)(c->url.len > 200 ? 200 : c->url.len), c->url.data);
+        (int)(c->url.len > 200 ? 200 : c->url.len), (const char *)c->url.data);
     broker__admin_route(b, c, &r);
 }
 
@@ -456,9 +437,9 @@ static void process(struct admin_conn *c)
         return;
     c->processing = true;
     size_t pos = 0;
-    while (c->state == ADMIN_OPEN && !c->busy && !c->last && pos < c->in_len &&
+    while (c->state == ADMIN_OPEN && !c->busy && !c->last && pos < c->in.len &&
            uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < ADMIN_MAX_BACKLOG) {
-        size_t n = http_parser_execute(&c->parser, &parser_settings, c->in + pos, c->in_len - pos);
+        size_t n = http_parser_execute(&c->parser, &parser_settings, (const char *)c->in.data + pos, c->in.len - pos);
         pos += n;
         c->req_bytes += n;
         enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
@@ -473,15 +454,13 @@ static void process(struct admin_conn *c)
             c->last = true;
             broker__admin_error(c, status, status == 413 ? "the request is larger than 64 KiB"
                                                          : http_errno_description(e), NULL);
-            pos = c->in_len;
+            pos = c->in.len;
         }
     }
-    if (c->state == ADMIN_OPEN && pos < c->in_len) {
-        memmove(c->in, c->in + pos, c->in_len - pos);
-        c->in_len -= pos;
-    } else {
-        c->in_len = 0;
-    }
+    if (c->state == ADMIN_OPEN && pos < c->in.len)
+        buf_consume(&c->in, pos);
+    else
+        c->in.len = 0;
     if (c->state != ADMIN_CLOSED)
         update_reading(c);
     c->processing = false;
@@ -504,10 +483,7 @@ static void on_connection(uv_stream_t *server, int status)
     uv_timer_init(b->loop, &c->timer);
     c->tcp.data = c->timer.data = c->shutdown.data = c;
     c->refs = 2;
-    c->next = b->admin.conns;
-    if (c->next)
-        c->next->prev = c;
-    b->admin.conns = c;
+    list_push_front(&b->admin.conns, &c->link);
     b->admin.conn_count++;
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
@@ -571,8 +547,8 @@ void broker__admin_stop(struct broker *b)
     uv_handle_t *h = (uv_handle_t *)&b->admin.tcp;
     if (h->loop && !uv_is_closing(h))
         uv_close(h, NULL);
-    for (struct admin_conn *c = b->admin.conns, *next; c; c = next) {
-        next = c->next;
+    list_foreach_safe(it, &b->admin.conns) {
+        struct admin_conn *c = list_entry(it, struct admin_conn, link);
         if (c->state == ADMIN_OPEN && c->busy && c->refs > 2) {
             c->last = true;
             uv_timer_start(&c->timer, on_timer, ADMIN_STOP_WAIT_MS, 0);

@@ -1,4 +1,4 @@
-/* admin_api: the endpoints of the admin API: node and cluster status, the
+/* admin/api: the endpoints of the admin API: node and cluster status, the
  * cluster membership operations, listings of sessions, subscriptions and
  * retained messages, and the Prometheus metrics.
  *
@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "broker.h"
-#include "http.h"
 #include "internal.h"
 
 #define ADMIN_DEFAULT_LIMIT 1000
@@ -36,11 +36,11 @@ static void reply_text(struct admin_conn *c, int status, char *text)
 }
 
 /* ?limit=N: 400 and false when it is not a number in range. */
-static bool limit_of(struct admin_conn *c, const struct http_query *q, uint64_t *limit)
+static bool limit_of(struct admin_conn *c, const struct admin_query *q, uint64_t *limit)
 {
-    const char *s = broker__http_query_find(q, "limit");
+    const char *s = broker__admin_query_find(q, "limit");
     *limit = ADMIN_DEFAULT_LIMIT;
-    if (s && broker__http_uint_parse(s, ADMIN_MAX_LIMIT, limit) != 0) {
+    if (s && broker__admin_uint_parse(s, ADMIN_MAX_LIMIT, limit) != 0) {
         broker__admin_error(c, 400, "limit must be a whole number 0..1000000", NULL);
         return false;
     }
@@ -52,8 +52,8 @@ static bool limit_of(struct admin_conn *c, const struct http_query *q, uint64_t 
 static uint64_t replicated_retained(const struct broker *b)
 {
     uint64_t n = 0;
-    for (const struct retained *r = b->retained_list; r; r = r->next)
-        n += !r->local;
+    list_foreach(it, &b->retained_list)
+        n += !list_entry(it, struct retained, link)->local;
     return n;
 }
 
@@ -83,18 +83,18 @@ static int cluster_view(struct broker *b, struct cluster_status *st, struct clus
 }
 
 static void get_status(struct broker *b, struct admin_conn *c, const struct admin_request *r,
-                       const struct http_query *q)
+                       const struct admin_query *q)
 {
     struct cluster_status st;
     struct cluster_member stack[ADMIN_MAX_MEMBERS], *members;
     int n = cluster_view(b, &st, stack, &members);
-    struct http_counts counts = {
+    struct admin_counts counts = {
         .connections = b->connected,
         .sessions = b->sessions.count,
         .subscriptions = b->sub_count,
         .retained = replicated_retained(b),
     };
-    cJSON *obj = n < 0 ? NULL : broker__http_status_json(&st, b->cfg.cluster_name, members, n, &counts);
+    cJSON *obj = n < 0 ? NULL : broker__admin_status_json(&st, b->cfg.cluster_name, members, n, &counts);
     if (members != stack)
         free(members);
     reply_json(c, 200, obj);
@@ -102,8 +102,13 @@ static void get_status(struct broker *b, struct admin_conn *c, const struct admi
 
 /* --- metrics ----------------------------------------------------------------- */
 
+struct metric {
+    const char *name, *type, *help;
+    uint64_t value;
+};
+
 static void get_metrics(struct broker *b, struct admin_conn *c, const struct admin_request *r,
-                        const struct http_query *q)
+                        const struct admin_query *q)
 {
     static const char *const roles[] = {"follower", "candidate", "leader", "unavailable"};
     struct cluster_status st;
@@ -111,53 +116,44 @@ static void get_metrics(struct broker *b, struct admin_conn *c, const struct adm
     int members_n = cluster_view(b, &st, stack, &members);
     if (members != stack)
         free(members);
-    struct http_buf out = {0};
+    const struct broker_stats *s = &b->stats;
+    const struct metric metrics[] = {
+        {"starling_uptime_seconds", "gauge", "Seconds since the node started.",
+         (broker__now(b) - b->started_ms) / 1000},
+        {"starling_messages_received_total", "counter", "PUBLISH packets received.", s->msgs_received},
+        {"starling_messages_sent_total", "counter", "PUBLISH packets sent.", s->msgs_sent},
+        {"starling_messages_dropped_total", "counter", "Messages dropped (full queues, slow consumers).",
+         s->publish_dropped},
+        {"starling_bytes_received_total", "counter", "Bytes received from MQTT clients.", s->bytes_received},
+        {"starling_bytes_sent_total", "counter", "Bytes sent to MQTT clients.", s->bytes_sent},
+        {"starling_connections_total", "counter", "MQTT connections accepted.", s->connections_total},
+        {"starling_connections", "gauge", "MQTT clients connected (past CONNACK).", b->connected},
+        {"starling_sessions", "gauge", "Sessions in the replicated state.", b->sessions.count},
+        {"starling_subscriptions", "gauge", "Subscriptions in the replicated state.", b->sub_count},
+        {"starling_retained", "gauge", "Retained messages in the replicated state.", replicated_retained(b)},
+        {"starling_cluster_term", "gauge", "Raft term.", st.term},
+        {"starling_cluster_commit_index", "gauge", "Raft commit index.", st.commit_index},
+        {"starling_cluster_applied_index", "gauge", "Last log index applied to the store.", st.applied_index},
+        {"starling_cluster_last_index", "gauge", "Last index in the Raft log.", st.last_index},
+        {"starling_cluster_leader", "gauge", "Node id of the leader (0: none known).", st.leader_id},
+        {"starling_cluster_members", "gauge", "Members of the cluster configuration.",
+         members_n < 0 ? 0 : (uint64_t)members_n},
+    };
+    struct buf out = {0};
     char labels[128];
     snprintf(labels, sizeof(labels), "version=\"%s\",node=\"%u\",cluster=\"%s\"", STARLING_VERSION,
              b->cfg.node_id, b->cfg.cluster_name);
-    broker__http_metric(&out, "starling_info", "gauge", "Build and identity of this node.", labels, 1);
-    broker__http_metric(&out, "starling_uptime_seconds", "gauge", "Seconds since the node started.", NULL,
-                        (broker__now(b) - b->started_ms) / 1000);
-    const struct broker_stats *s = &b->stats;
-    broker__http_metric(&out, "starling_messages_received_total", "counter", "PUBLISH packets received.", NULL,
-                        s->msgs_received);
-    broker__http_metric(&out, "starling_messages_sent_total", "counter", "PUBLISH packets sent.", NULL,
-                        s->msgs_sent);
-    broker__http_metric(&out, "starling_messages_dropped_total", "counter",
-                        "Messages dropped (full queues, slow consumers).", NULL, s->publish_dropped);
-    broker__http_metric(&out, "starling_bytes_received_total", "counter", "Bytes received from MQTT clients.",
-                        NULL, s->bytes_received);
-    broker__http_metric(&out, "starling_bytes_sent_total", "counter", "Bytes sent to MQTT clients.", NULL,
-                        s->bytes_sent);
-    broker__http_metric(&out, "starling_connections_total", "counter", "MQTT connections accepted.", NULL,
-                        s->connections_total);
-    broker__http_metric(&out, "starling_connections", "gauge", "MQTT clients connected (past CONNACK).", NULL,
-                        b->connected);
-    broker__http_metric(&out, "starling_sessions", "gauge", "Sessions in the replicated state.", NULL,
-                        b->sessions.count);
-    broker__http_metric(&out, "starling_subscriptions", "gauge", "Subscriptions in the replicated state.", NULL,
-                        b->sub_count);
-    broker__http_metric(&out, "starling_retained", "gauge", "Retained messages in the replicated state.", NULL,
-                        replicated_retained(b));
-    broker__http_metric(&out, "starling_cluster_term", "gauge", "Raft term.", NULL, st.term);
-    broker__http_metric(&out, "starling_cluster_commit_index", "gauge", "Raft commit index.", NULL,
-                        st.commit_index);
-    broker__http_metric(&out, "starling_cluster_applied_index", "gauge", "Last log index applied to the store.",
-                        NULL, st.applied_index);
-    broker__http_metric(&out, "starling_cluster_last_index", "gauge", "Last index in the Raft log.", NULL,
-                        st.last_index);
-    broker__http_metric(&out, "starling_cluster_leader", "gauge", "Node id of the leader (0: none known).", NULL,
-                        st.leader_id);
-    broker__http_metric(&out, "starling_cluster_members", "gauge", "Members of the cluster configuration.", NULL,
-                        members_n < 0 ? 0 : (uint64_t)members_n);
-    for (int i = 0; i < 4; i++) {
+    int rc = broker__admin_metric(&out, "starling_info", "gauge", "Build and identity of this node.", labels, 1);
+    for (size_t i = 0; !rc && i < sizeof(metrics) / sizeof(metrics[0]); i++)
+        rc = broker__admin_metric(&out, metrics[i].name, metrics[i].type, metrics[i].help, NULL, metrics[i].value);
+    for (int i = 0; !rc && i < 4; i++) {
         snprintf(labels, sizeof(labels), "role=\"%s\"", roles[i]);
-        broker__http_metric(&out, "starling_cluster_role", "gauge",
-                            i ? NULL : "This node's Raft role: 1 for the current one.", labels, st.role == i);
+        rc = broker__admin_metric(&out, "starling_cluster_role", "gauge",
+                                 i ? NULL : "This node's Raft role: 1 for the current one.", labels, st.role == i);
     }
-    if (out.failed)
-        broker__http_buf_free(&out);
-    broker__admin_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", out.data, out.len, NULL);
+    if (rc)
+        buf_free(&out); /* out of memory: the NULL body drops the connection */
+    broker__admin_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", (char *)out.data, out.len, NULL);
 }
 
 /* --- listings ------------------------------------------------------------------ */
@@ -171,10 +167,10 @@ static int by_client_id(const void *x, const void *y)
 /* The sessions ?client_id= selects (all of them without it), sorted, and
  * ?limit=; *out is malloc'd (NULL when there are none). Returns the count,
  * -ENOMEM, or -EINVAL when the limit was bad (the request is answered). */
-static long select_sessions(struct broker *b, struct admin_conn *c, const struct http_query *q, uint64_t *limit,
+static long select_sessions(struct broker *b, struct admin_conn *c, const struct admin_query *q, uint64_t *limit,
                             struct session ***out)
 {
-    const char *client_id = broker__http_query_find(q, "client_id");
+    const char *client_id = broker__admin_query_find(q, "client_id");
     *out = NULL;
     if (!limit_of(c, q, limit))
         return -EINVAL;
@@ -232,7 +228,7 @@ static bool append(cJSON *list, cJSON *item, bool ok)
 }
 
 static void get_sessions(struct broker *b, struct admin_conn *c, const struct admin_request *r,
-                         const struct http_query *q)
+                         const struct admin_query *q)
 {
     uint64_t limit;
     struct session **all;
@@ -267,7 +263,7 @@ static int by_session_filter(const void *x, const void *y)
 }
 
 static void get_subscriptions(struct broker *b, struct admin_conn *c, const struct admin_request *r,
-                              const struct http_query *q)
+                              const struct admin_query *q)
 {
     uint64_t limit;
     struct session **sessions;
@@ -282,8 +278,9 @@ static void get_subscriptions(struct broker *b, struct admin_conn *c, const stru
     if (ns >= 0 && (subs || !n)) {
         size_t k = 0;
         for (long i = 0; i < ns; i++)
-            for (struct sub *sub = sessions[i]->subs; sub && k < n; sub = sub->next)
-                subs[k++] = sub;
+            list_foreach(it, &sessions[i]->subs)
+                if (k < n)
+                    subs[k++] = list_entry(it, struct sub, link);
         n = k;
         if (n)
             qsort(subs, n, sizeof(*subs), by_session_filter);
@@ -345,7 +342,7 @@ static int by_topic(const void *x, const void *y)
 static cJSON *retained_json(const struct msg *m)
 {
     cJSON *item = cJSON_CreateObject();
-    char *text = NULL, *b64 = broker__http_base64(m->payload, m->payload_len);
+    char *text = NULL, *b64 = broker__admin_base64(m->payload, m->payload_len);
     if (proto_utf8_check(m->payload, m->payload_len) == 0 && (text = malloc((size_t)m->payload_len + 1))) {
         memcpy(text, m->payload, m->payload_len);
         text[m->payload_len] = '\0';
@@ -365,13 +362,13 @@ static cJSON *retained_json(const struct msg *m)
 }
 
 static void get_retained(struct broker *b, struct admin_conn *c, const struct admin_request *r,
-                         const struct http_query *q)
+                         const struct admin_query *q)
 {
     uint64_t limit, sys = 0;
     if (!limit_of(c, q, &limit))
         return;
-    const char *s = broker__http_query_find(q, "sys"), *topic = broker__http_query_find(q, "topic");
-    if (s && broker__http_uint_parse(s, 1, &sys) != 0) {
+    const char *s = broker__admin_query_find(q, "sys"), *topic = broker__admin_query_find(q, "topic");
+    if (s && broker__admin_uint_parse(s, 1, &sys) != 0) {
         broker__admin_error(c, 400, "sys must be 0 or 1", NULL);
         return;
     }
@@ -383,8 +380,9 @@ static void get_retained(struct broker *b, struct admin_conn *c, const struct ad
     if (topic)
         trie_match_filter(&b->retained, topic, strlen(topic), pick_retained, &x);
     else
-        for (struct retained *e = b->retained_list; e && !x.failed; e = e->next)
-            pick_retained(&e->item, &x);
+        list_foreach(it, &b->retained_list)
+            if (!x.failed)
+                pick_retained(&list_entry(it, struct retained, link)->item, &x);
     cJSON *obj = NULL, *list = x.failed ? NULL : listing(&obj, x.n, "retained");
     bool ok = list != NULL;
     if (ok && x.n)
@@ -409,7 +407,7 @@ static void on_op_done(void *arg, int status, const char *msg)
     struct admin_op *op = arg;
     struct admin_conn *c = op->c;
     char *body;
-    int http = broker__http_op_reply(status, op->kind == OP_JOIN, msg, &body);
+    int http = broker__admin_op_reply(status, op->kind == OP_JOIN, msg, &body);
     if (op->kind == OP_JOIN && status == 0)
         broker__admin_restart_after(c);
     reply_text(c, http, body);
@@ -457,7 +455,7 @@ static void start_op(struct broker *b, struct admin_conn *c, const struct admin_
         /* did not start: the callback will not run */
         free(op);
         char *body;
-        int http = broker__http_op_reply(rc, false,
+        int http = broker__admin_op_reply(rc, false,
                                          rc == -ENOMEM ? "out of memory" : "the cluster cannot take operations now",
                                          &body);
         reply_text(c, http, body);
@@ -467,11 +465,11 @@ static void start_op(struct broker *b, struct admin_conn *c, const struct admin_
 }
 
 static void post_join(struct broker *b, struct admin_conn *c, const struct admin_request *r,
-                      const struct http_query *q)
+                      const struct admin_query *q)
 {
     char peer[128];
     const char *why;
-    if (broker__http_body_peer(r->body, r->body_len, peer, sizeof(peer), &why) != 0) {
+    if (broker__admin_body_peer(r->body, r->body_len, peer, sizeof(peer), &why) != 0) {
         broker__admin_error(c, 400, why, NULL);
         return;
     }
@@ -479,11 +477,11 @@ static void post_join(struct broker *b, struct admin_conn *c, const struct admin
 }
 
 static void post_leave(struct broker *b, struct admin_conn *c, const struct admin_request *r,
-                       const struct http_query *q)
+                       const struct admin_query *q)
 {
     uint32_t node;
     const char *why;
-    if (broker__http_body_node(r->body, r->body_len, true, &node, &why) != 0) {
+    if (broker__admin_body_node(r->body, r->body_len, true, &node, &why) != 0) {
         broker__admin_error(c, 400, why, NULL);
         return;
     }
@@ -495,7 +493,7 @@ static void post_node_op(struct broker *b, struct admin_conn *c, const struct ad
 {
     uint32_t node;
     const char *why;
-    if (broker__http_body_node(r->body, r->body_len, kind == OP_TRANSFER, &node, &why) != 0) {
+    if (broker__admin_body_node(r->body, r->body_len, kind == OP_TRANSFER, &node, &why) != 0) {
         broker__admin_error(c, 400, why, NULL);
         return;
     }
@@ -503,13 +501,13 @@ static void post_node_op(struct broker *b, struct admin_conn *c, const struct ad
 }
 
 static void post_remove(struct broker *b, struct admin_conn *c, const struct admin_request *r,
-                        const struct http_query *q)
+                        const struct admin_query *q)
 {
     post_node_op(b, c, r, OP_REMOVE);
 }
 
 static void post_transfer(struct broker *b, struct admin_conn *c, const struct admin_request *r,
-                          const struct http_query *q)
+                          const struct admin_query *q)
 {
     post_node_op(b, c, r, OP_TRANSFER);
 }
@@ -517,7 +515,7 @@ static void post_transfer(struct broker *b, struct admin_conn *c, const struct a
 /* --- routing --------------------------------------------------------------------------- */
 
 typedef void (*admin_handler)(struct broker *b, struct admin_conn *c, const struct admin_request *r,
-                              const struct http_query *q);
+                              const struct admin_query *q);
 
 static const struct admin_route {
     const char *path;
@@ -551,8 +549,8 @@ void broker__admin_route(struct broker *b, struct admin_conn *c, const struct ad
         broker__admin_error(c, 405, msg, route->method == HTTP_GET ? "Allow: GET\r\n" : "Allow: POST\r\n");
         return;
     }
-    struct http_query q;
-    int rc = broker__http_query_parse(r->query ? r->query : "", r->query_len, &q);
+    struct admin_query q;
+    int rc = broker__admin_query_parse(r->query ? r->query : "", r->query_len, &q);
     if (rc) {
         broker__admin_error(c, rc == -ENOMEM ? 500 : 400,
                             rc == -E2BIG ? "too many query parameters" : "the query string is not percent-encoded",
@@ -560,5 +558,5 @@ void broker__admin_route(struct broker *b, struct admin_conn *c, const struct ad
         return;
     }
     route->fn(b, c, r, &q);
-    broker__http_query_free(&q);
+    broker__admin_query_free(&q);
 }

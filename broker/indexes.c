@@ -1,4 +1,4 @@
-/* state: applies committed commands to the node's in-memory state (sessions,
+/* indexes: applies committed commands to the node's in-memory indexes (sessions,
  * subscription trie, share groups, retained messages) and tells the broker's
  * connections what changed (an older owner of a client id is disconnected).
  * Runs on every node in log order; must be deterministic given the log. */
@@ -43,23 +43,20 @@ static void drop_conn(struct session *s)
     broker__conn_close(old, PROTO_RC_SESSION_TAKEN_OVER);
 }
 
-static int apply_claim(struct broker *b, const struct cluster_cmd *cmd, uint64_t index)
-{
-    const char *id = (const char *)cmd->client_id.p;
-    size_t len = cmd->client_id.len;
-    struct session *s = broker__session_find(b, id, len);
-    bool existed = s != NULL;
-    /* a session another node served (or holds offline) moves here */
-    uint32_t prev_owner = s ? s->owner : 0;
-    bool prev_connected = s && !s->released;
-    bool ours = cmd->node == b->cfg.node_id && broker__claim_pending(b, cmd->generation);
-    if (s) {
-        s->handoff_from = 0;
-        if (s->parked)
-            broker__session_handoff_done(b, s); /* an older claim of ours waited: it is overtaken now */
-    }
+/* The session as it was before a claim applied. */
+struct claim_prev {
+    bool existed;
+    uint32_t owner;           /* node id, 0: none */
+    bool connected;           /* the replicated state said its connection was up */
+    bool ours;                /* a CONNECT on this node waits for this claim */
+};
 
-    if (s && s->conn && s->conn->generation != cmd->generation) {
+/* The connection the claim replaces: on this node it goes with 0x8E (its
+ * will first, when due); a pending delayed will of ours is due when its
+ * session ends. */
+static void claim_end_previous(struct broker *b, struct session *s, const struct cluster_cmd *cmd)
+{
+    if (s->conn && s->conn->generation != cmd->generation) {
         /* session takeover: the older connection goes, with 0x8E */
         struct conn *old = s->conn;
         bool will_due = !old->will_suppressed && s->will && (cmd->clean_start || s->will->delay == 0);
@@ -69,30 +66,35 @@ static int apply_claim(struct broker *b, const struct cluster_cmd *cmd, uint64_t
         if (will_due)
             broker__will_publish(b, s);
         broker__conn_close(old, PROTO_RC_SESSION_TAKEN_OVER);
-    } else if (s && s->will && cmd->clean_start && s->owner == b->cfg.node_id) {
+    } else if (s->will && cmd->clean_start && s->owner == b->cfg.node_id) {
         /* a pending delayed will is due when its session ends */
         broker__will_publish(b, s);
     }
-    if (s && cmd->clean_start) {
-        broker__session_clear_subs(b, s);
-        broker__outlist_clear(&s->inflight);
-        broker__outlist_clear(&s->queue);
-        s->qos2_in_count = 0;
-        s->next_packet_id = 1;
-    }
-    if (!s) {
-        s = broker__session_create(b, id, len);
-        if (!s)
-            return -ENOMEM;
-    }
+}
+
+/* Clean start: nothing of the old session survives but its id. */
+static void session_reset(struct broker *b, struct session *s)
+{
+    broker__session_clear_subs(b, s);
+    broker__outlist_clear(&s->inflight);
+    broker__outlist_clear(&s->queue);
+    s->qos2_in_count = 0;
+    s->next_packet_id = 1;
+}
+
+/* The will of another node's connection that the claim ends, and the claim's
+ * own will, which replaces it. */
+static void claim_wills(struct broker *b, struct session *s, const struct cluster_cmd *cmd,
+                        const struct claim_prev *prev)
+{
     broker__will_free(s->lost_will);
     s->lost_will = NULL;
-    bool will_due = prev_connected && prev_owner && prev_owner != b->cfg.node_id && s->will &&
+    bool will_due = prev->connected && prev->owner && prev->owner != b->cfg.node_id && s->will &&
                     (cmd->clean_start || s->will->delay == 0);
-    if (will_due && ours) {
+    if (will_due && prev->ours) {
         s->lost_will = s->will; /* due unless its node answers the takeover (and publishes it) */
         s->will = NULL;
-    } else if (will_due && cmd->node == b->cfg.node_id && !cluster_node_alive(b->cluster, prev_owner)) {
+    } else if (will_due && cmd->node == b->cfg.node_id && !cluster_node_alive(b->cluster, prev->owner)) {
         /* a claim of ours whose CONNECT gave up before it committed: no
          * takeover follows, and the old node is lost: its connection's will
          * is due here */
@@ -102,6 +104,12 @@ static int apply_claim(struct broker *b, const struct cluster_cmd *cmd, uint64_t
     s->will = NULL;
     if (cmd->has_will)
         s->will = will_from_cmd(&cmd->will);
+}
+
+/* The claim's node owns the session from now on, as the claim describes it. */
+static void claim_own(struct broker *b, struct session *s, const struct cluster_cmd *cmd, uint64_t index,
+                      uint32_t prev_owner)
+{
     s->will_at = 0;
     s->expire_at = 0;
     s->expiring = false;
@@ -113,21 +121,53 @@ static int apply_claim(struct broker *b, const struct cluster_cmd *cmd, uint64_t
     s->expire_wall = 0;
     s->adopted = false;
     s->moved = prev_owner == b->cfg.node_id && cmd->node != b->cfg.node_id;
-    if (cmd->node == b->cfg.node_id && !ours)
-        broker__session_offline(b, s);
-    if (ours && existed && prev_owner && prev_owner != b->cfg.node_id) {
-        /* serve it only once the old node stopped: it answers TAKEOVER with
-         * what it held, or its lease runs out */
-        bool alive = cluster_node_alive(b->cluster, prev_owner);
-        uint64_t wait = prev_connected ? broker__lease_ms(b) : alive ? 2000 : 0;
-        if (alive)
-            broker__remote_takeover(b, s, prev_owner, cmd->clean_start);
-        if (wait) {
-            s->handoff_from = prev_owner;
-            s->handoff_deadline = broker__now(b) + wait;
-        }
+}
+
+/* Our claim took the session from another node: serve it only once that node
+ * stopped; it answers TAKEOVER with what it held, or its lease runs out. */
+static void claim_await_handoff(struct broker *b, struct session *s, const struct cluster_cmd *cmd,
+                                const struct claim_prev *prev)
+{
+    if (!prev->ours || !prev->existed || !prev->owner || prev->owner == b->cfg.node_id)
+        return;
+    bool alive = cluster_node_alive(b->cluster, prev->owner);
+    uint64_t wait = prev->connected ? broker__lease_ms(b) : alive ? 2000 : 0;
+    if (alive)
+        broker__remote_takeover(b, s, prev->owner, cmd->clean_start);
+    if (wait) {
+        s->handoff_from = prev->owner;
+        s->handoff_deadline = broker__now(b) + wait;
     }
-    return existed && !cmd->clean_start ? 1 : 0;
+}
+
+static int apply_claim(struct broker *b, const struct cluster_cmd *cmd, uint64_t index)
+{
+    const char *id = (const char *)cmd->client_id.p;
+    size_t len = cmd->client_id.len;
+    struct session *s = broker__session_find(b, id, len);
+    /* a session another node served (or holds offline) moves here */
+    const struct claim_prev prev = {
+        .existed = s != NULL,
+        .owner = s ? s->owner : 0,
+        .connected = s && !s->released,
+        .ours = cmd->node == b->cfg.node_id && broker__claim_pending(b, cmd->generation),
+    };
+    if (s) {
+        s->handoff_from = 0;
+        if (s->parked)
+            broker__session_handoff_done(b, s); /* an older claim of ours waited: it is overtaken now */
+        claim_end_previous(b, s, cmd);
+        if (cmd->clean_start)
+            session_reset(b, s);
+    } else if (!(s = broker__session_create(b, id, len))) {
+        return -ENOMEM;
+    }
+    claim_wills(b, s, cmd, &prev);
+    claim_own(b, s, cmd, index, prev.owner);
+    if (cmd->node == b->cfg.node_id && !prev.ours)
+        broker__session_offline(b, s);
+    claim_await_handoff(b, s, cmd, &prev);
+    return prev.existed && !cmd->clean_start ? 1 : 0;
 }
 
 static int apply_expire(struct broker *b, const struct cluster_cmd *cmd)
@@ -228,12 +268,7 @@ struct sub *broker__sub_find(struct session *s, const char *filter, size_t len)
 
 static void session_unlink_sub(struct session *s, struct sub *sub)
 {
-    if (sub->prev)
-        sub->prev->next = sub->next;
-    else
-        s->subs = sub->next;
-    if (sub->next)
-        sub->next->prev = sub->prev;
+    list_remove(&sub->link);
     map_del(&s->sub_map, sub->filter, sub->filter_len);
     s->sub_count--;
 }
@@ -268,10 +303,7 @@ int broker__sub_apply_add(struct broker *b, struct session *s, const struct clus
             free(sub);
             return rc;
         }
-        sub->next = s->subs;
-        if (sub->next)
-            sub->next->prev = sub;
-        s->subs = sub;
+        list_push_front(&s->subs, &sub->link);
         s->sub_count++;
         b->sub_count++;
     }

@@ -1,0 +1,148 @@
+/* admin: the declarations the admin API's files share: the HTTP server
+ * (server.c) and its endpoints (api.c), which need the broker, and the pure
+ * parts, which do not: reading a request (request.c) and writing a response
+ * (response.c). The pure parts do no I/O, call no libuv and see no struct
+ * broker: unit tests call them directly.
+ *
+ * Strings handed in are borrowed; what a function returns as char * or
+ * cJSON * is the caller's to free (free() / cJSON_Delete()). */
+#ifndef STARLING_BROKER_ADMIN_H
+#define STARLING_BROKER_ADMIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "buf.h"
+#include "cluster.h"
+
+/* Most parameters a query string may hold; more is a bad request. */
+#define BROKER_ADMIN_MAX_PARAMS 16
+
+struct broker;
+struct admin_conn;
+
+/* --- the server (server.c) and the endpoints (api.c) ------------------------ */
+
+/* One parsed request; every pointer is borrowed from the connection and valid
+ * until it is answered. */
+struct admin_request {
+    int method;               /* enum http_method */
+    const char *path, *query, *body; /* query NULL when there is none; not NUL-terminated */
+    size_t path_len, query_len, body_len;
+    const char *peer;         /* client address:port, for logs */
+};
+
+/* A request is answered exactly once with broker__admin_respond (body
+ * transferred: malloc'd, or NULL when out of memory, which drops the
+ * connection) or broker__admin_error; an endpoint that answers later holds
+ * the connection until then. */
+void broker__admin_respond(struct admin_conn *c, int status, const char *type, char *body, size_t len,
+                           const char *extra /* more header lines, each ending in CRLF, or NULL */);
+void broker__admin_error(struct admin_conn *c, int status, const char *msg, const char *extra);
+void broker__admin_restart_after(struct admin_conn *c); /* the next response ends with broker_restart */
+void broker__admin_hold(struct admin_conn *c);
+void broker__admin_release(struct admin_conn *c);
+
+/* api.c: answers r (borrowed) on c. */
+void broker__admin_route(struct broker *b, struct admin_conn *c, const struct admin_request *r);
+
+/* --- text (response.c) ----------------------------------------------------- */
+
+/* Appends formatted text to b, which stays NUL-terminated after len (the NUL
+ * is not counted). 0, or -ENOMEM with b unchanged. */
+int broker__admin_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* --- reading a request (request.c) ------------------------------------------ */
+
+/* Percent-decodes s (len bytes) into out, which must hold len + 1 bytes; the
+ * result is NUL-terminated and its length stored in *outlen. '+' stays '+'
+ * (client ids and topics contain it; starlingctl encodes spaces as %20).
+ * Returns 0, or -EINVAL for a malformed escape or an encoded NUL (out is
+ * then unspecified). */
+int broker__admin_pct_decode(const char *s, size_t len, char *out, size_t *outlen);
+
+struct admin_param {
+    char *name, *value; /* decoded, NUL-terminated; value "" for "?flag" */
+};
+
+struct admin_query {
+    struct admin_param params[BROKER_ADMIN_MAX_PARAMS];
+    int count;
+};
+
+/* Splits a query string (without the '?') on '&' into decoded parameters.
+ * Empty segments are skipped. Returns 0; -EINVAL if a name or value is not
+ * properly percent-encoded; -E2BIG beyond BROKER_ADMIN_MAX_PARAMS; -ENOMEM.
+ * On failure nothing is left to free; on success free with
+ * broker__admin_query_free. */
+int broker__admin_query_parse(const char *q, size_t len, struct admin_query *out);
+void broker__admin_query_free(struct admin_query *q);
+/* The value of the first parameter called name, or NULL (borrowed from q). */
+const char *broker__admin_query_find(const struct admin_query *q, const char *name);
+
+/* Decimal digits only (no sign, no space, at most 20 digits), value <= max.
+ * Returns 0, -EINVAL (not a number) or -ERANGE (above max); *out is set only
+ * on success. */
+int broker__admin_uint_parse(const char *s, uint64_t max, uint64_t *out);
+
+/* The bodies of POST /api/v1/cluster/... (JSON objects). node: {"node": N}
+ * with N an integer 1..65535; when optional, an empty body or one without
+ * "node" gives *node = 0. peer: {"peer": "host:port"}, copied into peer.
+ * Return 0, or -EINVAL with *why (a static string) saying what is wrong. */
+int broker__admin_body_node(const char *body, size_t len, bool optional, uint32_t *node, const char **why);
+int broker__admin_body_peer(const char *body, size_t len, char *peer, size_t peerlen, const char **why);
+
+/* True when header (the Authorization value, len bytes) is "Bearer <token>"
+ * (scheme case-insensitive). The token is compared in constant time. */
+bool broker__admin_bearer_ok(const char *header, size_t len, const char *token);
+
+/* --- writing a response (response.c) ---------------------------------------- */
+
+/* Appends the status line and headers of a response with a body of body_len
+ * bytes. extra (may be NULL) is more header lines, each ending in CRLF.
+ * 0, or -ENOMEM. */
+int broker__admin_head(struct buf *out, int status, const char *content_type, size_t body_len,
+                       bool keep_alive, const char *extra);
+
+/* {"error": msg, "status": status}; NULL when out of memory. */
+char *broker__admin_error_json(int status, const char *msg);
+
+/* The answer to a finished cluster operation (cluster_op_cb's status and
+ * msg): sets *body to the JSON text and returns the HTTP status. 0 is 200
+ * {"result":"ok"} (202 {"result":"joining"} for a join), CLUSTER_EALREADY 200
+ * {"result":"noop"}, CLUSTER_ENOTFOUND 404, CLUSTER_EINVAL 409,
+ * CLUSTER_EUNAVAILABLE and CLUSTER_ESHUTDOWN 503, anything else 500 (error
+ * bodies as broker__admin_error_json). *body is NULL when out of memory. */
+int broker__admin_op_reply(int status, bool join, const char *msg, char **body);
+
+/* Names in the JSON: "follower", "candidate", "leader", "unavailable", or
+ * "unknown" (state -1 and anything else); "voter", "standby", "spare". */
+const char *broker__admin_state_name(int state);
+const char *broker__admin_role_name(int role);
+
+/* Base64 (RFC 4648, padded) of len bytes, NUL-terminated; NULL when out of
+ * memory. */
+char *broker__admin_base64(const uint8_t *data, size_t len);
+
+/* What GET /api/v1/status reports besides the cluster's own view. */
+struct admin_counts {
+    uint64_t connections, sessions, subscriptions, retained;
+};
+
+/* One member as GET /api/v1/status lists it; NULL when out of memory. */
+cJSON *broker__admin_member_json(const struct cluster_member *m);
+
+/* The whole GET /api/v1/status object; NULL when out of memory. */
+cJSON *broker__admin_status_json(const struct cluster_status *st, const char *cluster,
+                                const struct cluster_member *members, int count, const struct admin_counts *n);
+
+/* Appends one Prometheus sample with its HELP and TYPE lines; labels (may be
+ * NULL) is the text between the braces. Metrics of one name with several
+ * label sets: help NULL after the first. 0, or -ENOMEM. */
+int broker__admin_metric(struct buf *out, const char *name, const char *type, const char *help,
+                         const char *labels, uint64_t value);
+
+#endif

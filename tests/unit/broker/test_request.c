@@ -1,0 +1,248 @@
+/* Tests for broker/admin/request.c: percent-decoding and query strings
+ * (empty, truncated escapes, boundaries, too many parameters), strict
+ * numbers, request bodies and bearer tokens. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin.h"
+#include "../check_leaks.h"
+
+/* ---- percent-decoding ------------------------------------------------------ */
+
+static const struct {
+    const char *in, *out; /* out NULL: -EINVAL */
+} pct_table[] = {
+    {"", ""},
+    {"abc", "abc"},
+    {"a%20b", "a b"},
+    {"%2F%2f", "//"},
+    {"a+b", "a+b"},
+    {"%E2%82%ac", "\xe2\x82\xac"},
+    {"%25", "%"},
+    {"%", NULL},
+    {"%2", NULL},
+    {"a%", NULL},
+    {"%zz", NULL},
+    {"%2g", NULL},
+    {"%00", NULL},
+    {"x%0", NULL},
+};
+
+Test(request, pct_decode_table)
+{
+    for (size_t i = 0; i < sizeof(pct_table) / sizeof(pct_table[0]); i++) {
+        const char *in = pct_table[i].in;
+        char out[64];
+        size_t n = 99;
+        int rc = broker__admin_pct_decode(in, strlen(in), out, &n);
+        if (!pct_table[i].out) {
+            cr_expect_eq(rc, -EINVAL, "\"%s\": rc %d", in, rc);
+            continue;
+        }
+        cr_expect_eq(rc, 0, "\"%s\": rc %d", in, rc);
+        cr_expect_eq(n, strlen(pct_table[i].out), "\"%s\": length %zu", in, n);
+        cr_expect_str_eq(out, pct_table[i].out, "\"%s\"", in);
+    }
+}
+
+Test(request, pct_decode_refuses_a_raw_nul)
+{
+    char out[8];
+    size_t n;
+    cr_expect_eq(broker__admin_pct_decode("a\0b", 3, out, &n), -EINVAL);
+}
+
+/* ---- query strings ------------------------------------------------------------ */
+
+static int parse(const char *q, struct admin_query *out) { return broker__admin_query_parse(q, strlen(q), out); }
+
+Test(request, query_parse_finds_decoded_parameters)
+{
+    struct admin_query q;
+    cr_assert_eq(parse("client_id=a%2Fb%20c&limit=10&flag&=v&client_id=second", &q), 0);
+    cr_expect_eq(q.count, 5);
+    cr_expect_str_eq(broker__admin_query_find(&q, "client_id"), "a/b c", "the first one counts");
+    cr_expect_str_eq(broker__admin_query_find(&q, "limit"), "10");
+    cr_expect_str_eq(broker__admin_query_find(&q, "flag"), "");
+    cr_expect_str_eq(broker__admin_query_find(&q, ""), "v");
+    cr_expect_null(broker__admin_query_find(&q, "topic"));
+    cr_expect_null(broker__admin_query_find(&q, "Limit"), "names are case-sensitive");
+    broker__admin_query_free(&q);
+    check_leaks();
+}
+
+Test(request, query_parse_empty_and_empty_segments)
+{
+    struct admin_query q;
+    cr_assert_eq(parse("", &q), 0);
+    cr_expect_eq(q.count, 0);
+    cr_expect_null(broker__admin_query_find(&q, "limit"));
+    cr_assert_eq(parse("&&a=1&", &q), 0);
+    cr_expect_eq(q.count, 1);
+    cr_expect_str_eq(broker__admin_query_find(&q, "a"), "1");
+    broker__admin_query_free(&q);
+    cr_expect_eq(parse("a=", &q), 0);
+    cr_expect_str_eq(broker__admin_query_find(&q, "a"), "");
+    broker__admin_query_free(&q);
+    check_leaks();
+}
+
+Test(request, query_parse_refuses_bad_escapes_anywhere)
+{
+    static const char *const bad[] = {"a=%zz", "%zz=1", "limit=1&x=%", "ok=1&%4", "id=%00"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct admin_query q;
+        cr_expect_eq(parse(bad[i], &q), -EINVAL, "%s", bad[i]);
+        cr_expect_eq(q.count, 0, "%s: nothing left to free", bad[i]);
+    }
+    check_leaks();
+}
+
+Test(request, query_parse_boundary_of_parameter_count)
+{
+    char q16[256] = "", q17[256];
+    for (int i = 0; i < BROKER_ADMIN_MAX_PARAMS; i++)
+        snprintf(q16 + strlen(q16), sizeof(q16) - strlen(q16), "%sp%d=%d", i ? "&" : "", i, i);
+    snprintf(q17, sizeof(q17), "%s&one=more", q16);
+    struct admin_query q;
+    cr_assert_eq(parse(q16, &q), 0);
+    cr_expect_eq(q.count, BROKER_ADMIN_MAX_PARAMS);
+    cr_expect_str_eq(broker__admin_query_find(&q, "p15"), "15");
+    broker__admin_query_free(&q);
+    cr_expect_eq(parse(q17, &q), -E2BIG);
+    cr_expect_eq(q.count, 0);
+    check_leaks();
+}
+
+/* ---- numbers ---------------------------------------------------------------------- */
+
+static const struct {
+    const char *in;
+    uint64_t max;
+    int rc;
+    uint64_t out;
+} uint_table[] = {
+    {"0", 10, 0, 0},
+    {"10", 10, 0, 10},
+    {"11", 10, -ERANGE, 0},
+    {"1000000", 1000000, 0, 1000000},
+    {"007", 10, 0, 7},
+    {"18446744073709551615", UINT64_MAX, 0, UINT64_MAX},
+    {"18446744073709551616", UINT64_MAX, -ERANGE, 0},
+    {"99999999999999999999", UINT64_MAX, -ERANGE, 0},
+    {"000000000000000000001", UINT64_MAX, -EINVAL, 0},
+    {"", 10, -EINVAL, 0},
+    {"-1", 10, -EINVAL, 0},
+    {"+1", 10, -EINVAL, 0},
+    {" 1", 10, -EINVAL, 0},
+    {"1 ", 10, -EINVAL, 0},
+    {"1e3", 10000, -EINVAL, 0},
+    {"0x10", 100, -EINVAL, 0},
+    {"ten", 100, -EINVAL, 0},
+};
+
+Test(request, uint_parse_table)
+{
+    for (size_t i = 0; i < sizeof(uint_table) / sizeof(uint_table[0]); i++) {
+        uint64_t v = 12345;
+        int rc = broker__admin_uint_parse(uint_table[i].in, uint_table[i].max, &v);
+        cr_expect_eq(rc, uint_table[i].rc, "\"%s\": rc %d", uint_table[i].in, rc);
+        cr_expect_eq(v, rc ? 12345 : uint_table[i].out, "\"%s\": value %llu", uint_table[i].in,
+                     (unsigned long long)v);
+    }
+}
+
+/* ---- request bodies ------------------------------------------------------------------ */
+
+static const struct {
+    const char *body;
+    bool optional;
+    int rc;
+    uint32_t node;
+} node_table[] = {
+    {"{\"node\": 2}", false, 0, 2},
+    {" {\"node\":65535}\r\n", false, 0, 65535},
+    {"{\"node\":1, \"other\": true}", false, 0, 1},
+    {"", true, 0, 0},
+    {" \n", true, 0, 0},
+    {"{}", true, 0, 0},
+    {"", false, -EINVAL, 0},
+    {"{}", false, -EINVAL, 0},
+    {"{\"node\":0}", true, -EINVAL, 0},
+    {"{\"node\":65536}", false, -EINVAL, 0},
+    {"{\"node\":-1}", false, -EINVAL, 0},
+    {"{\"node\":1.5}", false, -EINVAL, 0},
+    {"{\"node\":\"2\"}", false, -EINVAL, 0},
+    {"{\"node\":null}", true, -EINVAL, 0},
+    {"{\"node\":2", false, -EINVAL, 0},
+    {"{\"node\":2} x", false, -EINVAL, 0},
+    {"[2]", false, -EINVAL, 0},
+    {"null", true, -EINVAL, 0},
+    {"node=2", false, -EINVAL, 0},
+};
+
+Test(request, body_node_table)
+{
+    for (size_t i = 0; i < sizeof(node_table) / sizeof(node_table[0]); i++) {
+        uint32_t node = 777;
+        const char *why = NULL;
+        const char *body = node_table[i].body;
+        int rc = broker__admin_body_node(body, strlen(body), node_table[i].optional, &node, &why);
+        cr_expect_eq(rc, node_table[i].rc, "'%s': rc %d", body, rc);
+        if (rc == 0)
+            cr_expect_eq(node, node_table[i].node, "'%s': node %u", body, node);
+        else
+            cr_expect_not_null(why, "'%s': a reason", body);
+    }
+    check_leaks();
+}
+
+Test(request, body_node_length_is_respected)
+{
+    /* the bytes after len are not part of the body */
+    uint32_t node = 0;
+    const char *why;
+    cr_expect_eq(broker__admin_body_node("{\"node\":3}garbage", 10, false, &node, &why), 0);
+    cr_expect_eq(node, 3);
+    cr_expect_eq(broker__admin_body_node("{\"node\":3}", 9, false, &node, &why), -EINVAL);
+}
+
+Test(request, body_peer)
+{
+    char peer[32];
+    const char *why = NULL;
+    const char *ok = "{\"peer\":\"10.0.0.1:4370\"}";
+    cr_expect_eq(broker__admin_body_peer(ok, strlen(ok), peer, sizeof(peer), &why), 0);
+    cr_expect_str_eq(peer, "10.0.0.1:4370");
+    static const char *const bad[] = {"", "{}", "{\"peer\":4370}", "{\"peer\":\"\"}", "{\"peer\":\"nocolon\"}",
+                                      "{\"peer\":\"a-very-long-host-name-beyond-32:4370\"}", "\"10.0.0.1:4370\""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        why = NULL;
+        cr_expect_eq(broker__admin_body_peer(bad[i], strlen(bad[i]), peer, sizeof(peer), &why), -EINVAL, "'%s'",
+                     bad[i]);
+        cr_expect_not_null(why, "'%s'", bad[i]);
+    }
+    check_leaks();
+}
+
+/* ---- bearer tokens ----------------------------------------------------------------------- */
+
+Test(request, bearer_token)
+{
+    static const struct {
+        const char *header;
+        bool ok;
+    } t[] = {
+        {"Bearer s3cret", true},   {"bearer s3cret", true},  {"BEARER   s3cret", true}, {"Bearer s3cre", false},
+        {"Bearer s3cret2", false}, {"Bearer S3cret", false}, {"Basic s3cret", false},    {"Bearer", false},
+        {"Bearer ", false},        {"", false},              {"s3cret", false},
+    };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+        cr_expect_eq(broker__admin_bearer_ok(t[i].header, strlen(t[i].header), "s3cret"), t[i].ok, "'%s'",
+                     t[i].header);
+    cr_expect_not(broker__admin_bearer_ok("Bearer ", 7, ""), "an empty token never matches");
+    cr_expect_not(broker__admin_bearer_ok("Bearer s3cret", 12, "s3cret"), "the length given counts");
+}
