@@ -55,10 +55,41 @@ void fx_start(void)
     snprintf(cfg.cluster_bind, sizeof(cfg.cluster_bind), "127.0.0.1:%d", free_port());
     cfg.sys_interval = 0;
     cfg.log_level = LOG_ERROR;
+    cfg.election_timeout_ms = 100; /* the lowest allowed: a leader soon, for fx_wait_leader */
     char err[256] = "";
     int rc = broker_start(&loop, &cfg, &fx_b, err, sizeof(err));
     cr_assert_eq(rc, 0, "broker_start: %d %s", rc, err);
+    /* the connections here have no socket: what they are sent stays in their
+     * buffer for fx_read, the loop may run */
+    uv_prepare_stop(&fx_b->flush);
 }
+
+static void on_wake(uv_timer_t *t) { (void)t; }
+
+bool fx_run_until(bool (*pred)(void *arg), void *arg, uint64_t timeout_ms)
+{
+    uv_timer_t wake; /* keeps the loop from blocking in poll */
+    uv_timer_init(&loop, &wake);
+    uv_timer_start(&wake, on_wake, 5, 5);
+    uv_update_time(&loop);
+    uint64_t until = uv_now(&loop) + timeout_ms;
+    bool ok;
+    while (!(ok = pred(arg)) && uv_now(&loop) < until)
+        uv_run(&loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&wake, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    return ok;
+}
+
+static bool is_leader(void *arg)
+{
+    (void)arg;
+    struct cluster_status st;
+    cluster_status_get(fx_b->cluster, &st);
+    return st.role == 2;
+}
+
+void fx_wait_leader(void) { cr_assert(fx_run_until(is_leader, NULL, 5000), "no leader within 5 s"); }
 
 static void close_walk(uv_handle_t *h, void *arg)
 {

@@ -22,8 +22,10 @@
 extern struct broker *fx_b;
 
 /* Starts a broker with the embedded defaults but no listener, no admin API,
- * no $SYS and errors-only logging; its config (fx_b->cfg) may be changed
- * afterwards (the delivery path reads it live). Asserts success. */
+ * no $SYS, errors-only logging and the shortest election timeout; its config
+ * (fx_b->cfg) may be changed afterwards (the delivery path reads it live).
+ * Its per-turn flush is stopped: connections keep their output for fx_read.
+ * Asserts success. */
 void fx_start(void);
 /* Ends a test: detaches and frees every connection, stops the broker, runs
  * the loop dry, frees it, asserts that no handle is left and (sanitized
@@ -33,6 +35,12 @@ void fx_finish(void);
 /* The suites' .fini: cleans up after a test that failed before fx_finish and
  * removes the temporary directory. */
 void fx_teardown(void);
+
+/* Runs the loop until pred(arg) holds or timeout_ms passed; returns whether
+ * it held. */
+bool fx_run_until(bool (*pred)(void *arg), void *arg, uint64_t timeout_ms);
+/* Runs the loop until this node leads its one-node cluster (commits work). */
+void fx_wait_leader(void);
 
 /* Advances the loop's clock by at least ms milliseconds (real time passes). */
 void fx_sleep(uint64_t ms);
@@ -97,6 +105,12 @@ struct fx_pkt {
 /* Decodes (and consumes) every packet written to c since the last call into
  * out[0..max); asserts that the output is whole packets that decode. */
 int fx_read(struct conn *c, struct fx_pkt *out, int max);
+/* Expects that nothing was written to c since the last read. */
+#define FX_EXPECT_SILENT(c)                                                                         \
+    do {                                                                                            \
+        struct fx_pkt fx_silent_[FX_MAX_PKTS];                                                      \
+        cr_expect_eq(fx_read((c), fx_silent_, FX_MAX_PKTS), 0, "%s was sent a packet", (c)->client_id); \
+    } while (0)
 /* Bytes written to c and not read yet. */
 size_t fx_pending(struct conn *c);
 
