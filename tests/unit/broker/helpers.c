@@ -115,10 +115,8 @@ static int shutdown_all(void)
             fx_disconnect(conns[i]->session);
     memset(conns, 0, sizeof(conns));
     int open = 0;
-    if (fx_b) {
-        broker__flush_all(fx_b); /* lets go of the closed connections */
-        broker_stop(fx_b);
-    }
+    if (fx_b)
+        broker_stop(fx_b); /* its flush lets go of the connections closed above */
     if (loop_open) {
         while (uv_run(&loop, UV_RUN_DEFAULT))
             ;

@@ -4,8 +4,10 @@
  * subscriptions made through the broker's own functions, and connections
  * without a socket whose output is decoded back into packets.
  *
- * Every use of struct conn's internals is in helpers.c (fx_connect,
- * fx_disconnect, fx_read), so a change to that struct touches only this pair. */
+ * Making, detaching and reading a struct conn is done here only (fx_connect,
+ * fx_disconnect, fx_read); the suites set no more than what a client
+ * announces in CONNECT (peer_receive_max, peer_alias_max, peer_max_packet)
+ * and the bytes in writing, and look at paused. */
 #ifndef STARLING_TEST_BROKER_HELPERS_H
 #define STARLING_TEST_BROKER_HELPERS_H
 
