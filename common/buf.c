@@ -40,6 +40,8 @@ int buf_append(struct buf *b, const void *p, size_t n)
 
 void buf_consume(struct buf *b, size_t n)
 {
+    if (n == 0)
+        return;
     if (n >= b->len) {
         b->len = 0;
         return;

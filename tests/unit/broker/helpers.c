@@ -16,12 +16,6 @@
 #include "broker.h"
 #include "list.h"
 
-/* Initialises a list head of struct conn when that field is a struct list
- * (the broker's lists moving to common/list.h), and does nothing while it is
- * still a plain pointer, so that fx_connect builds against either layout. */
-#define INIT_IF_LIST(field)                                                                         \
-    _Generic((field), struct list : list_init((struct list *)(void *)&(field)), default : (void)0)
-
 struct broker *fx_b;
 
 static uv_loop_t loop;
@@ -247,7 +241,7 @@ struct conn *fx_connect(struct session *s, uint8_t version)
     /* the acknowledgements waiting; the other links of a connection (the
      * broker's list, the subscribe barrier) are only reached by a close or a
      * PUBLISH read from a socket, which these connections never see */
-    INIT_IF_LIST(c->acks);
+    list_init(&c->acks);
     snprintf(c->peer, sizeof(c->peer), "test");
     c->client_id = strdup(s->client_id);
     broker__conn_hold(c); /* what the socket handles hold on a real one */
