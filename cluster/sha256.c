@@ -1,6 +1,6 @@
 /* sha256: SHA-256 (FIPS 180-4) and HMAC-SHA-256 (RFC 2104) for the peer-link
  * handshake. Written here rather than taken from OpenSSL so that only the
- * listener code links TLS (see DESIGN.md). */
+ * listener code links TLS (docs/architecture.md). */
 #include <string.h>
 
 #include "internal.h"
