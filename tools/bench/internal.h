@@ -17,6 +17,7 @@
 
 #include <uv.h>
 
+#include "buf.h" /* common/: a client's write and partial-read buffers */
 #include "proto.h"
 
 /* Limits of the tool itself. */
@@ -279,11 +280,9 @@ struct bench_client {
     uint16_t keepalive;
     uv_connect_t creq;
     uv_write_t wreq;
-    uint8_t *wdata; /* the buffer being written, and its capacity */
-    size_t wcap;
-    struct buf out; /* bytes waiting for the current write to finish */
-    uint8_t *pend;         /* a partial packet read from the broker */
-    uint32_t pend_len, pend_cap;
+    struct buf wbuf; /* the bytes being written */
+    struct buf out;  /* bytes waiting for the current write to finish */
+    struct buf pend; /* a partial packet read from the broker */
     char *topic; /* pub: the expanded topic when it does not vary per message */
 };
 
