@@ -117,7 +117,7 @@ static inline void proto__put_binary(struct buf *w, struct proto_str s)
     buf_put_mem(w, s.p, s.len);
 }
 
-/* --- properties (codec.c) -------------------------------------------------- */
+/* --- properties (props.c) -------------------------------------------------- */
 
 /* Size of the property block body of props, or PROTO_ETOOLARGE (a string over
  * 65535 bytes, a sub id out of range) / PROTO_EMALFORMED (bad raw user
