@@ -17,7 +17,8 @@
 
 #include <uv.h>
 
-#include "buf.h" /* common/: a client's write and partial-read buffers */
+#include "buf.h"  /* common/: a client's write and partial-read buffers */
+#include "list.h" /* common/: the options' owned copies */
 #include "proto.h"
 
 /* Limits of the tool itself. */
@@ -175,14 +176,15 @@ struct bench_opts {
     bool json;
     bool quiet;
     bool help;
-    char *owned; /* copies of comma lists */
+    struct list owned; /* copies of comma lists (hosts and ifaddrs point into them) */
 };
 
 /* Parses the arguments that follow the subcommand (argv[0] is the first option).
  * 0 on success (o->help set for --help), -EINVAL with a one-line message in err
  * otherwise. Release with bench__opts_free either way. argv is borrowed and must
  * outlive o (-u, -P, -m, --prefix point into it); host and address lists and
- * topics are copied. */
+ * topics are copied. o is not moved until freed (its list of copies links back
+ * into it). */
 int bench__opts_parse(struct bench_opts *o, enum bench_mode mode, int argc, char **argv,
                       char *err, size_t errlen);
 void bench__opts_free(struct bench_opts *o);

@@ -231,18 +231,22 @@ static bool ip_literal(const char *s)
     return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
 }
 
-/* Splits a comma list (copied into o->owned's chain) into out[]. */
+/* A copy of a comma list's argument, split in place; out[] points into it. */
+struct owned_copy {
+    struct list link; /* in bench_opts.owned */
+    char str[];
+};
+
+/* Splits a comma list (copied, the copy kept on o->owned) into out[]. */
 static int split_list(struct bench_opts *o, const char *s, const char **out, size_t max,
                       size_t *n, const char *what, char *err, size_t errlen)
 {
     size_t len = strlen(s);
-    char *copy = malloc(len + 1 + sizeof(char *));
+    struct owned_copy *copy = malloc(sizeof(*copy) + len + 1);
     if (!copy)
         return fail(err, errlen, "out of memory");
-    /* Chain the copies: the first pointer-sized bytes link to the previous one. */
-    memcpy(copy, &o->owned, sizeof(char *));
-    o->owned = copy;
-    char *str = copy + sizeof(char *);
+    list_push_back(&o->owned, &copy->link);
+    char *str = copy->str;
     memcpy(str, s, len + 1);
     *n = 0;
     for (char *tok = str;;) {
@@ -269,6 +273,7 @@ static int split_list(struct bench_opts *o, const char *s, const char **out, siz
 static void set_defaults(struct bench_opts *o, enum bench_mode mode)
 {
     memset(o, 0, sizeof(*o));
+    list_init(&o->owned);
     o->mode = mode;
     o->hosts[0] = "localhost";
     o->nhosts = 1;
@@ -625,12 +630,9 @@ void bench__opts_free(struct bench_opts *o)
     for (size_t i = 0; i < o->ntopics; i++)
         bench__tpl_free(&o->topics[i]);
     o->ntopics = 0;
-    while (o->owned) {
-        char *next;
-        memcpy(&next, o->owned, sizeof(char *));
-        free(o->owned);
-        o->owned = next;
-    }
+    list_foreach_safe(it, &o->owned)
+        free(list_entry(it, struct owned_copy, link));
+    list_init(&o->owned);
 }
 
 void bench__usage_top(FILE *f)
