@@ -41,7 +41,7 @@ static inline int proto__varint_parse(const uint8_t *p, size_t avail, uint32_t *
 
 static inline int proto__read_varint(struct bytes_reader *r, uint32_t *out)
 {
-    int n = proto__varint_parse(r->buf + r->pos, r->len - r->pos, out);
+    int n = proto__varint_parse(bytes_cursor(r), bytes_left(r), out);
     if (n <= 0)
         return PROTO_EMALFORMED;
     r->pos += (size_t)n;
@@ -59,18 +59,17 @@ static inline int proto__read_bytes(struct bytes_reader *r, size_t n, struct pro
     return 0;
 }
 
-/* Two-byte length, then that many bytes. */
+/* Two-byte length, then that many bytes; on failure neither is consumed. */
 static inline int proto__read_binary(struct bytes_reader *r, struct proto_str *out)
 {
-    if (2 > r->len - r->pos)
+    struct bytes_reader t = *r;
+    uint16_t n;
+    const uint8_t *p;
+    if (bytes_read_u16be(&t, &n) || bytes_read_view(&t, n, &p))
         return PROTO_EMALFORMED;
-    const uint8_t *p = r->buf + r->pos;
-    size_t n = ((size_t)p[0] << 8) | p[1];
-    if (n > r->len - r->pos - 2)
-        return PROTO_EMALFORMED;
-    out->p = p + 2;
-    out->len = (uint32_t)n;
-    r->pos += 2 + n;
+    *r = t;
+    out->p = p;
+    out->len = n;
     return 0;
 }
 
@@ -106,7 +105,7 @@ static inline void proto__put_varint(struct buf *w, uint32_t v)
         v >>= 7;
         if (v)
             b |= 0x80;
-        w->data[w->len++] = b;
+        buf_put_u8(w, b);
     } while (v);
 }
 
@@ -117,7 +116,7 @@ static inline void proto__put_binary(struct buf *w, struct proto_str s)
     buf_put_mem(w, s.p, s.len);
 }
 
-/* --- properties (codec.c) -------------------------------------------------- */
+/* --- properties (props.c) -------------------------------------------------- */
 
 /* Size of the property block body of props, or PROTO_ETOOLARGE (a string over
  * 65535 bytes, a sub id out of range) / PROTO_EMALFORMED (bad raw user

@@ -1,5 +1,5 @@
-/* store internals: the environment and transaction structs, the little-endian
- * reader and writer, the long-key layer shared by every table, and the record
+/* store internals: the environment and transaction structs, reading records
+ * into views, the long-key layer shared by every table, and the record
  * codecs. Only store/ (and its unit tests) include this file or lmdb.h. */
 #ifndef STARLING_STORE_INTERNAL_H
 #define STARLING_STORE_INTERNAL_H
@@ -7,6 +7,7 @@
 #include <lmdb.h>
 #include <string.h>
 
+#include "bytes.h" /* common/: the bounds-checked reader and fixed-width writers */
 #include "store.h"
 
 /* On-disk format of the environment and of snapshots. */
@@ -67,114 +68,21 @@ void store__set_hash_mask(struct store *s, uint64_t mask);
 /* Reads meta "applied_index" (0 if absent) in t. */
 int store__read_applied(struct store *s, MDB_txn *t, uint64_t *out);
 
-/* --- little-endian reader and writer -------------------------------------- */
+/* --- reading records ------------------------------------------------------ */
 
-/* Every read checks n > len - pos (pos <= len always holds, so this cannot
- * overflow), leaves its output untouched and returns STORE_ECORRUPT when the
- * bytes are not there. */
-struct store__reader {
-    const uint8_t *buf;
-    size_t len;
-    size_t pos;
-};
+/* Records are read with common/bytes.h, the reader initialised with
+ * bytes_reader_init(&r, buf, len, STORE_ECORRUPT) so that a short read is a
+ * corrupt record, and written with its little-endian bytes_put_* after the
+ * exact size has been reserved. */
 
-static inline void store__reader_init(struct store__reader *r, const void *buf, size_t len)
+/* n bytes as a view into the reader's buffer. */
+static inline int store__read_view(struct bytes_reader *r, size_t n, struct store_bytes *out)
 {
-    r->buf = buf;
-    r->len = len;
-    r->pos = 0;
-}
-
-static inline size_t store__reader_left(const struct store__reader *r)
-{
-    return r->len - r->pos;
-}
-
-static inline int store__read_u8(struct store__reader *r, uint8_t *out)
-{
-    if (1 > r->len - r->pos)
-        return STORE_ECORRUPT;
-    *out = r->buf[r->pos++];
-    return 0;
-}
-
-static inline int store__read_u16(struct store__reader *r, uint16_t *out)
-{
-    if (2 > r->len - r->pos)
-        return STORE_ECORRUPT;
-    const uint8_t *p = r->buf + r->pos;
-    *out = (uint16_t)(p[0] | (p[1] << 8));
-    r->pos += 2;
-    return 0;
-}
-
-static inline int store__read_u32(struct store__reader *r, uint32_t *out)
-{
-    if (4 > r->len - r->pos)
-        return STORE_ECORRUPT;
-    const uint8_t *p = r->buf + r->pos;
-    *out = (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-    r->pos += 4;
-    return 0;
-}
-
-static inline int store__read_u64(struct store__reader *r, uint64_t *out)
-{
-    if (8 > r->len - r->pos)
-        return STORE_ECORRUPT;
-    const uint8_t *p = r->buf + r->pos;
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    *out = v;
-    r->pos += 8;
-    return 0;
-}
-
-/* n bytes as a view into the buffer. */
-static inline int store__read_bytes(struct store__reader *r, size_t n, struct store_bytes *out)
-{
-    if (n > r->len - r->pos)
-        return STORE_ECORRUPT;
-    out->p = r->buf + r->pos;
-    out->len = n;
-    r->pos += n;
-    return 0;
-}
-
-/* The writer runs after the exact size has been reserved: no checks. */
-static inline uint8_t *store__put_u8(uint8_t *p, uint8_t v)
-{
-    *p = v;
-    return p + 1;
-}
-
-static inline uint8_t *store__put_u16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    return p + 2;
-}
-
-static inline uint8_t *store__put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-    return p + 4;
-}
-
-static inline uint8_t *store__put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-    return p + 8;
-}
-
-static inline uint8_t *store__put_bytes(uint8_t *p, const void *src, size_t n)
-{
-    if (n)
-        memcpy(p, src, n);
-    return p + n;
+    const uint8_t *p;
+    int rc = bytes_read_view(r, n, &p);
+    if (rc == 0)
+        *out = (struct store_bytes){p, n};
+    return rc;
 }
 
 /* --- long-key layer (kv.c) ------------------------------------------------ */

@@ -38,18 +38,15 @@ static bool is_hashed(size_t key_len)
     return key_len >= STORE__KEY_MAX;
 }
 
+/* Big-endian, so that LMDB's byte order keeps a probe run's slots in order. */
 static void set_slot(uint8_t *kb, uint64_t slot)
 {
-    for (int i = 0; i < 8; i++)
-        kb[STORE__KEY_PREFIX + 1 + i] = (uint8_t)(slot >> (56 - 8 * i));
+    bytes_put_u64be(kb + STORE__KEY_PREFIX + 1, slot);
 }
 
 static uint64_t get_slot(const uint8_t *kb)
 {
-    uint64_t slot = 0;
-    for (int i = 0; i < 8; i++)
-        slot = (slot << 8) | kb[STORE__KEY_PREFIX + 1 + i];
-    return slot;
+    return bytes_get_u64be(kb + STORE__KEY_PREFIX + 1);
 }
 
 static uint64_t home_slot(const struct store_txn *txn, const uint8_t *key, size_t key_len)
@@ -64,10 +61,10 @@ static bool has_prefix(const struct store_bytes *key, const uint8_t *prefix, siz
 
 int store__kv_decode(const MDB_val *k, const MDB_val *v, struct store__kv *out)
 {
-    struct store__reader r;
-    store__reader_init(&r, v->mv_data, v->mv_size);
+    struct bytes_reader r;
+    bytes_reader_init(&r, v->mv_data, v->mv_size, STORE_ECORRUPT);
     uint8_t head;
-    int rc = store__read_u8(&r, &head);
+    int rc = bytes_read_u8(&r, &head);
     if (rc)
         return rc;
     if ((head & ~STORE__HASHED) != STORE__RECORD_VERSION)
@@ -81,13 +78,13 @@ int store__kv_decode(const MDB_val *k, const MDB_val *v, struct store__kv *out)
     } else {
         const uint8_t *kb = k->mv_data;
         uint32_t len;
-        if (k->mv_size != STORE__KEY_MAX || (rc = store__read_u32(&r, &len)) != 0 ||
-            !is_hashed(len) || (rc = store__read_bytes(&r, len, &key)) != 0 ||
+        if (k->mv_size != STORE__KEY_MAX || (rc = bytes_read_u32le(&r, &len)) != 0 ||
+            !is_hashed(len) || (rc = store__read_view(&r, len, &key)) != 0 ||
             memcmp(kb, key.p, STORE__KEY_PREFIX) != 0 || kb[STORE__KEY_PREFIX] != 0x01)
             return STORE_ECORRUPT;
     }
     out->key = key;
-    store__read_bytes(&r, store__reader_left(&r), &out->body);
+    store__read_view(&r, bytes_left(&r), &out->body);
     return 0;
 }
 
@@ -166,13 +163,13 @@ int store__kv_put(struct store_txn *txn, enum store__table table, const uint8_t 
     uint8_t *buf = size <= sizeof(stack) ? stack : malloc(size);
     if (!buf)
         return -ENOMEM;
-    uint8_t *p = store__put_u8(buf, STORE__RECORD_VERSION | (hashed ? STORE__HASHED : 0));
+    uint8_t *p = bytes_put_u8(buf, STORE__RECORD_VERSION | (hashed ? STORE__HASHED : 0));
     if (hashed) {
-        p = store__put_u32(p, (uint32_t)key_len);
-        p = store__put_bytes(p, key, key_len);
+        p = bytes_put_u32le(p, (uint32_t)key_len);
+        p = bytes_put_mem(p, key, key_len);
     }
     for (size_t i = 0; i < nparts; i++)
-        p = store__put_bytes(p, parts[i].p, parts[i].len);
+        p = bytes_put_mem(p, parts[i].p, parts[i].len);
 
     MDB_val k = {hashed ? STORE__KEY_MAX : key_len, kb}, v = {size, buf};
     rc = mdb_put(txn->t, txn->s->dbi[table], &k, &v, 0);

@@ -34,41 +34,41 @@ static int check_id(const uint8_t *id, size_t len)
 
 int store__session_decode(const struct store__kv *kv, struct store_session *out)
 {
-    struct store__reader r;
-    store__reader_init(&r, kv->body.p, kv->body.len);
+    struct bytes_reader r;
+    bytes_reader_init(&r, kv->body.p, kv->body.len, STORE_ECORRUPT);
     struct store_session s = {.client_id = kv->key};
     uint8_t flags, pad;
     uint32_t tl, pl, prl;
-    int rc = store__read_u8(&r, &flags);
+    int rc = bytes_read_u8(&r, &flags);
     if (rc == 0)
-        rc = store__read_u8(&r, &s.will_qos);
+        rc = bytes_read_u8(&r, &s.will_qos);
     if (rc == 0)
-        rc = store__read_u8(&r, &pad);
+        rc = bytes_read_u8(&r, &pad);
     if (rc == 0)
-        rc = store__read_u32(&r, &s.owner);
+        rc = bytes_read_u32le(&r, &s.owner);
     if (rc == 0)
-        rc = store__read_u64(&r, &s.generation);
+        rc = bytes_read_u64le(&r, &s.generation);
     if (rc == 0)
-        rc = store__read_u32(&r, &s.expiry);
+        rc = bytes_read_u32le(&r, &s.expiry);
     if (rc == 0)
-        rc = store__read_u32(&r, &s.will_delay);
+        rc = bytes_read_u32le(&r, &s.will_delay);
     if (rc == 0)
-        rc = store__read_u64(&r, &s.expire_at_ms);
+        rc = bytes_read_u64le(&r, &s.expire_at_ms);
     if (rc == 0)
-        rc = store__read_u32(&r, &tl);
+        rc = bytes_read_u32le(&r, &tl);
     if (rc == 0)
-        rc = store__read_u32(&r, &pl);
+        rc = bytes_read_u32le(&r, &pl);
     if (rc == 0)
-        rc = store__read_u32(&r, &prl);
+        rc = bytes_read_u32le(&r, &prl);
     if (rc == 0)
-        rc = store__read_bytes(&r, tl, &s.will_topic);
+        rc = store__read_view(&r, tl, &s.will_topic);
     if (rc == 0)
-        rc = store__read_bytes(&r, pl, &s.will_payload);
+        rc = store__read_view(&r, pl, &s.will_payload);
     if (rc == 0)
-        rc = store__read_bytes(&r, prl, &s.will_props);
+        rc = store__read_view(&r, prl, &s.will_props);
     if (rc)
         return rc;
-    if ((flags & ~7u) || store__reader_left(&r) != 0)
+    if ((flags & ~7u) || bytes_left(&r) != 0)
         return STORE_ECORRUPT;
     s.connected = flags & 1;
     s.has_will = flags & 2;
@@ -96,18 +96,18 @@ int store_session_put(struct store_txn *txn, const struct store_session *rec)
         rec->will_props.len > UINT32_MAX)
         return -EINVAL;
     uint8_t fixed[SESSION_FIXED];
-    uint8_t *p = store__put_u8(fixed, (uint8_t)((rec->connected ? 1 : 0) | (rec->has_will ? 2 : 0) |
+    uint8_t *p = bytes_put_u8(fixed, (uint8_t)((rec->connected ? 1 : 0) | (rec->has_will ? 2 : 0) |
                                                (rec->will_retain ? 4 : 0)));
-    p = store__put_u8(p, rec->will_qos);
-    p = store__put_u8(p, 0);
-    p = store__put_u32(p, rec->owner);
-    p = store__put_u64(p, rec->generation);
-    p = store__put_u32(p, rec->expiry);
-    p = store__put_u32(p, rec->will_delay);
-    p = store__put_u64(p, rec->expire_at_ms);
-    p = store__put_u32(p, (uint32_t)rec->will_topic.len);
-    p = store__put_u32(p, (uint32_t)rec->will_payload.len);
-    store__put_u32(p, (uint32_t)rec->will_props.len);
+    p = bytes_put_u8(p, rec->will_qos);
+    p = bytes_put_u8(p, 0);
+    p = bytes_put_u32le(p, rec->owner);
+    p = bytes_put_u64le(p, rec->generation);
+    p = bytes_put_u32le(p, rec->expiry);
+    p = bytes_put_u32le(p, rec->will_delay);
+    p = bytes_put_u64le(p, rec->expire_at_ms);
+    p = bytes_put_u32le(p, (uint32_t)rec->will_topic.len);
+    p = bytes_put_u32le(p, (uint32_t)rec->will_payload.len);
+    bytes_put_u32le(p, (uint32_t)rec->will_props.len);
     struct store_bytes parts[] = {{fixed, sizeof(fixed)}, rec->will_topic, rec->will_payload,
                                   rec->will_props};
     rc = store__kv_put(txn, STORE__SESSIONS, rec->client_id.p, rec->client_id.len, parts, 4);
@@ -166,23 +166,23 @@ int store__sub_decode(const struct store__kv *kv, struct store_sub *out)
     const uint8_t *sep = memchr(kv->key.p, 0, kv->key.len);
     if (!sep || sep == kv->key.p)
         return STORE_ECORRUPT;
-    struct store__reader r;
-    store__reader_init(&r, kv->body.p, kv->body.len);
+    struct bytes_reader r;
+    bytes_reader_init(&r, kv->body.p, kv->body.len, STORE_ECORRUPT);
     struct store_sub s = {
         .client_id = {kv->key.p, (size_t)(sep - kv->key.p)},
         .filter = {sep + 1, kv->key.len - (size_t)(sep - kv->key.p) - 1},
     };
     uint8_t flags;
-    int rc = store__read_u8(&r, &s.qos);
+    int rc = bytes_read_u8(&r, &s.qos);
     if (rc == 0)
-        rc = store__read_u8(&r, &flags);
+        rc = bytes_read_u8(&r, &flags);
     if (rc == 0)
-        rc = store__read_u8(&r, &s.retain_handling);
+        rc = bytes_read_u8(&r, &s.retain_handling);
     if (rc == 0)
-        rc = store__read_u32(&r, &s.sub_id);
+        rc = bytes_read_u32le(&r, &s.sub_id);
     if (rc)
         return rc;
-    if ((flags & ~3u) || store__reader_left(&r) != 0)
+    if ((flags & ~3u) || bytes_left(&r) != 0)
         return STORE_ECORRUPT;
     s.no_local = flags & 1;
     s.retain_as_published = flags & 2;
@@ -197,10 +197,10 @@ int store_sub_put(struct store_txn *txn, const struct store_sub *rec)
     if (rc)
         return rc;
     uint8_t fixed[SUB_FIXED];
-    uint8_t *p = store__put_u8(fixed, rec->qos);
-    p = store__put_u8(p, (uint8_t)((rec->no_local ? 1 : 0) | (rec->retain_as_published ? 2 : 0)));
-    p = store__put_u8(p, rec->retain_handling);
-    store__put_u32(p, rec->sub_id);
+    uint8_t *p = bytes_put_u8(fixed, rec->qos);
+    p = bytes_put_u8(p, (uint8_t)((rec->no_local ? 1 : 0) | (rec->retain_as_published ? 2 : 0)));
+    p = bytes_put_u8(p, rec->retain_handling);
+    bytes_put_u32le(p, rec->sub_id);
     struct store_bytes part = {fixed, sizeof(fixed)};
     rc = store__kv_put(txn, STORE__SUBS, k.p, k.len, &part, 1);
     sub_key_free(&k);
@@ -255,22 +255,22 @@ static int check_topic(const uint8_t *topic, size_t len)
 
 int store__retained_decode(const struct store__kv *kv, struct store_retained *out)
 {
-    struct store__reader r;
-    store__reader_init(&r, kv->body.p, kv->body.len);
+    struct bytes_reader r;
+    bytes_reader_init(&r, kv->body.p, kv->body.len, STORE_ECORRUPT);
     struct store_retained m = {.topic = kv->key};
     uint16_t pad;
     uint32_t prl;
-    int rc = store__read_u8(&r, &m.qos);
+    int rc = bytes_read_u8(&r, &m.qos);
     if (rc == 0)
-        rc = store__read_u16(&r, &pad);
+        rc = bytes_read_u16le(&r, &pad);
     if (rc == 0)
-        rc = store__read_u32(&r, &prl);
+        rc = bytes_read_u32le(&r, &prl);
     if (rc == 0)
-        rc = store__read_u64(&r, &m.expire_at_ms);
+        rc = bytes_read_u64le(&r, &m.expire_at_ms);
     if (rc == 0)
-        rc = store__read_bytes(&r, prl, &m.props);
+        rc = store__read_view(&r, prl, &m.props);
     if (rc == 0)
-        rc = store__read_bytes(&r, store__reader_left(&r), &m.payload);
+        rc = store__read_view(&r, bytes_left(&r), &m.payload);
     if (rc)
         return rc;
     *out = m;
@@ -285,10 +285,10 @@ int store_retain_put(struct store_txn *txn, const struct store_retained *rec)
     if (rec->props.len > UINT32_MAX)
         return -EINVAL;
     uint8_t fixed[RETAINED_FIXED];
-    uint8_t *p = store__put_u8(fixed, rec->qos);
-    p = store__put_u16(p, 0);
-    p = store__put_u32(p, (uint32_t)rec->props.len);
-    store__put_u64(p, rec->expire_at_ms);
+    uint8_t *p = bytes_put_u8(fixed, rec->qos);
+    p = bytes_put_u16le(p, 0);
+    p = bytes_put_u32le(p, (uint32_t)rec->props.len);
+    bytes_put_u64le(p, rec->expire_at_ms);
     struct store_bytes parts[] = {{fixed, sizeof(fixed)}, rec->props, rec->payload};
     rc = store__kv_put(txn, STORE__RETAINED, rec->topic.p, rec->topic.len, parts, 3);
     return rc < 0 ? rc : 0;

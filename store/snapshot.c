@@ -72,9 +72,9 @@ static int add_table(struct store *s, struct store_snap *snap, enum store__table
         if (err)
             break;
         uint8_t *h = snap->rec_hdr + *i * RECORD_HEADER;
-        uint8_t *p = store__put_u32(h, (uint32_t)table);
-        p = store__put_u32(p, (uint32_t)k.mv_size);
-        store__put_u32(p, (uint32_t)v.mv_size);
+        uint8_t *p = bytes_put_u32le(h, (uint32_t)table);
+        p = bytes_put_u32le(p, (uint32_t)k.mv_size);
+        bytes_put_u32le(p, (uint32_t)v.mv_size);
         struct iovec *iov = snap->iov + 1 + *i * 3;
         iov[0] = (struct iovec){h, RECORD_HEADER};
         iov[1] = (struct iovec){k.mv_data, k.mv_size};
@@ -137,11 +137,11 @@ int store_snapshot_open(struct store *s, struct store_snap **out, const struct i
     if (rc)
         goto free_hdr;
 
-    uint8_t *p = store__put_bytes(snap->header, magic, sizeof(magic));
-    p = store__put_u32(p, STORE__FORMAT);
-    p = store__put_u32(p, 0);
-    p = store__put_u64(p, idx);
-    store__put_u64(p, n);
+    uint8_t *p = bytes_put_mem(snap->header, magic, sizeof(magic));
+    p = bytes_put_u32le(p, STORE__FORMAT);
+    p = bytes_put_u32le(p, 0);
+    p = bytes_put_u64le(p, idx);
+    bytes_put_u64le(p, n);
     snap->iov[0] = (struct iovec){snap->header, HEADER_SIZE};
 
     *out = snap;
@@ -171,20 +171,20 @@ void store_snapshot_close(struct store_snap *snap)
     free(snap);
 }
 
-static int read_header(struct store__reader *r, uint64_t *applied_index, uint64_t *count)
+static int read_header(struct bytes_reader *r, uint64_t *applied_index, uint64_t *count)
 {
     struct store_bytes m;
     uint32_t format, flags;
     uint64_t idx, n;
-    int rc = store__read_bytes(r, sizeof(magic), &m);
+    int rc = store__read_view(r, sizeof(magic), &m);
     if (rc == 0)
-        rc = store__read_u32(r, &format);
+        rc = bytes_read_u32le(r, &format);
     if (rc == 0)
-        rc = store__read_u32(r, &flags);
+        rc = bytes_read_u32le(r, &flags);
     if (rc == 0)
-        rc = store__read_u64(r, &idx);
+        rc = bytes_read_u64le(r, &idx);
     if (rc == 0)
-        rc = store__read_u64(r, &n);
+        rc = bytes_read_u64le(r, &n);
     if (rc)
         return rc;
     if (memcmp(m.p, magic, sizeof(magic)) != 0 || format != STORE__FORMAT || flags != 0)
@@ -196,8 +196,8 @@ static int read_header(struct store__reader *r, uint64_t *applied_index, uint64_
 
 int store_snapshot_peek(const void *buf, size_t len, uint64_t *applied_index)
 {
-    struct store__reader r;
-    store__reader_init(&r, buf, len);
+    struct bytes_reader r;
+    bytes_reader_init(&r, buf, len, STORE_ECORRUPT);
     uint64_t n;
     return read_header(&r, applied_index, &n);
 }
@@ -216,26 +216,26 @@ static int key_cmp(const struct store_bytes *a, const struct store_bytes *b)
  * into its table. */
 static int walk(struct store *s, MDB_txn *t, const void *buf, size_t len, uint64_t *applied_index)
 {
-    struct store__reader r;
-    store__reader_init(&r, buf, len);
+    struct bytes_reader r;
+    bytes_reader_init(&r, buf, len, STORE_ECORRUPT);
     uint64_t count, seen = 0;
     int rc = read_header(&r, applied_index, &count);
     if (rc)
         return rc;
     uint32_t prev_table = 0;
     struct store_bytes prev_key = {NULL, 0};
-    while (store__reader_left(&r) > 0) {
+    while (bytes_left(&r) > 0) {
         uint32_t table, klen, vlen;
         struct store_bytes key, val;
-        rc = store__read_u32(&r, &table);
+        rc = bytes_read_u32le(&r, &table);
         if (rc == 0)
-            rc = store__read_u32(&r, &klen);
+            rc = bytes_read_u32le(&r, &klen);
         if (rc == 0)
-            rc = store__read_u32(&r, &vlen);
+            rc = bytes_read_u32le(&r, &vlen);
         if (rc == 0)
-            rc = store__read_bytes(&r, klen, &key);
+            rc = store__read_view(&r, klen, &key);
         if (rc == 0)
-            rc = store__read_bytes(&r, vlen, &val);
+            rc = store__read_view(&r, vlen, &val);
         if (rc)
             return rc;
         if (table < STORE__SESSIONS || table > STORE__RETAINED || table < prev_table ||

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include "fs.h" /* common/: mkdir -p */
 #include "internal.h"
 
 #define DEFAULT_MAP_SIZE ((size_t)1 << 30)
@@ -61,35 +62,6 @@ const char *store_strerror(int err)
     }
 }
 
-/* mkdir -p with mode 0700 for every directory it creates. */
-static int make_dirs(const char *dir)
-{
-    size_t n = strlen(dir);
-    if (n == 0)
-        return -ENOENT;
-    char *path = malloc(n + 1);
-    if (!path)
-        return -ENOMEM;
-    memcpy(path, dir, n + 1);
-    int rc = 0;
-    for (size_t i = 1; i <= n && rc == 0; i++) {
-        if (path[i] != '/' && path[i] != '\0')
-            continue;
-        char saved = path[i];
-        path[i] = '\0';
-        if (mkdir(path, 0700) != 0 && errno != EEXIST)
-            rc = -errno;
-        path[i] = saved;
-    }
-    struct stat st;
-    if (rc == 0 && stat(path, &st) != 0)
-        rc = -errno;
-    else if (rc == 0 && !S_ISDIR(st.st_mode))
-        rc = -ENOTDIR;
-    free(path);
-    return rc;
-}
-
 static int read_meta_u(MDB_txn *t, MDB_dbi dbi, const char *name, size_t size, uint64_t *out)
 {
     MDB_val k = {strlen(name), (void *)name}, v;
@@ -98,15 +70,8 @@ static int read_meta_u(MDB_txn *t, MDB_dbi dbi, const char *name, size_t size, u
         return store__lmdb_err(rc);
     if (v.mv_size != size)
         return STORE_ECORRUPT;
-    struct store__reader r;
-    store__reader_init(&r, v.mv_data, v.mv_size);
-    if (size == 4) {
-        uint32_t x;
-        rc = store__read_u32(&r, &x);
-        *out = x;
-        return rc;
-    }
-    return store__read_u64(&r, out);
+    *out = size == 4 ? bytes_get_u32le(v.mv_data) : bytes_get_u64le(v.mv_data);
+    return 0;
 }
 
 int store__read_applied(struct store *s, MDB_txn *t, uint64_t *out)
@@ -134,7 +99,7 @@ static int open_tables(struct store *s, MDB_txn *t, bool create)
     int rc = read_meta_u(t, s->dbi[STORE__META], "format", 4, &format);
     if (rc == STORE_ENOTFOUND && create) {
         uint8_t buf[4];
-        store__put_u32(buf, STORE__FORMAT);
+        bytes_put_u32le(buf, STORE__FORMAT);
         MDB_val k = {6, "format"}, v = {4, buf};
         rc = store__lmdb_err(mdb_put(t, s->dbi[STORE__META], &k, &v, 0));
         format = STORE__FORMAT;
@@ -201,7 +166,8 @@ free_store:
 
 int store_open(struct store **out, const char *dir, size_t map_size)
 {
-    int rc = make_dirs(dir);
+    /* 0700: the data directory holds every session and retained message. */
+    int rc = fs_mkdir_p(dir, 0700);
     if (rc)
         return rc;
     return env_open(out, dir, map_size, false);
@@ -320,7 +286,7 @@ int store_write_commit(struct store_txn *txn, uint64_t applied_index)
     if (rc)
         goto abort;
     uint8_t buf[8];
-    store__put_u64(buf, applied_index);
+    bytes_put_u64le(buf, applied_index);
     MDB_val k = {13, "applied_index"}, v = {8, buf};
     rc = store__lmdb_err(mdb_put(txn->t, s->dbi[STORE__META], &k, &v, 0));
     if (rc)

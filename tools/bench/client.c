@@ -40,30 +40,12 @@ static uint16_t next_pid(struct bench_client *c)
     return c->next_pid;
 }
 
-static int reserve(struct buf *w, size_t n)
-{
-    if (w->cap - w->len >= n)
-        return 0;
-    size_t cap = w->cap ? w->cap : 256;
-    while (cap - w->len < n)
-        cap *= 2;
-    uint8_t *p = realloc(w->data, cap);
-    if (!p)
-        return -1;
-    w->data = p;
-    w->cap = cap;
-    return 0;
-}
-
 /* --- closing ----------------------------------------------------------------- */
 
 static void release_buffers(struct bench_client *c)
 {
-    free(c->out.data);
-    c->out = (struct buf){0};
-    free(c->pend);
-    c->pend = NULL;
-    c->pend_len = c->pend_cap = 0;
+    buf_free(&c->out);
+    buf_free(&c->pend);
     free(c->topic);
     c->topic = NULL;
 }
@@ -182,15 +164,13 @@ static void flush(struct bench_client *c)
         return;
     /* The buffer goes to the write; c->out starts empty but keeps the last
      * buffer's capacity when the write completes (see on_write). */
-    c->wdata = c->out.data;
-    c->wcap = c->out.cap;
-    uv_buf_t b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
-    c->out = (struct buf){0};
+    c->wbuf = c->out;
+    buf_init(&c->out);
+    uv_buf_t b = uv_buf_init((char *)c->wbuf.data, (unsigned)c->wbuf.len);
     c->wreq.data = c;
     int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
     if (rc) {
-        free(c->wdata);
-        c->wdata = NULL;
+        buf_free(&c->wbuf);
         bench__client_close(c, rc);
         return;
     }
@@ -206,13 +186,12 @@ static void on_write(uv_write_t *req, int status)
     c->writing = false;
     r->writing--;
     if (c->out.data == NULL) { /* reuse the buffer just written */
-        c->out.data = c->wdata;
-        c->out.cap = c->wcap;
+        c->out = c->wbuf;
         c->out.len = 0;
+        buf_init(&c->wbuf);
     } else {
-        free(c->wdata);
+        buf_free(&c->wbuf);
     }
-    c->wdata = NULL;
     if (status < 0) {
         if (status != UV_ECANCELED)
             bench__client_close(c, status);
@@ -363,13 +342,12 @@ static int encode_publish(struct bench_client *c, uint64_t now_ns)
     pub.payload.p = r->payload;
     pub.payload.len = (uint32_t)r->payload_len;
     if (proto_publish_encode_header(&pub, o->version, &c->out) != 0 ||
-        reserve(&c->out, r->payload_len) != 0)
+        buf_reserve(&c->out, r->payload_len) != 0)
         return -1;
-    uint8_t *dst = c->out.data + c->out.len;
-    memcpy(dst, r->payload, r->payload_len);
+    uint8_t *dst = buf_tail(&c->out);
+    buf_put_mem(&c->out, r->payload, r->payload_len);
     if (r->stamped)
         bench__stamp_write(dst, o->clock, bench__clock_ns(o->clock));
-    c->out.len += r->payload_len;
     c->sent++;
     if (s->sent++ == 0)
         s->t_first_pub = now_ns;
@@ -644,22 +622,6 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = sizeof(c->run->rbuf);
 }
 
-/* Grows the partial-packet buffer to hold n bytes, keeping its contents. */
-static int pend_reserve(struct bench_client *c, size_t n)
-{
-    if (n <= c->pend_cap)
-        return 0;
-    size_t cap = c->pend_cap ? c->pend_cap : 1024;
-    while (cap < n)
-        cap *= 2;
-    uint8_t *np = realloc(c->pend, cap);
-    if (!np)
-        return -1;
-    c->pend = np;
-    c->pend_cap = (uint32_t)cap;
-    return 0;
-}
-
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     struct bench_client *c = st->data;
@@ -671,34 +633,26 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         return;
     const uint8_t *data = (const uint8_t *)buf->base;
     size_t len = (size_t)nread;
-    if (c->pend_len) { /* complete the partial packet first */
+    bool pending = c->pend.len > 0;
+    if (pending) { /* complete the partial packet first */
         /* Bounded: proto_frame refuses a packet over BENCH_MAX_PACKET as soon as
          * its header is in, so the partial packet is at most that long. */
-        size_t old = c->pend_len;
-        if (pend_reserve(c, old + len) != 0) {
+        if (buf_append(&c->pend, data, len) != 0) {
             bench__client_close(c, UV_ENOMEM);
             return;
         }
-        memcpy(c->pend + old, data, len);
-        data = c->pend;
-        len = old + len;
+        data = c->pend.data;
+        len = c->pend.len;
     }
     ssize_t used = parse(c, data, len);
     if (used < 0)
         return;
     size_t rest = len - (size_t)used;
-    if (rest == 0) {
-        c->pend_len = 0;
-    } else if (data == c->pend) {
-        memmove(c->pend, c->pend + used, rest);
-        c->pend_len = (uint32_t)rest;
-    } else {
-        if (pend_reserve(c, rest) != 0) {
-            bench__client_close(c, UV_ENOMEM);
-            return;
-        }
-        memcpy(c->pend, data + used, rest);
-        c->pend_len = (uint32_t)rest;
+    if (pending) {
+        buf_consume(&c->pend, (size_t)used);
+    } else if (rest && buf_append(&c->pend, data + used, rest) != 0) {
+        bench__client_close(c, UV_ENOMEM);
+        return;
     }
     flush(c); /* acks */
 }

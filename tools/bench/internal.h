@@ -17,6 +17,8 @@
 
 #include <uv.h>
 
+#include "buf.h"  /* common/: a client's write and partial-read buffers */
+#include "list.h" /* common/: the options' owned copies */
 #include "proto.h"
 
 /* Limits of the tool itself. */
@@ -174,14 +176,15 @@ struct bench_opts {
     bool json;
     bool quiet;
     bool help;
-    char *owned; /* copies of comma lists */
+    struct list owned; /* copies of comma lists (hosts and ifaddrs point into them) */
 };
 
 /* Parses the arguments that follow the subcommand (argv[0] is the first option).
  * 0 on success (o->help set for --help), -EINVAL with a one-line message in err
  * otherwise. Release with bench__opts_free either way. argv is borrowed and must
  * outlive o (-u, -P, -m, --prefix point into it); host and address lists and
- * topics are copied. */
+ * topics are copied. o is not moved until freed (its list of copies links back
+ * into it). */
 int bench__opts_parse(struct bench_opts *o, enum bench_mode mode, int argc, char **argv,
                       char *err, size_t errlen);
 void bench__opts_free(struct bench_opts *o);
@@ -279,11 +282,9 @@ struct bench_client {
     uint16_t keepalive;
     uv_connect_t creq;
     uv_write_t wreq;
-    uint8_t *wdata; /* the buffer being written, and its capacity */
-    size_t wcap;
-    struct buf out; /* bytes waiting for the current write to finish */
-    uint8_t *pend;         /* a partial packet read from the broker */
-    uint32_t pend_len, pend_cap;
+    struct buf wbuf; /* the bytes being written */
+    struct buf out;  /* bytes waiting for the current write to finish */
+    struct buf pend; /* a partial packet read from the broker */
     char *topic; /* pub: the expanded topic when it does not vary per message */
 };
 

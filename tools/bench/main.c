@@ -39,89 +39,113 @@ static int exit_status(const struct bench_opts *o, const struct bench_stats *s)
     return BENCH_EXIT_OK;
 }
 
-int main(int argc, char **argv)
+/* The first argument when it is not a subcommand with options: help, the
+ * version, or unknown. 1 with *status when main is done, 0 with *mode. */
+static int command(int argc, char **argv, enum bench_mode *mode, int *status)
 {
-    enum bench_mode mode;
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
         bench__usage_top(argc < 2 ? stderr : stdout);
-        return argc < 2 ? BENCH_EXIT_USAGE : BENCH_EXIT_OK;
+        *status = argc < 2 ? BENCH_EXIT_USAGE : BENCH_EXIT_OK;
+        return 1;
     }
     if (!strcmp(argv[1], "--version")) {
         printf("starling-bench %s\n", STARLING_VERSION);
-        return BENCH_EXIT_OK;
+        *status = BENCH_EXIT_OK;
+        return 1;
     }
-    if (mode_of(argv[1], &mode) != 0) {
+    if (mode_of(argv[1], mode) != 0) {
         fprintf(stderr, "starling-bench: unknown command '%s' (expected conn, pub or sub)\n",
                 argv[1]);
         bench__usage_top(stderr);
-        return BENCH_EXIT_USAGE;
+        *status = BENCH_EXIT_USAGE;
+        return 1;
     }
+    return 0;
+}
 
-    int status = BENCH_EXIT_OK;
+/* One line on stderr for each way the run failed. */
+static void explain_failure(const struct bench_opts *o, const struct bench_stats *s)
+{
+    char msg[96];
+    int code = main_error(s);
+    if (s->conn_failed || s->connected == 0)
+        fprintf(stderr, "starling-bench: %llu of %u clients could not connect to %s:%u: %s\n",
+                (unsigned long long)(s->conn_failed ? s->conn_failed : o->count), o->count,
+                o->hosts[0], o->port,
+                code ? bench__error_message(code, msg, sizeof(msg)) : "stopped");
+    if (s->lost)
+        fprintf(stderr, "starling-bench: %llu connections lost during the run\n",
+                (unsigned long long)s->lost);
+    if (s->sub_failed)
+        fprintf(stderr, "starling-bench: %llu subscriptions refused\n",
+                (unsigned long long)s->sub_failed);
+}
+
+/* The summary of a finished run; returns the exit status. */
+static int report(const struct bench_opts *o, const struct bench_run *run)
+{
+    const struct bench_stats *s = &run->stats;
+    int status = exit_status(o, s);
+    struct bench_report rep = {.opts = o, .stats = s, .latency = &run->latency,
+                               .connect = &run->connect, .exit_status = status};
+    if (o->json)
+        bench__report_json(stdout, &rep);
+    else
+        bench__report_text(stdout, &rep);
+    if (status != BENCH_EXIT_OK)
+        explain_failure(o, s);
+    return status;
+}
+
+/* One run on its own loop, then its summary; returns the exit status. */
+static int run_and_report(const struct bench_opts *o)
+{
+    char err[512];
+    int status = BENCH_EXIT_FAIL;
+    signal(SIGPIPE, SIG_IGN); /* a broker that goes away is an error code, not a signal */
+    struct bench_run *run = malloc(sizeof(*run)); /* large: the shared read buffer */
+    if (!run) {
+        fprintf(stderr, "starling-bench: out of memory\n");
+        return BENCH_EXIT_FAIL;
+    }
+    uv_loop_t loop;
+    int rc = uv_loop_init(&loop);
+    if (rc) {
+        fprintf(stderr, "starling-bench: %s\n", uv_strerror(rc));
+        goto free_run;
+    }
+    if (bench__run_init(run, &loop, o, err, sizeof(err)) != 0) {
+        fprintf(stderr, "starling-bench: %s\n", err);
+        goto close_loop;
+    }
+    bench__run(run);
+    status = report(o, run);
+    bench__run_close(run);
+close_loop:
+    uv_loop_close(&loop);
+free_run:
+    free(run);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    enum bench_mode mode;
+    int status;
+    if (command(argc, argv, &mode, &status))
+        return status;
     char err[512];
     struct bench_opts opts;
     if (bench__opts_parse(&opts, mode, argc - 2, argv + 2, err, sizeof(err)) != 0) {
         fprintf(stderr, "starling-bench %s: %s\n(see starling-bench %s --help)\n",
                 bench__mode_name(mode), err, bench__mode_name(mode));
         status = BENCH_EXIT_USAGE;
-        goto out_opts;
-    }
-    if (opts.help) {
+    } else if (opts.help) {
         bench__usage(stdout, mode);
-        goto out_opts;
+        status = BENCH_EXIT_OK;
+    } else {
+        status = run_and_report(&opts);
     }
-
-    signal(SIGPIPE, SIG_IGN); /* a broker that goes away is an error code, not a signal */
-    struct bench_run *run = malloc(sizeof(*run));
-    if (!run) {
-        fprintf(stderr, "starling-bench: out of memory\n");
-        status = BENCH_EXIT_FAIL;
-        goto out_opts;
-    }
-    uv_loop_t loop;
-    int rc = uv_loop_init(&loop);
-    if (rc) {
-        fprintf(stderr, "starling-bench: %s\n", uv_strerror(rc));
-        status = BENCH_EXIT_FAIL;
-        goto out_run_mem;
-    }
-    if (bench__run_init(run, &loop, &opts, err, sizeof(err)) != 0) {
-        fprintf(stderr, "starling-bench: %s\n", err);
-        status = BENCH_EXIT_FAIL;
-        goto out_loop;
-    }
-
-    bench__run(run);
-
-    const struct bench_stats *s = &run->stats;
-    status = exit_status(&opts, s);
-    struct bench_report rep = {.opts = &opts, .stats = s, .latency = &run->latency,
-                               .connect = &run->connect, .exit_status = status};
-    if (opts.json)
-        bench__report_json(stdout, &rep);
-    else
-        bench__report_text(stdout, &rep);
-    if (status != BENCH_EXIT_OK) {
-        char msg[96];
-        int code = main_error(s);
-        if (s->conn_failed || s->connected == 0)
-            fprintf(stderr, "starling-bench: %llu of %u clients could not connect to %s:%u: %s\n",
-                    (unsigned long long)(s->conn_failed ? s->conn_failed : opts.count),
-                    opts.count, opts.hosts[0], opts.port,
-                    code ? bench__error_message(code, msg, sizeof(msg)) : "stopped");
-        if (s->lost)
-            fprintf(stderr, "starling-bench: %llu connections lost during the run\n",
-                    (unsigned long long)s->lost);
-        if (s->sub_failed)
-            fprintf(stderr, "starling-bench: %llu subscriptions refused\n",
-                    (unsigned long long)s->sub_failed);
-    }
-    bench__run_close(run);
-out_loop:
-    uv_loop_close(&loop);
-out_run_mem:
-    free(run);
-out_opts:
     bench__opts_free(&opts);
     return status;
 }

@@ -231,18 +231,22 @@ static bool ip_literal(const char *s)
     return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
 }
 
-/* Splits a comma list (copied into o->owned's chain) into out[]. */
+/* A copy of a comma list's argument, split in place; out[] points into it. */
+struct owned_copy {
+    struct list link; /* in bench_opts.owned */
+    char str[];
+};
+
+/* Splits a comma list (copied, the copy kept on o->owned) into out[]. */
 static int split_list(struct bench_opts *o, const char *s, const char **out, size_t max,
                       size_t *n, const char *what, char *err, size_t errlen)
 {
     size_t len = strlen(s);
-    char *copy = malloc(len + 1 + sizeof(char *));
+    struct owned_copy *copy = malloc(sizeof(*copy) + len + 1);
     if (!copy)
         return fail(err, errlen, "out of memory");
-    /* Chain the copies: the first pointer-sized bytes link to the previous one. */
-    memcpy(copy, &o->owned, sizeof(char *));
-    o->owned = copy;
-    char *str = copy + sizeof(char *);
+    list_push_back(&o->owned, &copy->link);
+    char *str = copy->str;
     memcpy(str, s, len + 1);
     *n = 0;
     for (char *tok = str;;) {
@@ -269,6 +273,7 @@ static int split_list(struct bench_opts *o, const char *s, const char **out, siz
 static void set_defaults(struct bench_opts *o, enum bench_mode mode)
 {
     memset(o, 0, sizeof(*o));
+    list_init(&o->owned);
     o->mode = mode;
     o->hosts[0] = "localhost";
     o->nhosts = 1;
@@ -316,185 +321,269 @@ static int check_topics(struct bench_opts *o, char *err, size_t errlen)
     return rc;
 }
 
-static int apply(struct bench_opts *o, const struct opt_def *d, const char *val, bool bval,
-                 char *err, size_t errlen)
+/* --- applying one option ----------------------------------------------------- */
+
+/* The range of each numeric option. */
+static const struct {
+    int id;
+    uint64_t min, max;
+} num_ranges[] = {
+    {O_PORT, 1, 65535},
+    {O_VERSION, 3, 5},
+    {O_COUNT, 1, BENCH_MAX_CLIENTS},
+    {O_START, 0, UINT64_MAX / 2},
+    {O_INTERVAL, 0, 3600000},
+    {O_CONNRATE, 0, 10000000},
+    {O_MAXCONN, 1, BENCH_MAX_CLIENTS},
+    {O_PUBINT, 0, 3600000},
+    {O_QOS, 0, 2},
+    {O_SIZE, 0, BENCH_MAX_PAYLOAD},
+    {O_KEEPALIVE, 0, 65535},
+    {O_EXPIRY, 0, UINT32_MAX},
+    {O_LIMIT, 0, UINT64_MAX / 2},
+    {O_LIMIT_PC, 0, UINT64_MAX / 2},
+    {O_INFLIGHT, 0, 65535},
+    {O_RETRY, 0, 1000000},
+};
+
+/* Stores u (in the option's range) in its field. */
+static void store_number(struct bench_opts *o, int id, uint64_t u)
 {
-    char label[64];
-    uint64_t u = 0;
-    int rc = 0;
-    opt_label(d, label, sizeof(label));
-#define NUM(min, max)                                                                        \
-    do {                                                                                     \
-        rc = parse_u64(val, (min), (max), &u);                                               \
-        if (rc == -1)                                                                        \
-            return fail(err, errlen, "option %s: '%s' is not a number", label, val);         \
-        if (rc == -2)                                                                        \
-            return fail(err, errlen, "option %s: %s is out of range (%" PRIu64 "..%" PRIu64 \
-                        ")", label, val, (uint64_t)(min), (uint64_t)(max));                  \
-    } while (0)
-    switch (d->id) {
+    switch (id) {
+    case O_PORT: o->port = (uint16_t)u; break;
+    case O_VERSION: o->version = (uint8_t)u; break;
+    case O_COUNT: o->count = (uint32_t)u; break;
+    case O_START: o->start_number = u; break;
+    case O_INTERVAL: o->interval_ms = (uint32_t)u; break;
+    case O_CONNRATE: o->conn_rate = (uint32_t)u; break;
+    case O_MAXCONN: o->max_connecting = (uint32_t)u; break;
+    case O_PUBINT: o->pub_interval_ms = (uint32_t)u; break;
+    case O_QOS: o->qos = (uint8_t)u; break;
+    case O_SIZE: o->size = (uint32_t)u; break;
+    case O_KEEPALIVE: o->keepalive = (uint16_t)u; break;
+    case O_EXPIRY: o->session_expiry = (uint32_t)u; break;
+    case O_LIMIT: o->limit = u; break;
+    case O_LIMIT_PC: o->limit_per_client = u; break;
+    case O_INFLIGHT: o->inflight = (uint32_t)u; break;
+    case O_RETRY: o->num_retry_connect = (uint32_t)u; break;
+    }
+}
+
+/* A numeric option: 1 when id is not one, else 0 or -EINVAL. */
+static int apply_number(struct bench_opts *o, int id, const char *val, const char *label,
+                        char *err, size_t errlen)
+{
+    for (size_t i = 0; i < sizeof(num_ranges) / sizeof(num_ranges[0]); i++) {
+        if (num_ranges[i].id != id)
+            continue;
+        uint64_t min = num_ranges[i].min, max = num_ranges[i].max, u = 0;
+        int rc = parse_u64(val, min, max, &u);
+        if (rc == -1)
+            return fail(err, errlen, "option %s: '%s' is not a number", label, val);
+        if (rc == -2)
+            return fail(err, errlen, "option %s: %s is out of range (%" PRIu64 "..%" PRIu64 ")",
+                        label, val, min, max);
+        store_number(o, id, u);
+        return 0;
+    }
+    return 1;
+}
+
+/* An option that only sets a flag or keeps its argument: 1 when id is not one. */
+static int apply_plain(struct bench_opts *o, int id, const char *val, bool bval)
+{
+    switch (id) {
     case O_HELP: o->help = true; break;
-    case O_HOST:
-        if (split_list(o, val, o->hosts, BENCH_MAX_HOSTS, &o->nhosts, "host", err, errlen))
-            return -EINVAL;
-        for (size_t i = 0; i < o->nhosts; i++)
-            if (!host_chars_ok(o->hosts[i]))
-                return fail(err, errlen, "option %s: '%s' is not a valid host name", label,
-                            o->hosts[i]);
-        break;
-    case O_PORT: NUM(1, 65535); o->port = (uint16_t)u; break;
-    case O_VERSION: NUM(3, 5); o->version = (uint8_t)u; break;
-    case O_COUNT: NUM(1, BENCH_MAX_CLIENTS); o->count = (uint32_t)u; break;
-    case O_START: NUM(0, UINT64_MAX / 2); o->start_number = u; break;
-    case O_INTERVAL: NUM(0, 3600000); o->interval_ms = (uint32_t)u; break;
-    case O_CONNRATE: NUM(0, 10000000); o->conn_rate = (uint32_t)u; break;
-    case O_MAXCONN: NUM(1, BENCH_MAX_CLIENTS); o->max_connecting = (uint32_t)u; break;
-    case O_PUBINT: NUM(0, 3600000); o->pub_interval_ms = (uint32_t)u; break;
-    case O_TOPIC:
-        if (o->ntopics == BENCH_MAX_TOPICS)
-            return fail(err, errlen, "more than %d topics", BENCH_MAX_TOPICS);
-        if (!*val)
-            return fail(err, errlen, "option %s: empty topic", label);
-        if (bench__tpl_parse(&o->topics[o->ntopics], val, err, errlen))
-            return -EINVAL;
-        o->ntopics++;
-        break;
-    case O_QOS: NUM(0, 2); o->qos = (uint8_t)u; break;
-    case O_SIZE: NUM(0, BENCH_MAX_PAYLOAD); o->size = (uint32_t)u; break;
     case O_MESSAGE: o->message = val; break;
     case O_RETAIN: o->retain = bval; break;
-    case O_KEEPALIVE: NUM(0, 65535); o->keepalive = (uint16_t)u; break;
     case O_CLEAN: o->clean = bval; break;
-    case O_EXPIRY: NUM(0, UINT32_MAX); o->session_expiry = (uint32_t)u; break;
-    case O_LIMIT: NUM(0, UINT64_MAX / 2); o->limit = u; break;
-    case O_LIMIT_PC: NUM(0, UINT64_MAX / 2); o->limit_per_client = u; break;
-    case O_INFLIGHT: NUM(0, 65535); o->inflight = (uint32_t)u; break;
     case O_USER: o->username = val; break;
     case O_PASS: o->password = val; break;
     case O_PREFIX: o->prefix = val; break;
     case O_SHORTIDS: o->shortids = bval; break;
-    case O_IFADDR:
-        if (split_list(o, val, o->ifaddrs, BENCH_MAX_IFADDRS, &o->nifaddrs, "address", err,
-                       errlen))
-            return -EINVAL;
-        for (size_t i = 0; i < o->nifaddrs; i++)
-            if (!ip_literal(o->ifaddrs[i]))
-                return fail(err, errlen, "option %s: '%s' is not an IP address", label,
-                            o->ifaddrs[i]);
-        break;
     case O_WAIT: o->wait_before_publishing = bval; break;
-    case O_RETRY: NUM(0, 1000000); o->num_retry_connect = (uint32_t)u; break;
-    case O_DURATION:
-        if (parse_seconds(val, &o->duration_s) || o->duration_s <= 0)
-            return fail(err, errlen, "option %s: '%s' is not a positive number of seconds",
-                        label, val);
-        break;
-    case O_CTIMEOUT:
-        if (parse_seconds(val, &o->connect_timeout_s) || o->connect_timeout_s <= 0)
-            return fail(err, errlen, "option %s: '%s' is not a positive number of seconds",
-                        label, val);
-        break;
-    case O_CLOCK:
+    case O_JSON: o->json = true; break;
+    case O_QUIET: o->quiet = true; break;
+    case O_LOWMEM: break; /* an Erlang memory trade-off; nothing to do here */
+    default: return 1;
+    }
+    return 0;
+}
+
+/* -h and --ifaddr: comma lists of host names or of IP addresses. */
+static int apply_list(struct bench_opts *o, int id, const char *val, const char *label,
+                      char *err, size_t errlen)
+{
+    bool hosts = id == O_HOST;
+    const char **out = hosts ? o->hosts : o->ifaddrs;
+    size_t *n = hosts ? &o->nhosts : &o->nifaddrs;
+    if (split_list(o, val, out, hosts ? BENCH_MAX_HOSTS : BENCH_MAX_IFADDRS, n,
+                   hosts ? "host" : "address", err, errlen))
+        return -EINVAL;
+    for (size_t i = 0; i < *n; i++) {
+        if (hosts && !host_chars_ok(out[i]))
+            return fail(err, errlen, "option %s: '%s' is not a valid host name", label, out[i]);
+        if (!hosts && !ip_literal(out[i]))
+            return fail(err, errlen, "option %s: '%s' is not an IP address", label, out[i]);
+    }
+    return 0;
+}
+
+static int apply_topic(struct bench_opts *o, const char *val, const char *label, char *err,
+                       size_t errlen)
+{
+    if (o->ntopics == BENCH_MAX_TOPICS)
+        return fail(err, errlen, "more than %d topics", BENCH_MAX_TOPICS);
+    if (!*val)
+        return fail(err, errlen, "option %s: empty topic", label);
+    if (bench__tpl_parse(&o->topics[o->ntopics], val, err, errlen))
+        return -EINVAL;
+    o->ntopics++;
+    return 0;
+}
+
+/* -d and --connect-timeout. */
+static int apply_seconds(double *dst, const char *val, const char *label, char *err,
+                         size_t errlen)
+{
+    if (parse_seconds(val, dst) || *dst <= 0)
+        return fail(err, errlen, "option %s: '%s' is not a positive number of seconds", label,
+                    val);
+    return 0;
+}
+
+/* --clock and --log_to: one of two words. */
+static int apply_choice(struct bench_opts *o, int id, const char *val, const char *label,
+                        char *err, size_t errlen)
+{
+    if (id == O_CLOCK) {
         if (!strcmp(val, "monotonic"))
             o->clock = BENCH_CLOCK_MONOTONIC;
         else if (!strcmp(val, "realtime"))
             o->clock = BENCH_CLOCK_REALTIME;
         else
             return fail(err, errlen, "option %s: '%s' is not monotonic or realtime", label, val);
-        break;
-    case O_JSON: o->json = true; break;
-    case O_QUIET: o->quiet = true; break;
-    case O_LOGTO:
-        if (!strcmp(val, "null"))
-            o->quiet = true;
-        else if (strcmp(val, "console") != 0)
-            return fail(err, errlen, "option %s: '%s' is not console or null", label, val);
-        break;
-    case O_LOWMEM: break; /* an Erlang memory trade-off; nothing to do here */
-    case O_SSL:
-        if (bval)
-            return fail(err, errlen, "option %s: TLS is not supported yet", label);
-        break;
-    case O_TLSFILE:
-        return fail(err, errlen, "option %s: TLS is not supported yet", label);
-    case O_WS:
-        if (bval)
-            return fail(err, errlen, "option %s: WebSocket transport is not supported", label);
-        break;
-    case O_QUIC:
-        if (bval)
-            return fail(err, errlen, "option %s: QUIC transport is not supported", label);
-        break;
+        return 0;
     }
-#undef NUM
+    if (!strcmp(val, "null"))
+        o->quiet = true;
+    else if (strcmp(val, "console") != 0)
+        return fail(err, errlen, "option %s: '%s' is not console or null", label, val);
     return 0;
 }
 
-int bench__opts_parse(struct bench_opts *o, enum bench_mode mode, int argc, char **argv,
-                      char *err, size_t errlen)
+/* emqtt-bench's transports other than plain TCP: accepted when switched off. */
+static int apply_transport(int id, bool bval, const char *label, char *err, size_t errlen)
 {
-    set_defaults(o, mode);
-    if (errlen)
-        err[0] = '\0';
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        const struct opt_def *d = NULL;
-        const char *inline_val = NULL;
-        char label[64];
-        if (a[0] == '-' && a[1] == '-' && a[2]) {
-            const char *name = a + 2;
-            const char *eq = strchr(name, '=');
-            size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
-            d = find_long(name, nlen);
-            if (!d)
-                return fail(err, errlen, "unknown option '--%.*s'", (int)nlen, name);
-            if (eq)
-                inline_val = eq + 1;
-        } else if (a[0] == '-' && a[1] && a[1] != '-') {
-            d = find_short(a[1]);
-            if (!d)
-                return fail(err, errlen, "unknown option '-%c'", a[1]);
-            if (a[2])
-                inline_val = a + 2;
-        } else {
-            return fail(err, errlen, "unexpected argument '%s'", a);
-        }
-        opt_label(d, label, sizeof(label));
-        if (!(d->modes & mode))
-            return fail(err, errlen, "option %s does not apply to %s", label,
-                        bench__mode_name(mode));
-        const char *val = NULL;
-        bool bval = true;
-        switch (d->arg) {
-        case ARG_NONE:
-            if (inline_val)
-                return fail(err, errlen, "option %s takes no value", label);
-            break;
-        case ARG_REQ:
-            if (inline_val)
-                val = inline_val;
-            else if (i + 1 < argc)
-                val = argv[++i];
-            else
-                return fail(err, errlen, "option %s needs a value", label);
-            break;
-        case ARG_BOOL:
-            /* "-C false", "--clean=false", or "-C" alone for true. */
-            if (inline_val) {
-                if (parse_bool(inline_val, &bval))
-                    return fail(err, errlen, "option %s: '%s' is not true or false", label,
-                                inline_val);
-            } else if (i + 1 < argc && parse_bool(argv[i + 1], &bval) == 0) {
-                i++;
-            }
-            break;
-        }
-        if (apply(o, d, val, bval, err, errlen))
-            return -EINVAL;
-        if (o->help)
-            return 0;
-    }
+    if (id == O_TLSFILE || (id == O_SSL && bval))
+        return fail(err, errlen, "option %s: TLS is not supported yet", label);
+    if (id == O_WS && bval)
+        return fail(err, errlen, "option %s: WebSocket transport is not supported", label);
+    if (id == O_QUIC && bval)
+        return fail(err, errlen, "option %s: QUIC transport is not supported", label);
+    return 0;
+}
 
+static int apply(struct bench_opts *o, const struct opt_def *d, const char *val, bool bval,
+                 char *err, size_t errlen)
+{
+    char label[64];
+    opt_label(d, label, sizeof(label));
+    switch (d->id) {
+    case O_HOST:
+    case O_IFADDR:
+        return apply_list(o, d->id, val, label, err, errlen);
+    case O_TOPIC:
+        return apply_topic(o, val, label, err, errlen);
+    case O_DURATION:
+        return apply_seconds(&o->duration_s, val, label, err, errlen);
+    case O_CTIMEOUT:
+        return apply_seconds(&o->connect_timeout_s, val, label, err, errlen);
+    case O_CLOCK:
+    case O_LOGTO:
+        return apply_choice(o, d->id, val, label, err, errlen);
+    case O_SSL:
+    case O_TLSFILE:
+    case O_WS:
+    case O_QUIC:
+        return apply_transport(d->id, bval, label, err, errlen);
+    default:
+        break;
+    }
+    if (apply_plain(o, d->id, val, bval) == 0)
+        return 0;
+    int rc = apply_number(o, d->id, val, label, err, errlen);
+    return rc > 0 ? 0 : rc;
+}
+
+/* --- the command line -------------------------------------------------------- */
+
+/* The option argument a names, and the value glued to it ("--name=VALUE",
+ * "-cVALUE"), if any. */
+static int find_option(const char *a, const struct opt_def **d, const char **inline_val,
+                       char *err, size_t errlen)
+{
+    *inline_val = NULL;
+    if (a[0] == '-' && a[1] == '-' && a[2]) {
+        const char *name = a + 2;
+        const char *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        *d = find_long(name, nlen);
+        if (!*d)
+            return fail(err, errlen, "unknown option '--%.*s'", (int)nlen, name);
+        if (eq)
+            *inline_val = eq + 1;
+        return 0;
+    }
+    if (a[0] == '-' && a[1] && a[1] != '-') {
+        *d = find_short(a[1]);
+        if (!*d)
+            return fail(err, errlen, "unknown option '-%c'", a[1]);
+        if (a[2])
+            *inline_val = a + 2;
+        return 0;
+    }
+    return fail(err, errlen, "unexpected argument '%s'", a);
+}
+
+/* The value of option d, whose name is argv[*i]: glued to it, or the next
+ * argument (consumed, *i moves on). A boolean's value is optional. */
+static int option_value(const struct opt_def *d, const char *label, const char *inline_val,
+                        int argc, char **argv, int *i, const char **val, bool *bval, char *err,
+                        size_t errlen)
+{
+    *val = NULL;
+    *bval = true;
+    switch (d->arg) {
+    case ARG_NONE:
+        if (inline_val)
+            return fail(err, errlen, "option %s takes no value", label);
+        break;
+    case ARG_REQ:
+        if (inline_val)
+            *val = inline_val;
+        else if (*i + 1 < argc)
+            *val = argv[++*i];
+        else
+            return fail(err, errlen, "option %s needs a value", label);
+        break;
+    case ARG_BOOL:
+        /* "-C false", "--clean=false", or "-C" alone for true. */
+        if (inline_val) {
+            if (parse_bool(inline_val, bval))
+                return fail(err, errlen, "option %s: '%s' is not true or false", label,
+                            inline_val);
+        } else if (*i + 1 < argc && parse_bool(argv[*i + 1], bval) == 0) {
+            ++*i;
+        }
+        break;
+    }
+    return 0;
+}
+
+/* What no single option can check: topics the mode needs, lengths. */
+static int check_opts(struct bench_opts *o, enum bench_mode mode, char *err, size_t errlen)
+{
     if (mode != BENCH_CONN && o->ntopics == 0)
         return fail(err, errlen, "%s needs a topic: -t TOPIC", bench__mode_name(mode));
     if (mode == BENCH_PUB && o->ntopics > 1)
@@ -510,17 +599,40 @@ int bench__opts_parse(struct bench_opts *o, enum bench_mode mode, int argc, char
     return check_topics(o, err, errlen);
 }
 
+int bench__opts_parse(struct bench_opts *o, enum bench_mode mode, int argc, char **argv,
+                      char *err, size_t errlen)
+{
+    set_defaults(o, mode);
+    if (errlen)
+        err[0] = '\0';
+    for (int i = 0; i < argc; i++) {
+        const struct opt_def *d;
+        const char *inline_val, *val;
+        bool bval;
+        char label[64];
+        if (find_option(argv[i], &d, &inline_val, err, errlen))
+            return -EINVAL;
+        opt_label(d, label, sizeof(label));
+        if (!(d->modes & mode))
+            return fail(err, errlen, "option %s does not apply to %s", label,
+                        bench__mode_name(mode));
+        if (option_value(d, label, inline_val, argc, argv, &i, &val, &bval, err, errlen) ||
+            apply(o, d, val, bval, err, errlen))
+            return -EINVAL;
+        if (o->help)
+            return 0;
+    }
+    return check_opts(o, mode, err, errlen);
+}
+
 void bench__opts_free(struct bench_opts *o)
 {
     for (size_t i = 0; i < o->ntopics; i++)
         bench__tpl_free(&o->topics[i]);
     o->ntopics = 0;
-    while (o->owned) {
-        char *next;
-        memcpy(&next, o->owned, sizeof(char *));
-        free(o->owned);
-        o->owned = next;
-    }
+    list_foreach_safe(it, &o->owned)
+        free(list_entry(it, struct owned_copy, link));
+    list_init(&o->owned);
 }
 
 void bench__usage_top(FILE *f)

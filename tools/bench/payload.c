@@ -2,6 +2,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bytes.h" /* common/: the big-endian time */
 #include "internal.h"
 
 uint64_t bench__clock_ns(int clock)
@@ -13,12 +14,9 @@ uint64_t bench__clock_ns(int clock)
 
 void bench__stamp_write(uint8_t *p, int clock, uint64_t ns)
 {
-    p[0] = 'S';
-    p[1] = 'B';
-    p[2] = '1';
-    p[3] = (uint8_t)clock;
-    for (int i = 0; i < 8; i++)
-        p[4 + i] = (uint8_t)(ns >> (56 - 8 * i));
+    p = bytes_put_mem(p, "SB1", 3);
+    p = bytes_put_u8(p, (uint8_t)clock);
+    bytes_put_u64be(p, ns);
 }
 
 int bench__stamp_read(const uint8_t *p, size_t len, int *clock, uint64_t *ns)
@@ -27,11 +25,8 @@ int bench__stamp_read(const uint8_t *p, size_t len, int *clock, uint64_t *ns)
         return -1;
     if (p[3] != BENCH_CLOCK_MONOTONIC && p[3] != BENCH_CLOCK_REALTIME)
         return -1;
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[4 + i];
     *clock = p[3];
-    *ns = v;
+    *ns = bytes_get_u64be(p + 4);
     return 0;
 }
 

@@ -30,6 +30,53 @@ static int add_part(struct bench_tpl *t, size_t *cap, struct bench_tpl_part part
     return 0;
 }
 
+/* A literal slice [from, to) of the source. */
+static int add_literal(struct bench_tpl *t, size_t *cap, size_t from, size_t to)
+{
+    struct bench_tpl_part l = {.kind = BENCH_TPL_LIT, .off = (uint32_t)from,
+                               .len = (uint32_t)(to - from)};
+    return add_part(t, cap, l);
+}
+
+/* %rand_N at s[i]: skip stays 0 when s[i] does not start "%rand_" (a literal
+ * '%'); -EINVAL when N is missing or outside [1, UINT32_MAX]. */
+static int parse_rand(const char *s, size_t len, size_t i, struct bench_tpl_part *var,
+                      size_t *skip)
+{
+    if (strncmp(s + i, "%rand_", 6) != 0)
+        return 0;
+    size_t j = i + 6;
+    uint64_t n = 0;
+    while (j < len && s[j] >= '0' && s[j] <= '9' && n <= UINT32_MAX)
+        n = n * 10 + (uint64_t)(s[j++] - '0');
+    if (j == i + 6 || n == 0 || n > UINT32_MAX)
+        return -EINVAL;
+    var->kind = BENCH_TPL_RAND;
+    var->n = n;
+    *skip = j - i;
+    return 0;
+}
+
+/* The variable at s[i], if one starts there: its part, and its length in *skip
+ * (0 when s[i] is literal). -EINVAL for a bad %rand_N. */
+static int parse_var(const char *s, size_t len, size_t i, struct bench_tpl_part *var,
+                     size_t *skip)
+{
+    *skip = 0;
+    if (s[i] != '%' || i + 1 >= len)
+        return 0;
+    switch (s[i + 1]) {
+    case 'i': var->kind = BENCH_TPL_SEQ; break;
+    case 'c': var->kind = BENCH_TPL_CLIENT_ID; break;
+    case 'u': var->kind = BENCH_TPL_USER; break;
+    case 's': var->kind = BENCH_TPL_MSG_SEQ; break;
+    case 'r': return parse_rand(s, len, i, var, skip);
+    default: return 0;
+    }
+    *skip = 2;
+    return 0;
+}
+
 int bench__tpl_parse(struct bench_tpl *t, const char *s, char *err, size_t errlen)
 {
     memset(t, 0, sizeof(*t));
@@ -44,60 +91,27 @@ int bench__tpl_parse(struct bench_tpl *t, const char *s, char *err, size_t errle
     size_t cap = 0, lit = 0, i = 0;
     while (i < len) {
         struct bench_tpl_part var = {0};
-        size_t skip = 0;
-        if (s[i] == '%' && i + 1 < len) {
-            switch (s[i + 1]) {
-            case 'i': var.kind = BENCH_TPL_SEQ; skip = 2; break;
-            case 'c': var.kind = BENCH_TPL_CLIENT_ID; skip = 2; break;
-            case 'u': var.kind = BENCH_TPL_USER; skip = 2; break;
-            case 's': var.kind = BENCH_TPL_MSG_SEQ; skip = 2; break;
-            case 'r':
-                if (strncmp(s + i, "%rand_", 6) != 0)
-                    break;
-                {
-                    size_t j = i + 6;
-                    uint64_t n = 0;
-                    while (j < len && s[j] >= '0' && s[j] <= '9' && n <= UINT32_MAX)
-                        n = n * 10 + (uint64_t)(s[j++] - '0');
-                    if (j == i + 6 || n == 0 || n > UINT32_MAX) {
-                        snprintf(err, errlen,
-                                 "topic '%s': %%rand_N needs N between 1 and %" PRIu32, s,
-                                 UINT32_MAX);
-                        bench__tpl_free(t);
-                        return -EINVAL;
-                    }
-                    var.kind = BENCH_TPL_RAND;
-                    var.n = n;
-                    skip = j - i;
-                }
-                break;
-            default:
-                break;
-            }
+        size_t skip;
+        if (parse_var(s, len, i, &var, &skip)) {
+            snprintf(err, errlen, "topic '%s': %%rand_N needs N between 1 and %" PRIu32, s,
+                     UINT32_MAX);
+            bench__tpl_free(t);
+            return -EINVAL;
         }
         if (!skip) {
             i++;
             continue;
         }
-        if (i > lit) {
-            struct bench_tpl_part l = {.kind = BENCH_TPL_LIT, .off = (uint32_t)lit,
-                                       .len = (uint32_t)(i - lit)};
-            if (add_part(t, &cap, l))
-                goto nomem;
-        }
-        if (add_part(t, &cap, var))
+        if ((i > lit && add_literal(t, &cap, lit, i)) || add_part(t, &cap, var))
             goto nomem;
         if (var.kind == BENCH_TPL_MSG_SEQ || var.kind == BENCH_TPL_RAND)
             t->per_message = true;
         i += skip;
         lit = i;
     }
-    if (len > lit || len == 0) {
-        struct bench_tpl_part l = {.kind = BENCH_TPL_LIT, .off = (uint32_t)lit,
-                                   .len = (uint32_t)(len - lit)};
-        if (add_part(t, &cap, l))
-            goto nomem;
-    }
+    /* an empty template is one empty literal */
+    if ((len > lit || len == 0) && add_literal(t, &cap, lit, len))
+        goto nomem;
     return 0;
 nomem:
     bench__tpl_free(t);

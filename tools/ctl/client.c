@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h" /* common/: the response body as it arrives */
 #include "ctl.h"
 
 #define CTL_MAX_RESPONSE (256u << 20)
@@ -159,33 +160,20 @@ static int dial(const struct ctl_target *t, double deadline, char *err, size_t e
 
 struct reader {
     struct ctl_response *out;
-    size_t cap;
+    struct buf body; /* the body so far, then handed to out */
     bool complete, too_large;
 };
 
 static int on_body(http_parser *p, const char *at, size_t len)
 {
     struct reader *r = p->data;
-    struct ctl_response *o = r->out;
-    if (len > CTL_MAX_RESPONSE - o->len) {
+    /* One byte beyond the body for its NUL. */
+    if (len > CTL_MAX_RESPONSE - r->body.len || buf_reserve(&r->body, len + 1) != 0) {
         r->too_large = true;
         return -1;
     }
-    if (o->len + len + 1 > r->cap) {
-        size_t cap = r->cap ? r->cap : 4096;
-        while (cap < o->len + len + 1)
-            cap *= 2;
-        char *b = realloc(o->body, cap);
-        if (!b) {
-            r->too_large = true;
-            return -1;
-        }
-        o->body = b;
-        r->cap = cap;
-    }
-    memcpy(o->body + o->len, at, len);
-    o->len += len;
-    o->body[o->len] = '\0';
+    buf_put_mem(&r->body, at, len);
+    r->body.data[r->body.len] = '\0';
     return 0;
 }
 
@@ -278,12 +266,15 @@ int ctl_http_request(const struct ctl_target *t, const char *method, const char 
         rc = read_response(fd, &r, deadline);
     close(fd);
     if (!rc) {
+        out->body = (char *)r.body.data;
+        out->len = r.body.len;
         if (!out->body && !(out->body = calloc(1, 1))) {
             snprintf(err, errlen, "out of memory");
             return CTL_EPROTOCOL;
         }
         return 0;
     }
+    buf_free(&r.body);
     ctl_response_free(out);
     if (rc == -EPROTO || rc == -EFBIG) {
         snprintf(err, errlen, "%s answered %s", t->url,

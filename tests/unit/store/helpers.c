@@ -151,71 +151,64 @@ void assert_retained_eq(const struct store_retained *a, const struct store_retai
     cr_assert_eq(a->expire_at_ms, b->expire_at_ms);
 }
 
-static void buf_add(struct buf *b, const void *src, size_t n)
+static void dump_put(struct buf *b, const void *src, size_t n)
 {
-    if (b->len + n > b->cap) {
-        b->cap = (b->len + n) * 2 + 64;
-        b->p = realloc(b->p, b->cap);
-        cr_assert_not_null(b->p);
-    }
-    if (n)
-        memcpy(b->p + b->len, src, n);
-    b->len += n;
+    cr_assert_eq(buf_append(b, src, n), 0);
 }
 
-static void buf_bytes(struct buf *b, struct store_bytes x)
+static void dump_bytes(struct buf *b, struct store_bytes x)
 {
     uint64_t n = x.len;
-    buf_add(b, &n, sizeof(n));
-    buf_add(b, x.p, x.len);
+    dump_put(b, &n, sizeof(n));
+    dump_put(b, x.p, x.len);
 }
 
-#define BUF_NUM(b, v)                                                                              \
+#define DUMP_NUM(b, v)                                                                             \
     do {                                                                                           \
         uint64_t v_ = (v);                                                                         \
-        buf_add((b), &v_, sizeof(v_));                                                             \
+        dump_put((b), &v_, sizeof(v_));                                                            \
     } while (0)
 
 static int dump_session(void *arg, const struct store_session *r)
 {
     struct buf *b = arg;
-    BUF_NUM(b, 1);
-    buf_bytes(b, r->client_id);
-    BUF_NUM(b, r->owner);
-    BUF_NUM(b, r->generation);
-    BUF_NUM(b, r->expiry);
-    BUF_NUM(b, r->expire_at_ms);
-    BUF_NUM(b, r->connected | r->has_will << 1 | r->will_retain << 2);
-    BUF_NUM(b, r->will_qos);
-    BUF_NUM(b, r->will_delay);
-    buf_bytes(b, r->will_topic);
-    buf_bytes(b, r->will_payload);
-    buf_bytes(b, r->will_props);
+    DUMP_NUM(b, 1);
+    dump_bytes(b, r->client_id);
+    DUMP_NUM(b, r->owner);
+    DUMP_NUM(b, r->generation);
+    DUMP_NUM(b, r->expiry);
+    DUMP_NUM(b, r->expire_at_ms);
+    DUMP_NUM(b, r->connected | r->has_will << 1 | r->will_retain << 2);
+    DUMP_NUM(b, r->will_qos);
+    DUMP_NUM(b, r->will_delay);
+    dump_bytes(b, r->will_topic);
+    dump_bytes(b, r->will_payload);
+    dump_bytes(b, r->will_props);
     return 0;
 }
 
 static int dump_sub(void *arg, const struct store_sub *r)
 {
     struct buf *b = arg;
-    BUF_NUM(b, 2);
-    buf_bytes(b, r->client_id);
-    buf_bytes(b, r->filter);
-    BUF_NUM(b, r->qos);
-    BUF_NUM(b, r->no_local | r->retain_as_published << 1);
-    BUF_NUM(b, r->retain_handling);
-    BUF_NUM(b, r->sub_id);
+    DUMP_NUM(b, 2);
+    dump_bytes(b, r->client_id);
+    dump_bytes(b, r->filter);
+    DUMP_NUM(b, r->qos);
+    DUMP_NUM(b, r->no_local | r->retain_as_published << 1);
+    DUMP_NUM(b, r->retain_handling);
+    DUMP_NUM(b, r->sub_id);
     return 0;
 }
 
 static int dump_retained(void *arg, const struct store_retained *r)
 {
     struct buf *b = arg;
-    BUF_NUM(b, 3);
-    buf_bytes(b, r->topic);
-    buf_bytes(b, r->payload);
-    buf_bytes(b, r->props);
-    BUF_NUM(b, r->qos);
-    BUF_NUM(b, r->expire_at_ms);
+    DUMP_NUM(b, 3);
+    dump_bytes(b, r->topic);
+    dump_bytes(b, r->payload);
+    dump_bytes(b, r->props);
+    DUMP_NUM(b, r->qos);
+    DUMP_NUM(b, r->expire_at_ms);
     return 0;
 }
 
@@ -228,14 +221,14 @@ struct buf dump(struct store *s)
     cr_assert_eq(store_subs_foreach(t, dump_sub, &b), 0);
     cr_assert_eq(store_retained_foreach(t, dump_retained, &b), 0);
     store_txn_end(t);
-    BUF_NUM(&b, store_applied_index(s));
+    DUMP_NUM(&b, store_applied_index(s));
     return b;
 }
 
 void assert_same_dump(struct buf *a, struct buf *b)
 {
     cr_assert_eq(a->len, b->len, "dumps differ in length: %zu vs %zu", a->len, b->len);
-    cr_assert(memcmp(a->p, b->p, a->len) == 0, "dumps differ");
+    cr_assert(memcmp(a->data, b->data, a->len) == 0, "dumps differ");
 }
 
 /* A snapshot as one contiguous buffer. */

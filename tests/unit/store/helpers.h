@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"      /* common/: the dump buffer */
 #include "internal.h" /* store__set_hash_mask, STORE__KEY_MAX */
 #include "store.h"
 
@@ -43,12 +44,7 @@ void assert_session_eq(const struct store_session *a, const struct store_session
 void assert_sub_eq(const struct store_sub *a, const struct store_sub *b);
 void assert_retained_eq(const struct store_retained *a, const struct store_retained *b);
 
-/* A growing byte buffer (p malloc'd). */
-struct buf {
-    uint8_t *p;
-    size_t len, cap;
-};
-/* Every record of s, field by field, then the applied index. */
+/* Every record of s (into a common/ struct buf, freed with buf_free), field by field, then the applied index. */
 struct buf dump(struct store *s);
 void assert_same_dump(struct buf *a, struct buf *b);
 

@@ -70,11 +70,11 @@ Test(snapshot, snapshot_round_trip_replaces_previous_contents)
     free(snap);
     free(snap2);
     free(esnap);
-    free(da.p);
-    free(db.p);
-    free(db2.p);
-    free(de.p);
-    free(db3.p);
+    buf_free(&da);
+    buf_free(&db);
+    buf_free(&db2);
+    buf_free(&de);
+    buf_free(&db3);
     check_leaks();
 }
 
@@ -85,9 +85,9 @@ static void assert_restore_refused(struct store *s, const uint8_t *buf, size_t l
     cr_assert_eq(rc, STORE_ECORRUPT, "%s: %s", what, store_strerror(rc));
     cr_assert_eq(store_applied_index(s), 99);
     struct buf now = dump(s);
-    cr_assert(now.len == before->len && memcmp(now.p, before->p, now.len) == 0,
+    cr_assert(now.len == before->len && memcmp(now.data, before->data, now.len) == 0,
               "%s changed the state", what);
-    free(now.p);
+    buf_free(&now);
 }
 
 Test(snapshot, corrupt_snapshots_are_refused_and_change_nothing)
@@ -186,7 +186,7 @@ Test(snapshot, corrupt_snapshots_are_refused_and_change_nothing)
 
     free(snap);
     free(copy);
-    free(before.p);
+    buf_free(&before);
     store_close(a);
     store_close(b);
     check_leaks();
@@ -267,8 +267,8 @@ Test(snapshot, snapshot_view_survives_later_commits)
 
     free(r.out);
     free(filler);
-    free(before.p);
-    free(after.p);
+    buf_free(&before);
+    buf_free(&after);
     store_close(a);
     store_close(b);
     check_leaks();

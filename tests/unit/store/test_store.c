@@ -65,8 +65,8 @@ Test(store, reopen_keeps_data_and_applied_index)
     assert_session_eq(&got, &want);
     store_txn_end(t);
     store_close(s);
-    free(before.p);
-    free(after.p);
+    buf_free(&before);
+    buf_free(&after);
     check_leaks();
 }
 
@@ -85,8 +85,8 @@ Test(store, abort_discards_everything)
     struct buf after = dump(s);
     assert_same_dump(&before, &after);
     store_close(s);
-    free(before.p);
-    free(after.p);
+    buf_free(&before);
+    buf_free(&after);
     check_leaks();
 }
 
