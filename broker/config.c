@@ -21,6 +21,10 @@
  *   receive_maximum             1..65535 (MQTT 5 forbids 0)              1024
  *   max_queued                  0..4294967295, 0 = unlimited             1000
  *   queue_policy                drop_new|drop_oldest                     drop_new
+ *   max_queued_bytes            0..4294967295 bytes, k/m suffix, 0 = unlimited 16m
+ *   max_queued_bytes_total      0..4294967295 bytes, k/m suffix, 0 = unlimited 256m
+ *   max_retained                0..4294967295, 0 = unlimited             1000000
+ *   max_retained_bytes          0..4294967295 bytes, k/m suffix, 0 = unlimited 256m
  *   max_topic_levels            1..65535                                 128
  *   max_subscriptions           0..4294967295, 0 = unlimited             0
  *   max_keepalive               1..65535 seconds                         65535
@@ -111,6 +115,10 @@ static const struct config_key config_keys[] = {
     KEY_UINT(max_session_expiry, 0, UINT32_MAX),
     KEY_UINT(max_queued, 0, UINT32_MAX),
     {"queue_policy", KIND_QUEUE_POLICY, FIELD(queue_policy), 0, 0, NULL},
+    {"max_queued_bytes", KIND_SIZE, FIELD(max_queued_bytes), 0, UINT32_MAX, NULL},
+    {"max_queued_bytes_total", KIND_SIZE, FIELD(max_queued_bytes_total), 0, UINT32_MAX, NULL},
+    KEY_UINT(max_retained, 0, UINT32_MAX),
+    {"max_retained_bytes", KIND_SIZE, FIELD(max_retained_bytes), 0, UINT32_MAX, NULL},
     {"allow_zero_length_clientid", KIND_BOOL, FIELD(allow_zero_length_clientid), 0, 0, NULL},
 
     {"sys_interval", KIND_UINT, FIELD(sys_interval), 0, 86400, "$SYS"},
@@ -643,6 +651,10 @@ void config_defaults(struct config *c)
     c->receive_maximum = 1024;
     c->max_queued = 1000;
     c->queue_policy = CONFIG_QUEUE_DROP_NEW;
+    c->max_queued_bytes = 16u << 20;
+    c->max_queued_bytes_total = 256u << 20;
+    c->max_retained = 1000000;
+    c->max_retained_bytes = 256u << 20;
     c->max_topic_levels = 128;
     c->max_subscriptions = 0;
     c->max_keepalive = 65535;

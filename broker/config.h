@@ -51,12 +51,16 @@ struct config {
     int log_level;               /* enum log_level, LOG_INFO; -v raises it by one per v */
 
     /* limits (0 = unlimited where noted) */
-    uint32_t max_connections;    /* 0 = unlimited; default 100000 */
+    uint32_t max_connections;    /* 0 = unlimited; default 1000000 */
     uint32_t max_packet_size;    /* bytes, incoming and announced; default 1048576 */
     uint16_t max_inflight;       /* outgoing QoS 1/2 window per client; default 64 */
     uint16_t receive_maximum;    /* incoming QoS 1/2 window announced to clients; default 1024 */
     uint32_t max_queued;         /* offline/pending queue per session, messages; 0 = unlimited; default 1000 */
     int queue_policy;            /* enum config_queue_policy */
+    uint32_t max_queued_bytes;   /* the same queue in message bytes; 0 = unlimited; default 16 MiB */
+    uint32_t max_queued_bytes_total; /* all sessions' queues of this node, bytes; 0 = unlimited; default 256 MiB */
+    uint32_t max_retained;       /* retained messages in the cluster; 0 = unlimited; default 1000000 */
+    uint32_t max_retained_bytes; /* their bytes (topic, payload, properties); 0 = unlimited; default 256 MiB */
     uint32_t max_topic_levels;   /* default 128 */
     uint32_t max_subscriptions;  /* per client, 0 = unlimited; default 0 */
     uint16_t max_keepalive;      /* seconds; a larger client keep alive is lowered via Server Keep Alive (v5); default 65535 */

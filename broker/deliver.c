@@ -240,13 +240,23 @@ void broker__outlist_concat(struct outlist *into, struct outlist *from)
 {
     list_splice_back(&into->items, &from->items);
     into->count += from->count;
+    into->bytes += from->bytes;
+    if (into->total)
+        *into->total += from->bytes;
+    if (from->total)
+        *from->total -= from->bytes;
     from->count = 0;
+    from->bytes = 0;
 }
 
 static void outlist_append(struct outlist *l, struct outmsg *o)
 {
     list_push_back(&l->items, &o->link);
     l->count++;
+    o->bytes = o->msg ? broker__msg_bytes(o->msg) : 0;
+    l->bytes += o->bytes;
+    if (l->total)
+        *l->total += o->bytes;
 }
 
 void broker__outlist_append(struct outlist *l, struct outmsg *o) { outlist_append(l, o); }
@@ -255,6 +265,9 @@ static void outlist_remove(struct outlist *l, struct outmsg *o)
 {
     list_remove(&o->link);
     l->count--;
+    l->bytes -= o->bytes;
+    if (l->total)
+        *l->total -= o->bytes;
 }
 
 /* The first message of l, or NULL. */
@@ -372,6 +385,39 @@ static void send_inflight(struct session *s, struct outmsg *o)
     }
 }
 
+/* Whether queueing `bytes` more for s would pass one of the queue limits:
+ * max_queued (messages), max_queued_bytes (this session),
+ * max_queued_bytes_total (every session of this node). */
+static bool queue_full(const struct session *s, uint32_t bytes)
+{
+    const struct broker *b = s->b;
+    const struct config *cfg = &b->cfg;
+    return (cfg->max_queued && s->queue.count >= cfg->max_queued) ||
+           (cfg->max_queued_bytes && s->queue.bytes + bytes > cfg->max_queued_bytes) ||
+           (cfg->max_queued_bytes_total && b->queued_bytes + bytes > cfg->max_queued_bytes_total);
+}
+
+/* How often a session's "queue full" line may be logged. */
+#define QUEUE_FULL_LOG_MS 10000
+
+/* Counts a message dropped from (or refused by) s's queue, and says so at
+ * most every QUEUE_FULL_LOG_MS per session. */
+static void queue_dropped(struct session *s)
+{
+    struct broker *b = s->b;
+    uint64_t now = broker__now(b);
+    b->stats.publish_dropped++;
+    s->drops_unlogged++;
+    if (s->drop_logged_at && now - s->drop_logged_at < QUEUE_FULL_LOG_MS)
+        return;
+    LOG(b, LOG_WARN, NULL,
+        "queue of session %s full (%u messages, %llu bytes; node %llu bytes queued): %llu message(s) dropped (%s)",
+        s->client_id, s->queue.count, (unsigned long long)s->queue.bytes, (unsigned long long)b->queued_bytes,
+        (unsigned long long)s->drops_unlogged, b->cfg.queue_policy == CONFIG_QUEUE_DROP_OLDEST ? "drop_oldest" : "drop_new");
+    s->drop_logged_at = now ? now : 1;
+    s->drops_unlogged = 0;
+}
+
 void broker__deliver(struct session *s, struct msg *m, uint8_t qos, bool retain, const uint32_t *ids,
                      uint32_t nids)
 {
@@ -401,19 +447,21 @@ void broker__deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
         send_inflight(s, o);
         return;
     }
-    /* a full queue drops by the configured policy (config queue_policy) */
+    /* a full queue drops by the configured policy (config queue_policy):
+     * drop_oldest makes room from this session's own queue, drop_new (or a
+     * queue with nothing left to drop) refuses the new message */
     struct broker *b = s->b;
-    uint32_t limit = b->cfg.max_queued;
-    if (limit && s->queue.count >= limit) {
-        b->stats.publish_dropped++;
-        if (b->cfg.queue_policy == CONFIG_QUEUE_DROP_OLDEST) {
-            struct outmsg *old = outlist_first(&s->queue);
-            outlist_remove(&s->queue, old);
-            outmsg_free(old);
-        } else {
+    uint32_t bytes = broker__msg_bytes(m);
+    bool oldest = b->cfg.queue_policy == CONFIG_QUEUE_DROP_OLDEST;
+    while (queue_full(s, bytes)) {
+        struct outmsg *old = oldest ? outlist_first(&s->queue) : NULL;
+        queue_dropped(s);
+        if (!old) {
             outmsg_free(o);
             return;
         }
+        outlist_remove(&s->queue, old);
+        outmsg_free(old);
     }
     outlist_append(&s->queue, o);
 }
@@ -429,6 +477,21 @@ void broker__session_drain(struct session *s)
         }
         send_inflight(s, o);
     }
+    /* retained messages of new subscriptions follow what was queued */
+    if (!list_empty(&s->retain_streams) && online(s) && !s->queue.count)
+        broker__retain_stream_feed(s->b, s);
+}
+
+/* Whether s can take one more message now without queueing it: online, its
+ * queue empty, room in the inflight window (QoS 1/2) or in the connection's
+ * write backlog (QoS 0). */
+bool broker__session_ready(const struct session *s, uint8_t qos)
+{
+    if (!online(s) || s->queue.count)
+        return false;
+    if (qos)
+        return s->inflight.count < window(s);
+    return s->conn->writing + s->conn->out.len <= BROKER_MAX_WRITE_BACKLOG / 2;
 }
 
 void broker__session_resend(struct session *s)

@@ -78,6 +78,7 @@ static void session_reset(struct broker *b, struct session *s)
     broker__session_clear_subs(b, s);
     broker__outlist_clear(&s->inflight);
     broker__outlist_clear(&s->queue);
+    broker__retain_streams_clear(s);
     s->qos2_in_count = 0;
     s->next_packet_id = 1;
 }
@@ -257,6 +258,7 @@ void broker__sub_free(struct broker *b, struct sub *sub)
         trie_remove(&b->subs, &sub->item);
     }
     b->sub_count--;
+    broker__retain_streams_drop(sub->session, sub->filter);
     free(sub->filter);
     free(sub);
 }

@@ -71,6 +71,11 @@ static inline struct msg *broker__msg_ref(struct msg *m)
     return m;
 }
 void broker__msg_unref(struct msg *m);
+/* What a message counts for in byte limits: topic, payload, properties. */
+static inline uint32_t broker__msg_bytes(const struct msg *m)
+{
+    return (uint32_t)m->topic_len + m->payload_len + m->props_len;
+}
 
 /* --- sessions and subscriptions -------------------------------------------- */
 
@@ -115,19 +120,27 @@ struct outmsg {
     uint8_t qos;
     uint8_t state;
     bool retain;
+    uint32_t bytes;           /* counted in its outlist's bytes (broker__msg_bytes when appended) */
     uint32_t nids;
     uint32_t ids[];           /* subscription identifiers */
 };
 
+/* Message bytes are counted per entry: a payload shared by several sessions
+ * counts once in each queue that holds it (what each session holds, not what
+ * the node allocated), so the node-wide sum is an upper bound of the memory. */
 struct outlist {
     struct list items;        /* struct outmsg, in order */
     uint32_t count;
+    uint64_t bytes;           /* sum of the entries' bytes */
+    uint64_t *total;          /* also counted here (broker.queued_bytes for a session queue), or NULL */
 };
 
 static inline void broker__outlist_init(struct outlist *l)
 {
     list_init(&l->items);
     l->count = 0;
+    l->bytes = 0;
+    l->total = NULL;
 }
 
 struct will {
@@ -171,6 +184,9 @@ struct session {
     struct outlist inflight;  /* sent, awaiting ack (in send order) */
     struct outlist queue;     /* not yet sent */
     uint16_t next_packet_id;
+    uint64_t drop_logged_at;  /* monotonic ms of the last "queue full" log line (rate limit) */
+    uint64_t drops_unlogged;  /* messages dropped for it since that line */
+    struct list retain_streams; /* struct retain_stream: retained messages still to send, oldest first */
 
     uint16_t *qos2_in;        /* packet ids of received QoS 2 awaiting PUBREL */
     uint32_t qos2_in_count, qos2_in_cap;
@@ -259,6 +275,7 @@ struct broker_stats {
     uint64_t msgs_received, msgs_sent;
     uint64_t bytes_received, bytes_sent;
     uint64_t publish_dropped;
+    uint64_t retained_refused;    /* retained PUBLISHes refused by the retained quota */
     uint64_t connections_total;
 };
 
@@ -299,6 +316,10 @@ struct broker {
     struct trie retained;     /* struct retained */
     struct list retained_list; /* struct retained */
     uint32_t retained_count;
+    uint32_t retained_repl;   /* the replicated ones (not $SYS): the quota's count */
+    uint64_t retained_bytes;  /* their bytes (broker__msg_bytes): the quota's bytes */
+    uint64_t retain_refused_logged_at; /* monotonic ms of the last quota log line */
+    uint64_t queued_bytes;    /* bytes in every session queue of this node (max_queued_bytes_total) */
     uint32_t sub_count;
 
     /* subscribe -> publish order across clients: a PUBLISH read after a
@@ -407,6 +428,7 @@ void broker__deliver_shared(struct sub *sub, struct msg *m);
 void broker__deliver(struct session *s, struct msg *m, uint8_t qos, bool retain, const uint32_t *ids,
                      uint32_t nids);
 void broker__session_drain(struct session *s);  /* send what the window allows */
+bool broker__session_ready(const struct session *s, uint8_t qos);
 void broker__session_resend(struct session *s); /* after reconnect: DUP resend */
 void broker__outlist_clear(struct outlist *l);
 void broker__outlist_append(struct outlist *l, struct outmsg *o);
@@ -458,7 +480,22 @@ struct sub *broker__sub_find(struct session *s, const char *filter, size_t len);
 int broker__retain_put(struct broker *b, struct msg *m, bool local);
 int broker__retain_propose(struct broker *b, struct msg *m, cluster_done_cb done, void *arg);
 void broker__retain_del(struct broker *b, const char *topic, size_t len);
+/* false when storing m as its topic's retained message would take the
+ * replicated retained index past max_retained / broker__retain_bytes_max (a
+ * replacement or a delete that does not grow it always passes). */
+bool broker__retain_quota_ok(const struct broker *b, const struct msg *m);
+/* The byte quota in effect: max_retained_bytes, at most a quarter of the
+ * store's map (store_max_mb) so that the store never fills with them. */
+uint64_t broker__retain_bytes_max(const struct broker *b);
+/* Starts sending the retained messages matching sub's filter to s: the
+ * matching topics are listed now, each message is looked up and sent as the
+ * session's window and queue allow (broker__retain_stream_feed). */
 void broker__retain_send(struct broker *b, struct session *s, const struct sub *sub);
+/* Sends what the window allows of s's pending retained streams; false while
+ * some remain. */
+bool broker__retain_stream_feed(struct broker *b, struct session *s);
+void broker__retain_streams_clear(struct session *s);
+void broker__retain_streams_drop(struct session *s, const char *filter);
 void broker__retain_free_all(struct broker *b);
 
 /* admin/server.c: the admin API's listener (the rest in admin/admin.h). */

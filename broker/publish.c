@@ -221,6 +221,31 @@ static bool retain_start(struct conn *c, struct msg *m, struct pub_ack *ack)
     return true;
 }
 
+/* How often the "retained quota" line may be logged. */
+#define RETAIN_QUOTA_LOG_MS 10000
+
+/* A retained PUBLISH the retained quota refuses: not retained, not
+ * delivered. v5 learns it from the acknowledgement (0x97 Quota exceeded);
+ * v3 has no code for it and is acknowledged as Mosquitto does for a PUBLISH
+ * it will not deliver, the log line and the counter telling the operator. */
+static void retain_refuse(struct conn *c, const struct proto_publish *pub)
+{
+    struct broker *b = c->b;
+    uint64_t now = broker__now(b);
+    b->stats.retained_refused++;
+    if (!b->retain_refused_logged_at || now - b->retain_refused_logged_at >= RETAIN_QUOTA_LOG_MS) {
+        b->retain_refused_logged_at = now ? now : 1;
+        LOG(b, LOG_WARN, c,
+            "retained quota reached (%u messages, %llu bytes; max_retained %u, bytes at most %llu: "
+            "max_retained_bytes, capped at a quarter of store_max_mb): retained PUBLISH on %.*s refused "
+            "(%llu so far)",
+            b->retained_repl, (unsigned long long)b->retained_bytes, b->cfg.max_retained,
+            (unsigned long long)broker__retain_bytes_max(b), (int)pub->topic.len, (const char *)pub->topic.p,
+            (unsigned long long)b->stats.retained_refused);
+    }
+    ack_in_order(c, pub->qos, pub->packet_id, PROTO_RC_QUOTA_EXCEEDED);
+}
+
 /* Builds the message, routes it, and for a retained one proposes it. */
 static void publish_route(struct conn *c, const struct proto_publish *pub)
 {
@@ -232,6 +257,11 @@ static void publish_route(struct conn *c, const struct proto_publish *pub)
                                     pub->qos, pub->retain, expire_at, c->session->client_id);
     if (!m) {
         broker__conn_close(c, PROTO_RC_UNSPECIFIED);
+        return;
+    }
+    if (pub->retain && !broker__retain_quota_ok(b, m)) {
+        broker__msg_unref(m);
+        retain_refuse(c, pub);
         return;
     }
     struct pub_ack *ack = pub->qos ? ack_new(c, pub->qos, pub->packet_id) : NULL;

@@ -1,6 +1,15 @@
-/* retain: the retained-message index (topic -> message) and sending retained
- * messages to a new subscription. Replicated entries change only through
- * apply (indexes.c); $SYS entries are this node's own and set directly. */
+/* retain: the retained-message index (topic -> message), its quota, and
+ * sending retained messages to a new subscription. Replicated entries change
+ * only through apply (indexes.c); $SYS entries are this node's own and set
+ * directly (they count in neither quota).
+ *
+ * Sending to a new subscription streams: the topics matching the filter are
+ * listed when the subscription completes (topic names only, not the
+ * messages), and each is looked up and sent as the session's inflight window
+ * frees (QoS 1/2) or its write backlog drains (QoS 0), after what its queue
+ * already holds. So any number of retained messages reaches a subscriber that
+ * acknowledges, without going through the queue limits, and a topic replaced
+ * or cleared meanwhile sends its current message or nothing. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,13 +29,24 @@ static struct retained *find(struct broker *b, const char *topic, size_t len)
     return r;
 }
 
+/* Adds (sign 1) or removes (sign -1) r from the quota's figures. */
+static void account(struct broker *b, const struct retained *r, int sign)
+{
+    if (r->local)
+        return;
+    b->retained_repl += (uint32_t)sign;
+    b->retained_bytes += (uint64_t)(int64_t)sign * broker__msg_bytes(r->msg);
+}
+
 int broker__retain_put(struct broker *b, struct msg *m, bool local)
 {
     struct retained *r = find(b, m->topic, m->topic_len);
     if (r) {
+        account(b, r, -1);
         broker__msg_unref(r->msg);
         r->msg = broker__msg_ref(m);
         r->local = local;
+        account(b, r, 1);
         return 0;
     }
     r = calloc(1, sizeof(*r));
@@ -40,11 +60,13 @@ int broker__retain_put(struct broker *b, struct msg *m, bool local)
     r->local = local;
     list_push_front(&b->retained_list, &r->link);
     b->retained_count++;
+    account(b, r, 1);
     return 0;
 }
 
 static void retained_free(struct broker *b, struct retained *r)
 {
+    account(b, r, -1);
     trie_remove(&b->retained, &r->item);
     list_remove(&r->link);
     broker__msg_unref(r->msg);
@@ -57,6 +79,32 @@ void broker__retain_del(struct broker *b, const char *topic, size_t len)
     struct retained *r = find(b, topic, len);
     if (r)
         retained_free(b, r);
+}
+
+/* The retained bytes the store is trusted to hold: a quarter of its map
+ * (store_max_mb), the rest being room for the sessions, the subscriptions,
+ * LMDB's page overhead and the pages a snapshot being read keeps alive. */
+#define RETAIN_STORE_SHARE 4
+
+uint64_t broker__retain_bytes_max(const struct broker *b)
+{
+    uint64_t store = ((uint64_t)b->cfg.store_max_mb << 20) / RETAIN_STORE_SHARE;
+    uint64_t max = b->cfg.max_retained_bytes;
+    return max && max < store ? max : store;
+}
+
+bool broker__retain_quota_ok(const struct broker *b, const struct msg *m)
+{
+    const struct config *cfg = &b->cfg;
+    const struct retained *r = find((struct broker *)b, m->topic, m->topic_len);
+    bool replaces = r && !r->local;
+    uint64_t old = replaces ? broker__msg_bytes(r->msg) : 0;
+    uint64_t bytes = m->payload_len ? broker__msg_bytes(m) : 0; /* an empty payload clears */
+    uint64_t count = (uint64_t)b->retained_repl + (m->payload_len && !replaces) - (!m->payload_len && replaces);
+    uint64_t total = b->retained_bytes - old + bytes;
+    if (count <= b->retained_repl && total <= b->retained_bytes)
+        return true; /* does not grow it */
+    return (!cfg->max_retained || count <= cfg->max_retained) && total <= broker__retain_bytes_max(b);
 }
 
 int broker__retain_propose(struct broker *b, struct msg *m, cluster_done_cb done, void *arg)
@@ -75,50 +123,115 @@ int broker__retain_propose(struct broker *b, struct msg *m, cluster_done_cb done
     return cluster_propose(b->cluster, &cmd, done, arg);
 }
 
-struct send_ctx {
-    struct broker *b;
-    struct session *s;
-    const struct sub *sub;
-    struct retained **expired;
-    uint32_t nexpired, cap;
+/* The retained messages one subscription still has to receive. */
+struct retain_stream {
+    struct list link;         /* in session.retain_streams */
+    char *filter;             /* as subscribed (owned) */
+    uint8_t qos;              /* granted */
+    uint32_t sub_id;
+    struct buf topics;        /* the matching topics, each NUL-terminated */
+    size_t pos;               /* the next one to send */
 };
 
-static int send_cb(struct trie_item *item, void *arg)
+static void stream_free(struct retain_stream *st)
 {
-    struct send_ctx *x = arg;
-    struct retained *r = container_of(item, struct retained, item);
-    struct msg *m = r->msg;
-    if (m->expire_at && m->expire_at <= broker__now(x->b)) {
-        if (x->nexpired == x->cap) {
-            uint32_t cap = x->cap ? x->cap * 2 : 8;
-            struct retained **p = realloc(x->expired, cap * sizeof(*p));
-            if (!p)
-                return 0;
-            x->expired = p;
-            x->cap = cap;
-        }
-        x->expired[x->nexpired++] = r;
-        return 0;
+    list_remove(&st->link);
+    buf_free(&st->topics);
+    free(st->filter);
+    free(st);
+}
+
+void broker__retain_streams_clear(struct session *s)
+{
+    struct list *first;
+    while ((first = list_first(&s->retain_streams)))
+        stream_free(list_entry(first, struct retain_stream, link));
+}
+
+/* Ends the streams of s's subscription to filter (unsubscribed, replaced). */
+void broker__retain_streams_drop(struct session *s, const char *filter)
+{
+    list_foreach_safe(it, &s->retain_streams) {
+        struct retain_stream *st = list_entry(it, struct retain_stream, link);
+        if (strcmp(st->filter, filter) == 0)
+            stream_free(st);
     }
-    uint8_t qos = m->qos < x->sub->qos ? m->qos : x->sub->qos;
-    uint32_t id = x->sub->sub_id;
-    broker__deliver(x->s, m, qos, true, id ? &id : NULL, id ? 1 : 0);
+}
+
+struct list_ctx {
+    struct broker *b;
+    struct buf *topics;
+    int err;
+};
+
+static int list_cb(struct trie_item *item, void *arg)
+{
+    struct list_ctx *x = arg;
+    const struct msg *m = container_of(item, struct retained, item)->msg;
+    if (m->expire_at && m->expire_at <= broker__now(x->b))
+        return 0;
+    if (buf_append(x->topics, m->topic, (size_t)m->topic_len + 1) != 0) {
+        x->err = -ENOMEM;
+        return 1;
+    }
     return 0;
 }
 
-/* Sends the retained messages matching sub's filter to s (retain flag set). */
 void broker__retain_send(struct broker *b, struct session *s, const struct sub *sub)
 {
     struct proto_str group, filter = proto_cstr(sub->filter);
     if (proto_shared_split(filter, &group, &filter))
         return; /* [MQTT-3.8.4-?] retained messages are not sent for shared subscriptions */
-    struct send_ctx x = {b, s, sub, NULL, 0, 0};
-    trie_match_filter(&b->retained, (const char *)filter.p, filter.len, send_cb, &x);
-    /* expired entries are dropped locally; a replicated delete is not needed
-     * since every node drops them at the same deadline */
-    for (uint32_t i = 0; i < x.nexpired; i++)
-        retained_free(b, x.expired[i]);
-    free(x.expired);
+    broker__retain_streams_drop(s, sub->filter);
+    struct retain_stream *st = calloc(1, sizeof(*st));
+    if (!st || !(st->filter = strdup(sub->filter))) {
+        free(st);
+        LOG(b, LOG_WARN, s->conn, "out of memory: retained messages for %s not sent", sub->filter);
+        return;
+    }
+    list_init(&st->link);
+    st->qos = sub->qos;
+    st->sub_id = sub->sub_id;
+    struct list_ctx x = {b, &st->topics, 0};
+    trie_match_filter(&b->retained, (const char *)filter.p, filter.len, list_cb, &x);
+    if (x.err)
+        LOG(b, LOG_WARN, s->conn, "out of memory listing the retained messages for %s: only %zu bytes of topics sent",
+            sub->filter, st->topics.len);
+    if (!st->topics.len) {
+        stream_free(st);
+        return;
+    }
+    list_push_back(&s->retain_streams, &st->link);
+    broker__retain_stream_feed(b, s);
+}
+
+bool broker__retain_stream_feed(struct broker *b, struct session *s)
+{
+    struct list *first;
+    while ((first = list_first(&s->retain_streams))) {
+        struct retain_stream *st = list_entry(first, struct retain_stream, link);
+        while (st->pos < st->topics.len) {
+            const char *topic = (const char *)st->topics.data + st->pos;
+            size_t len = strlen(topic);
+            struct retained *r = find(b, topic, len);
+            struct msg *m = r ? r->msg : NULL;
+            if (m && m->expire_at && m->expire_at <= broker__now(b)) {
+                /* dropped locally; every node drops it at the same deadline */
+                retained_free(b, r);
+                m = NULL;
+            }
+            uint8_t qos = m && m->qos < st->qos ? m->qos : st->qos;
+            if (m && !broker__session_ready(s, qos))
+                return false; /* the window or the backlog frees later: drain calls again */
+            st->pos += len + 1;
+            if (!m)
+                continue; /* cleared meanwhile */
+            uint32_t id = st->sub_id;
+            broker__deliver(s, m, qos, true, id ? &id : NULL, id ? 1 : 0);
+        }
+        stream_free(st);
+    }
+    return true;
 }
 
 void broker__retain_free_all(struct broker *b)

@@ -29,6 +29,8 @@ struct session *broker__session_create(struct broker *b, const char *id, size_t 
     list_init(&s->timed_link);
     broker__outlist_init(&s->inflight);
     broker__outlist_init(&s->queue);
+    s->queue.total = &b->queued_bytes;
+    list_init(&s->retain_streams);
     return s;
 }
 
@@ -66,6 +68,7 @@ void broker__session_free(struct broker *b, struct session *s)
     broker__session_clear_subs(b, s);
     broker__outlist_clear(&s->inflight);
     broker__outlist_clear(&s->queue);
+    broker__retain_streams_clear(s);
     broker__will_free(s->will);
     broker__will_free(s->lost_will);
     free(s->qos2_in);
@@ -259,6 +262,7 @@ void broker__session_handover(struct broker *b, struct session *s, uint32_t to, 
             broker__will_publish(b, s);
         broker__conn_close(old, PROTO_RC_SESSION_TAKEN_OVER);
     }
+    broker__retain_streams_clear(s); /* its new node serves it */
     if (clean) {
         broker__outlist_clear(&s->inflight);
         broker__outlist_clear(&s->queue);

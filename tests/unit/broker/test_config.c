@@ -94,6 +94,10 @@ Test(config, defaults_match_the_header)
     cr_expect_eq(c.receive_maximum, 1024);
     cr_expect_eq(c.max_queued, 1000);
     cr_expect_eq(c.queue_policy, CONFIG_QUEUE_DROP_NEW);
+    cr_expect_eq(c.max_queued_bytes, 16u << 20);
+    cr_expect_eq(c.max_queued_bytes_total, 256u << 20);
+    cr_expect_eq(c.max_retained, 1000000);
+    cr_expect_eq(c.max_retained_bytes, 256u << 20);
     cr_expect_eq(c.max_topic_levels, 128);
     cr_expect_eq(c.max_subscriptions, 0);
     cr_expect_eq(c.max_keepalive, 65535);
@@ -140,6 +144,11 @@ static const struct {
     {"max_queued", "4294967295", "max_queued 4294967295"},
     {"queue_policy", "drop_oldest", "queue_policy drop_oldest"},
     {"queue_policy", "drop_new", "queue_policy drop_new"},
+    {"max_queued_bytes", "0", "max_queued_bytes 0"},
+    {"max_queued_bytes", "1m", "max_queued_bytes 1048576"},
+    {"max_queued_bytes_total", "4294967295", "max_queued_bytes_total 4294967295"},
+    {"max_retained", "0", "max_retained 0"},
+    {"max_retained_bytes", "64k", "max_retained_bytes 65536"},
     {"max_topic_levels", "1", "max_topic_levels 1"},
     {"max_topic_levels", "65535", "max_topic_levels 65535"},
     {"max_subscriptions", "100", "max_subscriptions 100"},
