@@ -491,7 +491,9 @@ bool broker__session_ready(const struct session *s, uint8_t qos)
         return false;
     if (qos)
         return s->inflight.count < window(s);
-    return s->conn->writing + s->conn->out.len <= BROKER_MAX_WRITE_BACKLOG / 2;
+    /* waits only on a write in progress: its callback drains again */
+    const struct conn *c = s->conn;
+    return !c->writing || c->writing + c->out.len <= BROKER_MAX_WRITE_BACKLOG / 2;
 }
 
 void broker__session_resend(struct session *s)
