@@ -388,6 +388,84 @@ Test(deliver, queue_limit_zero_is_unlimited)
     fx_finish();
 }
 
+Test(deliver, queue_bytes_limit_counts_topic_and_payload)
+{
+    fx_start();
+    fx_b->cfg.max_queued = 0;
+    fx_b->cfg.max_queued_bytes = 9; /* three of "t" + "pN" */
+    struct session *s = fx_session("bytes");
+    fx_subscribe(s, "t", (struct fx_sub_opts){.qos = 1});
+    uint64_t dropped = fx_b->stats.publish_dropped;
+    for (int k = 1; k <= 5; k++) {
+        char p[4];
+        snprintf(p, sizeof(p), "p%d", k);
+        fx_route("t", p, 1, false, NULL);
+    }
+    cr_expect_eq(fx_b->stats.publish_dropped - dropped, 2);
+    cr_expect_eq(s->queue.bytes, 9);
+    cr_expect_eq(fx_b->queued_bytes, 9);
+    struct conn *c = fx_connect(s, PROTO_V311);
+    fx_resume(s, true);
+    PAYLOADS(c, "p1", "p2", "p3");
+    cr_expect_eq(s->queue.bytes, 0, "in flight is not queued");
+    cr_expect_eq(fx_b->queued_bytes, 0);
+    fx_finish();
+}
+
+Test(deliver, node_queue_bytes_limit_is_shared_by_every_session)
+{
+    fx_start();
+    fx_b->cfg.max_queued = 0;
+    fx_b->cfg.max_queued_bytes = 0;
+    fx_b->cfg.max_queued_bytes_total = 9;
+    struct session *a = fx_session("na"), *b = fx_session("nb");
+    fx_subscribe(a, "t", (struct fx_sub_opts){.qos = 1});
+    fx_subscribe(b, "t", (struct fx_sub_opts){.qos = 1});
+    uint64_t dropped = fx_b->stats.publish_dropped;
+    for (int k = 0; k < 3; k++)
+        fx_route("t", "pp", 1, false, NULL);
+    /* one message shared by both queues counts in each */
+    cr_expect_eq(a->queue.count + b->queue.count, 3);
+    cr_expect_eq(fx_b->queued_bytes, 9);
+    cr_expect_eq(fx_b->stats.publish_dropped - dropped, 3);
+    broker__outlist_clear(&a->queue);
+    cr_expect_eq(fx_b->queued_bytes, b->queue.bytes, "a cleared queue gives its bytes back");
+    fx_finish();
+}
+
+Test(deliver, retained_messages_stream_as_the_window_frees)
+{
+    fx_start();
+    fx_b->cfg.max_inflight = 2;
+    fx_b->cfg.max_queued = 1; /* the stream does not go through the queue */
+    for (int k = 0; k < 5; k++) {
+        char t[8];
+        snprintf(t, sizeof(t), "r/%d", k);
+        struct msg *m = fx_msg(t, "v", 1, true, NULL, 0);
+        cr_assert_eq(broker__retain_put(fx_b, m, false), 0);
+        broker__msg_unref(m);
+    }
+    struct session *s = fx_session("stream");
+    struct conn *c = fx_connect(s, PROTO_V311);
+    fx_resume(s, false);
+    struct sub *sub = fx_subscribe(s, "r/#", (struct fx_sub_opts){.qos = 1});
+    broker__retain_send(fx_b, s, sub);
+    int got = 0;
+    for (int round = 0; round < 4; round++) {
+        int n = fx_read(c, pk, FX_MAX_PKTS);
+        cr_expect_leq(n, 2, "never more than the window");
+        for (int i = 0; i < n; i++) {
+            cr_expect(pk[i].retain && pk[i].qos == 1);
+            fx_client_ack(c, PROTO_PUBACK, pk[i].packet_id, 0);
+        }
+        got += n;
+    }
+    cr_expect_eq(got, 5);
+    cr_expect_eq(fx_b->stats.publish_dropped, 0);
+    cr_expect(list_empty(&s->retain_streams), "the stream ended");
+    fx_finish();
+}
+
 Test(deliver, queued_messages_expire)
 {
     fx_start();
