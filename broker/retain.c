@@ -131,10 +131,12 @@ struct retain_stream {
     uint32_t sub_id;
     struct buf topics;        /* the matching topics, each NUL-terminated */
     size_t pos;               /* the next one to send */
+    size_t counted;           /* topics.len, counted in broker.queued_bytes while listed */
 };
 
-static void stream_free(struct retain_stream *st)
+static void stream_free(struct broker *b, struct retain_stream *st)
 {
+    b->queued_bytes -= st->counted;
     list_remove(&st->link);
     buf_free(&st->topics);
     free(st->filter);
@@ -145,7 +147,7 @@ void broker__retain_streams_clear(struct session *s)
 {
     struct list *first;
     while ((first = list_first(&s->retain_streams)))
-        stream_free(list_entry(first, struct retain_stream, link));
+        stream_free(s->b, list_entry(first, struct retain_stream, link));
 }
 
 /* Ends the streams of s's subscription to filter (unsubscribed, replaced). */
@@ -154,14 +156,15 @@ void broker__retain_streams_drop(struct session *s, const char *filter)
     list_foreach_safe(it, &s->retain_streams) {
         struct retain_stream *st = list_entry(it, struct retain_stream, link);
         if (strcmp(st->filter, filter) == 0)
-            stream_free(st);
+            stream_free(s->b, st);
     }
 }
 
 struct list_ctx {
     struct broker *b;
     struct buf *topics;
-    int err;
+    uint64_t room;            /* topic bytes the queue limits leave for the list */
+    uint64_t left_out;        /* matching messages past it */
 };
 
 static int list_cb(struct trie_item *item, void *arg)
@@ -170,11 +173,27 @@ static int list_cb(struct trie_item *item, void *arg)
     const struct msg *m = container_of(item, struct retained, item)->msg;
     if (m->expire_at && m->expire_at <= broker__now(x->b))
         return 0;
-    if (buf_append(x->topics, m->topic, (size_t)m->topic_len + 1) != 0) {
-        x->err = -ENOMEM;
-        return 1;
-    }
+    size_t len = (size_t)m->topic_len + 1;
+    if (x->topics->len + len > x->room || buf_append(x->topics, m->topic, len) != 0)
+        x->left_out++;
     return 0;
+}
+
+/* The topic list of a stream counts as queued bytes: what is left of
+ * max_queued_bytes for the session and of max_queued_bytes_total. */
+static uint64_t list_room(const struct broker *b, const struct session *s)
+{
+    const struct config *cfg = &b->cfg;
+    uint64_t room = UINT64_MAX, held = s->queue.bytes;
+    list_foreach(it, &s->retain_streams)
+        held += list_entry(it, struct retain_stream, link)->counted;
+    if (cfg->max_queued_bytes)
+        room = cfg->max_queued_bytes > held ? cfg->max_queued_bytes - held : 0;
+    if (cfg->max_queued_bytes_total) {
+        uint64_t node = cfg->max_queued_bytes_total > b->queued_bytes ? cfg->max_queued_bytes_total - b->queued_bytes : 0;
+        room = node < room ? node : room;
+    }
+    return room;
 }
 
 void broker__retain_send(struct broker *b, struct session *s, const struct sub *sub)
@@ -192,15 +211,22 @@ void broker__retain_send(struct broker *b, struct session *s, const struct sub *
     list_init(&st->link);
     st->qos = sub->qos;
     st->sub_id = sub->sub_id;
-    struct list_ctx x = {b, &st->topics, 0};
+    struct list_ctx x = {b, &st->topics, list_room(b, s), 0};
     trie_match_filter(&b->retained, (const char *)filter.p, filter.len, list_cb, &x);
-    if (x.err)
-        LOG(b, LOG_WARN, s->conn, "out of memory listing the retained messages for %s: only %zu bytes of topics sent",
-            sub->filter, st->topics.len);
+    if (x.left_out) {
+        /* counted as dropped, as a full queue would have */
+        b->stats.publish_dropped += x.left_out;
+        LOG(b, LOG_WARN, s->conn,
+            "retained messages for %s: %llu not sent (the list of topics reached max_queued_bytes or "
+            "max_queued_bytes_total, or memory ran out)",
+            sub->filter, (unsigned long long)x.left_out);
+    }
     if (!st->topics.len) {
-        stream_free(st);
+        stream_free(b, st);
         return;
     }
+    st->counted = st->topics.len;
+    b->queued_bytes += st->counted;
     list_push_back(&s->retain_streams, &st->link);
     broker__retain_stream_feed(b, s);
 }
@@ -229,7 +255,7 @@ bool broker__retain_stream_feed(struct broker *b, struct session *s)
             uint32_t id = st->sub_id;
             broker__deliver(s, m, qos, true, id ? &id : NULL, id ? 1 : 0);
         }
-        stream_free(st);
+        stream_free(b, st);
     }
     return true;
 }

@@ -283,3 +283,30 @@ def test_unsubscribe_ends_the_retained_stream(start_broker, raw):
     s.send(r.publish("ru/m", b"", qos=0))
     later = [p.topic for p in s.publishes_until("ru/m") if p.type == r.PUBLISH]
     assert later == []
+
+
+def test_retained_list_beyond_the_queue_bytes_is_counted_and_logged(start_broker, raw):
+    # The topic list of a stream counts as queued bytes: with 1 KiB per
+    # session only part of 200 topics is listed; the rest is counted as
+    # dropped and logged, never silently lost.
+    b = start_broker(max_queued_bytes="1k")
+    starling_only(b, "max_queued_bytes")
+    fill_retained(b, 200, conns=2)
+    s = raw(b, version=4)
+    s.connect(uid("rt"))
+    s.send(r.subscribe(1, [("ret/#", 1)]))
+    got = set()
+    dropped = None
+    while dropped is None or len(got) < 200 - dropped:
+        p = s.recv(timeout=10)
+        if p.type == r.SUBACK:
+            dropped = metric(b, "starling_messages_dropped_total")  # counted when the list is made
+        elif p.type == r.PUBLISH:
+            got.add(p.topic)
+            s.send(r.ack_packet(r.PUBACK, p.pid))
+    assert 0 < dropped < 200
+    s.subscribe(2, [("rt/m", 1)])
+    s.send(r.publish("rt/m", b"", qos=0))
+    assert s.publishes_until("rt/m") == []
+    assert "retained messages for ret/#: %d not sent" % dropped in b.log()
+    assert metric(b, "starling_queued_bytes") == 0
