@@ -116,8 +116,13 @@ void broker__will_publish(struct broker *b, struct session *s)
     broker__will_free(w);
     if (!m)
         return;
-    if (m->retain)
+    if (m->retain && !broker__retain_quota_ok(b, m)) {
+        b->stats.retained_refused++;
+        LOG(b, LOG_WARN, NULL, "retained quota reached: will of %s on %s delivered but not retained", s->client_id,
+            m->topic);
+    } else if (m->retain) {
         broker__retain_propose(b, m, NULL, NULL);
+    }
     broker__route(b, m, NULL);
     broker__msg_unref(m);
 }
