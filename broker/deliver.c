@@ -30,6 +30,10 @@ static int push_match(struct broker *b, struct session *s)
 
 static void push_id(struct session *s, uint32_t id)
 {
+    /* subscriptions sharing an identifier give it once */
+    for (uint32_t i = 0; i < s->m_nids; i++)
+        if (s->m_ids[i] == id)
+            return;
     if (s->m_nids == s->m_cap) {
         uint32_t cap = s->m_cap ? s->m_cap * 2 : 4;
         uint32_t *p = realloc(s->m_ids, cap * sizeof(*p));

@@ -352,6 +352,10 @@ void broker__keepalive_arm(struct conn *c);
 
 /* connect.c */
 void broker__on_connect(struct conn *c, struct proto_packet *p);
+/* A CONNECT (the first packet) that did not frame or decode (err, a PROTO_E*
+ * code; pkt borrowed, the len bytes of it that arrived): CONNACK with the
+ * reason where the client's protocol has one, then the close. */
+void broker__connect_undecodable(struct conn *c, int err, const uint8_t *pkt, size_t len);
 void broker__on_disconnect(struct conn *c, struct proto_packet *p);
 void broker__conn_ended(struct conn *c); /* socket gone: will, session release */
 
