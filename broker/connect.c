@@ -256,6 +256,7 @@ static void claim_accept(struct claim *cl, struct session *s)
     s->version = c->version;
     s->expire_at = 0;
     s->will_at = 0;
+    broker__qos2_in_age(s);
     c->session = s;
     c->state = CONN_ACTIVE;
     c->counted = true;

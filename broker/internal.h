@@ -115,6 +115,7 @@ struct outmsg {
     uint8_t qos;
     uint8_t state;
     bool retain;
+    bool unsent;              /* in flight before this connection, not resent on it yet */
     uint32_t nids;
     uint32_t ids[];           /* subscription identifiers */
 };
@@ -172,8 +173,10 @@ struct session {
     struct outlist queue;     /* not yet sent */
     uint16_t next_packet_id;
 
-    uint16_t *qos2_in;        /* packet ids of received QoS 2 awaiting PUBREL */
+    uint16_t *qos2_in;        /* packet ids of received QoS 2 awaiting PUBREL, oldest first */
     uint32_t qos2_in_count, qos2_in_cap;
+    uint32_t qos2_in_old;     /* the first ones, received before this connection */
+    bool resend_pending;      /* some inflight messages wait for room to be resent */
 
     struct will *will;        /* the will of the current or last connection */
     uint64_t will_at;         /* monotonic ms a delayed will is due, 0 = none */
@@ -442,7 +445,11 @@ void broker__will_free(struct will *w);
 void broker__will_publish(struct broker *b, struct session *s);
 bool broker__qos2_in_has(struct session *s, uint16_t id);
 int broker__qos2_in_add(struct session *s, uint16_t id);
-void broker__qos2_in_del(struct session *s, uint16_t id);
+/* Forgets id; true when it was received on the current connection (it
+ * counted against its Receive Maximum), false when earlier or unknown. */
+bool broker__qos2_in_del(struct session *s, uint16_t id);
+/* A connection attaches: the ids kept so far are from earlier ones. */
+void broker__qos2_in_age(struct session *s);
 
 /* indexes.c: apply of replicated commands to the in-memory indexes, loading the replicated state */
 void broker__apply(void *ctx, const struct cluster_cmd *cmd, int result, uint64_t index);

@@ -226,14 +226,25 @@ int broker__qos2_in_add(struct session *s, uint16_t id)
     return 0;
 }
 
-void broker__qos2_in_del(struct session *s, uint16_t id)
+bool broker__qos2_in_del(struct session *s, uint16_t id)
 {
+    if (s->qos2_in_old > s->qos2_in_count)
+        s->qos2_in_old = s->qos2_in_count; /* the list was reset since */
     for (uint32_t i = 0; i < s->qos2_in_count; i++)
         if (s->qos2_in[i] == id) {
-            s->qos2_in[i] = s->qos2_in[--s->qos2_in_count];
-            return;
+            /* in order: the earlier connections' ids stay in front */
+            memmove(&s->qos2_in[i], &s->qos2_in[i + 1], (s->qos2_in_count - i - 1) * sizeof(*s->qos2_in));
+            s->qos2_in_count--;
+            if (i < s->qos2_in_old) {
+                s->qos2_in_old--;
+                return false;
+            }
+            return true;
         }
+    return false;
 }
+
+void broker__qos2_in_age(struct session *s) { s->qos2_in_old = s->qos2_in_count; }
 
 /* --- sessions moving between nodes ------------------------------------------------- */
 
