@@ -287,6 +287,8 @@ struct broker {
     struct listener listeners[CONFIG_MAX_LISTENERS];
     int listener_count;
     uv_timer_t tick;          /* 1 s housekeeping: expiry, wills, $SYS */
+    uv_timer_t will_timer;    /* to the earliest delayed will of this node (session.c) */
+    uint64_t will_due;        /* when will_timer fires, 0 = not armed */
     uv_prepare_t flush;       /* writes what connections gathered, before the loop polls */
     uv_signal_t sigint, sigterm;
 

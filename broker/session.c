@@ -86,10 +86,30 @@ struct session **broker__sessions_all(struct broker *b, size_t *n)
     return all;
 }
 
+static void on_will_due(uv_timer_t *t)
+{
+    struct broker *b = t->data;
+    b->will_due = 0;
+    broker__session_tick(b);
+}
+
+/* A delayed will goes out when its delay ends, to the millisecond, not at
+ * the next one-second tick: a timer runs to the earliest one. */
+static void will_timer_arm(struct broker *b, uint64_t at)
+{
+    if (!b->will_timer.loop || b->stopping || (b->will_due && b->will_due <= at))
+        return;
+    uint64_t now = broker__now(b);
+    b->will_due = at;
+    uv_timer_start(&b->will_timer, on_will_due, at > now ? at - now : 0, 0);
+}
+
 void broker__session_timed_add(struct broker *b, struct session *s)
 {
     if (!list_linked(&s->timed_link))
         list_push_front(&b->sessions_timed, &s->timed_link);
+    if (s->will_at)
+        will_timer_arm(b, s->will_at);
 }
 
 /* Publishes the session's will (and forgets it). A retained will is also
@@ -177,7 +197,8 @@ void broker__session_propose_expire(struct broker *b, struct session *s)
         s->expiring = true;
 }
 
-/* Runs once a second: delayed wills that are due, sessions that expired. */
+/* Runs once a second, and when the earliest delayed will is due: delayed
+ * wills that are due, sessions that expired. */
 void broker__session_tick(struct broker *b)
 {
     uint64_t now = broker__now(b);
@@ -187,6 +208,7 @@ void broker__session_tick(struct broker *b)
         cluster_status_get(b->cluster, &st);
         leader = st.role == 2;
     }
+    uint64_t next_will = 0;
     list_foreach_safe(it, &b->sessions_timed) {
         struct session *s = list_entry(it, struct session, timed_link);
         if (s->conn || (!s->will_at && !s->expire_at) || s->expiring) {
@@ -201,7 +223,11 @@ void broker__session_tick(struct broker *b)
         }
         if (s->expire_at && s->expire_at <= now)
             broker__session_propose_expire(b, s);
+        if (s->will_at > now && (!next_will || s->will_at < next_will))
+            next_will = s->will_at;
     }
+    if (next_will)
+        will_timer_arm(b, next_will);
 }
 
 bool broker__qos2_in_has(struct session *s, uint16_t id)
