@@ -264,7 +264,14 @@ def test_will_flag_and_credentials_all_versions(broker, raw):
 def _refused(raw, broker, pkt, version=5):
     c = raw(broker, version=version)
     c.send(pkt)
-    got = c.recv_until_closed()
+    try:
+        got = c.recv_until_closed()
+    except r.Timeout:
+        if broker.is_mosquitto:
+            pytest.skip("Mosquitto 2.0.11 accepts it (v5 3.1.3.2.3: checking the will payload is a MAY)")
+        raise
+    if broker.is_mosquitto and got == []:
+        pytest.skip("Mosquitto 2.0.11 closes without a CONNACK: allowed (4.13.1 MAY), Starling sends it")
     assert [p.type for p in got] == [r.CONNACK], "expected one CONNACK then the close, got %r" % got
     return got[0]
 
@@ -310,6 +317,8 @@ def test_v5_empty_client_id_refused_with_0x85(start_broker, raw):
     # [MQTT-3.1.3-8] v5 form: a server that assigns no identifier answers 0x85
     b = start_broker(allow_zero_length_clientid=False)
     ack = _refused(raw, b, r.connect("", version=5))
+    if b.is_mosquitto and ack.reason == 0x80:
+        pytest.skip("Mosquitto 2.0.11 answers 0x80: allowed ([MQTT-3.1.3-8] MAY 0x85)")
     assert ack.reason == 0x85
 
 
