@@ -315,7 +315,7 @@ static uint8_t connect_refusal(const struct broker *b, const struct proto_connec
 }
 
 /* The connection's client identifier: an empty one is assigned, where the
- * protocol allows. 0, or -EINVAL (refused with 0x02 / 0x85). */
+ * protocol allows. 0, -EINVAL (refused with 0x02 / 0x85) or -ENOMEM. */
 static int connect_client_id(struct conn *c, struct claim *cl, const struct proto_connect *cp)
 {
     struct broker *b = c->b;
@@ -334,8 +334,10 @@ static int connect_client_id(struct conn *c, struct claim *cl, const struct prot
     } else {
         c->client_id = strndup((const char *)cp->client_id.p, cp->client_id.len);
     }
-    if (!c->client_id || strlen(c->client_id) != (cl->assigned ? strlen(c->client_id) : cp->client_id.len))
-        return -EINVAL; /* out of memory, or an embedded NUL (the decoder rejects U+0000) */
+    if (!c->client_id)
+        return -ENOMEM;
+    if (strlen(c->client_id) != (cl->assigned ? strlen(c->client_id) : cp->client_id.len))
+        return -EINVAL; /* an embedded NUL (the decoder rejects U+0000) */
     return 0;
 }
 
@@ -418,9 +420,13 @@ void broker__on_connect(struct conn *c, struct proto_packet *p)
     list_init(&cl->link);
     cl->conn = c;
     cl->clean_start = cp->clean_start;
-    if (connect_client_id(c, cl, cp) != 0) {
+    int rc = connect_client_id(c, cl, cp);
+    if (rc) {
         free(cl);
-        refuse(c, PROTO_RC_CLIENTID_INVALID);
+        if (rc == -ENOMEM)
+            broker__conn_close(c, 0xFF); /* out of memory: only this connection */
+        else
+            refuse(c, PROTO_RC_CLIENTID_INVALID);
         return;
     }
     connect_negotiate(c, cl, cp);
@@ -430,7 +436,7 @@ void broker__on_connect(struct conn *c, struct proto_packet *p)
         broker__conn_close(c, 0xFF);
         return;
     }
-    int rc = claim_propose(c, cl, cp, w);
+    rc = claim_propose(c, cl, cp, w);
     broker__will_free(w);
     if (rc) {
         c->state = CONN_NEW;
