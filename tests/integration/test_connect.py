@@ -347,3 +347,22 @@ def test_v5_connack_announces_optional_features(broker, raw):
     assert ack.props.get("WildcardSubscriptionAvailable") == 1
     assert ack.props.get("SubscriptionIdentifierAvailable") == 1
     assert ack.props.get("SharedSubscriptionAvailable") == 1
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_will_qos_above_maximum_refused(start_broker, raw, version):
+    # [MQTT-3.2.2-12] v5: a will QoS above Maximum QoS gets CONNACK 0x9B;
+    # 3.1.1 has no return code for it, and 0x03 (server unavailable) would
+    # only make the client retry: the connection is closed instead.
+    b = start_broker(max_qos=1)
+    c = raw(b, version=version)
+    c.send(r.connect(uid("wq"), version=version, will={"topic": "w/q", "payload": b"x", "qos": 2}))
+    got = c.recv_until_closed()
+    if version == 5:
+        if b.is_mosquitto and got == []:
+            pytest.skip("Mosquitto 2.0.11 closes without the CONNACK")
+        assert [(p.type, p.reason) for p in got] == [(r.CONNACK, 0x9B)], got
+    else:
+        if b.is_mosquitto and [(p.type, p.reason) for p in got] == [(r.CONNACK, 0x00)]:
+            pytest.skip("Mosquitto 2.0.11 accepts a v3 will above its maximum QoS")
+        assert got == [], "3.1.1 has no return code for it, got %r" % got
