@@ -245,6 +245,8 @@ int broker_start(uv_loop_t *loop, const struct config *cfg, struct broker **out,
     b->started_ms = uv_now(loop);
     uv_timer_init(loop, &b->tick);
     b->tick.data = b;
+    uv_timer_init(loop, &b->will_timer);
+    b->will_timer.data = b;
     uv_prepare_init(loop, &b->flush);
     b->flush.data = b;
     uv_signal_init(loop, &b->sigint);
@@ -294,6 +296,7 @@ void broker_stop(struct broker *b)
         broker__conn_close(list_entry(list_first(&b->conns), struct conn, link), PROTO_RC_SERVER_SHUTTING_DOWN);
     broker__flush_all(b);
     close_if((uv_handle_t *)&b->tick);
+    close_if((uv_handle_t *)&b->will_timer);
     close_if((uv_handle_t *)&b->flush);
     close_if((uv_handle_t *)&b->sigint);
     close_if((uv_handle_t *)&b->sigterm);

@@ -378,20 +378,6 @@ static void dispatch(struct conn *c, struct proto_packet *p)
     }
 }
 
-/* The protocol level byte of a CONNECT that did not decode, or 0. */
-static uint8_t connect_level(const uint8_t *p, size_t len)
-{
-    size_t i = 1;
-    while (i < len && i < 5 && (p[i] & 0x80))
-        i++;
-    i++; /* last remaining-length byte */
-    if (i + 2 > len)
-        return 0;
-    size_t name = (size_t)p[i] << 8 | p[i + 1];
-    i += 2 + name;
-    return i < len ? p[i] : 0;
-}
-
 /* Handles whole packets in buf; returns how many bytes were consumed. */
 static size_t consume(struct conn *c, const uint8_t *buf, size_t len)
 {
@@ -403,7 +389,10 @@ static size_t consume(struct conn *c, const uint8_t *buf, size_t len)
         if (rc == PROTO_EINCOMPLETE)
             break;
         if (rc) {
-            protocol_close(c, rc);
+            if (c->state == CONN_NEW && buf[pos] >> 4 == PROTO_CONNECT)
+                broker__connect_undecodable(c, rc, buf + pos, len - pos); /* too large: CONNACK 0x95 */
+            else
+                protocol_close(c, rc);
             return len;
         }
         if (b->sub_proposed != b->sub_completed && c->state == CONN_ACTIVE && buf[pos] >> 4 == PROTO_PUBLISH) {
@@ -418,15 +407,10 @@ static size_t consume(struct conn *c, const uint8_t *buf, size_t len)
         b->stats.bytes_received += plen;
         c->last_rx = broker__now(b);
         if (rc) {
-            if ((rc == PROTO_EVERSION || rc == PROTO_ECLIENTID) && c->state == CONN_NEW) {
-                /* a CONNACK refusal: 0x01 / 0x84 for an unknown protocol level (in
-                 * v3 form unless the client spoke v5) [MQTT-3.1.2-2], 0x02 / 0x85
-                 * for an unusable client identifier [MQTT-3.1.3-9] */
-                struct proto_packet r = {.type = PROTO_CONNACK};
-                c->version = connect_level(buf + pos - plen, plen) == PROTO_V5 ? PROTO_V5 : PROTO_V311;
-                r.u.connack.reason = rc == PROTO_EVERSION ? PROTO_RC_UNSUPPORTED_VERSION : PROTO_RC_CLIENTID_INVALID;
-                broker__conn_send(c, &r);
-                broker__conn_close(c, 0xFF);
+            if (c->state == CONN_NEW && buf[pos - plen] >> 4 == PROTO_CONNECT) {
+                /* a CONNACK with the reason, where the protocol has one:
+                 * connect.c */
+                broker__connect_undecodable(c, rc, buf + pos - plen, plen);
                 return len;
             }
             protocol_close(c, rc);

@@ -17,13 +17,65 @@
 
 #include "internal.h"
 
+/* Whether a v3.1 / 3.1.1 CONNACK has a return code for this refusal (the
+ * others would read as 0x03, server unavailable: such a client is closed
+ * without a CONNACK instead, as the protocol has nothing better to say). */
+static bool v3_has_code(uint8_t reason)
+{
+    switch (reason) {
+    case PROTO_RC_UNSUPPORTED_VERSION:
+    case PROTO_RC_CLIENTID_INVALID:
+    case PROTO_RC_SERVER_UNAVAILABLE:
+    case PROTO_RC_SERVER_BUSY:
+    case PROTO_RC_BAD_USERNAME_PASSWORD:
+    case PROTO_RC_NOT_AUTHORIZED:
+    case PROTO_RC_BAD_AUTH_METHOD:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Refuses the CONNECT: a CONNACK with the reason the client can act on
+ * [MQTT-3.2.2-6, 4.13.1], then the close. */
 static void refuse(struct conn *c, uint8_t reason)
 {
     struct proto_packet r = {.type = PROTO_CONNACK};
     r.u.connack.reason = reason;
-    LOG(c->b, LOG_INFO, c, "CONNECT refused: 0x%02X", reason);
-    broker__conn_send(c, &r);
+    if (c->version == PROTO_V5 || v3_has_code(reason)) {
+        LOG(c->b, LOG_INFO, c, "CONNECT refused: 0x%02X", reason);
+        broker__conn_send(c, &r);
+    } else {
+        LOG(c->b, LOG_INFO, c, "CONNECT refused: 0x%02X (no v3 return code: closed)", reason);
+    }
     broker__conn_close(c, 0xFF);
+}
+
+/* The protocol level byte of a CONNECT that did not decode (pkt, borrowed,
+ * holds the len bytes of it that arrived), or 0. */
+static uint8_t connect_level(const uint8_t *pkt, size_t len)
+{
+    size_t i = 1;
+    while (i < len && i < 5 && (pkt[i] & 0x80))
+        i++;
+    i++; /* last remaining-length byte */
+    if (i + 2 > len)
+        return 0;
+    size_t name = (size_t)pkt[i] << 8 | pkt[i + 1];
+    i += 2 + name;
+    return i < len ? pkt[i] : 0;
+}
+
+void broker__connect_undecodable(struct conn *c, int err, const uint8_t *pkt, size_t len)
+{
+    /* the reply is in v5 form only to a client that spoke v5 [MQTT-3.1.2-2] */
+    c->version = connect_level(pkt, len) == PROTO_V5 ? PROTO_V5 : PROTO_V311;
+    LOG(c->b, LOG_INFO, c, "CONNECT not decoded: %s", proto_error_name(err));
+    if (err == PROTO_ENOMEM) {
+        broker__conn_close(c, 0xFF);
+        return;
+    }
+    refuse(c, proto_error_reason(err));
 }
 
 static struct will *will_copy(const struct proto_connect *cp)
@@ -187,6 +239,11 @@ static void connack_props(const struct claim *cl, struct proto_props *pp)
         pp->has |= PROTO_HAS_SESSION_EXPIRY;
         pp->session_expiry = cl->expiry;
     }
+    /* absent means available too, but some clients only trust what is said */
+    pp->has |= PROTO_HAS_WILDCARD_SUB_AVAILABLE | PROTO_HAS_SUB_ID_AVAILABLE | PROTO_HAS_SHARED_SUB_AVAILABLE;
+    pp->wildcard_sub_available = 1;
+    pp->sub_id_available = 1;
+    pp->shared_sub_available = 1;
 }
 
 /* The connection serves s from now on: CONNACK, then what was in flight and
@@ -199,6 +256,7 @@ static void claim_accept(struct claim *cl, struct session *s)
     s->version = c->version;
     s->expire_at = 0;
     s->will_at = 0;
+    broker__qos2_in_age(s);
     c->session = s;
     c->state = CONN_ACTIVE;
     c->counted = true;
@@ -250,11 +308,14 @@ static uint8_t connect_refusal(const struct broker *b, const struct proto_connec
         return PROTO_RC_QOS_NOT_SUPPORTED;
     if (cp->will && cp->will_retain && !b->cfg.retain_available)
         return PROTO_RC_RETAIN_NOT_SUPPORTED;
+    if (cp->will && (cp->will_props.has & PROTO_HAS_PAYLOAD_FORMAT) && cp->will_props.payload_format == 1 &&
+        proto_utf8_check(cp->will_payload.p, cp->will_payload.len) != 0)
+        return PROTO_RC_PAYLOAD_FORMAT_INVALID; /* 3.1.3.2.3: the will is checked as a PUBLISH would be */
     return 0;
 }
 
 /* The connection's client identifier: an empty one is assigned, where the
- * protocol allows. 0, or -EINVAL (refused with 0x02 / 0x85). */
+ * protocol allows. 0, -EINVAL (refused with 0x02 / 0x85) or -ENOMEM. */
 static int connect_client_id(struct conn *c, struct claim *cl, const struct proto_connect *cp)
 {
     struct broker *b = c->b;
@@ -273,8 +334,10 @@ static int connect_client_id(struct conn *c, struct claim *cl, const struct prot
     } else {
         c->client_id = strndup((const char *)cp->client_id.p, cp->client_id.len);
     }
-    if (!c->client_id || strlen(c->client_id) != (cl->assigned ? strlen(c->client_id) : cp->client_id.len))
-        return -EINVAL; /* out of memory, or an embedded NUL (the decoder rejects U+0000) */
+    if (!c->client_id)
+        return -ENOMEM;
+    if (strlen(c->client_id) != (cl->assigned ? strlen(c->client_id) : cp->client_id.len))
+        return -EINVAL; /* an embedded NUL (the decoder rejects U+0000) */
     return 0;
 }
 
@@ -357,9 +420,13 @@ void broker__on_connect(struct conn *c, struct proto_packet *p)
     list_init(&cl->link);
     cl->conn = c;
     cl->clean_start = cp->clean_start;
-    if (connect_client_id(c, cl, cp) != 0) {
+    int rc = connect_client_id(c, cl, cp);
+    if (rc) {
         free(cl);
-        refuse(c, PROTO_RC_CLIENTID_INVALID);
+        if (rc == -ENOMEM)
+            broker__conn_close(c, 0xFF); /* out of memory: only this connection */
+        else
+            refuse(c, PROTO_RC_CLIENTID_INVALID);
         return;
     }
     connect_negotiate(c, cl, cp);
@@ -369,7 +436,7 @@ void broker__on_connect(struct conn *c, struct proto_packet *p)
         broker__conn_close(c, 0xFF);
         return;
     }
-    int rc = claim_propose(c, cl, cp, w);
+    rc = claim_propose(c, cl, cp, w);
     broker__will_free(w);
     if (rc) {
         c->state = CONN_NEW;

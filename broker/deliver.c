@@ -30,6 +30,10 @@ static int push_match(struct broker *b, struct session *s)
 
 static void push_id(struct session *s, uint32_t id)
 {
+    /* subscriptions sharing an identifier give it once */
+    for (uint32_t i = 0; i < s->m_nids; i++)
+        if (s->m_ids[i] == id)
+            return;
     if (s->m_nids == s->m_cap) {
         uint32_t cap = s->m_cap ? s->m_cap * 2 : 4;
         uint32_t *p = realloc(s->m_ids, cap * sizeof(*p));
@@ -318,7 +322,10 @@ static int send_publish(struct conn *c, const struct msg *m, uint8_t qos, bool r
             uint64_t now = broker__now(b);
             uint64_t left = m->expire_at > now ? m->expire_at - now : 0;
             pub.props.has |= PROTO_HAS_MESSAGE_EXPIRY;
-            pub.props.message_expiry = (uint32_t)((left + 999) / 1000);
+            /* what is left, rounded up [MQTT-3.3.2-6]; a message whose time ran
+             * out in flight still completes its flow [MQTT-3.3.2-5] and gets
+             * 1, never 0, which a client could read as "no time left at all" */
+            pub.props.message_expiry = left ? (uint32_t)((left + 999) / 1000) : 1;
         }
         if (nids) {
             pub.props.sub_ids_ext = ids;
@@ -466,12 +473,57 @@ void broker__deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
     outlist_append(&s->queue, o);
 }
 
+/* Resends what was in flight before this connection, in order: every PUBREL
+ * at once, and PUBLISH (DUP) only while the client's unacknowledged ones
+ * stay within the window [MQTT-3.3.4-9, 4.4.0-1]. A QoS 2 PUBLISH keeps its
+ * packet id (the client may hold it already), so the ones beyond the window
+ * wait in flight for acknowledgements rather than go back to the queue. A
+ * message released (PUBREL) counts until its PUBCOMP. */
+static void resend_window(struct session *s)
+{
+    if (!s->resend_pending || !online(s))
+        return;
+    struct conn *c = s->conn;
+    uint32_t unacked = 0, w = window(s);
+    list_foreach(it, &s->inflight.items) {
+        const struct outmsg *o = list_entry(it, struct outmsg, link);
+        unacked += !o->unsent || o->state == OUT_WAIT_PUBCOMP;
+    }
+    bool more = false;
+    list_foreach_safe(it, &s->inflight.items) {
+        struct outmsg *o = list_entry(it, struct outmsg, link);
+        if (!o->unsent)
+            continue;
+        if (o->state == OUT_WAIT_PUBCOMP) {
+            o->unsent = false;
+            struct proto_packet p = {.type = PROTO_PUBREL};
+            p.u.ack.packet_id = o->packet_id;
+            broker__conn_send(c, &p);
+            continue;
+        }
+        if (unacked >= w) {
+            more = true;
+            continue;
+        }
+        o->unsent = false;
+        if (send_publish(c, o->msg, o->qos, o->retain, o->packet_id, true, o->ids, o->nids) == -EMSGSIZE) {
+            outlist_remove(&s->inflight, o);
+            outmsg_free(o);
+            continue;
+        }
+        unacked++;
+    }
+    s->resend_pending = more;
+}
+
 void broker__session_drain(struct session *s)
 {
+    resend_window(s);
     struct outmsg *o;
-    while (online(s) && (o = outlist_first(&s->queue)) && s->inflight.count < window(s)) {
+    while (online(s) && !s->resend_pending && (o = outlist_first(&s->queue)) && s->inflight.count < window(s)) {
         outlist_remove(&s->queue, o);
         if (expired(s->conn->b, o->msg)) {
+            s->b->stats.publish_dropped++; /* as an expired QoS 0 is */
             outmsg_free(o);
             continue;
         }
@@ -498,18 +550,10 @@ bool broker__session_ready(const struct session *s, uint8_t qos)
 
 void broker__session_resend(struct session *s)
 {
-    struct conn *c = s->conn;
-    list_foreach_safe(it, &s->inflight.items) {
-        struct outmsg *o = list_entry(it, struct outmsg, link);
-        if (o->state == OUT_WAIT_PUBCOMP) {
-            struct proto_packet p = {.type = PROTO_PUBREL};
-            p.u.ack.packet_id = o->packet_id;
-            broker__conn_send(c, &p);
-        } else if (send_publish(c, o->msg, o->qos, o->retain, o->packet_id, true, o->ids, o->nids) == -EMSGSIZE) {
-            outlist_remove(&s->inflight, o);
-            outmsg_free(o);
-        }
-    }
+    list_foreach(it, &s->inflight.items)
+        list_entry(it, struct outmsg, link)->unsent = true;
+    s->resend_pending = s->inflight.count > 0;
+    resend_window(s);
 }
 
 /* Finds the inflight message with this packet id in the given state. */
@@ -532,6 +576,7 @@ void broker__inflight_done(struct session *s, struct outmsg *o)
 void broker__inflight_released(struct session *s, struct outmsg *o)
 {
     o->state = OUT_WAIT_PUBCOMP;
+    o->unsent = false; /* its PUBREL goes out now */
     broker__msg_unref(o->msg);
     o->msg = NULL;
 }

@@ -120,6 +120,7 @@ struct outmsg {
     uint8_t qos;
     uint8_t state;
     bool retain;
+    bool unsent;              /* in flight before this connection, not resent on it yet */
     uint32_t bytes;           /* counted in its outlist's bytes (broker__msg_bytes when appended) */
     uint32_t nids;
     uint32_t ids[];           /* subscription identifiers */
@@ -188,8 +189,10 @@ struct session {
     uint64_t drops_unlogged;  /* messages dropped for it since that line */
     struct list retain_streams; /* struct retain_stream: retained messages still to send, oldest first */
 
-    uint16_t *qos2_in;        /* packet ids of received QoS 2 awaiting PUBREL */
+    uint16_t *qos2_in;        /* packet ids of received QoS 2 awaiting PUBREL, oldest first */
     uint32_t qos2_in_count, qos2_in_cap;
+    uint32_t qos2_in_old;     /* the first ones, received before this connection */
+    bool resend_pending;      /* some inflight messages wait for room to be resent */
 
     struct will *will;        /* the will of the current or last connection */
     uint64_t will_at;         /* monotonic ms a delayed will is due, 0 = none */
@@ -301,6 +304,8 @@ struct broker {
     struct listener listeners[CONFIG_MAX_LISTENERS];
     int listener_count;
     uv_timer_t tick;          /* 1 s housekeeping: expiry, wills, $SYS */
+    uv_timer_t will_timer;    /* to the earliest delayed will of this node (session.c) */
+    uint64_t will_due;        /* when will_timer fires, 0 = not armed */
     uv_prepare_t flush;       /* writes what connections gathered, before the loop polls */
     uv_signal_t sigint, sigterm;
 
@@ -373,6 +378,10 @@ void broker__keepalive_arm(struct conn *c);
 
 /* connect.c */
 void broker__on_connect(struct conn *c, struct proto_packet *p);
+/* A CONNECT (the first packet) that did not frame or decode (err, a PROTO_E*
+ * code; pkt borrowed, the len bytes of it that arrived): CONNACK with the
+ * reason where the client's protocol has one, then the close. */
+void broker__connect_undecodable(struct conn *c, int err, const uint8_t *pkt, size_t len);
 void broker__on_disconnect(struct conn *c, struct proto_packet *p);
 void broker__conn_ended(struct conn *c); /* socket gone: will, session release */
 
@@ -460,7 +469,11 @@ void broker__will_free(struct will *w);
 void broker__will_publish(struct broker *b, struct session *s);
 bool broker__qos2_in_has(struct session *s, uint16_t id);
 int broker__qos2_in_add(struct session *s, uint16_t id);
-void broker__qos2_in_del(struct session *s, uint16_t id);
+/* Forgets id; true when it was received on the current connection (it
+ * counted against its Receive Maximum), false when earlier or unknown. */
+bool broker__qos2_in_del(struct session *s, uint16_t id);
+/* A connection attaches: the ids kept so far are from earlier ones. */
+void broker__qos2_in_age(struct session *s);
 
 /* indexes.c: apply of replicated commands to the in-memory indexes, loading the replicated state */
 void broker__apply(void *ctx, const struct cluster_cmd *cmd, int result, uint64_t index);

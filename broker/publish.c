@@ -322,6 +322,12 @@ void broker__on_ack(struct conn *c, struct proto_packet *p)
         break;
     case PROTO_PUBREC:
         o = broker__inflight_find(s, a->packet_id, OUT_WAIT_PUBREC);
+        if (!o && broker__inflight_find(s, a->packet_id, OUT_WAIT_PUBCOMP)) {
+            /* a PUBREC again (the client did not see our PUBREL): the flow
+             * goes on (4.3.3); 0x92 would tell it the id is unknown */
+            send_ack(c, PROTO_PUBREL, a->packet_id, 0);
+            return;
+        }
         if (!o) {
             /* [MQTT-4.3.3] answer an unknown id so the client can finish */
             send_ack(c, PROTO_PUBREL, a->packet_id, PROTO_RC_PACKET_ID_NOT_FOUND);
@@ -340,11 +346,9 @@ void broker__on_ack(struct conn *c, struct proto_packet *p)
         break;
     case PROTO_PUBREL: {
         bool known = broker__qos2_in_has(s, a->packet_id);
-        if (known) {
-            broker__qos2_in_del(s, a->packet_id);
-            if (c->in_unacked)
-                c->in_unacked--;
-        }
+        /* an id from an earlier connection never counted on this one */
+        if (known && broker__qos2_in_del(s, a->packet_id) && c->in_unacked)
+            c->in_unacked--;
         send_ack(c, PROTO_PUBCOMP, a->packet_id, known ? 0 : PROTO_RC_PACKET_ID_NOT_FOUND);
         return;
     }

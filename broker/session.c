@@ -89,10 +89,30 @@ struct session **broker__sessions_all(struct broker *b, size_t *n)
     return all;
 }
 
+static void on_will_due(uv_timer_t *t)
+{
+    struct broker *b = t->data;
+    b->will_due = 0;
+    broker__session_tick(b);
+}
+
+/* A delayed will goes out when its delay ends, to the millisecond, not at
+ * the next one-second tick: a timer runs to the earliest one. */
+static void will_timer_arm(struct broker *b, uint64_t at)
+{
+    if (!b->will_timer.loop || b->stopping || (b->will_due && b->will_due <= at))
+        return;
+    uint64_t now = broker__now(b);
+    b->will_due = at;
+    uv_timer_start(&b->will_timer, on_will_due, at > now ? at - now : 0, 0);
+}
+
 void broker__session_timed_add(struct broker *b, struct session *s)
 {
     if (!list_linked(&s->timed_link))
         list_push_front(&b->sessions_timed, &s->timed_link);
+    if (s->will_at)
+        will_timer_arm(b, s->will_at);
 }
 
 /* Publishes the session's will (and forgets it). A retained will is also
@@ -185,7 +205,8 @@ void broker__session_propose_expire(struct broker *b, struct session *s)
         s->expiring = true;
 }
 
-/* Runs once a second: delayed wills that are due, sessions that expired. */
+/* Runs once a second, and when the earliest delayed will is due: delayed
+ * wills that are due, sessions that expired. */
 void broker__session_tick(struct broker *b)
 {
     uint64_t now = broker__now(b);
@@ -195,6 +216,7 @@ void broker__session_tick(struct broker *b)
         cluster_status_get(b->cluster, &st);
         leader = st.role == 2;
     }
+    uint64_t next_will = 0;
     list_foreach_safe(it, &b->sessions_timed) {
         struct session *s = list_entry(it, struct session, timed_link);
         if (s->conn || (!s->will_at && !s->expire_at) || s->expiring) {
@@ -209,7 +231,11 @@ void broker__session_tick(struct broker *b)
         }
         if (s->expire_at && s->expire_at <= now)
             broker__session_propose_expire(b, s);
+        if (s->will_at > now && (!next_will || s->will_at < next_will))
+            next_will = s->will_at;
     }
+    if (next_will)
+        will_timer_arm(b, next_will);
 }
 
 bool broker__qos2_in_has(struct session *s, uint16_t id)
@@ -234,14 +260,25 @@ int broker__qos2_in_add(struct session *s, uint16_t id)
     return 0;
 }
 
-void broker__qos2_in_del(struct session *s, uint16_t id)
+bool broker__qos2_in_del(struct session *s, uint16_t id)
 {
+    if (s->qos2_in_old > s->qos2_in_count)
+        s->qos2_in_old = s->qos2_in_count; /* the list was reset since */
     for (uint32_t i = 0; i < s->qos2_in_count; i++)
         if (s->qos2_in[i] == id) {
-            s->qos2_in[i] = s->qos2_in[--s->qos2_in_count];
-            return;
+            /* in order: the earlier connections' ids stay in front */
+            memmove(&s->qos2_in[i], &s->qos2_in[i + 1], (s->qos2_in_count - i - 1) * sizeof(*s->qos2_in));
+            s->qos2_in_count--;
+            if (i < s->qos2_in_old) {
+                s->qos2_in_old--;
+                return false;
+            }
+            return true;
         }
+    return false;
 }
+
+void broker__qos2_in_age(struct session *s) { s->qos2_in_old = s->qos2_in_count; }
 
 /* --- sessions moving between nodes ------------------------------------------------- */
 

@@ -254,3 +254,115 @@ def test_will_flag_and_credentials_all_versions(broker, raw):
         c.connect(uid("w")[:20], version=version, will={"topic": "w/t", "payload": b"bye", "qos": 1},
                   username="u", password=b"p")
         c.disconnect()
+
+
+# --- refusals a client can act on: a CONNACK with the reason, then the close ---
+# v5 4.13.1 and 3.2.2.2: for an error in CONNECT the server sends a CONNACK
+# with the reason code before closing; v3.1.1 gets the return codes that
+# exist, and a plain close otherwise.
+
+def _refused(raw, broker, pkt, version=5):
+    c = raw(broker, version=version)
+    c.send(pkt)
+    try:
+        got = c.recv_until_closed()
+    except r.Timeout:
+        if broker.is_mosquitto:
+            pytest.skip("Mosquitto 2.0.11 accepts it (v5 3.1.3.2.3: checking the will payload is a MAY)")
+        raise
+    if broker.is_mosquitto and got == []:
+        pytest.skip("Mosquitto 2.0.11 closes without a CONNACK: allowed (4.13.1 MAY), Starling sends it")
+    assert [p.type for p in got] == [r.CONNACK], "expected one CONNACK then the close, got %r" % got
+    return got[0]
+
+
+def _repeated_property_connect(cid):
+    # Session Expiry Interval twice: a Protocol Error (v5 2.2.2.2)
+    body = r.mqtt_str("MQTT") + bytes([5, 0x02]) + r.u16(60)
+    body += r.properties(raw=b"\x11" + r.u32(5) + b"\x11" + r.u32(6))
+    body += r.mqtt_str(cid)
+    return r.packet(r.CONNECT, 0, body)
+
+
+V5_REFUSALS = {
+    # name: (CONNECT bytes, reason)
+    "receive_maximum_0": (lambda cid: r.connect(cid, version=5, props={"ReceiveMaximum": 0}), 0x82),
+    "maximum_packet_size_0": (lambda cid: r.connect(cid, version=5, props={"MaximumPacketSize": 0}), 0x82),
+    "property_repeated": (_repeated_property_connect, 0x82),
+    "property_not_for_connect": (lambda cid: r.connect(cid, version=5, props={"TopicAlias": 1}), 0x82),
+    "will_topic_wildcard": (lambda cid: r.connect(cid, version=5, will={"topic": "w/+/x", "payload": b"x"}),
+                            0x90),
+    "will_payload_not_utf8": (lambda cid: r.connect(cid, version=5, will={
+        "topic": "w/t", "payload": b"\xff\xfe", "props": {"PayloadFormatIndicator": 1}}), 0x99),
+    "reserved_flag": (lambda cid: r.connect(cid, version=5, reserved=True), 0x81),
+    "client_id_not_utf8": (lambda cid: r.connect(b"\xc0\xafbad", version=5), 0x81),
+}
+
+
+@pytest.mark.parametrize("case", sorted(V5_REFUSALS))
+def test_v5_connect_refused_with_connack_reason(broker, raw, case):
+    make, reason = V5_REFUSALS[case]
+    ack = _refused(raw, broker, make(uid("ref")))
+    assert ack.reason == reason, "CONNACK 0x%02x, expected 0x%02x" % (ack.reason, reason)
+    assert not ack.session_present
+
+
+def test_v5_connect_too_large_gets_connack_0x95(start_broker, raw):
+    b = start_broker(max_packet_size=2000)
+    ack = _refused(raw, b, r.connect(uid("big"), version=5, will={"topic": "w", "payload": b"x" * 4000}))
+    assert ack.reason == 0x95
+
+
+def test_v5_empty_client_id_refused_with_0x85(start_broker, raw):
+    # [MQTT-3.1.3-8] v5 form: a server that assigns no identifier answers 0x85
+    b = start_broker(allow_zero_length_clientid=False)
+    ack = _refused(raw, b, r.connect("", version=5))
+    if b.is_mosquitto and ack.reason == 0x80:
+        pytest.skip("Mosquitto 2.0.11 answers 0x80: allowed ([MQTT-3.1.3-8] MAY 0x85)")
+    assert ack.reason == 0x85
+
+
+@pytest.mark.parametrize("case", ["will_topic_wildcard", "reserved_flag", "will_qos_3"])
+def test_v311_connect_error_without_return_code_closes(broker, raw, case):
+    # 3.1.1 has no return code for these: the connection is closed, and a
+    # CONNACK, if any, never accepts it.
+    cid = uid("v3ref")
+    pkt = {
+        "will_topic_wildcard": r.connect(cid, version=4, will={"topic": "w/#", "payload": b"x"}),
+        "reserved_flag": r.connect(cid, version=4, reserved=True),
+        "will_qos_3": r.connect(cid, version=4, flags=0x02 | 0x04 | 0x18),
+    }[case]
+    c = raw(broker, version=4)
+    c.send(pkt)
+    got = c.recv_until_closed()
+    assert got == [], "3.1.1 has no return code for this error, got %r" % got
+
+
+def test_v5_connack_announces_optional_features(broker, raw):
+    # v5 3.2.2.3.11-13: Wildcard, Subscription Identifiers and Shared
+    # Subscriptions Available; all three are supported, and said explicitly.
+    starling_only(broker, "Mosquitto 2.0.11 leaves these properties out (absent means available)")
+    c = raw(broker, version=5)
+    ack = c.connect(uid("feat"), version=5)
+    assert ack.props.get("WildcardSubscriptionAvailable") == 1
+    assert ack.props.get("SubscriptionIdentifierAvailable") == 1
+    assert ack.props.get("SharedSubscriptionAvailable") == 1
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_will_qos_above_maximum_refused(start_broker, raw, version):
+    # [MQTT-3.2.2-12] v5: a will QoS above Maximum QoS gets CONNACK 0x9B;
+    # 3.1.1 has no return code for it, and 0x03 (server unavailable) would
+    # only make the client retry: the connection is closed instead.
+    b = start_broker(max_qos=1)
+    c = raw(b, version=version)
+    c.send(r.connect(uid("wq"), version=version, will={"topic": "w/q", "payload": b"x", "qos": 2}))
+    got = c.recv_until_closed()
+    if version == 5:
+        if b.is_mosquitto and got == []:
+            pytest.skip("Mosquitto 2.0.11 closes without the CONNACK")
+        assert [(p.type, p.reason) for p in got] == [(r.CONNACK, 0x9B)], got
+    else:
+        if b.is_mosquitto and [(p.type, p.reason) for p in got] == [(r.CONNACK, 0x00)]:
+            pytest.skip("Mosquitto 2.0.11 accepts a v3 will above its maximum QoS")
+        assert got == [], "3.1.1 has no return code for it, got %r" % got

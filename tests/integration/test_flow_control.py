@@ -166,3 +166,68 @@ def test_large_message_within_limits(broker, clients):
     payload = bytes(range(256)) * 2000     # 512 KiB, under the 1 MiB default
     pub.publish("big/t", payload, qos=1)
     assert sub.expect_message(timeout=10).payload == payload
+
+
+def test_resend_on_reconnect_respects_a_smaller_receive_maximum(broker, raw, clients):
+    # [MQTT-3.3.4-9] with [MQTT-4.4.0-1]: five unacknowledged, then a
+    # reconnect announcing Receive Maximum 2: two are resent (DUP, same ids),
+    # the others as acknowledgements come.
+    cid = uid("rsm")
+    s = raw(broker, version=5)
+    s.connect(cid, version=5, props={"SessionExpiryInterval": 60})
+    s.subscribe(1, [("rsm/t", 1)])
+    pub = clients.connected(broker, version=5)
+    for i in range(5):
+        pub.publish("rsm/t", b"%d" % i, qos=1)
+    first = [s.expect(r.PUBLISH) for _ in range(5)]
+    s.close()
+    s = raw(broker, version=5)
+    ack = s.connect(cid, version=5, clean=False, props={"SessionExpiryInterval": 60, "ReceiveMaximum": 2})
+    assert ack.session_present
+    again = [s.expect(r.PUBLISH) for _ in range(2)]
+    assert [(p.payload, p.pid, p.dup) for p in again] == [(q.payload, q.pid, True) for q in first[:2]]
+    try:
+        extra = s.recv(timeout=0.5)
+    except r.Timeout:
+        extra = None
+    if broker.is_mosquitto and extra is not None:
+        pytest.skip("Mosquitto 2.0.11 non-conformant: resends every inflight message on reconnect "
+                    "whatever the client's Receive Maximum ([MQTT-3.3.4-9])")
+    assert extra is None, "more than Receive Maximum resent: %r" % extra
+    s.send(r.ack(r.PUBACK, again[0].pid, version=5))
+    p = s.expect(r.PUBLISH)
+    assert (p.payload, p.pid, p.dup) == (b"2", first[2].pid, True)
+    for q in (again[1], p):
+        s.send(r.ack(r.PUBACK, q.pid, version=5))
+    rest = [s.expect(r.PUBLISH) for _ in range(2)]
+    assert [x.payload for x in rest] == [b"3", b"4"]
+
+
+def test_pubrel_from_an_earlier_connection_frees_no_receive_slot(start_broker, raw):
+    # v5 4.9: the receive quota is per connection; completing QoS 2 flows of
+    # an earlier connection does not let the client exceed Receive Maximum.
+    b = start_broker(receive_maximum=2)
+    cid = uid("q2old")
+    c = raw(b, version=5)
+    c.connect(cid, version=5, props={"SessionExpiryInterval": 60})
+    for pid in (1, 2):
+        c.send(r.publish("q2old/t", b"x", qos=2, pid=pid, version=5))
+        assert c.expect(r.PUBREC).pid == pid
+    c.close()
+    c = raw(b, version=5)
+    assert c.connect(cid, version=5, clean=False, props={"SessionExpiryInterval": 60}).session_present
+    for pid in (3, 4):
+        c.send(r.publish("q2old/t", b"x", qos=2, pid=pid, version=5))
+        assert c.expect(r.PUBREC).pid == pid
+    for pid in (1, 2):
+        c.send(r.ack(r.PUBREL, pid, version=5))
+        p = c.expect(r.PUBCOMP)
+        assert (p.pid, p.reason) == (pid, 0)
+    c.send(r.publish("q2old/t", b"x", qos=2, pid=5, version=5))   # 3 and 4 still unreleased
+    p = c.recv()
+    if b.is_mosquitto and p.type == r.PUBREC:
+        pytest.skip("Mosquitto 2.0.11 non-conformant: answers PUBREC 0x%02x to a third unreleased QoS 2 "
+                    "PUBLISH with Receive Maximum 2, the earlier connection's PUBRELs having freed "
+                    "slots (v5 3.3.4 requires DISCONNECT 0x93)" % p.reason)
+    assert (p.type, p.reason) == (r.DISCONNECT, 0x93), p
+    c.recv_until_closed()

@@ -255,3 +255,20 @@ def test_pubrel_for_unknown_id_gets_pubcomp(broker, raw, version):
     assert comp.pid == 77
     if version == 5:
         assert comp.reason in (0x00, 0x92)
+
+
+def test_repeated_pubrec_gets_pubrel_success(broker, raw, clients):
+    # 4.3.3: a PUBREC for a message already released (the client did not see
+    # the PUBREL) is answered with PUBREL 0x00: the flow is in progress, the
+    # id is known (0x92 would say it is not).
+    s = raw(broker, version=5)
+    s.connect(uid("prr"), version=5)
+    s.subscribe(1, [("prr/t", 2)])
+    clients.connected(broker, version=5).publish("prr/t", b"x", qos=2)
+    p = s.expect(r.PUBLISH)
+    for _ in range(2):
+        s.send(r.ack(r.PUBREC, p.pid, version=5))
+        rel = s.expect(r.PUBREL)
+        assert (rel.pid, rel.reason) == (p.pid, 0), rel
+    s.send(r.ack(r.PUBCOMP, p.pid, version=5))
+    assert s.is_open()

@@ -124,6 +124,33 @@ def test_will_delay_interval(broker, clients, raw):
     assert 1.5 <= elapsed <= 4.5, "will arrived %.2fs after the close, delay 2s" % elapsed
 
 
+def test_will_delay_is_precise(broker, clients, raw):
+    # [MQTT-3.1.3-9]: the will goes out when the delay ends, not at the next
+    # housekeeping sweep. The first will lines the test up with such a sweep
+    # (it arrives right after one when wills wait for it); the second client
+    # closes just then, so a sweep-driven will would come ~2 s after its close.
+    w = watcher(clients, broker, "will/precise")
+    cs = []
+    for i in range(2):
+        c = raw(broker, version=5)
+        c.connect(uid("wp%d" % i), version=5, props={"SessionExpiryInterval": 30},
+                  will={"topic": "will/precise", "payload": b"%d" % i, "qos": 1,
+                        "props": {"WillDelayInterval": 1}})
+        cs.append(c)
+    cs[0].close()
+    assert w.expect_message(timeout=8).payload == b"0"
+    cs[1].close()
+    t0 = time.monotonic()
+    m = w.expect_message(timeout=8)
+    elapsed = m.received_at - t0
+    assert m.payload == b"1"
+    assert elapsed >= 0.9, "will arrived %.2fs after the close, before its 1 s delay" % elapsed
+    if broker.is_mosquitto and elapsed > 1.4:
+        pytest.skip("Mosquitto 2.0.11: will %.2fs after the close for a 1 s delay "
+                    "(checked on a periodic sweep)" % elapsed)
+    assert elapsed <= 1.4, "will arrived %.2fs after the close, delay 1 s" % elapsed
+
+
 def test_will_delay_cancelled_by_reconnect(broker, clients, raw):
     # [MQTT-3.1.3-9]: a new connection for the session before the delay
     # expires cancels the will.

@@ -248,6 +248,7 @@ struct conn *fx_connect(struct session *s, uint8_t version)
     c->session = s;
     s->conn = c;
     s->version = version;
+    broker__qos2_in_age(s); /* as claim_accept does */
     conns[slot] = c;
     return c;
 }

@@ -632,3 +632,140 @@ Test(deliver, write_backlog_drops_qos0_but_keeps_qos1)
     cr_expect_eq(fx_b->stats.publish_dropped, dropped + 1);
     fx_finish();
 }
+
+/* ---- resuming a session ---------------------------------------------------------------------- */
+
+Test(deliver, resend_after_reconnect_respects_a_smaller_receive_maximum)
+{
+    /* five unacknowledged on the first connection; the next announces
+     * Receive Maximum 2: two are resent, each acknowledgement lets the next
+     * one go, in order, with its packet id and DUP [MQTT-3.3.4-9, 4.6.0-1] */
+    fx_start();
+    struct session *s = fx_session("rm");
+    fx_subscribe(s, "t", (struct fx_sub_opts){.qos = 2});
+    struct conn *c = fx_connect(s, PROTO_V5);
+    fx_route("t", "1", 1, false, NULL);
+    fx_route("t", "2", 2, false, NULL);
+    fx_route("t", "3", 1, false, NULL);
+    fx_route("t", "4", 2, false, NULL);
+    fx_route("t", "5", 1, false, NULL);
+    cr_assert_eq(fx_read(c, pk, FX_MAX_PKTS), 5);
+    uint16_t ids[5];
+    for (int k = 0; k < 5; k++)
+        ids[k] = pk[k].packet_id;
+    fx_disconnect(s);
+
+    c = fx_connect(s, PROTO_V5);
+    c->peer_receive_max = 2;
+    fx_resume(s, true);
+    PAYLOADS(c, "1", "2");
+    cr_expect(pk[0].dup && pk[1].dup);
+    cr_expect_eq(pk[0].packet_id, ids[0]);
+    fx_client_ack(c, PROTO_PUBACK, ids[0], 0);
+    PAYLOADS(c, "3");
+    cr_expect(pk[0].dup);
+    cr_expect_eq(pk[0].packet_id, ids[2]);
+    /* a PUBREC: the QoS 2 message stays unacknowledged until PUBCOMP */
+    fx_client_ack(c, PROTO_PUBREC, ids[1], 0);
+    cr_expect_eq(fx_read(c, pk, FX_MAX_PKTS), 1);
+    cr_expect_eq(pk[0].type, PROTO_PUBREL);
+    fx_client_ack(c, PROTO_PUBCOMP, ids[1], 0);
+    PAYLOADS(c, "4");
+    cr_expect_eq(pk[0].packet_id, ids[3]);
+    fx_client_ack(c, PROTO_PUBACK, ids[2], 0);
+    PAYLOADS(c, "5");
+    /* nothing is left to resend: new messages flow through the window */
+    fx_client_ack(c, PROTO_PUBACK, ids[4], 0);
+    fx_route("t", "6", 1, false, NULL);
+    PAYLOADS(c, "6");
+    cr_expect(!pk[0].dup);
+    fx_finish();
+}
+
+Test(deliver, resend_sends_every_pubrel_and_counts_them_in_the_window)
+{
+    /* released messages (waiting for PUBCOMP) get their PUBREL at once and
+     * hold their window slot: with Receive Maximum 2 and two of them, the
+     * unreleased PUBLISH waits for a PUBCOMP */
+    fx_start();
+    struct session *s = fx_session("rel");
+    fx_subscribe(s, "t", (struct fx_sub_opts){.qos = 2});
+    struct conn *c = fx_connect(s, PROTO_V5);
+    fx_route("t", "1", 2, false, NULL);
+    fx_route("t", "2", 2, false, NULL);
+    fx_route("t", "3", 2, false, NULL);
+    cr_assert_eq(fx_read(c, pk, FX_MAX_PKTS), 3);
+    uint16_t ids[3] = {pk[0].packet_id, pk[1].packet_id, pk[2].packet_id};
+    fx_client_ack(c, PROTO_PUBREC, ids[1], 0);
+    fx_client_ack(c, PROTO_PUBREC, ids[2], 0);
+    cr_assert_eq(fx_read(c, pk, FX_MAX_PKTS), 2);
+    fx_disconnect(s);
+
+    c = fx_connect(s, PROTO_V5);
+    c->peer_receive_max = 2;
+    fx_resume(s, true);
+    cr_assert_eq(fx_read(c, pk, FX_MAX_PKTS), 2);
+    cr_expect_eq(pk[0].type, PROTO_PUBREL);
+    cr_expect_eq(pk[1].type, PROTO_PUBREL);
+    fx_client_ack(c, PROTO_PUBCOMP, ids[1], 0);
+    PAYLOADS(c, "1");
+    cr_expect(pk[0].dup);
+    fx_finish();
+}
+
+Test(deliver, message_expired_in_flight_is_resent_with_expiry_1_not_0)
+{
+    /* [MQTT-3.3.2-5]: delivery had started, so the flow completes; the
+     * interval sent is what is left, and 0 is never sent */
+    fx_start();
+    struct session *s = fx_session("inexp");
+    fx_subscribe(s, "t", (struct fx_sub_opts){.qos = 1});
+    struct conn *c = fx_connect(s, PROTO_V5);
+    struct msg *m = fx_msg("t", "short", 1, false, NULL, 30);
+    broker__route(fx_b, m, NULL);
+    broker__msg_unref(m);
+    PAYLOADS(c, "short");
+    cr_expect(pk[0].has_expiry && pk[0].expiry == 1);
+    fx_disconnect(s);
+    fx_sleep(40);
+    c = fx_connect(s, PROTO_V5);
+    fx_resume(s, true);
+    PAYLOADS(c, "short");
+    cr_expect(pk[0].dup);
+    cr_expect(pk[0].has_expiry);
+    cr_expect_eq(pk[0].expiry, 1, "Message Expiry Interval %u", pk[0].expiry);
+    fx_finish();
+}
+
+Test(deliver, expired_queued_messages_count_as_dropped)
+{
+    fx_start();
+    struct session *s = fx_session("qexp");
+    fx_subscribe(s, "t", (struct fx_sub_opts){.qos = 1});
+    struct msg *m = fx_msg("t", "gone", 1, false, NULL, 5);
+    broker__route(fx_b, m, NULL);
+    broker__msg_unref(m);
+    fx_route("t", "kept", 1, false, NULL);
+    fx_sleep(10);
+    uint64_t dropped = fx_b->stats.publish_dropped;
+    struct conn *c = fx_connect(s, PROTO_V5);
+    fx_resume(s, true);
+    PAYLOADS(c, "kept");
+    cr_expect_eq(fx_b->stats.publish_dropped, dropped + 1);
+    fx_finish();
+}
+
+Test(deliver, one_identifier_shared_by_two_subscriptions_is_given_once)
+{
+    fx_start();
+    struct session *s = fx_session("ids");
+    fx_subscribe(s, "a/#", (struct fx_sub_opts){.qos = 1, .sub_id = 5});
+    fx_subscribe(s, "a/+", (struct fx_sub_opts){.qos = 1, .sub_id = 5});
+    fx_subscribe(s, "a/b", (struct fx_sub_opts){.qos = 1, .sub_id = 6});
+    struct conn *c = fx_connect(s, PROTO_V5);
+    fx_route("a/b", "x", 1, false, NULL);
+    PAYLOADS(c, "x");
+    cr_expect_eq(pk[0].nids, 2, "%u identifiers", pk[0].nids);
+    cr_expect(has_id(&pk[0], 5) && has_id(&pk[0], 6));
+    fx_finish();
+}

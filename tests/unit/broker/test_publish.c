@@ -345,12 +345,13 @@ Test(publish, qos2_outbound_pubrec_pubrel_pubcomp)
     cr_expect_eq(r->packet_id, id);
     cr_expect_eq(r->reason, 0);
 
-    /* a repeated PUBREC is answered with a PUBREL again (its reason code is
-     * 0x92 today although the id is in flight, waiting for PUBCOMP) */
+    /* a repeated PUBREC (the client missed our PUBREL) is answered with a
+     * PUBREL again: success, the flow is in progress, waiting for PUBCOMP */
     fx_client_ack(c, PROTO_PUBREC, id, 0);
     r = only(c);
     cr_expect_eq(r->type, PROTO_PUBREL);
     cr_expect_eq(r->packet_id, id);
+    cr_expect_eq(r->reason, 0, "PUBREL 0x%02X for an id waiting for PUBCOMP", r->reason);
 
     fx_client_ack(c, PROTO_PUBCOMP, id, 0);
     d = only(c);
@@ -487,5 +488,53 @@ Test(publish, order_is_kept_across_a_reconnect)
     }
     cr_expect_str_eq(seen, "123456");
     cr_expect_str_eq(dups, "dd----", "only what was in flight is resent with DUP");
+    fx_finish();
+}
+
+Test(publish, pubrel_for_an_id_of_an_earlier_connection_does_not_free_a_receive_slot)
+{
+    /* receive_maximum 2: two QoS 2 PUBLISHes on the first connection are
+     * waiting for PUBREL; on the next connection their PUBRELs complete
+     * them, but they never counted there: a third new PUBLISH beyond the
+     * receive maximum is still a violation [MQTT-3.3.4-9] */
+    fx_start();
+    fx_b->cfg.receive_maximum = 2;
+    struct session *ps = fx_session("pub");
+    struct conn *cp = fx_connect(ps, PROTO_V5);
+    fx_client_publish(cp, "t", "a", 2, 1, false);
+    fx_client_publish(cp, "t", "b", 2, 2, false);
+    cr_expect_eq(fx_read(cp, pk, FX_MAX_PKTS), 2);
+    fx_disconnect(ps);
+
+    cp = fx_connect(ps, PROTO_V5);
+    fx_client_publish(cp, "t", "c", 2, 3, false);
+    fx_client_publish(cp, "t", "d", 2, 4, false);
+    cr_expect_eq(fx_read(cp, pk, FX_MAX_PKTS), 2);
+    cr_expect_eq(cp->in_unacked, 2);
+    fx_client_ack(cp, PROTO_PUBREL, 1, 0);
+    fx_client_ack(cp, PROTO_PUBREL, 2, 0);
+    cr_expect_eq(fx_read(cp, pk, FX_MAX_PKTS), 2);
+    cr_expect_eq(pk[0].type, PROTO_PUBCOMP);
+    cr_expect_eq(pk[0].reason, 0);
+    /* (a third PUBLISH now closes with 0x93, which these socketless
+     * connections cannot do: the count is what decides it) */
+    cr_expect_eq(cp->in_unacked, 2, "PUBRELs of the earlier connection freed %u slot(s)", 2 - cp->in_unacked);
+    fx_client_ack(cp, PROTO_PUBREL, 3, 0);
+    cr_expect_eq(fx_read(cp, pk, FX_MAX_PKTS), 1);
+    cr_expect_eq(cp->in_unacked, 1, "its own PUBREL frees a slot");
+    fx_finish();
+}
+
+Test(publish, pubrel_of_this_connection_frees_a_receive_slot)
+{
+    fx_start();
+    fx_b->cfg.receive_maximum = 1;
+    struct session *ps = fx_session("pub");
+    struct conn *cp = fx_connect(ps, PROTO_V5);
+    fx_client_publish(cp, "t", "a", 2, 7, false);
+    fx_client_ack(cp, PROTO_PUBREL, 7, 0);
+    fx_client_publish(cp, "t", "b", 2, 8, false);
+    cr_expect_eq(fx_read(cp, pk, FX_MAX_PKTS), 3, "PUBREC, PUBCOMP, PUBREC");
+    cr_expect_eq(cp->state, CONN_ACTIVE);
     fx_finish();
 }

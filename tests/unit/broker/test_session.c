@@ -242,6 +242,30 @@ Test(session, delayed_will_waits_for_its_time)
     fx_finish();
 }
 
+static bool will_gone(void *arg) { return ((struct session *)arg)->will == NULL; }
+
+Test(session, delayed_will_goes_out_when_due_not_at_the_next_tick)
+{
+    /* a timer runs to the earliest will: the one-second tick alone would
+     * publish it up to a second late */
+    fx_start();
+    struct session *w = fx_session("watcher");
+    fx_subscribe(w, "status/#", (struct fx_sub_opts){.qos = 1});
+    struct conn *c = fx_connect(w, PROTO_V5);
+    fx_sleep(300); /* out of step with the tick, which started with the broker */
+    struct cluster_will wl = will("status/dev", "on time", 1, 1);
+    struct session *s = claim("dev", 1, false, 3600, &wl);
+    cr_assert_not_null(s);
+    uint64_t due = s->will_at;
+    cr_assert_gt(due, 0);
+    cr_assert(fx_run_until(will_gone, s, 3000), "the will never went out");
+    uint64_t late = broker__now(fx_b) - due;
+    cr_expect_leq(late, 100, "published %llu ms after it was due", (unsigned long long)late);
+    cr_assert_eq(fx_read(c, pk, FX_MAX_PKTS), 1);
+    cr_expect_str_eq(pk[0].payload, "on time");
+    fx_finish();
+}
+
 Test(session, expiry_zero_ends_the_session_with_its_will)
 {
     fx_start();
