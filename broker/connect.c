@@ -242,6 +242,8 @@ static uint8_t connect_refusal(const struct broker *b, const struct proto_connec
 {
     if (b->cfg.max_connections && b->connected >= b->cfg.max_connections)
         return PROTO_RC_SERVER_BUSY;
+    if (broker__fds_low(b))
+        return PROTO_RC_SERVER_BUSY; /* the reserve is for the store and the cluster: listen.c */
     if (broker__fenced(b))
         return PROTO_RC_SERVER_UNAVAILABLE; /* no leader for a while: broker.c */
     if (cp->version == PROTO_V5 && cp->props.auth_method.p)
@@ -346,9 +348,15 @@ void broker__on_connect(struct conn *c, struct proto_packet *p)
 
     uint8_t reason = connect_refusal(b, cp);
     if (reason) {
+        if (reason == PROTO_RC_SERVER_BUSY && broker__fds_low(b)) {
+            b->fds.refused++;
+            broker__fds_report(b);
+        }
         refuse(c, reason);
         return;
     }
+    c->fd_admitted = true;
+    b->fds.admitted++;
     struct claim *cl = calloc(1, sizeof(*cl));
     if (!cl) {
         broker__conn_close(c, 0xFF);
