@@ -125,6 +125,7 @@ static int listen_on(struct broker *b, struct listener *l, char *err, size_t err
     l->b = b;
     snprintf(l->acc.name, sizeof(l->acc.name), "port %u", l->cfg.port);
     l->acc.take = broker__conn_accept;
+    l->acc.keep_free = (b->cfg.fd_reserve + 1) / 2;
     b->listener_count++;
     rc = broker__acceptor_open(b, &l->acc, (const struct sockaddr *)&addr, 1024);
     if (rc) {

@@ -350,6 +350,7 @@ void broker__on_connect(struct conn *c, struct proto_packet *p)
     if (reason) {
         if (reason == PROTO_RC_SERVER_BUSY && broker__fds_low(b)) {
             b->fds.refused++;
+            b->stats.refused_fds++;
             broker__fds_report(b);
         }
         refuse(c, reason);

@@ -261,6 +261,7 @@ struct acceptor {
     struct broker *b;
     char name[96];            /* for logs */
     void (*take)(struct acceptor *a, int fd); /* a new connection: fd transferred */
+    uint32_t keep_free;       /* pause when fewer descriptors would be left */
     bool paused;
 };
 
@@ -286,6 +287,7 @@ struct broker_stats {
     uint64_t publish_dropped;
     uint64_t connections_total;
     uint64_t partial_closed;  /* closed for an incomplete packet (packet_timeout, max_partial_bytes) */
+    uint64_t refused_fds;     /* CONNECTs refused to keep the descriptor reserve */
 };
 
 /* The HTTP admin API (admin/: server.c the server, api.c the endpoints). */

@@ -7,7 +7,8 @@
  * are a plain non-blocking socket watched with uv_poll. When readable, up to
  * ACCEPT_BATCH connections are accepted and handed to the acceptor's take
  * callback (which owns the descriptor from then on). On EMFILE/ENFILE, or when
- * fewer than half the reserve (fd_reserve) would remain, polling stops and
+ * fewer than keep_free descriptors would remain (half of fd_reserve for MQTT,
+ * a quarter for the admin API, so that /metrics still answers), polling stops and
  * resumes after ACCEPT_RETRY_MS: the connections not yet accepted wait in the
  * kernel's backlog (their clients see a slow CONNACK, not a reset).
  *
@@ -161,7 +162,7 @@ static void on_readable(uv_poll_t *p, int status, int events)
         return;
     }
     for (int i = 0; i < ACCEPT_BATCH && !a->paused && a->fd >= 0; i++) {
-        if (b->fds.limit && broker__fds_free(b) < (b->cfg.fd_reserve + 1) / 2) {
+        if (b->fds.limit && broker__fds_free(b) < a->keep_free) {
             pause_accepting(a, "the descriptor reserve is reached");
             break;
         }

@@ -605,6 +605,7 @@ int broker__admin_start(struct broker *b, char *err, size_t errlen)
     }
     snprintf(b->admin.acc.name, sizeof(b->admin.acc.name), "admin_listen %s", listen);
     b->admin.acc.take = on_connection;
+    b->admin.acc.keep_free = b->cfg.fd_reserve / 4; /* /metrics answers when clients are refused */
     rc = broker__acceptor_open(b, &b->admin.acc, (const struct sockaddr *)&addr, 64);
     if (rc) {
         snprintf(err, errlen, "admin_listen %s: %s", listen,

@@ -121,6 +121,12 @@ def test_reserve_refuses_with_connack_and_keeps_committing(start_broker):
     assert keeper.publish("fds/retained", b"x" * 1000, qos=1, retain=True).reason == 0
     log = b.log()
     assert 1 <= log.count("descriptors low:") <= 3, log[-3000:]
+    # the admin API still answers, and counts the refusals
+    status, body = metrics_from(b, "127.0.0.1")
+    assert status == 200
+    refused_metric = [l for l in body.decode().splitlines()
+                      if l.startswith("starling_connections_refused_descriptors_total ")]
+    assert refused_metric and int(refused_metric[0].split()[1]) >= len(refused), refused_metric
     for s in socks:
         s.close()
     # room again once they left
