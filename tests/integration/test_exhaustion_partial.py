@@ -7,6 +7,7 @@ clients each stalled inside a 1 MB packet."""
 
 import os
 import time
+import urllib.request
 
 import pytest
 
@@ -30,15 +31,24 @@ def closed_after(c, timeout):
     return time.monotonic() - t0, got
 
 
+def partial_bytes(b):
+    """starling_partial_bytes from /metrics."""
+    with urllib.request.urlopen(b.admin_url + "/metrics", timeout=5) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith("starling_partial_bytes "):
+                return int(line.split()[1])
+    raise AssertionError("no starling_partial_bytes in /metrics")
+
+
 def test_stalled_packet_is_closed_after_packet_timeout(start_broker, raw):
     b = start_broker(packet_timeout=1)
     starling_only(b, "packet_timeout")
     c = raw(b, version=5)
     c.connect(uid("stall"), version=5, keepalive=0)
     c.send(partial_publish(100000, 5000, version=5))
-    took, got = closed_after(c, 5)
-    assert took is not None, "a stalled packet kept the connection open for 5 s"
-    assert took < 3.5
+    took, got = closed_after(c, 8)
+    assert took is not None, "a stalled packet kept the connection open for 8 s"
+    assert took < 6
     assert [p.type for p in got] == [r.DISCONNECT] and got[0].reason == 0x8D, got
     other = raw(b)
     other.connect(uid("other"))
@@ -50,8 +60,8 @@ def test_stalled_connect_is_closed_after_connect_timeout(start_broker, raw):
     starling_only(b, "connect_timeout")
     c = raw(b)
     c.send(r.connect(uid("slow"), keepalive=0)[:10])
-    took, _ = closed_after(c, 5)
-    assert took is not None and took < 3.5, took
+    took, _ = closed_after(c, 8)
+    assert took is not None and took < 6, took  # not the 10 s default
 
 
 def test_streaming_client_is_not_cut_off(start_broker, raw):
@@ -99,11 +109,17 @@ def test_max_partial_bytes_closes_the_offender(start_broker, raw):
             break
     assert closed is not None, "the node held 6 x 300 KB of incomplete packets over max_partial_bytes=1m"
     assert closed >= 2, "closed at %d x 300 KB" % closed
-    # the others were left alone: they finish their packets and go on
+    # the others were left alone; with room again, one finishes its packet
     for c in clients[:closed]:
         assert closed_after(c, 0.1)[0] is None
-        c.send(r.publish("partial/t", b"p" * 900000, version=5)[300000:])
-        assert c.is_open()
+    for c in clients[1:closed]:
+        c.close()
+    deadline = time.monotonic() + 5
+    while partial_bytes(b) > 600000:  # the broker saw them go
+        assert time.monotonic() < deadline, partial_bytes(b)
+        time.sleep(0.05)
+    clients[0].send(r.publish("partial/t", b"p" * 900000, version=5)[300000:])
+    assert clients[0].is_open()
     assert clients[-1].is_open()
 
 
