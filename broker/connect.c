@@ -21,7 +21,9 @@ static void refuse(struct conn *c, uint8_t reason)
 {
     struct proto_packet r = {.type = PROTO_CONNACK};
     r.u.connack.reason = reason;
-    LOG(c->b, LOG_INFO, c, "CONNECT refused: 0x%02X", reason);
+    /* refusals for descriptors are counted in one line every few seconds (listen.c) */
+    int level = reason == PROTO_RC_SERVER_BUSY && broker__fds_low(c->b) ? LOG_DEBUG : LOG_INFO;
+    LOG(c->b, level, c, "CONNECT refused: 0x%02X", reason);
     broker__conn_send(c, &r);
     broker__conn_close(c, 0xFF);
 }
