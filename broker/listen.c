@@ -115,8 +115,11 @@ void broker__fds_init(struct broker *b)
     if (!b->fds.limit)
         return;
     uint64_t need = (uint64_t)b->cfg.max_connections + b->cfg.fd_reserve + b->fds.base + BROKER_ADMIN_MAX_CONNS;
-    if (!b->cfg.max_connections || need > b->fds.limit) {
-        uint32_t room = broker__fds_free(b) > b->cfg.fd_reserve ? broker__fds_free(b) - b->cfg.fd_reserve : 0;
+    uint32_t room = broker__fds_free(b) > b->cfg.fd_reserve ? broker__fds_free(b) - b->cfg.fd_reserve : 0;
+    if (!b->cfg.max_connections) {
+        LOG(b, LOG_INFO, NULL, "descriptor limit %u: about %u clients can connect (max_connections 0 = unlimited)",
+            b->fds.limit, room);
+    } else if (need > b->fds.limit) {
         LOG(b, LOG_WARN, NULL,
             "descriptor limit %u is below max_connections (%u) + fd_reserve (%u) + %u in use + %u admin: about "
             "%u clients can connect, the rest get CONNACK 0x89/0x03; raise the hard limit (ulimit -Hn, "
@@ -158,7 +161,8 @@ static void on_readable(uv_poll_t *p, int status, int events)
     struct broker *b = a->b;
     (void)events;
     if (status < 0) {
-        LOG(b, LOG_WARN, NULL, "%s: %s", a->name, uv_strerror(status));
+        pause_accepting(a, uv_strerror(status)); /* counted in the report, not a line per event */
+        broker__fds_report(b);
         return;
     }
     for (int i = 0; i < ACCEPT_BATCH && !a->paused && a->fd >= 0; i++) {
