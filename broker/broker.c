@@ -108,18 +108,6 @@ static int start_cluster(struct broker *b, char *err, size_t errlen)
     return cluster_run(b->cluster, err, errlen);
 }
 
-static void on_connection(uv_stream_t *server, int status)
-{
-    struct listener *l = server->data;
-    if (status < 0) {
-        LOG(l->b, LOG_WARN, NULL, "accept on port %u: %s", l->cfg.port, uv_strerror(status));
-        return;
-    }
-    int rc = broker__conn_accept(l);
-    if (rc)
-        LOG(l->b, LOG_WARN, NULL, "accept on port %u: %s", l->cfg.port, uv_strerror(rc));
-}
-
 static int listen_on(struct broker *b, struct listener *l, char *err, size_t errlen)
 {
     struct sockaddr_storage addr;
@@ -135,12 +123,11 @@ static int listen_on(struct broker *b, struct listener *l, char *err, size_t err
         return -EINVAL;
     }
     l->b = b;
-    uv_tcp_init(b->loop, &l->tcp);
-    l->tcp.data = l;
+    snprintf(l->acc.name, sizeof(l->acc.name), "port %u", l->cfg.port);
+    l->acc.take = broker__conn_accept;
+    l->acc.keep_free = (b->cfg.fd_reserve + 1) / 2;
     b->listener_count++;
-    rc = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&addr, 0);
-    if (!rc)
-        rc = uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection);
+    rc = broker__acceptor_open(b, &l->acc, (const struct sockaddr *)&addr, 1024);
     if (rc) {
         snprintf(err, errlen, "listener %s:%u: %s", l->cfg.bind, l->cfg.port,
                  rc == UV_EADDRINUSE ? "address already in use (is another broker running?)" : uv_strerror(rc));
@@ -187,6 +174,8 @@ static void on_tick(uv_timer_t *t)
 {
     struct broker *b = t->data;
     fence_check(b);
+    broker__fds_tick(b);
+    broker__partials_tick(b);
     broker__claims_tick(b);
     struct cluster_status st;
     cluster_status_get(b->cluster, &st);
@@ -217,6 +206,7 @@ void broker__init(struct broker *b, const struct config *cfg)
     list_init(&b->claims);
     list_init(&b->parked);
     list_init(&b->conns);
+    list_init(&b->partials);
     list_init(&b->sessions_timed);
     list_init(&b->retained_list);
     list_init(&b->barriers);
@@ -252,6 +242,9 @@ int broker_start(uv_loop_t *loop, const struct config *cfg, struct broker **out,
     uv_signal_init(loop, &b->sigint);
     uv_signal_init(loop, &b->sigterm);
     b->sigint.data = b->sigterm.data = b;
+    for (int i = 0; i < CONFIG_MAX_LISTENERS; i++)
+        b->listeners[i].acc.fd = -1;
+    b->admin.acc.fd = -1;
     int rc = start_cluster(b, err, errlen);
     if (rc)
         return rc;
@@ -264,6 +257,7 @@ int broker_start(uv_loop_t *loop, const struct config *cfg, struct broker **out,
     rc = broker__admin_start(b, err, errlen);
     if (rc)
         return rc;
+    broker__fds_init(b);
     uv_timer_start(&b->tick, on_tick, 1000, 1000);
     uv_prepare_start(&b->flush, on_flush);
     uv_signal_start(&b->sigint, on_signal, SIGINT);
@@ -290,7 +284,7 @@ void broker_stop(struct broker *b)
         return;
     b->stopping = true;
     for (int i = 0; i < b->listener_count; i++)
-        close_if((uv_handle_t *)&b->listeners[i].tcp);
+        broker__acceptor_close(&b->listeners[i].acc);
     broker__admin_stop(b);
     while (!list_empty(&b->conns))
         broker__conn_close(list_entry(list_first(&b->conns), struct conn, link), PROTO_RC_SERVER_SHUTTING_DOWN);

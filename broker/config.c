@@ -16,6 +16,11 @@
  *   data_dir                    path, 1..511 bytes                       ./starling-data
  *   log_level                   error|warn|info|debug|trace              info
  *   max_connections             0..4294967295, 0 = unlimited             100000
+ *   fd_reserve                  0..1000000 descriptors kept free         64
+ *   connect_timeout             1..3600 s to complete CONNECT            10
+ *   packet_timeout              1..3600 s a started packet may take      30
+ *   max_partial_bytes           0..4294967295 bytes of incomplete        67108864
+ *                               packets node-wide, k/m suffix, 0 = none
  *   max_packet_size             16..268435455 bytes, k/m suffix = KiB/MiB 1048576
  *   max_inflight                1..65535                                 64
  *   receive_maximum             1..65535 (MQTT 5 forbids 0)              1024
@@ -50,6 +55,9 @@
  *                               (an IPv4 literal or a bracketed IPv6 one)
  *   admin_token                 string, 0..127 bytes; non-empty: every   ""
  *                               request needs Authorization: Bearer it
+ *   admin_idle_timeout          1..3600 s between requests               10
+ *   admin_request_timeout       1..3600 s for one request to arrive      10
+ *   admin_max_conns_per_peer    1..128 connections from one address      8
  *
  * Booleans are true/false, yes/no, on/off or 1/0. Values may not contain
  * control characters other than tab (config_print could not write them back).
@@ -102,6 +110,10 @@ static const struct config_key config_keys[] = {
     {"bind", KIND_BIND, 0, 0, 0, 0, NULL},
 
     {"max_connections", KIND_UINT, FIELD(max_connections), 0, UINT32_MAX, "limits"},
+    KEY_UINT(fd_reserve, 0, 1000000),
+    KEY_UINT(connect_timeout, 1, 3600),
+    KEY_UINT(packet_timeout, 1, 3600),
+    {"max_partial_bytes", KIND_SIZE, FIELD(max_partial_bytes), 0, UINT32_MAX, NULL},
     {"max_packet_size", KIND_SIZE, FIELD(max_packet_size), 16, 268435455, NULL},
     KEY_UINT(max_inflight, 1, 65535),
     KEY_UINT(receive_maximum, 1, 65535),
@@ -141,6 +153,9 @@ static const struct config_key config_keys[] = {
 
     {"admin_listen", KIND_LISTEN, FIELD(admin_listen), 0, 0, "admin API"},
     {"admin_token", KIND_STRING, FIELD(admin_token), 0, 0, NULL},
+    KEY_UINT(admin_idle_timeout, 1, 3600),
+    KEY_UINT(admin_request_timeout, 1, 3600),
+    KEY_UINT(admin_max_conns_per_peer, 1, 128),
 };
 
 #define N_KEYS (sizeof(config_keys) / sizeof(config_keys[0]))
@@ -646,6 +661,10 @@ void config_defaults(struct config *c)
     c->log_level = LOG_INFO;
 
     c->max_connections = 100000;
+    c->fd_reserve = 64;
+    c->connect_timeout = 10;
+    c->packet_timeout = 30;
+    c->max_partial_bytes = 64u << 20;
     c->max_packet_size = 1048576;
     c->max_inflight = 64;
     c->receive_maximum = 1024;
@@ -678,6 +697,9 @@ void config_defaults(struct config *c)
     c->store_max_mb = 1024;
 
     set_string(c->admin_listen, sizeof(c->admin_listen), "127.0.0.1:18083");
+    c->admin_idle_timeout = 10;
+    c->admin_request_timeout = 10;
+    c->admin_max_conns_per_peer = 8;
 }
 
 int config_set(struct config *c, const char *key, const char *value, char *err, size_t errlen)

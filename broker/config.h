@@ -51,7 +51,11 @@ struct config {
     int log_level;               /* enum log_level, LOG_INFO; -v raises it by one per v */
 
     /* limits (0 = unlimited where noted) */
-    uint32_t max_connections;    /* 0 = unlimited; default 1000000 */
+    uint32_t max_connections;    /* 0 = unlimited; default 100000 */
+    uint32_t fd_reserve;         /* descriptors kept for the store, the Raft log and the cluster; default 64 */
+    uint32_t connect_timeout;    /* seconds a new connection has to complete its CONNECT; default 10 */
+    uint32_t packet_timeout;     /* seconds a packet may take to arrive once it began; default 30 */
+    uint32_t max_partial_bytes;  /* bytes of incomplete packets held, node-wide; default 64 MiB */
     uint32_t max_packet_size;    /* bytes, incoming and announced; default 1048576 */
     uint16_t max_inflight;       /* outgoing QoS 1/2 window per client; default 64 */
     uint16_t receive_maximum;    /* incoming QoS 1/2 window announced to clients; default 1024 */
@@ -89,6 +93,9 @@ struct config {
     /* HTTP admin API (broker/admin/) */
     char admin_listen[72];       /* IP:PORT ([IPv6]:PORT) or "off"; default "127.0.0.1:18083" */
     char admin_token[128];       /* non-empty: the bearer token every request must carry; default "" */
+    uint32_t admin_idle_timeout; /* seconds an admin connection may wait between requests; default 10 */
+    uint32_t admin_request_timeout; /* seconds a request may take to arrive once it began; default 10 */
+    uint32_t admin_max_conns_per_peer; /* admin connections from one address; default 8 */
 };
 
 /* Fills c with the embedded defaults (one tcp listener on 0.0.0.0:1883). */

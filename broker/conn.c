@@ -9,15 +9,19 @@
  * packets take effect in the order it sent them; broker__conn_resume continues.
  * Failure modes: a framing or decoding error closes the connection (after a v5
  * DISCONNECT with the reason code); out of memory closes only this connection;
+ * a packet that does not arrive whole within packet_timeout of its first byte
+ * (a CONNECT within connect_timeout of the accept) closes it, and so does a
+ * read that takes the node's bytes of incomplete packets above
+ * max_partial_bytes (partial_update);
  * the struct is freed only when both handles are closed and no proposal or
  * deferred work still holds it (conn.pending). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
-#define CONNECT_TIMEOUT_MS 10000
 #define PAUSED_READ_LIMIT (1u << 20) /* stop reading a paused client beyond this */
 #define CONN_EARLY_FLUSH (64u * 1024)  /* write at once beyond this many bytes */
 #define CONN_LINGER_MS 2000           /* longest wait for a peer to close after us */
@@ -58,13 +62,74 @@ void broker__conn_release(struct conn *c)
 
 static void on_handle_closed(uv_handle_t *h) { broker__conn_release(h->data); }
 
+static void on_tcp_closed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    c->b->fds.sockets--;
+    broker__conn_release(c);
+}
+
 static void final_close(struct conn *c)
 {
     if (c->handles_closed)
         return;
     c->handles_closed = true;
-    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, on_tcp_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+/* --- incomplete packets ---------------------------------------------------- */
+
+/* Keeps broker.partials (connections whose rbuf holds the start of a packet
+ * the client has not finished sending, oldest first) and broker.partial_bytes
+ * (their rbuf allocations) up to date after rbuf changed. progress: a packet
+ * was completed, so what remains began now. A connection paused by us is not
+ * waiting for its client and is left out. Returns false when the read took
+ * the node above max_partial_bytes and the connection was closed. */
+static bool partial_update(struct conn *c, bool progress)
+{
+    struct broker *b = c->b;
+    bool waiting = c->state != CONN_CLOSING && c->state != CONN_CLAIMING && !c->paused && c->rbuf.len;
+    if (c->partial_since) {
+        b->partial_bytes -= c->partial_held;
+        c->partial_held = 0;
+        if (!waiting || progress) {
+            list_remove(&c->partial_link);
+            c->partial_since = 0;
+        }
+    }
+    if (!waiting)
+        return true;
+    if (!c->partial_since) {
+        c->partial_since = broker__now(b);
+        list_push_back(&b->partials, &c->partial_link);
+    }
+    c->partial_held = c->rbuf.cap;
+    b->partial_bytes += c->partial_held;
+    if (b->cfg.max_partial_bytes && b->partial_bytes > b->cfg.max_partial_bytes) {
+        LOG(b, LOG_WARN, c, "incomplete packets hold more than max_partial_bytes (%u) on this node: closing this one "
+            "(%zu bytes)", b->cfg.max_partial_bytes, c->rbuf.len);
+        b->stats.partial_closed++;
+        broker__conn_close(c, PROTO_RC_QUOTA_EXCEEDED);
+        return false;
+    }
+    return true;
+}
+
+/* The 1 s tick: connections whose packet has been arriving for longer than
+ * packet_timeout are closed (oldest first; the list is in that order). */
+void broker__partials_tick(struct broker *b)
+{
+    uint64_t limit = (uint64_t)b->cfg.packet_timeout * 1000, now = broker__now(b);
+    while (!list_empty(&b->partials)) {
+        struct conn *c = list_entry(list_first(&b->partials), struct conn, partial_link);
+        if (now - c->partial_since < limit)
+            return;
+        LOG(b, LOG_INFO, c, "packet incomplete after %u s (%zu bytes): closing", b->cfg.packet_timeout,
+            c->rbuf.len);
+        b->stats.partial_closed++;
+        broker__conn_close(c, PROTO_RC_KEEP_ALIVE_TIMEOUT); /* leaves the list */
+    }
 }
 
 static void on_linger_end(uv_timer_t *t) { final_close(t->data); }
@@ -100,12 +165,17 @@ void broker__conn_close(struct conn *c, uint8_t reason)
     }
     int prev = c->state;
     c->state = CONN_CLOSING;
+    partial_update(c, false);
     uv_timer_stop(&c->timer);
     if (prev == CONN_ACTIVE)
         broker__conn_ended(c);
     if (c->counted) {
         b->connected--;
         c->counted = false;
+    }
+    if (c->fd_admitted) {
+        b->fds.admitted--;
+        c->fd_admitted = false;
     }
     list_remove(&c->link);
     b->conn_count--;
@@ -289,7 +359,7 @@ static void on_timer(uv_timer_t *t)
     struct broker *b = c->b;
     if (c->state == CONN_NEW || c->state == CONN_CLAIMING) {
         if (c->state == CONN_NEW) {
-            LOG(b, LOG_INFO, c, "no CONNECT within %d ms, closing", CONNECT_TIMEOUT_MS);
+            LOG(b, LOG_INFO, c, "no CONNECT within %u s (connect_timeout), closing", b->cfg.connect_timeout);
             broker__conn_close(c, 0xFF);
         }
         return;
@@ -434,6 +504,7 @@ static void process(struct conn *c)
     if (used)
         buf_consume(&c->rbuf, used);
     buf_shrink(&c->rbuf, 2 * BROKER_READ_CHUNK);
+    partial_update(c, used > 0);
     broker__conn_release(c);
 }
 
@@ -479,7 +550,10 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             }
         }
         b->read_chunk_busy = false;
+        bool open = partial_update(c, used > 0);
         broker__conn_release(c);
+        if (!open)
+            return;
     }
     if (c->state != CONN_CLOSING && (c->paused || c->state == CONN_CLAIMING) &&
         c->rbuf.len > PAUSED_READ_LIMIT)
@@ -505,31 +579,34 @@ static void read_start(struct conn *c)
 
 /* --- accepting ------------------------------------------------------------- */
 
-int broker__conn_accept(struct listener *l)
+void broker__conn_accept(struct acceptor *a, int fd)
 {
-    struct broker *b = l->b;
+    struct broker *b = a->b;
     struct conn *c = calloc(1, sizeof(*c));
-    if (!c)
-        return -ENOMEM;
+    if (!c) {
+        close(fd);
+        return;
+    }
     c->b = b;
     int rc = uv_tcp_init(b->loop, &c->tcp);
+    if (!rc)
+        rc = uv_tcp_open(&c->tcp, fd);
     if (rc) {
+        LOG(b, LOG_WARN, NULL, "%s: %s", a->name, uv_strerror(rc));
+        close(fd);
         free(c);
-        return rc;
+        return;
     }
+    b->fds.sockets++;
     c->tcp.data = c;
     c->pending = 1; /* the tcp handle */
-    rc = uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tcp);
-    if (rc) {
-        uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
-        return rc;
-    }
     uv_timer_init(b->loop, &c->timer);
     c->timer.data = c;
     c->pending++; /* the timer handle */
     map_init(&c->out_alias);
     list_init(&c->acks);
     list_init(&c->barrier_link);
+    list_init(&c->partial_link);
     list_push_front(&b->conns, &c->link);
     b->conn_count++;
     b->stats.connections_total++;
@@ -556,12 +633,11 @@ int broker__conn_accept(struct listener *l)
     if (b->cfg.max_connections && b->conn_count > b->cfg.max_connections + 1024) {
         LOG(b, LOG_WARN, c, "too many sockets (%u), closing", b->conn_count);
         broker__conn_close(c, 0xFF);
-        return 0;
+        return;
     }
-    uv_timer_start(&c->timer, on_timer, CONNECT_TIMEOUT_MS, 0);
+    uv_timer_start(&c->timer, on_timer, (uint64_t)b->cfg.connect_timeout * 1000, 0);
     rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (rc)
         broker__conn_close(c, 0xFF);
     LOG(b, LOG_DEBUG, c, "accepted");
-    return 0;
 }

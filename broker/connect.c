@@ -42,11 +42,13 @@ static void refuse(struct conn *c, uint8_t reason)
 {
     struct proto_packet r = {.type = PROTO_CONNACK};
     r.u.connack.reason = reason;
+    /* refusals for descriptors are counted in one line every few seconds (listen.c) */
+    int level = reason == PROTO_RC_SERVER_BUSY && broker__fds_low(c->b) ? LOG_DEBUG : LOG_INFO;
     if (c->version == PROTO_V5 || v3_has_code(reason)) {
-        LOG(c->b, LOG_INFO, c, "CONNECT refused: 0x%02X", reason);
+        LOG(c->b, level, c, "CONNECT refused: 0x%02X", reason);
         broker__conn_send(c, &r);
     } else {
-        LOG(c->b, LOG_INFO, c, "CONNECT refused: 0x%02X (no v3 return code: closed)", reason);
+        LOG(c->b, level, c, "CONNECT refused: 0x%02X (no v3 return code: closed)", reason);
     }
     broker__conn_close(c, 0xFF);
 }
@@ -300,6 +302,8 @@ static uint8_t connect_refusal(const struct broker *b, const struct proto_connec
 {
     if (b->cfg.max_connections && b->connected >= b->cfg.max_connections)
         return PROTO_RC_SERVER_BUSY;
+    if (broker__fds_low(b))
+        return PROTO_RC_SERVER_BUSY; /* the reserve is for the store and the cluster: listen.c */
     if (broker__fenced(b))
         return PROTO_RC_SERVER_UNAVAILABLE; /* no leader for a while: broker.c */
     if (cp->version == PROTO_V5 && cp->props.auth_method.p)
@@ -409,9 +413,16 @@ void broker__on_connect(struct conn *c, struct proto_packet *p)
 
     uint8_t reason = connect_refusal(b, cp);
     if (reason) {
+        if (reason == PROTO_RC_SERVER_BUSY && broker__fds_low(b)) {
+            b->fds.refused++;
+            b->stats.refused_fds++;
+            broker__fds_report(b);
+        }
         refuse(c, reason);
         return;
     }
+    c->fd_admitted = true;
+    b->fds.admitted++;
     struct claim *cl = calloc(1, sizeof(*cl));
     if (!cl) {
         broker__conn_close(c, 0xFF);

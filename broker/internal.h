@@ -232,6 +232,9 @@ struct conn {
     uint64_t generation;      /* of the claim this connection made */
 
     struct buf rbuf;   /* bytes of a partial packet, or unprocessed packets */
+    uint64_t partial_since;   /* uv_now the incomplete packet in rbuf began, 0 = none */
+    size_t partial_held;      /* rbuf.cap counted in broker.partial_bytes */
+    struct list partial_link; /* in broker.partials while partial_since */
     struct buf out;    /* encoded packets not yet handed to libuv */
     size_t writing;           /* bytes handed to libuv and not yet written */
 
@@ -260,6 +263,7 @@ struct conn {
     bool read_done;           /* EOF or read error: nothing to linger for */
     bool handles_closed;
     bool write_error;         /* a write failed on the delivery path; flush closes */
+    bool fd_admitted;         /* counted in broker.fds.admitted */
     uint64_t barrier;         /* waiting until broker.sub_completed reaches this */
     struct list barrier_link; /* in broker.barriers while waiting */
     char peer[64];            /* address:port, for logs */
@@ -268,10 +272,32 @@ struct conn {
 
 /* --- the broker ------------------------------------------------------------ */
 
+/* listen.c: a listening socket that pauses when descriptors run short. */
+struct acceptor {
+    uv_poll_t poll;           /* on fd, while accepting */
+    uv_timer_t retry;         /* accepting resumes when it fires */
+    int fd;                   /* -1 when closed */
+    struct broker *b;
+    char name[96];            /* for logs */
+    void (*take)(struct acceptor *a, int fd); /* a new connection: fd transferred */
+    uint32_t keep_free;       /* pause when fewer descriptors would be left */
+    bool paused;
+};
+
 struct listener {
-    uv_tcp_t tcp;
+    struct acceptor acc;      /* acc.name "port N" */
     struct broker *b;
     struct config_listener cfg;
+};
+
+/* listen.c: the node's descriptors (see the comment there). */
+struct fd_budget {
+    uint32_t limit;           /* RLIMIT_NOFILE; 0 = unknown (nothing refused) */
+    uint32_t base;            /* held besides client and admin sockets */
+    uint32_t sockets;         /* client and admin sockets open */
+    uint32_t admitted;        /* clients whose CONNECT passed broker__fds_low */
+    uint64_t refused, paused; /* since the last report */
+    uint64_t reported_ms, recounted_ms;
 };
 
 struct broker_stats {
@@ -280,12 +306,17 @@ struct broker_stats {
     uint64_t publish_dropped;
     uint64_t retained_refused;    /* retained PUBLISHes refused by the retained quota */
     uint64_t connections_total;
+    uint64_t partial_closed;  /* closed for an incomplete packet (packet_timeout, max_partial_bytes) */
+    uint64_t refused_fds;     /* CONNECTs refused to keep the descriptor reserve */
 };
 
 /* The HTTP admin API (admin/: server.c the server, api.c the endpoints). */
 
+/* Admin connections open at most (admin/server.c). */
+#define BROKER_ADMIN_MAX_CONNS 128
+
 struct admin {
-    uv_tcp_t tcp;             /* the admin_listen socket; tcp.loop is NULL when off */
+    struct acceptor acc;      /* the admin_listen socket; acc.fd is -1 when off */
     struct list conns;        /* struct admin_conn */
     uint32_t conn_count;
 };
@@ -313,6 +344,8 @@ struct broker {
     uint32_t conn_count;      /* open sockets */
     uint32_t connected;       /* connections past CONNACK */
     struct conn *dirty;
+    struct list partials;     /* struct conn with an incomplete packet, oldest first (conn.c) */
+    uint64_t partial_bytes;   /* their read buffers */
 
     struct map sessions;      /* client id -> struct session * */
     struct list sessions_timed; /* struct session: offline with an expiry or a delayed will */
@@ -345,6 +378,7 @@ struct broker {
     uint64_t last_sys_ms;
     struct broker_stats stats;
     struct admin admin;
+    struct fd_budget fds;
     bool stopping;
     int exit_code;
 };
@@ -364,8 +398,17 @@ void broker__init(struct broker *b, const struct config *cfg);
 uint64_t broker__now(const struct broker *b);   /* monotonic ms */
 uint64_t broker__wall_ms(void);                  /* wall-clock ms */
 
+/* listen.c */
+int broker__acceptor_open(struct broker *b, struct acceptor *a, const struct sockaddr *addr, int backlog);
+void broker__acceptor_close(struct acceptor *a);
+void broker__fds_init(struct broker *b);   /* at start, after the store and cluster opened */
+void broker__fds_tick(struct broker *b);
+void broker__fds_report(struct broker *b); /* the rate-limited warning, when there is news */
+uint32_t broker__fds_free(const struct broker *b);
+bool broker__fds_low(const struct broker *b); /* below fd_reserve: new clients are refused */
+
 /* conn.c */
-int broker__conn_accept(struct listener *l);
+void broker__conn_accept(struct acceptor *a, int fd); /* an acceptor's take callback */
 void broker__conn_send(struct conn *c, const struct proto_packet *p);
 void broker__conn_write(struct conn *c, const void *data, size_t len);
 int broker__conn_publish(struct conn *c, const struct proto_publish *pub);
@@ -375,6 +418,7 @@ void broker__conn_hold(struct conn *c);
 void broker__conn_release(struct conn *c);
 void broker__flush_all(struct broker *b);
 void broker__keepalive_arm(struct conn *c);
+void broker__partials_tick(struct broker *b);
 
 /* connect.c */
 void broker__on_connect(struct conn *c, struct proto_packet *p);

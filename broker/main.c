@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "broker.h"
@@ -17,6 +18,21 @@ static int make_data_dir(const char *dir, char *err, size_t errlen)
     if (rc)
         snprintf(err, errlen, "data dir %s: %s", dir, strerror(-rc));
     return rc;
+}
+
+/* Every client is a descriptor: the soft limit (often 1024) goes up to the
+ * hard one. What that allows is checked against max_connections once the
+ * node runs (broker/listen.c). */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    rlim_t was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        fprintf(stderr, "starlingd: raising the descriptor limit from %llu to %llu: %s\n", (unsigned long long)was,
+                (unsigned long long)rl.rlim_max, strerror(errno));
 }
 
 int main(int argc, char **argv)
@@ -44,6 +60,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "starlingd: %s\n", err);
         return 1;
     }
+    raise_nofile();
     uv_loop_t *loop = uv_default_loop();
     struct broker *b = NULL;
     rc = broker_start(loop, &cfg, &b, err, sizeof(err));

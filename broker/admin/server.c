@@ -13,7 +13,12 @@
  *
  * Failure modes: bytes that do not parse get 400, a request above
  * ADMIN_MAX_REQUEST 413, both ending the connection; a connection idle for
- * ADMIN_IDLE_MS closes; out of memory drops the one connection. A response
+ * admin_idle_timeout closes, and so does one whose request has not arrived
+ * whole admin_request_timeout after its first byte; out of memory drops the
+ * one connection. Idle sockets cannot lock the API out (and /metrics with it):
+ * one address may hold admin_max_conns_per_peer connections (a new one beyond
+ * is closed), and at BROKER_ADMIN_MAX_CONNS a new connection takes the place
+ * of the oldest idle one. A response
  * that ends the connection shuts the write side down and what the client still
  * sends is read and dropped (for up to ADMIN_LINGER_MS), so that it reads the
  * response rather than a reset. The struct is freed in the handles' close
@@ -22,6 +27,7 @@
 #include <http_parser.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "admin.h"
 #include "broker.h"
@@ -30,8 +36,7 @@
 #define ADMIN_MAX_REQUEST (64u * 1024) /* request line, headers and body */
 #define ADMIN_READ_CHUNK (16u * 1024)
 #define ADMIN_MAX_BACKLOG (1u << 20)   /* stop reading while more is unwritten */
-#define ADMIN_MAX_CONNS 128
-#define ADMIN_IDLE_MS 60000
+#define ADMIN_BUSY_MS 60000           /* re-check of a request answered later */
 #define ADMIN_LINGER_MS 1000
 #define ADMIN_STOP_WAIT_MS 5000
 
@@ -75,6 +80,8 @@ struct admin_conn {
     bool in_value;
     int header;                /* enum admin_header of the value being read */
     bool has_auth;
+    uint64_t req_started;      /* uv_now of the first byte of a request not yet whole, 0 = none */
+    char ip[48];               /* the peer's address, for the per-address cap */
     char peer[64];             /* address:port, for logs */
 };
 
@@ -98,6 +105,13 @@ void broker__admin_release(struct admin_conn *c)
 
 static void on_closed(uv_handle_t *h) { broker__admin_release(h->data); }
 
+static void on_tcp_closed(uv_handle_t *h)
+{
+    struct admin_conn *c = h->data;
+    c->b->fds.sockets--;
+    broker__admin_release(c);
+}
+
 static void conn_close(struct admin_conn *c)
 {
     if (c->state == ADMIN_CLOSED)
@@ -105,7 +119,7 @@ static void conn_close(struct admin_conn *c)
     c->state = ADMIN_CLOSED;
     list_remove(&c->link);
     c->b->admin.conn_count--;
-    uv_close((uv_handle_t *)&c->tcp, on_closed);
+    uv_close((uv_handle_t *)&c->tcp, on_tcp_closed);
     uv_close((uv_handle_t *)&c->timer, on_closed);
 }
 
@@ -114,10 +128,39 @@ static void on_timer(uv_timer_t *t)
     struct admin_conn *c = t->data;
     if (c->busy && c->state == ADMIN_OPEN && !c->b->stopping) {
         /* an operation under way has its own deadline */
-        uv_timer_start(&c->timer, on_timer, ADMIN_IDLE_MS, 0);
+        uv_timer_start(&c->timer, on_timer, ADMIN_BUSY_MS, 0);
         return;
     }
+    if (c->state == ADMIN_OPEN)
+        LOG(c->b, LOG_DEBUG, NULL, "admin %s: %s: closing", c->peer,
+            c->req_started ? "request incomplete after admin_request_timeout" : "idle for admin_idle_timeout");
     conn_close(c);
+}
+
+/* Between requests the idle timeout runs; from the first byte of a request
+ * to its end, the request timeout (not renewed by each byte). */
+static void arm_timer(struct admin_conn *c)
+{
+    const struct config *cfg = &c->b->cfg;
+    if (c->state != ADMIN_OPEN || c->busy || c->last)
+        return;
+    uint64_t now = broker__now(c->b);
+    bool partial = c->req_bytes > 0 || c->in.len > 0;
+    if (!partial) {
+        c->req_started = 0;
+        uv_timer_start(&c->timer, on_timer, (uint64_t)cfg->admin_idle_timeout * 1000, 0);
+        return;
+    }
+    if (!c->req_started)
+        c->req_started = now;
+    uint64_t end = c->req_started + (uint64_t)cfg->admin_request_timeout * 1000;
+    uv_timer_start(&c->timer, on_timer, end > now ? end - now : 0, 0);
+}
+
+/* Idle: open, nothing being answered or written, no part of a request read. */
+static bool conn_idle(const struct admin_conn *c)
+{
+    return c->state == ADMIN_OPEN && !c->busy && !c->writes && !c->req_bytes && !c->in.len;
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -367,7 +410,7 @@ void broker__admin_respond(struct admin_conn *c, int status, const char *type, c
     if (c->last)
         uv_timer_stop(&c->timer);
     else
-        uv_timer_start(&c->timer, on_timer, ADMIN_IDLE_MS, 0);
+        arm_timer(c);
     if (!c->processing)
         process(c);
 }
@@ -445,6 +488,7 @@ static void process(struct admin_conn *c)
         enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
         if (e == HPE_PAUSED) {
             http_parser_pause(&c->parser, 0);
+            c->req_started = 0;
             dispatch(c);
             c->req_bytes = 0;
         } else if (e != HPE_OK || c->req_bytes > ADMIN_MAX_REQUEST) {
@@ -463,23 +507,73 @@ static void process(struct admin_conn *c)
         c->in.len = 0;
     if (c->state != ADMIN_CLOSED)
         update_reading(c);
+    arm_timer(c);
     c->processing = false;
 }
 
 /* --- the listener -------------------------------------------------------------------- */
 
-static void on_connection(uv_stream_t *server, int status)
+/* Makes room for a new connection from ip, or returns false. An address
+ * that holds admin_max_conns_per_peer connections gives up its oldest idle
+ * one, and at BROKER_ADMIN_MAX_CONNS the oldest idle one goes, whoever's:
+ * idle sockets never lock a newcomer out. When none is idle (requests arriving,
+ * each bounded by admin_request_timeout) the new connection is closed. */
+static bool admit(struct broker *b, const char *ip)
 {
-    struct broker *b = server->data;
-    if (status < 0) {
-        LOG(b, LOG_WARN, NULL, "admin: accept: %s", uv_strerror(status));
+    uint32_t same = 0;
+    struct admin_conn *idle_same = NULL, *idle_any = NULL;
+    /* newest first: the last idle ones seen are the oldest */
+    list_foreach(it, &b->admin.conns) {
+        struct admin_conn *c = list_entry(it, struct admin_conn, link);
+        bool mine = strcmp(c->ip, ip) == 0;
+        same += mine;
+        if (conn_idle(c)) {
+            idle_any = c;
+            if (mine)
+                idle_same = c;
+        }
+    }
+    struct admin_conn *evict = same >= b->cfg.admin_max_conns_per_peer ? idle_same
+                             : b->admin.conn_count >= BROKER_ADMIN_MAX_CONNS ? idle_any
+                             : NULL;
+    if (!evict && (same >= b->cfg.admin_max_conns_per_peer || b->admin.conn_count >= BROKER_ADMIN_MAX_CONNS)) {
+        LOG(b, LOG_WARN, NULL, "admin: no room for a connection from %s (%u from it, %u in all, none idle): closing it",
+            ip, same, b->admin.conn_count);
+        return false;
+    }
+    if (evict) {
+        LOG(b, LOG_DEBUG, NULL, "admin: closing the oldest idle connection (%s) for one from %s", evict->peer, ip);
+        conn_close(evict);
+    }
+    return true;
+}
+
+static void on_connection(struct acceptor *a, int fd)
+{
+    struct broker *b = a->b;
+    struct sockaddr_storage sa;
+    socklen_t salen = sizeof(sa);
+    char ip[48] = "?";
+    uint16_t port = 0;
+    bool v6 = false;
+    if (getpeername(fd, (struct sockaddr *)&sa, &salen) == 0) {
+        v6 = sa.ss_family == AF_INET6;
+        uv_ip_name((struct sockaddr *)&sa, ip, sizeof(ip));
+        port = ntohs(v6 ? ((struct sockaddr_in6 *)&sa)->sin6_port : ((struct sockaddr_in *)&sa)->sin_port);
+    }
+    struct admin_conn *c = admit(b, ip) ? calloc(1, sizeof(*c)) : NULL;
+    if (!c) {
+        close(fd);
         return;
     }
-    struct admin_conn *c = calloc(1, sizeof(*c));
-    if (!c)
-        return; /* the connection waits in the backlog */
     c->b = b;
     uv_tcp_init(b->loop, &c->tcp);
+    if (uv_tcp_open(&c->tcp, fd) != 0) {
+        close(fd);
+        free(c);
+        return;
+    }
+    b->fds.sockets++;
     uv_timer_init(b->loop, &c->timer);
     c->tcp.data = c->timer.data = c->shutdown.data = c;
     c->refs = 2;
@@ -487,24 +581,9 @@ static void on_connection(uv_stream_t *server, int status)
     b->admin.conn_count++;
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
-    int rc = uv_accept(server, (uv_stream_t *)&c->tcp);
-    if (rc || b->admin.conn_count > ADMIN_MAX_CONNS) {
-        if (!rc)
-            LOG(b, LOG_WARN, NULL, "admin: more than %d connections: closing the newest", ADMIN_MAX_CONNS);
-        conn_close(c);
-        return;
-    }
-    struct sockaddr_storage sa;
-    int salen = sizeof(sa);
-    snprintf(c->peer, sizeof(c->peer), "?");
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &salen) == 0) {
-        char ip[48];
-        bool v6 = sa.ss_family == AF_INET6;
-        uv_ip_name((struct sockaddr *)&sa, ip, sizeof(ip));
-        snprintf(c->peer, sizeof(c->peer), v6 ? "[%s]:%u" : "%s:%u", ip,
-                 ntohs(v6 ? ((struct sockaddr_in6 *)&sa)->sin6_port : ((struct sockaddr_in *)&sa)->sin_port));
-    }
-    uv_timer_start(&c->timer, on_timer, ADMIN_IDLE_MS, 0);
+    snprintf(c->ip, sizeof(c->ip), "%s", ip);
+    snprintf(c->peer, sizeof(c->peer), v6 ? "[%s]:%u" : "%s:%u", ip, port);
+    arm_timer(c);
     update_reading(c);
 }
 
@@ -524,11 +603,10 @@ int broker__admin_start(struct broker *b, char *err, size_t errlen)
         snprintf(err, errlen, "admin_listen %s: invalid address", listen);
         return rc < 0 ? rc : -EINVAL;
     }
-    uv_tcp_init(b->loop, &b->admin.tcp);
-    b->admin.tcp.data = b;
-    rc = uv_tcp_bind(&b->admin.tcp, (const struct sockaddr *)&addr, 0);
-    if (!rc)
-        rc = uv_listen((uv_stream_t *)&b->admin.tcp, 64, on_connection);
+    snprintf(b->admin.acc.name, sizeof(b->admin.acc.name), "admin_listen %s", listen);
+    b->admin.acc.take = on_connection;
+    b->admin.acc.keep_free = b->cfg.fd_reserve / 4; /* /metrics answers when clients are refused */
+    rc = broker__acceptor_open(b, &b->admin.acc, (const struct sockaddr *)&addr, 64);
     if (rc) {
         snprintf(err, errlen, "admin_listen %s: %s", listen,
                  rc == UV_EADDRINUSE ? "address already in use (is another broker running?)" : uv_strerror(rc));
@@ -544,9 +622,7 @@ int broker__admin_start(struct broker *b, char *err, size_t errlen)
  * connection. ADMIN_STOP_WAIT_MS bounds the wait. */
 void broker__admin_stop(struct broker *b)
 {
-    uv_handle_t *h = (uv_handle_t *)&b->admin.tcp;
-    if (h->loop && !uv_is_closing(h))
-        uv_close(h, NULL);
+    broker__acceptor_close(&b->admin.acc);
     list_foreach_safe(it, &b->admin.conns) {
         struct admin_conn *c = list_entry(it, struct admin_conn, link);
         if (c->state == ADMIN_OPEN && c->busy && c->refs > 2) {

@@ -1,7 +1,8 @@
 """Fixtures that run a real broker on a free 127.0.0.1 port for each test.
 
 `broker` starts one with the defaults; `start_broker(**settings)` starts one
-with `--set key=value` for each setting. The broker is starlingd (path from
+with `--set key=value` for each setting (`nofile=(soft, hard)` starts it
+with that RLIMIT_NOFILE instead). The broker is starlingd (path from
 $STARLINGD, default <repo>/build/broker/starlingd) or, with
 STARLING_TEST_BROKER=mosquitto, /usr/sbin/mosquitto with an equivalent
 generated configuration, so the suite itself can be checked against a
@@ -19,6 +20,8 @@ import signal
 import socket
 import subprocess
 import time
+
+import resource
 
 import pytest
 
@@ -97,8 +100,9 @@ class Broker:
     """One running broker process. host/port to connect to; kind is
     'starling' or 'mosquitto'; log() returns its stderr so far."""
 
-    def __init__(self, kind, workdir, settings):
+    def __init__(self, kind, workdir, settings, nofile=None):
         self.kind = kind
+        self.nofile = nofile
         self.host = "127.0.0.1"
         self.port = None
         self.settings = dict(settings)
@@ -152,7 +156,7 @@ class Broker:
                 err.write(("$ %s\n" % " ".join(self.argv)).encode())
                 err.flush()
                 self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=err,
-                                             stderr=err, cwd=str(self.workdir))
+                                             stderr=err, cwd=str(self.workdir), preexec_fn=self._limits)
             ok, last = self._wait_ready()
             if ok:
                 return self
@@ -161,6 +165,11 @@ class Broker:
             if "in use" not in self.log().lower():
                 break
         raise BrokerFailure("broker did not become ready: %s\n--- stderr ---\n%s" % (last, self.log()[-6000:]))
+
+    def _limits(self):
+        """In the child, before exec: the descriptor limit asked for."""
+        if self.nofile:
+            resource.setrlimit(resource.RLIMIT_NOFILE, self.nofile)
 
     def _wait_ready(self):
         """Polls until an MQTT CONNECT gets CONNACK 0 (a one-node Starling
@@ -246,10 +255,10 @@ def start_broker(request, tmp_path):
     started = []
     request.node._starling_brokers = started
 
-    def start(**settings):
+    def start(nofile=None, **settings):
         workdir = tmp_path / ("broker%d" % len(started))
         workdir.mkdir()
-        b = Broker(KIND, workdir, settings)
+        b = Broker(KIND, workdir, settings, nofile=nofile)
         started.append(b)
         try:
             b.start()

@@ -1,0 +1,231 @@
+/* listen: listening sockets that stop accepting when the node runs short of
+ * descriptors, and the descriptor budget they and CONNECT consult.
+ *
+ * libuv's uv_listen cannot pause: after EMFILE its accept loop calls back with
+ * UV_EMFILE and tries again at once (its one spare descriptor helps once), so
+ * a node out of descriptors spun and logged millions of lines. Listeners here
+ * are a plain non-blocking socket watched with uv_poll. When readable, up to
+ * ACCEPT_BATCH connections are accepted and handed to the acceptor's take
+ * callback (which owns the descriptor from then on). On EMFILE/ENFILE, or when
+ * fewer than keep_free descriptors would remain (half of fd_reserve for MQTT,
+ * a quarter for the admin API, so that /metrics still answers), polling stops and
+ * resumes after ACCEPT_RETRY_MS: the connections not yet accepted wait in the
+ * kernel's backlog (their clients see a slow CONNACK, not a reset).
+ *
+ * The budget: limit is RLIMIT_NOFILE; base counts the descriptors the node
+ * holds besides client and admin sockets (store, Raft log, cluster links,
+ * listeners), counted in /proc/self/fd at start and recounted while the node
+ * is near the limit; sockets counts client and admin sockets open, admitted
+ * the clients past CONNECT. A CONNECT that would leave fewer than fd_reserve
+ * descriptors beside the admitted clients gets CONNACK 0x89 (v5) / 0x03 (v3),
+ * so the Raft log, LMDB and the cluster keep descriptors to work with; sockets
+ * not yet past CONNECT (each for connect_timeout at most) may take half the
+ * reserve before accepting pauses.
+ * What was refused or deferred is reported at most once per FDS_REPORT_MS. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define ACCEPT_BATCH 128       /* connections per readable event: others get a turn */
+#define ACCEPT_RETRY_MS 250
+#define FDS_REPORT_MS 5000
+#define FDS_RECOUNT_MS 5000
+
+/* --- the descriptor budget ------------------------------------------------- */
+
+/* Descriptors open in this process, or -1 (none left to open the directory). */
+static int fds_count(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1; /* the directory's own */
+}
+
+static void fds_recount(struct broker *b)
+{
+    int n = fds_count();
+    if (n >= 0)
+        b->fds.base = (uint32_t)n > b->fds.sockets ? (uint32_t)n - b->fds.sockets : 0;
+    b->fds.recounted_ms = broker__now(b);
+}
+
+uint32_t broker__fds_free(const struct broker *b)
+{
+    uint64_t used = (uint64_t)b->fds.base + b->fds.sockets;
+    return b->fds.limit > used ? (uint32_t)(b->fds.limit - used) : 0;
+}
+
+/* Admission counts clients past CONNECT only: a burst of sockets not yet
+ * CONNECTed must not get everyone refused; those are bounded by the pause. */
+bool broker__fds_low(const struct broker *b)
+{
+    uint64_t used = (uint64_t)b->fds.base + b->fds.admitted + 1;
+    return b->fds.limit && used + b->cfg.fd_reserve > b->fds.limit;
+}
+
+void broker__fds_report(struct broker *b)
+{
+    struct fd_budget *f = &b->fds;
+    uint64_t now = broker__now(b);
+    if (!f->refused && !f->paused)
+        return;
+    if (f->reported_ms && now - f->reported_ms < FDS_REPORT_MS)
+        return;
+    LOG(b, LOG_WARN, NULL,
+        "descriptors low: %u of %u in use (fd_reserve %u): %llu CONNECT(s) refused with 0x89/0x03, accepting "
+        "paused %llu time(s)%s; raise the limit (ulimit -n, LimitNOFILE=) or lower max_connections",
+        f->limit - broker__fds_free(b), f->limit, b->cfg.fd_reserve, (unsigned long long)f->refused,
+        (unsigned long long)f->paused, f->reported_ms ? " since the last report" : "");
+    f->refused = f->paused = 0;
+    f->reported_ms = now;
+}
+
+void broker__fds_tick(struct broker *b)
+{
+    if (b->fds.limit && broker__fds_free(b) < 2u * b->cfg.fd_reserve + 16 &&
+        broker__now(b) - b->fds.recounted_ms >= FDS_RECOUNT_MS)
+        fds_recount(b);
+    broker__fds_report(b);
+}
+
+/* At start: the limit, what the node holds already, and whether
+ * max_connections fits (a warning, not a refusal: the default
+ * max_connections is above many hosts' limit, and the reserve keeps such a
+ * node working; see docs/configuration.md). */
+void broker__fds_init(struct broker *b)
+{
+    struct rlimit rl;
+    b->fds.limit = 0;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        b->fds.limit = rl.rlim_cur > UINT32_MAX ? UINT32_MAX : (uint32_t)rl.rlim_cur;
+    fds_recount(b);
+    if (!b->fds.limit)
+        return;
+    uint64_t need = (uint64_t)b->cfg.max_connections + b->cfg.fd_reserve + b->fds.base + BROKER_ADMIN_MAX_CONNS;
+    uint32_t room = broker__fds_free(b) > b->cfg.fd_reserve ? broker__fds_free(b) - b->cfg.fd_reserve : 0;
+    if (!b->cfg.max_connections) {
+        LOG(b, LOG_INFO, NULL, "descriptor limit %u: about %u clients can connect (max_connections 0 = unlimited)",
+            b->fds.limit, room);
+    } else if (need > b->fds.limit) {
+        LOG(b, LOG_WARN, NULL,
+            "descriptor limit %u is below max_connections (%u) + fd_reserve (%u) + %u in use + %u admin: about "
+            "%u clients can connect, the rest get CONNACK 0x89/0x03; raise the hard limit (ulimit -Hn, "
+            "LimitNOFILE=) or lower max_connections",
+            b->fds.limit, b->cfg.max_connections, b->cfg.fd_reserve, b->fds.base, BROKER_ADMIN_MAX_CONNS, room);
+    } else {
+        LOG(b, LOG_DEBUG, NULL, "descriptor limit %u, %u in use", b->fds.limit, b->fds.base);
+    }
+}
+
+/* --- listening sockets ------------------------------------------------------ */
+
+static void on_readable(uv_poll_t *p, int status, int events);
+static void on_retry(uv_timer_t *t);
+
+static void pause_accepting(struct acceptor *a, const char *why)
+{
+    struct broker *b = a->b;
+    if (a->paused)
+        return;
+    a->paused = true;
+    b->fds.paused++;
+    LOG(b, LOG_DEBUG, NULL, "%s: not accepting for %d ms: %s", a->name, ACCEPT_RETRY_MS, why);
+    uv_poll_stop(&a->poll);
+    uv_timer_start(&a->retry, on_retry, ACCEPT_RETRY_MS, 0);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    struct acceptor *a = t->data;
+    a->paused = false;
+    if (uv_poll_start(&a->poll, UV_READABLE, on_readable) != 0)
+        uv_timer_start(&a->retry, on_retry, ACCEPT_RETRY_MS, 0);
+}
+
+static void on_readable(uv_poll_t *p, int status, int events)
+{
+    struct acceptor *a = p->data;
+    struct broker *b = a->b;
+    (void)events;
+    if (status < 0) {
+        pause_accepting(a, uv_strerror(status)); /* counted in the report, not a line per event */
+        broker__fds_report(b);
+        return;
+    }
+    for (int i = 0; i < ACCEPT_BATCH && !a->paused && a->fd >= 0; i++) {
+        if (b->fds.limit && broker__fds_free(b) < a->keep_free) {
+            pause_accepting(a, "the descriptor reserve is reached");
+            break;
+        }
+        int fd = accept4(a->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            int e = errno;
+            if (e == EAGAIN || e == EWOULDBLOCK)
+                return;
+            if (e == EINTR || e == ECONNABORTED || e == EPROTO)
+                continue;
+            if (e == EMFILE || e == ENFILE) {
+                /* we are at the limit: what we do not count is the rest */
+                if (e == EMFILE && b->fds.limit > b->fds.sockets)
+                    b->fds.base = b->fds.limit - b->fds.sockets;
+                pause_accepting(a, strerror(e));
+            } else {
+                LOG(b, LOG_WARN, NULL, "%s: accept: %s", a->name, strerror(e));
+                pause_accepting(a, strerror(e)); /* ENOBUFS, ENOMEM: let it pass */
+            }
+            break;
+        }
+        a->take(a, fd);
+    }
+    broker__fds_report(b);
+}
+
+int broker__acceptor_open(struct broker *b, struct acceptor *a, const struct sockaddr *addr, int backlog)
+{
+    a->b = b;
+    a->fd = -1;
+    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int on = 1;
+    socklen_t len = addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 || bind(fd, addr, len) != 0 ||
+        listen(fd, backlog) != 0) {
+        int rc = -errno;
+        close(fd);
+        return rc;
+    }
+    int rc = uv_poll_init_socket(b->loop, &a->poll, fd);
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    a->fd = fd;
+    a->poll.data = a;
+    uv_timer_init(b->loop, &a->retry);
+    a->retry.data = a;
+    return uv_poll_start(&a->poll, UV_READABLE, on_readable);
+}
+
+void broker__acceptor_close(struct acceptor *a)
+{
+    if (a->fd < 0)
+        return;
+    uv_close((uv_handle_t *)&a->poll, NULL);
+    uv_close((uv_handle_t *)&a->retry, NULL);
+    close(a->fd);
+    a->fd = -1;
+}
