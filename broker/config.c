@@ -21,6 +21,8 @@
  *   receive_maximum             1..65535 (MQTT 5 forbids 0)              1024
  *   max_queued                  0..4294967295, 0 = unlimited             1000
  *   queue_policy                drop_new|drop_oldest                     drop_new
+ *   max_write_backlog           4096..1073741824 bytes, k/m suffix       262144
+ *   slow_consumer_timeout_ms    0..600000, 0 = drop at once, no holding  5000
  *   max_topic_levels            1..65535                                 128
  *   max_subscriptions           0..4294967295, 0 = unlimited             0
  *   max_keepalive               1..65535 seconds                         65535
@@ -111,6 +113,8 @@ static const struct config_key config_keys[] = {
     KEY_UINT(max_session_expiry, 0, UINT32_MAX),
     KEY_UINT(max_queued, 0, UINT32_MAX),
     {"queue_policy", KIND_QUEUE_POLICY, FIELD(queue_policy), 0, 0, NULL},
+    {"max_write_backlog", KIND_SIZE, FIELD(max_write_backlog), 4096, 1073741824, NULL},
+    KEY_UINT(slow_consumer_timeout_ms, 0, 600000),
     {"allow_zero_length_clientid", KIND_BOOL, FIELD(allow_zero_length_clientid), 0, 0, NULL},
 
     {"sys_interval", KIND_UINT, FIELD(sys_interval), 0, 86400, "$SYS"},
@@ -643,6 +647,8 @@ void config_defaults(struct config *c)
     c->receive_maximum = 1024;
     c->max_queued = 1000;
     c->queue_policy = CONFIG_QUEUE_DROP_NEW;
+    c->max_write_backlog = 256 * 1024;
+    c->slow_consumer_timeout_ms = 5000;
     c->max_topic_levels = 128;
     c->max_subscriptions = 0;
     c->max_keepalive = 65535;

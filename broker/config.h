@@ -57,6 +57,8 @@ struct config {
     uint16_t receive_maximum;    /* incoming QoS 1/2 window announced to clients; default 1024 */
     uint32_t max_queued;         /* offline/pending queue per session, messages; 0 = unlimited; default 1000 */
     int queue_policy;            /* enum config_queue_policy */
+    uint32_t max_write_backlog;  /* bytes unwritten to one connection before backpressure; default 262144 */
+    uint32_t slow_consumer_timeout_ms; /* longest hold of publishers for one subscriber, 0 = none; default 5000 */
     uint32_t max_topic_levels;   /* default 128 */
     uint32_t max_subscriptions;  /* per client, 0 = unlimited; default 0 */
     uint16_t max_keepalive;      /* seconds; a larger client keep alive is lowered via Server Keep Alive (v5); default 65535 */

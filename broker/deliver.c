@@ -380,7 +380,9 @@ void broker__deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
         if (!online(s))
             return; /* QoS 0 is not queued for an offline session */
         struct broker *b = c->b;
-        if (c->writing + c->out.len > BROKER_MAX_WRITE_BACKLOG || expired(b, m)) {
+        /* over the backlog limit, the publisher waits instead (backpressure.c) */
+        if (expired(b, m) || (broker__conn_backlog(c) > b->cfg.max_write_backlog &&
+                              !broker__backpressure_hold(c, b->routing_from))) {
             b->stats.publish_dropped++;
             return;
         }

@@ -34,6 +34,7 @@ void broker__sys_publish(struct broker *b)
     put_u64(b, "$SYS/broker/messages/received", b->stats.msgs_received);
     put_u64(b, "$SYS/broker/messages/sent", b->stats.msgs_sent);
     put_u64(b, "$SYS/broker/messages/dropped", b->stats.publish_dropped);
+    put_u64(b, "$SYS/broker/clients/slow", b->stats.slow_consumers);
     put_u64(b, "$SYS/broker/bytes/received", b->stats.bytes_received);
     put_u64(b, "$SYS/broker/bytes/sent", b->stats.bytes_sent);
     put_u64(b, "$SYS/broker/subscriptions/count", b->sub_count);
