@@ -306,6 +306,11 @@ static void on_timer(uv_timer_t *t)
     if (!c->keep_alive)
         return;
     uint64_t limit = (uint64_t)c->keep_alive * 1500;
+    if (c->held) {
+        /* not read by our choice (backpressure): its packets wait unread */
+        uv_timer_start(&c->timer, on_timer, limit, 0);
+        return;
+    }
     uint64_t idle = broker__now(b) - c->last_rx;
     if (idle >= limit) {
         LOG(b, LOG_INFO, c, "keep alive timeout (%u s)", c->keep_alive);
@@ -527,6 +532,7 @@ void broker__conn_resume(struct conn *c)
  * processed, then it is read again (unless something else pauses it). */
 void broker__conn_unhold_read(struct conn *c)
 {
+    c->last_rx = broker__now(c->b); /* the wait was ours, not the client's silence */
     if (c->state == CONN_CLOSING || c->paused)
         return; /* a close reads to linger; a resume reads again */
     if (c->consuming)

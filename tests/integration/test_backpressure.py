@@ -172,3 +172,41 @@ def test_stalled_subscriber_holds_others_for_bounded_time(start_broker, tmp_path
         assert "slow consumer" in b.log()
     finally:
         stalled.close()
+
+
+def test_held_publisher_keeps_its_connection(start_broker, mosquitto_mode):
+    """A publisher held for a stalled subscriber (longer than 1.5 times its
+    keep alive) is not closed for keep alive: its silence was the broker's
+    doing. It is read again after slow_consumer_timeout_ms and still answers
+    PINGREQ."""
+    if mosquitto_mode:
+        pytest.skip("slow consumer handling is Starling's")
+    b = start_broker(slow_consumer_timeout_ms=3000)
+    topic = uid("held")
+    stalled = rawmqtt.RawClient(b.port)
+    publisher = rawmqtt.RawClient(b.port, timeout=30)
+    try:
+        stalled.sock.setsockopt(rawmqtt.socket.SOL_SOCKET, rawmqtt.socket.SO_RCVBUF, 4096)
+        stalled.send(rawmqtt.connect(client_id=uid("stalled"), keepalive=0))
+        stalled.expect(rawmqtt.CONNACK)
+        stalled.send(rawmqtt.subscribe(1, [(topic, 0)]))
+        stalled.expect(rawmqtt.SUBACK)
+        publisher.send(rawmqtt.connect(client_id=uid("pub"), keepalive=1))
+        publisher.expect(rawmqtt.CONNACK)
+        # ~16 MB: sendall blocks while the broker does not read it
+        burst = rawmqtt.publish(topic, b"x" * 1000) * 16000
+        t0 = time.monotonic()
+        publisher.send(burst)
+        publisher.send(rawmqtt.pingreq())
+        deadline = t0 + 30
+        while True:  # PINGRESP, after the broker's answers to nothing else
+            p = publisher.recv(timeout=max(0.1, deadline - time.monotonic()))
+            if p.type == rawmqtt.PINGRESP:
+                break
+        m = metrics(b)
+        assert m["starling_publishers_held_total"] >= 1, m
+        assert m["starling_slow_consumers_total"] >= 1, m
+        assert "keep alive timeout" not in b.log()
+    finally:
+        publisher.close()
+        stalled.close()
