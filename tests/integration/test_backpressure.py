@@ -143,7 +143,7 @@ def test_stalled_subscriber_holds_others_for_bounded_time(start_broker, tmp_path
     every message."""
     if mosquitto_mode:
         pytest.skip("slow consumer handling and its metrics are Starling's")
-    b = start_broker(slow_consumer_timeout_ms=1000)
+    b = start_broker(slow_consumer_timeout_ms=2000)
     prefix = uid("stall")
     stalled = rawmqtt.RawClient(b.port)
     try:
