@@ -19,7 +19,9 @@
  * for nobody's PUBLISH (a will, a forward from another node, $SYS) holds no
  * one and is dropped over the limit; so is everything when the timeout is 0.
  * A publisher is held by one subscriber at a time: if its next message meets
- * another congested subscriber, that one holds it then. */
+ * another congested subscriber, that one holds it then; the clock of every
+ * congested subscriber starts when it first meets a message it could hold
+ * for, so several stalled clients cost the others one timeout, not one each. */
 #include <inttypes.h>
 
 #include "internal.h"
@@ -64,13 +66,16 @@ bool broker__backpressure_hold(struct conn *sub, struct conn *pub)
     struct broker *b = sub->b;
     if (!pub || sub->slow || !b->cfg.slow_consumer_timeout_ms || pub->state != CONN_ACTIVE)
         return false;
-    if (pub->held)
-        return true; /* for another subscriber, or on its way back: its reading stopped already */
-    pub->held = true;
-    pub->holder = sub;
-    list_push_back(&sub->held_pubs, &pub->held_link);
-    uv_read_stop((uv_stream_t *)&pub->tcp);
-    b->stats.publishers_held++;
+    if (!pub->held) {
+        pub->held = true;
+        pub->holder = sub;
+        list_push_back(&sub->held_pubs, &pub->held_link);
+        uv_read_stop((uv_stream_t *)&pub->tcp);
+        b->stats.publishers_held++;
+    }
+    /* held already (for another subscriber, or on its way back): sub's clock
+     * starts all the same, so that congested subscribers time out together
+     * rather than one after the other */
     if (!sub->congested_at) {
         uint64_t now = broker__now(b);
         sub->congested_at = now ? now : 1;

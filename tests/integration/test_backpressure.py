@@ -196,6 +196,7 @@ def test_held_publisher_keeps_its_connection(start_broker, mosquitto_mode):
         # ~16 MB: sendall blocks while the broker does not read it
         burst = rawmqtt.publish(topic, b"x" * 1000) * 16000
         t0 = time.monotonic()
+        publisher.sock.settimeout(30)  # expect() left its own, shorter one
         publisher.send(burst)
         publisher.send(rawmqtt.pingreq())
         deadline = t0 + 30
