@@ -190,7 +190,12 @@ static void on_tick(uv_timer_t *t)
 
 static void on_flush(uv_prepare_t *h)
 {
-    broker__flush_all(h->data);
+    struct broker *b = h->data;
+    /* a flush may drain a subscriber and release publishers: read them
+     * before the loop polls, or they would wait for an unrelated event */
+    do
+        broker__flush_all(b);
+    while (broker__backpressure_resume(b));
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -211,6 +216,8 @@ void broker__init(struct broker *b, const struct config *cfg)
     list_init(&b->retained_list);
     list_init(&b->barriers);
     list_init(&b->admin.conns);
+    list_init(&b->congested);
+    list_init(&b->resuming);
     map_init(&b->sessions);
     trie_init(&b->subs);
     trie_init(&b->shared);
@@ -237,6 +244,8 @@ int broker_start(uv_loop_t *loop, const struct config *cfg, struct broker **out,
     b->tick.data = b;
     uv_timer_init(loop, &b->will_timer);
     b->will_timer.data = b;
+    uv_timer_init(loop, &b->slow_timer);
+    b->slow_timer.data = b;
     uv_prepare_init(loop, &b->flush);
     b->flush.data = b;
     uv_signal_init(loop, &b->sigint);
@@ -291,6 +300,7 @@ void broker_stop(struct broker *b)
     broker__flush_all(b);
     close_if((uv_handle_t *)&b->tick);
     close_if((uv_handle_t *)&b->will_timer);
+    close_if((uv_handle_t *)&b->slow_timer);
     close_if((uv_handle_t *)&b->flush);
     close_if((uv_handle_t *)&b->sigint);
     close_if((uv_handle_t *)&b->sigterm);

@@ -30,6 +30,8 @@
  *   max_queued_bytes_total      0..4294967295 bytes, k/m suffix, 0 = unlimited 256m
  *   max_retained                0..4294967295, 0 = unlimited             1000000
  *   max_retained_bytes          0..4294967295 bytes, k/m suffix, 0 = unlimited 256m
+ *   max_write_backlog           4096..1073741824 bytes, k/m suffix       262144
+ *   slow_consumer_timeout_ms    0..600000, 0 = drop at once, no holding  5000
  *   max_topic_levels            1..65535                                 128
  *   max_subscriptions           0..4294967295, 0 = unlimited             0
  *   max_keepalive               1..65535 seconds                         65535
@@ -131,6 +133,8 @@ static const struct config_key config_keys[] = {
     {"max_queued_bytes_total", KIND_SIZE, FIELD(max_queued_bytes_total), 0, UINT32_MAX, NULL},
     KEY_UINT(max_retained, 0, UINT32_MAX),
     {"max_retained_bytes", KIND_SIZE, FIELD(max_retained_bytes), 0, UINT32_MAX, NULL},
+    {"max_write_backlog", KIND_SIZE, FIELD(max_write_backlog), 4096, 1073741824, NULL},
+    KEY_UINT(slow_consumer_timeout_ms, 0, 600000),
     {"allow_zero_length_clientid", KIND_BOOL, FIELD(allow_zero_length_clientid), 0, 0, NULL},
 
     {"sys_interval", KIND_UINT, FIELD(sys_interval), 0, 86400, "$SYS"},
@@ -674,6 +678,8 @@ void config_defaults(struct config *c)
     c->max_queued_bytes_total = 256u << 20;
     c->max_retained = 1000000;
     c->max_retained_bytes = 256u << 20;
+    c->max_write_backlog = 256 * 1024;
+    c->slow_consumer_timeout_ms = 5000;
     c->max_topic_levels = 128;
     c->max_subscriptions = 0;
     c->max_keepalive = 65535;

@@ -65,6 +65,8 @@ struct config {
     uint32_t max_queued_bytes_total; /* all sessions' queues of this node, bytes; 0 = unlimited; default 256 MiB */
     uint32_t max_retained;       /* retained messages in the cluster; 0 = unlimited; default 1000000 */
     uint32_t max_retained_bytes; /* their bytes (topic, payload, properties); 0 = unlimited; default 256 MiB */
+    uint32_t max_write_backlog;  /* bytes unwritten to one connection before backpressure; default 262144 */
+    uint32_t slow_consumer_timeout_ms; /* longest hold of publishers for one subscriber, 0 = none; default 5000 */
     uint32_t max_topic_levels;   /* default 128 */
     uint32_t max_subscriptions;  /* per client, 0 = unlimited; default 0 */
     uint16_t max_keepalive;      /* seconds; a larger client keep alive is lowered via Server Keep Alive (v5); default 65535 */

@@ -179,6 +179,7 @@ void broker__conn_close(struct conn *c, uint8_t reason)
     }
     list_remove(&c->link);
     b->conn_count--;
+    broker__backlog_forget(c);
     if (c->read_done || (!c->out.len && !c->writing) || write_out(c) != 0) {
         final_close(c);
         return;
@@ -211,10 +212,14 @@ static void on_written(uv_write_t *req, int status)
         c->b->stats.bytes_sent += w->len;
     free(w->data);
     free(w);
-    if (status < 0 && status != UV_ECANCELED)
+    if (status < 0 && status != UV_ECANCELED) {
         broker__conn_close(c, 0xFF);
-    else if (c->state == CONN_ACTIVE && c->session)
-        broker__session_drain(c->session);
+    } else if (c->state == CONN_ACTIVE) {
+        if (c->congested_at || c->slow)
+            broker__backlog_drained(c);
+        if (c->session)
+            broker__session_drain(c->session);
+    }
     broker__conn_release(c);
 }
 
@@ -225,7 +230,11 @@ static void flush_conn(struct conn *c)
         return;
     if (c->write_error || (c->out.len && write_out(c) != 0))
         broker__conn_close(c, 0xFF);
+    else if (c->congested_at || c->slow)
+        broker__backlog_drained(c);
 }
+
+uint64_t broker__conn_backlog(const struct conn *c) { return (uint64_t)c->writing + c->out.len; }
 
 /* Hands conn.out to the socket: what uv_try_write does not take goes in one
  * uv_write that owns the buffer. Returns 0 or a negative error. */
@@ -367,6 +376,11 @@ static void on_timer(uv_timer_t *t)
     if (!c->keep_alive)
         return;
     uint64_t limit = (uint64_t)c->keep_alive * 1500;
+    if (c->held) {
+        /* not read by our choice (backpressure): its packets wait unread */
+        uv_timer_start(&c->timer, on_timer, limit, 0);
+        return;
+    }
     uint64_t idle = broker__now(b) - c->last_rx;
     if (idle >= limit) {
         LOG(b, LOG_INFO, c, "keep alive timeout (%u s)", c->keep_alive);
@@ -453,7 +467,7 @@ static size_t consume(struct conn *c, const uint8_t *buf, size_t len)
 {
     struct broker *b = c->b;
     size_t pos = 0;
-    while (pos < len && !c->paused && c->state != CONN_CLOSING && c->state != CONN_CLAIMING) {
+    while (pos < len && !c->paused && !c->held && c->state != CONN_CLOSING && c->state != CONN_CLAIMING) {
         size_t plen;
         int rc = proto_frame(buf + pos, len - pos, b->cfg.max_packet_size, &plen);
         if (rc == PROTO_EINCOMPLETE)
@@ -568,7 +582,21 @@ void broker__conn_resume(struct conn *c)
     if (c->consuming)
         return; /* completed from within consume(): its loop goes on */
     process(c);
-    if (c->state != CONN_CLOSING && !c->paused)
+    if (c->state != CONN_CLOSING && !c->paused && !c->held)
+        read_start(c);
+}
+
+/* Backpressure (backpressure.c) let go of c: what it read meanwhile is
+ * processed, then it is read again (unless something else pauses it). */
+void broker__conn_unhold_read(struct conn *c)
+{
+    c->last_rx = broker__now(c->b); /* the wait was ours, not the client's silence */
+    if (c->state == CONN_CLOSING || c->paused)
+        return; /* a close reads to linger; a resume reads again */
+    if (c->consuming)
+        return; /* its consume() loop goes on */
+    process(c);
+    if (c->state != CONN_CLOSING && !c->paused && !c->held)
         read_start(c);
 }
 
@@ -607,6 +635,9 @@ void broker__conn_accept(struct acceptor *a, int fd)
     list_init(&c->acks);
     list_init(&c->barrier_link);
     list_init(&c->partial_link);
+    list_init(&c->held_link);
+    list_init(&c->held_pubs);
+    list_init(&c->congested_link);
     list_push_front(&b->conns, &c->link);
     b->conn_count++;
     b->stats.connections_total++;

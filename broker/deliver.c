@@ -433,7 +433,9 @@ void broker__deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
         if (!online(s))
             return; /* QoS 0 is not queued for an offline session */
         struct broker *b = c->b;
-        if (c->writing + c->out.len > BROKER_MAX_WRITE_BACKLOG || expired(b, m)) {
+        /* over the backlog limit, the publisher waits instead (backpressure.c) */
+        if (expired(b, m) || (broker__conn_backlog(c) > b->cfg.max_write_backlog &&
+                              !broker__backpressure_hold(c, b->routing_from))) {
             b->stats.publish_dropped++;
             return;
         }
@@ -545,7 +547,7 @@ bool broker__session_ready(const struct session *s, uint8_t qos)
         return s->inflight.count < window(s);
     /* waits only on a write in progress: its callback drains again */
     const struct conn *c = s->conn;
-    return !c->writing || c->writing + c->out.len <= BROKER_MAX_WRITE_BACKLOG / 2;
+    return !c->writing || c->writing + c->out.len <= c->b->cfg.max_write_backlog / 2;
 }
 
 void broker__session_resend(struct session *s)

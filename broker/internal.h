@@ -17,9 +17,6 @@
 #include "proto.h"
 #include "trie.h"
 
-/* Above this many bytes waiting to be written to one connection, QoS 0 messages
- * for it are dropped (a slow consumer must not grow the broker without bound). */
-#define BROKER_MAX_WRITE_BACKLOG (256u * 1024)
 /* Above this many bytes not yet acknowledged by another node, QoS 0 messages
  * for it are dropped (as for a slow connection: QoS 0 must not queue without
  * bound, nor grow the latency of what follows). */
@@ -264,6 +261,15 @@ struct conn {
     bool handles_closed;
     bool write_error;         /* a write failed on the delivery path; flush closes */
     bool fd_admitted;         /* counted in broker.fds.admitted */
+    /* backpressure (deliver.c): a publisher is not read while a subscriber its
+     * messages went to has more than cfg.max_write_backlog unwritten */
+    bool held;                /* not read: listed in holder->held_pubs */
+    bool slow;                /* over its backlog longer than slow_consumer_timeout_ms: QoS 0 dropped */
+    struct conn *holder;      /* the subscriber it waits for (held) */
+    struct list held_link;    /* in holder->held_pubs */
+    struct list held_pubs;    /* struct conn: publishers waiting for this one to drain */
+    uint64_t congested_at;    /* monotonic ms it first held a publisher (in broker.congested), 0 = not */
+    struct list congested_link; /* in broker.congested */
     uint64_t barrier;         /* waiting until broker.sub_completed reaches this */
     struct list barrier_link; /* in broker.barriers while waiting */
     char peer[64];            /* address:port, for logs */
@@ -305,6 +311,8 @@ struct broker_stats {
     uint64_t bytes_received, bytes_sent;
     uint64_t publish_dropped;
     uint64_t retained_refused;    /* retained PUBLISHes refused by the retained quota */
+    uint64_t slow_consumers;  /* connections found slow (backlog held too long) */
+    uint64_t publishers_held; /* publishers not read for a subscriber's backlog */
     uint64_t connections_total;
     uint64_t partial_closed;  /* closed for an incomplete packet (packet_timeout, max_partial_bytes) */
     uint64_t refused_fds;     /* CONNECTs refused to keep the descriptor reserve */
@@ -346,6 +354,12 @@ struct broker {
     struct conn *dirty;
     struct list partials;     /* struct conn with an incomplete packet, oldest first (conn.c) */
     uint64_t partial_bytes;   /* their read buffers */
+    struct conn *routing_from;/* the client whose PUBLISH is being routed, or NULL */
+    struct list congested;    /* struct conn holding publishers, oldest first */
+    uv_timer_t slow_timer;    /* ends the hold of the oldest congested connection */
+    uint64_t slow_logged_ms;  /* last slow consumer log line (rate limit) */
+    uint32_t slow_unlogged;   /* slow consumers found since that line */
+    struct list resuming;     /* struct conn (held_link): released, read again at the next flush */
 
     struct map sessions;      /* client id -> struct session * */
     struct list sessions_timed; /* struct session: offline with an expiry or a delayed will */
@@ -419,6 +433,8 @@ void broker__conn_release(struct conn *c);
 void broker__flush_all(struct broker *b);
 void broker__keepalive_arm(struct conn *c);
 void broker__partials_tick(struct broker *b);
+uint64_t broker__conn_backlog(const struct conn *c); /* bytes not yet written */
+void broker__conn_unhold_read(struct conn *c); /* read again, and what is buffered */
 
 /* connect.c */
 void broker__on_connect(struct conn *c, struct proto_packet *p);
@@ -489,6 +505,13 @@ void broker__outlist_concat(struct outlist *into, struct outlist *from); /* move
 struct outmsg *broker__inflight_find(struct session *s, uint16_t pid, int state);
 void broker__inflight_done(struct session *s, struct outmsg *o);
 void broker__inflight_released(struct session *s, struct outmsg *o);
+
+/* backpressure.c: a subscriber's write backlog holds the publishers feeding it */
+bool broker__backpressure_hold(struct conn *sub, struct conn *pub); /* false: drop the message */
+void broker__backlog_drained(struct conn *c); /* after a write: release publishers once low enough */
+void broker__backlog_forget(struct conn *c);  /* closing: releases its publishers, unlists it */
+bool broker__backpressure_resume(struct broker *b); /* reads released publishers again (flush) */
+void broker__slow_timer_cb(uv_timer_t *t);
 
 /* session.c */
 struct session *broker__session_find(struct broker *b, const char *id, size_t len);

@@ -270,7 +270,9 @@ static void publish_route(struct conn *c, const struct proto_publish *pub)
         broker__conn_close(c, PROTO_RC_UNSPECIFIED);
         return;
     }
+    b->routing_from = c; /* its reading may wait for a congested subscriber */
     uint32_t matched = broker__route(b, m, ack);
+    b->routing_from = NULL;
     if (ack)
         ack->reason = matched ? PROTO_RC_SUCCESS : PROTO_RC_NO_MATCHING_SUBSCRIBERS;
     if (pub->retain && !retain_start(c, m, ack) && ack)

@@ -36,6 +36,7 @@ void broker__sys_publish(struct broker *b)
     put_u64(b, "$SYS/broker/messages/dropped", b->stats.publish_dropped);
     put_u64(b, "$SYS/broker/messages/queued bytes", b->queued_bytes);
     put_u64(b, "$SYS/broker/retained messages/refused", b->stats.retained_refused);
+    put_u64(b, "$SYS/broker/clients/slow", b->stats.slow_consumers);
     put_u64(b, "$SYS/broker/bytes/received", b->stats.bytes_received);
     put_u64(b, "$SYS/broker/bytes/sent", b->stats.bytes_sent);
     put_u64(b, "$SYS/broker/subscriptions/count", b->sub_count);

@@ -15,8 +15,14 @@ Scenarios, each at QoS 0 and QoS 1, in two variants:
   fan-in     many publishers, one subscriber (wildcard)
   fan-out    one publisher, many subscribers
   p2p        publisher i -> subscriber i, many pairs
-plus 10,000 idle connections (resident memory per connection) and a connect
-rate run.
+plus a QoS 0 burst from independent clients (4 `mosquitto_pub -l`
+publishers, 200,000 lines each as fast as they can, to one `mosquitto_sub`,
+wildcard), the same fan-in 4:1 at max rate from starling-bench, 10,000 idle
+connections (resident memory per connection) and a connect rate run.
+
+Every message row reports messages delivered per second at the subscribers
+and the delivered share (received / published; 100 % minus the loss), not
+what the broker took in.
 
 Writes results.md, results.csv, results.png and the raw starling-bench JSON
 to the output directory. Uses /usr/bin/python3 (Debian's matplotlib).
@@ -322,6 +328,9 @@ def message_scenarios(n, fanout_subs):
             ("p2p", f"p2p {n} pairs", ["-c", n, "-t", "p2p/%i"], ["-c", n, "-t", "p2p/%i"],
              ["-I", 20]),
         ]
+        if qos == 0:
+            rows.append(("fanin4_q0_max", "fan-in 4:1 QoS 0 max rate", "fanin", 0, "max",
+                         ["-c", 4, "-t", "fanin/%i", "-I", 0], ["-c", 1, "-t", "fanin/+"]))
         for pid, label, pub, sub, lat_interval in pats:
             rows.append((f"{pid}_q{qos}_max", f"{label} QoS {qos} max rate", pid, qos, "max",
                          pub + ["-I", 0] + window, sub))
@@ -355,6 +364,84 @@ def run_messages(broker, bench, scen, duration, rawdir):
         "cpu_s": broker.cpu_s() - cpu0,
         "sent": p["publish"]["sent"], "recv": s["receive"]["count"],
         "expected": p["publish"]["sent"] * (int(sub_args[1]) if pattern == "fanout" else 1),
+    }
+
+
+CLI_PUBLISHERS = 4
+CLI_PUB = shutil.which("mosquitto_pub") or "/usr/bin/mosquitto_pub"
+CLI_SUB = shutil.which("mosquitto_sub") or "/usr/bin/mosquitto_sub"
+
+
+def run_cli_burst(broker, lines, rawdir):
+    """4 mosquitto_pub -l, `lines` lines each as fast as they can, to one
+    mosquitto_sub on burst/+ (QoS 0, MQTT 3.1.1, 100-byte lines): independent
+    clients, the way a user would try it. The rate is lines received / the
+    time from the publishers' start to the last line received."""
+    path = os.path.join(broker.workdir, f"burst-{lines}.txt")
+    if not os.path.exists(path):
+        with open(path, "w") as f:
+            for i in range(lines):
+                f.write(f"{i:09d} " + "x" * 90 + "\n")
+    host = ["-h", "127.0.0.1", "-p", str(broker.port), "-q", "0"]
+    cpu0 = broker.cpu_s()
+    broker.sample_start()
+    sub = subprocess.Popen([CLI_SUB] + host + ["-t", "burst/+"], stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL)
+    state = {"count": 0, "ready": False, "last": None}
+
+    def read():
+        for line in sub.stdout:
+            if line.startswith(b"ready"):
+                state["ready"] = True
+            else:
+                state["count"] += 1
+                state["last"] = time.monotonic()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 10
+    while not state["ready"] and time.monotonic() < deadline:
+        subprocess.run([CLI_PUB] + host + ["-t", "burst/ready", "-m", "ready"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10)
+        time.sleep(0.2)
+    if not state["ready"]:
+        sub.kill()
+        broker.sample_stop()
+        raise RuntimeError("cli burst: mosquitto_sub never got its readiness probe")
+    t0 = time.monotonic()
+    pubs = []
+    for i in range(CLI_PUBLISHERS):
+        with open(path, "rb") as f:
+            pubs.append(subprocess.Popen([CLI_PUB] + host + ["-t", f"burst/{i}", "-l"], stdin=f,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    for p in pubs:
+        try:
+            p.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    t_pub = time.monotonic() - t0
+    expected = lines * CLI_PUBLISHERS
+    seen, since = -1, time.monotonic()
+    while state["count"] < expected and time.monotonic() - since < 3.0:
+        if state["count"] != seen:
+            seen, since = state["count"], time.monotonic()
+        time.sleep(0.1)
+    sub.terminate()
+    sub.wait(timeout=10)
+    reader.join(timeout=10)
+    broker.sample_stop()
+    recv = state["count"]
+    window = (state["last"] - t0) if state["last"] else 0.0
+    with open(os.path.join(rawdir, f"{broker.name}-cli_fanin4_q0.txt"), "w") as f:
+        f.write(f"publishers {CLI_PUBLISHERS} x {lines} lines, published in {t_pub:.3f} s, "
+                f"received {recv} of {expected}, last after {window:.3f} s\n")
+    return {
+        "id": "cli_fanin4_q0", "pattern": "fanin", "qos": 0, "variant": "burst",
+        "scenario": f"mosquitto_pub -l x{CLI_PUBLISHERS} ({lines:,} lines each) -> mosquitto_sub, "
+                    "QoS 0 burst",
+        "rate": recv / window if window > 0 else 0.0, "unit": "msg/s", "p50_ms": None,
+        "p99_ms": None, "rss_mb": broker.peak_kb / 1024.0, "kb_per_conn": None,
+        "cpu_s": broker.cpu_s() - cpu0, "sent": expected, "recv": recv, "expected": expected,
     }
 
 
@@ -409,9 +496,10 @@ def run_broker(make_broker, bench, args, rawdir, only):
     """All scenarios against fresh instances of one broker. Returns rows."""
     rows = []
     scenarios = message_scenarios(args.clients, args.fanout_subs)
-    plan = [("msg", s) for s in scenarios] + [("idle", None), ("connect", None)]
+    plan = ([("cli", None)] + [("msg", s) for s in scenarios]
+            + [("idle", None), ("connect", None)])
     for kind, scen in plan:
-        sid = scen[0] if scen else kind
+        sid = scen[0] if scen else {"cli": "cli_fanin4_q0"}.get(kind, kind)
         if only and sid not in only:
             continue
         broker = make_broker()
@@ -422,6 +510,8 @@ def run_broker(make_broker, bench, args, rawdir, only):
             log(f"  {broker.name}: {sid} ...")
             if kind == "msg":
                 row = run_messages(broker, bench, scen, args.duration, rawdir)
+            elif kind == "cli":
+                row = run_cli_burst(broker, args.cli_lines, rawdir)
             elif kind == "idle":
                 row = run_idle(broker, bench, args.idle, rawdir)
             else:
@@ -448,13 +538,13 @@ def summary_line(r):
         parts.append(f"{r['kb_per_conn']:.2f} KiB/conn")
     parts.append(f"RSS {r['rss_mb']:.1f} MB CPU {r['cpu_s']:.2f} s")
     if r.get("expected"):
-        parts.append(f"delivered {r['recv']}/{r['expected']}")
+        parts.append(f"delivered {r['recv']}/{r['expected']} ({delivered(r)})")
     return ", ".join(parts)
 
 
 # --- reports --------------------------------------------------------------------
 
-COLUMNS = [("rate", "rate/s", "{:.0f}"), ("p50_ms", "p50 ms", "{:.2f}"),
+COLUMNS = [("rate", "delivered/s", "{:.0f}"), ("p50_ms", "p50 ms", "{:.2f}"),
            ("p99_ms", "p99 ms", "{:.2f}"), ("rss_mb", "RSS MB", "{:.1f}"),
            ("kb_per_conn", "KiB/conn", "{:.2f}"), ("cpu_s", "CPU s", "{:.2f}")]
 
@@ -469,10 +559,15 @@ def fmt(v, f):
     return "" if v is None or v == "" else f.format(v)
 
 
-def delivered(r):
+def delivered_pct(r):
     if r.get("expected"):
-        return f"{100.0 * r['recv'] / r['expected']:.1f}%"
-    return ""
+        return 100.0 * r["recv"] / r["expected"]
+    return None
+
+
+def delivered(r):
+    v = delivered_pct(r)
+    return "" if v is None else f"{v:.1f}%"
 
 
 def by_id(rows):
@@ -520,14 +615,15 @@ def write_markdown(path, rows, brokers, meta):
                 f.write("| | **Starling / Mosquitto** | "
                         + " | ".join(fmt(ratio(s.get(k), m.get(k)), "{:.3g}x")
                                      for k, _, _ in COLUMNS) + " | |\n")
-        f.write("\nrate/s is messages delivered per second at the subscribers (connections "
-                "per second for the connect row); p50 / p99 are end-to-end latency from the "
+        f.write("\ndelivered/s is messages delivered per second at the subscribers (connections "
+                "per second for the connect row; for the mosquitto_pub/sub burst, lines received "
+                "over the time from the publishers' start to the last line received); p50 / p99 are end-to-end latency from the "
                 "publisher's send stamp to the subscriber (connect time for the connect row); "
                 "RSS is the broker's peak resident memory during the scenario (with the "
                 "connections held, for the idle row); CPU s is the broker's user + system "
                 "time for the scenario; delivered is messages received / messages the "
                 "publishers produced (times the subscribers for fan-out). The ratio row is "
-                "Starling / Mosquitto: above 1 is better for rate/s, below 1 is better for the "
+                "Starling / Mosquitto: above 1 is better for delivered/s, below 1 is better for the "
                 "rest. Max-rate latencies are dominated by queueing (at QoS 0 much of the "
                 "backlog sits in the publishers' socket buffers); read latency from the "
                 "fixed-rate rows.\n")
@@ -535,11 +631,13 @@ def write_markdown(path, rows, brokers, meta):
 
 def write_csv(path, rows, brokers):
     keys = ["id", "scenario", "broker", "pattern", "qos", "variant", "rate", "unit", "p50_ms",
-            "p99_ms", "rss_mb", "kb_per_conn", "cpu_s", "sent", "recv", "expected", "error"]
+            "p99_ms", "rss_mb", "kb_per_conn", "cpu_s", "sent", "recv", "expected",
+            "delivered_pct", "error"]
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(keys)
         for r in rows:
+            r = dict(r, delivered_pct=delivered_pct(r))
             w.writerow(["" if r.get(k) is None else r.get(k, "") for k in keys])
         if len(brokers) == 2:
             for sid, entry in by_id(rows).items():
@@ -652,7 +750,10 @@ def main():
     ap.add_argument("--fanout-subs", type=int, default=100, help="subscribers for fan-out [100]")
     ap.add_argument("--idle", type=int, default=10000, help="idle connections [10000]")
     ap.add_argument("--connects", type=int, default=5000, help="connect-rate clients [5000]")
-    ap.add_argument("--only", help="comma-separated scenario ids (e.g. fanin_q0_max,idle)")
+    ap.add_argument("--cli-lines", type=int, default=200000,
+                    help="lines per mosquitto_pub -l publisher in the burst row [200000]")
+    ap.add_argument("--only", help="comma-separated scenario ids (e.g. cli_fanin4_q0,"
+                                   "fanin4_q0_max,idle)")
     args = ap.parse_args()
     if args.duration is None:
         args.duration = 30.0 if args.long else 5.0

@@ -623,7 +623,7 @@ Test(deliver, write_backlog_drops_qos0_but_keeps_qos1)
     struct session *s = fx_session("slow");
     fx_subscribe(s, "t", (struct fx_sub_opts){.qos = 1});
     struct conn *c = fx_connect(s, PROTO_V5);
-    c->writing = BROKER_MAX_WRITE_BACKLOG + 1; /* bytes handed to the socket, not yet written */
+    c->writing = fx_b->cfg.max_write_backlog + 1; /* bytes handed to the socket, not yet written */
     uint64_t dropped = fx_b->stats.publish_dropped;
     fx_route("t", "zero", 0, false, NULL);
     fx_route("t", "one", 1, false, NULL);
