@@ -10,6 +10,7 @@
  * (member.c), the command codec (command.c). */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,74 @@ void cluster__handle_closed(struct cluster *c)
 void cluster__on_handle_closed(uv_handle_t *h) { cluster__handle_closed(h->data); }
 
 void cluster__close_free(uv_handle_t *h) { raft_free(h); }
+
+/* --- fail-stop ------------------------------------------------------------------------- */
+
+void cluster__fail_stop(struct cluster *c, const char *fmt, ...)
+{
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (c->fatal)
+        return;
+    c->fatal = true;
+    snprintf(c->fatal_msg, sizeof(c->fatal_msg), "%s", msg);
+    if (!c->raft_started)
+        return; /* while the log replays in cluster_run: its error says it */
+    CLOG(c, CLUSTER_LOG_ERROR, "cluster: %s; stopping this node", msg);
+    if (c->cfg.fatal)
+        c->cfg.fatal(c->cfg.ctx, msg);
+}
+
+/* Errors with which libraft refuses a request before anything entered its
+ * log: the node is as it was. */
+static bool raft_refusal(int rc)
+{
+    switch (rc) {
+    case RAFT_NOTLEADER:
+    case RAFT_LEADERSHIPLOST:
+    case RAFT_BADID:
+    case RAFT_DUPLICATEID:
+    case RAFT_DUPLICATEADDRESS:
+    case RAFT_BADROLE:
+    case RAFT_CANTCHANGE:
+    case RAFT_NOTFOUND:
+    case RAFT_SHUTDOWN:
+    case RAFT_BUSY:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* libraft 0.22.1 persists an entry inside the call that submits it: when the
+ * log cannot take it (no descriptor, no space, an I/O error, no memory) the
+ * call fails after its core counted the entry in (its last index moved), and
+ * after it freed the entry's buffer. No later entry commits on that log: the
+ * node stops. A call that fails with the last index unchanged was refused. */
+int cluster__raft_check(struct cluster *c, int rc, raft_index before, const char *what)
+{
+    if (rc == 0 || c->closing)
+        return rc;
+    if (raft_last_index(&c->raft) == before) {
+        if (!raft_refusal(rc))
+            CLOG(c, CLUSTER_LOG_WARN, "cluster: raft refused %s: %s (raft error %d)", what, raft_errmsg(&c->raft),
+                 rc);
+        return rc;
+    }
+    const char *detail = raft_errmsg(&c->raft);
+    if (!detail || !detail[0])
+        detail = raft_strerror(rc);
+    if (rc == RAFT_NOSPACE || strstr(detail, "No space left"))
+        cluster__fail_stop(c, "disk full: the Raft log in %s/raft cannot grow (%s: %s, raft error %d)",
+                           c->cfg.data_dir, what, detail, rc);
+    else
+        cluster__fail_stop(c, "the Raft log in %s/raft failed (%s: %s, raft error %d: %s)", c->cfg.data_dir,
+                           what, detail, rc, raft_strerror(rc));
+    return rc;
+}
 
 /* --- closing ------------------------------------------------------------------------------ */
 
@@ -124,9 +193,10 @@ void cluster_close(struct cluster *c, void (*close_cb)(void *arg), void *arg)
 
 /* --- the tick: leadership, links, timeouts ---------------------------------------------- */
 
-static void on_barrier(struct raft_barrier *req, int status)
+static void on_barrier(struct raft_apply *req, int status, void *result)
 {
-    struct cluster *c = req->data;
+    struct cluster *c = container_of(req, struct cluster, barrier);
+    (void)result;
     c->barrier_pending = false;
     if (status == 0)
         CLOG(c, CLUSTER_LOG_DEBUG, "cluster: leader barrier committed");
@@ -147,10 +217,9 @@ static void watch_leader(struct cluster *c)
             CLOG(c, CLUSTER_LOG_INFO, "cluster: no leader (term %" PRIu64 ")", term);
         c->leader_seen = (uint32_t)leader;
         c->term_seen = term;
-        if (leader == c->cfg.node_id && !c->barrier_pending) {
+        if (leader == c->cfg.node_id && !c->barrier_pending && !c->fatal) {
             /* commits what earlier terms left uncommitted before we rely on it */
-            c->barrier.data = c;
-            if (raft_barrier(&c->raft, &c->barrier, on_barrier) == 0)
+            if (cluster__append_noop(c, &c->barrier, on_barrier, "appending the leader's no-op entry") == 0)
                 c->barrier_pending = true;
         }
     }
@@ -349,6 +418,11 @@ int cluster_run(struct cluster *c, char *err, size_t errlen)
         return -EIO;
     }
     c->raft_started = true;
+    if (c->fatal) {
+        /* replaying the log failed (the store is full, the disk is full) */
+        snprintf(err, errlen, "%s", c->fatal_msg);
+        return -EIO;
+    }
     uint64_t applied = store_applied_index(c->store);
     if (applied > raft_last_index(&c->raft)) {
         snprintf(err, errlen,
