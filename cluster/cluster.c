@@ -225,6 +225,38 @@ static void watch_leader(struct cluster *c)
     }
 }
 
+/* A leader with entries past its commit index whose commit index has not
+ * moved for WEDGE_ELECTIONS election timeouts, while its own log took
+ * nothing either (or it is the only voter), is wedged: its log stopped
+ * taking writes (libraft retries a failed write for ever) or libraft's state
+ * went wrong. Followers it reaches (a leader that reaches no majority steps
+ * down after one election timeout) cannot help: it stops, and another node
+ * (or a restart) takes over. */
+#define WEDGE_ELECTIONS 10
+
+static void watch_commit(struct cluster *c)
+{
+    uint64_t now = uv_now(c->loop);
+    raft_index commit = raft_commit_index(&c->raft), last = raft_last_index(&c->raft), own = 0;
+    bool leader = raft_state(&c->raft) == RAFT_LEADER;
+    if (!leader || last <= commit || raft_match_index(&c->raft, c->cfg.node_id, &own) != 0)
+        own = last;
+    bool own_stuck = c->raft.configuration.n == 1 || (own < last && own == c->own_seen);
+    if (!leader || last <= commit || commit != c->commit_seen || !own_stuck) {
+        c->commit_seen = commit;
+        c->own_seen = own;
+        c->commit_moved_ms = now;
+        return;
+    }
+    uint64_t waited = now - c->commit_moved_ms;
+    if (waited >= (uint64_t)WEDGE_ELECTIONS * c->cfg.election_timeout_ms)
+        cluster__fail_stop(c,
+                           "leader wedged: entries up to %llu, nothing committed past %llu for %llu ms (the Raft log "
+                           "in %s/raft stopped taking writes: look for a full disk or an I/O error there)",
+                           (unsigned long long)last, (unsigned long long)commit, (unsigned long long)waited,
+                           c->cfg.data_dir);
+}
+
 static void on_tick(uv_timer_t *t)
 {
     struct cluster *c = t->data;
@@ -235,6 +267,9 @@ static void on_tick(uv_timer_t *t)
         return;
     }
     watch_leader(c);
+    watch_commit(c);
+    if (c->fatal)
+        return;
     cluster__link_tick(c);
     cluster__member_tick(c);
     if (c->closing || c->draining)

@@ -217,6 +217,9 @@ struct cluster {
     struct raft_apply barrier; /* the new leader's no-op entry */
     bool push_pending;         /* a no-op entry that carries a new commit index to the followers */
     struct raft_apply push;
+    uint64_t commit_seen;      /* commit index at commit_moved_ms (watch_commit) */
+    uint64_t own_seen;         /* the leader's own match index then */
+    uint64_t commit_moved_ms;
 
     /* peer links */
     uv_tcp_t listener;
