@@ -96,9 +96,13 @@ int cluster__raft_check(struct cluster *c, int rc, raft_index before, const char
     if (rc == 0 || c->closing)
         return rc;
     if (raft_last_index(&c->raft) == before) {
-        if (!raft_refusal(rc))
+        uint64_t now = uv_now(c->loop);
+        if (!raft_refusal(rc) && now - c->refused_logged_ms >= 1000) {
+            /* at most one a second: under load every batch may be refused */
+            c->refused_logged_ms = now;
             CLOG(c, CLUSTER_LOG_WARN, "cluster: raft refused %s: %s (raft error %d)", what, raft_errmsg(&c->raft),
                  rc);
+        }
         return rc;
     }
     const char *detail = raft_errmsg(&c->raft);

@@ -220,6 +220,7 @@ struct cluster {
     uint64_t commit_seen;      /* commit index at commit_moved_ms (watch_commit) */
     uint64_t own_seen;         /* the leader's own match index then */
     uint64_t commit_moved_ms;
+    uint64_t refused_logged_ms; /* last "raft refused" warning (cluster__raft_check) */
 
     /* peer links */
     uv_tcp_t listener;
