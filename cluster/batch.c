@@ -54,6 +54,8 @@ int cluster__raft_apply(struct cluster *c, struct raft_apply *req, uint8_t **ent
     int rc = raft_apply(&c->raft, req, &buf, 1, cb);
     if (rc == 0 || raft_last_index(&c->raft) != before)
         *entry = NULL; /* libraft's now, or freed by it when the write failed */
+    if (rc == 0)
+        c->refusing_since_ms = 0;
     return cluster__raft_check(c, rc, before, what);
 }
 

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -97,6 +98,10 @@ int cluster__raft_check(struct cluster *c, int rc, raft_index before, const char
         return rc;
     if (raft_last_index(&c->raft) == before) {
         uint64_t now = uv_now(c->loop);
+        if (!raft_refusal(rc) && !c->refusing_since_ms) {
+            c->refusing_since_ms = now; /* watch_commit stops a leader that refuses for long */
+            c->refusing_rc = rc;
+        }
         if (!raft_refusal(rc) && now - c->refused_logged_ms >= 1000) {
             /* at most one a second: under load every batch may be refused */
             c->refused_logged_ms = now;
@@ -233,14 +238,34 @@ static void watch_leader(struct cluster *c)
  * moved for WEDGE_ELECTIONS election timeouts, while its own log took
  * nothing either (or it is the only voter), is wedged: its log stopped
  * taking writes (libraft retries a failed write for ever) or libraft's state
- * went wrong. Followers it reaches (a leader that reaches no majority steps
- * down after one election timeout) cannot help: it stops, and another node
- * (or a restart) takes over. */
+ * went wrong. So is a leader whose libraft refused every entry for that long
+ * with an error other than "not the leader" (after descriptors ran out,
+ * libraft 0.22.1 may refuse every entry with RAFT_NOSPACE, free disk or not).
+ * Followers it reaches (a leader that reaches no majority steps down after
+ * one election timeout) cannot help: it stops, and another node (or a
+ * restart) takes over. */
 #define WEDGE_ELECTIONS 10
 
 static void watch_commit(struct cluster *c)
 {
     uint64_t now = uv_now(c->loop);
+    uint64_t limit = (uint64_t)WEDGE_ELECTIONS * c->cfg.election_timeout_ms;
+    if (raft_state(&c->raft) != RAFT_LEADER)
+        c->refusing_since_ms = 0;
+    if (c->refusing_since_ms && now - c->refusing_since_ms >= limit) {
+        char dir[1100];
+        struct statvfs fs;
+        unsigned long long free_mb = 0;
+        snprintf(dir, sizeof(dir), "%s/raft", c->cfg.data_dir);
+        if (statvfs(dir, &fs) == 0)
+            free_mb = (unsigned long long)((uint64_t)fs.f_bavail * fs.f_frsize >> 20);
+        cluster__fail_stop(c,
+                           "leader wedged: libraft refused every entry for %llu ms (%s, raft error %d; %llu MiB free "
+                           "in %s)",
+                           (unsigned long long)(now - c->refusing_since_ms), raft_strerror(c->refusing_rc),
+                           c->refusing_rc, free_mb, dir);
+        return;
+    }
     raft_index commit = raft_commit_index(&c->raft), last = raft_last_index(&c->raft), own = 0;
     bool leader = raft_state(&c->raft) == RAFT_LEADER;
     if (!leader || last <= commit || raft_match_index(&c->raft, c->cfg.node_id, &own) != 0)
@@ -253,7 +278,7 @@ static void watch_commit(struct cluster *c)
         return;
     }
     uint64_t waited = now - c->commit_moved_ms;
-    if (waited >= (uint64_t)WEDGE_ELECTIONS * c->cfg.election_timeout_ms)
+    if (waited >= limit)
         cluster__fail_stop(c,
                            "leader wedged: entries up to %llu, nothing committed past %llu for %llu ms (the Raft log "
                            "in %s/raft stopped taking writes: look for a full disk or an I/O error there)",

@@ -221,6 +221,8 @@ struct cluster {
     uint64_t own_seen;         /* the leader's own match index then */
     uint64_t commit_moved_ms;
     uint64_t refused_logged_ms; /* last "raft refused" warning (cluster__raft_check) */
+    uint64_t refusing_since_ms; /* libraft refuses entries (not as "not the leader") since, 0 = it takes them */
+    int refusing_rc;
 
     /* peer links */
     uv_tcp_t listener;
