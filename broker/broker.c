@@ -257,6 +257,11 @@ int broker_start(uv_loop_t *loop, const struct config *cfg, struct broker **out,
     int rc = start_cluster(b, err, errlen);
     if (rc)
         return rc;
+    if (b->stopping) {
+        /* the cluster stopped the node while it started (its reason is logged) */
+        snprintf(err, errlen, "the cluster stopped this node during start");
+        return -ECANCELED;
+    }
     for (int i = 0; i < cfg->listener_count; i++) {
         b->listeners[i].cfg = cfg->listeners[i];
         rc = listen_on(b, &b->listeners[i], err, errlen);

@@ -44,23 +44,53 @@ void cluster__batch_finish(struct cluster *c, struct batch *bt, int status, cons
     cluster__drain_check(c);
 }
 
-static void on_pushed(struct raft_barrier *req, int status)
+int cluster__raft_apply(struct cluster *c, struct raft_apply *req, uint8_t **entry, size_t len, raft_apply_cb cb,
+                        const char *what)
+{
+    if (c->fatal)
+        return RAFT_SHUTDOWN;
+    struct raft_buffer buf = {*entry, len};
+    raft_index before = raft_last_index(&c->raft);
+    int rc = raft_apply(&c->raft, req, &buf, 1, cb);
+    if (rc == 0 || raft_last_index(&c->raft) != before)
+        *entry = NULL; /* libraft's now, or freed by it when the write failed */
+    if (rc == 0)
+        c->refusing_since_ms = 0;
+    return cluster__raft_check(c, rc, before, what);
+}
+
+int cluster__append_noop(struct cluster *c, struct raft_apply *req, raft_apply_cb cb, const char *what)
+{
+    uint8_t *entry = raft_malloc(CLUSTER_ENTRY_HEADER);
+    if (!entry)
+        return RAFT_NOMEM;
+    memset(entry, 0, CLUSTER_ENTRY_HEADER);
+    bytes_put_u16le(bytes_put_u32le(entry, CLUSTER_ENTRY_MAGIC), CLUSTER_ENTRY_VERSION);
+    int rc = cluster__raft_apply(c, req, &entry, CLUSTER_ENTRY_HEADER, cb, what);
+    raft_free(entry); /* NULL unless refused */
+    return rc;
+}
+
+static void on_pushed(struct raft_apply *req, int status, void *result)
 {
     struct cluster *c = container_of(req, struct cluster, push);
     (void)status;
+    (void)result;
     c->push_pending = false;
 }
 
 /* libraft tells a follower that an entry committed only with the next message
  * it sends it (an append or a heartbeat), and a follower acknowledges its
- * clients only after applying the entry. Appending a barrier right after a
- * command entry committed sends that message at once; under load the barrier
- * rides along with the next entries, and at most one is in flight. */
+ * clients only after applying the entry. Appending a no-op entry right after
+ * a command entry committed sends that message at once; under load it rides
+ * along with the next entries, and at most one is in flight. (Not
+ * raft_barrier: libraft 0.22.1 frees a barrier's buffer twice when the log
+ * cannot take it.) */
 void cluster__push_commit(struct cluster *c)
 {
-    if (c->push_pending || c->closing || c->cfg.peer_count < 2)
+    if (c->push_pending || c->closing || c->fatal || c->cfg.peer_count < 2)
         return;
-    if (raft_barrier(&c->raft, &c->push, on_pushed) == 0)
+    if (cluster__append_noop(c, &c->push, on_pushed, "appending a no-op entry") == 0)
         c->push_pending = true;
 }
 
@@ -75,7 +105,8 @@ static void on_appended(struct raft_apply *req, int status, void *result)
     if (a->batch) {
         a->batch->areq = NULL;
         if (status != 0) {
-            CLOG(a->c, CLUSTER_LOG_DEBUG, "cluster: append failed: %s", raft_strerror(status));
+            CLOG(a->c, CLUSTER_LOG_DEBUG, "cluster: append failed: %s (raft error %d)", raft_strerror(status),
+                 status);
             cluster__batch_finish(a->c, a->batch, CLUSTER_EUNAVAILABLE, NULL);
         }
     }
@@ -89,13 +120,11 @@ static int batch_append(struct cluster *c, struct batch *bt)
         return -ENOMEM;
     a->c = c;
     a->batch = bt;
-    struct raft_buffer buf = {bt->entry, bt->entry_len};
-    int rc = raft_apply(&c->raft, &a->req, &buf, 1, on_appended);
+    int rc = cluster__raft_apply(c, &a->req, &bt->entry, bt->entry_len, on_appended, "appending a batch");
     if (rc) {
         free(a);
         return rc;
     }
-    bt->entry = NULL; /* raft owns it now */
     bt->state = BATCH_APPENDING;
     bt->areq = a;
     return 0;
@@ -103,7 +132,7 @@ static int batch_append(struct cluster *c, struct batch *bt)
 
 void cluster__batches_kick(struct cluster *c)
 {
-    if (c->closing || !c->raft_started)
+    if (c->closing || c->fatal || !c->raft_started)
         return;
     bool leader = raft_state(&c->raft) == RAFT_LEADER;
     list_foreach_safe(it, &c->pending) {

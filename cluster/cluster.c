@@ -10,10 +10,12 @@
  * (member.c), the command codec (command.c). */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -43,6 +45,82 @@ void cluster__handle_closed(struct cluster *c)
 void cluster__on_handle_closed(uv_handle_t *h) { cluster__handle_closed(h->data); }
 
 void cluster__close_free(uv_handle_t *h) { raft_free(h); }
+
+/* --- fail-stop ------------------------------------------------------------------------- */
+
+void cluster__fail_stop(struct cluster *c, const char *fmt, ...)
+{
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (c->fatal)
+        return;
+    c->fatal = true;
+    snprintf(c->fatal_msg, sizeof(c->fatal_msg), "%s", msg);
+    if (!c->raft_started)
+        return; /* while the log replays in cluster_run: its error says it */
+    CLOG(c, CLUSTER_LOG_ERROR, "cluster: %s; stopping this node", msg);
+    if (c->cfg.fatal)
+        c->cfg.fatal(c->cfg.ctx, msg);
+}
+
+/* Errors with which libraft refuses a request before anything entered its
+ * log: the node is as it was. */
+static bool raft_refusal(int rc)
+{
+    switch (rc) {
+    case RAFT_NOTLEADER:
+    case RAFT_LEADERSHIPLOST:
+    case RAFT_BADID:
+    case RAFT_DUPLICATEID:
+    case RAFT_DUPLICATEADDRESS:
+    case RAFT_BADROLE:
+    case RAFT_CANTCHANGE:
+    case RAFT_NOTFOUND:
+    case RAFT_SHUTDOWN:
+    case RAFT_BUSY:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* libraft 0.22.1 persists an entry inside the call that submits it: when the
+ * log cannot take it (no descriptor, no space, an I/O error, no memory) the
+ * call fails after its core counted the entry in (its last index moved), and
+ * after it freed the entry's buffer. No later entry commits on that log: the
+ * node stops. A call that fails with the last index unchanged was refused. */
+int cluster__raft_check(struct cluster *c, int rc, raft_index before, const char *what)
+{
+    if (rc == 0 || c->closing)
+        return rc;
+    if (raft_last_index(&c->raft) == before) {
+        uint64_t now = uv_now(c->loop);
+        if (!raft_refusal(rc) && !c->refusing_since_ms) {
+            c->refusing_since_ms = now; /* watch_commit stops a leader that refuses for long */
+            c->refusing_rc = rc;
+        }
+        if (!raft_refusal(rc) && now - c->refused_logged_ms >= 1000) {
+            /* at most one a second: under load every batch may be refused */
+            c->refused_logged_ms = now;
+            CLOG(c, CLUSTER_LOG_WARN, "cluster: raft refused %s: %s (raft error %d)", what, raft_errmsg(&c->raft),
+                 rc);
+        }
+        return rc;
+    }
+    const char *detail = raft_errmsg(&c->raft);
+    if (!detail || !detail[0])
+        detail = raft_strerror(rc);
+    if (rc == RAFT_NOSPACE || strstr(detail, "No space left"))
+        cluster__fail_stop(c, "disk full: the Raft log in %s/raft cannot grow (%s: %s, raft error %d)",
+                           c->cfg.data_dir, what, detail, rc);
+    else
+        cluster__fail_stop(c, "the Raft log in %s/raft failed (%s: %s, raft error %d: %s)", c->cfg.data_dir,
+                           what, detail, rc, raft_strerror(rc));
+    return rc;
+}
 
 /* --- closing ------------------------------------------------------------------------------ */
 
@@ -124,9 +202,10 @@ void cluster_close(struct cluster *c, void (*close_cb)(void *arg), void *arg)
 
 /* --- the tick: leadership, links, timeouts ---------------------------------------------- */
 
-static void on_barrier(struct raft_barrier *req, int status)
+static void on_barrier(struct raft_apply *req, int status, void *result)
 {
-    struct cluster *c = req->data;
+    struct cluster *c = container_of(req, struct cluster, barrier);
+    (void)result;
     c->barrier_pending = false;
     if (status == 0)
         CLOG(c, CLUSTER_LOG_DEBUG, "cluster: leader barrier committed");
@@ -147,13 +226,64 @@ static void watch_leader(struct cluster *c)
             CLOG(c, CLUSTER_LOG_INFO, "cluster: no leader (term %" PRIu64 ")", term);
         c->leader_seen = (uint32_t)leader;
         c->term_seen = term;
-        if (leader == c->cfg.node_id && !c->barrier_pending) {
+        if (leader == c->cfg.node_id && !c->barrier_pending && !c->fatal) {
             /* commits what earlier terms left uncommitted before we rely on it */
-            c->barrier.data = c;
-            if (raft_barrier(&c->raft, &c->barrier, on_barrier) == 0)
+            if (cluster__append_noop(c, &c->barrier, on_barrier, "appending the leader's no-op entry") == 0)
                 c->barrier_pending = true;
         }
     }
+}
+
+/* A leader with entries past its commit index whose commit index has not
+ * moved for WEDGE_ELECTIONS election timeouts, while its own log took
+ * nothing either (or it is the only voter), is wedged: its log stopped
+ * taking writes (libraft retries a failed write for ever) or libraft's state
+ * went wrong. So is a leader whose libraft refused every entry for that long
+ * with an error other than "not the leader" (after descriptors ran out,
+ * libraft 0.22.1 may refuse every entry with RAFT_NOSPACE, free disk or not).
+ * Followers it reaches (a leader that reaches no majority steps down after
+ * one election timeout) cannot help: it stops, and another node (or a
+ * restart) takes over. */
+#define WEDGE_ELECTIONS 10
+
+static void watch_commit(struct cluster *c)
+{
+    uint64_t now = uv_now(c->loop);
+    uint64_t limit = (uint64_t)WEDGE_ELECTIONS * c->cfg.election_timeout_ms;
+    if (raft_state(&c->raft) != RAFT_LEADER)
+        c->refusing_since_ms = 0;
+    if (c->refusing_since_ms && now - c->refusing_since_ms >= limit) {
+        char dir[1100];
+        struct statvfs fs;
+        unsigned long long free_mb = 0;
+        snprintf(dir, sizeof(dir), "%s/raft", c->cfg.data_dir);
+        if (statvfs(dir, &fs) == 0)
+            free_mb = (unsigned long long)((uint64_t)fs.f_bavail * fs.f_frsize >> 20);
+        cluster__fail_stop(c,
+                           "leader wedged: libraft refused every entry for %llu ms (%s, raft error %d; %llu MiB free "
+                           "in %s)",
+                           (unsigned long long)(now - c->refusing_since_ms), raft_strerror(c->refusing_rc),
+                           c->refusing_rc, free_mb, dir);
+        return;
+    }
+    raft_index commit = raft_commit_index(&c->raft), last = raft_last_index(&c->raft), own = 0;
+    bool leader = raft_state(&c->raft) == RAFT_LEADER;
+    if (!leader || last <= commit || raft_match_index(&c->raft, c->cfg.node_id, &own) != 0)
+        own = last;
+    bool own_stuck = c->raft.configuration.n == 1 || (own < last && own == c->own_seen);
+    if (!leader || last <= commit || commit != c->commit_seen || !own_stuck) {
+        c->commit_seen = commit;
+        c->own_seen = own;
+        c->commit_moved_ms = now;
+        return;
+    }
+    uint64_t waited = now - c->commit_moved_ms;
+    if (waited >= limit)
+        cluster__fail_stop(c,
+                           "leader wedged: entries up to %llu, nothing committed past %llu for %llu ms (the Raft log "
+                           "in %s/raft stopped taking writes: look for a full disk or an I/O error there)",
+                           (unsigned long long)last, (unsigned long long)commit, (unsigned long long)waited,
+                           c->cfg.data_dir);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -166,6 +296,9 @@ static void on_tick(uv_timer_t *t)
         return;
     }
     watch_leader(c);
+    watch_commit(c);
+    if (c->fatal)
+        return;
     cluster__link_tick(c);
     cluster__member_tick(c);
     if (c->closing || c->draining)
@@ -349,6 +482,11 @@ int cluster_run(struct cluster *c, char *err, size_t errlen)
         return -EIO;
     }
     c->raft_started = true;
+    if (c->fatal) {
+        /* replaying the log failed (the store is full, the disk is full) */
+        snprintf(err, errlen, "%s", c->fatal_msg);
+        return -EIO;
+    }
     uint64_t applied = store_applied_index(c->store);
     if (applied > raft_last_index(&c->raft)) {
         snprintf(err, errlen,

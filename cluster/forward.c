@@ -102,9 +102,10 @@ static void on_propose(struct fwd_conn *fc, const uint8_t *body, size_t len)
     memcpy(buf.base, body + 8, len - 8);
     a->conn = fc;
     a->seq = seq;
-    int rc = raft_apply(&c->raft, &a->req, &buf, 1, on_appended);
+    uint8_t *entry = buf.base;
+    int rc = cluster__raft_apply(c, &a->req, &entry, buf.len, on_appended, "appending a forwarded batch");
     if (rc) {
-        raft_free(buf.base);
+        raft_free(entry); /* NULL unless refused */
         free(a);
         refuse(fc, seq, rc);
         return;

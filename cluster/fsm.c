@@ -9,29 +9,16 @@
  * the same result). An entry of a newer format version, or a store that
  * cannot apply a committed entry (disk or map full, I/O error), stops the
  * node (fail-stop: it must not diverge). */
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "internal.h"
-
-static void fail_stop(struct cluster *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void fail_stop(struct cluster *c, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    if (c->fatal)
-        return;
-    c->fatal = true;
-    CLOG(c, CLUSTER_LOG_ERROR, "cluster: %s; stopping this node", msg);
-    if (c->cfg.fatal)
-        c->cfg.fatal(c->cfg.ctx, msg);
-}
 
 /* What the entry header says (its length and magic already checked). */
 struct entry_head {
@@ -52,10 +39,12 @@ static int entry_check(struct cluster *c, const struct raft_buffer *buf, uint64_
     }
     if (bytes_get_u16le(p + 4) != CLUSTER_ENTRY_VERSION) {
         /* written by a newer Starling: applying part of it would diverge */
-        fail_stop(c, "entry %" PRIu64 " has format version %u, this node knows %u (upgrade it)", index,
-                  (unsigned)bytes_get_u16le(p + 4), CLUSTER_ENTRY_VERSION);
+        cluster__fail_stop(c, "entry %" PRIu64 " has format version %u, this node knows %u (upgrade it)", index,
+                           (unsigned)bytes_get_u16le(p + 4), CLUSTER_ENTRY_VERSION);
         return ENTRY_FAIL;
     }
+    if (buf->len == CLUSTER_ENTRY_HEADER)
+        return ENTRY_SKIP; /* a no-op entry (a new leader's, a commit push): like a barrier */
     if (index <= store_applied_index(c->store))
         return ENTRY_SKIP; /* already in the store (a replay after restart) */
     h->origin = bytes_get_u32le(p + 8);
@@ -153,6 +142,67 @@ static void entry_announce(struct cluster *c, uint32_t count, uint64_t index)
             c->cfg.apply(c->cfg.ctx, &c->cmds[i], c->results[i], index);
 }
 
+/* Bytes of the files in dir: all of them, or (log) only the Raft log's
+ * segments that hold entries after index (closed ones are named
+ * FIRST-LAST, open ones open-N). */
+static uint64_t dir_bytes(const char *dir, bool log, uint64_t index)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    uint64_t total = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        unsigned long long first, last;
+        if (log && strncmp(e->d_name, "open-", 5) != 0 &&
+            (sscanf(e->d_name, "%llu-%llu", &first, &last) != 2 || last <= index))
+            continue;
+        char path[1400];
+        struct stat st;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+            total += (uint64_t)st.st_size;
+    }
+    closedir(d);
+    return total;
+}
+
+/* The store could not take entry index: the node stops with what the
+ * operator can do about it. A full map: a store_max_mb that holds the store
+ * and the part of the log still to apply, with a quarter more for LMDB's
+ * pages. A full file system (LMDB reports ENOSPC, or EIO from a write that
+ * found no room): the disk and the directory. */
+static void store_failed(struct cluster *c, uint64_t index, int rc)
+{
+    char dir[1100];
+    snprintf(dir, sizeof(dir), "%s/state", c->cfg.data_dir);
+    if (rc == STORE_EFULL) {
+        char raft_dir[1100];
+        snprintf(raft_dir, sizeof(raft_dir), "%s/raft", c->cfg.data_dir);
+        uint64_t need = dir_bytes(dir, false, 0) + dir_bytes(raft_dir, true, index > 0 ? index - 1 : 0);
+        uint64_t mb = (need + need / 4 + (1u << 20) - 1) >> 20;
+        uint64_t now_mb = (c->cfg.store_map_size ? c->cfg.store_map_size : (size_t)1 << 30) >> 20;
+        if (mb <= now_mb)
+            mb = now_mb + now_mb / 4 + 1;
+        cluster__fail_stop(c,
+                           "store full: the store in %s cannot take entry %" PRIu64 " within store_max_mb=%" PRIu64
+                           ": raise store_max_mb to at least %" PRIu64,
+                           dir, index, now_mb, mb);
+        return;
+    }
+    struct statvfs fs;
+    if ((rc == -ENOSPC || rc == -EIO || rc == -EDQUOT) && statvfs(dir, &fs) == 0 &&
+        (uint64_t)fs.f_bavail * fs.f_frsize < (16u << 20)) {
+        cluster__fail_stop(c,
+                           "disk full: the store in %s cannot take entry %" PRIu64
+                           " (%llu KiB free on its file system; %s): free space there",
+                           dir, index, (unsigned long long)((uint64_t)fs.f_bavail * fs.f_frsize >> 10),
+                           store_strerror(rc));
+        return;
+    }
+    cluster__fail_stop(c, "store: cannot apply entry %" PRIu64 " in %s: %s", index, dir, store_strerror(rc));
+}
+
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
 {
     struct cluster *c = fsm->data;
@@ -167,7 +217,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     uint32_t count;
     int rc = entry_store(c, buf, index, &count);
     if (rc) {
-        fail_stop(c, "store: cannot apply entry %" PRIu64 ": %s", index, store_strerror(rc));
+        store_failed(c, index, rc);
         return RAFT_IOERR;
     }
     entry_announce(c, count, index);

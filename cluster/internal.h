@@ -197,6 +197,7 @@ struct cluster {
     bool draining;             /* closing, after what was proposed commits (or a second) */
     uint64_t drain_deadline;
     bool fatal;
+    char fatal_msg[768];       /* why it stopped: cluster_run's error when it happened at start */
 
     /* proposals */
     uv_idle_t flush;           /* turns the commands of a loop turn into one entry */
@@ -213,9 +214,15 @@ struct cluster {
     uint32_t leader_seen;      /* last leader logged */
     uint64_t term_seen;
     bool barrier_pending;
-    struct raft_barrier barrier;
-    bool push_pending;         /* a barrier that carries a new commit index to the followers */
-    struct raft_barrier push;
+    struct raft_apply barrier; /* the new leader's no-op entry */
+    bool push_pending;         /* a no-op entry that carries a new commit index to the followers */
+    struct raft_apply push;
+    uint64_t commit_seen;      /* commit index at commit_moved_ms (watch_commit) */
+    uint64_t own_seen;         /* the leader's own match index then */
+    uint64_t commit_moved_ms;
+    uint64_t refused_logged_ms; /* last "raft refused" warning (cluster__raft_check) */
+    uint64_t refusing_since_ms; /* libraft refuses entries (not as "not the leader") since, 0 = it takes them */
+    int refusing_rc;
 
     /* peer links */
     uv_tcp_t listener;
@@ -265,6 +272,22 @@ void cluster__batches_fail_all(struct cluster *c, int status);
 /* The leader committed a command entry: tells the followers now. */
 void cluster__push_commit(struct cluster *c);
 
+/* Logs msg (printf-style) and stops the node through the broker's fatal
+ * callback, once. */
+void cluster__fail_stop(struct cluster *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* After a libraft call that submits an entry (what names it), the log's last
+ * index taken before it: a refusal (the entry never entered the log) is
+ * returned as it is; an error after the entry entered the log means the log
+ * failed and stops the node, with libraft's code and message. Returns rc. */
+int cluster__raft_check(struct cluster *c, int rc, raft_index before, const char *what);
+/* raft_apply of *entry (raft_malloc'd, len bytes): on success, and on a
+ * failure after the entry entered the log (libraft freed it), *entry becomes
+ * NULL; on a refusal it stays the caller's. Refuses (RAFT_SHUTDOWN) once the
+ * node stopped. */
+int cluster__raft_apply(struct cluster *c, struct raft_apply *req, uint8_t **entry, size_t len, raft_apply_cb cb,
+                        const char *what);
+/* Appends an entry without commands, which the state machine skips. */
+int cluster__append_noop(struct cluster *c, struct raft_apply *req, raft_apply_cb cb, const char *what);
 /* Arms the flush idle handle (batch flush, or the close, at the end of this
  * loop turn). */
 void cluster__flush_soon(struct cluster *c);

@@ -314,7 +314,9 @@ static void do_remove(struct member_op *op)
         return;
     }
     op->in_raft = true;
-    int rc = raft_remove(&c->raft, &op->change, op->node, on_removed);
+    raft_index before = raft_last_index(&c->raft);
+    int rc = cluster__raft_check(c, raft_remove(&c->raft, &op->change, op->node, on_removed), before,
+                                 "removing a member");
     if (rc) {
         op->in_raft = false;
         op_finish(op, rc == RAFT_NOTLEADER ? CLUSTER_EUNAVAILABLE : CLUSTER_EINVAL, "removing node %u: %s",
@@ -373,7 +375,9 @@ static void do_transfer(struct member_op *op)
         return;
     }
     op->in_raft = true;
-    int rc = raft_transfer(&c->raft, &op->transfer, op->node, on_transferred);
+    raft_index before = raft_last_index(&c->raft);
+    int rc = cluster__raft_check(c, raft_transfer(&c->raft, &op->transfer, op->node, on_transferred), before,
+                                 "transferring leadership");
     if (rc) {
         op->in_raft = false;
         op_finish(op, rc == RAFT_NOTFOUND ? CLUSTER_EINVAL : CLUSTER_EUNAVAILABLE, "leadership transfer: %s",
@@ -396,7 +400,9 @@ static void on_assigned(struct raft_change *req, int status)
 static void do_assign(struct member_op *op)
 {
     op->in_raft = true;
-    int rc = raft_assign(&op->c->raft, &op->change, op->node, RAFT_VOTER, on_assigned);
+    raft_index before = raft_last_index(&op->c->raft);
+    int rc = cluster__raft_check(op->c, raft_assign(&op->c->raft, &op->change, op->node, RAFT_VOTER, on_assigned),
+                                 before, "promoting a member");
     if (rc) {
         op->in_raft = false;
         op_finish(op, CLUSTER_EUNAVAILABLE, "promoting node %u to voter: %s", op->node, raft_strerror(rc));
@@ -466,7 +472,9 @@ static void on_join_request(struct cluster *c, struct frames *f, uint8_t type, u
         return;
     }
     op->in_raft = true;
-    int rc = raft_add(&c->raft, &op->change, node, address, on_added);
+    raft_index before = raft_last_index(&c->raft);
+    int rc = cluster__raft_check(c, raft_add(&c->raft, &op->change, node, address, on_added), before,
+                                 "adding a member");
     if (rc) {
         op->in_raft = false;
         op_finish(op, CLUSTER_EUNAVAILABLE, "adding node %u: %s", node, raft_strerror(rc));

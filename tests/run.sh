@@ -44,6 +44,7 @@ if [ "$asan" = 1 ]; then
     meson_opts=(-Db_sanitize=address,undefined -Db_lundef=false)
     export ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:detect_leaks=1:print_summary=1"
     export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1:print_summary=1"
+    export LSAN_OPTIONS="suppressions=$ROOT/tests/lsan.supp:print_suppressions=0"
 else
     BUILD=${STARLING_BUILD_DIR:-build}
     meson_opts=()
