@@ -150,6 +150,7 @@ class Broker:
             pytest.fail("starlingd not found at %s (build it, or set STARLINGD)" % STARLINGD, pytrace=False)
         last = ""
         for _attempt in range(3):
+            logged = len(self.log())
             self.port = free_port()
             self.argv = self._argv(self.port)
             with open(self.stderr_path, "ab") as err:
@@ -162,8 +163,8 @@ class Broker:
                 return self
             if self.proc.poll() is None:
                 self._kill()
-            if "in use" not in self.log().lower():
-                break
+            if "address already in use" not in self.log()[logged:].lower():
+                break  # only a port taken meanwhile is worth another attempt
         raise BrokerFailure("broker did not become ready: %s\n--- stderr ---\n%s" % (last, self.log()[-6000:]))
 
     def _limits(self):
