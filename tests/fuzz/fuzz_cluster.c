@@ -12,9 +12,12 @@
  *         anyone who reaches the port can send).
  * Frames on channels 2 and 3 are u32 little-endian length, u8 type, body.
  * A crash, a sanitizer report or a connection the node keeps open after the
- * peer's end of stream is a finding. A peer may legitimately stop the node
- * (it says the node was removed) or take its leadership: the next input then
- * gets a fresh node (harness_reset_if_stopped). */
+ * peer's end of stream is a finding, and so is a forwarded proposal that
+ * stops the node once committed (the leader must refuse what no node can
+ * apply). On the data link a peer may legitimately stop the node (it says the
+ * node was removed) or take its leadership: the next input then gets a fresh
+ * node (harness_reset_if_stopped). */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "harness.h"
@@ -30,9 +33,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         raft_too = getenv("STARLING_FUZZ_RAFT") != NULL;
     if (data[0] == 2 && !raft_too)
         return 0;
-    if (data[0] < 3)
+    if (data[0] < 3) {
         harness_exchange_peer(channels[data[0]], 2, data + 1, size - 1, 10000);
-    else
+        if (data[0] == 1) {
+            harness_settle(30); /* committed and applied */
+            if (harness_stopped()) {
+                fprintf(stderr, "fuzz_cluster: a forwarded proposal stopped the node\n");
+                abort();
+            }
+        }
+    } else
         harness_exchange(harness_cluster_port(), data + 1, size - 1, 10000);
     harness_reset_if_stopped();
     return 0;

@@ -212,6 +212,14 @@ static int no_conns(void *arg)
 
 int harness_stopped(void) { return b->stopping; }
 
+static int never(void *arg)
+{
+    (void)arg;
+    return b->stopping;
+}
+
+void harness_settle(uint64_t ms) { (void)run_until(never, NULL, ms); }
+
 void harness_reset_if_stopped(void)
 {
     if (run_until(is_leader, NULL, 2000))

@@ -39,6 +39,9 @@ size_t harness_exchange_peer(uint8_t channel, uint32_t node, const uint8_t *data
  * is no longer the leader 2 s later, starts a fresh one in a new directory,
  * so that the next input finds a serving node. */
 void harness_reset_if_stopped(void);
+/* Runs the node's loop for ms milliseconds (less if it stops), e.g. so that
+ * what an input proposed is committed and applied. */
+void harness_settle(uint64_t ms);
 /* Whether the node stopped itself (a fatal error). */
 int harness_stopped(void);
 
