@@ -7,7 +7,8 @@
 #
 # SECONDS per target (default $STARLING_FUZZ_SECONDS, else 20); TARGET names
 # pick some (default: all). Environment: STARLING_FUZZ_BUILD_DIR (default
-# build-fuzz), STARLING_FUZZ_NICE=1 runs under nice -n 19. A long run, e.g.
+# build-fuzz), STARLING_FUZZ_NICE=1 runs under nice -n 19, STARLING_FUZZ_OPEN=1
+# also replays the open findings in tests/fuzz/open/TARGET/. A long run, e.g.
 # an hour each: tests/fuzz/run.sh 3600.
 #
 # Inputs the fuzzer finds go to BUILD/fuzz-work/TARGET/corpus (kept between
@@ -63,6 +64,8 @@ for t in "${TARGETS[@]}"; do
         seeds=("$ROOT/tests/fuzz/corpus")
         [ -d "$ROOT/tests/fuzz/regressions" ] && seeds+=("$ROOT/tests/fuzz/regressions")
     fi
+    # known, still open findings (tests/fuzz/open/TARGET/): replayed on request
+    [ "${STARLING_FUZZ_OPEN:-0}" = 1 ] && [ -d "$ROOT/tests/fuzz/open/$t" ] && seeds+=("$ROOT/tests/fuzz/open/$t")
     dict=()
     [ -f "$ROOT/tests/fuzz/$t.dict" ] && dict=(-dict="$ROOT/tests/fuzz/$t.dict")
     [ "$t" = fuzz_broker ] && dict=(-dict="$ROOT/tests/fuzz/fuzz_decode.dict") # MQTT, as fuzz_decode
