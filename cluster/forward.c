@@ -87,7 +87,9 @@ static void on_propose(struct fwd_conn *fc, const uint8_t *body, size_t len)
         return;
     }
     uint64_t seq = bytes_get_u64le(body);
-    if (bytes_get_u32le(body + 8) != CLUSTER_ENTRY_MAGIC || bytes_get_u32le(body + 8 + 8) != fc->node) {
+    /* an entry of another format version would stop every node that applies it */
+    if (bytes_get_u32le(body + 8) != CLUSTER_ENTRY_MAGIC || bytes_get_u16le(body + 8 + 4) != CLUSTER_ENTRY_VERSION ||
+        bytes_get_u32le(body + 8 + 8) != fc->node) {
         cluster__frames_close(&fc->f, "PROPOSE with a foreign entry");
         return;
     }

@@ -31,6 +31,8 @@ int buf_reserve(struct buf *b, size_t n)
 
 int buf_append(struct buf *b, const void *p, size_t n)
 {
+    if (n == 0)
+        return 0; /* b->data may be NULL: NULL + 0 is undefined (an empty header value) */
     int rc = buf_reserve(b, n);
     if (rc)
         return rc;

@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # The whole test suite: setup, build, unit tests (meson + Criterion/TAP),
 # integration tests (pytest against a real starlingd), cluster tests (pytest
-# against three starlingd nodes on 127.0.0.x), then one totals line.
+# against three starlingd nodes on 127.0.0.x), the fuzzers for a short fixed
+# time each (tests/fuzz/run.sh), then one totals line.
 #
 #   ./tests/run.sh                 everything
 #   ./tests/run.sh --unit          build + unit tests only
 #   ./tests/run.sh --integration   build + integration and cluster tests only
+#   ./tests/run.sh --fuzz          only the fuzzers (build-fuzz, clang)
+#   ./tests/run.sh --fuzz-long     only the fuzzers, an hour each
 #   ./tests/run.sh --asan          the same in build-asan with ASan + UBSan
 #   ./tests/run.sh --long          also the long fault/soak runs (STARLING_LONG=1)
+#
+# STARLING_FUZZ_SECONDS: seconds per fuzz target (default 20; 3600 with
+# --fuzz-long); each target counts as one test, a crash as a failure.
 #
 # Extra arguments after -- go to both pytest runs (e.g. -- -k retain -x).
 # Environment: STARLING_BUILD_DIR overrides the build directory;
@@ -24,16 +30,20 @@ PY=/usr/bin/python3          # the system python has paho-mqtt and pytest
 
 run_unit=1
 run_integration=1
+run_fuzz=1
 asan=0
 pytest_extra=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        --unit) run_unit=1; run_integration=0 ;;
-        --integration) run_unit=0; run_integration=1 ;;
+        --unit) run_unit=1; run_integration=0; run_fuzz=0 ;;
+        --integration) run_unit=0; run_integration=1; run_fuzz=0 ;;
+        --fuzz) run_unit=0; run_integration=0; run_fuzz=1 ;;
+        --fuzz-long) run_unit=0; run_integration=0; run_fuzz=1
+            export STARLING_FUZZ_SECONDS=${STARLING_FUZZ_SECONDS:-3600} ;;
         --asan) asan=1 ;;
         --long) export STARLING_LONG=1 ;;
         --) shift; pytest_extra=("$@"); break ;;
-        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -71,15 +81,18 @@ else
     echo "run.sh: not root and no passwordless sudo; skipping deploy/setup.sh"
 fi
 
-# 2. Build.
+# 2. Build (the fuzzers build in their own directory, step 6).
 build_ok=1
-note "meson setup $BUILD"
-if [ -f "$BUILD/meson-private/coredata.dat" ]; then
+if [ "$run_unit" = 0 ] && [ "$run_integration" = 0 ]; then
+    : # --fuzz only
+elif [ -f "$BUILD/meson-private/coredata.dat" ]; then
+    note "meson setup $BUILD"
     meson setup --reconfigure "$BUILD" "${meson_opts[@]}" || { step_failed "meson setup"; build_ok=0; }
 else
+    note "meson setup $BUILD"
     meson setup "$BUILD" "${meson_opts[@]}" || { step_failed "meson setup"; build_ok=0; }
 fi
-if [ "$build_ok" = 1 ]; then
+if [ "$build_ok" = 1 ] && { [ "$run_unit" = 1 ] || [ "$run_integration" = 1 ]; }; then
     note "meson compile"
     meson compile -C "$BUILD" || { step_failed "meson compile"; build_ok=0; }
 fi
@@ -134,20 +147,35 @@ if [ "$run_integration" = 1 ] && [ "$build_ok" = 1 ]; then
     cluster_ran=1
 fi
 
-# 6. Totals.
+# 6. Fuzzers: each target for STARLING_FUZZ_SECONDS (tests/fuzz/run.sh writes
+# one result line per target, which the totals count; a crash's input is
+# kept under build-fuzz/fuzz-work/TARGET/crashes/ and its path printed).
+FUZZ_BUILD=${STARLING_FUZZ_BUILD_DIR:-build-fuzz}
+case "$FUZZ_BUILD" in /*) ;; *) FUZZ_BUILD="$ROOT/$FUZZ_BUILD" ;; esac
+fuzz_results="$FUZZ_BUILD/fuzz-work/results.txt"
+fuzz_ran=0
+if [ "$run_fuzz" = 1 ]; then
+    note "fuzzers (tests/fuzz/run.sh, ${STARLING_FUZZ_SECONDS:-20} s each)"
+    rm -f "$fuzz_results"
+    STARLING_FUZZ_BUILD_DIR="$FUZZ_BUILD" tests/fuzz/run.sh
+    fuzz_ran=1
+fi
+
+# 7. Totals.
 note "totals"
 "$PY" - "$BUILD/meson-logs/testlog.json" "$junit" "$unit_ran" "$integration_ran" "$step_failures" \
-    "$cluster_junit" "$cluster_ran" <<'PYEOF'
+    "$cluster_junit" "$cluster_ran" "$fuzz_results" "$fuzz_ran" <<'PYEOF'
 """Counts unit results from meson's testlog.json (TAP subtests when the
-test printed TAP, else one per test) and integration and cluster results
-from their pytest JUnit XML files (one per test case), and prints the
-totals."""
+test printed TAP, else one per test), integration and cluster results
+from their pytest JUnit XML files (one per test case) and fuzz results from
+tests/fuzz/run.sh's results.txt (one per target), and prints the totals."""
 import json
 import re
 import sys
 import xml.etree.ElementTree as ET
 
 testlog, junit, unit_ran, integration_ran, step_failures, cluster_junit, cluster_ran = sys.argv[1:8]
+fuzz_results, fuzz_ran = sys.argv[8:10]
 TAP = re.compile(r"^(not ok|ok)\b(.*)$")
 
 
@@ -229,6 +257,33 @@ for label, path, ran in (("integration", junit, integration_ran), ("cluster", cl
     else:
         print("%s: %d passed, %d failed, %d skipped" % ((label,) + i))
         total_p, total_f, total_s = total_p + i[0], total_f + i[1], total_s + i[2]
+def count_fuzz(path):
+    """results.txt: TARGET pass|fail EXECUTIONS COV FT [CRASH_FILE]"""
+    try:
+        lines = open(path, encoding="utf-8").read().splitlines()
+    except OSError:
+        return None
+    passed = failed = 0
+    for line in lines:
+        f = line.split()
+        if len(f) < 2:
+            continue
+        if f[1] == "pass":
+            passed += 1
+        else:
+            failed += 1
+            print("fuzz: %s failed%s" % (f[0], (": crashing input " + f[5]) if len(f) > 5 else ""))
+    return passed, failed, 0
+
+
+if fuzz_ran == "1":
+    z = count_fuzz(fuzz_results)
+    if z is None:
+        print("fuzz: no results (%s missing)" % fuzz_results)
+        total_f += 1
+    else:
+        print("fuzz: %d passed, %d failed" % z[:2])
+        total_p, total_f = total_p + z[0], total_f + z[1]
 steps = int(step_failures)
 if steps:
     print("setup/build steps failed: %d (each counted as one failure)" % steps)

@@ -96,8 +96,9 @@ seeds = {
 seeds["stream_v311"] = (seeds["connect_v311"] + seeds["subscribe"] + seeds["publish_qos1_retain"]
                         + seeds["pingreq"] + seeds["disconnect"])
 
-os.makedirs(HERE, exist_ok=True)
-for name, data in seeds.items():
-    with open(os.path.join(HERE, name + ".bin"), "wb") as f:
-        f.write(data)
-print(f"wrote {len(seeds)} seeds to {HERE}")
+if __name__ == "__main__":  # gen_seeds.py imports the packets above
+    os.makedirs(HERE, exist_ok=True)
+    for name, data in seeds.items():
+        with open(os.path.join(HERE, name + ".bin"), "wb") as f:
+            f.write(data)
+    print(f"wrote {len(seeds)} seeds to {HERE}")

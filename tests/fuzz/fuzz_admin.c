@@ -1,0 +1,83 @@
+/* libFuzzer target for the admin API's HTTP request path: the input is what
+ * one client sends to admin_listen, over loopback to a real broker in this
+ * process (harness.c): http-parser driven by broker/admin/server.c, the
+ * bearer check, the URL split, the router and the endpoints (api.c) with
+ * their query and body readers (request.c). The first byte of the input
+ * picks a request line from the table below (so that the fuzzer reaches
+ * every endpoint quickly) unless it is 0, when the rest is sent as it is.
+ * Requests that would join or leave a cluster are not sent: they change
+ * the node's membership on purpose (the cluster tests cover them) and would
+ * leave the next inputs a node that is not serving.
+ * Before the HTTP path, the pure readers of request.c are called on the
+ * input directly. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin.h"
+#include "harness.h"
+
+static const char *const lines[] = {
+    "GET /api/v1/status",
+    "GET /metrics",
+    "GET /api/v1/sessions",
+    "GET /api/v1/subscriptions",
+    "GET /api/v1/retained",
+    "POST /api/v1/cluster/remove",
+    "POST /api/v1/cluster/transfer",
+    "PUT /api/v1/status",
+    "GET /api/v1/",
+};
+
+static void pure_readers(const uint8_t *data, size_t size)
+{
+    const char *s = (const char *)data;
+    char *out = malloc(size + 1);
+    size_t outlen;
+    if (broker__admin_pct_decode(s, size, out, &outlen) == 0 && (outlen > size || out[outlen] != '\0'))
+        abort();
+    free(out);
+    struct admin_query q;
+    if (broker__admin_query_parse(s, size, &q) == 0) {
+        (void)broker__admin_query_find(&q, "node");
+        broker__admin_query_free(&q);
+    }
+    uint32_t node;
+    const char *why;
+    (void)broker__admin_body_node(s, size, size & 1, &node, &why);
+    char peer[80];
+    (void)broker__admin_body_peer(s, size, peer, sizeof(peer), &why);
+    (void)broker__admin_bearer_ok(s, size, "token");
+    char *z = strndup(s, size); /* the uint reader wants a C string */
+    uint64_t v;
+    (void)broker__admin_uint_parse(z, UINT32_MAX, &v);
+    free(z);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size == 0)
+        return 0;
+    pure_readers(data + 1, size - 1);
+    if (memmem(data, size, "join", 4) || memmem(data, size, "leave", 5))
+        return 0;
+    uint8_t pick = data[0];
+    if (pick == 0) {
+        harness_exchange(harness_admin_port(), data + 1, size - 1, 10000);
+    } else {
+        /* a request line from the table, then the input as the rest of the
+         * line (path suffix, query, version), headers and body */
+        const char *line = lines[pick % (sizeof(lines) / sizeof(lines[0]))];
+        size_t n = strlen(line);
+        uint8_t *req = malloc(n + size - 1);
+        memcpy(req, line, n);
+        memcpy(req + n, data + 1, size - 1);
+        harness_exchange(harness_admin_port(), req, n + size - 1, 10000);
+        free(req);
+    }
+    if (harness_stopped()) {
+        fprintf(stderr, "fuzz_admin: a request stopped the node\n");
+        abort();
+    }
+    return 0;
+}
