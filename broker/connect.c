@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "str.h"
 #include "internal.h"
 
 /* Whether a v3.1 / 3.1.1 CONNACK has a return code for this refusal (the
@@ -95,7 +96,7 @@ static struct will *will_copy(const struct proto_connect *cp)
         free(props.data);
         return NULL;
     }
-    w->topic = strndup((const char *)cp->will_topic.p, cp->will_topic.len);
+    w->topic = str_dup_len((const char *)cp->will_topic.p, cp->will_topic.len);
     w->payload = malloc(cp->will_payload.len ? cp->will_payload.len : 1);
     if (!w->topic || !w->payload) {
         free(props.data);
@@ -336,7 +337,7 @@ static int connect_client_id(struct conn *c, struct claim *cl, const struct prot
         c->client_id = strdup(id);
         cl->assigned = true;
     } else {
-        c->client_id = strndup((const char *)cp->client_id.p, cp->client_id.len);
+        c->client_id = str_dup_len((const char *)cp->client_id.p, cp->client_id.len);
     }
     if (!c->client_id)
         return -ENOMEM;

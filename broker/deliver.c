@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "str.h"
 #include "internal.h"
 
 /* --- routing ------------------------------------------------------------------ */
@@ -344,7 +345,7 @@ static int send_publish(struct conn *c, const struct msg *m, uint8_t qos, bool r
             pub.props.has |= PROTO_HAS_TOPIC_ALIAS;
             pub.props.topic_alias = (uint16_t)(uintptr_t)v;
         } else if (c->out_alias_next < c->peer_alias_max) {
-            char *key = strndup(m->topic, m->topic_len);
+            char *key = str_dup_len(m->topic, m->topic_len);
             uint16_t alias = (uint16_t)(c->out_alias_next + 1);
             if (key && map_put(&c->out_alias, key, m->topic_len, (void *)(uintptr_t)alias) == 0) {
                 c->out_alias_next = alias;

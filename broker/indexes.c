@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "str.h"
 #include "internal.h"
 
 static struct will *will_from_cmd(const struct cluster_will *cw)
@@ -13,7 +14,7 @@ static struct will *will_from_cmd(const struct cluster_will *cw)
     struct will *w = calloc(1, sizeof(*w));
     if (!w)
         return NULL;
-    w->topic = strndup((const char *)cw->topic.p, cw->topic.len);
+    w->topic = str_dup_len((const char *)cw->topic.p, cw->topic.len);
     w->payload = malloc(cw->payload.len ? cw->payload.len : 1);
     w->props_raw = cw->props.len ? malloc(cw->props.len) : NULL;
     if (!w->topic || !w->payload || (cw->props.len && !w->props_raw)) {
@@ -211,7 +212,7 @@ static int group_join(struct broker *b, struct sub *sub, struct proto_str name, 
     struct share_group *g = f.found;
     if (!g) {
         g = calloc(1, sizeof(*g));
-        if (!g || !(g->name = strndup((const char *)name.p, name.len)) ||
+        if (!g || !(g->name = str_dup_len((const char *)name.p, name.len)) ||
             trie_insert(&b->shared, (const char *)filter.p, filter.len, &g->item) != 0) {
             if (g)
                 free(g->name);
@@ -282,7 +283,7 @@ int broker__sub_apply_add(struct broker *b, struct session *s, const struct clus
     bool existed = sub != NULL;
     if (!sub) {
         sub = calloc(1, sizeof(*sub));
-        if (!sub || !(sub->filter = strndup((const char *)cmd->filter.p, cmd->filter.len))) {
+        if (!sub || !(sub->filter = str_dup_len((const char *)cmd->filter.p, cmd->filter.len))) {
             free(sub);
             return -ENOMEM;
         }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "str.h"
 #include "internal.h"
 
 static void send_ack(struct conn *c, uint8_t type, uint16_t pid, uint8_t reason)
@@ -134,7 +135,7 @@ static uint8_t resolve_alias(struct conn *c, struct proto_publish *pub)
             return PROTO_RC_UNSPECIFIED;
     }
     if (pub->topic.len) {
-        char *t = strndup((const char *)pub->topic.p, pub->topic.len);
+        char *t = str_dup_len((const char *)pub->topic.p, pub->topic.len);
         if (!t)
             return PROTO_RC_UNSPECIFIED;
         free(c->in_alias[alias]);

@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "str.h"
 #include "internal.h"
 
 enum remote_type { REMOTE_PUBLISH = 1, REMOTE_TAKEOVER = 2, REMOTE_HANDOFF = 3 };
@@ -211,7 +212,7 @@ static struct msg *msg_build(struct broker *b, const struct msg_head *h, struct 
     struct proto_props props = {0};
     if (h->props.len && proto_props_decode(h->props.p, h->props.len, PROTO_PUBLISH, &props) != 0)
         return NULL;
-    char *origin = h->origin.len ? strndup((const char *)h->origin.p, h->origin.len) : NULL;
+    char *origin = h->origin.len ? str_dup_len((const char *)h->origin.p, h->origin.len) : NULL;
     if (h->origin.len && !origin)
         return NULL;
     struct msg *m = broker__msg_new(h->topic, payload, &props, h->qos, h->retain,

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "str.h"
 #include "internal.h"
 
 struct session *broker__session_find(struct broker *b, const char *id, size_t len)
@@ -16,7 +17,7 @@ struct session *broker__session_create(struct broker *b, const char *id, size_t 
     struct session *s = calloc(1, sizeof(*s));
     if (!s)
         return NULL;
-    s->client_id = strndup(id, len);
+    s->client_id = str_dup_len(id, len);
     if (!s->client_id || map_put(&b->sessions, s->client_id, len, s) != 0) {
         free(s->client_id);
         free(s);

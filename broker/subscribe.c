@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "str.h"
 #include "internal.h"
 
 struct subreq {
@@ -205,7 +206,7 @@ void broker__on_subscribe(struct conn *c, struct proto_packet *p)
             continue;
         }
         shared = proto_shared_split(e->filter, &group, &inner);
-        r->filters[i] = strndup((const char *)e->filter.p, e->filter.len);
+        r->filters[i] = str_dup_len((const char *)e->filter.p, e->filter.len);
         if (!r->filters[i]) {
             r->reasons[i] = PROTO_RC_UNSPECIFIED;
             continue;
