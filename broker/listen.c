@@ -97,9 +97,10 @@ void broker__fds_tick(struct broker *b)
 }
 
 /* At start: the limit, what the node holds already, and whether
- * max_connections fits (a warning, not a refusal: the default
- * max_connections is above many hosts' limit, and the reserve keeps such a
- * node working; see docs/configuration.md). */
+ * max_connections fits. The default (100000) is above many hosts' limit: it
+ * is lowered to what fits, with an info line, rather than warned about at
+ * every start. A max_connections the user set is kept, with a warning (not a
+ * refusal: the reserve keeps such a node working); see docs/configuration.md. */
 void broker__fds_init(struct broker *b)
 {
     struct rlimit rl;
@@ -114,10 +115,17 @@ void broker__fds_init(struct broker *b)
     if (!b->cfg.max_connections) {
         LOG(b, LOG_INFO, NULL, "descriptor limit %u: about %u clients can connect (max_connections 0 = unlimited)",
             b->fds.limit, room);
+    } else if (need > b->fds.limit && !b->cfg.max_connections_explicit) {
+        uint32_t was = b->cfg.max_connections;
+        b->cfg.max_connections = room < was ? (room ? room : 1) : was; /* 0 would mean unlimited */
+        LOG(b, LOG_INFO, NULL,
+            "descriptor limit %u: max_connections is %u (the default %u does not fit beside fd_reserve %u and %u "
+            "descriptors in use; raise the hard limit (ulimit -Hn, LimitNOFILE=) for more)",
+            b->fds.limit, b->cfg.max_connections, was, b->cfg.fd_reserve, b->fds.base);
     } else if (need > b->fds.limit) {
         LOG(b, LOG_WARN, NULL,
             "descriptor limit %u is below max_connections (%u) + fd_reserve (%u) + %u in use + %u admin: about "
-            "%u clients can connect, the rest get CONNACK 0x89/0x03; raise the hard limit (ulimit -Hn, "
+            "%u clients can connect, the rest get CONNACK 0x89/0x03; raise the limit (ulimit -n and -Hn, "
             "LimitNOFILE=) or lower max_connections",
             b->fds.limit, b->cfg.max_connections, b->cfg.fd_reserve, b->fds.base, BROKER_ADMIN_MAX_CONNS, room);
     } else {
