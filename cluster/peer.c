@@ -348,11 +348,11 @@ static void on_accept_paused(struct acceptor *a, int err, const char *why)
 {
     struct cluster *c = a->data;
     uint64_t now = uv_now(c->loop);
-    c->accept_pauses++;
     if (err == 0 && c->hs_incoming >= PEER_HS_MAX_INCOMING) {
         CLOG(c, CLUSTER_LOG_DEBUG, "cluster: %u incoming handshakes in progress, pausing accepts", c->hs_incoming);
         return; /* (a flood of idle connections; each times out) */
     }
+    c->accept_pauses++;
     if (c->accept_logged_ms && now - c->accept_logged_ms < PEER_PAUSE_REPORT_MS)
         return;
     if (err == EMFILE || err == ENFILE)

@@ -10,6 +10,7 @@ closed its spare descriptor and accepted-and-closed every connection in the
 backlog (a peer dialling then saw a reset), and once the spare could not be
 reopened it called back with UV_EMFILE in a loop without returning."""
 
+import os
 import selectors
 import socket
 import time
@@ -113,3 +114,21 @@ def test_cluster_port_pauses_at_the_descriptor_limit(start_joiner, clients):
     pub2.publish(topic, b"after", qos=1)
     gather_payloads(sub1, [b"after"])
     gather_payloads(sub3, [b"after"])
+
+
+def test_idle_connections_to_the_cluster_port_are_bounded(start_joiner):
+    # 40 connections that never answer the challenge: 32 are taken (each
+    # closed 5 s after its challenge), the others wait in the backlog, not
+    # reset, and are served as the first ones time out.
+    n1 = start_joiner(1)
+    fds_before = len(os.listdir("/proc/%d/fd" % n1.proc.pid))
+    idle = [socket.create_connection((n1.host, n1.cluster_port), timeout=5) for _ in range(40)]
+    got, closed = hellos(idle[:], timeout=2)
+    assert (got, closed) == (32, 0), "%d got the challenge, %d were closed" % (got, closed)
+    assert len(os.listdir("/proc/%d/fd" % n1.proc.pid)) <= fds_before + 32 + 4
+    # the first 32 time out (5 s); the 8 that waited get theirs
+    got_rest, closed_rest = hellos(idle[:], timeout=12)
+    assert got_rest == 8, "%d of the 8 that waited got the challenge (%d closed)" % (got_rest, closed_rest)
+    assert "timed out" in n1.log()
+    for s in idle:
+        s.close()
