@@ -298,7 +298,7 @@ void broker_stop(struct broker *b)
         return;
     b->stopping = true;
     for (int i = 0; i < b->listener_count; i++)
-        broker__acceptor_close(&b->listeners[i].acc);
+        acceptor_close(&b->listeners[i].acc);
     broker__admin_stop(b);
     while (!list_empty(&b->conns))
         broker__conn_close(list_entry(list_first(&b->conns), struct conn, link), PROTO_RC_SERVER_SHUTTING_DOWN);

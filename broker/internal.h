@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <uv.h>
 
+#include "acceptor.h"
 #include "buf.h"
 #include "cluster.h"
 #include "config.h"
@@ -278,17 +279,8 @@ struct conn {
 
 /* --- the broker ------------------------------------------------------------ */
 
-/* listen.c: a listening socket that pauses when descriptors run short. */
-struct acceptor {
-    uv_poll_t poll;           /* on fd, while accepting */
-    uv_timer_t retry;         /* accepting resumes when it fires */
-    int fd;                   /* -1 when closed */
-    struct broker *b;
-    char name[96];            /* for logs */
-    void (*take)(struct acceptor *a, int fd); /* a new connection: fd transferred */
-    uint32_t keep_free;       /* pause when fewer descriptors would be left */
-    bool paused;
-};
+/* listen.c: struct acceptor (common/acceptor.h) with a->data the broker and
+ * a->keep_free the descriptors it leaves free. */
 
 struct listener {
     struct acceptor acc;      /* acc.name "port N" */
@@ -414,7 +406,6 @@ uint64_t broker__wall_ms(void);                  /* wall-clock ms */
 
 /* listen.c */
 int broker__acceptor_open(struct broker *b, struct acceptor *a, const struct sockaddr *addr, int backlog);
-void broker__acceptor_close(struct acceptor *a);
 void broker__fds_init(struct broker *b);   /* at start, after the store and cluster opened */
 void broker__fds_tick(struct broker *b);
 void broker__fds_report(struct broker *b); /* the rate-limited warning, when there is news */

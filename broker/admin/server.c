@@ -550,7 +550,7 @@ static bool admit(struct broker *b, const char *ip)
 
 static void on_connection(struct acceptor *a, int fd)
 {
-    struct broker *b = a->b;
+    struct broker *b = a->data;
     struct sockaddr_storage sa;
     socklen_t salen = sizeof(sa);
     char ip[48] = "?";
@@ -622,7 +622,7 @@ int broker__admin_start(struct broker *b, char *err, size_t errlen)
  * connection. ADMIN_STOP_WAIT_MS bounds the wait. */
 void broker__admin_stop(struct broker *b)
 {
-    broker__acceptor_close(&b->admin.acc);
+    acceptor_close(&b->admin.acc);
     list_foreach_safe(it, &b->admin.conns) {
         struct admin_conn *c = list_entry(it, struct admin_conn, link);
         if (c->state == ADMIN_OPEN && c->busy && c->refs > 2) {

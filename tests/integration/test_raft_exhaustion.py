@@ -315,3 +315,101 @@ def test_disk_full_says_so_and_where(small_disk):
     assert_fail_stopped(b, rc, r"disk full: the (store|Raft log) in %s/(state|raft)" % re.escape(str(b.data_dir)))
     assert len(acked) > 50
     assert not problems, problems
+
+
+# --- the leader watchdog's commit stall ------------------------------------------
+
+PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT = 17, 0x4206, 0x4207
+WALL = 0x40000000  # waitpid's __WALL: the tracee is a thread
+
+
+class ThreadsStopped:
+    """Stops every thread of pid but its main one (ptrace seize + interrupt:
+    SIGSTOP would stop the whole process), until release(). On a file system
+    without O_DIRECT (tmpfs) libraft writes its log from libuv's thread pool:
+    with those threads stopped a write never completes, as on a disk that
+    hangs, while the event loop runs on."""
+
+    def __init__(self, pid):
+        import ctypes
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+        self.pid = pid
+        self.tids = []
+        for t in sorted(int(t) for t in os.listdir("/proc/%d/task" % pid)):
+            if t == pid:
+                continue
+            if self.libc.ptrace(PTRACE_SEIZE, t, None, None) != 0:
+                err = ctypes.get_errno()
+                self.release()
+                pytest.skip("cannot ptrace the broker's threads: %s" % os.strerror(err))
+            self.tids.append(t)
+            self.libc.ptrace(PTRACE_INTERRUPT, t, None, None)
+            os.waitpid(t, WALL)
+
+    def states(self):
+        return [open("/proc/%d/task/%d/stat" % (self.pid, t)).read().rsplit(")", 1)[1].split()[0]
+                for t in self.tids]
+
+    def release(self):
+        for t in self.tids:
+            self.libc.ptrace(PTRACE_DETACH, t, None, None)
+        self.tids = []
+
+
+def test_leader_whose_log_stops_taking_writes_stops(small_disk):
+    """A one-node leader whose Raft log write never completes (its data dir
+    on a tmpfs, libuv's worker threads stopped under ptrace): nothing commits,
+    so after ten election timeouts the watchdog stops the node with "leader
+    wedged: entries up to N, nothing committed past M". The publish waiting
+    for that entry gets no PUBACK; after a restart the node serves and what
+    was acknowledged is there. Without the watchdog the node would hang on,
+    answering CONNECTs but committing nothing."""
+    election_ms = 300
+    b = conftest.Broker(conftest.KIND, small_disk, {"election_timeout_ms": election_ms})
+    b.start()
+    stopped = None
+    try:
+        c = r.RawClient(b.port, version=4, timeout=10)
+        c.send(r.connect("stall-writer", version=4))
+        c.expect(r.CONNACK)
+        c.send(r.publish("stall/acked", b"kept", qos=1, retain=True, pid=1))
+        assert c.expect(r.PUBACK).pid == 1
+        stopped = ThreadsStopped(b.proc.pid)
+        assert stopped.tids and set(stopped.states()) == {"t"}, stopped.states()
+        t0 = time.monotonic()
+        c.send(r.publish("stall/never", b"lost", qos=1, retain=True, pid=2))
+        deadline = t0 + 10 * election_ms / 1000.0 + 10
+        while time.monotonic() < deadline and "leader wedged" not in b.log():
+            time.sleep(0.05)
+        waited = time.monotonic() - t0
+        log = b.log()
+        assert re.search(r"leader wedged: entries up to (\d+), nothing committed past (\d+) for \d+ ms \(the Raft "
+                         r"log in %s/raft stopped taking writes" % re.escape(str(b.data_dir)), log), log[-4000:]
+        assert waited >= 10 * election_ms / 1000.0 * 0.9, "stopped after %.1f s, before ten election timeouts" % waited
+        # The unfinished write may now complete or not: the node exits either way.
+        stopped.release()
+        rc = wait_exit(b, 20)
+        with pytest.raises((r.Closed, r.Timeout, OSError)):
+            c.expect(r.PUBACK, timeout=2)  # never acknowledged
+        c.close()
+    finally:
+        if stopped:
+            stopped.release()
+        problems = b.stop()
+    assert_fail_stopped(b, rc, r"leader wedged: entries up to \d+, nothing committed past \d+ .*stopping this node")
+    assert not problems, problems
+    # It starts again and what it acknowledged is there.
+    b.start()
+    try:
+        s = r.RawClient(b.port, version=4, timeout=10)
+        s.send(r.connect("stall-reader", version=4))
+        s.expect(r.CONNACK)
+        s.send(r.subscribe(1, [("stall/acked", 1)]))
+        s.expect(r.SUBACK)
+        got = s.expect(r.PUBLISH)
+        assert (got.topic, got.payload) == ("stall/acked", b"kept"), got
+        s.close()
+    finally:
+        problems = b.stop()
+    assert not problems, problems
