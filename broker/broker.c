@@ -254,7 +254,10 @@ int broker_start(uv_loop_t *loop, const struct config *cfg, struct broker **out,
     for (int i = 0; i < CONFIG_MAX_LISTENERS; i++)
         b->listeners[i].acc.fd = -1;
     b->admin.acc.fd = -1;
-    int rc = start_cluster(b, err, errlen);
+    int rc = broker__admin_check(cfg, err, errlen);
+    if (rc)
+        return rc;
+    rc = start_cluster(b, err, errlen);
     if (rc)
         return rc;
     if (b->stopping) {

@@ -319,6 +319,8 @@ struct admin {
     struct acceptor acc;      /* the admin_listen socket; acc.fd is -1 when off */
     struct list conns;        /* struct admin_conn */
     uint32_t conn_count;
+    uint64_t unauthorized;    /* requests refused with 401 */
+    uint64_t unauth_logged_ms, unauth_unlogged; /* the last 401 logged, and those not logged since */
 };
 
 struct broker {
@@ -571,6 +573,9 @@ void broker__retain_free_all(struct broker *b);
 
 /* admin/server.c: the admin API's listener (the rest in admin/admin.h). */
 int broker__admin_start(struct broker *b, char *err, size_t errlen);
+/* -EPERM with err set when admin_listen reaches beyond loopback without an
+ * admin_token: checked before anything starts. */
+int broker__admin_check(const struct config *cfg, char *err, size_t errlen);
 void broker__admin_stop(struct broker *b);
 
 /* sys.c */

@@ -11,6 +11,7 @@ unaffected; `transfer` hands leadership to a chosen node (or to any other);
 do, 1 refused or failed, 2 bad usage, 3 admin API unreachable.
 """
 
+import re
 import threading
 
 from clients import uid
@@ -195,6 +196,9 @@ def test_transfer_moves_leadership(cluster, clients):
     target, via = cluster.followers(leader)
     rc, out, err = via.ctl("cluster", "transfer", target.id)
     assert rc == 0, "cluster transfer %d exited %d: %s%s" % (target.id, rc, out, err)
+    # the node that was asked logs who asked and what came of it
+    wait_for(lambda: re.search(r" info admin 127\.0\.0\.\d+:\d+: cluster transfer node %d: 200 ok$" % target.id,
+                               via.log(), re.M), MEMBERSHIP_TIMEOUT, lambda: via.log()[-3000:])
     new, new_term = cluster.wait_leader(min_term=term)
     assert new is target, "leader is node %d, transferred to node %d" % (new.id, target.id)
     wait_for(lambda: all(n.status()["leader"] == target.id for n in cluster), MEMBERSHIP_TIMEOUT,
