@@ -21,6 +21,7 @@ import pytest
 
 import conftest
 import rawmqtt as r
+from stall import ThreadsStopped, tmpfs_mount, tmpfs_unmount
 
 PAYLOAD = 64 * 1024
 CRASH_MARKERS = ("double free", "corrupted", "Assertion", "AddressSanitizer", "runtime error:",
@@ -290,16 +291,11 @@ def test_store_full_restart_says_what_to_raise(start_broker):
 @pytest.fixture
 def small_disk(tmp_path):
     """A broker work dir whose data dir is a 40 MiB tmpfs."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
     workdir = tmp_path / "small-disk"
     mnt = workdir / "data"
-    mnt.mkdir(parents=True)
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mnt)], capture_output=True)
-    if res.returncode != 0:
-        pytest.skip("cannot mount a tmpfs: %s" % res.stderr.decode(errors="replace").strip())
+    tmpfs_mount(mnt, "40m")
     yield workdir
-    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+    tmpfs_unmount(mnt)
 
 
 def test_disk_full_says_so_and_where(small_disk):
@@ -318,44 +314,6 @@ def test_disk_full_says_so_and_where(small_disk):
 
 
 # --- the leader watchdog's commit stall ------------------------------------------
-
-PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT = 17, 0x4206, 0x4207
-WALL = 0x40000000  # waitpid's __WALL: the tracee is a thread
-
-
-class ThreadsStopped:
-    """Stops every thread of pid but its main one (ptrace seize + interrupt:
-    SIGSTOP would stop the whole process), until release(). On a file system
-    without O_DIRECT (tmpfs) libraft writes its log from libuv's thread pool:
-    with those threads stopped a write never completes, as on a disk that
-    hangs, while the event loop runs on."""
-
-    def __init__(self, pid):
-        import ctypes
-        self.libc = ctypes.CDLL(None, use_errno=True)
-        self.libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
-        self.pid = pid
-        self.tids = []
-        for t in sorted(int(t) for t in os.listdir("/proc/%d/task" % pid)):
-            if t == pid:
-                continue
-            if self.libc.ptrace(PTRACE_SEIZE, t, None, None) != 0:
-                err = ctypes.get_errno()
-                self.release()
-                pytest.skip("cannot ptrace the broker's threads: %s" % os.strerror(err))
-            self.tids.append(t)
-            self.libc.ptrace(PTRACE_INTERRUPT, t, None, None)
-            os.waitpid(t, WALL)
-
-    def states(self):
-        return [open("/proc/%d/task/%d/stat" % (self.pid, t)).read().rsplit(")", 1)[1].split()[0]
-                for t in self.tids]
-
-    def release(self):
-        for t in self.tids:
-            self.libc.ptrace(PTRACE_DETACH, t, None, None)
-        self.tids = []
-
 
 def test_leader_whose_log_stops_taking_writes_stops(small_disk):
     """A one-node leader whose Raft log write never completes (its data dir
