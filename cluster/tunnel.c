@@ -127,11 +127,13 @@ static void resume(struct tunnel *t)
 {
     if (t->tcp_paused && t->pipe.write_queue_size <= TUNNEL_MAX_QUEUED / 2) {
         t->tcp_paused = false;
+        CLOG(t->c, CLUSTER_LOG_DEBUG, "cluster: TLS link with %s: reading the peer again", t->where);
         if (uv_read_start((uv_stream_t *)t->tcp, on_alloc, on_tcp_read) != 0)
             tunnel_close(t, "cannot read", false);
     }
     if (!t->closing && t->pipe_paused && t->tcp->write_queue_size <= TUNNEL_MAX_QUEUED / 2) {
         t->pipe_paused = false;
+        CLOG(t->c, CLUSTER_LOG_DEBUG, "cluster: TLS link with %s: the peer caught up, sending again", t->where);
         if (uv_read_start((uv_stream_t *)&t->pipe, on_alloc, on_pipe_read) != 0)
             tunnel_close(t, "cannot read", false);
     }
@@ -187,6 +189,8 @@ static int flush_wire(struct tunnel *t)
     if (rc == 0 && !t->pipe_paused && t->tcp->write_queue_size > TUNNEL_MAX_QUEUED) {
         t->pipe_paused = true;
         uv_read_stop((uv_stream_t *)&t->pipe);
+        CLOG(t->c, CLUSTER_LOG_DEBUG, "cluster: TLS link with %s: the peer is behind (%zu bytes queued), pausing",
+             t->where, t->tcp->write_queue_size);
     }
     return rc;
 }
@@ -239,6 +243,8 @@ static void on_tcp_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         else if (!t->tcp_paused && t->pipe.write_queue_size > TUNNEL_MAX_QUEUED) {
             t->tcp_paused = true;
             uv_read_stop((uv_stream_t *)t->tcp);
+            CLOG(t->c, CLUSTER_LOG_DEBUG, "cluster: TLS link with %s: this node is behind (%zu bytes queued), "
+                 "not reading the peer", t->where, t->pipe.write_queue_size);
         }
         if (!t->closing && t->tls.peer_closed)
             tunnel_close(t, NULL, false);

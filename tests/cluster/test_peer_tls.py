@@ -17,6 +17,7 @@ import threading
 
 import pytest
 
+import rawmqtt as r
 from clients import uid
 
 import harness
@@ -140,6 +141,45 @@ def test_traffic_between_nodes_is_encrypted(start_cluster, clients, tls):
     finally:
         for p in proxies:
             p.close()
+
+
+BURST = 300                     # messages of BURST_SIZE published while node 2 is stopped
+BURST_SIZE = 100 * 1024
+PAUSED = "the peer is behind"
+RESUMED = "the peer caught up, sending again"
+
+
+@needs_tls
+def test_a_stalled_peer_pauses_the_pump_and_nothing_is_lost(start_cluster, clients):
+    """node 2 stops (SIGSTOP) while 30 MB cross to it: node 1's pump stops
+    reading its side once more than 1 MiB waits for TCP (debug line), reads
+    again when node 2 continues, and every message arrives, in order."""
+    c = start_cluster(n=2, settings={"election_timeout_ms": 3000},
+                      node_settings={1: {"log_level": "debug"},
+                                     2: {"max_write_backlog": "256m", "slow_consumer_timeout_ms": 600000}})
+    n1, n2 = c.nodes
+    sub = clients.connected(n2)
+    assert sub.subscribe("bp/#", qos=0) == [0]
+    c.wait_caught_up()
+    pub = r.RawClient(n1.port, version=4, host=n1.host, timeout=10)
+    try:
+        pub.connect(uid("bp"))
+        pub.send(r.publish("bp/warm", b"w"))
+        assert sub.expect_message(timeout=10, topic="bp/warm").payload == b"w"
+        n2.pause()
+        try:
+            for i in range(BURST):
+                pub.send(r.publish("bp/x", i.to_bytes(4, "big") + bytes([i & 0xff]) * BURST_SIZE))
+            n1.wait_log(PAUSED, 20, "30 MB for a stopped node 2")
+        finally:
+            n2.resume()
+        n1.wait_log(RESUMED, 30, "node 2 continued")
+        got = [m.payload for m in sub.expect_messages(BURST, timeout=60)]
+    finally:
+        pub.close()
+    order = [int.from_bytes(p[:4], "big") for p in got]
+    assert order == list(range(BURST)), "messages lost or out of order: %s..." % order[:20]
+    assert all(p[4:] == bytes([i & 0xff]) * BURST_SIZE for i, p in enumerate(got)), "a payload was damaged"
 
 
 def leader_history(cluster):
