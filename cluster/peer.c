@@ -474,7 +474,7 @@ static void hs_connected(struct peer_hs *hs)
         hs_begin(hs);
         return;
     }
-    hs->step = HS_TLS;
+    expect(hs, HS_TLS, 0); /* the TLS handshake gets a step's time of its own */
     hs->stream = NULL;
     hs->refs--; /* the tcp handle goes to the tunnel */
     tcp->data = NULL;
