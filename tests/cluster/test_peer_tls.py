@@ -201,6 +201,36 @@ def test_member_with_a_certificate_of_another_ca_is_refused(start_cluster, clien
     assert_kept_out(clients, c, [n1, n2], n3, tag="tls-ca")
 
 
+def make_crl(certs, revoked, path):
+    """A CRL of the CA in certs revoking the certificates named in revoked."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    ca = x509.load_pem_x509_certificate((certs / "ca.crt").read_bytes())
+    key = serialization.load_pem_private_key((certs / "ca.key").read_bytes(), None)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    b = (x509.CertificateRevocationListBuilder().issuer_name(ca.subject)
+         .last_update(now - datetime.timedelta(days=1)).next_update(now + datetime.timedelta(days=30)))
+    for name in revoked:
+        serial = x509.load_pem_x509_certificate((certs / name).read_bytes()).serial_number
+        b = b.add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(serial)
+                                      .revocation_date(now - datetime.timedelta(hours=1)).build())
+    path.write_bytes(b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+@needs_tls
+def test_a_member_with_a_revoked_certificate_is_refused(start_cluster, clients, tmp_path):
+    crl = make_crl(harness.CERTS, ["node3.crt"], tmp_path / "ca.crl")
+    c = start_cluster(settings={"cluster_crlfile": crl}, wait=False)
+    n1, n2, n3 = c.nodes
+    n3.may_exit = True
+    c.wait_leader(nodes=[n1, n2])
+    for n in (n1, n2):
+        n.wait_log("certificate verify failed: certificate revoked", REJECT_TIMEOUT, "node 3 is revoked")
+    assert_kept_out(clients, c, [n1, n2], n3, tag="tls-crl")
+
+
 @needs_tls
 def test_fourth_node_with_a_certificate_of_another_ca_never_joins(cluster, clients, add_node, tmp_path):
     other = make_certs(tmp_path / "other-ca", nodes=4)
@@ -320,5 +350,7 @@ def test_bad_certificate_files_fail_the_start(tmp_path):
     assert "cluster_keyfile" in line and "mismatch" in line, line
     line = refused(tmp_path, dict(good, cluster_keyfile=str(certs / "ca.crt")), str(certs / "ca.crt"))
     assert "cluster_keyfile" in line, line
+    line = refused(tmp_path, dict(good, cluster_crlfile=missing), missing)
+    assert "cluster_crlfile" in line, line
     line = refused(tmp_path, {"cluster_certfile": good["cluster_certfile"]}, "cluster_keyfile")
     assert "cluster_certfile, cluster_keyfile and cluster_cafile" in line, line
