@@ -41,6 +41,8 @@ struct tunnel {
     struct buf plain;         /* decrypted bytes of the current read */
     int refs;                 /* its own, tcp, pipe, inner until handed over, writes in flight */
     bool closing;
+    bool finishing;           /* the peer ended: what it sent drains to the owner, then close */
+    uv_shutdown_t shutdown;   /* of our end of the pair, when finishing */
     bool tcp_paused;          /* TCP not read: the pair's write queue is full */
     bool pipe_paused;         /* the pair not read: the TCP write queue is full */
     tunnel_cb cb;             /* while attached (peer.c) */
@@ -121,11 +123,40 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_tcp_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 static void on_pipe_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 
+static void on_pipe_shutdown(uv_shutdown_t *req, int status)
+{
+    struct tunnel *t = req->data;
+    (void)status;
+    tunnel_close(t, NULL, false);
+    tunnel_unref(t);
+}
+
+/* The peer ended the stream (EOF, close_notify): what it sent before reaches
+ * the owner, which then sees the end of its stream (as it would on TCP),
+ * rather than being dropped with the queue. */
+static void tunnel_finish(struct tunnel *t)
+{
+    if (t->closing || t->finishing)
+        return;
+    if (t->cb || t->pipe.write_queue_size == 0) {
+        tunnel_close(t, NULL, false);
+        return;
+    }
+    t->finishing = true;
+    uv_read_stop((uv_stream_t *)t->tcp);
+    t->shutdown.data = t;
+    if (uv_shutdown(&t->shutdown, (uv_stream_t *)&t->pipe, on_pipe_shutdown) != 0) {
+        tunnel_close(t, NULL, false);
+        return;
+    }
+    t->refs++;
+}
+
 /* Reads again what was paused, once the queue it waited for has drained to
  * half the bound. */
 static void resume(struct tunnel *t)
 {
-    if (t->tcp_paused && t->pipe.write_queue_size <= TUNNEL_MAX_QUEUED / 2) {
+    if (t->tcp_paused && !t->finishing && t->pipe.write_queue_size <= TUNNEL_MAX_QUEUED / 2) {
         t->tcp_paused = false;
         CLOG(t->c, CLUSTER_LOG_DEBUG, "cluster: TLS link with %s: reading the peer again", t->where);
         if (uv_read_start((uv_stream_t *)t->tcp, on_alloc, on_tcp_read) != 0)
@@ -223,8 +254,12 @@ static void on_tcp_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     struct tunnel *t = s->data;
     (void)buf;
+    if (n == UV_EOF) {
+        tunnel_finish(t);
+        return;
+    }
     if (n < 0) {
-        tunnel_close(t, n == UV_EOF ? NULL : uv_strerror((int)n), false);
+        tunnel_close(t, uv_strerror((int)n), false);
         return;
     }
     if (n == 0)
@@ -247,7 +282,7 @@ static void on_tcp_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
                  "not reading the peer", t->where, t->pipe.write_queue_size);
         }
         if (!t->closing && t->tls.peer_closed)
-            tunnel_close(t, NULL, false);
+            tunnel_finish(t);
         else if (!t->closing && !was && t->tls.established)
             hand_over(t);
     }
