@@ -208,6 +208,19 @@ def links(a, b):
     return found
 
 
+def closed_by_peer(sock, timeout):
+    """Reads until the node closes the connection; False if it is still open after timeout."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(65536):
+            pass
+    except socket.timeout:
+        return False
+    except OSError:
+        pass
+    return True
+
+
 def wait_for(predicate, timeout, what, interval=POLL):
     """Polls predicate() until it returns something truthy, which is returned.
     At the deadline raises AssertionError with what() (or what, if a string)."""

@@ -10,7 +10,7 @@ import socket
 from clients import uid
 
 from cluster_mqtt import assert_kept_out, check_serving, raw_v5
-from harness import NO_LEADER, PEER_REJECTED, wait_for
+from harness import NO_LEADER, PEER_REJECTED, closed_by_peer, wait_for
 
 REJECT_TIMEOUT = 20.0
 
@@ -21,19 +21,6 @@ GARBAGE = [
     b"\x00" * 256,                                      # zero lengths
 ]
 SHORT_GARBAGE = [b"GET / HTTP/1.1\r\nHost: starling\r\n\r\n", b"\x01"]
-
-
-def closed_by_peer(sock, timeout):
-    """Reads until the node closes the connection; False if it is still open after timeout."""
-    sock.settimeout(timeout)
-    try:
-        while sock.recv(65536):
-            pass
-    except socket.timeout:
-        return False
-    except OSError:
-        pass
-    return True
 
 
 def leader_history(cluster):

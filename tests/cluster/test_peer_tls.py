@@ -22,8 +22,8 @@ from clients import uid
 
 import harness
 from cluster_mqtt import PUBACK_OK, assert_kept_out, check_serving, persistent, retain
-from harness import (FAIL_FAST_TIMEOUT, PEER_REJECTED, PLAINTEXT_WARNING, STARLINGD, free_port, make_certs,
-                     tls_keys, wait_for)
+from harness import (FAIL_FAST_TIMEOUT, PEER_REJECTED, PLAINTEXT_WARNING, STARLINGD, closed_by_peer, free_port,
+                     make_certs, tls_keys, wait_for)
 
 REJECT_TIMEOUT = 20.0
 VERIFY_FAILED = "certificate verify failed"
@@ -249,18 +249,6 @@ def test_fourth_node_with_a_certificate_of_another_ca_never_joins(cluster, clien
     check_serving(clients, n1, n2, n3, tag="tls-4")
     assert leader_history(cluster) == history, "the intruder disturbed the cluster's leadership"
     assert not intruder.leader_reports(), "the intruder learned a leader: %s" % intruder.leader_reports()
-
-
-def closed_by_peer(sock, timeout):
-    sock.settimeout(timeout)
-    try:
-        while sock.recv(65536):
-            pass
-    except socket.timeout:
-        return False
-    except OSError:
-        pass
-    return True
 
 
 def old_hello_d():
