@@ -37,6 +37,7 @@ void cluster__handle_closed(struct cluster *c)
             tls_ctx_free(c->tls_server);
         if (c->tls_client)
             tls_ctx_free(c->tls_client);
+        free(c->tunnel_rbuf);
         free(c->results);
         free(c->cmds);
         buf_free(&c->batch);

@@ -126,6 +126,11 @@ int cluster__peer_tls_setup(struct cluster *c, char *err, size_t errlen);
 
 struct tunnel;
 
+/* The one buffer all tunnels of a node read into: a read is consumed within
+ * its callback, and libuv runs a stream's allocation and read callbacks back
+ * to back. */
+#define CLUSTER_TUNNEL_READ 65536
+
 /* How a tunnel reports to the handshake that started it: once with inner (a
  * raft_malloc'd uv_pipe_t carrying the plaintext, transferred to the callee)
  * when the TLS handshake finished, or with inner NULL and why (borrowed, for
@@ -245,6 +250,7 @@ struct cluster {
     struct list handshakes;     /* in progress (struct peer_hs) */
     struct tls_ctx *tls_server; /* peer links over TLS (cluster_certfile): accepting */
     struct tls_ctx *tls_client; /* and dialing; both NULL = plaintext */
+    uint8_t *tunnel_rbuf;       /* CLUSTER_TUNNEL_READ bytes every tunnel reads into (tunnel.c) */
     struct fwd_conn *fwd_out;   /* our link to the leader */
     uint32_t fwd_out_node;
     struct peer_hs *fwd_dialing;

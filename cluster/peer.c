@@ -118,6 +118,10 @@ int cluster__peer_tls_setup(struct cluster *c, char *err, size_t errlen)
         snprintf(err, errlen, "cluster_%s", why); /* "cluster_certfile /x: No such file or directory" */
         return rc;
     }
+    if (!(c->tunnel_rbuf = malloc(CLUSTER_TUNNEL_READ))) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
     return 0;
 }
 

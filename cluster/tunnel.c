@@ -30,7 +30,6 @@
 #include "tls.h"
 
 #define TUNNEL_MAX_QUEUED (1u << 20)
-#define TUNNEL_READ 65536
 
 struct tunnel {
     struct cluster *c;
@@ -48,7 +47,6 @@ struct tunnel {
     tunnel_cb cb;             /* while attached (peer.c) */
     void *arg;
     char where[192];
-    uint8_t rbuf[TUNNEL_READ]; /* every read lands here and is consumed within its callback */
 };
 
 struct tunnel_write {
@@ -230,8 +228,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct tunnel *t = h->data;
     (void)suggested;
-    buf->base = (char *)t->rbuf;
-    buf->len = sizeof(t->rbuf);
+    buf->base = (char *)t->c->tunnel_rbuf;
+    buf->len = CLUSTER_TUNNEL_READ;
 }
 
 /* The handshake finished: the plaintext end goes to the peer handshake. */
@@ -253,7 +251,6 @@ static void hand_over(struct tunnel *t)
 static void on_tcp_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     struct tunnel *t = s->data;
-    (void)buf;
     if (n == UV_EOF) {
         tunnel_finish(t);
         return;
@@ -266,7 +263,7 @@ static void on_tcp_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         return;
     t->refs++; /* the callbacks below may close the tunnel */
     bool was = t->tls.established;
-    int rc = tls_conn_input(&t->tls, t->rbuf, (size_t)n, &t->plain);
+    int rc = tls_conn_input(&t->tls, (const uint8_t *)buf->base, (size_t)n, &t->plain);
     int wrc = flush_wire(t); /* the alert of a failure goes too */
     if (rc) {
         tunnel_close(t, t->tls.why, true);
@@ -292,14 +289,13 @@ static void on_tcp_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 static void on_pipe_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     struct tunnel *t = s->data;
-    (void)buf;
     if (n < 0) {
         tunnel_close(t, NULL, false); /* the owner closed its stream */
         return;
     }
     if (n == 0)
         return;
-    int rc = tls_conn_write(&t->tls, t->rbuf, (size_t)n);
+    int rc = tls_conn_write(&t->tls, (const uint8_t *)buf->base, (size_t)n);
     if (rc) {
         tunnel_close(t, rc == -EPROTO ? t->tls.why : "out of memory", rc == -EPROTO);
         return;
