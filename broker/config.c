@@ -60,6 +60,10 @@
  *   admin_idle_timeout          1..3600 s between requests               10
  *   admin_request_timeout       1..3600 s for one request to arrive      10
  *   admin_max_conns_per_peer    1..128 connections from one address      8
+ *   cluster_certfile            path, 0..511 bytes: TLS peer links       ""
+ *   cluster_keyfile             path, 0..511 bytes                       ""
+ *   cluster_cafile              path, 0..511 bytes                       ""
+ *   cluster_crlfile             path, 0..511 bytes                       ""
  *
  * Booleans are true/false, yes/no, on/off or 1/0. Values may not contain
  * control characters other than tab (config_print could not write them back).
@@ -160,6 +164,11 @@ static const struct config_key config_keys[] = {
     KEY_UINT(admin_idle_timeout, 1, 3600),
     KEY_UINT(admin_request_timeout, 1, 3600),
     KEY_UINT(admin_max_conns_per_peer, 1, 128),
+
+    {"cluster_certfile", KIND_STRING, FIELD(cluster_certfile), 0, 0, "cluster TLS"},
+    {"cluster_keyfile", KIND_STRING, FIELD(cluster_keyfile), 0, 0, NULL},
+    {"cluster_cafile", KIND_STRING, FIELD(cluster_cafile), 0, 0, NULL},
+    {"cluster_crlfile", KIND_STRING, FIELD(cluster_crlfile), 0, 0, NULL},
 };
 
 #define N_KEYS (sizeof(config_keys) / sizeof(config_keys[0]))

@@ -130,7 +130,13 @@ struct cluster_config {
     const char *data_dir;      /* holds raft/ (the log, snapshots), state/ (LMDB), node.id */
     const char *cluster_name;
     const char *bind;          /* host:port the cluster port listens on */
-    const char *secret;        /* shared secret of the peer links */
+    const char *secret;        /* shared secret of the peer links (optional with TLS) */
+    /* TLS on the peer links, PEM files (NULL or "" = plaintext links): this
+     * node's certificate and key, the cluster's CA, an optional CRL */
+    const char *certfile;
+    const char *keyfile;
+    const char *cafile;
+    const char *crlfile;
     const struct cluster_peer_cfg *peers; /* every voter, this node included; none = one voter */
     int peer_count;
     uint32_t commit_timeout_ms;
