@@ -251,6 +251,14 @@ struct cluster {
     uint32_t hs_incoming;       /* incoming handshakes in progress */
     uint64_t accept_pauses;     /* accepting paused, since the last warning */
     uint64_t accept_logged_ms;  /* loop time of that warning */
+    /* "peer rejected" lines: a misconfigured member redials every few hundred
+     * ms on three channels, so each reason is logged at most once per
+     * PEER_REJECT_REPORT_MS (the last few reasons are remembered) */
+    struct {
+        char why[48];
+        uint64_t logged_ms;
+        uint64_t quiet;         /* rejections for it not logged since its last line */
+    } rejected[4];
     struct list handshakes;     /* in progress (struct peer_hs) */
     struct tls_ctx *tls_server; /* peer links over TLS (cluster_certfile): accepting */
     struct tls_ctx *tls_client; /* and dialing; both NULL = plaintext */

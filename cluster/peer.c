@@ -48,6 +48,7 @@
  * cluster of ten nodes redialling at once. */
 #define PEER_HS_MAX_INCOMING 32
 #define PEER_PAUSE_REPORT_MS 5000
+#define PEER_REJECT_REPORT_MS 5000
 
 enum hs_step { HS_RESOLVE, HS_CONNECT, HS_TLS, HS_HELLO_A, HS_HELLO_D, HS_ADDR, HS_OK, HS_DONE };
 
@@ -200,14 +201,48 @@ static void hs_finish(struct peer_hs *hs, int status)
     hs_unref(hs); /* the handshake's own reference */
 }
 
+/* "cluster: peer rejected" lines, each reason at most once per
+ * PEER_REJECT_REPORT_MS, saying how many were left out since its last line;
+ * a reason not among the last few remembered is logged at once. */
+static void log_rejected(struct peer_hs *hs, const char *why)
+{
+    struct cluster *c = hs->c;
+    uint64_t now = uv_now(c->loop);
+    size_t n = sizeof(c->rejected) / sizeof(c->rejected[0]), slot = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (c->rejected[i].logged_ms && strncmp(c->rejected[i].why, why, sizeof(c->rejected[i].why) - 1) == 0) {
+            slot = i;
+            goto found;
+        }
+        if (c->rejected[i].logged_ms < c->rejected[slot].logged_ms)
+            slot = i; /* the oldest goes when the reason is new */
+    }
+    snprintf(c->rejected[slot].why, sizeof(c->rejected[slot].why), "%s", why);
+    c->rejected[slot].logged_ms = 0;
+    c->rejected[slot].quiet = 0;
+found:
+    if (c->rejected[slot].logged_ms && now - c->rejected[slot].logged_ms < PEER_REJECT_REPORT_MS) {
+        c->rejected[slot].quiet++;
+        return;
+    }
+    if (c->rejected[slot].quiet)
+        CLOG(c, CLUSTER_LOG_WARN, "cluster: peer rejected: %s: %s (and %llu more for this reason since its last line)",
+             hs->where, why, (unsigned long long)c->rejected[slot].quiet);
+    else
+        CLOG(c, CLUSTER_LOG_WARN, "cluster: peer rejected: %s: %s", hs->where, why);
+    c->rejected[slot].quiet = 0;
+    c->rejected[slot].logged_ms = now ? now : 1;
+}
+
 static void on_hs_timeout(uv_timer_t *t)
 {
     struct peer_hs *hs = t->data;
     if (hs->step == HS_TLS && !hs->dialer) {
         /* a plaintext peer (an old node, a node without cluster_certfile)
          * waits for our hello and we for its TLS: refused, and said so */
-        CLOG(hs->c, CLUSTER_LOG_WARN, "cluster: peer rejected: %s: no TLS handshake within %d ms (plaintext peer?)",
-             hs->where, PEER_HS_TIMEOUT_MS);
+        char why[64];
+        snprintf(why, sizeof(why), "no TLS handshake within %d ms (plaintext peer?)", PEER_HS_TIMEOUT_MS);
+        log_rejected(hs, why);
     } else {
         CLOG(hs->c, CLUSTER_LOG_WARN, "cluster: peer handshake with %s timed out",
              hs->dialer ? hs->host : (hs->peer_addr[0] ? hs->peer_addr : hs->where));
@@ -267,7 +302,7 @@ static void expect(struct peer_hs *hs, int step, size_t n)
 
 static void rejected(struct peer_hs *hs, const char *why)
 {
-    CLOG(hs->c, CLUSTER_LOG_WARN, "cluster: peer rejected: %s: %s", hs->where, why);
+    log_rejected(hs, why);
     hs_finish(hs, UV_EACCES);
 }
 
