@@ -25,6 +25,7 @@ struct session *broker__session_create(struct broker *b, const char *id, size_t 
     }
     s->id_len = len;
     s->b = b;
+    auth_who_set(&s->who, NULL, 0, s->client_id, len);
     s->next_packet_id = 1;
     list_init(&s->subs);
     list_init(&s->timed_link);
@@ -76,6 +77,7 @@ void broker__session_free(struct broker *b, struct session *s)
     free(s->m_ids);
     list_remove(&s->timed_link);
     free(s->client_id);
+    free(s->user);
     free(s);
 }
 
