@@ -197,13 +197,14 @@ static uint8_t claim_refusal(const struct claim *cl, struct session **out)
 {
     struct conn *c = cl->conn;
     struct broker *b = c->b;
+    if (cl->status == CLUSTER_EPERM) {
+        /* decided by the store, the same on every node (cluster/apply.c) */
+        LOG(b, LOG_WARN, c, "CONNECT refused: client id %s belongs to the session of another user", c->client_id);
+        return PROTO_RC_NOT_AUTHORIZED;
+    }
     if (cl->status != 0) {
         LOG(b, LOG_WARN, c, "session claim failed: %d", cl->status);
         return PROTO_RC_SERVER_UNAVAILABLE;
-    }
-    if (cl->result == CLUSTER_EPERM) {
-        LOG(b, LOG_WARN, c, "CONNECT refused: client id %s belongs to the session of another user", c->client_id);
-        return PROTO_RC_NOT_AUTHORIZED;
     }
     struct session *s = broker__session_find(b, c->client_id, strlen(c->client_id));
     if (!s || s->generation != c->generation) {
