@@ -142,7 +142,7 @@ static void connect_failed(struct conn *c, uint8_t reason, const char *why)
 int broker__access_connect(struct conn *c, const struct proto_connect *cp, bool *owned)
 {
     struct broker *b = c->b;
-    const struct auth *a = &b->access.tables;
+    struct auth *a = &b->access.tables;
     *owned = false;
     if (cp->has_username && !(c->username = str_dup_len((const char *)cp->username.p, cp->username.len)))
         return -ENOMEM;

@@ -11,6 +11,8 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 
 #include "buf.h"
 #include "proto.h"
@@ -156,6 +158,8 @@ void auth_init(struct auth *a)
         map_init(&a->acl[s].by_user);
     }
     a->generation = 1;
+    if (RAND_bytes(a->cache_key, sizeof(a->cache_key)) != 1)
+        memset(a->cache_key, 0, sizeof(a->cache_key)); /* the cache is then never trusted: see cache_digest */
 }
 
 void auth_free(struct auth *a)
@@ -209,6 +213,7 @@ void auth_users_free(struct auth_users *u)
     while ((slot = map_next(&u->by_name, &pos))) {
         struct auth_user *user = slot->value;
         OPENSSL_cleanse(&user->v, sizeof(user->v));
+        OPENSSL_cleanse(user->cache, sizeof(user->cache));
         free(user->name);
         free(user);
     }
@@ -401,10 +406,21 @@ int auth_verifier_check(const struct auth_verifier *v, const uint8_t *pass, size
     return same ? 0 : AUTH_EPASSWORD;
 }
 
-int auth_password_check(const struct auth *a, const char *user, size_t user_len, const uint8_t *pass,
+/* HMAC-SHA256(cache_key, pass) into out; false when it cannot be computed
+ * or the key is not random (then nothing is cached). */
+static bool cache_digest(const struct auth *a, const uint8_t *pass, size_t pass_len, uint8_t out[32])
+{
+    static const uint8_t zero[32];
+    unsigned n = 0;
+    if (CRYPTO_memcmp(a->cache_key, zero, sizeof(zero)) == 0)
+        return false;
+    return HMAC(EVP_sha256(), a->cache_key, (int)sizeof(a->cache_key), pass, pass_len, out, &n) && n == 32;
+}
+
+int auth_password_check(struct auth *a, const char *user, size_t user_len, const uint8_t *pass,
                         size_t pass_len)
 {
-    const struct auth_user *u = NULL;
+    struct auth_user *u = NULL;
     for (int s = 0; s < AUTH_SOURCES && !u; s++)
         if (a->users[s].set && user)
             u = map_get(&a->users[s].by_name, user, user_len);
@@ -418,7 +434,17 @@ int auth_password_check(const struct auth *a, const char *user, size_t user_len,
     }
     if (!pass)
         return AUTH_EPASSWORD;
-    return auth_verifier_check(&u->v, pass, pass_len);
+    uint8_t d[32];
+    bool have = cache_digest(a, pass, pass_len, d);
+    if (have && u->cached && CRYPTO_memcmp(d, u->cache, sizeof(d)) == 0)
+        return 0;
+    int rc = auth_verifier_check(&u->v, pass, pass_len);
+    if (rc == 0 && have) {
+        memcpy(u->cache, d, sizeof(d));
+        u->cached = true;
+    }
+    OPENSSL_cleanse(d, sizeof(d));
+    return rc;
 }
 
 /* --- topic rules ------------------------------------------------------------------ */

@@ -82,6 +82,11 @@ struct auth_verifier {
 struct auth_user {
     char *name;               /* NUL-terminated; the key in auth_users.by_name */
     struct auth_verifier v;
+    /* the last password that passed the verifier, as HMAC-SHA256 under
+     * auth.cache_key: the next CONNECT with it costs one HMAC instead of the
+     * PBKDF2 rounds (a wrong password always pays the full check) */
+    bool cached;
+    uint8_t cache[32];
 };
 
 /* One source's users. set: the source is configured (a password file given,
@@ -123,6 +128,7 @@ struct auth {
     struct auth_users users[AUTH_SOURCES];
     struct auth_acl acl[AUTH_SOURCES];
     uint64_t generation;      /* raised by every change: struct auth_who caches compare it */
+    uint8_t cache_key[32];    /* random, this process only (auth_init) */
 };
 
 /* The identity a check is made for, with what auth_allowed looked up for it
@@ -185,10 +191,12 @@ void auth_users_free(struct auth_users *u);
 int auth_verifier_parse(const char *s, size_t len, struct auth_verifier *v, char *err, size_t errlen);
 
 /* Checks a CONNECT's user name and password (borrowed, any bytes) against
- * every source, in constant time over the hash. 0, AUTH_EUNKNOWN (a password
+ * every source, in constant time over the hash; a password that passed is
+ * remembered (auth_user.cache) so that reconnecting costs one HMAC. 0,
+ * AUTH_EUNKNOWN (a password
  * hash is computed anyway, so an unknown name takes as long as a known one),
  * AUTH_EPASSWORD (also when pass is NULL), or -ENOMEM. */
-int auth_password_check(const struct auth *a, const char *user, size_t user_len, const uint8_t *pass,
+int auth_password_check(struct auth *a, const char *user, size_t user_len, const uint8_t *pass,
                         size_t pass_len);
 /* 0 when pass matches v, AUTH_EPASSWORD when not, -ENOMEM. */
 int auth_verifier_check(const struct auth_verifier *v, const uint8_t *pass, size_t pass_len);

@@ -368,3 +368,25 @@ Test(auth_throttle, table_stays_bounded)
     cr_assert_eq(d, AUTH_THROTTLE_DELAY_MS);
     auth_throttle_free(&t);
 }
+
+Test(auth_passwd, a_password_that_passed_is_remembered)
+{
+    struct auth a;
+    auth_init(&a);
+    load_users(&a, PW_ALICE);
+    const struct auth_user *u = map_get(&a.users[AUTH_SOURCE_FILE].by_name, "alice", 5);
+    cr_assert_not(u->cached);
+    cr_assert_eq(check(&a, "alice", "Secret"), AUTH_EPASSWORD);
+    cr_assert_not(u->cached);
+    cr_assert_eq(check(&a, "alice", "secret"), 0);
+    cr_assert(u->cached);
+    cr_assert_eq(check(&a, "alice", "secret"), 0);
+    cr_assert_eq(check(&a, "alice", "secre"), AUTH_EPASSWORD);
+    cr_assert_eq(check(&a, "alice", ""), AUTH_EPASSWORD);
+    cr_assert_eq(check(&a, "alice", "secret"), 0);
+    /* a reload forgets it */
+    load_users(&a, PW_ALICE);
+    u = map_get(&a.users[AUTH_SOURCE_FILE].by_name, "alice", 5);
+    cr_assert_not(u->cached);
+    auth_free(&a);
+}
