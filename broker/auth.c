@@ -148,6 +148,22 @@ free_buf:
     return rc;
 }
 
+/* Reads path and parses it; a parse error is prefixed with the path. */
+static int file_load(const char *path, int (*parse)(const char *, size_t, void *, char *, size_t), void *out,
+                     char *err, size_t errlen)
+{
+    char *text = NULL, why[256];
+    size_t len = 0;
+    int rc = file_read(path, &text, &len, err, errlen);
+    if (rc)
+        return rc;
+    rc = parse(text, len, out, why, sizeof(why));
+    if (rc)
+        msg(err, errlen, "%s: %s", path, why);
+    free(text);
+    return rc;
+}
+
 /* --- the whole ------------------------------------------------------------------- */
 
 void auth_init(struct auth *a)
@@ -365,18 +381,14 @@ fail:
     return rc;
 }
 
+static int passwd_parse(const char *text, size_t len, void *out, char *err, size_t errlen)
+{
+    return auth_passwd_parse(text, len, out, err, errlen);
+}
+
 int auth_passwd_load(const char *path, struct auth_users *out, char *err, size_t errlen)
 {
-    char *text = NULL, why[256];
-    size_t len = 0;
-    int rc = file_read(path, &text, &len, err, errlen);
-    if (rc)
-        return rc;
-    rc = auth_passwd_parse(text, len, out, why, sizeof(why));
-    if (rc)
-        msg(err, errlen, "%s: %s", path, why);
-    free(text);
-    return rc;
+    return file_load(path, passwd_parse, out, err, errlen);
 }
 
 int auth_verifier_check(const struct auth_verifier *v, const uint8_t *pass, size_t pass_len)
@@ -645,18 +657,14 @@ fail:
     return rc;
 }
 
+static int acl_parse(const char *text, size_t len, void *out, char *err, size_t errlen)
+{
+    return auth_acl_parse(text, len, out, err, errlen);
+}
+
 int auth_acl_load(const char *path, struct auth_acl *out, char *err, size_t errlen)
 {
-    char *text = NULL, why[256];
-    size_t len = 0;
-    int rc = file_read(path, &text, &len, err, errlen);
-    if (rc)
-        return rc;
-    rc = auth_acl_parse(text, len, out, why, sizeof(why));
-    if (rc)
-        msg(err, errlen, "%s: %s", path, why);
-    free(text);
-    return rc;
+    return file_load(path, acl_parse, out, err, errlen);
 }
 
 void auth_who_set(struct auth_who *who, const char *user, size_t user_len, const char *client_id, size_t id_len)

@@ -203,27 +203,28 @@ def test_anonymous_refused_with_password_file(start_broker, files):
         c.connect(uid(), username="alice", password="bad", expect_reason=0x04)
 
 
-def test_anonymous_refused_off_loopback_by_default(tmp_path):
+def off_loopback(tmp_path, version, *settings):
+    """Starts a node bound to 0.0.0.0 (reached on 127.0.0.1 only), returns
+    its first CONNACK to an anonymous client and its stderr after SIGTERM."""
     port = free_port()
-    p = run_starlingd(tmp_path, "--bind", "0.0.0.0", "-p", str(port))
+    p = run_starlingd(tmp_path, "--bind", "0.0.0.0", "-p", str(port), *settings)
     try:
-        ack = first_connack(port, version=5)
-        assert ack.reason == 0x87
+        ack = first_connack(port, version=version)
     finally:
         p.send_signal(signal.SIGTERM)
         _, err = p.communicate(timeout=15)
+    return ack, err
+
+
+def test_anonymous_refused_off_loopback_by_default(tmp_path):
+    ack, err = off_loopback(tmp_path, 5)
+    assert ack.reason == 0x87
     assert "anonymous clients are refused" in err and "0.0.0.0" in err, err
 
 
 def test_allow_anonymous_true_off_loopback_warns(tmp_path):
-    port = free_port()
-    p = run_starlingd(tmp_path, "--bind", "0.0.0.0", "-p", str(port), "--set", "allow_anonymous=true")
-    try:
-        ack = first_connack(port, version=4)
-        assert ack.reason == 0
-    finally:
-        p.send_signal(signal.SIGTERM)
-        _, err = p.communicate(timeout=15)
+    ack, err = off_loopback(tmp_path, 4, "--set", "allow_anonymous=true")
+    assert ack.reason == 0
     assert re.search(r"warn WARNING: allow_anonymous is true and a listener is bound to 0\.0\.0\.0", err), err
 
 
