@@ -127,6 +127,12 @@ void broker__will_publish(struct broker *b, struct session *s)
     s->will_at = 0;
     if (!w)
         return;
+    if (!auth_allowed(&b->access.tables, &s->who, w->topic, strlen(w->topic), AUTH_WRITE)) {
+        /* allowed at CONNECT; the ACL was reloaded since */
+        LOG(b, LOG_INFO, NULL, "will of %s on %s not published: the ACL does not allow it", s->client_id, w->topic);
+        broker__will_free(w);
+        return;
+    }
     struct proto_props props = {0};
     if (w->props_len && proto_props_decode(w->props_raw, w->props_len, PROTO_PUBLISH, &props) != 0)
         memset(&props, 0, sizeof(props));

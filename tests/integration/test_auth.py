@@ -424,6 +424,8 @@ def test_sighup_reloads_both_files(start_broker, tmp_path):
     alice = rawmqtt.RawClient(b.port, version=5)
     alice.connect(uid(), username="alice", password="a1")
     assert alice.publish("b/x", b"", qos=1, pid=1).reason == 0x87
+    willing = rawmqtt.RawClient(b.port, version=5)
+    willing.connect("willing", username="alice", password="a1", will={"topic": "a/will", "payload": b"w"})
     passwd_file(tmp_path / "pw2", {"dave": "d1", "admin": "ad"})
     os.replace(tmp_path / "pw2", pw)
     acl.write_text("user alice\ntopic readwrite b/#\nuser dave\ntopic readwrite d/#\nuser admin\ntopic readwrite #\n")
@@ -437,6 +439,15 @@ def test_sighup_reloads_both_files(start_broker, tmp_path):
     # connected clients stay connected, under the new rules
     assert alice.publish("b/x", b"", qos=1, pid=2).reason in (0, 0x10)
     assert alice.publish("a/x", b"", qos=1, pid=3).reason == 0x87
+    # a will allowed at CONNECT, no longer by the reloaded rules
+    watcher = rawmqtt.RawClient(b.port, version=5)
+    watcher.connect(uid(), username="admin", password="ad")
+    watcher.subscribe(1, [("#", 1)])
+    willing.close()
+    wait_log(b, r"will of willing on a/will not published: the ACL does not allow it")
+    alice.publish("b/marker", b"m", qos=1, pid=9)
+    assert [p.topic for p in watcher.publishes_until("b/marker")] == []
+    watcher.close()
     # a reload that fails keeps the tables in force
     pw.write_text("dave:plain\n")
     b.proc.send_signal(signal.SIGHUP)
