@@ -105,6 +105,11 @@ struct config {
     char cluster_keyfile[512];   /* its private key; default "" */
     char cluster_cafile[512];    /* the cluster's CA: every peer's certificate must chain to it; default "" */
     char cluster_crlfile[512];   /* optional CRL of that CA; default "" */
+    /* authentication and authorization (broker/auth.c, docs/auth.md) */
+    char password_file[512];     /* mosquitto_passwd's format; "" = none (default) */
+    char acl_file[512];          /* Mosquitto's ACL format; "" = none (default) */
+    int8_t allow_anonymous;      /* -1 = not set (default: see docs/auth.md), 0 false, 1 true */
+    bool acl_deny_disconnect;    /* a PUBLISH the ACL denies closes the connection; default false */
 };
 
 /* Fills c with the embedded defaults (one tcp listener on 0.0.0.0:1883). */
