@@ -130,6 +130,8 @@ class Client:
 
         def locked_recv(bufsize):
             with lock:
+                if self.c._sock is None:  # closed by the other thread meanwhile
+                    raise BlockingIOError()
                 return recv(bufsize)
 
         def locked_send(buf):
