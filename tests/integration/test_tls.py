@@ -349,8 +349,11 @@ def test_stalled_handshake_closed_after_connect_timeout(start_broker, certs):
         wait_log(b, r"no CONNECT within 2 s")
         started = time.monotonic()
         grew = rss_kib(b.proc.pid) - before
-        # a stalled handshake holds its SSL object and what it sent: tens of KiB, not more
-        assert grew < 100 * 64, "100 stalled handshakes took %d KiB" % grew
+        # a stalled handshake holds its SSL object and what it sent: tens of KiB
+        # at most (not measured under AddressSanitizer, whose redzones and
+        # quarantine inflate every allocation)
+        if "ASAN_OPTIONS" not in os.environ:
+            assert grew < 100 * 64, "100 stalled handshakes took %d KiB" % grew
         for s in socks:
             s.settimeout(max(0.1, 8 - (time.monotonic() - started)))
             while True:
