@@ -24,12 +24,24 @@ enum log_level {
     LOG_TRACE = 4,
 };
 
-/* One listening socket. Later issues add "tls", "ws", "wss" transports; the
- * transport name and the per-listener TLS files are already parsed. */
+/* One listening socket: its transport ("tcp", "tls", "ws", "wss") and, for
+ * tls and wss, its TLS settings (broker/listeners.c builds the context). */
 struct config_listener {
     char bind[64];      /* address, "0.0.0.0" by default; "::" for IPv6 */
     uint16_t port;
     char transport[8];  /* "tcp" (default) */
+    /* TLS (tls and wss listeners); "" = not set. In a file these keys apply
+     * to the most recent `listener` line, with --set to the last listener. */
+    char certfile[256];
+    char keyfile[256];
+    char cafile[256];
+    char capath[256];
+    char crlfile[256];
+    char ciphers[256];       /* TLS 1.2 cipher list (OpenSSL syntax) */
+    char ciphersuites[256];  /* TLS 1.3 suites */
+    char tls_version[8];     /* minimum: "tlsv1.2" (default, 1.2 and 1.3) or "tlsv1.3" */
+    bool require_certificate;
+    bool use_identity_as_username;
 };
 
 struct config_peer {

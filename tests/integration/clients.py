@@ -7,6 +7,7 @@ into an endless ping-pong between two test clients.
 """
 
 import queue
+import ssl
 import threading
 import time
 import uuid
@@ -100,6 +101,9 @@ class Client:
         else:
             self.c = mqtt.Client(self.client_id, clean_session=clean, protocol=PROTOCOLS[version])
         self.clean = clean
+        if getattr(broker, "transport", "tcp") == "tls":
+            self.c.tls_set_context(ssl.create_default_context(cafile=broker.cafile))
+            self._serialise_tls()
         self.c.max_inflight_messages_set(65535)
         self.c.max_queued_messages_set(0)
         self.messages = queue.Queue()
@@ -115,6 +119,25 @@ class Client:
         self.c.on_subscribe = self._on_subscribe
         self.c.on_unsubscribe = self._on_unsubscribe
         self.c.on_disconnect = self._on_disconnect
+
+    def _serialise_tls(self):
+        """Our loop thread reads while the test's thread writes (subscribe,
+        publish): one OpenSSL connection must not be used by two threads at
+        once (the records it sends get corrupted: "bad record mac" at the
+        broker), so paho's socket reads and writes take turns here."""
+        lock = threading.RLock()
+        recv, send = self.c._sock_recv, self.c._sock_send
+
+        def locked_recv(bufsize):
+            with lock:
+                if self.c._sock is None:  # closed by the other thread meanwhile
+                    raise BlockingIOError()
+                return recv(bufsize)
+
+        def locked_send(buf):
+            with lock:
+                return send(buf)
+        self.c._sock_recv, self.c._sock_send = locked_recv, locked_send
 
     # -- callbacks ---------------------------------------------------------
 

@@ -21,6 +21,12 @@ function connect (opts) {
   const o = Object.assign({ host: '127.0.0.1', port, protocolVersion: 4, reconnectPeriod: 0,
     connectTimeout: 5000, clientId: uid('node') }, opts)
   if (o.protocolVersion === 3) o.protocolId = 'MQIsdp'
+  // the transport of the broker's listener (STARLING_TEST_TRANSPORT, test_node.py)
+  if (args.transport === 'tls') {
+    o.protocol = 'mqtts'
+    o.ca = require('fs').readFileSync(args.cafile)
+    o.servername = 'localhost'
+  }
   const client = mqtt.connect(o)
   client.received = []
   client.waiters = []
