@@ -614,8 +614,11 @@ static int ws_upgrade_input(struct ws *w, const uint8_t *in, size_t n, struct bu
 {
     size_t room = TRANSPORT_WS_MAX_REQUEST - w->req.len;
     size_t take = n < room ? n : room;
-    if (buf_append(&w->req, in, take))
+    if (buf_append(&w->req, in, take)) {
+        w->state = WS_FAILED;
+        snprintf(w->why, sizeof(w->why), "out of memory for the upgrade request");
         return -ENOMEM;
+    }
     size_t end = ws_headers_end(w);
     int status;
     if (end == 0) {
