@@ -30,6 +30,18 @@ struct config_listener {
     char bind[64];      /* address, "0.0.0.0" by default; "::" for IPv6 */
     uint16_t port;
     char transport[8];  /* "tcp" (default) */
+    /* TLS (tls and wss listeners); "" = not set. In a file these keys apply
+     * to the most recent `listener` line, with --set to the last listener. */
+    char certfile[256];
+    char keyfile[256];
+    char cafile[256];
+    char capath[256];
+    char crlfile[256];
+    char ciphers[256];       /* TLS 1.2 cipher list (OpenSSL syntax) */
+    char ciphersuites[256];  /* TLS 1.3 suites */
+    char tls_version[8];     /* minimum: "tlsv1.2" (default, 1.2 and 1.3) or "tlsv1.3" */
+    bool require_certificate;
+    bool use_identity_as_username;
 };
 
 struct config_peer {

@@ -17,6 +17,7 @@
 
 #include "str.h"
 #include "internal.h"
+#include "transport.h"
 
 /* Whether a v3.1 / 3.1.1 CONNACK has a return code for this refusal (the
  * others would read as 0x03, server unavailable: such a client is closed
@@ -271,8 +272,9 @@ static void claim_accept(struct claim *cl, struct session *s)
     if (c->version == PROTO_V5)
         connack_props(cl, &ack->props);
     broker__conn_send(c, &r);
-    LOG(b, LOG_INFO, c, "connected (v%u, clean=%d, expiry=%u, keepalive=%u, present=%d)",
-        c->version, cl->clean_start, cl->expiry, c->keep_alive, ack->session_present);
+    LOG(b, LOG_INFO, c, "connected (v%u, clean=%d, expiry=%u, keepalive=%u, present=%d%s%s)",
+        c->version, cl->clean_start, cl->expiry, c->keep_alive, ack->session_present,
+        c->username ? ", username=" : "", c->username ? c->username : "");
     broker__keepalive_arm(c);
     if (ack->session_present)
         broker__session_resend(s);
@@ -344,6 +346,28 @@ static int connect_client_id(struct conn *c, struct claim *cl, const struct prot
     if (strlen(c->client_id) != (cl->assigned ? strlen(c->client_id) : cp->client_id.len))
         return -EINVAL; /* an embedded NUL (the decoder rejects U+0000) */
     return 0;
+}
+
+/* The connection's username: on a listener with use_identity_as_username the
+ * verified client certificate's name (CN, else a SAN), whatever the CONNECT
+ * says; else the CONNECT's. Kept for the logs and the admin API (and for
+ * authorisation to come). 0, -EACCES (no usable name in the certificate:
+ * refused as not authorised) or -ENOMEM. */
+static int connect_username(struct conn *c, const struct proto_connect *cp)
+{
+    if (c->listener && c->listener->cfg.use_identity_as_username) {
+        char id[256];
+        if (!c->tr || transport_identity(c->tr, id, sizeof(id)) != 0) {
+            LOG(c->b, LOG_INFO, c, "use_identity_as_username: the client certificate has no usable name");
+            return -EACCES;
+        }
+        c->username = strdup(id);
+    } else if (cp->has_username) {
+        c->username = str_dup_len((const char *)cp->username.p, cp->username.len);
+    } else {
+        return 0;
+    }
+    return c->username ? 0 : -ENOMEM;
 }
 
 /* Keep alive, session expiry and the client's own limits, as they will be in
@@ -439,6 +463,15 @@ void broker__on_connect(struct conn *c, struct proto_packet *p)
             broker__conn_close(c, 0xFF); /* out of memory: only this connection */
         else
             refuse(c, PROTO_RC_CLIENTID_INVALID);
+        return;
+    }
+    rc = connect_username(c, cp);
+    if (rc) {
+        free(cl);
+        if (rc == -ENOMEM)
+            broker__conn_close(c, 0xFF);
+        else
+            refuse(c, PROTO_RC_NOT_AUTHORIZED);
         return;
     }
     connect_negotiate(c, cl, cp);

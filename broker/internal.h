@@ -274,6 +274,13 @@ struct conn {
     struct list barrier_link; /* in broker.barriers while waiting */
     char peer[64];            /* address:port, for logs */
     char *client_id;          /* for logs; owned copy */
+    /* the listener's transport (transport.h); NULL for tcp: rbuf and out
+     * then meet the socket directly */
+    struct transport *tr;     /* owned */
+    struct buf wire;          /* tr's bytes for the socket, not yet handed to libuv */
+    bool tr_described;        /* the negotiated TLS version was logged */
+    struct listener *listener;/* accepted on (lives as long as the broker) */
+    char *username;           /* CONNECT's, or the certificate's (use_identity_as_username); owned, NULL = none */
 };
 
 /* --- the broker ------------------------------------------------------------ */
@@ -290,10 +297,12 @@ struct acceptor {
     bool paused;
 };
 
+struct tls_ctx;
 struct listener {
     struct acceptor acc;      /* acc.name "port N" */
     struct broker *b;
     struct config_listener cfg;
+    struct tls_ctx *tls;      /* tls and wss: the context new connections get (replaced on SIGHUP) */
 };
 
 /* listen.c: the node's descriptors (see the comment there). */
@@ -347,6 +356,7 @@ struct broker {
     uint64_t will_due;        /* when will_timer fires, 0 = not armed */
     uv_prepare_t flush;       /* writes what connections gathered, before the loop polls */
     uv_signal_t sigint, sigterm;
+    uv_signal_t sighup;       /* reloads the listeners' certificates (listeners.c) */
 
     struct list conns;        /* struct conn: every open connection */
     uint32_t conn_count;      /* open sockets */
@@ -420,6 +430,14 @@ void broker__fds_tick(struct broker *b);
 void broker__fds_report(struct broker *b); /* the rate-limited warning, when there is news */
 uint32_t broker__fds_free(const struct broker *b);
 bool broker__fds_low(const struct broker *b); /* below fd_reserve: new clients are refused */
+
+/* listeners.c: what a listener's transport needs (TLS contexts from its
+ * files), the stack each connection gets, the reload on SIGHUP. */
+int broker__listener_prepare(struct broker *b, struct listener *l, char *err, size_t errlen);
+int broker__listener_stack(struct listener *l, struct transport **out); /* *out NULL for tcp */
+void broker__listeners_reload(struct broker *b);
+void broker__listener_free(struct listener *l);
+const char *broker__listener_describe(const struct listener *l); /* "mqtt/tls" */
 
 /* conn.c */
 void broker__conn_accept(struct acceptor *a, int fd); /* an acceptor's take callback */

@@ -7,6 +7,7 @@ into an endless ping-pong between two test clients.
 """
 
 import queue
+import ssl
 import threading
 import time
 import uuid
@@ -100,6 +101,8 @@ class Client:
         else:
             self.c = mqtt.Client(self.client_id, clean_session=clean, protocol=PROTOCOLS[version])
         self.clean = clean
+        if getattr(broker, "transport", "tcp") == "tls":
+            self.c.tls_set_context(ssl.create_default_context(cafile=broker.cafile))
         self.c.max_inflight_messages_set(65535)
         self.c.max_queued_messages_set(0)
         self.messages = queue.Queue()

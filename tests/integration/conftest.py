@@ -9,6 +9,15 @@ generated configuration, so the suite itself can be checked against a
 reference broker. A setting Mosquitto has no equivalent for skips the test in
 that mode.
 
+STARLING_TEST_TRANSPORT=tcp|tls (default tcp) picks the transport of the
+broker's listener: with tls it listens with `listener PORT 127.0.0.1 tls` and
+the certificates of deploy/make-certs.sh (made once per session, session_certs()),
+and rawmqtt, the paho clients (clients.py) and Broker.cli_args() for
+mosquitto_pub/sub connect with that transport, so the whole suite runs over
+it. start_broker(transport="tls", ...) picks it for one broker; the TLS keys
+(certfile, cafile, require_certificate, ...) given as settings apply to that
+listener (they follow its `--set listener=` line).
+
 Teardown sends SIGTERM and fails the test (as a teardown error) if the broker
 died during the test, did not exit cleanly, or printed a sanitizer report.
 The broker's stderr is kept in a file and attached to every failing test.
@@ -22,6 +31,7 @@ import subprocess
 import time
 
 import resource
+import tempfile
 
 import pytest
 
@@ -40,6 +50,32 @@ SANITIZER_MARKERS = ("runtime error:", "ERROR: AddressSanitizer", "ERROR: LeakSa
 
 if KIND not in ("starling", "mosquitto"):
     raise pytest.UsageError("STARLING_TEST_BROKER must be 'starling' or 'mosquitto', not %r" % KIND)
+
+TRANSPORT = os.environ.get("STARLING_TEST_TRANSPORT", "tcp").strip().lower() or "tcp"
+TRANSPORTS = ("tcp", "tls")
+if TRANSPORT not in TRANSPORTS:
+    raise pytest.UsageError("STARLING_TEST_TRANSPORT must be one of %s, not %r" % (", ".join(TRANSPORTS), TRANSPORT))
+rawmqtt.TRANSPORT = TRANSPORT
+
+_certs = []
+
+
+def session_certs():
+    """The directory of deploy/make-certs.sh's CA, server and client
+    certificates, made once per session (removed at exit)."""
+    if not _certs:
+        d = pathlib.Path(tempfile.mkdtemp(prefix="starling-certs-"))
+        subprocess.run(["bash", str(REPO / "deploy" / "make-certs.sh"), str(d)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _certs.append(d)
+        rawmqtt.CAFILE = str(d / "ca.crt")
+    return _certs[0]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import shutil
+    for d in _certs:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def free_port():
@@ -100,8 +136,12 @@ class Broker:
     """One running broker process. host/port to connect to; kind is
     'starling' or 'mosquitto'; log() returns its stderr so far."""
 
-    def __init__(self, kind, workdir, settings, nofile=None):
+    def __init__(self, kind, workdir, settings, nofile=None, transport=None):
         self.kind = kind
+        self.transport = transport or TRANSPORT
+        if self.transport != "tcp" and kind == "mosquitto":
+            pytest.skip("the reference-broker mode runs over tcp only")
+        self.cafile = str(session_certs() / "ca.crt") if self.transport in ("tls", "wss") else None
         self.nofile = nofile
         self.host = "127.0.0.1"
         self.port = None
@@ -118,6 +158,13 @@ class Broker:
     def is_mosquitto(self):
         return self.kind == "mosquitto"
 
+    def cli_args(self):
+        """-h/-p (and --cafile over TLS) for mosquitto_pub/sub."""
+        args = ["-h", self.host, "-p", str(self.port)]
+        if self.cafile:
+            args += ["--cafile", self.cafile]
+        return args
+
     def log(self):
         try:
             return self.stderr_path.read_text(errors="replace")
@@ -130,7 +177,15 @@ class Broker:
             conf.write_text(mosquitto_config(port, self.settings))
             argv = [MOSQUITTO, "-c", str(conf)]
             return argv
-        argv = [STARLINGD, "--bind", "127.0.0.1", "-p", str(port), "--data-dir", str(self.data_dir)]
+        argv = [STARLINGD, "--data-dir", str(self.data_dir)]
+        if self.transport == "tcp":
+            argv += ["--bind", "127.0.0.1", "-p", str(port)]
+        else:
+            # the listener line first: the TLS keys (--set) apply to the last listener
+            certs = session_certs()
+            argv += ["--set", "listener=%d 127.0.0.1 %s" % (port, self.transport)]
+            if self.transport in ("tls", "wss"):
+                argv += ["--set", "certfile=%s" % (certs / "server.crt"), "--set", "keyfile=%s" % (certs / "server.key")]
         settings = dict(self.settings)
         # Keep the (one-voter) cluster port on loopback and away from the
         # default 4370, so brokers never collide or listen beyond 127.0.0.1.
@@ -185,7 +240,7 @@ class Broker:
             if self.proc.poll() is not None:
                 return False, "exited with code %s during startup" % self.proc.returncode
             try:
-                c = rawmqtt.RawClient(self.port, version=4, timeout=2)
+                c = rawmqtt.RawClient(self.port, version=4, timeout=2, transport=self.transport)
             except OSError as e:
                 last = "connect: %s" % e
             else:
@@ -247,7 +302,7 @@ class Broker:
 
 def pytest_report_header(config):
     path = MOSQUITTO if KIND == "mosquitto" else STARLINGD
-    return "broker under test: %s (%s)" % (KIND, path)
+    return "broker under test: %s (%s), transport %s" % (KIND, path, TRANSPORT)
 
 
 @pytest.fixture
@@ -256,10 +311,10 @@ def start_broker(request, tmp_path):
     started = []
     request.node._starling_brokers = started
 
-    def start(nofile=None, **settings):
+    def start(nofile=None, transport=None, **settings):
         workdir = tmp_path / ("broker%d" % len(started))
         workdir.mkdir()
-        b = Broker(KIND, workdir, settings, nofile=nofile)
+        b = Broker(KIND, workdir, settings, nofile=nofile, transport=transport)
         started.append(b)
         try:
             b.start()
@@ -288,6 +343,12 @@ def start_broker(request, tmp_path):
 def broker(start_broker):
     """A broker with the default settings."""
     return start_broker()
+
+
+@pytest.fixture(scope="session")
+def certs():
+    """deploy/make-certs.sh's directory (ca, server, client, node1..3)."""
+    return session_certs()
 
 
 @pytest.fixture
@@ -321,7 +382,7 @@ def raw():
     opened = []
 
     def make(b, version=4):
-        c = rawmqtt.RawClient(b.port, version=version)
+        c = rawmqtt.RawClient(b.port, version=version, transport=b.transport)
         opened.append(c)
         return c
 

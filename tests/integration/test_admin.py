@@ -106,7 +106,7 @@ def cluster_bind(b):
 def publish_retained(b, topic, payload, qos=1):
     """mosquitto_pub -r: returns after the PUBACK, i.e. after the retained
     message was committed."""
-    p = subprocess.run([PUB, "-h", "127.0.0.1", "-p", str(b.port), "-t", topic, "-r", "-q", str(qos), "-s"],
+    p = subprocess.run([PUB] + b.cli_args() + ["-t", topic, "-r", "-q", str(qos), "-s"],
                        input=payload, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=20)
     assert p.returncode == 0, p.stderr
 

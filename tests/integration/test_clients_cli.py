@@ -19,7 +19,7 @@ VERSIONS = {3: "mqttv31", 4: "mqttv311", 5: "mqttv5"}
 
 
 def base(broker, version=4, client_id=None):
-    args = ["-h", broker.host, "-p", str(broker.port), "-V", VERSIONS[version]]
+    args = broker.cli_args() + ["-V", VERSIONS[version]]
     if client_id is not None:
         args += ["-i", client_id]
     return args
