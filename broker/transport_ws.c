@@ -19,8 +19,11 @@
  * our path gets an HTTP error (400, 404, 405, 414, 426 with the version we
  * speak, 431 for one larger than the limit) and Connection: close; after the
  * upgrade an unmasked frame, reserved bits or opcodes, a stray continuation
- * or a malformed close are closed with 1002, a text frame with 1003, a data
- * frame above max_frame with 1009. Memory: the request buffer is bounded and
+ * or a malformed close are closed with 1002, a text frame with 1003. A data
+ * frame above max_frame ends the input instead (TRANSPORT_EOF) once its
+ * first max_frame bytes went up: the MQTT layer, which sees an oversize
+ * packet begin, gets to answer 0x95 as it does over tcp, and close() then
+ * sends 1009. Memory: the request buffer is bounded and
  * freed at the upgrade; wslay holds at most its fixed input buffer (4 KiB)
  * of a frame; a control frame's payload (at most 125 bytes) is kept here
  * until the frame ends; data frames are never held, whatever their size. */
@@ -45,6 +48,8 @@
 enum ws_state {
     WS_UPGRADE = 0, /* reading the upgrade request */
     WS_OPEN,        /* 101 sent: frames */
+    WS_ENDING,      /* input is over (an oversize frame): output still goes, close()
+                     * says end_code */
     WS_CLOSED,      /* a close frame went down: nothing more goes either way */
     WS_FAILED,      /* refused: the error is in why */
 };
@@ -67,6 +72,8 @@ struct ws {
     uint8_t opcode;
     uint64_t frame_len, frame_got;
     bool fragmented;           /* a binary message whose final frame has not come */
+    bool too_big;              /* the frame is above max_frame */
+    uint16_t end_code;         /* WS_ENDING: the close frame's status */
     uint8_t control[WS_MAX_CONTROL];
     size_t control_len;
     char why[200];
@@ -464,7 +471,7 @@ static int ws_send_close(struct ws *w, uint16_t code, struct buf *down)
     uint8_t payload[2];
     bytes_put_u16be(payload, code);
     int rc = ws_send(w, WSLAY_CONNECTION_CLOSE, payload, code ? 2 : 0, down);
-    if (w->state == WS_OPEN)
+    if (w->state == WS_OPEN || w->state == WS_ENDING)
         w->state = WS_CLOSED;
     return rc;
 }
@@ -516,9 +523,10 @@ static int ws_frame_start(struct ws *w, const struct wslay_frame_iocb *io, struc
     default:
         return ws_fail(w, WSLAY_CODE_PROTOCOL_ERROR, down, "reserved opcode %u", io->opcode);
     }
-    if (!wslay_is_ctrl_frame(io->opcode) && w->max_frame && io->payload_length > w->max_frame)
-        return ws_fail(w, WSLAY_CODE_MESSAGE_TOO_BIG, down, "frame of %llu bytes above the limit of %llu",
-                       (unsigned long long)io->payload_length, (unsigned long long)w->max_frame);
+    /* too big: its first max_frame bytes still go up, so that the MQTT layer
+     * sees the packet's length and answers as over tcp (CONNACK or
+     * DISCONNECT 0x95) before the close frame says 1009 */
+    w->too_big = !wslay_is_ctrl_frame(io->opcode) && w->max_frame && io->payload_length > w->max_frame;
     w->in_frame = true;
     w->opcode = io->opcode;
     w->frame_len = io->payload_length;
@@ -576,10 +584,22 @@ static int ws_frames(struct ws *w, const uint8_t *in, size_t n, struct buf *up, 
                 return ws_fail(w, WSLAY_CODE_PROTOCOL_ERROR, down, "control frame above 125 bytes");
             memcpy(w->control + w->control_len, io.data, got);
             w->control_len += got;
-        } else if (got && buf_append(up, io.data, got)) {
-            snprintf(w->why, sizeof(w->why), "out of memory for %zu bytes of a frame", got);
-            w->state = WS_FAILED;
-            return -ENOMEM;
+        } else {
+            size_t take = got;
+            if (w->too_big && w->frame_got > w->max_frame)
+                take = got - (size_t)(w->frame_got - w->max_frame); /* up to the limit */
+            if (take && buf_append(up, io.data, take)) {
+                snprintf(w->why, sizeof(w->why), "out of memory for %zu bytes of a frame", take);
+                w->state = WS_FAILED;
+                return -ENOMEM;
+            }
+            if (w->too_big && w->frame_got > w->max_frame) {
+                w->state = WS_ENDING;
+                w->end_code = WSLAY_CODE_MESSAGE_TOO_BIG;
+                snprintf(w->why, sizeof(w->why), "close 1009: frame of %llu bytes above the limit of %llu",
+                         (unsigned long long)w->frame_len, (unsigned long long)w->max_frame);
+                return TRANSPORT_EOF;
+            }
         }
         if (w->frame_got == w->frame_len) {
             w->in_frame = false;
@@ -590,7 +610,7 @@ static int ws_frames(struct ws *w, const uint8_t *in, size_t n, struct buf *up, 
             }
         }
     }
-    return w->state == WS_CLOSED ? TRANSPORT_EOF : -EPROTO;
+    return w->state == WS_CLOSED || w->state == WS_ENDING ? TRANSPORT_EOF : -EPROTO;
 }
 
 /* --- the filter ---------------------------------------------------------------------- */
@@ -657,8 +677,9 @@ static int ws_input(struct filter *f, const uint8_t *in, size_t n, struct buf *u
         return ws_upgrade_input(w, in, n, up, down);
     case WS_OPEN:
         return ws_frames(w, in, n, up, down);
+    case WS_ENDING:
     case WS_CLOSED:
-        return TRANSPORT_EOF; /* nothing after a close frame counts */
+        return TRANSPORT_EOF; /* nothing after a close frame (or the end we chose) counts */
     default:
         return -EPROTO;
     }
@@ -667,7 +688,7 @@ static int ws_input(struct filter *f, const uint8_t *in, size_t n, struct buf *u
 static int ws_output(struct filter *f, const uint8_t *p, size_t n, struct buf *down)
 {
     struct ws *w = ws_of(f);
-    if (w->state != WS_OPEN)
+    if (w->state != WS_OPEN && w->state != WS_ENDING)
         return -EPIPE; /* before the 101 or after a close frame nothing may go */
     if (n == 0)
         return 0;
@@ -677,7 +698,9 @@ static int ws_output(struct filter *f, const uint8_t *p, size_t n, struct buf *d
 static void ws_close(struct filter *f, struct buf *down)
 {
     struct ws *w = ws_of(f);
-    if (w->state == WS_OPEN)
+    if (w->state == WS_ENDING)
+        (void)ws_send_close(w, w->end_code, down);
+    else if (w->state == WS_OPEN)
         (void)ws_send_close(w, w->going_away ? WSLAY_CODE_GOING_AWAY : WSLAY_CODE_NORMAL_CLOSURE, down);
 }
 

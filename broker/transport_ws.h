@@ -22,8 +22,10 @@
 #define TRANSPORT_WS_FRAME_SLACK 1024u
 
 /* A ws filter for a listener serving path (copied; "" or NULL: "/mqtt"),
- * taking frames of at most max_frame payload bytes (larger ones are refused
- * with close 1009; 0: no limit). *out is freed by its ops->free. 0, -EINVAL
+ * taking frames of at most max_frame payload bytes (0: no limit): of a larger
+ * one the first max_frame bytes go up, then input returns TRANSPORT_EOF and
+ * close() sends 1009, so that the MQTT layer may answer the oversize packet
+ * first (0x95) as it does over tcp. *out is freed by its ops->free. 0, -EINVAL
  * (a path that does not start with '/' or is longer than
  * TRANSPORT_WS_MAX_PATH) or -ENOMEM. */
 int transport_ws_new(const char *path, uint64_t max_frame, struct filter **out);

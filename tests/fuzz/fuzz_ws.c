@@ -8,8 +8,9 @@
  * of a request or frame is reached. Checked: the judge's answer is an HTTP
  * status line, 101 exactly when it accepts; the filter returns 0,
  * TRANSPORT_EOF or a negative error, never passes up more bytes than it was
- * given, answers nothing once failed or closed, and once open frames our
- * output as one binary frame and close() as one close frame. */
+ * given, answers nothing once failed or closed (after an oversize frame: our
+ * last output, then close 1009), and once open frames our output as one
+ * binary frame and close() as one close frame. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +74,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc != 0 && rc != TRANSPORT_EOF && rc != -EPROTO && rc != -ENOMEM) {
         fprintf(stderr, "fuzz_ws: input returned %d\n", rc);
         abort();
+    }
+    if (rc == TRANSPORT_EOF && f->ops->output(f, (const uint8_t *)"abc", 3, &down) == 0) {
+        /* ended by an oversize frame: the last words go, then close 1009 */
+        size_t n = down.len;
+        f->ops->close(f, &down);
+        if (down.len != n + 4 || memcmp(down.data + n, "\x88\x02\x03\xf1", 4) != 0)
+            abort();
     }
     if (rc != 0) {
         /* failed or closed: nothing more goes down */

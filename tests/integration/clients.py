@@ -96,13 +96,18 @@ class Client:
         self.broker = broker
         self.version = version
         self.client_id = uid() if client_id is None else client_id
+        transport = getattr(broker, "transport", "tcp")
+        paho_transport = "websockets" if transport in ("ws", "wss") else "tcp"
         if version == 5:
-            self.c = mqtt.Client(self.client_id, protocol=mqtt.MQTTv5)
+            self.c = mqtt.Client(self.client_id, protocol=mqtt.MQTTv5, transport=paho_transport)
         else:
-            self.c = mqtt.Client(self.client_id, clean_session=clean, protocol=PROTOCOLS[version])
+            self.c = mqtt.Client(self.client_id, clean_session=clean, protocol=PROTOCOLS[version],
+                                 transport=paho_transport)
         self.clean = clean
-        if getattr(broker, "transport", "tcp") == "tls":
+        if transport in ("tls", "wss"):
             self.c.tls_set_context(ssl.create_default_context(cafile=broker.cafile))
+        if paho_transport == "websockets":
+            self.c.ws_set_options(path=getattr(broker, "ws_path", "/mqtt"))
         self.c.max_inflight_messages_set(65535)
         self.c.max_queued_messages_set(0)
         self.messages = queue.Queue()

@@ -404,8 +404,8 @@ Test(ws_filter, frames_right_after_request)
 
 /* A PINGREQ, a PUBLISH "a/b" "hello" and a DISCONNECT, as MQTT 3.1.1 bytes. */
 static const uint8_t pingreq[] = {0xc0, 0x00};
-static const uint8_t publish[] = {0x30, 0x0a, 0x00, 0x03, 'a', '/', 'b', 'h', 'e', 'l', 'l', 'o'};
 static const uint8_t disconnect[] = {0xe0, 0x00};
+static const uint8_t publish[] = {0x30, 0x0a, 0x00, 0x03, 'a', '/', 'b', 'h', 'e', 'l', 'l', 'o'};
 
 static void three_packets(struct buf *b)
 {
@@ -606,23 +606,41 @@ Test(ws_frames, oversize_frame)
     cr_assert_eq(feed(&p, in.data, in.len), 0);
     cr_assert_eq(p.up.len, MAXF);
     in.len = 0;
+    big[0] = 0x30; /* a PUBLISH announcing more than the limit, as a client would send */
     frame(&in, true, 0x2, big, MAXF + 1);
-    cr_assert_eq(feed(&p, in.data, in.len), -EPROTO);
-    cr_assert_eq(p.up.len, MAXF, "none of the oversize frame went up");
+    cr_assert_eq(feed(&p, in.data, in.len), TRANSPORT_EOF);
+    cr_assert_eq(p.up.len, 2 * MAXF, "the first MAXF bytes of the oversize frame went up");
+    cr_assert_eq(p.up.data[MAXF], 0x30);
+    assert_no_more(&p);
+    /* the MQTT layer's answer still goes, then the close frame says 1009 */
+    cr_assert_eq(p.f->ops->output(p.f, disconnect, 2, &p.down), 0);
+    struct sframe f = sent(&p);
+    cr_assert_eq(f.opcode, 0x2);
+    p.f->ops->close(p.f, &p.down);
     assert_close(&p, 1009);
+    cr_assert(strstr(p.f->ops->why(p.f), "1009"), "%s", p.f->ops->why(p.f));
+    cr_assert_eq(feed(&p, "x", 1), TRANSPORT_EOF);
+    cr_assert_eq(p.f->ops->output(p.f, disconnect, 2, &p.down), -EPIPE);
     free(big);
     buf_free(&in);
     pipe_free(&p);
     check_leaks();
 }
 
-/* A frame announcing 2^62 bytes: refused at its header, nothing allocated. */
+/* A frame announcing 2^62 bytes: its bytes go up to the limit, then the end;
+ * nothing is held. */
 Test(ws_frames, huge_length)
 {
     struct pipe p;
     pipe_open(&p);
     uint8_t in[] = {0x82, 0xff, 0x40, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 0xaa};
-    cr_assert_eq(feed(&p, in, sizeof(in)), -EPROTO);
+    cr_assert_eq(feed(&p, in, sizeof(in)), 0);
+    cr_assert_eq(p.up.len, 1);
+    uint8_t more[700] = {0};
+    cr_assert_eq(feed(&p, more, sizeof(more)), 0);
+    cr_assert_eq(feed(&p, more, sizeof(more)), TRANSPORT_EOF);
+    cr_assert_eq(p.up.len, MAXF);
+    p.f->ops->close(p.f, &p.down);
     assert_close(&p, 1009);
     pipe_free(&p);
 }
