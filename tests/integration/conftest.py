@@ -149,7 +149,7 @@ class Broker:
         self.host = "127.0.0.1"
         self.port = None
         self.tcp_port = None  # ws/wss: the side tcp listener for clients without WebSocket
-        self.ws_path = "/mqtt"
+        self.ws_path = settings.get("ws_path", "/mqtt")
         self.settings = dict(settings)
         self.workdir = workdir
         self.data_dir = workdir / "data"
@@ -252,7 +252,7 @@ class Broker:
             if self.proc.poll() is not None:
                 return False, "exited with code %s during startup" % self.proc.returncode
             try:
-                c = rawmqtt.RawClient(self.port, version=4, timeout=2, transport=self.transport)
+                c = rawmqtt.RawClient(self.port, version=4, timeout=2, transport=self.transport, ws_path=self.ws_path)
             except OSError as e:
                 last = "connect: %s" % e
             else:
@@ -394,7 +394,7 @@ def raw():
     opened = []
 
     def make(b, version=4):
-        c = rawmqtt.RawClient(b.port, version=version, transport=b.transport)
+        c = rawmqtt.RawClient(b.port, version=version, transport=b.transport, ws_path=getattr(b, "ws_path", "/mqtt"))
         opened.append(c)
         return c
 

@@ -56,10 +56,11 @@ def _mask_fast(payload, key):
     return (int.from_bytes(payload, "big") ^ k).to_bytes(len(payload), "big")
 
 
-def upgrade_request(path="/mqtt", host="127.0.0.1", key=None, protocol="mqtt", version="13",
+def upgrade_request(path="/mqtt", host="127.0.0.1", key="random", protocol="mqtt", version="13",
                     upgrade="websocket", connection="Upgrade", method="GET", extra=()):
-    """The HTTP request bytes; a None field leaves its header out."""
-    key = key if key is not None else base64.b64encode(os.urandom(16)).decode()
+    """The HTTP request bytes; a None field leaves its header out; key
+    "random" is a fresh one."""
+    key = base64.b64encode(os.urandom(16)).decode() if key == "random" else key
     lines = ["%s %s HTTP/1.1" % (method, path), "Host: %s" % host]
     for name, value in (("Upgrade", upgrade), ("Connection", connection), ("Sec-WebSocket-Key", key),
                         ("Sec-WebSocket-Version", version), ("Sec-WebSocket-Protocol", protocol)):
