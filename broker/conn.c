@@ -620,6 +620,8 @@ static void tr_read(struct conn *c, ssize_t n, const uv_buf_t *buf)
         /* close_notify, a close frame: the end of the stream, but the socket
          * still takes what the filter answered (the close frame's echo), so
          * the close goes through the write side's shutdown and linger */
+        const struct filter *top = c->tr->f[c->tr->n - 1];
+        LOG(b, LOG_DEBUG, c, "%s: end of stream (%s)", top->ops->name, top->ops->why ? top->ops->why(top) : "");
         broker__conn_close(c, 0xFF);
         return;
     }

@@ -15,6 +15,7 @@ import socket
 import struct
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+MAX_FRAME = 65536
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
 
@@ -135,7 +136,12 @@ class WsSocket:
         self.sock.close()
 
     def sendall(self, data):
-        self.sock.sendall(frame(BINARY, data))
+        """data in binary frames of at most MAX_FRAME bytes (a batch of
+        packets larger than the broker's frame limit is split as a client's
+        writes would be; packets then span frames)."""
+        data = bytes(data)
+        out = b"".join(frame(BINARY, data[i:i + MAX_FRAME]) for i in range(0, max(len(data), 1), MAX_FRAME))
+        self.sock.sendall(out)
 
     def send(self, data):
         """Non-blocking use: data becomes one frame kept here until written;
