@@ -639,42 +639,34 @@ static int set_text(struct config *c, const struct config_key *k, const char *la
 }
 
 /* A per-listener key: the most recent listener (the default one before any
- * `listener` line, as in Mosquitto). */
+ * `listener` line, as in Mosquitto). Booleans and text as the node-wide keys,
+ * at the field's place inside that listener. */
 static int set_listener_key(struct config *c, const struct config_key *k, const char *label, const char *value,
                             char *err, size_t errlen)
 {
     char s[72];
     struct config_listener *l = &c->listeners[c->listener_count > 0 ? c->listener_count - 1 : 0];
-    char *field = (char *)l + k->off;
-    bool b;
+    struct config_key at = *k;
+    at.off = (size_t)((char *)l - (char *)c) + k->off;
     switch (k->kind) {
     case KIND_LISTENER_BOOL:
-        if (parse_bool(value, &b) != 0) {
-            config__msg(err, errlen, "%s: \"%s\" is not a boolean (true/false, yes/no, on/off, 1/0)", label,
-                shown(value, s));
-            return -EINVAL;
-        }
-        memcpy(field, &b, sizeof(b));
-        return 0;
+        at.kind = KIND_BOOL;
+        return set_choice(c, &at, label, value, err, errlen);
     case KIND_TLS_VERSION:
         if (strcasecmp(value, "tlsv1.2") != 0 && strcasecmp(value, "tlsv1.3") != 0) {
             config__msg(err, errlen, "%s: \"%s\" is not one of tlsv1.2, tlsv1.3", label, shown(value, s));
             return -EINVAL;
         }
-        set_string(field, k->size, strcasecmp(value, "tlsv1.3") == 0 ? "tlsv1.3" : "tlsv1.2");
+        set_string((char *)c + at.off, k->size, strcasecmp(value, "tlsv1.3") == 0 ? "tlsv1.3" : "tlsv1.2");
         return 0;
     default: /* KIND_LISTENER_TEXT */
-        if (strlen(value) >= k->size) {
-            config__msg(err, errlen, "%s: value is longer than %zu bytes", label, k->size - 1);
-            return -ERANGE;
-        }
         if (k->off == offsetof(struct config_listener, ws_path) && (value[0] != '/' || strpbrk(value, " \t?#"))) {
             config__msg(err, errlen, "%s: \"%s\" is not a path (a '/' first; no spaces, '?' or '#')", label,
                 shown(value, s));
             return -EINVAL;
         }
-        set_string(field, k->size, value);
-        return 0;
+        at.kind = KIND_STRING;
+        return set_text(c, &at, label, value, err, errlen);
     }
 }
 

@@ -106,6 +106,7 @@ class Client:
         self.clean = clean
         if transport in ("tls", "wss"):
             self.c.tls_set_context(ssl.create_default_context(cafile=broker.cafile))
+            self._serialise_tls()
         self.websockets = paho_transport == "websockets"
         if self.websockets:
             self.c.ws_set_options(path=getattr(broker, "ws_path", "/mqtt"))
@@ -124,6 +125,25 @@ class Client:
         self.c.on_subscribe = self._on_subscribe
         self.c.on_unsubscribe = self._on_unsubscribe
         self.c.on_disconnect = self._on_disconnect
+
+    def _serialise_tls(self):
+        """Our loop thread reads while the test's thread writes (subscribe,
+        publish): one OpenSSL connection must not be used by two threads at
+        once (the records it sends get corrupted: "bad record mac" at the
+        broker), so paho's socket reads and writes take turns here."""
+        lock = threading.RLock()
+        recv, send = self.c._sock_recv, self.c._sock_send
+
+        def locked_recv(bufsize):
+            with lock:
+                if self.c._sock is None:  # closed by the other thread meanwhile
+                    raise BlockingIOError()
+                return recv(bufsize)
+
+        def locked_send(buf):
+            with lock:
+                return send(buf)
+        self.c._sock_recv, self.c._sock_send = locked_recv, locked_send
 
     # -- callbacks ---------------------------------------------------------
 

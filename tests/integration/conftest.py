@@ -252,7 +252,12 @@ class Broker:
             if self.proc.poll() is not None:
                 return False, "exited with code %s during startup" % self.proc.returncode
             try:
-                c = rawmqtt.RawClient(self.port, version=4, timeout=2, transport=self.transport, ws_path=self.ws_path)
+                # over TLS with the client certificate, for require_certificate
+                # (a listener without it does not ask for one)
+                tls = {} if self.transport == "tcp" else {
+                    "certfile": session_certs() / "client.crt", "keyfile": session_certs() / "client.key"}
+                c = rawmqtt.RawClient(self.port, version=4, timeout=2, transport=self.transport,
+                                      ws_path=self.ws_path, **tls)
             except OSError as e:
                 last = "connect: %s" % e
             else:

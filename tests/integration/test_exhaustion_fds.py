@@ -9,6 +9,7 @@ many idle sockets one address opens, and closes idle and slow sockets."""
 import http.client
 import selectors
 import socket
+import ssl
 import time
 
 import pytest
@@ -18,11 +19,13 @@ from clients import starling_only, uid
 
 
 def burst(b, n, version=4, timeout=30.0):
-    """n sockets each sending CONNECT at once; waits until each got its CONNACK
-    or was closed. Returns (accepted sockets, refused reason codes, number
-    closed or reset without a CONNACK, number with no answer by the deadline)."""
+    """n sockets each sending CONNECT at once (over TLS: after a non-blocking
+    handshake); waits until each got its CONNACK or was closed. Returns
+    (accepted sockets, refused reason codes, number closed or reset without a
+    CONNACK, number with no answer by the deadline, every socket)."""
     sel = selectors.DefaultSelector()
     socks = []
+    tls = ssl.create_default_context(cafile=b.cafile) if b.transport == "tls" else None
     for i in range(n):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setblocking(False)
@@ -32,29 +35,59 @@ def burst(b, n, version=4, timeout=30.0):
     accepted, refused, dropped = [], [], 0
     pending = n
     packet = lambda i: r.connect("burst-%d-%s" % (i, uid("")[:6]), version=version, keepalive=0)
+
+    def drop(s):
+        nonlocal dropped, pending
+        sel.unregister(s)
+        dropped += 1
+        pending -= 1
+
     deadline = time.monotonic() + timeout
     while pending and time.monotonic() < deadline:
         for key, _ in sel.select(timeout=0.5):
             s, (buf, state, i) = key.fileobj, key.data
+            if state == "connecting" and tls:
+                # connected: the TLS socket replaces the plain one
+                sel.unregister(s)
+                try:
+                    s = tls.wrap_socket(s, server_hostname="localhost", do_handshake_on_connect=False)
+                except OSError:
+                    dropped += 1
+                    pending -= 1
+                    continue
+                socks[i] = s
+                key.data[1] = state = "handshake"
+                sel.register(s, selectors.EVENT_WRITE, key.data)
+            if state == "handshake":
+                try:
+                    s.do_handshake()
+                except ssl.SSLWantReadError:
+                    sel.modify(s, selectors.EVENT_READ, key.data)
+                    continue
+                except ssl.SSLWantWriteError:
+                    sel.modify(s, selectors.EVENT_WRITE, key.data)
+                    continue
+                except OSError:
+                    drop(s)
+                    continue
+                state = "connecting"
             if state == "connecting":
                 try:
                     s.send(packet(i))
                 except OSError:
-                    sel.unregister(s)
-                    dropped += 1
-                    pending -= 1
+                    drop(s)
                     continue
                 key.data[1] = "waiting"
                 sel.modify(s, selectors.EVENT_READ, key.data)
                 continue
             try:
                 chunk = s.recv(4096)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                continue
             except OSError:
                 chunk = b""
             if not chunk:
-                sel.unregister(s)
-                dropped += 1
-                pending -= 1
+                drop(s)
                 continue
             buf += chunk
             if len(buf) >= 4:

@@ -24,6 +24,7 @@ function transportOptions () {
   const o = { protocol: { tcp: 'mqtt', tls: 'mqtts', ws: 'ws', wss: 'wss' }[t] }
   if (t === 'ws' || t === 'wss') o.path = args.path || '/mqtt'
   if (args.cafile) o.ca = fs.readFileSync(args.cafile)
+  if (t === 'tls') o.servername = 'localhost'
   return o
 }
 
