@@ -19,8 +19,9 @@ MAX_FRAME = 65536
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
 
-class HandshakeError(Exception):
-    """The server did not answer the upgrade with a valid 101."""
+class HandshakeError(ConnectionError):
+    """The server did not answer the upgrade with a valid 101 (an OSError,
+    as a refused connection is, so that callers retrying connections retry)."""
 
     def __init__(self, msg, status=None, headers=None, body=b""):
         super().__init__(msg)
