@@ -24,8 +24,8 @@ enum log_level {
     LOG_TRACE = 4,
 };
 
-/* One listening socket. Later issues add "tls", "ws", "wss" transports; the
- * transport name and the per-listener TLS files are already parsed. */
+/* One listening socket: its transport ("tcp", "tls", "ws", "wss") and, for
+ * tls and wss, its TLS settings (broker/listeners.c builds the context). */
 struct config_listener {
     char bind[64];      /* address, "0.0.0.0" by default; "::" for IPv6 */
     uint16_t port;

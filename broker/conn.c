@@ -614,6 +614,8 @@ static void tr_read(struct conn *c, ssize_t n, const uv_buf_t *buf)
     if (c->wire.len)
         mark_dirty(c); /* handshake records: written with this turn's flush */
     process(c);
+    if (!c->rbuf.len)
+        buf_shrink(&c->rbuf, 0); /* the engine reserved a record's room: an idle connection gives it back */
     if (c->state == CONN_CLOSING)
         return;
     if (rc == TRANSPORT_EOF) {

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/buffer.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -14,6 +15,7 @@
 #include "tls.h"
 
 #define TLS_READ_STEP 16384 /* one TLS record's plaintext */
+#define TLS_BIO_KEEP 16384  /* a memory BIO larger than this is replaced once empty */
 
 static bool set(const char *s) { return s && *s; }
 
@@ -253,6 +255,28 @@ int tls_conn_connect(struct tls_conn *t)
     return handshake(t);
 }
 
+/* A memory BIO keeps the largest buffer it ever held (a burst, a big message
+ * through SSL_write): once empty, one above TLS_BIO_KEEP is replaced by a
+ * fresh one, so that an idle connection does not hold its busiest moment. */
+static void bio_trim(struct tls_conn *t, bool read_side)
+{
+    BIO *bio = read_side ? t->rbio : t->wbio;
+    BUF_MEM *bm = NULL;
+    if (!bio || BIO_ctrl_pending(bio) || BIO_get_mem_ptr(bio, &bm) <= 0 || !bm || bm->max <= TLS_BIO_KEEP)
+        return;
+    BIO *fresh = BIO_new(BIO_s_mem());
+    if (!fresh)
+        return; /* keep the big one */
+    if (read_side) {
+        BIO_set_mem_eof_return(fresh, -1);
+        SSL_set0_rbio(t->ssl, fresh); /* frees the old one */
+        t->rbio = fresh;
+    } else {
+        SSL_set0_wbio(t->ssl, fresh);
+        t->wbio = fresh;
+    }
+}
+
 int tls_conn_input(struct tls_conn *t, const uint8_t *in, size_t n, struct buf *plain)
 {
     ERR_clear_error();
@@ -281,6 +305,7 @@ int tls_conn_input(struct tls_conn *t, const uint8_t *in, size_t n, struct buf *
         }
         return conn_fail(t, e);
     }
+    bio_trim(t, true);
     return 0;
 }
 
@@ -304,6 +329,7 @@ int tls_conn_output(struct tls_conn *t, struct buf *wire)
     int r = BIO_read(t->wbio, buf_tail(wire), (int)n);
     if (r > 0)
         wire->len += (size_t)r;
+    bio_trim(t, false);
     return 0;
 }
 
