@@ -83,6 +83,9 @@
  *   use_identity_as_username    boolean: the certificate's CN (or SAN)   false
  *                               becomes the username
  *   paths and cipher lists at most 255 bytes
+ * Per listener (ws and wss), the same way:
+ *   ws_path                     the HTTP path of the WebSocket upgrade,  /mqtt
+ *                               starting with '/', at most 255 bytes
  *
  * Booleans are true/false, yes/no, on/off or 1/0. Values may not contain
  * control characters other than tab (config_print could not write them back).
@@ -208,6 +211,7 @@ static const struct config_key config_keys[] = {
     {"tls_version", KIND_TLS_VERSION, LFIELD(tls_version), 0, 0, NULL},
     {"require_certificate", KIND_LISTENER_BOOL, LFIELD(require_certificate), 0, 0, NULL},
     {"use_identity_as_username", KIND_LISTENER_BOOL, LFIELD(use_identity_as_username), 0, 0, NULL},
+    {"ws_path", KIND_LISTENER_TEXT, LFIELD(ws_path), 0, 0, NULL},
 };
 
 #define N_KEYS (sizeof(config_keys) / sizeof(config_keys[0]))
@@ -682,6 +686,11 @@ static int set_listener_key(struct config *c, const struct config_key *k, const 
         set_string((char *)c + at.off, k->size, strcasecmp(value, "tlsv1.3") == 0 ? "tlsv1.3" : "tlsv1.2");
         return 0;
     default: /* KIND_LISTENER_TEXT */
+        if (k->off == offsetof(struct config_listener, ws_path) && (value[0] != '/' || strpbrk(value, " \t?#"))) {
+            config__msg(err, errlen, "%s: \"%s\" is not a path (a '/' first; no spaces, '?' or '#')", label,
+                shown(value, s));
+            return -EINVAL;
+        }
         at.kind = KIND_STRING;
         return set_text(c, &at, label, value, err, errlen);
     }

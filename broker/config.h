@@ -42,6 +42,8 @@ struct config_listener {
     char tls_version[8];     /* minimum: "tlsv1.2" (default, 1.2 and 1.3) or "tlsv1.3" */
     bool require_certificate;
     bool use_identity_as_username;
+    /* WebSocket (ws and wss listeners): the path of the upgrade; "" = "/mqtt" */
+    char ws_path[256];
 };
 
 struct config_peer {

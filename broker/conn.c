@@ -207,6 +207,8 @@ void broker__conn_close(struct conn *c, uint8_t reason)
     list_remove(&c->link);
     b->conn_count--;
     broker__backlog_forget(c);
+    if (c->tr && b->stopping)
+        broker__transport_going_away(c->tr);
     if (c->tr && !c->read_done && tr_encode(c) == 0)
         transport_close(c->tr, &c->wire); /* after the DISCONNECT: close_notify */
     if (c->read_done || (!unsent(c) && !c->writing) || write_out(c) != 0) {
@@ -617,7 +619,11 @@ static void tr_read(struct conn *c, ssize_t n, const uv_buf_t *buf)
     if (c->state == CONN_CLOSING)
         return;
     if (rc == TRANSPORT_EOF) {
-        c->read_done = true; /* close_notify, a close frame: the end of the stream */
+        /* close_notify, a close frame: the end of the stream, but the socket
+         * still takes what the filter answered (the close frame's echo), so
+         * the close goes through the write side's shutdown and linger */
+        const struct filter *top = c->tr->f[c->tr->n - 1];
+        LOG(b, LOG_DEBUG, c, "%s: end of stream (%s)", top->ops->name, top->ops->why ? top->ops->why(top) : "");
         broker__conn_close(c, 0xFF);
         return;
     }

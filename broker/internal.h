@@ -449,6 +449,7 @@ int broker__listener_stack(struct listener *l, struct transport **out); /* *out 
 void broker__listeners_reload(struct broker *b);
 void broker__listener_free(struct listener *l);
 const char *broker__listener_describe(const struct listener *l); /* "mqtt/tls" */
+void broker__transport_going_away(struct transport *t); /* the node stops: ws says 1001 in its close frame */
 
 /* conn.c */
 void broker__conn_accept(struct acceptor *a, int fd); /* an acceptor's take callback */

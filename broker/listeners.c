@@ -13,10 +13,16 @@
 #include "internal.h"
 #include "tls.h"
 #include "transport.h"
+#include "transport_ws.h"
 
 static bool uses_tls(const struct listener *l)
 {
     return strcmp(l->cfg.transport, "tls") == 0 || strcmp(l->cfg.transport, "wss") == 0;
+}
+
+static bool uses_ws(const struct listener *l)
+{
+    return strcmp(l->cfg.transport, "ws") == 0 || strcmp(l->cfg.transport, "wss") == 0;
 }
 
 static bool tls_keys_set(const struct config_listener *c)
@@ -62,9 +68,24 @@ int broker__listener_prepare(struct broker *b, struct listener *l, char *err, si
     (void)b;
     listener_name(l, name, sizeof(name));
     const char *t = l->cfg.transport[0] ? l->cfg.transport : "tcp";
-    if (strcmp(t, "tcp") != 0 && strcmp(t, "tls") != 0) {
+    if (strcmp(t, "tcp") != 0 && strcmp(t, "tls") != 0 && !uses_ws(l)) {
         snprintf(err, errlen, "%s: transport \"%s\" is not supported by this build", name, t);
         return -EINVAL;
+    }
+    if (l->cfg.ws_path[0] && !uses_ws(l)) {
+        snprintf(err, errlen, "%s: ws_path given for a listener without WebSocket; use `listener PORT ADDRESS ws`",
+                 name);
+        return -EINVAL;
+    }
+    if (uses_ws(l)) {
+        /* the path is checked here once, so that a connection's filter cannot fail on it */
+        struct filter *probe;
+        if (transport_ws_new(l->cfg.ws_path, 0, &probe) != 0) {
+            snprintf(err, errlen, "%s: ws_path \"%s\" is not a path of at most %d bytes starting with '/'", name,
+                     l->cfg.ws_path, TRANSPORT_WS_MAX_PATH);
+            return -EINVAL;
+        }
+        probe->ops->free(probe);
     }
     if (!uses_tls(l)) {
         if (tls_keys_set(&l->cfg)) {
@@ -81,20 +102,30 @@ int broker__listener_prepare(struct broker *b, struct listener *l, char *err, si
     return ctx_build(l, &l->tls, err, errlen);
 }
 
+/* tls: [tls]; ws: [ws]; wss: [tls, ws] (transport.h) */
 int broker__listener_stack(struct listener *l, struct transport **out)
 {
     *out = NULL;
-    if (!uses_tls(l))
+    if (!uses_tls(l) && !uses_ws(l))
         return 0;
     struct transport *t;
     struct filter *f;
-    int rc = transport_new(l->cfg.transport[0] == 'w' ? "wss" : "tls", &t);
+    int rc = transport_new(uses_tls(l) ? (uses_ws(l) ? "wss" : "tls") : "ws", &t);
     if (rc)
         return rc;
-    rc = transport_tls_filter_new(l->tls, &f);
-    if (rc)
-        goto free_stack;
-    transport_push(t, f);
+    if (uses_tls(l)) {
+        rc = transport_tls_filter_new(l->tls, &f);
+        if (rc)
+            goto free_stack;
+        transport_push(t, f);
+    }
+    if (uses_ws(l)) {
+        /* a frame may carry a whole packet of max_packet_size and a little more */
+        rc = transport_ws_new(l->cfg.ws_path, (uint64_t)l->b->cfg.max_packet_size + TRANSPORT_WS_FRAME_SLACK, &f);
+        if (rc)
+            goto free_stack;
+        transport_push(t, f);
+    }
     *out = t;
     return 0;
 
@@ -134,5 +165,14 @@ void broker__listener_free(struct listener *l)
 
 const char *broker__listener_describe(const struct listener *l)
 {
-    return uses_tls(l) ? (strcmp(l->cfg.transport, "wss") == 0 ? "mqtt/wss" : "mqtt/tls") : "mqtt/tcp";
+    if (uses_ws(l))
+        return uses_tls(l) ? "mqtt/wss" : "mqtt/ws";
+    return uses_tls(l) ? "mqtt/tls" : "mqtt/tcp";
+}
+
+void broker__transport_going_away(struct transport *t)
+{
+    for (int i = 0; t && i < t->n; i++)
+        if (strcmp(t->f[i]->ops->name, "ws") == 0)
+            transport_ws_going_away(t->f[i]);
 }

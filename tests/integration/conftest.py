@@ -9,12 +9,15 @@ generated configuration, so the suite itself can be checked against a
 reference broker. A setting Mosquitto has no equivalent for skips the test in
 that mode.
 
-STARLING_TEST_TRANSPORT=tcp|tls (default tcp) picks the transport of the
+STARLING_TEST_TRANSPORT=tcp|tls|ws|wss (default tcp) picks the transport of the
 broker's listener: with tls it listens with `listener PORT 127.0.0.1 tls` and
 the certificates of deploy/make-certs.sh (made once per session, session_certs()),
 and rawmqtt, the paho clients (clients.py) and Broker.cli_args() for
 mosquitto_pub/sub connect with that transport, so the whole suite runs over
-it. start_broker(transport="tls", ...) picks it for one broker; the TLS keys
+it. ws and wss (wss: TLS certificates as tls) speak MQTT over WebSocket on
+path /mqtt (rawmqtt through wsclient.py, paho with transport="websockets");
+clients without WebSocket (mosquitto_pub/sub, starling-bench) get a second,
+tcp listener on Broker.tcp_port, which Broker.cli_args() names. start_broker(transport="tls", ...) picks it for one broker; the TLS keys
 (certfile, cafile, require_certificate, ...) given as settings apply to that
 listener (they follow its `--set listener=` line).
 
@@ -52,7 +55,7 @@ if KIND not in ("starling", "mosquitto"):
     raise pytest.UsageError("STARLING_TEST_BROKER must be 'starling' or 'mosquitto', not %r" % KIND)
 
 TRANSPORT = os.environ.get("STARLING_TEST_TRANSPORT", "tcp").strip().lower() or "tcp"
-TRANSPORTS = ("tcp", "tls")
+TRANSPORTS = ("tcp", "tls", "ws", "wss")
 if TRANSPORT not in TRANSPORTS:
     raise pytest.UsageError("STARLING_TEST_TRANSPORT must be one of %s, not %r" % (", ".join(TRANSPORTS), TRANSPORT))
 rawmqtt.TRANSPORT = TRANSPORT
@@ -146,6 +149,8 @@ class Broker:
         self.probe = probe  # (username, password) of the readiness probe, for a broker refusing anonymous
         self.host = "127.0.0.1"
         self.port = None
+        self.tcp_port = None  # ws/wss: the side tcp listener for clients without WebSocket
+        self.ws_path = settings.get("ws_path", "/mqtt")
         self.settings = dict(settings)
         self.workdir = workdir
         self.data_dir = workdir / "data"
@@ -160,7 +165,10 @@ class Broker:
         return self.kind == "mosquitto"
 
     def cli_args(self):
-        """-h/-p (and --cafile over TLS) for mosquitto_pub/sub."""
+        """-h/-p (and --cafile over TLS) for mosquitto_pub/sub; over ws/wss
+        the side tcp listener (mosquitto_pub/sub have no WebSocket)."""
+        if self.tcp_port:
+            return ["-h", self.host, "-p", str(self.tcp_port)]
         args = ["-h", self.host, "-p", str(self.port)]
         if self.cafile:
             args += ["--cafile", self.cafile]
@@ -184,6 +192,8 @@ class Broker:
         else:
             # the listener line first: the TLS keys (--set) apply to the last listener
             certs = session_certs()
+            if self.transport in ("ws", "wss"):
+                argv += ["--set", "listener=%d 127.0.0.1 tcp" % self.tcp_port]
             argv += ["--set", "listener=%d 127.0.0.1 %s" % (port, self.transport)]
             if self.transport in ("tls", "wss"):
                 argv += ["--set", "certfile=%s" % (certs / "server.crt"), "--set", "keyfile=%s" % (certs / "server.key")]
@@ -208,6 +218,8 @@ class Broker:
         for _attempt in range(3):
             logged = len(self.log())
             self.port = free_port()
+            if self.transport in ("ws", "wss") and self.kind == "starling":
+                self.tcp_port = free_port()
             self.argv = self._argv(self.port)
             with open(self.stderr_path, "ab") as err:
                 err.write(("$ %s\n" % " ".join(self.argv)).encode())
@@ -245,7 +257,8 @@ class Broker:
                 # (a listener without it does not ask for one)
                 tls = {} if self.transport == "tcp" else {
                     "certfile": session_certs() / "client.crt", "keyfile": session_certs() / "client.key"}
-                c = rawmqtt.RawClient(self.port, version=4, timeout=2, transport=self.transport, **tls)
+                c = rawmqtt.RawClient(self.port, version=4, timeout=2, transport=self.transport,
+                                      ws_path=self.ws_path, **tls)
             except OSError as e:
                 last = "connect: %s" % e
             else:
@@ -389,7 +402,7 @@ def raw():
     opened = []
 
     def make(b, version=4):
-        c = rawmqtt.RawClient(b.port, version=version, transport=b.transport)
+        c = rawmqtt.RawClient(b.port, version=version, transport=b.transport, ws_path=getattr(b, "ws_path", "/mqtt"))
         opened.append(c)
         return c
 

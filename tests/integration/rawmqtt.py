@@ -12,6 +12,8 @@ import ssl
 import struct
 import time
 
+import wsclient
+
 # The transport RawClient speaks by default, and the CA it checks the broker's
 # certificate on (set by conftest.py from STARLING_TEST_TRANSPORT).
 TRANSPORT = "tcp"
@@ -425,17 +427,20 @@ class RawClient:
     """A socket speaking hand-built MQTT. version selects how incoming packets
     are decoded (properties exist only in 5)."""
 
-    def __init__(self, port, version=4, host="127.0.0.1", timeout=5.0, transport=None, **tls):
+    def __init__(self, port, version=4, host="127.0.0.1", timeout=5.0, transport=None, ws_path="/mqtt", **tls):
         self.version = version
         self.transport = transport or TRANSPORT
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.transport == "tls":
-            try:
+        try:
+            if self.transport in ("tls", "wss"):
                 self.sock = tls_wrap(self.sock, **tls)
-            except BaseException:
-                self.sock.close()
-                raise
+            if self.transport in ("ws", "wss"):
+                # MQTT over WebSocket: every send one binary frame (wsclient.py)
+                self.sock = wsclient.WsSocket(self.sock, path=ws_path)
+        except BaseException:
+            self.sock.close()
+            raise
         self.buf = bytearray()
         self.closed = False
 

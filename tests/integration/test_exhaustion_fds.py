@@ -16,17 +16,20 @@ import time
 import pytest
 
 import rawmqtt as r
+import wsclient
 from clients import starling_only, uid
 
 
 def burst(b, n, version=4, timeout=30.0):
     """n sockets each sending CONNECT at once (over TLS: after a non-blocking
-    handshake); waits until each got its CONNACK or was closed. Returns
+    handshake; over WebSocket: right behind the upgrade request, in a frame);
+    waits until each got its CONNACK or was closed. Returns
     (accepted sockets, refused reason codes, number closed or reset without a
     CONNACK, number with no answer by the deadline, every socket)."""
     sel = selectors.DefaultSelector()
     socks = []
-    tls = ssl.create_default_context(cafile=b.cafile) if b.transport == "tls" else None
+    tls = ssl.create_default_context(cafile=b.cafile) if b.transport in ("tls", "wss") else None
+    ws = b.transport in ("ws", "wss")
     for i in range(n):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setblocking(False)
@@ -36,6 +39,9 @@ def burst(b, n, version=4, timeout=30.0):
     accepted, refused, dropped = [], [], 0
     pending = n
     packet = lambda i: r.connect("burst-%d-%s" % (i, uid("")[:6]), version=version, keepalive=0)
+    if ws:
+        mqtt_packet = packet
+        packet = lambda i: wsclient.upgrade_request() + wsclient.frame(wsclient.BINARY, mqtt_packet(i))
 
     def drop(s):
         nonlocal dropped, pending
@@ -91,11 +97,19 @@ def burst(b, n, version=4, timeout=30.0):
                 drop(s)
                 continue
             buf += chunk
-            if len(buf) >= 4:
+            mq = buf
+            if ws:
+                # the 101, then the frame (a 2-byte header) holding the CONNACK
+                end = buf.find(b"\r\n\r\n")
+                if end < 0:
+                    continue
+                assert buf.startswith(b"HTTP/1.1 101 "), bytes(buf[:200])
+                mq = buf[end + 6:]
+            if len(mq) >= 4:
                 sel.unregister(s)
                 pending -= 1
-                assert buf[0] >> 4 == r.CONNACK, bytes(buf)
-                code = buf[3]
+                assert mq[0] >> 4 == r.CONNACK, bytes(buf)
+                code = mq[3]
                 if code == 0:
                     accepted.append(s)
                 else:

@@ -982,3 +982,27 @@ Test(config, tls_key_values_are_checked)
     cr_expect(same_settings(&c, &d), "a refused value changed the config");
     check_leaks();
 }
+
+Test(config, ws_path_follows_its_listener_and_is_a_path)
+{
+    struct config c;
+    config_defaults(&c);
+    char err[256], *path;
+    int rc = load_str(&c,
+                      "listener 1883 0.0.0.0 tcp\n"
+                      "listener 8083 0.0.0.0 ws\n"
+                      "ws_path /ws/mqtt\n"
+                      "listener 8084 0.0.0.0 wss\n",
+                      err, sizeof(err), &path);
+    drop_tmp(path);
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_expect_str_empty(c.listeners[0].ws_path);
+    cr_expect_str_eq(c.listeners[1].ws_path, "/ws/mqtt");
+    cr_expect_str_empty(c.listeners[2].ws_path, "the default, /mqtt, is left to the listener");
+    const char *bad[] = {"mqtt", "/a b", "/a?b", "/a#b", ""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cr_expect_lt(config_set(&c, "ws_path", bad[i], err, sizeof(err)), 0, "\"%s\" refused", bad[i]);
+        cr_expect(strstr(err, "ws_path") != NULL, "%s", err);
+    }
+    cr_expect_str_empty(c.listeners[2].ws_path, "a refused value changes nothing");
+}
