@@ -60,6 +60,11 @@
  *   admin_idle_timeout          1..3600 s between requests               10
  *   admin_request_timeout       1..3600 s for one request to arrive      10
  *   admin_max_conns_per_peer    1..128 connections from one address      8
+ *   admin_certfile              path of a PEM certificate chain; with    ""
+ *                               admin_keyfile the admin API is HTTPS only
+ *   admin_keyfile               path of its PEM private key              ""
+ *   admin_cafile                path of PEM CAs: HTTPS clients must      ""
+ *                               present a certificate signed by one
  *
  * Booleans are true/false, yes/no, on/off or 1/0. Values may not contain
  * control characters other than tab (config_print could not write them back).
@@ -160,6 +165,9 @@ static const struct config_key config_keys[] = {
     KEY_UINT(admin_idle_timeout, 1, 3600),
     KEY_UINT(admin_request_timeout, 1, 3600),
     KEY_UINT(admin_max_conns_per_peer, 1, 128),
+    {"admin_certfile", KIND_STRING, FIELD(admin_certfile), 0, 0, NULL},
+    {"admin_keyfile", KIND_STRING, FIELD(admin_keyfile), 0, 0, NULL},
+    {"admin_cafile", KIND_STRING, FIELD(admin_cafile), 0, 0, NULL},
 };
 
 #define N_KEYS (sizeof(config_keys) / sizeof(config_keys[0]))

@@ -327,6 +327,7 @@ struct admin {
     struct acceptor acc;      /* the admin_listen socket; acc.fd is -1 when off */
     struct list conns;        /* struct admin_conn */
     uint32_t conn_count;
+    struct tls_ctx *tls;      /* admin_certfile set: HTTPS only (common/tls.h); else NULL */
 };
 
 struct broker {
