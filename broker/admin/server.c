@@ -743,7 +743,7 @@ static int admin_tls_start(struct broker *b, char *err, size_t errlen)
     char why[256];
     int rc = tls_ctx_new(&tc, true, &b->admin.tls, why, sizeof(why));
     if (rc)
-        snprintf(err, errlen, "admin API: %s", why);
+        snprintf(err, errlen, "admin_%s", why); /* "admin_certfile PATH: reason" */
     return rc;
 }
 
