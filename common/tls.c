@@ -57,6 +57,16 @@ static int ctx_configure(SSL_CTX *ctx, const struct tls_config *cfg, bool server
     }
     if (!SSL_CTX_set_min_proto_version(ctx, v))
         return ctx_fail(err, errlen, "tls_version", NULL);
+    if (set(cfg->max_version)) {
+        int hi = min_version(cfg->max_version);
+        if (hi < 0 || hi < v) {
+            snprintf(err, errlen, "TLS version %s: not supported (tlsv1.2 or tlsv1.3, not below the minimum)",
+                     cfg->max_version);
+            return -EINVAL;
+        }
+        if (!SSL_CTX_set_max_proto_version(ctx, hi))
+            return ctx_fail(err, errlen, "max TLS version", NULL);
+    }
     /* no renegotiation (a DoS lever), no compression (CRIME); idle
      * connections give their record buffers back */
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |

@@ -16,13 +16,23 @@
  * got its CONNACK, retries while --num-retry-connect allows. Stopping sends
  * DISCONNECT after whatever is queued and closes once it is written.
  *
+ * TLS (-S): the TLS handshake is part of HANDSHAKE. The CONNECT is queued at
+ * once and the engine (common/tls.h) keeps it until the session is up, so the
+ * connect time covers TCP, TLS and CONNACK. Every flush encrypts c->out into
+ * c->wbuf, which also carries the handshake's records; every read is
+ * decrypted into the run's shared plaintext buffer before it is parsed. A
+ * failed handshake (a broker the CA does not vouch for, a refused client
+ * certificate) counts as BENCH_ERR_TLS; the first one's reason goes to stderr.
+ *
  * Memory: everything lives in the client struct (one element of the run's array,
  * freed only after the loop has ended); the only heap buffers are the outgoing
- * bytes, a partial incoming packet, and the expanded topic. */
+ * bytes, a partial incoming packet, the expanded topic, and under TLS the
+ * session. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
+#include "tls.h"
 
 #define BATCH_BYTES (64u * 1024)
 
@@ -44,6 +54,12 @@ static uint16_t next_pid(struct bench_client *c)
 
 static void release_buffers(struct bench_client *c)
 {
+    if (c->tls) {
+        tls_conn_free(c->tls);
+        free(c->tls);
+        c->tls = NULL;
+    }
+    buf_free(&c->wbuf); /* kept between writes under TLS */
     buf_free(&c->out);
     buf_free(&c->pend);
     free(c->topic);
@@ -157,10 +173,47 @@ void bench__client_close(struct bench_client *c, int fail_code)
 
 static void on_write(uv_write_t *req, int status);
 
+/* Under TLS: c->out encrypted into c->wbuf (which keeps its capacity between
+ * writes), with whatever the handshake has to send. */
+static void flush_tls(struct bench_client *c)
+{
+    struct bench_run *r = c->run;
+    if (c->out.len) {
+        if (tls_conn_write(c->tls, c->out.data, c->out.len) != 0) {
+            bench__client_close(c, BENCH_ERR_TLS);
+            return;
+        }
+        c->out.len = 0;
+    }
+    if (!tls_conn_pending(c->tls))
+        return;
+    c->wbuf.len = 0;
+    if (tls_conn_output(c->tls, &c->wbuf) != 0) {
+        bench__client_close(c, UV_ENOMEM);
+        return;
+    }
+    uv_buf_t b = uv_buf_init((char *)c->wbuf.data, (unsigned)c->wbuf.len);
+    c->wreq.data = c;
+    int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+    if (rc) {
+        bench__client_close(c, rc);
+        return;
+    }
+    c->writing = true;
+    r->writing++;
+    c->t_last_send = uv_now(r->loop);
+}
+
 static void flush(struct bench_client *c)
 {
     struct bench_run *r = c->run;
-    if (c->writing || c->out.len == 0 || !(connected_state(c) || c->state == BENCH_C_HANDSHAKE))
+    if (c->writing || !(connected_state(c) || c->state == BENCH_C_HANDSHAKE))
+        return;
+    if (c->tls) {
+        flush_tls(c);
+        return;
+    }
+    if (c->out.len == 0)
         return;
     /* The buffer goes to the write; c->out starts empty but keeps the last
      * buffer's capacity when the write completes (see on_write). */
@@ -185,7 +238,9 @@ static void on_write(uv_write_t *req, int status)
     struct bench_run *r = c->run;
     c->writing = false;
     r->writing--;
-    if (c->out.data == NULL) { /* reuse the buffer just written */
+    if (c->tls) {
+        c->wbuf.len = 0; /* the records went out; the buffer stays for the next ones */
+    } else if (c->out.data == NULL) { /* reuse the buffer just written */
         c->out = c->wbuf;
         c->out.len = 0;
         buf_init(&c->wbuf);
@@ -633,6 +688,29 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         return;
     const uint8_t *data = (const uint8_t *)buf->base;
     size_t len = (size_t)nread;
+    if (c->tls) {
+        struct bench_run *r = c->run;
+        r->plain.len = 0;
+        int rc = tls_conn_input(c->tls, data, len, &r->plain);
+        if (rc) {
+            if (rc != -ENOMEM && !r->tls_reported) {
+                r->tls_reported = true;
+                fprintf(stderr, "starling-bench: TLS: %s\n", c->tls->why);
+            }
+            bench__client_close(c, rc == -ENOMEM ? UV_ENOMEM : BENCH_ERR_TLS);
+            return;
+        }
+        if (c->tls->peer_closed && r->plain.len == 0) {
+            bench__client_close(c, UV_EOF);
+            return;
+        }
+        data = r->plain.data;
+        len = r->plain.len;
+        if (len == 0) {
+            flush(c); /* the handshake's next records */
+            return;
+        }
+    }
     bool pending = c->pend.len > 0;
     if (pending) { /* complete the partial packet first */
         /* Bounded: proto_frame refuses a packet over BENCH_MAX_PACKET as soon as
@@ -672,6 +750,23 @@ static void on_connect(uv_connect_t *req, int status)
     if (rc) {
         bench__client_close(c, rc);
         return;
+    }
+    struct bench_run *r = c->run;
+    if (r->tls_ctx) {
+        /* -h's name (or address) for SNI and, with --cacertfile, the check */
+        const char *name = r->opts->hosts[c->index % r->opts->nhosts];
+        c->tls = malloc(sizeof(*c->tls));
+        rc = c->tls ? tls_conn_init(c->tls, r->tls_ctx, name) : UV_ENOMEM;
+        if (rc) {
+            free(c->tls);
+            c->tls = NULL;
+            bench__client_close(c, UV_ENOMEM);
+            return;
+        }
+        if (tls_conn_connect(c->tls) != 0) {
+            bench__client_close(c, BENCH_ERR_TLS);
+            return;
+        }
     }
     c->state = BENCH_C_HANDSHAKE;
     send_connect(c);

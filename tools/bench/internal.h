@@ -18,6 +18,8 @@
 #include <uv.h>
 
 #include "buf.h"  /* common/: a client's write and partial-read buffers */
+struct tls_conn;  /* common/tls.h: -S */
+struct tls_ctx;
 #include "list.h" /* common/: the options' owned copies */
 #include "proto.h"
 
@@ -176,6 +178,12 @@ struct bench_opts {
     bool json;
     bool quiet;
     bool help;
+    /* TLS (-S): the files are borrowed from argv; NULL when not given */
+    bool ssl;
+    const char *ssl_version; /* "tlsv1.2" or "tlsv1.3": that version only; NULL = either */
+    const char *cacertfile;  /* set: verify the broker against it (and -h as its name) */
+    const char *certfile, *keyfile;
+    const char *ciphers;     /* emqtt-bench's comma list */
     struct list owned; /* copies of comma lists (hosts and ifaddrs point into them) */
 };
 
@@ -202,6 +210,7 @@ struct bench_errcount {
  * BENCH_ERR_CONNACK + reason code. */
 #define BENCH_ERR_PROTOCOL 1 /* malformed or unexpected packet from the broker */
 #define BENCH_ERR_DISCONNECT 2 /* DISCONNECT from the broker */
+#define BENCH_ERR_TLS 3 /* the TLS handshake or a record failed */
 #define BENCH_ERR_CONNACK 0x1000
 
 struct bench_stats {
@@ -286,6 +295,7 @@ struct bench_client {
     struct buf out;  /* bytes waiting for the current write to finish */
     struct buf pend; /* a partial packet read from the broker */
     char *topic; /* pub: the expanded topic when it does not vary per message */
+    struct tls_conn *tls; /* -S: the session on this connection (owned); NULL for TCP */
 };
 
 struct bench_run {
@@ -320,6 +330,9 @@ struct bench_run {
     size_t payload_len;
     bool stamped; /* payloads carry a send-time stamp */
     FILE *progress; /* stdout, or stderr with --json */
+    struct tls_ctx *tls_ctx; /* -S: the client context (common/tls.h), owned; NULL for TCP */
+    struct buf plain;        /* -S: one read decrypted, consumed inside the read callback */
+    bool tls_reported;       /* the first TLS failure's reason went to stderr */
     struct bench_stats stats, prev;
     struct bench_hist latency;
     struct bench_hist connect;

@@ -54,6 +54,8 @@ const char *bench__error_message(int code, char *buf, size_t len)
         snprintf(buf, len, "protocol error from the broker");
     else if (code == BENCH_ERR_DISCONNECT)
         snprintf(buf, len, "disconnected by the broker");
+    else if (code == BENCH_ERR_TLS)
+        snprintf(buf, len, "TLS handshake failed");
     else if (code >= BENCH_ERR_CONNACK)
         snprintf(buf, len, "CONNACK 0x%02X %s", (unsigned)(code - BENCH_ERR_CONNACK),
                  connack_text((unsigned)(code - BENCH_ERR_CONNACK)));
@@ -70,6 +72,8 @@ const char *bench__error_name(int code, char *buf, size_t len)
         snprintf(buf, len, "PROTOCOL");
     else if (code == BENCH_ERR_DISCONNECT)
         snprintf(buf, len, "DISCONNECT");
+    else if (code == BENCH_ERR_TLS)
+        snprintf(buf, len, "TLS");
     else if (code >= BENCH_ERR_CONNACK)
         snprintf(buf, len, "CONNACK_0x%02X", (unsigned)(code - BENCH_ERR_CONNACK));
     else
