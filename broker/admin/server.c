@@ -32,7 +32,9 @@
  * connection in its handshake is not idle (admit() does not take its place).
  * A failed handshake (plain HTTP, a wrong CA, a client without a certificate
  * when admin_cafile asks for one) is logged with OpenSSL's reason, its alert
- * sent, and the connection ends like one refused with 400. */
+ * sent, and the connection ends as after a last response (FIN, then what
+ * the client still sends is dropped until it closes or ADMIN_LINGER_MS).
+ * A response that ends the connection is followed by a close_notify. */
 #include <errno.h>
 #include <http_parser.h>
 #include <stdlib.h>
