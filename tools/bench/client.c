@@ -24,6 +24,13 @@
  * failed handshake (a broker the CA does not vouch for, a refused client
  * certificate) counts as BENCH_ERR_TLS; the first one's reason goes to stderr.
  *
+ * WebSocket (--ws, over TLS with -S): HANDSHAKE begins with the upgrade
+ * request on BENCH_WS_PATH; its 101 (checked by ws.c) sends the CONNECT.
+ * Every flush then wraps c->out in one masked binary frame (after any pong
+ * owed); what is read is unframed into the run's shared buffer, a partial
+ * frame kept in c->ws_in. A refused upgrade or a frame that breaks RFC 6455
+ * counts as BENCH_ERR_WS; a close frame ends the connection as an EOF.
+ *
  * Memory: everything lives in the client struct (one element of the run's array,
  * freed only after the loop has ended); the only heap buffers are the outgoing
  * bytes, a partial incoming packet, the expanded topic, and under TLS the
@@ -60,6 +67,9 @@ static void release_buffers(struct bench_client *c)
         c->tls = NULL;
     }
     buf_free(&c->wbuf); /* kept between writes under TLS */
+    buf_free(&c->ws_in);
+    buf_free(&c->ws_ctrl);
+    c->ws_upgrading = false;
     buf_free(&c->out);
     buf_free(&c->pend);
     free(c->topic);
@@ -204,11 +214,32 @@ static void flush_tls(struct bench_client *c)
     c->t_last_send = uv_now(r->loop);
 }
 
+/* --ws: c->out becomes the frames owed (pongs) followed by one binary frame
+ * of what c->out held; the old buffer is kept for the next control frames. */
+static int ws_wrap(struct bench_client *c)
+{
+    struct bench_run *r = c->run;
+    if (!r->opts->ws || c->ws_upgrading || (!c->out.len && !c->ws_ctrl.len))
+        return 0;
+    if (c->out.len &&
+        bench__ws_frame(&c->ws_ctrl, BENCH_WS_BINARY, c->out.data, c->out.len, (uint32_t)bench__rng_next(&r->rng)))
+        return -1;
+    struct buf framed = c->ws_ctrl;
+    c->ws_ctrl = c->out;
+    c->ws_ctrl.len = 0;
+    c->out = framed;
+    return 0;
+}
+
 static void flush(struct bench_client *c)
 {
     struct bench_run *r = c->run;
     if (c->writing || !(connected_state(c) || c->state == BENCH_C_HANDSHAKE))
         return;
+    if (ws_wrap(c) != 0) {
+        bench__client_close(c, UV_ENOMEM);
+        return;
+    }
     if (c->tls) {
         flush_tls(c);
         return;
@@ -668,6 +699,93 @@ static ssize_t parse(struct bench_client *c, const uint8_t *buf, size_t len)
     return (ssize_t)pos;
 }
 
+/* Says why the first WebSocket failure of the run happened, then ends c. */
+static void ws_fail(struct bench_client *c, const char *why)
+{
+    struct bench_run *r = c->run;
+    if (!r->ws_reported) {
+        r->ws_reported = true;
+        fprintf(stderr, "starling-bench: %s\n", why);
+    }
+    bench__client_close(c, BENCH_ERR_WS);
+}
+
+static void send_connect(struct bench_client *c);
+
+/* --ws: the frames in data (appended to a partial one kept in c->ws_in)
+ * unwrapped into r->ws_plain; pings answered, a close ends the connection.
+ * Returns 0, or -1 once the client has been closed. */
+static int ws_unwrap(struct bench_client *c, const uint8_t *data, size_t len)
+{
+    struct bench_run *r = c->run;
+    r->ws_plain.len = 0;
+    if (c->ws_in.len || c->ws_upgrading) {
+        if (buf_append(&c->ws_in, data, len) != 0) {
+            bench__client_close(c, UV_ENOMEM);
+            return -1;
+        }
+        data = c->ws_in.data;
+        len = c->ws_in.len;
+    }
+    size_t pos = 0;
+    if (c->ws_upgrading) {
+        char why[160];
+        size_t head = 0;
+        char key[BENCH_WS_KEY_LEN + 1];
+        bench__ws_key(r->ws_seed ^ ((uint64_t)c->index << 20) ^ c->attempts, key);
+        int rc = bench__ws_response(data, len, key, &head, why, sizeof(why));
+        if (rc < 0) {
+            ws_fail(c, why);
+            return -1;
+        }
+        if (rc == 0)
+            return 0; /* kept in c->ws_in */
+        c->ws_upgrading = false;
+        pos = head;
+        send_connect(c);
+        if (c->state != BENCH_C_HANDSHAKE)
+            return -1;
+    }
+    while (pos < len) {
+        struct bench_ws_frame f;
+        long n = bench__ws_parse(data + pos, len - pos, BENCH_MAX_PACKET + 16, &f);
+        if (n == 0)
+            break;
+        if (n < 0 || f.opcode == BENCH_WS_TEXT) {
+            ws_fail(c, "WebSocket: the broker sent a frame RFC 6455 or MQTT forbids");
+            return -1;
+        }
+        pos += (size_t)n;
+        if (f.opcode == BENCH_WS_CLOSE) {
+            bench__client_close(c, UV_EOF);
+            return -1;
+        }
+        if (f.opcode == BENCH_WS_PING) {
+            if (bench__ws_frame(&c->ws_ctrl, BENCH_WS_PONG, f.payload, f.len, (uint32_t)bench__rng_next(&r->rng))) {
+                bench__client_close(c, UV_ENOMEM);
+                return -1;
+            }
+            continue;
+        }
+        if (f.opcode == BENCH_WS_PONG)
+            continue;
+        if (buf_append(&r->ws_plain, f.payload, f.len) != 0) { /* binary or continuation */
+            bench__client_close(c, UV_ENOMEM);
+            return -1;
+        }
+    }
+    /* keep the partial frame: bounded by the frame maximum checked above */
+    if (data == c->ws_in.data) {
+        buf_consume(&c->ws_in, pos);
+        if (!c->ws_in.len)
+            buf_free(&c->ws_in); /* idle connections hold no frame buffer */
+    } else if (pos < len && buf_append(&c->ws_in, data + pos, len - pos) != 0) {
+        bench__client_close(c, UV_ENOMEM);
+        return -1;
+    }
+    return 0;
+}
+
 /* Every read lands in the run's shared buffer: it is consumed before the next
  * read callback of any client, so idle connections hold no read buffer. */
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -708,6 +826,16 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         len = r->plain.len;
         if (len == 0) {
             flush(c); /* the handshake's next records */
+            return;
+        }
+    }
+    if (c->run->opts->ws) {
+        if (ws_unwrap(c, data, len) != 0)
+            return;
+        data = c->run->ws_plain.data;
+        len = c->run->ws_plain.len;
+        if (len == 0) {
+            flush(c); /* pongs */
             return;
         }
     }
@@ -769,6 +897,19 @@ static void on_connect(uv_connect_t *req, int status)
         }
     }
     c->state = BENCH_C_HANDSHAKE;
+    if (r->opts->ws) {
+        /* the CONNECT waits for the 101 (ws_unwrap) */
+        char key[BENCH_WS_KEY_LEN + 1];
+        const struct bench_opts *o = r->opts;
+        bench__ws_key(r->ws_seed ^ ((uint64_t)c->index << 20) ^ c->attempts, key);
+        c->ws_upgrading = true;
+        if (bench__ws_request(&c->out, o->hosts[c->index % o->nhosts], o->port, BENCH_WS_PATH, key) != 0) {
+            bench__client_close(c, UV_ENOMEM);
+            return;
+        }
+        flush(c);
+        return;
+    }
     send_connect(c);
 }
 

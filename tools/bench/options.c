@@ -123,7 +123,8 @@ static const struct opt_def defs[] = {
     {O_CIPHERS, 0, "ciphers", NULL, ALL, ARG_REQ, "LIST",
      "comma list of cipher suites: TLS 1.3 names (TLS_AES_128_GCM_SHA256) and "
      "OpenSSL TLS 1.2 names (ECDHE-ECDSA-AES128-GCM-SHA256)"},
-    {O_WS, 0, "ws", NULL, ALL, ARG_BOOL, NULL, NULL},
+    {O_WS, 0, "ws", NULL, ALL, ARG_BOOL, "[true|false]",
+     "MQTT over WebSocket on " BENCH_WS_PATH " (wss with -S), subprotocol mqtt [default: false]"},
     {O_QUIC, 0, "quic", NULL, ALL, ARG_BOOL, NULL, NULL},
 };
 
@@ -514,8 +515,10 @@ static int apply_transport(struct bench_opts *o, int id, const char *val, bool b
         o->ciphers = val;
         return 0;
     }
-    if (id == O_WS && bval)
-        return fail(err, errlen, "option %s: WebSocket transport is not supported", label);
+    if (id == O_WS) {
+        o->ws = bval;
+        return 0;
+    }
     if (id == O_QUIC && bval)
         return fail(err, errlen, "option %s: QUIC transport is not supported", label);
     return 0;
@@ -740,8 +743,8 @@ void bench__usage(FILE *f, enum bench_mode mode)
             "\nDifferences from emqtt-bench: variables are replaced anywhere in a topic, not\n"
             "only as a whole level; -L on sub, --limit-per-client, -d/--duration, --json,\n"
             "--quiet, --clock, --connect-timeout and --max-connecting are starling-bench's\n"
-            "own; --cacertfile verifies the broker (emqtt-bench never does); --ws and --quic\n"
-            "are refused;\n"
+            "own; --cacertfile verifies the broker (emqtt-bench never does); --quic is\n"
+            "refused;\n"
             "-l/--lowmem is accepted and ignored; --shortids has no short form (-s is size).\n"
             "Latency needs a payload of at least 12 bytes and pub and sub on one machine\n"
             "(CLOCK_MONOTONIC), or --clock realtime with synchronised clocks.\n");

@@ -56,6 +56,8 @@ const char *bench__error_message(int code, char *buf, size_t len)
         snprintf(buf, len, "disconnected by the broker");
     else if (code == BENCH_ERR_TLS)
         snprintf(buf, len, "TLS handshake failed");
+    else if (code == BENCH_ERR_WS)
+        snprintf(buf, len, "WebSocket upgrade refused or bad frame");
     else if (code >= BENCH_ERR_CONNACK)
         snprintf(buf, len, "CONNACK 0x%02X %s", (unsigned)(code - BENCH_ERR_CONNACK),
                  connack_text((unsigned)(code - BENCH_ERR_CONNACK)));
@@ -74,6 +76,8 @@ const char *bench__error_name(int code, char *buf, size_t len)
         snprintf(buf, len, "DISCONNECT");
     else if (code == BENCH_ERR_TLS)
         snprintf(buf, len, "TLS");
+    else if (code == BENCH_ERR_WS)
+        snprintf(buf, len, "WS");
     else if (code >= BENCH_ERR_CONNACK)
         snprintf(buf, len, "CONNACK_0x%02X", (unsigned)(code - BENCH_ERR_CONNACK));
     else

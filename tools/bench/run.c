@@ -204,6 +204,7 @@ int bench__run_init(struct bench_run *r, uv_loop_t *loop, const struct bench_opt
     }
     if (tls_setup(r, err, errlen) != 0)
         return -EINVAL;
+    r->ws_seed = bench__rng_next(&r->rng);
     make_id_prefix(r);
     raise_nofile(o, stderr);
 
@@ -244,6 +245,7 @@ void bench__run_close(struct bench_run *r)
     tls_ctx_free(r->tls_ctx);
     r->tls_ctx = NULL;
     buf_free(&r->plain);
+    buf_free(&r->ws_plain);
     free(r->clients);
     r->clients = NULL;
     free(r->payload);

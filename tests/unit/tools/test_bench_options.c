@@ -175,6 +175,9 @@ Test(bench_options, tls_options_are_emqtt_benchs)
     parse_ok(&o, BENCH_CONN, "--ssl-version=tlsv1.3_nocompat");
     cr_assert_str_eq(o.ssl_version, "tlsv1.3");
     bench__opts_free(&o);
+    parse_ok(&o, BENCH_CONN, "--ws -S -c 1");
+    cr_assert(o.ws && o.ssl);
+    bench__opts_free(&o);
 }
 
 Test(bench_options, sub_takes_several_topics)
@@ -236,7 +239,6 @@ Test(bench_options, errors)
         {BENCH_CONN, "--ssl-version tlsv1.1", "not tlsv1.2 or tlsv1.3"},
         {BENCH_CONN, "--ssl-version", "needs a value"},
         {BENCH_CONN, "--cacertfile", "needs a value"},
-        {BENCH_CONN, "--ws", "WebSocket"},
         {BENCH_CONN, "--quic true", "QUIC"},
         {BENCH_SUB, "-t x -I 10", "-I/--interval_of_msg does not apply to sub"},
         {BENCH_CONN, "-s 10", "-s/--size does not apply to conn"},
