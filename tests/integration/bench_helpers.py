@@ -64,6 +64,43 @@ class Mosquitto:
         self.log.close()
 
 
+STARLINGD = os.environ.get("STARLINGD", str(REPO / "build" / "broker" / "starlingd"))
+
+
+class Starlingd:
+    """A one-node starlingd from config lines (listeners included) on loopback.
+    unsupported is set (and the process gone) when it refused the config or a
+    transport at start: its one-line reason."""
+
+    def __init__(self, tmp_path, lines):
+        self.dir = tmp_path / f"starlingd-{free_port()}"
+        self.dir.mkdir()
+        conf = self.dir / "starling.conf"
+        conf.write_text("\n".join(list(lines) + [f"cluster_bind 127.0.0.1:{free_port()}", "admin_listen off"]) + "\n")
+        self.log = open(self.dir / "stderr.log", "wb")
+        self.proc = subprocess.Popen([STARLINGD, "-c", str(conf), "--data-dir", str(self.dir / "data")],
+                                     stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.unsupported = None
+
+    def wait(self, port):
+        if wait_port(port, self.proc, timeout=20):
+            return True
+        self.stop()
+        text = (self.dir / "stderr.log").read_text(errors="replace")
+        self.unsupported = ([l for l in text.splitlines() if l.startswith("starlingd:")] or [text[-300:]])[0]
+        return False
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
 class Bench:
     """A running starling-bench; stderr is read as it comes, so a test can wait
     for the connection phase to end instead of sleeping."""

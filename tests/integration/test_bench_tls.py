@@ -12,7 +12,7 @@ import os
 import pytest
 
 import devcerts
-from bench_helpers import BENCH, Bench, Mosquitto, run
+from bench_helpers import BENCH, Bench, Mosquitto, Starlingd, free_port, run
 
 H = ["-h", "127.0.0.1"]
 
@@ -79,7 +79,6 @@ def test_cacertfile_verifies_the_broker_and_its_name(mosq, certs, tmp_path):
 def test_cacertfile_checks_the_host_name(tmp_path, certs):
     """A second TLS listener on 127.0.0.3, an address the server certificate
     does not name: refused with --cacertfile, accepted without (no check)."""
-    from bench_helpers import free_port
     port = free_port()
     m = tls_mosquitto(tmp_path, certs, f"listener {port} 127.0.0.3", f"certfile {certs / 'server.crt'}",
                       f"keyfile {certs / 'server.key'}")
@@ -144,3 +143,27 @@ def test_bad_tls_files_are_a_setup_error(certs, tmp_path):
     r = run("conn", "-S", "--certfile", certs / "client.crt", "--keyfile", certs / "server.key", *H, "-p", 1,
             "-c", 1)
     assert r.returncode == 1 and "keyfile" in r.stderr
+
+
+def test_pub_sub_over_starlingd_tls(tmp_path, certs):
+    """The same against starlingd's own TLS listener (skipped by a starlingd
+    without TLS listeners, which says so at start)."""
+    port = free_port()
+    s = Starlingd(tmp_path, [f"listener {port} 127.0.0.1 tls", f"certfile {certs / 'server.crt'}",
+                             f"keyfile {certs / 'server.key'}"])
+    if not s.wait(port):
+        pytest.skip(f"starlingd has no TLS listener: {s.unsupported}")
+    try:
+        conn = ["-S", "--cacertfile", certs / "ca.crt", "-h", "localhost", "-p", port]
+        c = run("conn", *conn, "-c", 50, "-i", 0, "-d", 1, "--json")
+        assert c.returncode == 0, c.stderr
+        assert c.json()["connect"]["connected"] == 50
+        sub = Bench("sub", *conn, "-c", 1, "-t", "st/#", "-q", 1, "-L", 1000, "-d", 60, "--json")
+        sub.wait_ready()
+        pub = run("pub", *conn, "-c", 2, "-i", 0, "-I", 1, "-q", 1, "-F", 10, "-t", "st/%i",
+                  "--limit-per-client", 500, "--json")
+        assert pub.returncode == 0, pub.stderr
+        sub.finish()
+        assert sub.json()["receive"]["count"] == 1000
+    finally:
+        s.stop()

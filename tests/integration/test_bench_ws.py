@@ -20,7 +20,7 @@ import threading
 import pytest
 
 import devcerts
-from bench_helpers import BENCH, Bench, Mosquitto, run
+from bench_helpers import BENCH, Bench, Mosquitto, Starlingd, free_port, run
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -243,3 +243,25 @@ def test_refused_upgrade_fails_the_run(answer, message):
         assert message in r.stderr
     finally:
         proxy.close()
+
+
+def test_ws_and_wss_against_starlingd(tmp_path, certs):
+    """starlingd's own ws and wss listeners (skipped by a starlingd without
+    them, which says so at start)."""
+    ws, wss = free_port(), free_port()
+    s = Starlingd(tmp_path, [f"listener {ws} 127.0.0.1 ws", f"listener {wss} 127.0.0.1 wss",
+                             f"certfile {certs / 'server.crt'}", f"keyfile {certs / 'server.key'}"])
+    if not s.wait(ws) or not s.wait(wss):
+        pytest.skip(f"starlingd has no WebSocket listeners: {s.unsupported}")
+    try:
+        sub = Bench("sub", "--ws", "-h", "127.0.0.1", "-p", ws, "-c", 1, "-t", "sw/#", "-q", 1, "-L", 1000,
+                    "-d", 60, "--json")
+        sub.wait_ready()
+        pub = run("pub", "--ws", "-S", "--cacertfile", certs / "ca.crt", "-h", "localhost", "-p", wss, "-c", 2,
+                  "-i", 0, "-I", 1, "-q", 1, "-F", 10, "-s", 2000, "-t", "sw/%i", "--limit-per-client", 500, "--json")
+        assert pub.returncode == 0, pub.stderr
+        sub.finish()
+        assert sub.returncode == 0, sub.stderr
+        assert sub.json()["receive"]["count"] == 1000
+    finally:
+        s.stop()
