@@ -14,6 +14,8 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 BENCH = os.environ.get("STARLING_BENCH", str(REPO / "build" / "tools" / "starling-bench"))
 MOSQUITTO = os.environ.get("MOSQUITTO", "/usr/sbin/mosquitto")
@@ -24,6 +26,26 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def bench_binary():
+    """Imported by the starling-bench test modules: fails them early when
+    starling-bench is not built."""
+    if not os.access(BENCH, os.X_OK):
+        pytest.fail(f"starling-bench not built at {BENCH} (meson compile -C build "
+                    "starling-bench, or set STARLING_BENCH)")
+
+
+def stop_process(proc, timeout=10):
+    """SIGTERM, then SIGKILL after timeout seconds."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def wait_port(port, proc, timeout=10.0):
@@ -54,13 +76,7 @@ class Mosquitto:
             raise RuntimeError("mosquitto did not start: " + self.conf.read_text())
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.log.close()
 
 
@@ -91,13 +107,7 @@ class Starlingd:
         return False
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.log.close()
 
 

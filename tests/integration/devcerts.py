@@ -5,6 +5,8 @@ client, node1..3; ECDSA P-256)."""
 import pathlib
 import subprocess
 
+import pytest
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 MAKE_CERTS = REPO / "deploy" / "make-certs.sh"
 
@@ -16,3 +18,9 @@ def make(directory):
         subprocess.run(["bash", str(MAKE_CERTS), str(directory)], check=True, stdout=subprocess.DEVNULL,
                        stderr=subprocess.PIPE, timeout=120)
     return directory
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    """The certificates, made once per session (import this fixture)."""
+    return make(tmp_path_factory.mktemp("certs"))

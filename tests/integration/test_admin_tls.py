@@ -17,14 +17,10 @@ import pytest
 
 import devcerts
 from conftest import free_port
+from devcerts import certs  # noqa: F401 (fixture)
 from test_admin import STARLINGCTL, STARLINGD
 
 CURL = "/usr/bin/curl"
-
-
-@pytest.fixture(scope="session")
-def certs(tmp_path_factory):
-    return devcerts.make(tmp_path_factory.mktemp("certs"))
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ option errors and exit statuses for refused, timed-out, exhausted and lost conne
 Run: /usr/bin/python3 -m pytest tests/integration/test_bench.py
 """
 
-import os
 import re
 import resource
 import signal
@@ -15,16 +14,9 @@ import time
 import paho.mqtt.client as paho
 import pytest
 
-from bench_helpers import BENCH, Bench, FakeBroker, Mosquitto, free_port, run
+from bench_helpers import Bench, FakeBroker, Mosquitto, bench_binary, free_port, run  # noqa: F401 (fixture)
 
 H = ["-h", "127.0.0.1"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def bench_binary():
-    if not os.access(BENCH, os.X_OK):
-        pytest.fail(f"starling-bench not built at {BENCH} (meson compile -C build "
-                    "starling-bench, or set STARLING_BENCH)")
 
 
 @pytest.fixture

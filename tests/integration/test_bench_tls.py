@@ -12,21 +12,10 @@ import os
 import pytest
 
 import devcerts
-from bench_helpers import BENCH, Bench, Mosquitto, Starlingd, free_port, run
+from bench_helpers import Bench, Mosquitto, Starlingd, bench_binary, free_port, run  # noqa: F401 (fixture)
+from devcerts import certs  # noqa: F401 (fixture)
 
 H = ["-h", "127.0.0.1"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def bench_binary():
-    if not os.access(BENCH, os.X_OK):
-        pytest.fail(f"starling-bench not built at {BENCH} (meson compile -C build "
-                    "starling-bench, or set STARLING_BENCH)")
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    return devcerts.make(tmp_path_factory.mktemp("certs"))
 
 
 def tls_mosquitto(tmp_path, certs, *extra):

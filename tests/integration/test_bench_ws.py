@@ -11,7 +11,6 @@ Run: /usr/bin/python3 -m pytest tests/integration/test_bench_ws.py
 
 import base64
 import hashlib
-import os
 import socket
 import ssl
 import struct
@@ -19,16 +18,10 @@ import threading
 
 import pytest
 
-import devcerts
-from bench_helpers import BENCH, Bench, Mosquitto, Starlingd, free_port, run
+from bench_helpers import Bench, Mosquitto, Starlingd, bench_binary, free_port, run  # noqa: F401 (fixture)
+from devcerts import certs  # noqa: F401 (fixture)
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def bench_binary():
-    if not os.access(BENCH, os.X_OK):
-        pytest.fail(f"starling-bench not built at {BENCH}")
 
 
 def recv_exact(s, n):
@@ -182,11 +175,6 @@ def mosq(tmp_path):
     m = Mosquitto(tmp_path, ["allow_anonymous true"])
     yield m
     m.stop()
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    return devcerts.make(tmp_path_factory.mktemp("certs"))
 
 
 def test_pub_sub_over_websocket(mosq):

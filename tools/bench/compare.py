@@ -177,11 +177,13 @@ class Mosquitto(Broker):
         super().__init__(workdir)
         self.binary = binary
 
+    def listener_lines(self):
+        return f"listener {self.port} 127.0.0.1\n"
+
     def command(self):
         conf = os.path.join(self.workdir, "mosquitto.conf")
         with open(conf, "w") as f:
-            f.write(f"""listener {self.port} 127.0.0.1
-allow_anonymous true
+            f.write(self.listener_lines() + f"""allow_anonymous true
 persistence false
 max_inflight_messages {MAX_INFLIGHT}
 max_queued_messages {MAX_QUEUED}
@@ -445,13 +447,17 @@ def run_cli_burst(broker, lines, rawdir):
     }
 
 
-def run_idle(broker, bench, conns, rawdir):
+def run_idle(broker, bench, conns, rawdir, conn=None, kind=""):
+    """conns connections held: the broker's RSS per connection. conn: the
+    connection options (default plain TCP to the broker); kind names them in
+    the row ("TLS")."""
     cpu0 = broker.cpu_s()
     base_kb = broker.rss_kb()
     broker.sample_start()
-    c = Bench(bench, "conn", ["-h", "127.0.0.1", "-p", broker.port, "-c", conns, "-i", 0,
-                              "-d", 600], rawdir, f"{broker.name}-idle")
-    if not c.wait_ready(timeout=120):
+    conn = conn or ["-h", "127.0.0.1", "-p", broker.port]
+    c = Bench(bench, "conn", conn + ["-c", conns, "-i", 0, "-d", 600], rawdir,
+              f"{broker.name}-{kind.lower() + '-' if kind else ''}idle")
+    if not c.wait_ready(timeout=300):
         c.interrupt()
         raise RuntimeError("idle: connections did not finish: " + "".join(c.stderr_lines[-3:]))
     time.sleep(1.0)  # let the broker settle
@@ -461,7 +467,7 @@ def run_idle(broker, bench, conns, rawdir):
     broker.sample_stop()
     n = r["connect"]["connected"]
     return {
-        "id": "idle", "scenario": f"{conns} idle connections", "pattern": "idle", "qos": "",
+        "id": "idle", "scenario": f"{conns} idle {kind + ' ' if kind else ''}connections", "pattern": "idle", "qos": "",
         "variant": "", "rate": None, "unit": "", "p50_ms": None, "p99_ms": None,
         "rss_mb": held_kb / 1024.0,
         "kb_per_conn": (held_kb - base_kb) / n if n else None,
@@ -492,14 +498,13 @@ def run_connect_rate(broker, bench, conns, rawdir):
     }
 
 
-def run_broker(make_broker, bench, args, rawdir, only):
-    """All scenarios against fresh instances of one broker. Returns rows."""
+def run_plan(make_broker, plan, only, run_one, summary):
+    """Runs plan, a list of (id, label, what), each against a fresh broker
+    from make_broker: run_one(broker, what) returns the row; a RuntimeError
+    becomes a row with "error". Ids not in only (when given) are skipped.
+    Returns the rows, each naming its broker."""
     rows = []
-    scenarios = message_scenarios(args.clients, args.fanout_subs)
-    plan = ([("cli", None)] + [("msg", s) for s in scenarios]
-            + [("idle", None), ("connect", None)])
-    for kind, scen in plan:
-        sid = scen[0] if scen else {"cli": "cli_fanin4_q0"}.get(kind, kind)
+    for sid, label, what in plan:
         if only and sid not in only:
             continue
         broker = make_broker()
@@ -508,24 +513,36 @@ def run_broker(make_broker, bench, args, rawdir, only):
             raise RuntimeError(f"{broker.name} did not start (see {broker.workdir})")
         try:
             log(f"  {broker.name}: {sid} ...")
-            if kind == "msg":
-                row = run_messages(broker, bench, scen, args.duration, rawdir)
-            elif kind == "cli":
-                row = run_cli_burst(broker, args.cli_lines, rawdir)
-            elif kind == "idle":
-                row = run_idle(broker, bench, args.idle, rawdir)
-            else:
-                row = run_connect_rate(broker, bench, args.connects, rawdir)
+            row = run_one(broker, what)
         except RuntimeError as e:
             log(f"  {broker.name}: {sid} failed: {e}")
-            row = {"id": sid, "scenario": scen[1] if scen else sid, "error": str(e)}
+            row = {"id": sid, "scenario": label, "error": str(e)}
         finally:
             broker.stop()
         row["broker"] = broker.name
         rows.append(row)
         if "error" not in row:
-            log("    " + summary_line(row))
+            log("    " + summary(row))
     return rows
+
+
+def run_broker(make_broker, bench, args, rawdir, only):
+    """All scenarios against fresh instances of one broker. Returns rows."""
+    scenarios = message_scenarios(args.clients, args.fanout_subs)
+    plan = ([("cli_fanin4_q0", "cli_fanin4_q0", ("cli", None))] + [(s[0], s[1], ("msg", s)) for s in scenarios]
+            + [("idle", "idle", ("idle", None)), ("connect", "connect", ("connect", None))])
+
+    def run_one(broker, what):
+        kind, scen = what
+        if kind == "msg":
+            return run_messages(broker, bench, scen, args.duration, rawdir)
+        if kind == "cli":
+            return run_cli_burst(broker, args.cli_lines, rawdir)
+        if kind == "idle":
+            return run_idle(broker, bench, args.idle, rawdir)
+        return run_connect_rate(broker, bench, args.connects, rawdir)
+
+    return run_plan(make_broker, plan, only, run_one, summary_line)
 
 
 def summary_line(r):
@@ -734,15 +751,21 @@ def machine():
     return f"{model}, {os.cpu_count()} CPUs, Linux {platform.release()}"
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default="bench-results", help="output directory [bench-results]")
+def broker_arguments(ap, out):
+    """The options this script shares with tls_bench.py: where results go and
+    which binaries run."""
+    ap.add_argument("--out", default=out, help=f"output directory [{out}]")
     ap.add_argument("--bench", help="starling-bench binary [build/tools/starling-bench]")
     ap.add_argument("--mosquitto", default="/usr/sbin/mosquitto")
     ap.add_argument("--starlingd", default=os.path.join(REPO, "build", "broker", "starlingd"),
                     help="starlingd binary; Mosquitto runs alone when it is missing or does "
                          "not start [build/broker/starlingd]")
     ap.add_argument("--mosquitto-only", action="store_true")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    broker_arguments(ap, "bench-results")
     ap.add_argument("--long", action="store_true", help="30 s per scenario instead of 5 s")
     ap.add_argument("--duration", type=float, help="seconds of publishing per scenario")
     ap.add_argument("--clients", type=int, default=100,

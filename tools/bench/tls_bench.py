@@ -40,7 +40,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import compare  # noqa: E402  (the broker processes, starling-bench runs, /proc readings)
-from compare import MAX_CONNECTIONS, MAX_INFLIGHT, MAX_QUEUED, Bench, drain, log  # noqa: E402
+from compare import MAX_INFLIGHT, MAX_QUEUED, Bench, drain, log  # noqa: E402
 
 REPO = compare.REPO
 
@@ -54,38 +54,25 @@ def make_certs(directory, rsa):
     return directory
 
 
-class TLSMosquitto(compare.Mosquitto):
+class TLSListener:
+    """Mixed into compare's brokers: the certificate directory and the TLS
+    version their command() writes into the listener's configuration."""
+
     def __init__(self, workdir, binary, certs, tls_version):
         super().__init__(workdir, binary)
         self.certs = certs
         self.tls_version = tls_version
 
-    def command(self):
-        conf = os.path.join(self.workdir, "mosquitto-tls.conf")
-        user = "user root\n" if os.geteuid() == 0 else ""  # else it drops to 'mosquitto': key unreadable
-        with open(conf, "w") as f:
-            f.write(f"""listener {self.port} 127.0.0.1
-certfile {self.certs}/server.crt
-keyfile {self.certs}/server.key
-tls_version {self.tls_version}
-allow_anonymous true
-persistence false
-max_inflight_messages {MAX_INFLIGHT}
-max_queued_messages {MAX_QUEUED}
-max_connections {MAX_CONNECTIONS}
-log_dest stderr
-log_type error
-connection_messages false
-{user}""")
-        return [self.binary, "-c", conf]
+
+class TLSMosquitto(TLSListener, compare.Mosquitto):
+    def listener_lines(self):
+        # as root Mosquitto drops to 'mosquitto', who could not read the key
+        user = "user root\n" if os.geteuid() == 0 else ""
+        return (super().listener_lines() + f"certfile {self.certs}/server.crt\nkeyfile {self.certs}/server.key\n"
+                f"tls_version {self.tls_version}\n{user}")
 
 
-class TLSStarling(compare.Starling):
-    def __init__(self, workdir, binary, certs, tls_version):
-        super().__init__(workdir, binary)
-        self.certs = certs
-        self.tls_version = tls_version
-
+class TLSStarling(TLSListener, compare.Starling):
     def command(self):
         conf = os.path.join(self.workdir, "starling-tls.conf")
         with open(conf, "w") as f:
@@ -109,14 +96,21 @@ def tls_args(broker, certs, pin):
     return args + (["--ssl-version", pin] if pin else [])
 
 
+def connect_all(broker, bench, conn, n, rawdir, what):
+    """n TLS connections opened (50 handshakes at a time) and held: the
+    starling-bench process, past its connection phase."""
+    c = Bench(bench, "conn", conn + ["-c", n, "-i", 0, "--max-connecting", 50, "-d", 600], rawdir,
+              f"{broker.name}-tls-{what}")
+    if not c.wait_ready(timeout=300):
+        c.interrupt()
+        raise RuntimeError(f"{what}: the connections did not finish: " + "".join(c.stderr_lines[-3:]))
+    return c
+
+
 def run_handshakes(broker, bench, conn, n, rawdir):
     cpu0 = broker.cpu_s()
     broker.sample_start()
-    c = Bench(bench, "conn", conn + ["-c", n, "-i", 0, "--max-connecting", 50, "-d", 600], rawdir,
-              f"{broker.name}-tls-handshakes")
-    if not c.wait_ready(timeout=300):
-        c.interrupt()
-        raise RuntimeError("handshakes: did not finish: " + "".join(c.stderr_lines[-3:]))
+    c = connect_all(broker, bench, conn, n, rawdir, "handshakes")
     cpu = broker.cpu_s() - cpu0  # before the disconnects
     c.interrupt()
     r = c.result()
@@ -133,26 +127,7 @@ def run_handshakes(broker, bench, conn, n, rawdir):
 
 
 def run_idle(broker, bench, conn, n, rawdir):
-    cpu0 = broker.cpu_s()
-    base_kb = broker.rss_kb()
-    broker.sample_start()
-    c = Bench(bench, "conn", conn + ["-c", n, "-i", 0, "--max-connecting", 50, "-d", 600], rawdir,
-              f"{broker.name}-tls-idle")
-    if not c.wait_ready(timeout=300):
-        c.interrupt()
-        raise RuntimeError("idle: connections did not finish: " + "".join(c.stderr_lines[-3:]))
-    time.sleep(1.0)  # let the broker settle
-    held_kb = broker.rss_kb()
-    c.interrupt()
-    r = c.result()
-    broker.sample_stop()
-    ok = r["connect"]["connected"]
-    return {
-        "id": "idle", "scenario": f"{n} idle TLS connections", "rate": None, "unit": "",
-        "p50_ms": None, "p99_ms": None, "rss_mb": held_kb / 1024.0,
-        "kb_per_conn": (held_kb - base_kb) / ok if ok else None, "cpu_s": broker.cpu_s() - cpu0,
-        "cpu_per": None, "cpu_unit": "", "sent": n, "recv": ok, "expected": n,
-    }
+    return compare.run_idle(broker, bench, n, rawdir, conn=conn + ["--max-connecting", 50], kind="TLS")
 
 
 def message_scenarios():
@@ -195,35 +170,20 @@ def run_messages(broker, bench, conn, scen, duration, rawdir):
 
 
 def run_broker(make_broker, bench, certs, args, rawdir, only):
-    rows = []
-    plan = [("handshakes", None), ("idle", None)] + [("msg", s) for s in message_scenarios()]
-    for kind, scen in plan:
-        sid = scen[0] if scen else kind
-        if only and sid not in only:
-            continue
-        broker = make_broker()
-        if not broker.start():
-            broker.stop()
-            raise RuntimeError(f"{broker.name} did not start (see {broker.workdir})")
-        conn = tls_args(broker, certs, "tlsv1.2" if args.tls12 else None)
-        try:
-            log(f"  {broker.name}: {sid} ...")
-            if kind == "handshakes":
-                row = run_handshakes(broker, bench, conn, args.handshakes, rawdir)
-            elif kind == "idle":
-                row = run_idle(broker, bench, conn, args.idle, rawdir)
-            else:
-                row = run_messages(broker, bench, conn, scen, args.duration, rawdir)
-        except RuntimeError as e:
-            log(f"  {broker.name}: {sid} failed: {e}")
-            row = {"id": sid, "scenario": scen[1] if scen else sid, "error": str(e)}
-        finally:
-            broker.stop()
-        row["broker"] = broker.name
-        rows.append(row)
-        if "error" not in row:
-            log("    " + summary_line(row))
-    return rows
+    """Every row against fresh instances of one broker (compare.run_plan)."""
+    plan = ([("handshakes", "handshakes", "handshakes"), ("idle", "idle", "idle")]
+            + [(s[0], s[1], s) for s in message_scenarios()])
+    pin = "tlsv1.2" if args.tls12 else None
+
+    def run_one(broker, what):
+        conn = tls_args(broker, certs, pin)
+        if what == "handshakes":
+            return run_handshakes(broker, bench, conn, args.handshakes, rawdir)
+        if what == "idle":
+            return run_idle(broker, bench, conn, args.idle, rawdir)
+        return run_messages(broker, bench, conn, what, args.duration, rawdir)
+
+    return compare.run_plan(make_broker, plan, only, run_one, summary_line)
 
 
 def loss(r):
@@ -233,17 +193,9 @@ def loss(r):
 
 
 def summary_line(r):
-    parts = []
-    if r.get("rate") is not None:
-        parts.append(f"{r['rate']:.0f} {r['unit']}")
-    if r.get("kb_per_conn") is not None:
-        parts.append(f"{r['kb_per_conn']:.2f} KiB/conn")
-    if r.get("cpu_per") is not None:
-        parts.append(f"{r['cpu_per']:.2f} CPU {r['cpu_unit']}")
-    parts.append(f"RSS {r['rss_mb']:.1f} MB, CPU {r['cpu_s']:.2f} s")
-    if r.get("expected"):
-        parts.append(f"{r['recv']}/{r['expected']} (loss {loss(r):.2f} %)")
-    return ", ".join(parts)
+    """compare.py's progress line, with the CPU per unit."""
+    per = f", {r['cpu_per']:.2f} CPU {r['cpu_unit']}" if r.get("cpu_per") is not None else ""
+    return compare.summary_line(r) + per
 
 
 COLUMNS = [("rate", "rate", "{:,.0f}"), ("loss", "loss %", "{:.2f}"), ("cpu_per", "CPU s per unit", "{:.3f}"),
@@ -307,13 +259,7 @@ def write_csv(path, rows):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default="bench-results/tls", help="output directory [bench-results/tls]")
-    ap.add_argument("--bench", help="starling-bench binary [build/tools/starling-bench]")
-    ap.add_argument("--mosquitto", default="/usr/sbin/mosquitto")
-    ap.add_argument("--starlingd", default=os.path.join(REPO, "build", "broker", "starlingd"),
-                    help="starlingd binary; Mosquitto runs alone when it is missing or has no TLS "
-                         "listener [build/broker/starlingd]")
-    ap.add_argument("--mosquitto-only", action="store_true")
+    compare.broker_arguments(ap, "bench-results/tls")
     ap.add_argument("--duration", type=float, default=5.0, help="seconds of publishing per message row [5]")
     ap.add_argument("--handshakes", type=int, default=2000, help="clients of the handshake row [2000]")
     ap.add_argument("--idle", type=int, default=2000, help="idle TLS connections [2000]")
