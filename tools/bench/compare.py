@@ -83,6 +83,17 @@ def wait_port(port, proc, timeout=10.0):
     return False
 
 
+def process_cpu_s(pid):
+    """User + system CPU seconds of a process so far (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
 def raise_nofile():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -143,13 +154,7 @@ class Broker:
         return 0
 
     def cpu_s(self):
-        try:
-            with open(f"/proc/{self.proc.pid}/stat") as f:
-                stat = f.read()
-        except OSError:
-            return 0.0
-        fields = stat[stat.rindex(")") + 2:].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+        return process_cpu_s(self.proc.pid)
 
     def sample_start(self):
         self.peak_kb = self.rss_kb()

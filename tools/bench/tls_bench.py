@@ -112,6 +112,7 @@ def run_handshakes(broker, bench, conn, n, rawdir):
     broker.sample_start()
     c = connect_all(broker, bench, conn, n, rawdir, "handshakes")
     cpu = broker.cpu_s() - cpu0  # before the disconnects
+    client_cpu = compare.process_cpu_s(c.proc.pid)  # the load generator's half of the handshakes
     c.interrupt()
     r = c.result()
     broker.sample_stop()
@@ -123,6 +124,7 @@ def run_handshakes(broker, bench, conn, n, rawdir):
         "p99_ms": t["p99"] / 1000.0, "rss_mb": broker.peak_kb / 1024.0, "kb_per_conn": None,
         "cpu_s": cpu, "cpu_per": cpu / ok * 1000 if ok else None, "cpu_unit": "s/1k conn",
         "sent": n, "recv": ok, "expected": n,
+        "client_cpu_s": client_cpu,
     }
 
 
@@ -244,6 +246,17 @@ def write_markdown(path, rows, names, meta):
                 "or end-to-end latency (max-rate latency is mostly queueing); RSS: peak resident memory. "
                 "The ratio row is Starling / Mosquitto: above 1 is better for rate, below 1 for the "
                 "rest.\n")
+        for b in names:
+            r = table.get("handshakes", {}).get(b)
+            if r and "error" not in r and r.get("rate"):
+                wall = r["recv"] / r["rate"]
+                busy = (r["client_cpu_s"] + r["cpu_s"]) / wall
+                f.write(f"\nHandshakes against {b}: in {wall:.1f} s starling-bench used {r['client_cpu_s']:.2f} "
+                        f"CPU s and the broker {r['cpu_s']:.2f}, {busy:.2f} of the machine's {os.cpu_count()} "
+                        f"CPUs" + (": the rate is bounded by the machine, not by the broker.\n"
+                                   if busy > 0.8 * (os.cpu_count() or 1) else
+                                   "; the rest of the time both waited (other processes, loopback, the "
+                                   "broker's turnaround).\n"))
 
 
 def write_csv(path, rows):
