@@ -216,3 +216,56 @@ def test_bad_files_stop_the_start_with_one_line(certs, tmp_path, mosquitto_mode,
     errors = [line for line in r.stderr.splitlines() if line.startswith("starlingd:")]
     assert len(errors) == 1, r.stderr
     assert expected.format(d=certs) in errors[0]
+
+
+def node_conf(tmp_path, b, **keys):
+    """A config file holding b's admin settings (as the node's own file would)."""
+    lines = ["admin_listen %s:%d" % (b.admin_host, b.admin_port)]
+    lines += ["%s %s" % (k, v) for k, v in keys.items()]
+    path = tmp_path / "node.conf"
+    path.write_text("# the node's file\n" + "\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_starlingctl_reads_the_nodes_config_file(https_node, start_broker, certs, tmp_path):
+    b = https_node(admin_token="tok3n")
+    conf = node_conf(tmp_path, b, admin_certfile=certs / "server.crt", admin_keyfile=certs / "server.key",
+                     admin_token="tok3n")
+    # https from admin_certfile, the token from admin_token; the CA still from --cacert
+    r = ctl("-c", conf, "--cacert", str(certs / "ca.crt"), "cluster", "status")
+    assert r.returncode == 0, r.stderr
+    assert "state:          leader" in r.stdout
+    # --token on the command line wins over the file's
+    r = ctl("-c", conf, "--cacert", str(certs / "ca.crt"), "--token", "wrong", "cluster", "status")
+    assert r.returncode == 1 and "admin_token" in r.stderr
+    # without a CA the system's CAs do not know the development one
+    r = ctl("--config", conf, "cluster", "status")
+    assert r.returncode == 1 and "certificate verify failed" in r.stderr
+
+
+def test_starlingctl_config_file_with_admin_cafile(https_node, certs, tmp_path):
+    """admin_cafile is also the CA starlingctl checks the node against by default."""
+    b = https_node(admin_cafile=str(certs / "ca.crt"))
+    conf = node_conf(tmp_path, b, admin_certfile=certs / "server.crt", admin_keyfile=certs / "server.key",
+                     admin_cafile=certs / "ca.crt")
+    r = ctl("-c", conf, "--cert", str(certs / "client.crt"), "--key", str(certs / "client.key"), "metrics")
+    assert r.returncode == 0, r.stderr
+    assert "starling_info" in r.stdout
+
+
+def test_starlingctl_config_file_plain_and_off(start_broker, tmp_path, mosquitto_mode):
+    if mosquitto_mode:
+        pytest.skip("Starling-specific: the admin API")
+    b = start_broker()
+    host, port = b.admin_url[len("http://"):].rsplit(":", 1)
+    b.admin_host, b.admin_port = host, int(port)
+    r = ctl("-c", node_conf(tmp_path, b), "sessions")
+    assert r.returncode == 0, r.stderr
+    off = tmp_path / "off.conf"
+    off.write_text("admin_listen off\n")
+    r = ctl("-c", str(off), "sessions")
+    assert r.returncode == 2 and "admin_listen is off" in r.stderr
+    bad = tmp_path / "bad.conf"
+    bad.write_text("admin_lissen 127.0.0.1:1\n")
+    r = ctl("-c", str(bad), "sessions")
+    assert r.returncode == 2 and "bad.conf:1" in r.stderr
