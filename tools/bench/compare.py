@@ -599,6 +599,14 @@ def by_id(rows):
     return out
 
 
+def labelled(entry, brokers):
+    """(label, broker, row) for each broker that has a row in entry (one
+    scenario's rows by broker); the label (the scenario) on the first only."""
+    label = next(iter(entry.values()))["scenario"]
+    for k, b in enumerate(b for b in brokers if b in entry):
+        yield (label if k == 0 else ""), b, entry[b]
+
+
 def write_markdown(path, rows, brokers, meta):
     ids = list(dict.fromkeys(r["id"] for r in rows))
     table = by_id(rows)
@@ -616,14 +624,7 @@ def write_markdown(path, rows, brokers, meta):
         f.write("|---|---|" + "---:|" * len(COLUMNS) + "---:|\n")
         for sid in ids:
             entry = table[sid]
-            label = next(iter(entry.values()))["scenario"]
-            first = True
-            for b in brokers:
-                r = entry.get(b)
-                if r is None:
-                    continue
-                name = label if first else ""
-                first = False
+            for name, b, r in labelled(entry, brokers):
                 if "error" in r:
                     f.write(f"| {name} | {b} | failed: {r['error'][:80]} |"
                             + " |" * len(COLUMNS) + "\n")
@@ -768,6 +769,28 @@ def broker_arguments(ap, out):
     ap.add_argument("--mosquitto-only", action="store_true")
 
 
+def choose_brokers(args, make_mosquitto, make_starling, usable, script):
+    """[(name, factory)]: Mosquitto, and Starling when it may run (not
+    --mosquitto-only, the binary there, usable(a started probe) true), with
+    the reason Mosquitto runs alone (None when it does not)."""
+    brokers = [("mosquitto", make_mosquitto)]
+    alone = None
+    if args.mosquitto_only:
+        alone = "Mosquitto alone (--mosquitto-only)"
+    elif not os.access(args.starlingd, os.X_OK):
+        alone = f"Mosquitto alone: no Starling broker at {args.starlingd}"
+    else:
+        probe = make_starling()
+        if probe.start() and usable(probe):
+            brokers.append(("starling", make_starling))
+        else:
+            alone = f"Mosquitto alone: {args.starlingd} did not start as asked (log in {probe.workdir})"
+        probe.stop()
+    if alone:
+        log(f"{script}: {alone}")
+    return brokers, alone
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     broker_arguments(ap, "bench-results")
@@ -793,21 +816,8 @@ def main():
     os.makedirs(rawdir, exist_ok=True)
     workdir = tempfile.mkdtemp(prefix="starling-compare-")
 
-    brokers = [("mosquitto", lambda: Mosquitto(workdir, args.mosquitto))]
-    alone = None
-    if args.mosquitto_only:
-        alone = "Mosquitto alone (--mosquitto-only)"
-    elif not os.access(args.starlingd, os.X_OK):
-        alone = f"Mosquitto alone: no Starling broker at {args.starlingd}"
-    else:
-        probe = Starling(workdir, args.starlingd)
-        if probe.start():
-            brokers.append(("starling", lambda: Starling(workdir, args.starlingd)))
-        else:
-            alone = f"Mosquitto alone: {args.starlingd} did not start (log in {workdir})"
-        probe.stop()
-    if alone:
-        log(f"compare.py: {alone}")
+    brokers, alone = choose_brokers(args, lambda: Mosquitto(workdir, args.mosquitto),
+                                    lambda: Starling(workdir, args.starlingd), lambda probe: True, "compare.py")
 
     versions = {}
     for name, make in brokers:

@@ -220,13 +220,7 @@ def write_markdown(path, rows, names, meta):
         f.write("\n| scenario | broker | unit | " + " | ".join(c[1] for c in COLUMNS) + " |\n")
         f.write("|---|---|---|" + "---:|" * len(COLUMNS) + "\n")
         for sid, entry in table.items():
-            label = next(iter(entry.values()))["scenario"]
-            first = True
-            for b in names:
-                r = entry.get(b)
-                if r is None:
-                    continue
-                name, first = (label if first else ""), False
+            for name, b, r in compare.labelled(entry, names):
                 if "error" in r:
                     f.write(f"| {name} | {b} | failed: {r['error'][:80]} |" + " |" * len(COLUMNS) + "\n")
                     continue
@@ -292,22 +286,12 @@ def main():
     certs = args.certs or make_certs(os.path.join(workdir, "certs"), args.rsa)
     version = "tlsv1.2" if args.tls12 else "tlsv1.3"
 
-    brokers = [("mosquitto", lambda: TLSMosquitto(workdir, args.mosquitto, certs, version))]
-    alone = None
-    if args.mosquitto_only:
-        alone = "Mosquitto alone (--mosquitto-only)"
-    elif not os.access(args.starlingd, os.X_OK):
-        alone = f"Mosquitto alone: no Starling broker at {args.starlingd}"
-    else:
-        probe = TLSStarling(workdir, args.starlingd, certs, version)
-        if probe.start() and probe_tls(probe, bench, certs):
-            brokers.append(("starling", lambda: TLSStarling(workdir, args.starlingd, certs, version)))
-        else:
-            alone = (f"Mosquitto alone: {args.starlingd} did not start a TLS listener "
-                     f"(log in {workdir}/starling.log)")
-        probe.stop()
-    if alone:
-        log(f"tls_bench.py: {alone}")
+    # a starlingd without TLS listeners refuses the listener's certfile line
+    # (or answers in plain TCP): the probe's TLS connection tells
+    brokers, alone = compare.choose_brokers(
+        args, lambda: TLSMosquitto(workdir, args.mosquitto, certs, version),
+        lambda: TLSStarling(workdir, args.starlingd, certs, version), lambda probe: probe_tls(probe, bench, certs),
+        "tls_bench.py")
 
     versions = {name: make().version() for name, make in brokers}
     key = "RSA 2048" if args.rsa else "ECDSA P-256"
