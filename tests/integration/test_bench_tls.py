@@ -19,8 +19,9 @@ H = ["-h", "127.0.0.1"]
 
 
 def tls_mosquitto(tmp_path, certs, *extra):
-    lines = ["allow_anonymous true", f"cafile {certs / 'ca.crt'}", f"certfile {certs / 'server.crt'}",
-             f"keyfile {certs / 'server.key'}", *extra]
+    # queues deep enough that a loaded machine's slow subscriber loses nothing
+    lines = ["allow_anonymous true", "max_queued_messages 100000", f"cafile {certs / 'ca.crt'}",
+             f"certfile {certs / 'server.crt'}", f"keyfile {certs / 'server.key'}", *extra]
     if os.geteuid() == 0:
         lines.append("user root")  # else Mosquitto drops to 'mosquitto', who cannot read the 0600 key
     return Mosquitto(tmp_path, lines)
@@ -138,8 +139,8 @@ def test_pub_sub_over_starlingd_tls(tmp_path, certs):
     """The same against starlingd's own TLS listener (skipped by a starlingd
     without TLS listeners, which says so at start)."""
     port = free_port()
-    s = Starlingd(tmp_path, [f"listener {port} 127.0.0.1 tls", f"certfile {certs / 'server.crt'}",
-                             f"keyfile {certs / 'server.key'}"])
+    s = Starlingd(tmp_path, ["max_queued 100000", f"listener {port} 127.0.0.1 tls",
+                             f"certfile {certs / 'server.crt'}", f"keyfile {certs / 'server.key'}"])
     if not s.wait(port):
         pytest.skip(f"starlingd has no TLS listener: {s.unsupported}")
     try:

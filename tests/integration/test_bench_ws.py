@@ -172,7 +172,7 @@ class WSProxy:
 
 @pytest.fixture
 def mosq(tmp_path):
-    m = Mosquitto(tmp_path, ["allow_anonymous true"])
+    m = Mosquitto(tmp_path, ["allow_anonymous true", "max_queued_messages 100000"])
     yield m
     m.stop()
 
@@ -237,7 +237,7 @@ def test_ws_and_wss_against_starlingd(tmp_path, certs):
     """starlingd's own ws and wss listeners (skipped by a starlingd without
     them, which says so at start)."""
     ws, wss = free_port(), free_port()
-    s = Starlingd(tmp_path, [f"listener {ws} 127.0.0.1 ws", f"listener {wss} 127.0.0.1 wss",
+    s = Starlingd(tmp_path, ["max_queued 100000", f"listener {ws} 127.0.0.1 ws", f"listener {wss} 127.0.0.1 wss",
                              f"certfile {certs / 'server.crt'}", f"keyfile {certs / 'server.key'}"])
     if not s.wait(ws) or not s.wait(wss):
         pytest.skip(f"starlingd has no WebSocket listeners: {s.unsupported}")
