@@ -100,6 +100,41 @@ def test_python_ssl_verifies_and_keeps_alive(https_node, certs):
         conn.close()
 
 
+def tls_exchange(b, certs, data, timeout=10):
+    """Raw bytes to the HTTPS admin port in one TLS write; everything that
+    comes back until the node closes."""
+    ctx = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+    with socket.create_connection((b.admin_host, b.admin_port), timeout=timeout) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            s.sendall(data)
+            out = b""
+            try:
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        return out
+                    out += chunk
+            except (ssl.SSLError, ConnectionResetError):
+                return out
+
+
+def test_pipelined_requests_and_limits_over_tls(https_node, certs):
+    b = https_node()
+    # two requests in one TLS record, the second closing: both answered in order
+    out = tls_exchange(b, certs, b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\n\r\n"
+                                 b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 200 "), out[:200]
+    assert out.count(b"HTTP/1.1 ") == 2 and b"HTTP/1.1 404 " in out, out[:400]
+    # a request above 64 KiB: 413, decrypted and refused like a plain one
+    body = b"x" * (70 * 1024)
+    out = tls_exchange(b, certs, b"POST /api/v1/cluster/leave HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                       % len(body) + body)
+    assert out.startswith(b"HTTP/1.1 413 "), out[:200]
+    # garbage after the handshake: 400
+    out = tls_exchange(b, certs, b"\x00\x01 not http\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 400 "), out[:200]
+
+
 def test_plain_http_to_https_port_is_refused(https_node, certs):
     b = https_node()
     with socket.create_connection((b.admin_host, b.admin_port), timeout=5) as s:
