@@ -254,7 +254,10 @@ int broker_start(uv_loop_t *loop, const struct config *cfg, struct broker **out,
     for (int i = 0; i < CONFIG_MAX_LISTENERS; i++)
         b->listeners[i].acc.fd = -1;
     b->admin.acc.fd = -1;
-    int rc = start_cluster(b, err, errlen);
+    int rc = broker__admin_check(cfg, err, errlen);
+    if (rc)
+        return rc;
+    rc = start_cluster(b, err, errlen);
     if (rc)
         return rc;
     if (b->stopping) {
@@ -298,7 +301,7 @@ void broker_stop(struct broker *b)
         return;
     b->stopping = true;
     for (int i = 0; i < b->listener_count; i++)
-        broker__acceptor_close(&b->listeners[i].acc);
+        acceptor_close(&b->listeners[i].acc);
     broker__admin_stop(b);
     while (!list_empty(&b->conns))
         broker__conn_close(list_entry(list_first(&b->conns), struct conn, link), PROTO_RC_SERVER_SHUTTING_DOWN);

@@ -624,8 +624,12 @@ static int set_key(struct config *c, const struct config_key *k, const char *lab
     switch (k->kind) {
     case KIND_UINT:
     case KIND_SIZE:
-    case KIND_PORT:
-        return set_number(c, k, label, value, err, errlen);
+    case KIND_PORT: {
+        int rc = set_number(c, k, label, value, err, errlen);
+        if (rc == 0 && strcmp(k->name, "max_connections") == 0)
+            c->max_connections_explicit = true; /* broker__fds_init lowers only the default */
+        return rc;
+    }
     case KIND_BOOL:
     case KIND_LOG_LEVEL:
     case KIND_QUEUE_POLICY:
@@ -673,6 +677,7 @@ void config_defaults(struct config *c)
     c->log_level = LOG_INFO;
 
     c->max_connections = 100000;
+    c->max_connections_explicit = false;
     c->fd_reserve = 64;
     c->connect_timeout = 10;
     c->packet_timeout = 30;

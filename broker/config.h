@@ -52,6 +52,7 @@ struct config {
 
     /* limits (0 = unlimited where noted) */
     uint32_t max_connections;    /* 0 = unlimited; default 100000 */
+    bool max_connections_explicit; /* set by the user: kept even when the descriptors do not allow it */
     uint32_t fd_reserve;         /* descriptors kept for the store, the Raft log and the cluster; default 64 */
     uint32_t connect_timeout;    /* seconds a new connection has to complete its CONNECT; default 10 */
     uint32_t packet_timeout;     /* seconds a packet may take to arrive once it began; default 30 */

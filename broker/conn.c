@@ -609,7 +609,7 @@ static void read_start(struct conn *c)
 
 void broker__conn_accept(struct acceptor *a, int fd)
 {
-    struct broker *b = a->b;
+    struct broker *b = a->data;
     struct conn *c = calloc(1, sizeof(*c));
     if (!c) {
         close(fd);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <uv.h>
 
+#include "acceptor.h"
 #include "buf.h"
 #include "cluster.h"
 #include "config.h"
@@ -278,17 +279,8 @@ struct conn {
 
 /* --- the broker ------------------------------------------------------------ */
 
-/* listen.c: a listening socket that pauses when descriptors run short. */
-struct acceptor {
-    uv_poll_t poll;           /* on fd, while accepting */
-    uv_timer_t retry;         /* accepting resumes when it fires */
-    int fd;                   /* -1 when closed */
-    struct broker *b;
-    char name[96];            /* for logs */
-    void (*take)(struct acceptor *a, int fd); /* a new connection: fd transferred */
-    uint32_t keep_free;       /* pause when fewer descriptors would be left */
-    bool paused;
-};
+/* listen.c: struct acceptor (common/acceptor.h) with a->data the broker and
+ * a->keep_free the descriptors it leaves free. */
 
 struct listener {
     struct acceptor acc;      /* acc.name "port N" */
@@ -327,6 +319,8 @@ struct admin {
     struct acceptor acc;      /* the admin_listen socket; acc.fd is -1 when off */
     struct list conns;        /* struct admin_conn */
     uint32_t conn_count;
+    uint64_t unauthorized;    /* requests refused with 401 */
+    uint64_t unauth_logged_ms, unauth_unlogged; /* the last 401 logged, and those not logged since */
     struct tls_ctx *tls;      /* admin_certfile set: HTTPS only (common/tls.h); else NULL */
 };
 
@@ -415,7 +409,6 @@ uint64_t broker__wall_ms(void);                  /* wall-clock ms */
 
 /* listen.c */
 int broker__acceptor_open(struct broker *b, struct acceptor *a, const struct sockaddr *addr, int backlog);
-void broker__acceptor_close(struct acceptor *a);
 void broker__fds_init(struct broker *b);   /* at start, after the store and cluster opened */
 void broker__fds_tick(struct broker *b);
 void broker__fds_report(struct broker *b); /* the rate-limited warning, when there is news */
@@ -581,6 +574,9 @@ void broker__retain_free_all(struct broker *b);
 
 /* admin/server.c: the admin API's listener (the rest in admin/admin.h). */
 int broker__admin_start(struct broker *b, char *err, size_t errlen);
+/* -EPERM with err set when admin_listen reaches beyond loopback without an
+ * admin_token: checked before anything starts. */
+int broker__admin_check(const struct config *cfg, char *err, size_t errlen);
 void broker__admin_stop(struct broker *b);
 
 /* sys.c */

@@ -1,16 +1,13 @@
 /* listen: listening sockets that stop accepting when the node runs short of
  * descriptors, and the descriptor budget they and CONNECT consult.
  *
- * libuv's uv_listen cannot pause: after EMFILE its accept loop calls back with
- * UV_EMFILE and tries again at once (its one spare descriptor helps once), so
- * a node out of descriptors spun and logged millions of lines. Listeners here
- * are a plain non-blocking socket watched with uv_poll. When readable, up to
- * ACCEPT_BATCH connections are accepted and handed to the acceptor's take
- * callback (which owns the descriptor from then on). On EMFILE/ENFILE, or when
- * fewer than keep_free descriptors would remain (half of fd_reserve for MQTT,
- * a quarter for the admin API, so that /metrics still answers), polling stops and
- * resumes after ACCEPT_RETRY_MS: the connections not yet accepted wait in the
- * kernel's backlog (their clients see a slow CONNACK, not a reset).
+ * libuv's uv_listen cannot pause, so a node out of descriptors spun and logged
+ * millions of lines. Listeners are acceptors (common/acceptor.h): on
+ * EMFILE/ENFILE, or when fewer than keep_free descriptors would remain (half
+ * of fd_reserve for MQTT, a quarter for the admin API, so that /metrics still
+ * answers), they stop accepting for ACCEPTOR_RETRY_MS: the connections not
+ * yet accepted wait in the kernel's backlog (their clients see a slow
+ * CONNACK, not a reset).
  *
  * The budget: limit is RLIMIT_NOFILE; base counts the descriptors the node
  * holds besides client and admin sockets (store, Raft log, cluster links,
@@ -32,8 +29,6 @@
 
 #include "internal.h"
 
-#define ACCEPT_BATCH 128       /* connections per readable event: others get a turn */
-#define ACCEPT_RETRY_MS 250
 #define FDS_REPORT_MS 5000
 #define FDS_RECOUNT_MS 5000
 
@@ -102,9 +97,10 @@ void broker__fds_tick(struct broker *b)
 }
 
 /* At start: the limit, what the node holds already, and whether
- * max_connections fits (a warning, not a refusal: the default
- * max_connections is above many hosts' limit, and the reserve keeps such a
- * node working; see docs/configuration.md). */
+ * max_connections fits. The default (100000) is above many hosts' limit: it
+ * is lowered to what fits, with an info line, rather than warned about at
+ * every start. A max_connections the user set is kept, with a warning (not a
+ * refusal: the reserve keeps such a node working); see docs/configuration.md. */
 void broker__fds_init(struct broker *b)
 {
     struct rlimit rl;
@@ -119,10 +115,17 @@ void broker__fds_init(struct broker *b)
     if (!b->cfg.max_connections) {
         LOG(b, LOG_INFO, NULL, "descriptor limit %u: about %u clients can connect (max_connections 0 = unlimited)",
             b->fds.limit, room);
+    } else if (need > b->fds.limit && !b->cfg.max_connections_explicit) {
+        uint32_t was = b->cfg.max_connections;
+        b->cfg.max_connections = room < was ? (room ? room : 1) : was; /* 0 would mean unlimited */
+        LOG(b, LOG_INFO, NULL,
+            "descriptor limit %u: max_connections is %u (the default %u does not fit beside fd_reserve %u and %u "
+            "descriptors in use; raise the hard limit (ulimit -Hn, LimitNOFILE=) for more)",
+            b->fds.limit, b->cfg.max_connections, was, b->cfg.fd_reserve, b->fds.base);
     } else if (need > b->fds.limit) {
         LOG(b, LOG_WARN, NULL,
             "descriptor limit %u is below max_connections (%u) + fd_reserve (%u) + %u in use + %u admin: about "
-            "%u clients can connect, the rest get CONNACK 0x89/0x03; raise the hard limit (ulimit -Hn, "
+            "%u clients can connect, the rest get CONNACK 0x89/0x03; raise the limit (ulimit -n and -Hn, "
             "LimitNOFILE=) or lower max_connections",
             b->fds.limit, b->cfg.max_connections, b->cfg.fd_reserve, b->fds.base, BROKER_ADMIN_MAX_CONNS, room);
     } else {
@@ -132,100 +135,33 @@ void broker__fds_init(struct broker *b)
 
 /* --- listening sockets ------------------------------------------------------ */
 
-static void on_readable(uv_poll_t *p, int status, int events);
-static void on_retry(uv_timer_t *t);
-
-static void pause_accepting(struct acceptor *a, const char *why)
+static const char *acceptor_check(struct acceptor *a)
 {
-    struct broker *b = a->b;
-    if (a->paused)
-        return;
-    a->paused = true;
+    struct broker *b = a->data;
+    if (b->fds.limit && broker__fds_free(b) < a->keep_free)
+        return "the descriptor reserve is reached";
+    return NULL;
+}
+
+/* Counted in the rate-limited report, not a line per pause. */
+static void acceptor_paused(struct acceptor *a, int err, const char *why)
+{
+    struct broker *b = a->data;
+    /* EMFILE: we are at the limit, so what we do not count is the rest */
+    if (err == EMFILE && b->fds.limit > b->fds.sockets)
+        b->fds.base = b->fds.limit - b->fds.sockets;
+    if (err && err != EMFILE && err != ENFILE)
+        LOG(b, LOG_WARN, NULL, "%s: accept: %s", a->name, why); /* ENOBUFS, ENOMEM */
     b->fds.paused++;
-    LOG(b, LOG_DEBUG, NULL, "%s: not accepting for %d ms: %s", a->name, ACCEPT_RETRY_MS, why);
-    uv_poll_stop(&a->poll);
-    uv_timer_start(&a->retry, on_retry, ACCEPT_RETRY_MS, 0);
-}
-
-static void on_retry(uv_timer_t *t)
-{
-    struct acceptor *a = t->data;
-    a->paused = false;
-    if (uv_poll_start(&a->poll, UV_READABLE, on_readable) != 0)
-        uv_timer_start(&a->retry, on_retry, ACCEPT_RETRY_MS, 0);
-}
-
-static void on_readable(uv_poll_t *p, int status, int events)
-{
-    struct acceptor *a = p->data;
-    struct broker *b = a->b;
-    (void)events;
-    if (status < 0) {
-        pause_accepting(a, uv_strerror(status)); /* counted in the report, not a line per event */
-        broker__fds_report(b);
-        return;
-    }
-    for (int i = 0; i < ACCEPT_BATCH && !a->paused && a->fd >= 0; i++) {
-        if (b->fds.limit && broker__fds_free(b) < a->keep_free) {
-            pause_accepting(a, "the descriptor reserve is reached");
-            break;
-        }
-        int fd = accept4(a->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            int e = errno;
-            if (e == EAGAIN || e == EWOULDBLOCK)
-                return;
-            if (e == EINTR || e == ECONNABORTED || e == EPROTO)
-                continue;
-            if (e == EMFILE || e == ENFILE) {
-                /* we are at the limit: what we do not count is the rest */
-                if (e == EMFILE && b->fds.limit > b->fds.sockets)
-                    b->fds.base = b->fds.limit - b->fds.sockets;
-                pause_accepting(a, strerror(e));
-            } else {
-                LOG(b, LOG_WARN, NULL, "%s: accept: %s", a->name, strerror(e));
-                pause_accepting(a, strerror(e)); /* ENOBUFS, ENOMEM: let it pass */
-            }
-            break;
-        }
-        a->take(a, fd);
-    }
+    LOG(b, LOG_DEBUG, NULL, "%s: not accepting for %d ms: %s", a->name, ACCEPTOR_RETRY_MS, why);
     broker__fds_report(b);
 }
 
 int broker__acceptor_open(struct broker *b, struct acceptor *a, const struct sockaddr *addr, int backlog)
 {
-    a->b = b;
-    a->fd = -1;
-    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int on = 1;
-    socklen_t len = addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 || bind(fd, addr, len) != 0 ||
-        listen(fd, backlog) != 0) {
-        int rc = -errno;
-        close(fd);
-        return rc;
-    }
-    int rc = uv_poll_init_socket(b->loop, &a->poll, fd);
-    if (rc) {
-        close(fd);
-        return rc;
-    }
-    a->fd = fd;
-    a->poll.data = a;
-    uv_timer_init(b->loop, &a->retry);
-    a->retry.data = a;
-    return uv_poll_start(&a->poll, UV_READABLE, on_readable);
-}
-
-void broker__acceptor_close(struct acceptor *a)
-{
-    if (a->fd < 0)
-        return;
-    uv_close((uv_handle_t *)&a->poll, NULL);
-    uv_close((uv_handle_t *)&a->retry, NULL);
-    close(a->fd);
-    a->fd = -1;
+    a->data = b;
+    a->check = acceptor_check;
+    a->on_pause = acceptor_paused;
+    a->closed = NULL;
+    return acceptor_open(a, b->loop, addr, backlog);
 }

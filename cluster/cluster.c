@@ -488,7 +488,21 @@ int cluster_run(struct cluster *c, char *err, size_t errlen)
         return -EIO;
     }
     uint64_t applied = store_applied_index(c->store);
-    if (applied > raft_last_index(&c->raft)) {
+    unsigned voters = 0;
+    for (unsigned i = 0; i < c->raft.configuration.n; i++)
+        voters += c->raft.configuration.servers[i].role == RAFT_VOTER;
+    if (applied > raft_last_index(&c->raft) && voters > 1) {
+        /* A leader counts itself towards a commit only once its own write is
+         * on disk, but it commits (and we apply) as soon as a majority of the
+         * others has the entry: killed then, its log may end before what it
+         * applied. Those entries are on a majority; they come back from the
+         * leader and the state machine skips them (fsm.c). */
+        CLOG(c, CLUSTER_LOG_WARN,
+             "cluster: the store is at entry %" PRIu64 " but the raft log ends at %llu: the last entries did not "
+             "reach this node's disk before it stopped; they were committed by the other voters and will be "
+             "replicated back",
+             applied, (unsigned long long)raft_last_index(&c->raft));
+    } else if (applied > raft_last_index(&c->raft)) {
         snprintf(err, errlen,
                  "data dir %s: the store is at entry %" PRIu64 " but the raft log ends at %llu (entries lost?): "
                  "refusing to start",

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "acceptor.h"
 #include "buf.h"
 #include "bytes.h"
 #include "cluster.h"
@@ -225,8 +226,11 @@ struct cluster {
     int refusing_rc;
 
     /* peer links */
-    uv_tcp_t listener;
+    struct acceptor listener;   /* the cluster port (peer.c) */
     bool listening;
+    uint32_t hs_incoming;       /* incoming handshakes in progress */
+    uint64_t accept_pauses;     /* accepting paused, since the last warning */
+    uint64_t accept_logged_ms;  /* loop time of that warning */
     struct list handshakes;     /* in progress (struct peer_hs) */
     struct fwd_conn *fwd_out;   /* our link to the leader */
     uint32_t fwd_out_node;

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -30,6 +31,13 @@
 #define HELLO_D_FIXED 64
 #define OK_LEN 32
 #define MAX_ADDR 255
+/* Unauthenticated incoming connections at once: each holds a descriptor for
+ * up to PEER_HS_TIMEOUT_MS, so without a bound anyone reaching the cluster
+ * port could take every descriptor the Raft log and the store need. Members
+ * open three links each (raft, forward, data), so this leaves room for a
+ * cluster of ten nodes redialling at once. */
+#define PEER_HS_MAX_INCOMING 32
+#define PEER_PAUSE_REPORT_MS 5000
 
 enum hs_step { HS_RESOLVE, HS_CONNECT, HS_HELLO_A, HS_HELLO_D, HS_ADDR, HS_OK, HS_DONE };
 
@@ -42,6 +50,7 @@ struct peer_hs {
     uv_connect_t connect;
     int refs;                 /* timer, tcp, pending getaddrinfo/connect */
     bool dialer;
+    bool incoming;            /* counted in c->hs_incoming */
     bool finished;
     int step;
     uint8_t channel;
@@ -83,6 +92,8 @@ static void hs_finish(struct peer_hs *hs, int status)
         return;
     hs->finished = true;
     list_remove(&hs->link);
+    if (hs->incoming)
+        hs->c->hs_incoming--;
     uv_close((uv_handle_t *)&hs->timer, on_timer_closed);
     uv_stream_t *stream = NULL;
     if (hs->tcp) {
@@ -329,23 +340,61 @@ static int start_reading(struct peer_hs *hs)
 
 /* --- accepting ------------------------------------------------------------------ */
 
-static void on_peer_connection(uv_stream_t *server, int status)
+/* Accepting pauses (common/acceptor.h) rather than spinning or resetting the
+ * connections in the backlog when descriptors run out: peers that dial
+ * meanwhile get their handshake late, not refused, and links already up keep
+ * working. One warning per PEER_PAUSE_REPORT_MS says so. */
+static void on_accept_paused(struct acceptor *a, int err, const char *why)
 {
-    struct cluster *c = server->data;
-    if (status < 0 || c->closing)
+    struct cluster *c = a->data;
+    uint64_t now = uv_now(c->loop);
+    if (err == 0 && c->hs_incoming >= PEER_HS_MAX_INCOMING) {
+        CLOG(c, CLUSTER_LOG_DEBUG, "cluster: %u incoming handshakes in progress, pausing accepts", c->hs_incoming);
+        return; /* (a flood of idle connections; each times out) */
+    }
+    c->accept_pauses++;
+    if (c->accept_logged_ms && now - c->accept_logged_ms < PEER_PAUSE_REPORT_MS)
         return;
-    struct peer_hs *hs = hs_new(c, false);
-    if (!hs)
+    if (err == EMFILE || err == ENFILE)
+        CLOG(c, CLUSTER_LOG_WARN,
+             "cluster: too many open files, pausing accepts on the cluster port (%llu pause(s) of %d ms%s); raise "
+             "the limit (ulimit -n, LimitNOFILE=) or lower max_connections",
+             (unsigned long long)c->accept_pauses, ACCEPTOR_RETRY_MS, c->accept_logged_ms ? " since the last report" : "");
+    else
+        CLOG(c, CLUSTER_LOG_WARN, "cluster: accept on the cluster port: %s, pausing accepts (%llu pause(s) of %d ms%s)",
+             why, (unsigned long long)c->accept_pauses, ACCEPTOR_RETRY_MS,
+             c->accept_logged_ms ? " since the last report" : "");
+    c->accept_pauses = 0;
+    c->accept_logged_ms = now;
+}
+
+static const char *accept_check(struct acceptor *a)
+{
+    struct cluster *c = a->data;
+    return c->hs_incoming >= PEER_HS_MAX_INCOMING ? "too many handshakes in progress" : NULL;
+}
+
+static void on_peer_connection(struct acceptor *a, int fd)
+{
+    struct cluster *c = a->data;
+    struct peer_hs *hs = c->closing ? NULL : hs_new(c, false);
+    if (!hs) {
+        close(fd);
         return;
+    }
+    hs->incoming = true;
+    c->hs_incoming++;
     hs->tcp = raft_malloc(sizeof(*hs->tcp));
     if (!hs->tcp) {
+        close(fd);
         hs_finish(hs, UV_ENOMEM);
         return;
     }
     uv_tcp_init(c->loop, hs->tcp);
     hs->tcp->data = hs;
     hs->refs++;
-    if (uv_accept(server, (uv_stream_t *)hs->tcp) != 0) {
+    if (uv_tcp_open(hs->tcp, fd) != 0) {
+        close(fd);
         hs_finish(hs, UV_ECONNABORTED);
         return;
     }
@@ -382,6 +431,8 @@ static int split_hostport(const char *address, char *host, size_t hostlen, char 
     return 0;
 }
 
+static void on_listener_closed(struct acceptor *a) { cluster__handle_closed(a->data); }
+
 int cluster__peer_listen(struct cluster *c, char *err, size_t errlen)
 {
     char host[128], port[8];
@@ -396,13 +447,17 @@ int cluster__peer_listen(struct cluster *c, char *err, size_t errlen)
         snprintf(err, errlen, "cluster_bind %s: not an IP address and port", c->cfg.bind);
         return rc;
     }
-    uv_tcp_init(c->loop, &c->listener);
+    snprintf(c->listener.name, sizeof(c->listener.name), "cluster port %s", c->cfg.bind);
     c->listener.data = c;
-    c->listening = true;
-    c->open_handles++;
-    rc = uv_tcp_bind(&c->listener, (const struct sockaddr *)&ss, 0);
-    if (!rc)
-        rc = uv_listen((uv_stream_t *)&c->listener, 128, on_peer_connection);
+    c->listener.check = accept_check;
+    c->listener.take = on_peer_connection;
+    c->listener.on_pause = on_accept_paused;
+    c->listener.closed = on_listener_closed;
+    rc = acceptor_open(&c->listener, c->loop, (const struct sockaddr *)&ss, 128);
+    if (c->listener.fd >= 0) {
+        c->listening = true;
+        c->open_handles++; /* until on_listener_closed */
+    }
     if (rc) {
         snprintf(err, errlen, "cluster port %s: %s", c->cfg.bind,
                  rc == UV_EADDRINUSE ? "address already in use" : uv_strerror(rc));
@@ -524,7 +579,7 @@ void cluster__peer_close_all(struct cluster *c)
         cluster__peer_cancel(list_entry(list_first(&c->handshakes), struct peer_hs, link));
     if (c->listening) {
         c->listening = false;
-        uv_close((uv_handle_t *)&c->listener, cluster__on_handle_closed);
+        acceptor_close(&c->listener);
     }
 }
 

@@ -99,6 +99,11 @@ int broker__admin_body_peer(const char *body, size_t len, char *peer, size_t pee
  * (scheme case-insensitive). The token is compared in constant time. */
 bool broker__admin_bearer_ok(const char *header, size_t len, const char *token);
 
+/* Whether admin_listen (IP:PORT, [IPv6]:PORT or "off") keeps the API to this
+ * machine: off, 127.0.0.0/8, ::1 or ::ffff:127.0.0.0/104. A wildcard (0.0.0.0,
+ * ::), any other address and a value that does not parse are not loopback. */
+bool broker__admin_listen_loopback(const char *listen);
+
 /* --- writing a response (response.c) ---------------------------------------- */
 
 /* Appends the status line and headers of a response with a body of body_len

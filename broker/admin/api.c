@@ -156,6 +156,8 @@ static void get_metrics(struct broker *b, struct admin_conn *c, const struct adm
         {"starling_cluster_leader", "gauge", "Node id of the leader (0: none known).", st.leader_id},
         {"starling_cluster_members", "gauge", "Members of the cluster configuration.",
          members_n < 0 ? 0 : (uint64_t)members_n},
+        {"starling_admin_unauthorized_total", "counter",
+         "Admin API requests refused with 401 (no or a wrong admin_token).", b->admin.unauthorized},
     };
     struct buf out = {0};
     char labels[128];
@@ -415,10 +417,42 @@ static void get_retained(struct broker *b, struct admin_conn *c, const struct ad
 
 enum admin_op_kind { OP_JOIN, OP_LEAVE, OP_REMOVE, OP_TRANSFER };
 
+static const char *const op_names[] = {"join", "leave", "remove", "transfer"};
+
+/* A membership operation changes the cluster (a remove stops a node): each
+ * one is logged at info with the caller's address, when asked and with its
+ * outcome, whether it was carried out, refused or malformed. */
 struct admin_op {
+    struct broker *b;
     struct admin_conn *c; /* held until the operation calls back */
     enum admin_op_kind kind;
+    char peer[64];        /* the caller, copied: the request is gone by the callback */
+    char what[160];       /* " node N", " HOST:PORT" or "" */
 };
+
+static void op_log(struct broker *b, const char *peer, enum admin_op_kind kind, const char *what, int http,
+                   const char *outcome)
+{
+    LOG(b, LOG_INFO, NULL, "admin %s: cluster %s%s: %d %s", peer, op_names[kind], what, http, outcome);
+}
+
+/* Refuses a membership request before it starts, with its log line. */
+static void op_refuse(struct broker *b, struct admin_conn *c, const struct admin_request *r,
+                      enum admin_op_kind kind, int http, const char *why)
+{
+    op_log(b, r->peer, kind, "", http, why);
+    broker__admin_error(c, http, why, NULL);
+}
+
+/* The outcome for the log: "ok", "noop", or the cluster's message. */
+static const char *op_outcome(int status, const char *msg)
+{
+    if (status == 0)
+        return "ok";
+    if (status == CLUSTER_EALREADY)
+        return "noop";
+    return msg && msg[0] ? msg : "failed";
+}
 
 static void on_op_done(void *arg, int status, const char *msg)
 {
@@ -426,6 +460,7 @@ static void on_op_done(void *arg, int status, const char *msg)
     struct admin_conn *c = op->c;
     char *body;
     int http = broker__admin_op_reply(status, op->kind == OP_JOIN, msg, &body);
+    op_log(op->b, op->peer, op->kind, op->what, http, op_outcome(status, msg));
     if (op->kind == OP_JOIN && status == 0)
         broker__admin_restart_after(c);
     reply_text(c, http, body);
@@ -436,24 +471,26 @@ static void on_op_done(void *arg, int status, const char *msg)
 static void start_op(struct broker *b, struct admin_conn *c, const struct admin_request *r,
                      enum admin_op_kind kind, uint32_t node, const char *peer)
 {
-    static const char *const names[] = {"join", "leave", "remove", "transfer"};
     if (!b->cluster || b->stopping) {
-        broker__admin_error(c, 503, "the node is stopping", NULL);
+        op_refuse(b, c, r, kind, 503, "the node is stopping");
         return;
     }
     struct admin_op *op = malloc(sizeof(*op));
     if (!op) {
+        op_log(b, r->peer, kind, "", 500, "out of memory");
         broker__admin_respond(c, 500, json_type, NULL, 0, NULL);
         return;
     }
+    op->b = b;
     op->c = c;
     op->kind = kind;
-    char what[160] = "";
+    snprintf(op->peer, sizeof(op->peer), "%s", r->peer);
+    op->what[0] = '\0';
     if (kind == OP_JOIN)
-        snprintf(what, sizeof(what), " %s", peer);
+        snprintf(op->what, sizeof(op->what), " %s", peer);
     else if (node)
-        snprintf(what, sizeof(what), " node %u", node);
-    LOG(b, LOG_INFO, NULL, "admin %s: cluster %s%s", r->peer, names[kind], what);
+        snprintf(op->what, sizeof(op->what), " node %u", node);
+    LOG(b, LOG_INFO, NULL, "admin %s: cluster %s%s: requested", op->peer, op_names[kind], op->what);
     int rc;
     switch (kind) {
     case OP_JOIN:
@@ -471,11 +508,11 @@ static void start_op(struct broker *b, struct admin_conn *c, const struct admin_
     }
     if (rc) {
         /* did not start: the callback will not run */
-        free(op);
+        const char *why = rc == -ENOMEM ? "out of memory" : "the cluster cannot take operations now";
         char *body;
-        int http = broker__admin_op_reply(rc, false,
-                                         rc == -ENOMEM ? "out of memory" : "the cluster cannot take operations now",
-                                         &body);
+        int http = broker__admin_op_reply(rc, false, why, &body);
+        op_log(b, op->peer, kind, op->what, http, why);
+        free(op);
         reply_text(c, http, body);
         return;
     }
@@ -488,7 +525,7 @@ static void post_join(struct broker *b, struct admin_conn *c, const struct admin
     char peer[128];
     const char *why;
     if (broker__admin_body_peer(r->body, r->body_len, peer, sizeof(peer), &why) != 0) {
-        broker__admin_error(c, 400, why, NULL);
+        op_refuse(b, c, r, OP_JOIN, 400, why);
         return;
     }
     start_op(b, c, r, OP_JOIN, 0, peer);
@@ -500,7 +537,7 @@ static void post_leave(struct broker *b, struct admin_conn *c, const struct admi
     uint32_t node;
     const char *why;
     if (broker__admin_body_node(r->body, r->body_len, true, &node, &why) != 0) {
-        broker__admin_error(c, 400, why, NULL);
+        op_refuse(b, c, r, OP_LEAVE, 400, why);
         return;
     }
     start_op(b, c, r, OP_LEAVE, 0, NULL);
@@ -512,7 +549,7 @@ static void post_node_op(struct broker *b, struct admin_conn *c, const struct ad
     uint32_t node;
     const char *why;
     if (broker__admin_body_node(r->body, r->body_len, kind == OP_TRANSFER, &node, &why) != 0) {
-        broker__admin_error(c, 400, why, NULL);
+        op_refuse(b, c, r, kind, 400, why);
         return;
     }
     start_op(b, c, r, kind, node, NULL);

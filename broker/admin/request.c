@@ -1,9 +1,11 @@
 /* admin/request: reading an admin API request, pure: percent-decoding, query
  * strings, strict numbers, the JSON bodies of the cluster operations, bearer
- * tokens. */
+ * tokens, whether admin_listen stays on loopback. */
 #include "admin.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -217,4 +219,34 @@ bool broker__admin_bearer_ok(const char *header, size_t len, const char *token)
     for (size_t i = 0; i < len; i++)
         diff |= (unsigned char)header[i] ^ (unsigned char)(i < tlen ? token[i] : 0);
     return tlen > 0 && diff == 0;
+}
+
+/* --- where the API listens ------------------------------------------------------------ */
+
+bool broker__admin_listen_loopback(const char *listen)
+{
+    char host[64];
+    const char *end;
+    if (strcmp(listen, "off") == 0)
+        return true;
+    if (listen[0] == '[') {
+        listen++;
+        end = strchr(listen, ']');
+    } else {
+        end = strrchr(listen, ':');
+    }
+    if (!end || (size_t)(end - listen) >= sizeof(host))
+        return false;
+    memcpy(host, listen, (size_t)(end - listen));
+    host[end - listen] = '\0';
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &a6) != 1)
+        return false;
+    if (IN6_IS_ADDR_LOOPBACK(&a6))
+        return true;
+    /* ::ffff:127.x.y.z reaches the IPv4 loopback */
+    return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
 }

@@ -37,6 +37,7 @@
  * A response that ends the connection is followed by a close_notify. */
 #include <errno.h>
 #include <http_parser.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -52,6 +53,8 @@
 #define ADMIN_BUSY_MS 60000           /* re-check of a request answered later */
 #define ADMIN_LINGER_MS 1000
 #define ADMIN_STOP_WAIT_MS 5000
+#define ADMIN_UNAUTH_LOG_MS 1000      /* at most one "401" line per second */
+#define ADMIN_TOKEN_MIN 16            /* shorter admin_tokens get a warning */
 
 enum admin_state {
     ADMIN_OPEN = 0,
@@ -545,6 +548,29 @@ void broker__admin_error(struct admin_conn *c, int status, const char *msg, cons
 
 /* --- requests ---------------------------------------------------------------------- */
 
+/* Counts a request refused for its token (starling_admin_unauthorized_total)
+ * and logs it with the caller's address. Someone trying tokens in a loop
+ * would fill the log: at most one line per ADMIN_UNAUTH_LOG_MS, which says
+ * how many went unlogged before it. */
+static void unauthorized_log(struct admin_conn *c)
+{
+    struct broker *b = c->b;
+    struct admin *a = &b->admin;
+    uint64_t now = broker__now(b);
+    a->unauthorized++;
+    if (a->unauth_logged_ms && now - a->unauth_logged_ms < ADMIN_UNAUTH_LOG_MS) {
+        a->unauth_unlogged++;
+        return;
+    }
+    char more[64] = "";
+    if (a->unauth_unlogged)
+        snprintf(more, sizeof(more), " (and %" PRIu64 " more unlogged since the last line)", a->unauth_unlogged);
+    LOG(b, LOG_INFO, NULL, "admin %s: %s %s token: 401%s", c->peer,
+        http_method_str((enum http_method)c->parser.method), c->has_auth ? "with a wrong" : "without a", more);
+    a->unauth_logged_ms = now;
+    a->unauth_unlogged = 0;
+}
+
 static void dispatch(struct admin_conn *c)
 {
     struct broker *b = c->b;
@@ -562,8 +588,7 @@ static void dispatch(struct admin_conn *c)
     }
     const char *token = b->cfg.admin_token;
     if (token[0] && (!c->has_auth || !broker__admin_bearer_ok((const char *)c->auth.data, c->auth.len, token))) {
-        LOG(b, LOG_INFO, NULL, "admin %s: %s without a valid token: 401", c->peer,
-            http_method_str((enum http_method)c->parser.method));
+        unauthorized_log(c);
         broker__admin_error(c, 401, c->has_auth ? "the bearer token is not this node's admin_token"
                                                 : "this node needs Authorization: Bearer <admin_token>",
                             "WWW-Authenticate: Bearer realm=\"starling\"\r\n");
@@ -672,7 +697,7 @@ static bool admit(struct broker *b, const char *ip)
 
 static void on_connection(struct acceptor *a, int fd)
 {
-    struct broker *b = a->b;
+    struct broker *b = a->data;
     struct sockaddr_storage sa;
     socklen_t salen = sizeof(sa);
     char ip[48] = "?";
@@ -718,6 +743,17 @@ static void on_connection(struct acceptor *a, int fd)
     update_reading(c);
 }
 
+int broker__admin_check(const struct config *cfg, char *err, size_t errlen)
+{
+    if (cfg->admin_token[0] || broker__admin_listen_loopback(cfg->admin_listen))
+        return 0;
+    snprintf(err, errlen,
+             "admin_listen %s is reachable from other machines and admin_token is not set: "
+             "set admin_token (16+ random characters) or bind admin_listen to 127.0.0.1",
+             cfg->admin_listen);
+    return -EPERM;
+}
+
 /* HTTPS when admin_certfile and admin_keyfile are set: their context is
  * built (and every file read) before the port opens, so a bad file stops
  * the start with one line. admin_cafile asks each client for a certificate
@@ -757,6 +793,10 @@ int broker__admin_start(struct broker *b, char *err, size_t errlen)
     struct sockaddr_storage addr;
     if (strcmp(listen, "off") == 0)
         return 0;
+    size_t tlen = strlen(b->cfg.admin_token);
+    if (tlen && tlen < ADMIN_TOKEN_MIN)
+        LOG(b, LOG_WARN, NULL, "admin_token is %zu characters long: it can be guessed; use %d or more random ones "
+            "(e.g. openssl rand -hex 16)", tlen, ADMIN_TOKEN_MIN);
     int rc = config_hostport_split(listen, host, sizeof(host), &port);
     if (!rc)
         rc = strchr(host, ':') ? uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr)
@@ -790,7 +830,7 @@ int broker__admin_start(struct broker *b, char *err, size_t errlen)
  * connection. ADMIN_STOP_WAIT_MS bounds the wait. */
 void broker__admin_stop(struct broker *b)
 {
-    broker__acceptor_close(&b->admin.acc);
+    acceptor_close(&b->admin.acc);
     tls_ctx_free(b->admin.tls); /* open connections keep their own reference */
     b->admin.tls = NULL;
     list_foreach_safe(it, &b->admin.conns) {

@@ -10,7 +10,9 @@ starts a one-node starlingd from -p/--bind/--data-dir flags (no peer lines: a
 one-voter cluster) and waits until it reports itself leader.
 `start_joiner(node_id, **settings)` starts node node_id on 127.0.0.<node_id>
 as a one-node cluster ready to join the test cluster: the same cluster_name and
-cluster_secret, a node.conf whose only peer line is itself. Every node has an
+cluster_secret, a node.conf whose only peer line is itself. In the settings of
+each factory, `nofile=(soft, hard)` is no config key but the node's
+RLIMIT_NOFILE. Every node has an
 admin API (`node.admin_url`, `node.ctl(...)`, `node.status()`) when the
 starlingd under test knows admin_listen; the factories then also wait until it
 answers. `clients` and `raw` are the paho and raw-socket factories of
@@ -55,7 +57,9 @@ class Nodes:
         self.all = []
 
     def _node(self, name, node_id, host, settings, peers):
-        n = Node(self.tmp_path / name, node_id, host, settings, peers)
+        # settings["nofile"] = (soft, hard): the node's RLIMIT_NOFILE, not a config key
+        nofile = settings.pop("nofile", None) if settings else None
+        n = Node(self.tmp_path / name, node_id, host, settings, peers, nofile=nofile)
         self.all.append(n)
         return n
 

@@ -22,6 +22,7 @@ import json
 import os
 import pathlib
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -335,8 +336,9 @@ class Node:
     part. Flags for teardown: killed (the test stopped it on purpose) and
     may_exit (it is allowed to exit by itself, e.g. a node that cannot join)."""
 
-    def __init__(self, workdir, node_id, host, settings=None, peers=None):
+    def __init__(self, workdir, node_id, host, settings=None, peers=None, nofile=None):
         self.id = node_id
+        self.nofile = nofile  # (soft, hard) RLIMIT_NOFILE to start with, None: inherited
         self.host = host
         self.workdir = pathlib.Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -412,10 +414,15 @@ class Node:
             err.flush()
             self.run_start = err.tell()
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                                         cwd=str(self.workdir))
+                                         cwd=str(self.workdir), preexec_fn=self._limits)
         self.killed = False
         self.paused = False
         return self
+
+    def _limits(self):
+        """In the child, before exec: the descriptor limit asked for."""
+        if self.nofile:
+            resource.setrlimit(resource.RLIMIT_NOFILE, self.nofile)
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None

@@ -7,6 +7,7 @@ soft limit goes up to the hard one. The admin API stays reachable however
 many idle sockets one address opens, and closes idle and slow sockets."""
 
 import http.client
+import re
 import selectors
 import socket
 import time
@@ -147,10 +148,45 @@ def test_soft_limit_is_raised_to_the_hard_limit(start_broker):
     starling_only(b, "descriptor handling")
     accepted, refused, dropped, pending, socks = burst(b, 200, timeout=20)
     assert len(accepted) == 200, (len(accepted), refused, dropped, pending)
-    # max_connections (100000) does not fit: said at start, with what to do
-    assert "descriptor limit 512 is below max_connections (100000)" in b.log()
     for s in socks:
         s.close()
+
+
+def test_default_max_connections_follows_the_descriptor_limit(start_broker):
+    # The default max_connections (100000) does not fit under 512: it is
+    # lowered to what does, in one info line, and no warning (before: a
+    # warning at every default start on most hosts).
+    b = start_broker(nofile=(512, 512))
+    starling_only(b, "descriptor handling")
+    log = b.log()
+    m = re.search(r" info descriptor limit 512: max_connections is (\d+) \(the default 100000 does not fit beside "
+                  r"fd_reserve 64 and (\d+) descriptors in use", log)
+    assert m, log[-3000:]
+    assert int(m.group(1)) == 512 - 64 - int(m.group(2)), m.group(0)
+    assert " warn " not in log, log[-3000:]
+    assert log.count("descriptor limit") == 1, log[-3000:]
+    # what clients see as the maximum
+    c = r.RawClient(b.port)
+    c.connect(uid("sys"))
+    c.subscribe(1, [("$SYS/broker/clients/maximum", 0)])
+    assert c.expect(r.PUBLISH).payload == m.group(1).encode()
+    c.close()
+
+
+def test_explicit_max_connections_above_the_descriptor_limit_warns(start_broker):
+    # Set by the user: kept, with a warning naming both numbers and the fixes.
+    b = start_broker(nofile=(512, 512), max_connections=100000)
+    starling_only(b, "descriptor handling")
+    log = b.log()
+    line = [l for l in log.splitlines() if "descriptor limit" in l]
+    assert len(line) == 1, log[-3000:]
+    assert " warn descriptor limit 512 is below max_connections (100000)" in line[0], line
+    assert "ulimit -n" in line[0] and "LimitNOFILE=" in line[0] and "lower max_connections" in line[0], line
+    c = r.RawClient(b.port)
+    c.connect(uid("sys"))
+    c.subscribe(1, [("$SYS/broker/clients/maximum", 0)])
+    assert c.expect(r.PUBLISH).payload == b"100000"
+    c.close()
 
 
 # --- the admin API -----------------------------------------------------------------

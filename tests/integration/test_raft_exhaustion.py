@@ -21,6 +21,7 @@ import pytest
 
 import conftest
 import rawmqtt as r
+from stall import ThreadsStopped, tmpfs_mount, tmpfs_unmount
 
 PAYLOAD = 64 * 1024
 CRASH_MARKERS = ("double free", "corrupted", "Assertion", "AddressSanitizer", "runtime error:",
@@ -290,16 +291,11 @@ def test_store_full_restart_says_what_to_raise(start_broker):
 @pytest.fixture
 def small_disk(tmp_path):
     """A broker work dir whose data dir is a 40 MiB tmpfs."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
     workdir = tmp_path / "small-disk"
     mnt = workdir / "data"
-    mnt.mkdir(parents=True)
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mnt)], capture_output=True)
-    if res.returncode != 0:
-        pytest.skip("cannot mount a tmpfs: %s" % res.stderr.decode(errors="replace").strip())
+    tmpfs_mount(mnt, "40m")
     yield workdir
-    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+    tmpfs_unmount(mnt)
 
 
 def test_disk_full_says_so_and_where(small_disk):
@@ -314,4 +310,64 @@ def test_disk_full_says_so_and_where(small_disk):
         problems = b.stop()
     assert_fail_stopped(b, rc, r"disk full: the (store|Raft log) in %s/(state|raft)" % re.escape(str(b.data_dir)))
     assert len(acked) > 50
+    assert not problems, problems
+
+
+# --- the leader watchdog's commit stall ------------------------------------------
+
+def test_leader_whose_log_stops_taking_writes_stops(small_disk):
+    """A one-node leader whose Raft log write never completes (its data dir
+    on a tmpfs, libuv's worker threads stopped under ptrace): nothing commits,
+    so after ten election timeouts the watchdog stops the node with "leader
+    wedged: entries up to N, nothing committed past M". The publish waiting
+    for that entry gets no PUBACK; after a restart the node serves and what
+    was acknowledged is there. Without the watchdog the node would hang on,
+    answering CONNECTs but committing nothing."""
+    election_ms = 300
+    b = conftest.Broker(conftest.KIND, small_disk, {"election_timeout_ms": election_ms})
+    b.start()
+    stopped = None
+    try:
+        c = r.RawClient(b.port, version=4, timeout=10)
+        c.send(r.connect("stall-writer", version=4))
+        c.expect(r.CONNACK)
+        c.send(r.publish("stall/acked", b"kept", qos=1, retain=True, pid=1))
+        assert c.expect(r.PUBACK).pid == 1
+        stopped = ThreadsStopped(b.proc.pid)
+        assert stopped.tids and set(stopped.states()) == {"t"}, stopped.states()
+        t0 = time.monotonic()
+        c.send(r.publish("stall/never", b"lost", qos=1, retain=True, pid=2))
+        deadline = t0 + 10 * election_ms / 1000.0 + 10
+        while time.monotonic() < deadline and "leader wedged" not in b.log():
+            time.sleep(0.05)
+        waited = time.monotonic() - t0
+        log = b.log()
+        assert re.search(r"leader wedged: entries up to (\d+), nothing committed past (\d+) for \d+ ms \(the Raft "
+                         r"log in %s/raft stopped taking writes" % re.escape(str(b.data_dir)), log), log[-4000:]
+        assert waited >= 10 * election_ms / 1000.0 * 0.9, "stopped after %.1f s, before ten election timeouts" % waited
+        # The unfinished write may now complete or not: the node exits either way.
+        stopped.release()
+        rc = wait_exit(b, 20)
+        with pytest.raises((r.Closed, r.Timeout, OSError)):
+            c.expect(r.PUBACK, timeout=2)  # never acknowledged
+        c.close()
+    finally:
+        if stopped:
+            stopped.release()
+        problems = b.stop()
+    assert_fail_stopped(b, rc, r"leader wedged: entries up to \d+, nothing committed past \d+ .*stopping this node")
+    assert not problems, problems
+    # It starts again and what it acknowledged is there.
+    b.start()
+    try:
+        s = r.RawClient(b.port, version=4, timeout=10)
+        s.send(r.connect("stall-reader", version=4))
+        s.expect(r.CONNACK)
+        s.send(r.subscribe(1, [("stall/acked", 1)]))
+        s.expect(r.SUBACK)
+        got = s.expect(r.PUBLISH)
+        assert (got.topic, got.payload) == ("stall/acked", b"kept"), got
+        s.close()
+    finally:
+        problems = b.stop()
     assert not problems, problems

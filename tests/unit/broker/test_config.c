@@ -54,6 +54,7 @@ static bool same_settings(const struct config *a, const struct config *b)
     memset(x.path, 0, sizeof(x.path));
     memset(y.path, 0, sizeof(y.path));
     x.listeners_explicit = y.listeners_explicit = false;
+    x.max_connections_explicit = y.max_connections_explicit = false;
     return memcmp(&x, &y, sizeof(x)) == 0;
 }
 
@@ -89,6 +90,7 @@ Test(config, defaults_match_the_header)
     cr_expect_str_eq(c.data_dir, "./starling-data");
     cr_expect_eq(c.log_level, LOG_INFO);
     cr_expect_eq(c.max_connections, 100000);
+    cr_expect_not(c.max_connections_explicit); /* broker__fds_init may lower it to what the descriptors allow */
     cr_expect_eq(c.max_packet_size, 1048576);
     cr_expect_eq(c.max_inflight, 64);
     cr_expect_eq(c.receive_maximum, 1024);
@@ -375,6 +377,20 @@ Test(config, bad_values_are_rejected_and_change_nothing)
                      bad_table[i].value);
     }
     check_leaks();
+}
+
+Test(config, max_connections_set_by_the_user_is_marked)
+{
+    struct config c;
+    char err[256] = "";
+    config_defaults(&c);
+    cr_expect_lt(config_set(&c, "max_connections", "x", err, sizeof(err)), 0);
+    cr_expect_not(c.max_connections_explicit);
+    cr_expect_eq(config_set(&c, "max_connections", "100000", err, sizeof(err)), 0, "%s", err);
+    cr_expect(c.max_connections_explicit, "the default's value, but set: kept whatever the descriptors");
+    config_defaults(&c);
+    cr_expect_eq(config_set(&c, "max_inflight", "10", err, sizeof(err)), 0, "%s", err);
+    cr_expect_not(c.max_connections_explicit);
 }
 
 Test(config, missing_value_and_small_err_buffers)

@@ -246,3 +246,36 @@ Test(request, bearer_token)
     cr_expect_not(broker__admin_bearer_ok("Bearer ", 7, ""), "an empty token never matches");
     cr_expect_not(broker__admin_bearer_ok("Bearer s3cret", 12, "s3cret"), "the length given counts");
 }
+
+/* ---- where admin_listen reaches ------------------------------------------------------------ */
+
+Test(request, listen_loopback)
+{
+    static const struct {
+        const char *listen;
+        bool loopback;
+    } t[] = {
+        {"off", true},
+        {"127.0.0.1:18083", true},
+        {"127.0.0.3:1", true},
+        {"127.255.255.254:18083", true},
+        {"[::1]:18083", true},
+        {"[::ffff:127.0.0.2]:18083", true},
+        {"0.0.0.0:18083", false},
+        {"[::]:18083", false},
+        {"128.0.0.1:18083", false},
+        {"126.255.255.255:18083", false},
+        {"10.0.0.1:18083", false},
+        {"192.168.1.20:18083", false},
+        {"[::2]:18083", false},
+        {"[fe80::1]:18083", false},
+        {"[::ffff:10.0.0.1]:18083", false},
+        {"[::1:18083", false},
+        {"127.0.0.1", false}, /* no port: does not parse */
+        {"", false},
+        {"localhost:18083", false},
+        {"127.0.0.1.5:18083", false},
+    };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+        cr_expect_eq(broker__admin_listen_loopback(t[i].listen), t[i].loopback, "'%s'", t[i].listen);
+}
