@@ -57,14 +57,14 @@
  *                               (an IPv4 literal or a bracketed IPv6 one)
  *   admin_token                 string, 0..127 bytes; non-empty: every   ""
  *                               request needs Authorization: Bearer it
- *   admin_idle_timeout          1..3600 s between requests               10
- *   admin_request_timeout       1..3600 s for one request to arrive      10
- *   admin_max_conns_per_peer    1..128 connections from one address      8
  *   admin_certfile              path of a PEM certificate chain; with    ""
  *                               admin_keyfile the admin API is HTTPS only
  *   admin_keyfile               path of its PEM private key              ""
  *   admin_cafile                path of PEM CAs: HTTPS clients must      ""
  *                               present a certificate signed by one
+ *   admin_idle_timeout          1..3600 s between requests               10
+ *   admin_request_timeout       1..3600 s for one request to arrive      10
+ *   admin_max_conns_per_peer    1..128 connections from one address      8
  *
  * Booleans are true/false, yes/no, on/off or 1/0. Values may not contain
  * control characters other than tab (config_print could not write them back).
@@ -162,12 +162,12 @@ static const struct config_key config_keys[] = {
 
     {"admin_listen", KIND_LISTEN, FIELD(admin_listen), 0, 0, "admin API"},
     {"admin_token", KIND_STRING, FIELD(admin_token), 0, 0, NULL},
-    KEY_UINT(admin_idle_timeout, 1, 3600),
-    KEY_UINT(admin_request_timeout, 1, 3600),
-    KEY_UINT(admin_max_conns_per_peer, 1, 128),
     {"admin_certfile", KIND_STRING, FIELD(admin_certfile), 0, 0, NULL},
     {"admin_keyfile", KIND_STRING, FIELD(admin_keyfile), 0, 0, NULL},
     {"admin_cafile", KIND_STRING, FIELD(admin_cafile), 0, 0, NULL},
+    KEY_UINT(admin_idle_timeout, 1, 3600),
+    KEY_UINT(admin_request_timeout, 1, 3600),
+    KEY_UINT(admin_max_conns_per_peer, 1, 128),
 };
 
 #define N_KEYS (sizeof(config_keys) / sizeof(config_keys[0]))
