@@ -81,6 +81,10 @@ static int start_cluster(struct broker *b, char *err, size_t errlen)
         .cluster_name = cfg->cluster_name,
         .bind = cfg->cluster_bind,
         .secret = cfg->cluster_secret,
+        .certfile = cfg->cluster_certfile,
+        .keyfile = cfg->cluster_keyfile,
+        .cafile = cfg->cluster_cafile,
+        .crlfile = cfg->cluster_crlfile,
         .peers = b->peers,
         .peer_count = cfg->peer_count,
         .commit_timeout_ms = cfg->commit_timeout_ms,
@@ -222,6 +226,7 @@ void broker__init(struct broker *b, const struct config *cfg)
     trie_init(&b->subs);
     trie_init(&b->shared);
     trie_init(&b->retained);
+    auth_init(&b->access.tables);
 }
 
 int broker_start(uv_loop_t *loop, const struct config *cfg, struct broker **out, char *err, size_t errlen)
@@ -255,6 +260,11 @@ int broker_start(uv_loop_t *loop, const struct config *cfg, struct broker **out,
         b->listeners[i].acc.fd = -1;
     b->admin.acc.fd = -1;
     int rc = broker__admin_check(cfg, err, errlen);
+    if (rc)
+        return rc;
+    /* the password and ACL files first: one that does not load stops the
+     * start before anything else happened */
+    rc = broker__access_start(b, err, errlen);
     if (rc)
         return rc;
     rc = start_cluster(b, err, errlen);
@@ -303,6 +313,7 @@ void broker_stop(struct broker *b)
     for (int i = 0; i < b->listener_count; i++)
         acceptor_close(&b->listeners[i].acc);
     broker__admin_stop(b);
+    broker__access_stop(b);
     while (!list_empty(&b->conns))
         broker__conn_close(list_entry(list_first(&b->conns), struct conn, link), PROTO_RC_SERVER_SHUTTING_DOWN);
     broker__flush_all(b);
@@ -342,6 +353,7 @@ void broker_free(struct broker *b)
         free(b->route[i].shared);
     free(b->route);
     free(b->read_chunk);
+    broker__access_free(b);
     free(b);
 }
 

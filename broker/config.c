@@ -65,6 +65,17 @@
  *   admin_idle_timeout          1..3600 s between requests               10
  *   admin_request_timeout       1..3600 s for one request to arrive      10
  *   admin_max_conns_per_peer    1..128 connections from one address      8
+ *   cluster_certfile            path, 0..511 bytes: TLS peer links       ""
+ *   cluster_keyfile             path, 0..511 bytes                       ""
+ *   cluster_cafile              path, 0..511 bytes                       ""
+ *   cluster_crlfile             path, 0..511 bytes                       ""
+ *   password_file               path, 0..511 bytes ("" = none)           ""
+ *   acl_file                    path, 0..511 bytes ("" = none)           ""
+ *   allow_anonymous             boolean, or unset: anonymous clients only (unset)
+ *                               while no password_file is given and every
+ *                               listener is on loopback (docs/auth.md)
+ *   acl_deny_disconnect         boolean: a denied PUBLISH closes the     false
+ *                               connection instead of being dropped
  *
  * Booleans are true/false, yes/no, on/off or 1/0. Values may not contain
  * control characters other than tab (config_print could not write them back).
@@ -98,6 +109,7 @@ enum key_kind {
     KIND_PORT,      /* first listener's port */
     KIND_BIND,      /* first listener's address */
     KIND_PEER,
+    KIND_OPT_BOOL,  /* int8_t: -1 not set, 0 false, 1 true */
 };
 
 struct config_key {
@@ -168,6 +180,15 @@ static const struct config_key config_keys[] = {
     KEY_UINT(admin_idle_timeout, 1, 3600),
     KEY_UINT(admin_request_timeout, 1, 3600),
     KEY_UINT(admin_max_conns_per_peer, 1, 128),
+
+    {"cluster_certfile", KIND_STRING, FIELD(cluster_certfile), 0, 0, "cluster TLS"},
+    {"cluster_keyfile", KIND_STRING, FIELD(cluster_keyfile), 0, 0, NULL},
+    {"cluster_cafile", KIND_STRING, FIELD(cluster_cafile), 0, 0, NULL},
+    {"cluster_crlfile", KIND_STRING, FIELD(cluster_crlfile), 0, 0, NULL},
+    {"password_file", KIND_STRING, FIELD(password_file), 0, 0, "authentication"},
+    {"acl_file", KIND_STRING, FIELD(acl_file), 0, 0, NULL},
+    {"allow_anonymous", KIND_OPT_BOOL, FIELD(allow_anonymous), 0, 0, NULL},
+    {"acl_deny_disconnect", KIND_BOOL, FIELD(acl_deny_disconnect), 0, 0, NULL},
 };
 
 #define N_KEYS (sizeof(config_keys) / sizeof(config_keys[0]))
@@ -533,12 +554,18 @@ static int set_choice(struct config *c, const struct config_key *k, const char *
     int i;
     switch (k->kind) {
     case KIND_BOOL:
+    case KIND_OPT_BOOL:
         if (parse_bool(value, &b) != 0) {
             config__msg(err, errlen, "%s: \"%s\" is not a boolean (true/false, yes/no, on/off, 1/0)", label,
                 shown(value, s));
             return -EINVAL;
         }
-        memcpy((char *)c + k->off, &b, sizeof(b));
+        if (k->kind == KIND_OPT_BOOL) {
+            int8_t v = b ? 1 : 0;
+            memcpy((char *)c + k->off, &v, sizeof(v));
+        } else {
+            memcpy((char *)c + k->off, &b, sizeof(b));
+        }
         return 0;
     case KIND_LOG_LEVEL:
         i = strcasecmp(value, "warning") == 0 ? LOG_WARN : parse_name(value, log_level_names, 5);
@@ -631,6 +658,7 @@ static int set_key(struct config *c, const struct config_key *k, const char *lab
         return rc;
     }
     case KIND_BOOL:
+    case KIND_OPT_BOOL:
     case KIND_LOG_LEVEL:
     case KIND_QUEUE_POLICY:
         return set_choice(c, k, label, value, err, errlen);
@@ -719,6 +747,8 @@ void config_defaults(struct config *c)
     c->admin_idle_timeout = 10;
     c->admin_request_timeout = 10;
     c->admin_max_conns_per_peer = 8;
+
+    c->allow_anonymous = -1;
 }
 
 int config_set(struct config *c, const char *key, const char *value, char *err, size_t errlen)
@@ -915,6 +945,15 @@ void config_print(const struct config *c, void *file)
             for (int j = 0; j < c->peer_count && j < CONFIG_MAX_PEERS; j++)
                 fprintf(f, "peer %u %s\n", c->peers[j].id, c->peers[j].address);
             break;
+        case KIND_OPT_BOOL: {
+            int8_t v;
+            memcpy(&v, field, sizeof(v));
+            if (v < 0)
+                fprintf(f, "# %s (not set: see docs/auth.md)\n", k->name);
+            else
+                fprintf(f, "%s %s\n", k->name, v ? "true" : "false");
+            break;
+        }
         case KIND_PORT:
         case KIND_BIND:
             break; /* shorthands, covered by the listener lines */

@@ -102,6 +102,17 @@ struct config {
     uint32_t admin_idle_timeout; /* seconds an admin connection may wait between requests; default 10 */
     uint32_t admin_request_timeout; /* seconds a request may take to arrive once it began; default 10 */
     uint32_t admin_max_conns_per_peer; /* admin connections from one address; default 8 */
+
+    /* TLS on the cluster's peer links (PEM paths, "" = plaintext links) */
+    char cluster_certfile[512];  /* this node's certificate (chain); default "" */
+    char cluster_keyfile[512];   /* its private key; default "" */
+    char cluster_cafile[512];    /* the cluster's CA: every peer's certificate must chain to it; default "" */
+    char cluster_crlfile[512];   /* optional CRL of that CA; default "" */
+    /* authentication and authorization (broker/auth.c, docs/auth.md) */
+    char password_file[512];     /* mosquitto_passwd's format; "" = none (default) */
+    char acl_file[512];          /* Mosquitto's ACL format; "" = none (default) */
+    int8_t allow_anonymous;      /* -1 = not set (default: see docs/auth.md), 0 false, 1 true */
+    bool acl_deny_disconnect;    /* a PUBLISH the ACL denies closes the connection; default false */
 };
 
 /* Fills c with the embedded defaults (one tcp listener on 0.0.0.0:1883). */

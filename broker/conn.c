@@ -49,6 +49,7 @@ static void maybe_free(struct conn *c)
         free((char *)s->key);
     map_free(&c->out_alias);
     free(c->client_id);
+    free(c->username);
     free(c);
 }
 

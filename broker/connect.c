@@ -54,6 +54,8 @@ static void refuse(struct conn *c, uint8_t reason)
     broker__conn_close(c, 0xFF);
 }
 
+void broker__connect_refuse(struct conn *c, uint8_t reason) { refuse(c, reason); }
+
 /* The protocol level byte of a CONNECT that did not decode (pkt, borrowed,
  * holds the len bytes of it that arrived), or 0. */
 static uint8_t connect_level(const uint8_t *pkt, size_t len)
@@ -122,6 +124,7 @@ struct claim {
     bool assigned;          /* the client id was assigned by us */
     bool keepalive_lowered;
     bool expiry_lowered;
+    bool owned;             /* the session belongs to the connecting identity (access.c) */
 };
 
 bool broker__claim_pending(const struct broker *b, uint64_t generation)
@@ -194,6 +197,11 @@ static uint8_t claim_refusal(const struct claim *cl, struct session **out)
 {
     struct conn *c = cl->conn;
     struct broker *b = c->b;
+    if (cl->status == CLUSTER_EPERM) {
+        /* decided by the store, the same on every node (cluster/apply.c) */
+        LOG(b, LOG_WARN, c, "CONNECT refused: client id %s belongs to the session of another user", c->client_id);
+        return PROTO_RC_NOT_AUTHORIZED;
+    }
     if (cl->status != 0) {
         LOG(b, LOG_WARN, c, "session claim failed: %d", cl->status);
         return PROTO_RC_SERVER_UNAVAILABLE;
@@ -393,6 +401,9 @@ static int claim_propose(struct conn *c, struct claim *cl, const struct proto_co
         .clean_start = cp->clean_start,
         .expiry = cl->expiry,
         .has_will = w != NULL,
+        .has_user = c->username != NULL,
+        .user = c->username ? proto_cstr(c->username) : (struct proto_str){NULL, 0},
+        .owned = cl->owned,
     };
     if (w) {
         cmd.will.topic = proto_cstr(w->topic);
@@ -440,6 +451,13 @@ void broker__on_connect(struct conn *c, struct proto_packet *p)
         else
             refuse(c, PROTO_RC_CLIENTID_INVALID);
         return;
+    }
+    rc = broker__access_connect(c, cp, &cl->owned);
+    if (rc) {
+        free(cl);
+        if (rc == -ENOMEM)
+            broker__conn_close(c, 0xFF);
+        return; /* refused (or its refusal delayed) by access.c */
     }
     connect_negotiate(c, cl, cp);
     struct will *w = NULL;

@@ -430,6 +430,8 @@ void broker__deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
                      uint32_t nids)
 {
     struct conn *c = s->conn;
+    if (!broker__access_receive(s, m))
+        return; /* the ACL does not let this session read the topic (retained and wills too) */
     if (qos == 0) {
         if (!online(s))
             return; /* QoS 0 is not queued for an offline session */

@@ -123,6 +123,8 @@ static void claim_own(struct broker *b, struct session *s, const struct cluster_
     s->expire_wall = 0;
     s->adopted = false;
     s->moved = prev_owner == b->cfg.node_id && cmd->node != b->cfg.node_id;
+    if (broker__access_session_user(s, cmd->has_user, cmd->user) != 0)
+        LOG(b, LOG_ERROR, NULL, "out of memory: session %s keeps its previous user for the ACL", s->client_id);
 }
 
 /* Our claim took the session from another node: serve it only once that node
@@ -456,6 +458,8 @@ static int load_one(void *arg, const struct cluster_cmd *cmd)
         s->expiry = cmd->expiry;
         s->released = cmd->released;
         s->loaded = true;
+        if (broker__access_session_user(s, cmd->has_user, cmd->user) != 0)
+            return -ENOMEM;
         if (fresh) {
             broker__will_free(s->will);
             s->will = cmd->has_will ? will_from_cmd(&cmd->will) : NULL;

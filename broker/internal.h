@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "acceptor.h"
+#include "auth.h"
 #include "buf.h"
 #include "cluster.h"
 #include "config.h"
@@ -197,6 +198,12 @@ struct session {
 
     struct list timed_link;   /* in broker.sessions_timed (offline with expiry or delayed will) */
 
+    /* the user of its claim (replicated), for the ACL on each delivery */
+    char *user;               /* NUL-terminated, owned; NULL with has_user false */
+    size_t user_len;
+    bool has_user;
+    struct auth_who who;      /* user and client_id */
+
     /* scratch of the publish being routed (see deliver.c) */
     uint64_t match_epoch;
     uint8_t m_qos;
@@ -275,6 +282,9 @@ struct conn {
     struct list barrier_link; /* in broker.barriers while waiting */
     char peer[64];            /* address:port, for logs */
     char *client_id;          /* for logs; owned copy */
+    char *username;           /* the CONNECT's; owned, NULL = none (anonymous) */
+    struct auth_who who;      /* username and client_id, for the ACL (access.c) */
+    uint8_t refusal;          /* a delayed CONNACK refusal's reason (access.c) */
 };
 
 /* --- the broker ------------------------------------------------------------ */
@@ -308,6 +318,7 @@ struct broker_stats {
     uint64_t connections_total;
     uint64_t partial_closed;  /* closed for an incomplete packet (packet_timeout, max_partial_bytes) */
     uint64_t refused_fds;     /* CONNECTs refused to keep the descriptor reserve */
+    uint64_t auth_failures;   /* CONNECTs refused for their user name, password or anonymity */
 };
 
 /* The HTTP admin API (admin/: server.c the server, api.c the endpoints). */
@@ -388,6 +399,12 @@ struct broker {
     struct broker_stats stats;
     struct admin admin;
     struct fd_budget fds;
+    struct broker_access {    /* access.c */
+        struct auth tables;   /* users and ACL (auth.h) */
+        struct auth_throttle throttle; /* failed CONNECTs per address */
+        uv_signal_t sighup;   /* reloads password_file and acl_file */
+        bool anonymous;       /* anonymous clients are let in */
+    } access;
     bool stopping;
     int exit_code;
 };
@@ -581,5 +598,23 @@ void broker__admin_stop(struct broker *b);
 
 /* sys.c */
 void broker__sys_publish(struct broker *b);
+
+/* connect.c: refuses a CONNECT (CONNACK with reason where the protocol has
+ * one) and closes. */
+void broker__connect_refuse(struct conn *c, uint8_t reason);
+
+/* access.c: users, passwords and the ACL (auth.c) in the broker */
+int broker__access_start(struct broker *b, char *err, size_t errlen); /* loads the files, SIGHUP */
+void broker__access_stop(struct broker *b);
+void broker__access_free(struct broker *b);
+/* The CONNECT's user name and password, anonymity and will topic: 0 (c->who
+ * set; *owned: the session belongs to this identity), -EACCES (refused, or
+ * its refusal delayed: nothing more to do), -ENOMEM. Needs c->client_id. */
+int broker__access_connect(struct conn *c, const struct proto_connect *cp, bool *owned);
+bool broker__access_publish(struct conn *c, const char *topic, size_t len);
+bool broker__access_subscribe(struct conn *c, const char *filter, size_t len); /* $share/ taken off */
+bool broker__access_receive(struct session *s, const struct msg *m);
+/* The session's user, from its claim (user borrowed, copied). 0 or -ENOMEM. */
+int broker__access_session_user(struct session *s, bool has_user, struct proto_str user);
 
 #endif

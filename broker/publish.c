@@ -305,6 +305,18 @@ void broker__on_publish(struct conn *c, struct proto_packet *p)
             ack_in_order(c, pub->qos, pub->packet_id, reason);
         return;
     }
+    if (!broker__access_publish(c, (const char *)pub->topic.p, pub->topic.len)) {
+        /* the ACL denies it: v5 learns it from the acknowledgement (0x87);
+         * QoS 0 and v3 have no code for it: dropped (and acknowledged, as
+         * Mosquitto does), or the connection closed (acl_deny_disconnect) */
+        LOG(b, LOG_INFO, c, "PUBLISH on %.*s denied by the ACL", (int)pub->topic.len, (const char *)pub->topic.p);
+        if (b->cfg.acl_deny_disconnect)
+            broker__conn_close(c, PROTO_RC_NOT_AUTHORIZED);
+        else
+            ack_in_order(c, pub->qos, pub->packet_id,
+                         c->version == PROTO_V5 ? PROTO_RC_NOT_AUTHORIZED : PROTO_RC_SUCCESS);
+        return;
+    }
     if (is_sys_topic(pub->topic)) {
         /* $SYS belongs to the broker: accepted, not delivered */
         ack_in_order(c, pub->qos, pub->packet_id, PROTO_RC_SUCCESS);

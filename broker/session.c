@@ -25,6 +25,7 @@ struct session *broker__session_create(struct broker *b, const char *id, size_t 
     }
     s->id_len = len;
     s->b = b;
+    auth_who_set(&s->who, NULL, 0, s->client_id, len);
     s->next_packet_id = 1;
     list_init(&s->subs);
     list_init(&s->timed_link);
@@ -76,6 +77,7 @@ void broker__session_free(struct broker *b, struct session *s)
     free(s->m_ids);
     list_remove(&s->timed_link);
     free(s->client_id);
+    free(s->user);
     free(s);
 }
 
@@ -125,6 +127,12 @@ void broker__will_publish(struct broker *b, struct session *s)
     s->will_at = 0;
     if (!w)
         return;
+    if (!auth_allowed(&b->access.tables, &s->who, w->topic, strlen(w->topic), AUTH_WRITE)) {
+        /* allowed at CONNECT; the ACL was reloaded since */
+        LOG(b, LOG_INFO, NULL, "will of %s on %s not published: the ACL does not allow it", s->client_id, w->topic);
+        broker__will_free(w);
+        return;
+    }
     struct proto_props props = {0};
     if (w->props_len && proto_props_decode(w->props_raw, w->props_len, PROTO_PUBLISH, &props) != 0)
         memset(&props, 0, sizeof(props));

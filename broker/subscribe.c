@@ -205,6 +205,12 @@ void broker__on_subscribe(struct conn *c, struct proto_packet *p)
             r->reasons[i] = PROTO_RC_TOPIC_FILTER_INVALID;
             continue;
         }
+        if (!broker__access_subscribe(c, (const char *)e->filter.p, e->filter.len)) {
+            /* v3 reads any code from 0x80 as a failure */
+            LOG(b, LOG_INFO, c, "SUBSCRIBE to %.*s denied by the ACL", (int)e->filter.len, (const char *)e->filter.p);
+            r->reasons[i] = PROTO_RC_NOT_AUTHORIZED;
+            continue;
+        }
         shared = proto_shared_split(e->filter, &group, &inner);
         r->filters[i] = str_dup_len((const char *)e->filter.p, e->filter.len);
         if (!r->filters[i]) {

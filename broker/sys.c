@@ -41,4 +41,5 @@ void broker__sys_publish(struct broker *b)
     put_u64(b, "$SYS/broker/bytes/sent", b->stats.bytes_sent);
     put_u64(b, "$SYS/broker/subscriptions/count", b->sub_count);
     put_u64(b, "$SYS/broker/retained messages/count", b->retained_count);
+    put_u64(b, "$SYS/broker/clients/auth failures", b->stats.auth_failures);
 }

@@ -32,6 +32,20 @@ static int current_session(struct store_txn *txn, const struct cluster_cmd *cmd,
     return rec->generation == cmd->generation ? 0 : CLUSTER_ESTALE;
 }
 
+/* Whether the claim's identity is the one the session belongs to: a session
+ * owned by a user (or by the anonymous) is claimed by that identity only;
+ * one without an owner (written before owners were, or by a node that does
+ * not authenticate) by anyone. */
+static bool claim_permitted(const struct store_session *old, const struct cluster_cmd *cmd)
+{
+    if (!old->owned)
+        return true;
+    if (old->has_user != cmd->has_user)
+        return false;
+    return !old->has_user ||
+           (old->user.len == cmd->user.len && (!cmd->user.len || memcmp(old->user.p, cmd->user.p, cmd->user.len) == 0));
+}
+
 static int apply_claim(struct store_txn *txn, const struct cluster_cmd *cmd)
 {
     struct store_session old;
@@ -39,6 +53,8 @@ static int apply_claim(struct store_txn *txn, const struct cluster_cmd *cmd)
     if (rc && rc != STORE_ENOTFOUND)
         return rc;
     bool existed = rc == 0;
+    if (existed && !claim_permitted(&old, cmd))
+        return CLUSTER_EPERM; /* decided by the store alone: the same on every node */
     if (existed && cmd->clean_start) {
         rc = store_session_del(txn, cmd->client_id.p, cmd->client_id.len);
         if (rc && rc != STORE_ENOTFOUND)
@@ -51,6 +67,9 @@ static int apply_claim(struct store_txn *txn, const struct cluster_cmd *cmd)
         .expiry = cmd->expiry,
         .connected = true,
         .has_will = cmd->has_will,
+        .has_user = cmd->has_user,
+        .owned = cmd->owned,
+        .user = bytes(cmd->user),
     };
     if (cmd->has_will) {
         rec.will_qos = cmd->will.qos;
@@ -142,6 +161,9 @@ static int load_session(void *arg, const struct store_session *s)
         .expire_at_ms = s->expire_at_ms,
         .has_will = s->has_will,
         .released = !s->connected,
+        .has_user = s->has_user,
+        .owned = s->owned,
+        .user = pstr(s->user),
     };
     if (s->has_will) {
         cmd.will.topic = pstr(s->will_topic);
@@ -237,6 +259,12 @@ static int dump_session(void *arg, const struct store_session *s)
     put_quoted(f, s->client_id);
     fprintf(f, " owner=%" PRIu32 " generation=%" PRIu64 " expiry=%" PRIu32 " connected=%d expire_at=%" PRIu64,
             s->owner, s->generation, s->expiry, s->connected ? 1 : 0, s->expire_at_ms);
+    if (s->has_user) {
+        fputs(" user=", f);
+        put_quoted(f, s->user);
+    }
+    if (s->owned)
+        fputs(" owned=1", f);
     if (!s->has_will) {
         fputs(" will=none\n", f);
         return 0;

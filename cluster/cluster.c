@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "tls.h"
 
 #define TICK_MS 100
 #define DRAIN_MS 1000
@@ -32,6 +33,11 @@ void cluster__handle_closed(struct cluster *c)
             close(c->lock_fd); /* releases the data dir */
         void (*cb)(void *) = c->close_cb;
         void *arg = c->close_arg;
+        if (c->tls_server)
+            tls_ctx_free(c->tls_server);
+        if (c->tls_client)
+            tls_ctx_free(c->tls_client);
+        free(c->tunnel_rbuf);
         free(c->results);
         free(c->cmds);
         buf_free(&c->batch);
@@ -377,8 +383,9 @@ static int config_check(struct cluster *c, char *err, size_t errlen)
         snprintf(err, errlen, "the peer list has no line for this node (node_id %u)", cfg->node_id);
         return -EINVAL;
     }
-    if (cfg->peer_count > 1 && (!cfg->secret || !cfg->secret[0])) {
-        snprintf(err, errlen, "cluster_secret must be set for a cluster of %d nodes", cfg->peer_count);
+    if (cfg->peer_count > 1 && (!cfg->secret || !cfg->secret[0]) && !c->tls_server) {
+        snprintf(err, errlen, "cluster_secret (or cluster_certfile) must be set for a cluster of %d nodes",
+                 cfg->peer_count);
         return -EINVAL;
     }
     snprintf(c->address, sizeof(c->address), "%s", self ? self : cfg->bind);
@@ -452,6 +459,13 @@ static int bootstrap(struct cluster *c, char *err, size_t errlen)
     return 0;
 }
 
+/* Whether the cluster port listens on a loopback address only (then a lone
+ * node's plaintext port is reachable from this host alone). */
+static bool bind_is_loopback(const char *bind)
+{
+    return strncmp(bind, "127.", 4) == 0 || strncmp(bind, "[::1]:", 6) == 0 || strncmp(bind, "localhost:", 10) == 0;
+}
+
 int cluster_start(uv_loop_t *loop, const struct cluster_config *cfg, struct cluster **out, char *err,
                   size_t errlen)
 {
@@ -463,13 +477,16 @@ int cluster_start(uv_loop_t *loop, const struct cluster_config *cfg, struct clus
     }
     config_defaults(&c->cfg);
     char raft_dir[1100];
-    if (config_check(c, err, errlen) != 0 || cluster__datadir_open(c, raft_dir, sizeof(raft_dir), err, errlen) != 0 ||
+    if (cluster__peer_tls_setup(c, err, errlen) != 0 || config_check(c, err, errlen) != 0 ||
+        cluster__datadir_open(c, raft_dir, sizeof(raft_dir), err, errlen) != 0 ||
         raft_setup(c, raft_dir, err, errlen) != 0 || bootstrap(c, err, errlen) != 0)
         return -EINVAL;
-    /* a single node listens too when it has a secret: it can be joined */
-    if ((cfg->peer_count > 1 || (cfg->secret && cfg->secret[0]) || c->joining) &&
-        cluster__peer_listen(c, err, errlen) != 0)
+    /* a single node listens too when it has a secret or a certificate: it can be joined */
+    bool listen = cfg->peer_count > 1 || (cfg->secret && cfg->secret[0]) || c->tls_server || c->joining;
+    if (listen && cluster__peer_listen(c, err, errlen) != 0)
         return -EINVAL;
+    if (listen && !c->tls_server && (cfg->peer_count > 1 || c->joining || !bind_is_loopback(cfg->bind)))
+        CLOG(c, CLUSTER_LOG_WARN, "cluster: peer links are not encrypted (no cluster_certfile): lab use only");
     return 0;
 }
 

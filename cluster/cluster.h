@@ -46,6 +46,7 @@ enum cluster_error {
     CLUSTER_EALREADY = -2004,     /* an operator action with nothing to do */
     CLUSTER_ENOTFOUND = -2005,    /* no such member */
     CLUSTER_EINVAL = -2006,       /* an operator action that cannot apply (bad address, last voter, ...) */
+    CLUSTER_EPERM = -2007,        /* a session claim by another user than the session's owner */
 };
 
 /* A will carried by a session claim. */
@@ -85,6 +86,14 @@ struct cluster_cmd {
     struct proto_str payload;
     struct proto_str props;    /* message property block body */
     uint64_t msg_expire_at_ms; /* wall-clock, 0 = never */
+    /* claim (and cluster_load): who connected. user is the CONNECT's
+     * username (has_user false: none, anonymous); owned: that identity was
+     * authenticated and the session belongs to it: a claim by another
+     * identity is refused (CLUSTER_EPERM) while the session exists. Absent
+     * in commands and records written before, which are owned by nobody. */
+    bool has_user;
+    bool owned;
+    struct proto_str user;
 };
 
 /* Called on every node for every committed command, in log order, after the
@@ -130,7 +139,13 @@ struct cluster_config {
     const char *data_dir;      /* holds raft/ (the log, snapshots), state/ (LMDB), node.id */
     const char *cluster_name;
     const char *bind;          /* host:port the cluster port listens on */
-    const char *secret;        /* shared secret of the peer links */
+    const char *secret;        /* shared secret of the peer links (optional with TLS) */
+    /* TLS on the peer links, PEM files (NULL or "" = plaintext links): this
+     * node's certificate and key, the cluster's CA, an optional CRL */
+    const char *certfile;
+    const char *keyfile;
+    const char *cafile;
+    const char *crlfile;
     const struct cluster_peer_cfg *peers; /* every voter, this node included; none = one voter */
     int peer_count;
     uint32_t commit_timeout_ms;

@@ -18,6 +18,8 @@
 #define FLAG_WILL_RETAIN 0x04
 #define FLAG_NO_LOCAL 0x08
 #define FLAG_RAP 0x10
+#define EXT_HAS_USER 0x01
+#define EXT_OWNED 0x02
 
 /* Largest command accepted by the decoder (a retained payload plus headers). */
 #define CLUSTER_MAX_CMD (PROTO_MAX_REMAINING_LENGTH + 4096u)
@@ -36,7 +38,7 @@ int cluster_cmd_encode(const struct cluster_cmd *cmd, struct buf *out)
     const struct proto_str strs[] = {cmd->client_id, cmd->will.topic, cmd->will.payload,
                                      cmd->will.props, cmd->filter, cmd->topic,
                                      cmd->payload, cmd->props};
-    size_t size = 8 + 4 + 8 + 4 + 8 + 4 + 4 + 8 + 1 + 4;
+    size_t size = 8 + 4 + 8 + 4 + 8 + 4 + 4 + 8 + 1 + 4 + (cmd->has_user ? (size_t)cmd->user.len : 0);
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
         size += 4 + (size_t)strs[i].len;
     size_t padded = (size + 7) & ~(size_t)7;
@@ -69,8 +71,10 @@ int cluster_cmd_encode(const struct cluster_cmd *cmd, struct buf *out)
     put_str(out, cmd->payload);
     put_str(out, cmd->props);
     buf_put_u64le(out, cmd->msg_expire_at_ms);
-    buf_put_u8(out, 0); /* reserved for later fields */
-    buf_put_u32le(out, 0);
+    /* the extension: u8 flags (bit0 has_user, bit1 owned), u32 user length,
+     * the user; commands of older versions hold 0, 0 (no user, not owned) */
+    buf_put_u8(out, (uint8_t)((cmd->has_user ? EXT_HAS_USER : 0) | (cmd->owned ? EXT_OWNED : 0)));
+    put_str(out, cmd->has_user ? cmd->user : (struct proto_str){NULL, 0});
     while (out->len - start < padded)
         buf_put_u8(out, 0);
     return 0;
@@ -120,6 +124,13 @@ int cluster_cmd_decode(const uint8_t *buf, size_t len, size_t *pos, struct clust
         get_str(&r, &c.will.payload) || get_str(&r, &c.will.props) || bytes_read_u32le(&r, &c.will.delay) ||
         get_str(&r, &c.filter) || bytes_read_u32le(&r, &c.sub_id) || get_str(&r, &c.topic) ||
         get_str(&r, &c.payload) || get_str(&r, &c.props) || bytes_read_u64le(&r, &c.msg_expire_at_ms))
+        return CLUSTER_ECORRUPT;
+    uint8_t ext = 0;
+    if (bytes_left(&r) >= 5 && (bytes_read_u8(&r, &ext) || get_str(&r, &c.user) || (ext & ~(EXT_HAS_USER | EXT_OWNED))))
+        return CLUSTER_ECORRUPT;
+    c.has_user = ext & EXT_HAS_USER;
+    c.owned = ext & EXT_OWNED;
+    if (!c.has_user && c.user.len)
         return CLUSTER_ECORRUPT;
     if (c.type < CLUSTER_SESSION_CLAIM || c.type > CLUSTER_NODE_LEAVE)
         return CLUSTER_ECORRUPT;

@@ -24,20 +24,12 @@
 
 #define CLOG(c, level, ...) ((c)->cfg.log ? (c)->cfg.log((c)->cfg.ctx, level, __VA_ARGS__) : (void)0)
 
-/* --- SHA-256 / HMAC (sha256.c) --------------------------------------------- */
+/* --- the handshake MAC (peer.c, OpenSSL) ---------------------------------- */
 
-struct cluster__sha256 {
-    uint32_t state[8];
-    uint64_t total;
-    uint8_t buf[64];
-    size_t fill;
-};
-void cluster__sha256_init(struct cluster__sha256 *h);
-void cluster__sha256_update(struct cluster__sha256 *h, const void *data, size_t len);
-void cluster__sha256_final(struct cluster__sha256 *h, uint8_t out[32]);
 /* HMAC-SHA-256 of the concatenation of parts (borrowed). */
 void cluster__hmac_sha256(const void *key, size_t key_len, const struct iovec *parts, size_t nparts,
                           uint8_t out[32]);
+/* Constant-time comparison of two MACs. */
 bool cluster__mac_equal(const uint8_t a[32], const uint8_t b[32]);
 
 /* --- log entries ------------------------------------------------------------ */
@@ -127,6 +119,34 @@ struct peer_hs *cluster__peer_dial(struct cluster *c, const char *address, uint8
                                    void *arg);
 void cluster__peer_cancel(struct peer_hs *hs);
 void cluster__peer_close_all(struct cluster *c);
+/* The TLS contexts of the peer links from cfg (none when no cluster_certfile):
+ * 0, or a negative error with one line naming the key, the file and the reason. */
+int cluster__peer_tls_setup(struct cluster *c, char *err, size_t errlen);
+
+/* --- TLS on the peer links (tunnel.c) ------------------------------------------- */
+
+struct tunnel;
+
+/* The one buffer all tunnels of a node read into: a read is consumed within
+ * its callback, and libuv runs a stream's allocation and read callbacks back
+ * to back. */
+#define CLUSTER_TUNNEL_READ 65536
+
+/* How a tunnel reports to the handshake that started it: once with inner (a
+ * raft_malloc'd uv_pipe_t carrying the plaintext, transferred to the callee)
+ * when the TLS handshake finished, or with inner NULL and why (borrowed, for
+ * the log) when the link failed, whichever comes first and while attached. */
+typedef void (*tunnel_cb)(void *arg, uv_stream_t *inner, const char *why);
+
+/* Runs TLS (server side when server) on tcp (raft_malloc'd, transferred: the
+ * tunnel closes and frees it) and pumps between it and the plaintext end it
+ * hands to cb. where (copied) names the peer in log lines. Returns the
+ * tunnel, or NULL (tcp closed, cb not called) with *rc set. */
+struct tunnel *cluster__tunnel_start(struct cluster *c, uv_tcp_t *tcp, bool server, const char *where, tunnel_cb cb,
+                                     void *arg, int *rc);
+/* No more callbacks. A tunnel whose handshake has not finished closes; an
+ * established one lives until either end closes. */
+void cluster__tunnel_detach(struct tunnel *t);
 /* The raft_uv_transport implementation over the authenticated links. */
 void cluster__transport_setup(struct cluster *c);
 /* An incoming, authenticated forward-channel stream. */
@@ -231,7 +251,18 @@ struct cluster {
     uint32_t hs_incoming;       /* incoming handshakes in progress */
     uint64_t accept_pauses;     /* accepting paused, since the last warning */
     uint64_t accept_logged_ms;  /* loop time of that warning */
+    /* "peer rejected" lines: a misconfigured member redials every few hundred
+     * ms on three channels, so each reason is logged at most once per
+     * PEER_REJECT_REPORT_MS (the last few reasons are remembered) */
+    struct {
+        char why[48];
+        uint64_t logged_ms;
+        uint64_t quiet;         /* rejections for it not logged since its last line */
+    } rejected[4];
     struct list handshakes;     /* in progress (struct peer_hs) */
+    struct tls_ctx *tls_server; /* peer links over TLS (cluster_certfile): accepting */
+    struct tls_ctx *tls_client; /* and dialing; both NULL = plaintext */
+    uint8_t *tunnel_rbuf;       /* CLUSTER_TUNNEL_READ bytes every tunnel reads into (tunnel.c) */
     struct fwd_conn *fwd_out;   /* our link to the leader */
     uint32_t fwd_out_node;
     struct peer_hs *fwd_dialing;

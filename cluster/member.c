@@ -741,8 +741,8 @@ int cluster_join(struct cluster *c, const char *peer, cluster_op_cb cb, void *ar
         op_finish(op, CLUSTER_EINVAL,
                   "node %u is a member of a cluster of %u nodes that %s is not in: remove it from that cluster first",
                   c->cfg.node_id, conf->n, peer);
-    else if (!c->cfg.secret || !c->cfg.secret[0])
-        op_finish(op, CLUSTER_EINVAL, "cluster_secret must be set (the cluster's) to join");
+    else if ((!c->cfg.secret || !c->cfg.secret[0]) && !c->tls_server)
+        op_finish(op, CLUSTER_EINVAL, "cluster_secret or cluster_certfile must be set (the cluster's) to join");
     else if (unroutable(c->address))
         op_finish(op, CLUSTER_EINVAL,
                   "this node's cluster address %s cannot be dialled: give it a peer line or a cluster_bind with its own address",

@@ -1,7 +1,11 @@
-/* peer: the cluster port. Every connection between nodes starts with a mutual
- * challenge-response on the shared cluster secret; only an authenticated
- * stream reaches libraft (channel RAFT) or the proposal forwarder (channel
- * FORWARD). This file is also the raft_uv_transport libraft dials through.
+/* peer: the cluster port. With cluster_certfile set, every connection between
+ * nodes is TLS with certificates on both sides (tunnel.c) and what follows
+ * runs inside it; then comes a mutual challenge-response on the shared
+ * cluster secret (an extra check with TLS, where the secret may be empty;
+ * the only one on plaintext links), which also says which node dials and for
+ * what. Only a stream past both reaches libraft (channel RAFT), the proposal
+ * forwarder (channel FORWARD) or the data links (channel DATA). This file is
+ * also the raft_uv_transport libraft dials through.
  *
  * Handshake (all integers little-endian):
  *   acceptor -> dialer  HELLO_A  "STRL" u8 version u8[3] 0  nonce_a[16]          (24 bytes)
@@ -13,8 +17,9 @@
  * the Raft decoder, and is logged as "cluster: peer rejected". Reads ask for
  * exactly the bytes the current step needs, so nothing of the stream that
  * follows is consumed here. Each step must complete within PEER_HS_TIMEOUT_MS.
- * Handshake messages are a few hundred bytes on a fresh socket: they are sent
- * with uv_try_write, and a short write fails the handshake. */
+ * The TLS handshake counts as one more step. Handshake messages are a few
+ * hundred bytes on a fresh socket (or socketpair): they are sent with
+ * uv_try_write, and a short write fails the handshake. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +27,12 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
 #include "internal.h"
+#include "tls.h"
 
 #define PEER_MAGIC "STRL"
 #define PEER_VERSION 1
@@ -38,13 +48,17 @@
  * cluster of ten nodes redialling at once. */
 #define PEER_HS_MAX_INCOMING 32
 #define PEER_PAUSE_REPORT_MS 5000
+#define PEER_REJECT_REPORT_MS 5000
 
-enum hs_step { HS_RESOLVE, HS_CONNECT, HS_HELLO_A, HS_HELLO_D, HS_ADDR, HS_OK, HS_DONE };
+enum hs_step { HS_RESOLVE, HS_CONNECT, HS_TLS, HS_HELLO_A, HS_HELLO_D, HS_ADDR, HS_OK, HS_DONE };
 
 struct peer_hs {
     struct list link;         /* in c->handshakes until finished */
     struct cluster *c;
-    uv_tcp_t *tcp;            /* raft_malloc'd: passed on to its next owner */
+    uv_stream_t *stream;      /* raft_malloc'd: the TCP socket, or with TLS the
+                                 plaintext end of the tunnel; passed on to its next owner */
+    struct tunnel *tunnel;    /* with TLS, until the handshake ends */
+    char where[192];          /* the peer's address for the log */
     uv_timer_t timer;
     uv_getaddrinfo_t gai;
     uv_connect_t connect;
@@ -64,6 +78,63 @@ struct peer_hs {
     void *arg;
 };
 
+/* --- the MAC (OpenSSL) and the TLS contexts ------------------------------------ */
+
+void cluster__hmac_sha256(const void *key, size_t key_len, const struct iovec *parts, size_t nparts,
+                          uint8_t out[32])
+{
+    /* HMAC pads its key with zeros: the empty key (no cluster_secret with
+     * TLS) is the one zero byte, which OpenSSL takes where it refuses "" */
+    static const uint8_t zero = 0;
+    if (key_len == 0)
+        key = &zero, key_len = 1;
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0), OSSL_PARAM_END};
+    bool ok = ctx && EVP_MAC_init(ctx, key, key_len, params) == 1;
+    for (size_t i = 0; ok && i < nparts; i++)
+        ok = EVP_MAC_update(ctx, parts[i].iov_base, parts[i].iov_len) == 1;
+    size_t len = 0;
+    ok = ok && EVP_MAC_final(ctx, out, &len, 32) == 1 && len == 32;
+    EVP_MAC_CTX_free(ctx);
+    EVP_MAC_free(mac);
+    if (!ok && getrandom(out, 32, 0) != 32)
+        memset(out, 0xa5, 32); /* never a MAC a peer could send: the comparison fails */
+}
+
+bool cluster__mac_equal(const uint8_t a[32], const uint8_t b[32]) { return CRYPTO_memcmp(a, b, 32) == 0; }
+
+static bool set(const char *s) { return s && *s; }
+
+int cluster__peer_tls_setup(struct cluster *c, char *err, size_t errlen)
+{
+    const struct cluster_config *cfg = &c->cfg;
+    if (!set(cfg->certfile) && !set(cfg->keyfile) && !set(cfg->cafile) && !set(cfg->crlfile))
+        return 0;
+    if (!set(cfg->certfile) || !set(cfg->keyfile) || !set(cfg->cafile)) {
+        snprintf(err, errlen, "TLS peer links need cluster_certfile, cluster_keyfile and cluster_cafile (%s missing)",
+                 !set(cfg->certfile) ? "cluster_certfile" : !set(cfg->keyfile) ? "cluster_keyfile" : "cluster_cafile");
+        return -EINVAL;
+    }
+    /* both sides verify the other against the cluster's own CA; no host
+     * names: a node is whoever holds a certificate of that CA */
+    struct tls_config tc = {.certfile = cfg->certfile, .keyfile = cfg->keyfile, .cafile = cfg->cafile,
+                            .crlfile = cfg->crlfile, .require_certificate = true};
+    char why[400];
+    int rc = tls_ctx_new(&tc, true, &c->tls_server, why, sizeof(why));
+    if (rc == 0)
+        rc = tls_ctx_new(&tc, false, &c->tls_client, why, sizeof(why));
+    if (rc) {
+        snprintf(err, errlen, "cluster_%s", why); /* "cluster_certfile /x: No such file or directory" */
+        return rc;
+    }
+    if (!(c->tunnel_rbuf = malloc(CLUSTER_TUNNEL_READ))) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    return 0;
+}
+
 static void hs_unref(struct peer_hs *hs)
 {
     if (--hs->refs == 0) {
@@ -75,7 +146,7 @@ static void hs_unref(struct peer_hs *hs)
 
 static void on_timer_closed(uv_handle_t *h) { hs_unref(h->data); }
 
-static void on_tcp_closed(uv_handle_t *h)
+static void on_stream_closed(uv_handle_t *h)
 {
     struct peer_hs *hs = h->data;
     raft_free(h);
@@ -95,17 +166,21 @@ static void hs_finish(struct peer_hs *hs, int status)
     if (hs->incoming)
         hs->c->hs_incoming--;
     uv_close((uv_handle_t *)&hs->timer, on_timer_closed);
+    if (hs->tunnel) {
+        cluster__tunnel_detach(hs->tunnel); /* closes it unless its handshake finished */
+        hs->tunnel = NULL;
+    }
     uv_stream_t *stream = NULL;
-    if (hs->tcp) {
-        uv_read_stop((uv_stream_t *)hs->tcp);
+    if (hs->stream) {
+        uv_read_stop(hs->stream);
         if (status == 0 && hs->step == HS_DONE) {
-            stream = (uv_stream_t *)hs->tcp;
+            stream = hs->stream;
             stream->data = NULL;
-            hs->tcp = NULL;
-            hs->refs--; /* the tcp handle is no longer ours */
+            hs->stream = NULL;
+            hs->refs--; /* the stream is no longer ours */
         } else {
-            uv_close((uv_handle_t *)hs->tcp, on_tcp_closed);
-            hs->tcp = NULL;
+            uv_close((uv_handle_t *)hs->stream, on_stream_closed);
+            hs->stream = NULL;
         }
     }
     struct cluster *c = hs->c;
@@ -122,15 +197,56 @@ static void hs_finish(struct peer_hs *hs, int status)
             uv_close((uv_handle_t *)stream, close_free);
         }
     }
-    /* the refs taken for the tcp and the timer drop in their close callbacks */
+    /* the refs taken for the stream and the timer drop in their close callbacks */
     hs_unref(hs); /* the handshake's own reference */
+}
+
+/* "cluster: peer rejected" lines, each reason at most once per
+ * PEER_REJECT_REPORT_MS, saying how many were left out since its last line;
+ * a reason not among the last few remembered is logged at once. */
+static void log_rejected(struct peer_hs *hs, const char *why)
+{
+    struct cluster *c = hs->c;
+    uint64_t now = uv_now(c->loop);
+    size_t n = sizeof(c->rejected) / sizeof(c->rejected[0]), slot = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (c->rejected[i].logged_ms && strncmp(c->rejected[i].why, why, sizeof(c->rejected[i].why) - 1) == 0) {
+            slot = i;
+            goto found;
+        }
+        if (c->rejected[i].logged_ms < c->rejected[slot].logged_ms)
+            slot = i; /* the oldest goes when the reason is new */
+    }
+    snprintf(c->rejected[slot].why, sizeof(c->rejected[slot].why), "%s", why);
+    c->rejected[slot].logged_ms = 0;
+    c->rejected[slot].quiet = 0;
+found:
+    if (c->rejected[slot].logged_ms && now - c->rejected[slot].logged_ms < PEER_REJECT_REPORT_MS) {
+        c->rejected[slot].quiet++;
+        return;
+    }
+    if (c->rejected[slot].quiet)
+        CLOG(c, CLUSTER_LOG_WARN, "cluster: peer rejected: %s: %s (and %llu more for this reason since its last line)",
+             hs->where, why, (unsigned long long)c->rejected[slot].quiet);
+    else
+        CLOG(c, CLUSTER_LOG_WARN, "cluster: peer rejected: %s: %s", hs->where, why);
+    c->rejected[slot].quiet = 0;
+    c->rejected[slot].logged_ms = now ? now : 1;
 }
 
 static void on_hs_timeout(uv_timer_t *t)
 {
     struct peer_hs *hs = t->data;
-    CLOG(hs->c, CLUSTER_LOG_WARN, "cluster: peer handshake with %s timed out",
-         hs->dialer ? hs->host : (hs->peer_addr[0] ? hs->peer_addr : "an incoming peer"));
+    if (hs->step == HS_TLS && !hs->dialer) {
+        /* a plaintext peer (an old node, a node without cluster_certfile)
+         * waits for our hello and we for its TLS: refused, and said so */
+        char why[64];
+        snprintf(why, sizeof(why), "no TLS handshake within %d ms (plaintext peer?)", PEER_HS_TIMEOUT_MS);
+        log_rejected(hs, why);
+    } else {
+        CLOG(hs->c, CLUSTER_LOG_WARN, "cluster: peer handshake with %s timed out",
+             hs->dialer ? hs->host : (hs->peer_addr[0] ? hs->peer_addr : hs->where));
+    }
     hs_finish(hs, UV_ETIMEDOUT);
 }
 
@@ -154,7 +270,7 @@ static struct peer_hs *hs_new(struct cluster *c, bool dialer)
 static int send_all(struct peer_hs *hs, const void *p, size_t len)
 {
     uv_buf_t b = uv_buf_init((char *)p, (unsigned)len);
-    int n = uv_try_write((uv_stream_t *)hs->tcp, &b, 1);
+    int n = uv_try_write(hs->stream, &b, 1);
     return n == (int)len ? 0 : (n < 0 ? n : UV_EAGAIN);
 }
 
@@ -186,18 +302,30 @@ static void expect(struct peer_hs *hs, int step, size_t n)
 
 static void rejected(struct peer_hs *hs, const char *why)
 {
-    char where[64] = "?";
+    log_rejected(hs, why);
+    hs_finish(hs, UV_EACCES);
+}
+
+/* Names the peer of tcp (ip:port) in hs->where for the log. */
+static void name_peer(struct peer_hs *hs, uv_tcp_t *tcp)
+{
     struct sockaddr_storage ss;
     int len = sizeof(ss);
-    if (hs->tcp && uv_tcp_getpeername(hs->tcp, (struct sockaddr *)&ss, &len) == 0) {
-        if (ss.ss_family == AF_INET)
-            uv_ip4_name((struct sockaddr_in *)&ss, where, sizeof(where));
-        else
-            uv_ip6_name((struct sockaddr_in6 *)&ss, where, sizeof(where));
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET) {
+            uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
+            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        } else {
+            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
+            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        }
     }
-    CLOG(hs->c, CLUSTER_LOG_WARN, "cluster: peer rejected (%s%s%s): %s", where, hs->dialer ? " " : "",
-         hs->dialer ? hs->host : "", why);
-    hs_finish(hs, UV_EACCES);
+    if (hs->dialer)
+        snprintf(hs->where, sizeof(hs->where), "%s:%s", hs->host, hs->port);
+    else
+        snprintf(hs->where, sizeof(hs->where), strchr(ip, ':') ? "[%s]:%d" : "%s:%d", ip, port);
 }
 
 /* Dialer: the acceptor's challenge came; answers with HELLO_D. */
@@ -319,6 +447,8 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     if (n < 0) {
         if (hs->dialer && hs->step == HS_OK)
             rejected(hs, "closed by the peer during the handshake (wrong cluster_secret?)");
+        else if (hs->dialer && hs->step == HS_HELLO_A && hs->c->tls_server)
+            rejected(hs, "closed by the peer after TLS (our certificate refused?)");
         else
             hs_finish(hs, (int)n);
         return;
@@ -334,8 +464,74 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
 static int start_reading(struct peer_hs *hs)
 {
-    hs->tcp->data = hs;
-    return uv_read_start((uv_stream_t *)hs->tcp, on_alloc, on_read);
+    hs->stream->data = hs;
+    return uv_read_start(hs->stream, on_alloc, on_read);
+}
+
+/* The first step of the handshake proper: the acceptor sends its challenge,
+ * the dialer waits for it. */
+static void hs_begin(struct peer_hs *hs)
+{
+    if (hs->dialer) {
+        expect(hs, HS_HELLO_A, HELLO_A_LEN);
+        if (start_reading(hs) != 0)
+            hs_finish(hs, UV_EPIPE);
+        return;
+    }
+    uint8_t hello[HELLO_A_LEN] = {0};
+    memcpy(hello, PEER_MAGIC, 4);
+    hello[4] = PEER_VERSION;
+    if (getrandom(hs->nonce_a, 16, 0) != 16) {
+        hs_finish(hs, UV_EIO);
+        return;
+    }
+    memcpy(hello + 8, hs->nonce_a, 16);
+    expect(hs, HS_HELLO_D, HELLO_D_FIXED);
+    if (send_all(hs, hello, sizeof(hello)) != 0 || start_reading(hs) != 0)
+        hs_finish(hs, UV_EPIPE);
+}
+
+/* From the tunnel: TLS is up (inner is the plaintext stream), or the link
+ * failed (why). */
+static void on_tunnel(void *arg, uv_stream_t *inner, const char *why)
+{
+    struct peer_hs *hs = arg;
+    if (hs->finished) {
+        if (inner)
+            uv_close((uv_handle_t *)inner, cluster__close_free);
+        return;
+    }
+    if (!inner) {
+        hs->tunnel = NULL; /* it is closing */
+        rejected(hs, why);
+        return;
+    }
+    hs->stream = inner;
+    inner->data = hs;
+    hs->refs++; /* released in on_stream_closed, or when the stream is handed on */
+    hs_begin(hs);
+}
+
+/* The TCP connection is up: the handshake starts on it, inside TLS when the
+ * cluster has certificates. */
+static void hs_connected(struct peer_hs *hs)
+{
+    uv_tcp_t *tcp = (uv_tcp_t *)hs->stream;
+    uv_tcp_nodelay(tcp, 1);
+    name_peer(hs, tcp);
+    struct cluster *c = hs->c;
+    if (!c->tls_server) {
+        hs_begin(hs);
+        return;
+    }
+    expect(hs, HS_TLS, 0); /* the TLS handshake gets a step's time of its own */
+    hs->stream = NULL;
+    hs->refs--; /* the tcp handle goes to the tunnel */
+    tcp->data = NULL;
+    int rc = 0;
+    hs->tunnel = cluster__tunnel_start(c, tcp, !hs->dialer, hs->where, on_tunnel, hs, &rc);
+    if (!hs->tunnel)
+        hs_finish(hs, rc ? rc : UV_ENOMEM);
 }
 
 /* --- accepting ------------------------------------------------------------------ */
@@ -384,32 +580,22 @@ static void on_peer_connection(struct acceptor *a, int fd)
     }
     hs->incoming = true;
     c->hs_incoming++;
-    hs->tcp = raft_malloc(sizeof(*hs->tcp));
-    if (!hs->tcp) {
+    uv_tcp_t *tcp = raft_malloc(sizeof(*tcp));
+    if (!tcp) {
         close(fd);
         hs_finish(hs, UV_ENOMEM);
         return;
     }
-    uv_tcp_init(c->loop, hs->tcp);
-    hs->tcp->data = hs;
+    uv_tcp_init(c->loop, tcp);
+    tcp->data = hs;
+    hs->stream = (uv_stream_t *)tcp;
     hs->refs++;
-    if (uv_tcp_open(hs->tcp, fd) != 0) {
+    if (uv_tcp_open(tcp, fd) != 0) {
         close(fd);
         hs_finish(hs, UV_ECONNABORTED);
         return;
     }
-    uv_tcp_nodelay(hs->tcp, 1);
-    uint8_t hello[HELLO_A_LEN] = {0};
-    memcpy(hello, PEER_MAGIC, 4);
-    hello[4] = PEER_VERSION;
-    if (getrandom(hs->nonce_a, 16, 0) != 16) {
-        hs_finish(hs, UV_EIO);
-        return;
-    }
-    memcpy(hello + 8, hs->nonce_a, 16);
-    expect(hs, HS_HELLO_D, HELLO_D_FIXED);
-    if (send_all(hs, hello, sizeof(hello)) != 0 || start_reading(hs) != 0)
-        hs_finish(hs, UV_EPIPE);
+    hs_connected(hs);
 }
 
 static int split_hostport(const char *address, char *host, size_t hostlen, char *port, size_t portlen)
@@ -475,10 +661,7 @@ static void on_connected(uv_connect_t *req, int status)
     if (!hs->finished && status) {
         hs_finish(hs, status);
     } else if (!hs->finished) {
-        uv_tcp_nodelay(hs->tcp, 1);
-        expect(hs, HS_HELLO_A, HELLO_A_LEN);
-        if (start_reading(hs) != 0)
-            hs_finish(hs, UV_EPIPE);
+        hs_connected(hs);
     }
     hs_unref(hs); /* the connect request's reference */
 }
@@ -510,17 +693,18 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     struct cluster *c = hs->c;
     if (!hs->finished && status) {
         hs_finish(hs, status);
-    } else if (!hs->finished && !(hs->tcp = raft_malloc(sizeof(*hs->tcp)))) {
+    } else if (!hs->finished && !(hs->stream = raft_malloc(sizeof(uv_tcp_t)))) {
         hs_finish(hs, UV_ENOMEM);
     } else if (!hs->finished) {
-        uv_tcp_init(c->loop, hs->tcp);
-        hs->tcp->data = hs;
+        uv_tcp_t *tcp = (uv_tcp_t *)hs->stream;
+        uv_tcp_init(c->loop, tcp);
+        tcp->data = hs;
         hs->refs++;
         hs->step = HS_CONNECT;
         hs->connect.data = hs;
-        int rc = bind_source(c, hs->tcp, res->ai_addr->sa_family);
+        int rc = bind_source(c, tcp, res->ai_addr->sa_family);
         if (rc == 0)
-            rc = uv_tcp_connect(&hs->connect, hs->tcp, res->ai_addr, on_connected);
+            rc = uv_tcp_connect(&hs->connect, tcp, res->ai_addr, on_connected);
         if (rc)
             hs_finish(hs, rc);
         else

@@ -11,7 +11,8 @@
 #   client.crt client.key    subject CN=client (for require_certificate and
 #                            use_identity_as_username)
 #   node1..3.crt/.key        peer-link certificates (CN=nodeN, SANs as the
-#                            server's plus nodeN), for cluster_certfile
+#                            server's plus nodeN), for cluster_certfile;
+#                            STARLING_CERT_NODES=N makes node1..N
 # Keys are ECDSA P-256; STARLING_CERT_KEY=rsa makes RSA 2048 keys instead.
 # Existing files in DIR are replaced.
 set -euo pipefail
@@ -63,11 +64,11 @@ subjectAltName=$(sans "$@")"
 sign client client "basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature
 extendedKeyUsage=clientAuth"
-for n in 1 2 3; do
+for n in $(seq 1 "${STARLING_CERT_NODES:-3}"); do
     sign "node$n" "node$n" "basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth,clientAuth
 subjectAltName=$(sans "node$n" "$@")"
 done
 rm -f ca.srl
-echo "make-certs: CA, server, client and node1..3 certificates in $(pwd)"
+echo "make-certs: CA, server, client and node1..${STARLING_CERT_NODES:-3} certificates in $(pwd)"

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Sets up the machine (deploy/setup.sh), builds Starling and runs one broker node
-# with embedded defaults: MQTT on 0.0.0.0:1883, data in ./starling-data.
-# Extra arguments go to starlingd (e.g. -p 1884 -v, or -c deploy/starling.conf).
+# with embedded defaults: MQTT on 127.0.0.1:1883 for anonymous clients, data in
+# ./starling-data. Extra arguments go to starlingd (e.g. -p 1884 -v, or
+# -c deploy/starling.conf). Without -c or --bind the listener is bound to
+# 127.0.0.1: a node open to the network needs a password_file (or a deliberate
+# allow_anonymous true, which starlingd warns about): see docs/auth.md.
 #
 # If the MQTT port is already taken (typically by Debian's mosquitto service,
 # which listens on 1883 once the package is installed and started), this says
@@ -49,4 +52,8 @@ else
     meson setup build --buildtype=release >/dev/null
 fi
 meson compile -C build starlingd >/dev/null
-exec ./build/broker/starlingd --data-dir ./starling-data "$@"
+bind=(--bind 127.0.0.1)
+for a in "$@"; do
+    case "$a" in -c|--config|--config=*|--bind|--bind=*) bind=() ;; esac
+done
+exec ./build/broker/starlingd --data-dir ./starling-data "${bind[@]}" "$@"

@@ -7,7 +7,9 @@
  *   session   u8 flags (bit0 connected, bit1 has_will, bit2 will_retain),
  *             u8 will_qos, u8 pad, u32 owner, u64 generation, u32 expiry,
  *             u32 will_delay, u64 expire_at_ms, u32 topic, payload and props
- *             lengths, then the three strings
+ *             lengths, then the three strings; with flag bit3 (has_user) a
+ *             u32 length and the user follow; bit4: owned by that identity
+ *             (records without either came before them)
  *   sub       u8 qos, u8 flags (bit0 no_local, bit1 retain_as_published),
  *             u8 retain_handling, u32 sub_id; key = client id, 0x00, filter
  *   retained  u8 qos, u16 pad, u32 props length, u64 expire_at_ms, props,
@@ -66,10 +68,15 @@ int store__session_decode(const struct store__kv *kv, struct store_session *out)
         rc = store__read_view(&r, pl, &s.will_payload);
     if (rc == 0)
         rc = store__read_view(&r, prl, &s.will_props);
+    uint32_t ul;
+    if (rc == 0 && (flags & 8u) && (rc = bytes_read_u32le(&r, &ul)) == 0)
+        rc = store__read_view(&r, ul, &s.user);
     if (rc)
         return rc;
-    if ((flags & ~7u) || bytes_left(&r) != 0)
+    if ((flags & ~31u) || bytes_left(&r) != 0)
         return STORE_ECORRUPT;
+    s.has_user = flags & 8u;
+    s.owned = flags & 16u;
     s.connected = flags & 1;
     s.has_will = flags & 2;
     s.will_retain = flags & 4;
@@ -93,11 +100,12 @@ int store_session_put(struct store_txn *txn, const struct store_session *rec)
     if (rc)
         return rc;
     if (rec->will_topic.len > UINT32_MAX || rec->will_payload.len > UINT32_MAX ||
-        rec->will_props.len > UINT32_MAX)
+        rec->will_props.len > UINT32_MAX || (rec->has_user && rec->user.len > UINT32_MAX))
         return -EINVAL;
     uint8_t fixed[SESSION_FIXED];
     uint8_t *p = bytes_put_u8(fixed, (uint8_t)((rec->connected ? 1 : 0) | (rec->has_will ? 2 : 0) |
-                                               (rec->will_retain ? 4 : 0)));
+                                               (rec->will_retain ? 4 : 0) | (rec->has_user ? 8 : 0) |
+                                               (rec->owned ? 16 : 0)));
     p = bytes_put_u8(p, rec->will_qos);
     p = bytes_put_u8(p, 0);
     p = bytes_put_u32le(p, rec->owner);
@@ -108,9 +116,11 @@ int store_session_put(struct store_txn *txn, const struct store_session *rec)
     p = bytes_put_u32le(p, (uint32_t)rec->will_topic.len);
     p = bytes_put_u32le(p, (uint32_t)rec->will_payload.len);
     bytes_put_u32le(p, (uint32_t)rec->will_props.len);
+    uint8_t ulen[4];
+    bytes_put_u32le(ulen, rec->has_user ? (uint32_t)rec->user.len : 0);
     struct store_bytes parts[] = {{fixed, sizeof(fixed)}, rec->will_topic, rec->will_payload,
-                                  rec->will_props};
-    rc = store__kv_put(txn, STORE__SESSIONS, rec->client_id.p, rec->client_id.len, parts, 4);
+                                  rec->will_props, {ulen, sizeof(ulen)}, rec->user};
+    rc = store__kv_put(txn, STORE__SESSIONS, rec->client_id.p, rec->client_id.len, parts, rec->has_user ? 6 : 4);
     return rc < 0 ? rc : 0;
 }
 

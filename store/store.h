@@ -61,6 +61,11 @@ struct store_session {
     bool will_retain;
     uint32_t will_delay;  /* seconds */
     struct store_bytes will_topic, will_payload, will_props;
+    /* the user that connected (has_user false: anonymous) and whether the
+     * session belongs to it (records written before hold neither) */
+    bool has_user;
+    bool owned;
+    struct store_bytes user;
 };
 
 struct store_sub {

@@ -140,6 +140,8 @@ static void get_metrics(struct broker *b, struct admin_conn *c, const struct adm
         {"starling_connections", "gauge", "MQTT clients connected (past CONNACK).", b->connected},
         {"starling_connections_refused_descriptors_total", "counter",
          "CONNECTs refused with 0x89/0x03 to keep fd_reserve descriptors free.", s->refused_fds},
+        {"starling_auth_failures_total", "counter",
+         "CONNECTs refused for a bad user name or password, or as anonymous.", s->auth_failures},
         {"starling_connections_closed_partial_total", "counter",
          "Connections closed for an incomplete packet (packet_timeout, max_partial_bytes).", s->partial_closed},
         {"starling_descriptors_open", "gauge", "Descriptors in use (estimated: counted at start and near the limit).",

@@ -118,6 +118,24 @@ def check_serving(clients, sub_node, pub_node, read_node, tag="serve"):
     return base
 
 
+def assert_kept_out(clients, cluster, members, outsider, tag):
+    """members (two nodes of cluster) serve without outsider, which learned
+    no leader, refuses a CONNECT (0x88) while it runs, and holds none of
+    their state. Returns check_serving's topic base."""
+    a, b = members
+    base = check_serving(clients, a, b, b, tag=tag)
+    cluster.wait_caught_up(members)
+    assert not outsider.leader_reports(), "%r learned a leader: %s" % (outsider, outsider.leader_reports())
+    if outsider.running():
+        conn, ack = raw_v5(outsider, uid("w"), expect=None, timeout=10)
+        conn.close()
+        assert ack.reason == 0x88, "%r accepted a CONNECT: %r" % (outsider, ack)
+    p = harness.run_dump(outsider.data_dir)
+    if p.returncode == 0:
+        assert base.encode() not in p.stdout, "%r holds state it can only have got from the cluster" % outsider
+    return base
+
+
 def subscribed(client, filters, qos=1):
     """Subscribes client to each filter (str or (filter, qos or SubscribeOptions))."""
     for f in filters:

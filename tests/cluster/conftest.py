@@ -18,6 +18,12 @@ starlingd under test knows admin_listen; the factories then also wait until it
 answers. `clients` and `raw` are the paho and raw-socket factories of
 tests/integration.
 
+Peer links are TLS by default: `_peer_certs` (session, autouse) makes a CA and
+node1..9 certificates once with deploy/make-certs.sh and every node uses
+nodeN.crt/.key and ca.crt (STARLING_TEST_PEER_TLS=0: plaintext). The
+factories take tls=False for a plaintext node, or tls=DIR for another
+certificate directory.
+
 Teardown: SIGCONT to a paused node, SIGTERM to every running one and SIGKILL
 after the stop timeout. The test then fails (a teardown error) if a node exited
 during the test without the test stopping it, did not exit with code 0 after
@@ -45,8 +51,19 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_report_header(config):
-    return "starlingd under test: %s; long variants %s" % (
-        harness.STARLINGD, "on" if harness.LONG else "off (STARLING_LONG=1 turns them on)")
+    return "starlingd under test: %s; long variants %s; peer links %s" % (
+        harness.STARLINGD, "on" if harness.LONG else "off (STARLING_LONG=1 turns them on)",
+        "TLS" if harness.PEER_TLS else "plaintext (STARLING_TEST_PEER_TLS=0)")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _peer_certs(tmp_path_factory):
+    if harness.KIND != "starling" or not harness.PEER_TLS:
+        yield None
+        return
+    harness.CERTS = harness.make_certs(tmp_path_factory.mktemp("peer-certs"))
+    yield harness.CERTS
+    harness.CERTS = None
 
 
 class Nodes:
@@ -56,20 +73,20 @@ class Nodes:
         self.tmp_path = tmp_path
         self.all = []
 
-    def _node(self, name, node_id, host, settings, peers):
+    def _node(self, name, node_id, host, settings, peers, tls=None):
         # settings["nofile"] = (soft, hard): the node's RLIMIT_NOFILE, not a config key
         nofile = settings.pop("nofile", None) if settings else None
-        n = Node(self.tmp_path / name, node_id, host, settings, peers, nofile=nofile)
+        n = Node(self.tmp_path / name, node_id, host, settings, peers, tls, nofile=nofile)
         self.all.append(n)
         return n
 
-    def cluster(self, n=3, settings=None, node_settings=None, wait=True):
+    def cluster(self, n=3, settings=None, node_settings=None, wait=True, tls=None):
         node_settings = node_settings or {}
         nodes = []
         for i in range(1, n + 1):
             s = dict(settings or {})
             s.update(node_settings.get(i, {}))
-            nodes.append(self._node("node%d" % i, i, "127.0.0.%d" % i, s, None))
+            nodes.append(self._node("node%d" % i, i, "127.0.0.%d" % i, s, None, tls))
         peers = [(x.id, x.host, x.cluster_port) for x in nodes]
         for x in nodes:
             x.peers = peers
@@ -79,21 +96,22 @@ class Nodes:
             self._wait_admin(nodes)
         return c
 
-    def extra(self, cluster, node_id, settings):
-        n = self._node("node%d" % node_id, node_id, "127.0.0.%d" % node_id, settings, None)
+    def extra(self, cluster, node_id, settings, tls=None):
+        n = self._node("node%d" % node_id, node_id, "127.0.0.%d" % node_id, settings, None, tls)
         n.peers = [(x.id, x.host, x.cluster_port) for x in cluster] + [(n.id, n.host, n.cluster_port)]
         return n
 
-    def single(self, settings):
-        n = self._node("single%d" % len(self.all), int(settings.pop("node_id", 1)), "127.0.0.1", settings, None)
+    def single(self, settings, tls=None):
+        n = self._node("single%d" % len(self.all), int(settings.pop("node_id", 1)), "127.0.0.1", settings, None,
+                       tls)
         n.start()
         n.wait_listening()
         Cluster([n]).wait_leader()
         self._wait_admin([n])
         return n
 
-    def joiner(self, node_id, settings):
-        n = self._node("node%d" % node_id, node_id, "127.0.0.%d" % node_id, settings, None)
+    def joiner(self, node_id, settings, tls=None):
+        n = self._node("node%d" % node_id, node_id, "127.0.0.%d" % node_id, settings, None, tls)
         n.peers = [(n.id, n.host, n.cluster_port)]
         n.start()
         n.wait_listening()
@@ -154,22 +172,22 @@ def start_cluster(_nodes):
 
 @pytest.fixture
 def add_node(_nodes):
-    def add(cluster, node_id, **settings):
-        return _nodes.extra(cluster, node_id, settings)
+    def add(cluster, node_id, tls=None, **settings):
+        return _nodes.extra(cluster, node_id, settings, tls)
     return add
 
 
 @pytest.fixture
 def start_node(_nodes):
-    def start(**settings):
-        return _nodes.single(settings)
+    def start(tls=None, **settings):
+        return _nodes.single(settings, tls)
     return start
 
 
 @pytest.fixture
 def start_joiner(_nodes):
-    def start(node_id, **settings):
-        return _nodes.joiner(node_id, settings)
+    def start(node_id, tls=None, **settings):
+        return _nodes.joiner(node_id, settings, tls)
     return start
 
 

@@ -8,6 +8,12 @@ environment: STARLINGD, STARLING_TEST_START_TIMEOUT, STARLING_TEST_STOP_TIMEOUT,
 STARLING_TEST_VERBOSE). The integration helpers clients.py and rawmqtt.py are
 importable once this module is.
 
+Peer links run over TLS by default: every node gets cluster_certfile /
+cluster_keyfile (nodeN.crt/.key) and cluster_cafile (ca.crt) from a directory
+made once per session with deploy/make-certs.sh (conftest.py sets CERTS);
+STARLING_TEST_PEER_TLS=0 runs them plaintext, and a node made with tls=False
+is plaintext whatever the default.
+
 Each node also gets an HTTP admin API on a free port of its own address
 (admin_listen), driven with the built starlingctl (STARLINGCTL, default
 tools/starlingctl in STARLINGD's build directory) or read directly as JSON;
@@ -68,6 +74,29 @@ CLUSTER_NAME = "test"
 POLL = 0.05
 ADMIN_TIMEOUT = 30.0      # an admin API answers after a start or restart
 CTL_TIMEOUT = 60.0        # one starlingctl run
+
+PEER_TLS = os.environ.get("STARLING_TEST_PEER_TLS", "1") != "0"
+CERTS = None              # the session's certificate directory (conftest.py), when PEER_TLS
+MAKE_CERTS = HERE.parent.parent / "deploy" / "make-certs.sh"
+CERT_NODES = 9            # node1..9 certificates
+PLAINTEXT_WARNING = "cluster: peer links are not encrypted (no cluster_certfile): lab use only"
+
+
+def make_certs(directory, nodes=CERT_NODES):
+    """A CA and node1..nodes certificates in directory (deploy/make-certs.sh)."""
+    p = subprocess.run(["bash", str(MAKE_CERTS), str(directory)], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120,
+                       env=dict(os.environ, STARLING_CERT_NODES=str(nodes)))
+    assert p.returncode == 0, "make-certs.sh failed: %s" % p.stderr.decode(errors="replace")
+    return pathlib.Path(directory)
+
+
+def tls_keys(certs, node_id):
+    """The peer-link TLS keys of node node_id with the certificates in certs."""
+    certs = pathlib.Path(certs)
+    return {"cluster_certfile": certs / ("node%d.crt" % node_id), "cluster_keyfile": certs / ("node%d.key" % node_id),
+            "cluster_cafile": certs / "ca.crt"}
+
 
 LEADER_RE = re.compile(r"cluster: leader is node (\d+) \(term (\d+)\)")
 NO_LEADER = "cluster: no leader"
@@ -178,6 +207,19 @@ def links(a, b):
             if x.cluster_addr in ends and y.host in hosts and y.host != x.host:
                 found.add(ends)
     return found
+
+
+def closed_by_peer(sock, timeout):
+    """Reads until the node closes the connection; False if it is still open after timeout."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(65536):
+            pass
+    except socket.timeout:
+        return False
+    except OSError:
+        pass
+    return True
 
 
 def wait_for(predicate, timeout, what, interval=POLL):
@@ -334,9 +376,11 @@ class Node:
 
     The stderr file accumulates over restarts; run_log() is the current run's
     part. Flags for teardown: killed (the test stopped it on purpose) and
-    may_exit (it is allowed to exit by itself, e.g. a node that cannot join)."""
+    may_exit (it is allowed to exit by itself, e.g. a node that cannot join).
+    tls: the certificate directory of its peer links (default CERTS when
+    PEER_TLS), or False for plaintext links."""
 
-    def __init__(self, workdir, node_id, host, settings=None, peers=None, nofile=None):
+    def __init__(self, workdir, node_id, host, settings=None, peers=None, tls=None, nofile=None):
         self.id = node_id
         self.nofile = nofile  # (soft, hard) RLIMIT_NOFILE to start with, None: inherited
         self.host = host
@@ -354,6 +398,9 @@ class Node:
         self.paused = False
         self.may_exit = False
         self.is_mosquitto = False  # for clients.py helpers
+        if tls is None:
+            tls = CERTS if PEER_TLS else False
+        self.tls = tls or None
 
     def __repr__(self):
         return "<node %d %s:%d cluster %d>" % (self.id, self.host, self.port, self.cluster_port)
@@ -370,6 +417,9 @@ class Node:
     def admin_url(self):
         return "http://" + self.admin_addr
 
+    def _tls_keys(self):
+        return tls_keys(self.tls, self.id) if self.tls else {}
+
     def _admin_key(self):
         return {"admin_listen": self.admin_addr} if admin_supported() else {}
 
@@ -379,6 +429,7 @@ class Node:
                 "data_dir": self.data_dir, "cluster_name": CLUSTER_NAME, "cluster_bind": self.cluster_addr,
                 "cluster_secret": SECRET, "commit_timeout_ms": COMMIT_TIMEOUT_MS, "log_level": "info"}
         keys.update(self._admin_key())
+        keys.update(self._tls_keys())
         keys.update(self.settings)
         lines = ["%s %s" % (k, v) for k, v in keys.items()]
         lines[6:6] = ["peer %d %s:%d" % p for p in self.peers]
@@ -393,6 +444,7 @@ class Node:
             keys = {"node_id": self.id, "cluster_bind": self.cluster_addr,
                     "commit_timeout_ms": COMMIT_TIMEOUT_MS, "log_level": "info"}
             keys.update(self._admin_key())
+            keys.update(self._tls_keys())
             keys.update(self.settings)
             for k, v in keys.items():
                 argv += ["--set", "%s=%s" % (k, v)]

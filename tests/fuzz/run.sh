@@ -25,7 +25,7 @@ if [ $# -gt 0 ] && [[ "$1" =~ ^[0-9]+$ ]]; then
     SECONDS_EACH=$1
     shift
 fi
-ALL=(fuzz_decode fuzz_broker fuzz_admin fuzz_cluster fuzz_cluster_cmd fuzz_snapshot fuzz_store_record fuzz_config)
+ALL=(fuzz_decode fuzz_broker fuzz_admin fuzz_cluster fuzz_cluster_cmd fuzz_snapshot fuzz_store_record fuzz_config fuzz_auth)
 if [ $# -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${ALL[@]}"); fi
 BUILD=${STARLING_FUZZ_BUILD_DIR:-build-fuzz}
 case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac

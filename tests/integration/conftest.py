@@ -100,9 +100,10 @@ class Broker:
     """One running broker process. host/port to connect to; kind is
     'starling' or 'mosquitto'; log() returns its stderr so far."""
 
-    def __init__(self, kind, workdir, settings, nofile=None):
+    def __init__(self, kind, workdir, settings, nofile=None, probe=None):
         self.kind = kind
         self.nofile = nofile
+        self.probe = probe  # (username, password) of the readiness probe, for a broker refusing anonymous
         self.host = "127.0.0.1"
         self.port = None
         self.settings = dict(settings)
@@ -190,7 +191,9 @@ class Broker:
                 last = "connect: %s" % e
             else:
                 try:
-                    c.send(rawmqtt.connect("starling-test-probe", version=4, keepalive=keepalive))
+                    user, password = self.probe or (None, None)
+                    c.send(rawmqtt.connect("starling-test-probe", version=4, keepalive=keepalive,
+                                           username=user, password=password))
                     ack = c.expect(rawmqtt.CONNACK, timeout=2)
                     if ack.reason == 0:
                         c.send(rawmqtt.disconnect())
@@ -256,10 +259,10 @@ def start_broker(request, tmp_path):
     started = []
     request.node._starling_brokers = started
 
-    def start(nofile=None, **settings):
+    def start(nofile=None, probe=None, **settings):
         workdir = tmp_path / ("broker%d" % len(started))
         workdir.mkdir()
-        b = Broker(KIND, workdir, settings, nofile=nofile)
+        b = Broker(KIND, workdir, settings, nofile=nofile, probe=probe)
         started.append(b)
         try:
             b.start()

@@ -26,6 +26,11 @@ them. Exit status 1 when a setup did not start or a scenario failed.
 
   /usr/bin/python3 tools/bench/cluster_bench.py                 # ~1 min
   /usr/bin/python3 tools/bench/cluster_bench.py -d 20 -P 200 -S 200 --qos 1
+  /usr/bin/python3 tools/bench/cluster_bench.py --peer-tls      # TLS peer links
+
+Peer links are plaintext unless --peer-tls (certificates from
+deploy/make-certs.sh in a temporary directory): run it both ways to see what
+TLS between nodes costs.
 """
 
 import argparse
@@ -59,6 +64,8 @@ def parse_args():
     ap.add_argument("-P", "--publishers", type=int, default=50, help="fan-in publishers [50]")
     ap.add_argument("-S", "--subscribers", type=int, default=50, help="fan-out subscribers [50]")
     ap.add_argument("--qos", default="0,1", help="QoS levels, comma-separated [0,1]")
+    ap.add_argument("--peer-tls", action="store_true",
+                    help="TLS peer links (cluster_certfile etc., certificates from deploy/make-certs.sh)")
     ap.add_argument("--out", default=os.path.join("bench-results", "cluster"),
                     help="directory for results.md, the raw starling-bench JSON and the node logs "
                          "[bench-results/cluster]")
@@ -160,6 +167,11 @@ def main():
     if not os.access(args.starlingd, os.X_OK):
         sys.exit("cluster_bench.py: no starlingd at %s (build it, or pass --starlingd)" % args.starlingd)
     harness = load_harness(args.starlingd)
+    certs = None
+    if args.peer_tls:
+        certs = tempfile.mkdtemp(prefix="starling-cluster-bench-certs-")
+        harness.CERTS = harness.make_certs(certs)
+    harness.PEER_TLS = args.peer_tls
     bench = compare.find_bench(args.bench)
     rawdir = os.path.join(args.out, "raw")
     os.makedirs(rawdir, exist_ok=True)
@@ -198,7 +210,8 @@ def main():
     report = "\n".join([
         "# Starling cluster forwarding, %s" % datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "",
         "- machine: %s" % compare.machine(),
-        "- starlingd: %s; load: %s" % (args.starlingd, bench),
+        "- starlingd: %s; load: %s; peer links: %s" % (args.starlingd, bench,
+                                                       "TLS" if args.peer_tls else "plaintext"),
         "- %g s of publishing per run at the maximum rate, 256-byte payloads, MQTT 5, QoS 1 publishers keep 10 "
         "messages in flight; max inflight %d, max queued %d; data directories in tmpfs; fan-in: publishers on "
         "nodes 2 and 3, the subscriber on node 1; fan-out: the publisher on node 1, subscribers on nodes 2 and 3 "
@@ -210,6 +223,8 @@ def main():
         "queueing at the maximum rate.", ""])
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write(report)
+    if certs:
+        shutil.rmtree(certs, ignore_errors=True)
     print(report)
     return 1 if any("error" in r for r in results.values()) else 0
 

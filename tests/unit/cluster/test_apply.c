@@ -146,6 +146,56 @@ Test(apply, claim_new_then_resume)
     check_leaks();
 }
 
+/* A session owned by a user is claimed by that user only (anonymous counts
+ * as an identity of its own); an unowned one by anyone. */
+Test(apply, claim_of_an_owned_session_by_another_user_is_refused)
+{
+    struct cluster_cmd c = cmd_claim("own", 1, 10, false);
+    c.has_user = true;
+    c.owned = true;
+    c.user = (struct proto_str){(const uint8_t *)"alice", 5};
+    apply_ok(&c, 0);
+    struct cluster_cmd b = cmd_claim("own", 2, 11, true);
+    b.has_user = true;
+    b.owned = true;
+    b.user = (struct proto_str){(const uint8_t *)"bob", 3};
+    apply_changes_nothing(&b, CLUSTER_EPERM);
+    b.user = (struct proto_str){(const uint8_t *)"alic", 4};
+    apply_changes_nothing(&b, CLUSTER_EPERM);
+    b.has_user = false;
+    b.user = (struct proto_str){NULL, 0};
+    apply_changes_nothing(&b, CLUSTER_EPERM);
+    b.owned = false; /* a node that does not authenticate: still not hers */
+    apply_changes_nothing(&b, CLUSTER_EPERM);
+    /* alice herself, on another node */
+    c = cmd_claim("own", 2, 12, false);
+    c.has_user = true;
+    c.owned = true;
+    c.user = (struct proto_str){(const uint8_t *)"alice", 5};
+    apply_ok(&c, 1);
+    struct store_session s;
+    cr_assert(get_session("own", &s));
+    cr_assert(s.owned);
+    cr_assert_eq(s.generation, 12);
+
+    /* an unowned session (an old record): anyone */
+    struct cluster_cmd u = cmd_claim("free", 1, 20, false);
+    apply_ok(&u, 0);
+    u = cmd_claim("free", 1, 21, false);
+    u.has_user = true;
+    u.owned = true;
+    u.user = (struct proto_str){(const uint8_t *)"bob", 3};
+    apply_ok(&u, 1);
+    /* once the session is gone, the client id is free again */
+    struct cluster_cmd e = {.type = CLUSTER_SESSION_EXPIRE, .client_id = S("own"), .generation = 12};
+    apply_ok(&e, 0);
+    b.has_user = true;
+    b.owned = true;
+    b.user = (struct proto_str){(const uint8_t *)"bob", 3};
+    apply_ok(&b, 0);
+    check_leaks();
+}
+
 Test(apply, claim_with_clean_start_drops_the_old_subs)
 {
     struct cluster_cmd c = cmd_claim("c1", 1, 10, false);

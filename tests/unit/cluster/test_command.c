@@ -45,6 +45,9 @@ static struct cluster_cmd full_cmd(uint8_t type)
         .payload = S("payload bytes"),
         .props = S("\x01\x01"),
         .msg_expire_at_ms = 1800000000456ull,
+        .has_user = true,
+        .owned = true,
+        .user = S("us\0er"),
     };
     return c;
 }
@@ -82,6 +85,9 @@ static void assert_cmd_eq(const struct cluster_cmd *got, const struct cluster_cm
     assert_str_eq(got->payload, want->payload, "payload");
     assert_str_eq(got->props, want->props, "props");
     cr_assert_eq(got->msg_expire_at_ms, want->msg_expire_at_ms);
+    cr_assert_eq(got->has_user, want->has_user);
+    cr_assert_eq(got->owned, want->owned);
+    assert_str_eq(got->user, want->has_user ? want->user : (struct proto_str){NULL, 0}, "user");
 }
 
 static uint32_t rd32(const uint8_t *p)
@@ -241,6 +247,7 @@ Test(cluster_command, padding_and_alignment)
         cmds[i] = full_cmd(all_types[i % N_TYPES]);
         cmds[i].client_id = (struct proto_str){text, (uint32_t)i % 17};
         cmds[i].payload = (struct proto_str){text, (uint32_t)(i * 7) % 23};
+        cmds[i].has_user = cmds[i].owned = false; /* the extension then is 5 zero bytes */
         starts[i] = w.len;
         cr_assert_eq(starts[i] % 8, 0, "command %d starts at %zu", i, starts[i]);
         cr_assert_eq(cluster_cmd_encode(&cmds[i], &w), 0);
@@ -594,4 +601,46 @@ Test(cluster_command, random_corruption_never_reads_out_of_bounds)
     free(buf);
     free(w.data);
     check_leaks();
+}
+
+/* The session claim's user: absent in commands written before it (u8 0, u32
+ * 0 in the reserved bytes), read as no user, not owned; each flag alone. */
+Test(cluster_command, claim_user_and_owner)
+{
+    struct cluster_cmd c = full_cmd(CLUSTER_SESSION_CLAIM);
+    c.has_user = false;
+    c.owned = true; /* anonymous, owned */
+    round_trip(&c);
+    c.has_user = true;
+    c.owned = false;
+    round_trip(&c);
+    c.user = (struct proto_str){(const uint8_t *)"", 0};
+    round_trip(&c);
+
+    /* an old command: the extension bytes are zero */
+    struct cluster_cmd old = full_cmd(CLUSTER_SESSION_CLAIM);
+    old.has_user = old.owned = false;
+    struct buf w = encode_one(&old);
+    struct cluster_cmd got = decode_one(w.data, w.len);
+    cr_assert_not(got.has_user);
+    cr_assert_not(got.owned);
+    cr_assert_eq(got.user.len, 0);
+    free(w.data);
+
+    /* unknown extension flags, or a user without has_user: corrupt */
+    c.user = (struct proto_str){(const uint8_t *)"Z", 1};
+    c.has_user = true;
+    w = encode_one(&c);
+    size_t z = w.len;
+    while (w.data[z - 1] != 'Z')
+        z--;
+    size_t flags_at = z - 1 - 5; /* u8 flags, u32 length, the user */
+    cr_assert_eq(w.data[flags_at], 0x01);
+    size_t pos = 0;
+    struct cluster_cmd out;
+    w.data[flags_at] = 0x04;
+    cr_assert_eq(cluster_cmd_decode(w.data, w.len, &pos, &out), CLUSTER_ECORRUPT);
+    w.data[flags_at] = 0x02; /* owned, a user present but has_user not set */
+    cr_assert_eq(cluster_cmd_decode(w.data, w.len, &pos, &out), CLUSTER_ECORRUPT);
+    free(w.data);
 }

@@ -419,3 +419,35 @@ Test(record, corrupt_records_read_as_ecorrupt)
     store_close(s);
     check_leaks();
 }
+
+/* The session's user and owner flag: written after the will strings only
+ * when present, so records from before read as no user, not owned. */
+Test(record, session_user_and_owner)
+{
+    struct store *s = open_at(env_dir);
+    struct store_txn *t = wbegin(s);
+    struct store_session a = session_rec(U("client-u"), 3), got;
+    a.has_user = true;
+    a.owned = true;
+    a.user = B("al\0ice");
+    cr_assert_eq(store_session_put(t, &a), 0);
+    cr_assert_eq(store_session_get(t, U("client-u"), &got), 0);
+    cr_assert(got.has_user && got.owned);
+    cr_assert_eq(got.user.len, 6);
+    cr_assert(memcmp(got.user.p, "al\0ice", 6) == 0);
+    assert_session_eq(&got, &a);
+
+    struct store_session anon = session_rec(U("client-a"), 3);
+    anon.owned = true; /* the anonymous identity owns it */
+    cr_assert_eq(store_session_put(t, &anon), 0);
+    cr_assert_eq(store_session_get(t, U("client-a"), &got), 0);
+    cr_assert(!got.has_user && got.owned && got.user.len == 0);
+
+    struct store_session old = session_rec(U("client-o"), 3);
+    cr_assert_eq(store_session_put(t, &old), 0);
+    cr_assert_eq(store_session_get(t, U("client-o"), &got), 0);
+    cr_assert(!got.has_user && !got.owned);
+    commit(t, 1);
+    store_close(s);
+    check_leaks();
+}

@@ -1,0 +1,241 @@
+/* auth: who may connect (users and their password verifiers, read from a
+ * Mosquitto password file) and what they may do (topic rules, read from a
+ * Mosquitto ACL file), and the checks made on CONNECT, PUBLISH, SUBSCRIBE and
+ * every delivery.
+ *
+ * Pure: the parsers take bytes and the checks take names; nothing here logs
+ * or does I/O, apart from auth_*_load reading their file. The broker owns one
+ * struct auth and replaces a source's tables whole (SIGHUP).
+ *
+ * Sources: the tables are kept per source (AUTH_SOURCE_FILE today; the
+ * replicated users and rules of the cluster are meant to be a second source
+ * beside it), and a check looks at every source: a user is known when any
+ * source knows it (the first source that does holds the verifier), and an
+ * ACL grants what any source grants, unless any source denies it.
+ *
+ * ACL semantics (Mosquitto's acl_file): `topic` lines before any `user` line
+ * apply to anonymous clients, those after `user NAME` to that user; `pattern`
+ * lines apply to every client wherever they stand, with a whole level `%c`
+ * standing for the client id and `%u` for the username (a %u pattern never
+ * applies to an anonymous client). A rule with access `deny` wins over every
+ * grant; with an ACL loaded anything not granted is denied; without any ACL
+ * everything is allowed. A client id or username holding '+', '#' or '/' is
+ * denied everything while pattern rules substitute it (it could otherwise
+ * reach other clients' levels). A topic starting with '$' is matched only by
+ * rules starting with '$'. */
+#ifndef STARLING_BROKER_AUTH_H
+#define STARLING_BROKER_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "map.h"
+
+/* PBKDF2 iteration counts accepted in a $7$ line: a file must not be able to
+ * make each CONNECT cost seconds of the loop (Mosquitto writes 101; 100000
+ * costs about 50 ms here). */
+#define AUTH_MAX_ITERATIONS 100000u
+#define AUTH_MAX_SALT 64u
+#define AUTH_HASH_LEN 64u       /* SHA-512 */
+#define AUTH_MAX_FILE (64u << 20) /* bytes of a password or ACL file */
+
+/* failed CONNECTs from one address: after AUTH_THROTTLE_FREE within
+ * AUTH_THROTTLE_WINDOW_MS each further refusal waits AUTH_THROTTLE_DELAY_MS */
+#define AUTH_THROTTLE_SLOTS 4096u
+#define AUTH_THROTTLE_WINDOW_MS 60000u
+#define AUTH_THROTTLE_FREE 5u
+#define AUTH_THROTTLE_DELAY_MS 1000u
+
+enum auth_source {
+    AUTH_SOURCE_FILE = 0,     /* password_file, acl_file */
+    AUTH_SOURCE_CLUSTER = 1,  /* reserved: users and rules of the replicated state */
+    AUTH_SOURCES = 2,
+};
+
+/* Access bits of a rule and of a check. A rule with none of them denies. */
+enum auth_access {
+    AUTH_DENY = 0,
+    AUTH_READ = 1,            /* subscribe (on the filter), receive (on each message's topic) */
+    AUTH_WRITE = 2,           /* publish (a will too) */
+};
+
+/* Results of auth_password_check (negative, apart from errno values). */
+enum auth_error {
+    AUTH_EUNKNOWN = -4000,    /* no such user */
+    AUTH_EPASSWORD = -4001,   /* wrong or missing password */
+};
+
+enum auth_hash_kind {
+    AUTH_HASH_SHA512 = 6,         /* $6$SALT$HASH: sha512(password || salt) */
+    AUTH_HASH_PBKDF2_SHA512 = 7,  /* $7$ITER$SALT$HASH: PBKDF2-HMAC-SHA512 */
+};
+
+struct auth_verifier {
+    uint8_t kind;             /* enum auth_hash_kind */
+    uint8_t salt_len;
+    uint32_t iterations;      /* $7$ only */
+    uint8_t salt[AUTH_MAX_SALT];
+    uint8_t hash[AUTH_HASH_LEN];
+};
+
+struct auth_user {
+    char *name;               /* NUL-terminated; the key in auth_users.by_name */
+    struct auth_verifier v;
+    /* the last password that passed the verifier, as HMAC-SHA256 under
+     * auth.cache_key: the next CONNECT with it costs one HMAC instead of the
+     * PBKDF2 rounds (a wrong password always pays the full check) */
+    bool cached;
+    uint8_t cache[32];
+};
+
+/* One source's users. set: the source is configured (a password file given,
+ * even an empty one): CONNECTs are then checked against the users. */
+struct auth_users {
+    bool set;
+    struct map by_name;       /* name -> struct auth_user */
+};
+
+struct auth_rule {
+    char *topic;              /* as written; '%c' / '%u' levels substituted in patterns */
+    uint32_t len;
+    uint8_t access;           /* enum auth_access bits, AUTH_DENY = 0 */
+    bool pattern;
+    bool uses_c, uses_u;      /* a whole level "%c" / "%u" (patterns only) */
+};
+
+/* Rules in the order they are checked: every deny rule first. */
+struct auth_rules {
+    struct auth_rule *v;
+    uint32_t count, cap;
+};
+
+struct auth_acl_user {
+    char *name;               /* the key in auth_acl.by_user */
+    struct auth_rules rules;
+};
+
+/* One source's ACL. set: loaded (anything not granted is then denied). */
+struct auth_acl {
+    bool set;
+    struct auth_rules anon;   /* topic lines before any user line */
+    struct map by_user;       /* name -> struct auth_acl_user */
+    struct auth_rules patterns;
+    bool patterns_use_c, patterns_use_u;
+};
+
+struct auth {
+    struct auth_users users[AUTH_SOURCES];
+    struct auth_acl acl[AUTH_SOURCES];
+    uint64_t generation;      /* raised by every change: struct auth_who caches compare it */
+    uint8_t cache_key[32];    /* random, this process only (auth_init) */
+};
+
+/* The identity a check is made for, with what auth_allowed looked up for it
+ * (refreshed when auth.generation moved). user NULL: anonymous. The strings
+ * are borrowed: they must outlive the struct (a session keeps its own). */
+struct auth_who {
+    const char *user;
+    size_t user_len;
+    const char *client_id;
+    size_t id_len;
+    uint64_t generation;      /* of the lookups below; 0 = not looked up */
+    const struct auth_rules *own[AUTH_SOURCES]; /* the user's (or the anonymous) rules, or NULL */
+    bool bad_id, bad_user;    /* hold '+', '#' or '/' */
+};
+
+struct auth_throttle_slot {
+    uint64_t hash;            /* of addr; 0 = free */
+    uint64_t first_ms, last_ms;
+    uint32_t count;           /* failures since first_ms */
+    char addr[48];
+};
+
+/* Failed CONNECTs per address: a fixed table (AUTH_THROTTLE_SLOTS, LRU
+ * replacement among a few probed slots), never a list that grows. */
+struct auth_throttle {
+    struct auth_throttle_slot *slots; /* AUTH_THROTTLE_SLOTS, calloc'd by auth_throttle_init */
+};
+
+/* --- the whole ------------------------------------------------------------- */
+
+void auth_init(struct auth *a);
+void auth_free(struct auth *a);
+
+/* Replaces source's users (or ACL) with *users (*acl), which is moved into a
+ * (zeroed afterwards); the old tables are freed. */
+void auth_users_replace(struct auth *a, enum auth_source source, struct auth_users *users);
+void auth_acl_replace(struct auth *a, enum auth_source source, struct auth_acl *acl);
+
+/* Whether CONNECTs are checked against users (some source is set). */
+bool auth_users_on(const struct auth *a);
+/* Whether an ACL is in force (some source is set). */
+bool auth_acl_on(const struct auth *a);
+
+/* --- passwords -------------------------------------------------------------- */
+
+/* Parses a password file (text, len bytes, borrowed) into *out (initialised
+ * here; free with auth_users_free). Lines are `user:$7$ITER$SALT$HASH` or
+ * `user:$6$SALT$HASH` (base64 salt and hash, as mosquitto_passwd writes);
+ * blank lines and lines starting with '#' are skipped. Anything else (a
+ * plain-text password above all) is refused: returns -EINVAL with
+ * "line N: reason" in err, *out left empty. -ENOMEM when memory ran out. */
+int auth_passwd_parse(const char *text, size_t len, struct auth_users *out, char *err, size_t errlen);
+/* Reads path (at most AUTH_MAX_FILE bytes) and parses it; err gets
+ * "PATH:N: reason" or "PATH: reason". */
+int auth_passwd_load(const char *path, struct auth_users *out, char *err, size_t errlen);
+void auth_users_free(struct auth_users *u);
+
+/* Parses a password hash as written after the user's colon ("$7$...") into
+ * *v. 0 or -EINVAL with the reason in err. */
+int auth_verifier_parse(const char *s, size_t len, struct auth_verifier *v, char *err, size_t errlen);
+
+/* Checks a CONNECT's user name and password (borrowed, any bytes) against
+ * every source, in constant time over the hash; a password that passed is
+ * remembered (auth_user.cache) so that reconnecting costs one HMAC. 0,
+ * AUTH_EUNKNOWN (a password
+ * hash is computed anyway, so an unknown name takes as long as a known one),
+ * AUTH_EPASSWORD (also when pass is NULL), or -ENOMEM. */
+int auth_password_check(struct auth *a, const char *user, size_t user_len, const uint8_t *pass,
+                        size_t pass_len);
+/* 0 when pass matches v, AUTH_EPASSWORD when not, -ENOMEM. */
+int auth_verifier_check(const struct auth_verifier *v, const uint8_t *pass, size_t pass_len);
+
+/* --- topic rules ------------------------------------------------------------ */
+
+/* Parses an ACL file (text, len bytes, borrowed) into *out (initialised here;
+ * free with auth_acl_free). -EINVAL with "line N: reason" in err for an
+ * unknown keyword, a missing user name or topic, an unknown access word, or a
+ * topic that is not a valid filter; -ENOMEM. */
+int auth_acl_parse(const char *text, size_t len, struct auth_acl *out, char *err, size_t errlen);
+int auth_acl_load(const char *path, struct auth_acl *out, char *err, size_t errlen);
+void auth_acl_free(struct auth_acl *acl);
+
+/* Sets who's identity (strings borrowed) and forgets its lookups. */
+void auth_who_set(struct auth_who *who, const char *user, size_t user_len, const char *client_id, size_t id_len);
+
+/* Whether who may have access (AUTH_READ or AUTH_WRITE) to topic (len bytes,
+ * a topic name). Always true while no ACL is in force. who's lookups are
+ * refreshed when a has changed since; nothing is allocated. */
+bool auth_allowed(const struct auth *a, struct auth_who *who, const char *topic, size_t len, int access);
+
+/* Whether who may subscribe to filter (len bytes; a $share/GROUP/ prefix is
+ * taken off first): read access to the filter taken literally, as Mosquitto
+ * checks it, so a wildcard in it passes where a rule's own wildcard covers
+ * that level ("a/#" allows "a/+/b"; "a/+" allows "a/#", '+' matching any one
+ * level; "a/b" does not allow "a/+"). Each message is checked again on
+ * delivery (auth_allowed, AUTH_READ), so a broad filter never reads more
+ * than the rules grant. */
+bool auth_subscribe_allowed(const struct auth *a, struct auth_who *who, const char *filter, size_t len);
+
+/* --- failed attempts --------------------------------------------------------- */
+
+/* 0 or -ENOMEM. */
+int auth_throttle_init(struct auth_throttle *t);
+void auth_throttle_free(struct auth_throttle *t);
+/* Records a failed CONNECT from addr (a host, NUL-terminated, at most 47
+ * bytes kept) at now (monotonic ms). Returns how long its refusal should
+ * wait (ms): 0 for the first AUTH_THROTTLE_FREE failures within the window. */
+uint32_t auth_throttle_fail(struct auth_throttle *t, const char *addr, uint64_t now);
+
+#endif
