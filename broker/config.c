@@ -57,6 +57,11 @@
  *                               (an IPv4 literal or a bracketed IPv6 one)
  *   admin_token                 string, 0..127 bytes; non-empty: every   ""
  *                               request needs Authorization: Bearer it
+ *   admin_certfile              path of a PEM certificate chain; with    ""
+ *                               admin_keyfile the admin API is HTTPS only
+ *   admin_keyfile               path of its PEM private key              ""
+ *   admin_cafile                path of PEM CAs: HTTPS clients must      ""
+ *                               present a certificate signed by one
  *   admin_idle_timeout          1..3600 s between requests               10
  *   admin_request_timeout       1..3600 s for one request to arrive      10
  *   admin_max_conns_per_peer    1..128 connections from one address      8
@@ -188,6 +193,9 @@ static const struct config_key config_keys[] = {
 
     {"admin_listen", KIND_LISTEN, FIELD(admin_listen), 0, 0, "admin API"},
     {"admin_token", KIND_STRING, FIELD(admin_token), 0, 0, NULL},
+    {"admin_certfile", KIND_STRING, FIELD(admin_certfile), 0, 0, NULL},
+    {"admin_keyfile", KIND_STRING, FIELD(admin_keyfile), 0, 0, NULL},
+    {"admin_cafile", KIND_STRING, FIELD(admin_cafile), 0, 0, NULL},
     KEY_UINT(admin_idle_timeout, 1, 3600),
     KEY_UINT(admin_request_timeout, 1, 3600),
     KEY_UINT(admin_max_conns_per_peer, 1, 128),

@@ -110,6 +110,9 @@ struct config {
     /* HTTP admin API (broker/admin/) */
     char admin_listen[72];       /* IP:PORT ([IPv6]:PORT) or "off"; default "127.0.0.1:18083" */
     char admin_token[128];       /* non-empty: the bearer token every request must carry; default "" */
+    char admin_certfile[512];    /* with admin_keyfile: the admin API speaks HTTPS only; default "" */
+    char admin_keyfile[512];     /* PEM private key of admin_certfile; default "" */
+    char admin_cafile[512];      /* set: clients must present a certificate signed by it; default "" */
     uint32_t admin_idle_timeout; /* seconds an admin connection may wait between requests; default 10 */
     uint32_t admin_request_timeout; /* seconds a request may take to arrive once it began; default 10 */
     uint32_t admin_max_conns_per_peer; /* admin connections from one address; default 8 */

@@ -342,6 +342,7 @@ struct admin {
     uint32_t conn_count;
     uint64_t unauthorized;    /* requests refused with 401 */
     uint64_t unauth_logged_ms, unauth_unlogged; /* the last 401 logged, and those not logged since */
+    struct tls_ctx *tls;      /* admin_certfile set: HTTPS only (common/tls.h); else NULL */
 };
 
 struct broker {

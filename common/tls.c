@@ -59,6 +59,16 @@ static int ctx_configure(SSL_CTX *ctx, const struct tls_config *cfg, bool server
     }
     if (!SSL_CTX_set_min_proto_version(ctx, v))
         return ctx_fail(err, errlen, "tls_version", NULL);
+    if (set(cfg->max_version)) {
+        int hi = min_version(cfg->max_version);
+        if (hi < 0 || hi < v) {
+            snprintf(err, errlen, "TLS version %s: not supported (tlsv1.2 or tlsv1.3, not below the minimum)",
+                     cfg->max_version);
+            return -EINVAL;
+        }
+        if (!SSL_CTX_set_max_proto_version(ctx, hi))
+            return ctx_fail(err, errlen, "max TLS version", NULL);
+    }
     /* no renegotiation (a DoS lever), no compression (CRIME); idle
      * connections give their record buffers back */
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
@@ -287,13 +297,21 @@ int tls_conn_input(struct tls_conn *t, const uint8_t *in, size_t n, struct buf *
         if (rc || !t->established)
             return rc;
     }
+    uint8_t chunk[TLS_READ_STEP];
     while (!t->peer_closed) {
-        if (buf_reserve(plain, TLS_READ_STEP) != 0)
-            return -ENOMEM;
+        /* Straight into plain when it has room for a record; else through
+         * chunk, so that plain grows by what arrived rather than by a
+         * record's worth: a connection that keeps plain between reads (the
+         * listeners' read buffer) then holds bytes, not 16 KiB, once idle. */
         size_t room = buf_room(plain);
-        int r = SSL_read(t->ssl, buf_tail(plain), room > INT32_MAX ? INT32_MAX : (int)room);
+        bool direct = room >= TLS_READ_STEP;
+        int r = SSL_read(t->ssl, direct ? buf_tail(plain) : chunk,
+                         direct ? (room > INT32_MAX ? INT32_MAX : (int)room) : (int)sizeof(chunk));
         if (r > 0) {
-            plain->len += (size_t)r;
+            if (direct)
+                plain->len += (size_t)r;
+            else if (buf_append(plain, chunk, (size_t)r) != 0)
+                return -ENOMEM;
             continue;
         }
         int e = SSL_get_error(t->ssl, r);
