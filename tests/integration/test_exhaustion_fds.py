@@ -28,8 +28,9 @@ def burst(b, n, version=4, timeout=30.0):
     CONNACK, number with no answer by the deadline, every socket)."""
     sel = selectors.DefaultSelector()
     socks = []
-    tls = ssl.create_default_context(cafile=b.cafile) if b.transport in ("tls", "wss") else None
-    ws = b.transport in ("ws", "wss")
+    transport = getattr(b, "transport", "tcp")  # (a cluster test's node: tcp)
+    tls = ssl.create_default_context(cafile=b.cafile) if transport in ("tls", "wss") else None
+    ws = transport in ("ws", "wss")
     for i in range(n):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setblocking(False)
