@@ -130,23 +130,6 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = buf_room(&f->rbuf);
 }
 
-static void frames_input(struct frames *f);
-
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
-{
-    struct frames *f = s->data;
-    if (n < 0) {
-        cluster__frames_close(f, n == UV_EOF ? "closed by the peer" : uv_strerror((int)n));
-        return;
-    }
-    if (n == 0 && !buf->base) {
-        cluster__frames_close(f, "out of memory");
-        return;
-    }
-    f->rbuf.len += (size_t)n;
-    frames_input(f);
-}
-
 /* Hands up every whole frame in rbuf. */
 static void frames_input(struct frames *f)
 {
@@ -169,6 +152,21 @@ static void frames_input(struct frames *f)
     if (!f->closed && f->on_batch_end)
         f->on_batch_end(f);
     cluster__frames_unref(f);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct frames *f = s->data;
+    if (n < 0) {
+        cluster__frames_close(f, n == UV_EOF ? "closed by the peer" : uv_strerror((int)n));
+        return;
+    }
+    if (n == 0 && !buf->base) {
+        cluster__frames_close(f, "out of memory");
+        return;
+    }
+    f->rbuf.len += (size_t)n;
+    frames_input(f);
 }
 
 int cluster__frames_start(struct frames *f, uv_stream_t *stream)

@@ -1,8 +1,10 @@
 /* harness: a real broker on a private loop for the fuzz targets that speak to
- * it over loopback (see harness.h). Each input is one TCP connection, so the
+ * it (see harness.h). Over loopback each input is one TCP connection, so the
  * bytes go through exactly the path a client's do: accept, conn.c's read
  * callback, framing, decoding, the handlers, commits of a one-node cluster,
- * writing and closing. */
+ * writing and closing. Without a socket (harness_feed_peer, fuzz_admin's
+ * broker__admin_feed) they start at the connection's parser, and the loop
+ * turns once per input. */
 #include "harness.h"
 
 #include <arpa/inet.h>

@@ -1,8 +1,12 @@
 /* harness: one real broker per fuzzer process, for the targets that speak to
- * it as a client would (fuzz_broker: MQTT; fuzz_admin: the HTTP admin API).
- * The broker runs on a private loop in this thread, a one-node cluster in a
- * temporary directory (on tmpfs when there is one, so commits are quick),
- * with an MQTT listener and the admin API on free loopback ports. */
+ * it as a client would (fuzz_broker: MQTT; fuzz_admin: the HTTP admin API;
+ * fuzz_cluster: a peer on the cluster port). The broker runs on a private
+ * loop in this thread, a one-node cluster in a temporary directory (on tmpfs
+ * when there is one, so commits are quick), with an MQTT listener, the admin
+ * API and the cluster port on free loopback ports. Its log is off unless
+ * HARNESS_VERBOSE is set (debug level). Inputs go over loopback
+ * (harness_exchange*) or, for fuzz_admin and fuzz_cluster unless
+ * STARLING_FUZZ_SOCKET is set, straight into the connection code. */
 #ifndef STARLING_FUZZ_HARNESS_H
 #define STARLING_FUZZ_HARNESS_H
 

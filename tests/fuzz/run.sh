@@ -8,8 +8,10 @@
 # SECONDS per target (default $STARLING_FUZZ_SECONDS, else 20); TARGET names
 # pick some (default: all). Environment: STARLING_FUZZ_BUILD_DIR (default
 # build-fuzz), STARLING_FUZZ_NICE=1 runs under nice -n 19, STARLING_FUZZ_OPEN=1
-# also replays the open findings in tests/fuzz/open/TARGET/. A long run, e.g.
-# an hour each: tests/fuzz/run.sh 3600.
+# also replays the open findings in tests/fuzz/open/TARGET/,
+# STARLING_FUZZ_SOCKET=1 makes fuzz_admin and fuzz_cluster send each input over
+# a loopback connection (slow) rather than hand it to the connection code with
+# no socket. A long run, e.g. an hour each: tests/fuzz/run.sh 3600.
 #
 # Inputs the fuzzer finds go to BUILD/fuzz-work/TARGET/corpus (kept between
 # runs); a crash is written to BUILD/fuzz-work/TARGET/crashes/ and its path
