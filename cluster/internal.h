@@ -108,8 +108,8 @@ void cluster__member_tell_removed(struct cluster *c, struct frames *f);
 /* Membership housekeeping, every tick (member.c). */
 void cluster__member_tick(struct cluster *c);
 /* Runs the next tick on the next turn of the loop rather than up to a tick
- * later (cluster.c): a member operation finished, and its asker (the admin
- * API) hears of it from the tick. */
+ * later (cluster.c): a member operation finished, and the tick tells its
+ * local asker (the admin API) and frees it. */
 void cluster__tick_soon(struct cluster *c);
 void cluster__member_close_all(struct cluster *c);
 /* At start, before the store and the log open (DIR/removed, DIR/join). */
