@@ -115,10 +115,10 @@ static void stop_all(void)
     dir[0] = '\0';
 }
 
-void harness_start(void)
+/* Starts a node on fresh ports in a fresh directory; 0, or broker_start's
+ * error (what it started is then stopped again). */
+static int start_once(void)
 {
-    if (b)
-        return;
     snprintf(dir, sizeof(dir), "%s/fuzz-broker-XXXXXX", access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
     if (!mkdtemp(dir) || uv_loop_init(&loop) != 0) {
         perror("harness: setup");
@@ -147,8 +147,27 @@ void harness_start(void)
     int rc = broker_start(&loop, &cfg, &b, err, sizeof(err));
     if (rc != 0) {
         fprintf(stderr, "harness: broker_start: %d %s\n", rc, err);
-        exit(1);
+        if (!b)
+            exit(1);
+        stop_all();
     }
+    return rc;
+}
+
+void harness_start(void)
+{
+    if (b)
+        return;
+    /* a port free_port found may be taken by another process before the
+     * node binds it: a fresh set then */
+    for (int attempt = 1; start_once() != 0; attempt++) {
+        if (attempt == 5)
+            exit(1);
+    }
+    /* the node stops cleanly on SIGINT and SIGTERM: a fuzzer interrupted so
+     * would report "stopped the node" against whatever input ran next */
+    uv_signal_stop(&b->sigint);
+    uv_signal_stop(&b->sigterm);
     static bool registered;
     if (!registered)
         atexit(stop_all);
