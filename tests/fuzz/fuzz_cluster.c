@@ -24,9 +24,11 @@
  * A crash or a sanitizer report is a finding, and so is a forwarded proposal
  * that stops the node (the leader must refuse what no node can apply), and,
  * over a socket, a connection the node keeps open after the peer's end of
- * stream. On the data link a peer may legitimately stop the node (it says the
- * node was removed) or take its leadership: the next input then gets a fresh
- * node (harness_reset_if_stopped). */
+ * stream. On the data link a peer may legitimately stop the node (it says
+ * the node was removed) or take its leadership (it joins and never answers):
+ * inputs with such control frames are not sent (changes_membership), and
+ * should another one do it, the next input gets a fresh node
+ * (harness_reset_if_stopped). */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +37,29 @@
 
 static int raft_too = -1;
 
+/* Whether data-link bytes hold a control frame that changes the membership
+ * on purpose: a removal notice (CTL_REMOVED, cluster/member.c: the node stops
+ * as told) or a join request (CTL_JOIN: a second voter that never answers,
+ * so the node loses its leadership). Such inputs are not sent, as fuzz_admin
+ * sends no join or leave: each would cost the next inputs seconds of a node
+ * starting again (tests/cluster covers both). */
+static bool changes_membership(const uint8_t *p, size_t n)
+{
+    enum { LINK_CONTROL = 5, CTL_JOIN = 2, CTL_REMOVED = 5 };
+    size_t pos = 0;
+    while (n - pos >= 4) {
+        uint32_t len = (uint32_t)p[pos] | (uint32_t)p[pos + 1] << 8 | (uint32_t)p[pos + 2] << 16 |
+                       (uint32_t)p[pos + 3] << 24;
+        pos += 4;
+        if (len == 0 || len > n - pos)
+            break;
+        if (len >= 2 && p[pos] == LINK_CONTROL && (p[pos + 1] == CTL_JOIN || p[pos + 1] == CTL_REMOVED))
+            return true;
+        pos += len;
+    }
+    return false;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size == 0)
@@ -42,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const uint8_t channels[] = {3, 2, 1};
     if (raft_too < 0)
         raft_too = getenv("STARLING_FUZZ_RAFT") != NULL;
-    if (data[0] == 2 && !raft_too)
+    if ((data[0] == 2 && !raft_too) || (data[0] == 0 && changes_membership(data + 1, size - 1)))
         return 0;
     bool socket = harness_socket() || data[0] == 2;
     if (data[0] < 3) {
