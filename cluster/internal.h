@@ -109,7 +109,9 @@ void cluster__member_tell_removed(struct cluster *c, struct frames *f);
 void cluster__member_tick(struct cluster *c);
 /* Runs the next tick on the next turn of the loop rather than up to a tick
  * later (cluster.c): a member operation finished, and the tick tells its
- * local asker (the admin API) and frees it. */
+ * local asker (the admin API). Only then: an early tick on a leader that
+ * answers a peer's removal of itself (member.c's then_remove) broke that
+ * hand-over (test_member's a_follower_removes_the_leader). */
 void cluster__tick_soon(struct cluster *c);
 void cluster__member_close_all(struct cluster *c);
 /* At start, before the store and the log open (DIR/removed, DIR/join). */
