@@ -68,7 +68,7 @@ enum admin_header {
 };
 
 struct admin_conn {
-    uv_tcp_t tcp;
+    uv_tcp_t tcp;              /* unused (never initialised) when sink is set */
     uv_timer_t timer;          /* idle timeout, then the linger after the last response */
     uv_shutdown_t shutdown;
     struct broker *b;
@@ -89,6 +89,8 @@ struct admin_conn {
     struct buf raw;            /* under TLS: the bytes of one read, before decryption */
     struct tls_conn tls;       /* under TLS (b->admin.tls set); zeroed otherwise */
     bool secure;               /* this connection speaks TLS */
+    struct buf *sink;          /* a connection without a socket (broker__admin_feed_open):
+                                * responses are appended here, there are no handles */
 
     /* the request being read */
     size_t req_bytes;
@@ -139,6 +141,8 @@ static void conn_close(struct admin_conn *c)
     if (c->state == ADMIN_CLOSED)
         return;
     c->state = ADMIN_CLOSED;
+    if (c->sink)
+        return; /* not listed, no handles: its opener releases it */
     list_remove(&c->link);
     c->b->admin.conn_count--;
     uv_close((uv_handle_t *)&c->tcp, on_tcp_closed);
@@ -164,7 +168,7 @@ static void on_timer(uv_timer_t *t)
 static void arm_timer(struct admin_conn *c)
 {
     const struct config *cfg = &c->b->cfg;
-    if (c->state != ADMIN_OPEN || c->busy || c->last)
+    if (c->state != ADMIN_OPEN || c->busy || c->last || c->sink)
         return;
     uint64_t now = broker__now(c->b);
     bool partial = c->req_bytes > 0 || c->in.len > 0 || (c->secure && !c->tls.established);
@@ -198,8 +202,8 @@ static void conn_finish(struct admin_conn *c)
 {
     if (c->state != ADMIN_OPEN)
         return;
-    if (c->eof) {
-        conn_close(c);
+    if (c->eof || c->sink) {
+        conn_close(c); /* without a socket there is nothing to drain */
         return;
     }
     if (c->secure && c->tls.established) {
@@ -299,11 +303,19 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
 }
 
+/* Bytes written and not yet taken by the kernel. */
+static size_t backlog(struct admin_conn *c)
+{
+    return c->sink ? 0 : uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+}
+
 static void update_reading(struct admin_conn *c)
 {
+    if (c->sink)
+        return; /* broker__admin_feed hands the bytes over */
     bool want = c->state == ADMIN_DRAINING ||
                 (c->state == ADMIN_OPEN && !c->busy && !c->last && !c->eof &&
-                 uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < ADMIN_MAX_BACKLOG);
+                 backlog(c) < ADMIN_MAX_BACKLOG);
     if (want && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
             conn_close(c);
@@ -487,6 +499,15 @@ static int tls_flush(struct admin_conn *c)
     return 0;
 }
 
+/* A connection without a socket: the response goes to its sink at once. */
+static int sink_write(struct admin_conn *c, const uv_buf_t *bufs, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        if (buf_append(c->sink, bufs[i].base, bufs[i].len) != 0)
+            return -ENOMEM;
+    return 0;
+}
+
 void broker__admin_restart_after(struct admin_conn *c)
 {
     c->restart = true;
@@ -522,7 +543,7 @@ void broker__admin_respond(struct admin_conn *c, int status, const char *type, c
     w->restart = restart;
     int rc = broker__admin_head(&w->head, status, type, len, !c->last, extra);
     uv_buf_t bufs[2] = {uv_buf_init((char *)w->head.data, (unsigned)w->head.len), uv_buf_init(body, (unsigned)len)};
-    if (rc || conn_write(c, w, bufs, len ? 2 : 1) != 0) {
+    if (rc || (c->sink ? sink_write(c, bufs, len ? 2 : 1) : conn_write(c, w, bufs, len ? 2 : 1)) != 0) {
         buf_free(&w->head);
         free(w->body);
         free(w);
@@ -532,6 +553,10 @@ void broker__admin_respond(struct admin_conn *c, int status, const char *type, c
         return;
     }
     c->writes++;
+    if (c->sink) {
+        on_write(&w->req, 0); /* taken whole: completes now */
+        return;
+    }
     if (c->last)
         uv_timer_stop(&c->timer);
     else
@@ -627,8 +652,7 @@ static void process(struct admin_conn *c)
         return;
     c->processing = true;
     size_t pos = 0;
-    while (c->state == ADMIN_OPEN && !c->busy && !c->last && pos < c->in.len &&
-           uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < ADMIN_MAX_BACKLOG) {
+    while (c->state == ADMIN_OPEN && !c->busy && !c->last && pos < c->in.len && backlog(c) < ADMIN_MAX_BACKLOG) {
         size_t n = http_parser_execute(&c->parser, &parser_settings, (const char *)c->in.data + pos, c->in.len - pos);
         pos += n;
         c->req_bytes += n;
@@ -842,4 +866,50 @@ void broker__admin_stop(struct broker *b)
             conn_close(c);
         }
     }
+}
+
+/* --- connections without a socket (the fuzzer's) ------------------------------------- */
+
+struct admin_conn *broker__admin_feed_open(struct broker *b, struct buf *sink)
+{
+    struct admin_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->b = b;
+    c->sink = sink;
+    c->refs = 1; /* the opener's, released by broker__admin_feed_close */
+    list_init(&c->link);
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    snprintf(c->ip, sizeof(c->ip), "127.0.0.1");
+    snprintf(c->peer, sizeof(c->peer), "127.0.0.1:0");
+    return c;
+}
+
+void broker__admin_feed(struct admin_conn *c, const void *data, size_t len)
+{
+    if (c->state != ADMIN_OPEN)
+        return; /* dropped, as a draining connection drops what it reads */
+    if (buf_append(&c->in, data, len) != 0) {
+        conn_close(c);
+        return;
+    }
+    process(c);
+}
+
+/* What on_read does with the client's end of stream. */
+void broker__admin_feed_eof(struct admin_conn *c)
+{
+    if (c->state == ADMIN_OPEN && (c->busy || c->writes)) {
+        c->eof = true;
+        c->last = true;
+        return;
+    }
+    conn_close(c);
+}
+
+void broker__admin_feed_close(struct admin_conn *c)
+{
+    conn_close(c);
+    broker__admin_release(c);
 }
