@@ -9,7 +9,8 @@
 #
 # Environment (all optional): STARLING_PREFIX (container and network names,
 # default starling), STARLING_IMAGE, STARLING_BASE_IMAGE, COMPOSE_PROJECT_NAME,
-# STARLING_NODEn_MQTT_PORT / STARLING_NODEn_ADMIN_PORT, STARLING_UP_TIMEOUT
+# STARLING_NODEn_MQTT_PORT / STARLING_NODEn_ADMIN_PORT, STARLING_ENV_FILE
+# (the secrets file, default deploy/docker/.env), STARLING_UP_TIMEOUT
 # (seconds to wait for a leader, default 90).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,6 +19,7 @@ export STARLING_IMAGE=${STARLING_IMAGE:-starling/starling:dev}
 export STARLING_BASE_IMAGE=${STARLING_BASE_IMAGE:-starling/debian-base:bookworm}
 export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-${STARLING_PREFIX:-starling}}
 prefix=${STARLING_PREFIX:-starling}
+env_file=${STARLING_ENV_FILE:-$dir/.env}
 
 command -v docker >/dev/null || { echo "cluster-up.sh: docker is not installed" >&2; exit 1; }
 command -v docker-compose >/dev/null || { echo "cluster-up.sh: docker-compose is not installed" >&2; exit 1; }
@@ -25,24 +27,26 @@ command -v docker-compose >/dev/null || { echo "cluster-up.sh: docker-compose is
 "$dir/base-image.sh" "$STARLING_BASE_IMAGE"
 
 echo "cluster-up.sh: building $STARLING_IMAGE"
-docker build -q -f "$dir/Dockerfile" --build-arg "BASE_IMAGE=$STARLING_BASE_IMAGE" \
-    -t "$STARLING_IMAGE" "$root" >/dev/null
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+docker build -f "$dir/Dockerfile" --build-arg "BASE_IMAGE=$STARLING_BASE_IMAGE" \
+    -t "$STARLING_IMAGE" "$root" >"$log" 2>&1 || { tail -n 30 "$log" >&2; exit 1; }
 
-if [ ! -f "$dir/.env" ]; then
+if [ ! -f "$env_file" ]; then
     rand() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n'; }
     umask 077
     {
         echo "# Written by deploy/cluster-up.sh (see .env.example). Not committed."
         echo "STARLING_CLUSTER_SECRET=$(rand)"
         echo "STARLING_ADMIN_TOKEN=$(rand)"
-    } > "$dir/.env"
-    echo "cluster-up.sh: wrote $dir/.env with a new cluster secret and admin token"
+    } > "$env_file"
+    echo "cluster-up.sh: wrote $env_file with a new cluster secret and admin token"
 fi
 # The token, for starlingctl below and for the lines printed at the end.
-token=$(sed -n 's/^STARLING_ADMIN_TOKEN=//p' "$dir/.env" | tail -n 1)
+token=$(sed -n 's/^STARLING_ADMIN_TOKEN=//p' "$env_file" | tail -n 1)
 export STARLING_ADMIN_TOKEN=${STARLING_ADMIN_TOKEN:-$token}
 
-compose() { docker-compose -f "$dir/docker-compose.yml" --project-directory "$dir" "$@"; }
+compose() { docker-compose --env-file "$env_file" -f "$dir/docker-compose.yml" --project-directory "$dir" "$@"; }
 compose up -d --no-build
 
 # Ready = every node sees the same leader (asked through starlingctl inside
