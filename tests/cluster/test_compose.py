@@ -18,9 +18,9 @@ ports, its own env file), never the user's, and removes it with its volumes.
 Needs docker, docker-compose and mosquitto-clients. With the images built it
 takes about 30 s (plus about a minute of compiling when the C sources
 changed), so it is part of the default suite wherever the image
-starling/starling:dev exists; the first build (about 2 min for the base
-image, which needs root for debootstrap, and 5 min for the Starling image on
-two cores) happens only with STARLING_LONG=1 or STARLING_TEST_COMPOSE=1, or
+starling/starling:dev exists; the first build (1.5 to 2 min for the base
+image, which needs root for debootstrap, and 1.5 to 5 min for the Starling
+image on two shared cores; 3.3 min for the whole test from nothing) happens only with STARLING_LONG=1 or STARLING_TEST_COMPOSE=1, or
 after deploy/cluster-up.sh was run once."""
 
 import os
@@ -59,7 +59,7 @@ pytestmark = [
     pytest.mark.skipif(not HAVE_DOCKER, reason="docker and docker-compose are needed"),
     pytest.mark.skipif(HAVE_DOCKER and not FORCED and not image_built(),
                        reason="%s is not built (deploy/cluster-up.sh builds it; STARLING_LONG=1 or "
-                              "STARLING_TEST_COMPOSE=1 let this test build it, about 7 min)" % IMAGE),
+                              "STARLING_TEST_COMPOSE=1 let this test build it, 3 to 7 min)" % IMAGE),
     pytest.mark.skipif(not shutil.which("mosquitto_pub"), reason="mosquitto-clients are needed"),
 ]
 
