@@ -3,14 +3,16 @@
 # has a leader. Idempotent: builds the local Debian base image only when it is
 # missing (deploy/docker/base-image.sh: debootstrap, needs root the first
 # time), rebuilds the Starling image (cached layers: quick when the sources
-# did not change), writes deploy/docker/.env with fresh secrets when it is
+# did not change), writes deploy/docker/.env with fresh secrets and
+# deploy/docker/certs with the peer links' certificates when they are
 # missing, and `docker-compose up -d` leaves running nodes running.
 # docs/docker.md walks through the cluster; deploy/cluster-down.sh stops it.
 #
 # Environment (all optional): STARLING_PREFIX (container and network names,
 # default starling), STARLING_IMAGE, STARLING_BASE_IMAGE, COMPOSE_PROJECT_NAME,
 # STARLING_NODEn_MQTT_PORT / STARLING_NODEn_ADMIN_PORT, STARLING_ENV_FILE
-# (the secrets file, default deploy/docker/.env), STARLING_UP_TIMEOUT
+# (the secrets file, default deploy/docker/.env), STARLING_CERTS_DIR (the
+# peer links' certificates, default deploy/docker/certs), STARLING_UP_TIMEOUT
 # (seconds to wait for a leader, default 90).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,14 +36,35 @@ docker build -f "$dir/Dockerfile" --build-arg "BASE_IMAGE=$STARLING_BASE_IMAGE" 
 
 if [ ! -f "$env_file" ]; then
     rand() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n'; }
-    umask 077
-    {
-        echo "# Written by deploy/cluster-up.sh (see .env.example). Not committed."
-        echo "STARLING_CLUSTER_SECRET=$(rand)"
-        echo "STARLING_ADMIN_TOKEN=$(rand)"
-    } > "$env_file"
+    (   # umask for this file only: make-certs.sh below needs the usual one
+        umask 077
+        {
+            echo "# Written by deploy/cluster-up.sh (see .env.example). Not committed."
+            echo "STARLING_CLUSTER_SECRET=$(rand)"
+            echo "STARLING_ADMIN_TOKEN=$(rand)"
+        } > "$env_file"
+    )
     echo "cluster-up.sh: wrote $env_file with a new cluster secret and admin token"
 fi
+# TLS peer links: a CA and node1..3 certificates (deploy/make-certs.sh), made
+# once and mounted read-only; the keys belong to the image's user (uid 10001).
+certs=${STARLING_CERTS_DIR:-$dir/certs}
+export STARLING_CERTS_DIR=$certs
+if [ ! -f "$certs/ca.crt" ] || [ ! -f "$certs/node3.key" ]; then
+    STARLING_CERT_NODES=3 "$root/deploy/make-certs.sh" "$certs" >/dev/null
+    echo "cluster-up.sh: made the peer links' CA and certificates in $certs"
+fi
+# The containers' user reads the directory and the certificates (the CA key
+# stays root's, 0600).
+[ "$(stat -c %a "$certs")" = 755 ] || chmod 0755 "$certs"
+for n in 1 2 3; do
+    if [ "$(stat -c %u "$certs/node$n.key")" != 10001 ]; then
+        chown 10001:10001 "$certs/node$n.key" && chmod 0400 "$certs/node$n.key" || {
+            echo "cluster-up.sh: $certs/node$n.key must belong to uid 10001 (the containers' user): run once as root" >&2
+            exit 1; }
+    fi
+done
+
 # The token, for starlingctl below and for the lines printed at the end.
 token=$(sed -n 's/^STARLING_ADMIN_TOKEN=//p' "$env_file" | tail -n 1)
 export STARLING_ADMIN_TOKEN=${STARLING_ADMIN_TOKEN:-$token}

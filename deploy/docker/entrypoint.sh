@@ -8,6 +8,8 @@
 #   STARLING_CLUSTER_SECRET   cluster_secret, the same on every node
 #   STARLING_ADMIN_TOKEN      admin_token (required: the admin API listens
 #                             beyond loopback, on the container's addresses)
+# With /etc/starling/certs/nodeN.crt, nodeN.key and ca.crt present (N the
+# node id), the peer links run TLS.
 # `starling-entrypoint health` is the image's HEALTHCHECK: healthy when the
 # admin API answers and the node sees a leader.
 set -eu
@@ -40,5 +42,13 @@ run=$(mktemp -d /tmp/starling.XXXXXX)
     echo "node_id ${STARLING_NODE_ID:-1}"
     [ -z "${STARLING_CLUSTER_SECRET:-}" ] || echo "cluster_secret \"$STARLING_CLUSTER_SECRET\""
     [ -z "${STARLING_ADMIN_TOKEN:-}" ] || echo "admin_token \"$STARLING_ADMIN_TOKEN\""
+    # TLS peer links when cluster-up.sh mounted certificates (deploy/make-certs.sh)
+    certs=/etc/starling/certs
+    id=${STARLING_NODE_ID:-1}
+    if [ -f "$certs/node$id.crt" ] && [ -f "$certs/node$id.key" ] && [ -f "$certs/ca.crt" ]; then
+        echo "cluster_certfile $certs/node$id.crt"
+        echo "cluster_keyfile $certs/node$id.key"
+        echo "cluster_cafile $certs/ca.crt"
+    fi
 } > "$run/starling.conf"
 exec starlingd -c "$run/starling.conf" "$@"

@@ -3,6 +3,7 @@ way docs/docker.md tells a user to: cluster-up.sh from nothing, then
 mosquitto_sub / mosquitto_pub on the published 127.0.0.1 ports and starlingctl
 inside the containers.
 
+- the peer links run TLS (certificates made by cluster-up.sh);
 - a message published through node 3 reaches a subscriber on node 1;
 - a retained message published through node 2 is read through node 3;
 - `docker kill` of the leader: the two others elect a new one and carry
@@ -83,7 +84,8 @@ class Compose:
         ports = free_ports(6)
         self.mqtt = {n: ports[n - 1] for n in (1, 2, 3)}
         self.env = dict(os.environ, STARLING_PREFIX=self.prefix, COMPOSE_PROJECT_NAME=self.prefix,
-                        STARLING_ENV_FILE=str(tmp_path / "compose.env"))
+                        STARLING_ENV_FILE=str(tmp_path / "compose.env"),
+                        STARLING_CERTS_DIR=str(tmp_path / "certs"))
         for n in (1, 2, 3):
             self.env["STARLING_NODE%d_MQTT_PORT" % n] = str(ports[n - 1])
             self.env["STARLING_NODE%d_ADMIN_PORT" % n] = str(ports[n + 2])
@@ -197,6 +199,11 @@ def test_compose_cluster(compose):
     assert m, out
     for n in (1, 2, 3):
         assert "127.0.0.1:%d" % compose.mqtt[n] in out, out
+        # the peer links run TLS with the certificates cluster-up.sh made
+        r = compose.run("docker", "logs", compose.container(n))
+        log = r.stdout + r.stderr
+        assert "cluster: listening on" in log, log
+        assert "peer links are not encrypted" not in log, log
 
     # cross-node delivery and a retained message read through another node
     timed(compose, "cross-node delivery", lambda: compose.delivered(1, 3, "compose/cross"))
