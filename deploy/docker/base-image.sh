@@ -8,7 +8,7 @@
 # from that same mirror (libraft 0.22 and meson 1.7 come from backports).
 #
 # Idempotent: does nothing when the image exists (STARLING_BASE_FORCE=1
-# rebuilds). Needs root (debootstrap) and the debootstrap package.
+# rebuilds). Needs root (debootstrap; installed when missing).
 # Usage: deploy/docker/base-image.sh [IMAGE]   (default starling/debian-base:bookworm)
 set -euo pipefail
 
@@ -20,8 +20,13 @@ if [ "${STARLING_BASE_FORCE:-0}" != 1 ] && docker image inspect "$image" >/dev/n
     exit 0
 fi
 [ "$(id -u)" = 0 ] || { echo "base-image.sh: debootstrap needs root" >&2; exit 1; }
-command -v debootstrap >/dev/null || {
-    echo "base-image.sh: debootstrap is missing (apt-get install debootstrap, or deploy/setup.sh)" >&2; exit 1; }
+# deploy/setup.sh installs it; a machine set up before it did gets it here.
+if ! command -v debootstrap >/dev/null; then
+    echo "base-image.sh: installing debootstrap"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap >/dev/null || {
+        echo "base-image.sh: debootstrap is missing and could not be installed (apt-get install debootstrap)" >&2
+        exit 1; }
+fi
 
 # shellcheck source=deploy/apt-mirror.sh
 . "$here/../apt-mirror.sh"
