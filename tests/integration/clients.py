@@ -184,7 +184,12 @@ class Client:
 
     def _loop(self):
         while not self._stop.is_set():
-            rc = self.c.loop(timeout=0.02)
+            try:
+                rc = self.c.loop(timeout=0.02)
+            except OSError:
+                # the socket was closed under paho (a test's close or kill
+                # while this thread read): the connection is gone
+                rc = mqtt.MQTT_ERR_CONN_LOST
             if rc != mqtt.MQTT_ERR_SUCCESS:
                 self.disconnected.set()
                 return
