@@ -217,16 +217,19 @@ CHECKERS = {"linearizable": check_registers, "queue": check_queue, "single-owner
 def figures(ops, gap=1.0):
     """Operations invoked, acknowledged (ok), failed, unknown (info), and
     unavailability: the seconds without any operation completing ok while
-    operations were being attempted, counting only gaps above gap seconds."""
+    operations were being attempted, counting only gaps above gap seconds,
+    up to the end of the workload's run (the "workload-end" op; the final
+    drains and dumps after it are not availability)."""
     ps = [(inv, done) for inv, done in pairs(ops) if inv["f"] not in ("dump",)]
+    stop = min((op["time"] for op in ops if op["f"] == "workload-end"), default=INF)
     counts = collections.Counter(done["type"] if done else "info" for _, done in ps)
     oks = sorted(done["time"] for _, done in ps if done and done["type"] == "ok")
     total = longest = 0.0
     if ps and oks:
         start = min(inv["time"] for inv, _ in ps)
-        end = max(done["time"] if done else inv["time"] for inv, done in ps)
+        end = min(stop, max(done["time"] if done else inv["time"] for inv, done in ps))
         prev = start
-        for t in oks + [end]:
+        for t in [t for t in oks if t < end] + [end]:
             if t - prev > gap:
                 total += t - prev
                 longest = max(longest, t - prev)

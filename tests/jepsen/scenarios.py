@@ -101,6 +101,7 @@ def run_scenario(name, results_dir, duration=DURATION, seed=None, log=print):
         w.start()
         n.start(duration)
         time.sleep(duration)
+        h.add("setup", "info", "workload-end")
         w.stop()
         n.finish()
         errors += ["nemesis: %s" % e for e in n.errors]

@@ -48,6 +48,5 @@ def test_scenario(name, results_dir):
     res = scenarios.run_scenario(name, d, DURATION)
     results.append(res)
     line = report.verdict_line(res)
-    print(line)
     assert res["valid"] is not False, "%s\nchecks: %s\nhistory: %s/history.jsonl" % (
         line, {k: v["summary"] for k, v in res["checks"].items()}, res["dir"])
