@@ -50,3 +50,29 @@ def test_scenario(name, results_dir):
     line = report.verdict_line(res)
     assert res["valid"] is not False, "%s\nchecks: %s\nhistory: %s/history.jsonl" % (
         line, {k: v["summary"] for k, v in res["checks"].items()}, res["dir"])
+
+
+def test_stale_rules_removed_and_only_those():
+    """A scenario starts by deleting the tagged rules of runs whose process is
+    gone; rules of a live run and untagged rules stay."""
+    if not _iptables_usable():
+        pytest.skip("needs iptables (root)")
+    dead = int(open("/proc/sys/kernel/pid_max").read()) + 1  # never a process id
+    spec = ["-s", "127.0.0.9", "-d", "127.0.0.9", "-p", "tcp", "--dport", "9", "-j", "DROP"]
+    rules = {name: spec[:-2] + ["-m", "comment", "--comment", comment] + spec[-2:] for name, comment in (
+        ("dead", "%s%d-x" % (backend.TAG, dead)), ("live", "%s%d-x" % (backend.TAG, os.getpid())),
+        ("other", "not-ours-%d" % dead))}
+
+    def present(rule):
+        return subprocess.run(["iptables", "-w", "-C", "INPUT"] + rule, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL).returncode == 0
+    for rule in rules.values():
+        subprocess.run(["iptables", "-w", "-I", "INPUT"] + rule, check=True)
+    try:
+        assert backend.remove_stale_rules() >= 1
+        assert not present(rules["dead"])
+        assert present(rules["live"]) and present(rules["other"])
+    finally:
+        for rule in rules.values():
+            while present(rule):
+                subprocess.run(["iptables", "-w", "-D", "INPUT"] + rule, check=True)

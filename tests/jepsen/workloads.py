@@ -255,7 +255,7 @@ class SessionWorkload(Workload):
                     conn.raw.try_send(r.ack_packet(r.PUBREC, pk.pid, 5))  # the same message again
                     continue
                 self.history.add(p, "ok", "deliver", payload, sub=sub.name, conn=conn_id, qos=pk.qos,
-                                 dup=pk.dup, node=sub.node)
+                                 dup=pk.dup, pid=pk.pid, node=sub.node)
                 if pk.qos == 1:
                     conn.raw.try_send(r.ack_packet(r.PUBACK, pk.pid, 5))
                 elif pk.qos == 2:
