@@ -10,6 +10,7 @@ Interface (node ids are 1..3):
     leader() -> id or None      the leader the running nodes agree on
     running(id)
     kill(id) / restart(id)      kill -9 and start again
+    terminate(id)               SIGTERM (a clean stop; restart(id) after)
     pause(id) / resume(id)      SIGSTOP / SIGCONT (docker pause / unpause)
     cut(pairs) / heal()         drop the cluster traffic between each pair of
                                 node ids / restore every link cut
@@ -51,6 +52,7 @@ class Backend:
     def running(self, node_id): raise NotImplementedError
     def kill(self, node_id): raise NotImplementedError
     def restart(self, node_id): raise NotImplementedError
+    def terminate(self, node_id): raise NotImplementedError
     def pause(self, node_id): raise NotImplementedError
     def resume(self, node_id): raise NotImplementedError
     def cut(self, pairs): raise NotImplementedError
@@ -166,6 +168,9 @@ class ProcessBackend(Backend):
             return
         n.start()
         n.wait_listening()
+
+    def terminate(self, node_id):
+        return self.nodes[node_id].terminate()
 
     def pause(self, node_id):
         self.nodes[node_id].pause()

@@ -144,6 +144,7 @@ def check_queue(ops):
             "lost_qos2": sum(1 for _, m in lost if sent[m][0] == 2),
             "duplicated": dup1 + sum(c - 1 for _, _, c in dup2), "qos1_duplicates": dup1,
             "qos2_duplicates": len(dup2), "unexpected": len(unexpected), "unacknowledged_delivered": recovered,
+            "lost_messages": sorted({m for _, m in lost}),
             "examples": {"lost": sorted(lost)[:10], "qos2_duplicates": dup2[:10], "unexpected": unexpected[:10]},
             "summary": "%d acknowledged x %d subscribers: %d lost (QoS 1 %d, QoS 2 %d), %d QoS 1 duplicates, "
                        "%d QoS 2 duplicates, %d unexpected" % (

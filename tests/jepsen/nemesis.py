@@ -83,7 +83,7 @@ class Nemesis:
         if self.kind == "rolling":
             order = list(b.ids)
             for n in order:
-                b.node(n).terminate()
+                b.terminate(n)
                 b.restart(n)
                 time.sleep(1.0)
             return {"fault": "rolling-restart", "nodes": order}

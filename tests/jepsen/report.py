@@ -24,41 +24,63 @@ def verdict_line(result):
     return " ".join(parts)
 
 
-def plot(ops, path, title):
-    """Writes a PNG; returns False when matplotlib is missing."""
+def plot(ops, path, title, lost=()):
+    """Writes a PNG; returns False when matplotlib is missing. Colour: the
+    operation (f); marker: dot ok, cross failed, triangle unknown; black
+    diamonds: acknowledged publishes a subscriber never got (lost)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    fig, ax = plt.subplots(figsize=(11, 4.5))
+    fig, ax = plt.subplots(figsize=(13, 4.8))
     for start, end, fault in hist.fault_intervals(ops):
         ax.axvspan(start, end, color="tab:red", alpha=0.12, lw=0)
-    faults = [op for op in ops if op["process"] == "nemesis" and op["f"] == "fault" and op["value"]]
-    for op in faults:
-        ax.annotate(json.dumps(op["value"], separators=(",", ":"))[:40], (op["time"], 1), xycoords=("data", "axes fraction"),
-                    fontsize=6, rotation=90, va="top", color="tab:red")
-    styles = {"ok": ("tab:blue", ".", "ok"), "fail": ("tab:red", "x", "fail"), "info": ("tab:orange", "^", "info")}
+    for op in ops:
+        if op["process"] == "nemesis" and op["f"] == "fault" and op["value"]:
+            label = " ".join("%s=%s" % kv for kv in op["value"].items() if kv[0] != "fault")
+            ax.annotate("%s %s" % (op["value"].get("fault"), label), (op["time"], 0.98),
+                        xycoords=("data", "axes fraction"), fontsize=7, va="top", color="tab:red")
+    markers = {"ok": ".", "fail": "x", "info": "^"}
+    colours = {}
+    palette = ["tab:blue", "tab:green", "tab:purple", "tab:cyan", "tab:olive", "tab:brown", "tab:pink"]
     by = {}
+    lost = set(lost)
+    lost_pts = []
     for inv, done in hist.pairs(ops):
+        if inv["f"] == "dump":
+            continue
         t = done["type"] if done else "info"
         end = done["time"] if done else inv["time"]
-        by.setdefault((inv["f"], t), []).append((inv["time"], max(end - inv["time"], 1e-4)))
-    for (f, t), pts in sorted(by.items()):
-        colour, marker, label = styles[t]
-        ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=8 if t == "ok" else 22, c=colour,
-                   marker=marker if f != "read" else ("o" if t == "ok" else marker), alpha=0.6,
-                   label="%s %s (%d)" % (f, label, len(pts)))
+        pt = (inv["time"], max(end - inv["time"], 1e-4))
+        by.setdefault((inv["f"], t), []).append(pt)
+        if inv["f"] == "publish" and inv["value"] in lost:
+            lost_pts.append(pt)
+    for (f, t), pts in sorted(by.items(), key=lambda kv: ("okfailinfo".index(kv[0][1]), kv[0][0])):
+        colour = colours.setdefault(f, palette[len(colours) % len(palette)])
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=6 if t == "ok" else 30, c=colour,
+                   marker=markers[t], alpha=0.5 if t == "ok" else 0.9, label="%s %s (%d)" % (f, t, len(pts)))
+    if lost_pts:
+        ax.scatter([p[0] for p in lost_pts], [p[1] for p in lost_pts], s=30, c="black", marker="D",
+                   label="publish acknowledged, lost (%d)" % len(lost_pts))
     ax.set_yscale("log")
-    ax.set_xlabel("time since start (s); shaded: fault on")
+    ax.set_xlabel("invocation time since start (s); shaded: fault on")
     ax.set_ylabel("latency (s)")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="upper right", ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return True
+
+
+def short_title(result):
+    f = result["figures"]
+    q = result.get("checks", {}).get("queue", {})
+    return "%s: %s  ops %d, acknowledged %d, lost %s, duplicated %s, unavailable %.1f s" % (
+        result["scenario"], {True: "PASS", False: "FAIL"}.get(result["valid"], "UNKNOWN"), f["ops"], f["ok"],
+        q.get("lost", "-"), q.get("duplicated", "-"), f["unavailable_s"])
 
 
 def index(results, path):

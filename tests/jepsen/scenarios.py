@@ -124,7 +124,8 @@ def run_scenario(name, results_dir, duration=DURATION, seed=None, log=print):
     ops = h.ops
     result = summarise(name, ops, check(ops, wname), problems, errors)
     result.update({"seed": seed, "duration": duration, "dir": str(out)})
-    result["png"] = report.plot(ops, out / "latency.png", report.verdict_line(result))
+    result["png"] = report.plot(ops, out / "latency.png", report.short_title(result),
+                                lost=result["checks"].get("queue", {}).get("lost_messages", ()))
     (out / "result.json").write_text(json.dumps(result, indent=1, default=str))
     log(report.verdict_line(result))
     return result
