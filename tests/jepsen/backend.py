@@ -109,7 +109,7 @@ class ProcessBackend(Backend):
             n.peers = peers
             self.nodes[n.id] = n
         self.cluster = harness.Cluster(nodes).start()
-        self.cluster.wait_leader()
+        self.wait_leader()
         return self
 
     def stop(self):
@@ -147,17 +147,28 @@ class ProcessBackend(Backend):
     def leader(self):
         """The leader every running node reports, else None."""
         live = [n for n in self.nodes.values() if n.running() and not n.paused]
-        views = {n.leader_view() for n in live}
-        if len(views) == 1:
-            v = views.pop()
-            if v is not None and self.running(v[0]):
-                return v[0]
+        views = {(n.leader_view() or (None, 0))[0] for n in live}
+        if len(views) == 1 and None not in views and self.running(next(iter(views))):
+            return views.pop()
         # Not agreed: the view of the most recent term among running nodes.
         best = max((v for v in (n.leader_view() for n in live) if v), key=lambda v: v[1], default=None)
         return best[0] if best and self.running(best[0]) else None
 
     def wait_leader(self, timeout=harness.FORM_TIMEOUT):
-        return self.cluster.wait_leader(timeout=timeout)[0].id
+        """Waits until every running node reports the same leader, itself
+        running; returns its id. Only the id is compared: a node logs the
+        leader when it learns one, so after a restart of the others it may
+        still show an older term of the same leader."""
+        def agreed():
+            live = [n for n in self.nodes.values() if n.running() and not n.paused]
+            views = {(n.leader_view() or (None, 0))[0] for n in live}
+            if len(views) == 1:
+                leader = views.pop()
+                if leader is not None and self.running(leader):
+                    return leader
+            return None
+        return harness.wait_for(agreed, timeout, lambda: "no agreed leader; the nodes report %s" % {
+            i: n.leader_view() for i, n in self.nodes.items() if n.running()})
 
     def kill(self, node_id):
         self.nodes[node_id].kill()

@@ -154,11 +154,18 @@ class RegisterWorkload(Workload):
                 self.read(p, node, key)
             self.think()
 
-    def write(self, p, node, key, value):
-        inv = self.history.invoke(p, "write", value, key=key, node=node)
+    def begin(self, p, f, value, node, key):
+        """Invokes f and connects: (invoke op, Conn), or (invoke op, None)
+        after recording the fail (nothing was sent)."""
+        inv = self.history.invoke(p, f, value, key=key, node=node)
         c, ack = _dial(self.endpoint(node), "jr-%s-%d" % (self.run_id, p))
         if c is None:
             self.history.complete(inv, "fail", error=ack)
+        return inv, c
+
+    def write(self, p, node, key, value):
+        inv, c = self.begin(p, "write", value, node, key)
+        if c is None:
             return
         try:
             c.raw.send(r.publish(self.topic(key), value.encode(), qos=1, retain=True, pid=1, version=5))
@@ -173,10 +180,8 @@ class RegisterWorkload(Workload):
             c.close(clean=False)
 
     def read(self, p, node, key):
-        inv = self.history.invoke(p, "read", None, key=key, node=node)
-        c, ack = _dial(self.endpoint(node), "jr-%s-%d" % (self.run_id, p))
+        inv, c = self.begin(p, "read", None, node, key)
         if c is None:
-            self.history.complete(inv, "fail", error=ack)
             return
         try:
             c.raw.send(r.subscribe(1, [(self.topic(key), 1)], version=5))
