@@ -151,5 +151,9 @@ class Nemesis:
                 b.restart(i)
 
 
+# TODO: "clock-jump" (restart a node under libfaketime, +/- minutes: session
+# and message expiry, will delay), "disk-full" (a node's data dir on a small
+# tmpfs, filled until LMDB's writes fail), and the compose backend's
+# "docker network disconnect" partitions.
 NEMESES = ["none", "kill-random", "kill-leader", "kill-subscriber", "pause-random", "pause-leader",
            "partition-one", "partition-leader", "partition-bridge", "rolling-restart"]

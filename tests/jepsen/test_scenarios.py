@@ -7,6 +7,7 @@ results (histories, PNGs, index.html) stay under STARLING_JEPSEN_RESULTS or
 <build>/jepsen-results/<time>/ and their path is printed."""
 
 import os
+import pathlib
 import shutil
 import subprocess
 
@@ -34,7 +35,7 @@ def results_dir():
     results = []
     yield d, results
     if results:
-        report.index(results, __import__("pathlib").Path(d) / "index.html")
+        report.index(results, pathlib.Path(d) / "index.html")
         print("\nfault suite results: %s/index.html" % d)
 
 
