@@ -161,31 +161,53 @@ def check_owner(ops):
     """No message published after a newer connection of the client id got its
     CONNACK is delivered to an older connection. (A message published before
     may still be on its way to the old one: the broker sent it before the
-    takeover.) Connections are ordered by the time their CONNACK arrived."""
-    acks = {}   # conn -> CONNACK time
+    takeover.)
+
+    "Newer" only where the history proves it: c2 is newer than c when c2's
+    CONNECT was sent after c's CONNACK arrived. Two connections whose
+    CONNECT/CONNACK intervals overlap have no known order (the threads'
+    clocks cannot tell which CONNACK the broker sent first); of those, at most
+    one may receive messages published after both CONNACKs arrived, or two
+    connections were owners at once."""
+    conns = {}      # conn -> (CONNECT sent, CONNACK arrived)
     published = {}  # message -> invoke time
     for inv, done in pairs(ops):
-        if inv["f"] == "connect" and done and done["type"] == "ok":
-            acks[inv["conn"]] = done["time"]
+        if inv["f"] == "connect" and done and done["type"] == "ok" and "conn" in inv:
+            conns[inv["conn"]] = (inv["time"], done["time"])
         elif inv["f"] == "publish":
             published[inv["value"]] = inv["time"]
-    order = sorted(acks.items(), key=lambda kv: kv[1])
-    # For each connection, the CONNACK time of the next newer one (INF if none).
-    superseded = {c: (order[i + 1][1] if i + 1 < len(order) else INF) for i, (c, _) in enumerate(order)}
+    superseded = {}
+    for c, (_, acked) in conns.items():
+        superseded[c] = min((a2 for c2, (i2, a2) in conns.items() if c2 != c and i2 > acked), default=INF)
     stale, deliveries = [], 0
+    late = collections.defaultdict(set)  # conn -> messages it got, by publish time
     for op in ops:
         if op["f"] != "deliver" or op["type"] != "ok":
             continue
         deliveries += 1
         c, m = op["conn"], op["value"]
-        if c not in acks:
+        if c not in conns:
             stale.append((c, m, "delivery to a connection that never got CONNACK"))
-        elif published.get(m, -INF) > superseded[c]:
+            continue
+        late[c].add(m)
+        if published.get(m, -INF) > superseded[c]:
             stale.append((c, m, "published at %.3f, after a newer CONNACK at %.3f" % (published[m], superseded[c])))
-    return {"checker": "single-owner", "valid": not stale, "connections": len(acks), "deliveries": deliveries,
+    names = sorted(conns)
+    for x, a in enumerate(names):
+        for b in names[x + 1:]:
+            (ia, aa), (ib, ab) = conns[a], conns[b]
+            if ia > ab or ib > aa:
+                continue  # ordered: handled above
+            after = max(aa, ab)
+            ma = sorted(m for m in late[a] if published.get(m, -INF) > after)
+            mb = sorted(m for m in late[b] if published.get(m, -INF) > after)
+            if ma and mb:
+                stale.append((a, ma[0], "%s and %s both got messages published after both CONNACKs (e.g. %s)" % (
+                    a, b, mb[0])))
+    return {"checker": "single-owner", "valid": not stale, "connections": len(conns), "deliveries": deliveries,
             "stale_deliveries": len(stale), "examples": stale[:10],
             "summary": "%d connections, %d deliveries, %d to a superseded connection" % (
-                len(acks), deliveries, len(stale))}
+                len(conns), deliveries, len(stale))}
 
 
 # ---------------------------------------------------------------------------

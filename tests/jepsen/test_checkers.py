@@ -199,6 +199,24 @@ def test_owner_failed_connect_does_not_take_over():
     assert check_owner(h.ops)["valid"] is False
 
 
+def test_owner_racing_connects_have_no_order():
+    # c1 and d1 CONNECT before either CONNACK arrived: either may be the
+    # newer one, so messages to one of them are fine...
+    h = H()
+    h.op("c", "invoke", "connect", "cid", conn="c1")    # t 1
+    h.op("d", "invoke", "connect", "cid", conn="d1")    # t 2
+    h.op("d", "ok", "connect", "cid", conn="d1")        # t 3
+    h.op("c", "ok", "connect", "cid", conn="c1")        # t 4
+    h.call("p", "publish", "m1", "ok", qos=1)
+    h.op("d", "ok", "deliver", "m1", conn="d1")
+    assert check_owner(h.ops)["valid"] is True
+    # ...but not to both: then two connections owned the session at once.
+    h.call("p", "publish", "m2", "ok", qos=1)
+    h.op("c", "ok", "deliver", "m2", conn="c1")
+    r = check_owner(h.ops)
+    assert r["valid"] is False and "both got" in r["examples"][0][2]
+
+
 # -- convergence ----------------------------------------------------------------
 
 
