@@ -26,11 +26,14 @@ added, and start() first deletes rules left behind by a run whose process no
 longer exists. No chain is ever flushed (Docker owns some).
 """
 
+import atexit
 import os
 import pathlib
 import re
+import signal
 import subprocess
 import sys
+import weakref
 
 HERE = pathlib.Path(__file__).resolve().parent
 CLUSTER = HERE.parent / "cluster"
@@ -89,6 +92,38 @@ def remove_stale_rules(keep_pid=None):
     return n
 
 
+# Backends not stopped yet: at exit (an exception, Ctrl-C, SIGTERM) their
+# rules are deleted and their nodes killed, so nothing outlives the run.
+_LIVE = weakref.WeakSet()
+
+
+def _stop_leftovers():
+    for b in list(_LIVE):
+        b.heal()
+        for n in b.nodes.values():
+            if n.proc is not None and n.proc.poll() is None:
+                if n.paused:
+                    n.resume()
+                n.proc.kill()
+                n.proc.wait()
+
+
+def _sigterm(signum, frame):
+    # Once: timeout(1) signals the child and then its whole process group, and
+    # a second interrupt would cut the cleanup short.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def exit_cleanly_on_sigterm():
+    """SIGTERM (tests/run.sh's timeout) unwinds like Ctrl-C, through the
+    finally blocks that heal and stop, instead of killing the interpreter."""
+    signal.signal(signal.SIGTERM, _sigterm)
+
+
+atexit.register(_stop_leftovers)
+
+
 class ProcessBackend(Backend):
     def __init__(self, workdir, run_id, settings=None):
         self.workdir = pathlib.Path(workdir)
@@ -100,6 +135,7 @@ class ProcessBackend(Backend):
 
     def start(self):
         remove_stale_rules(keep_pid=os.getpid())
+        _LIVE.add(self)
         if harness.PEER_TLS and harness.CERTS is None:
             harness.CERTS = harness.make_certs(self.workdir / "certs", nodes=3)
         nodes = [harness.Node(self.workdir / ("node%d" % i), i, "127.0.0.%d" % i, dict(self.settings), None)
@@ -116,6 +152,7 @@ class ProcessBackend(Backend):
         """Heals, resumes, SIGTERMs every node; returns problems (a node that
         exited by itself, did not stop cleanly, or printed a sanitizer report)."""
         self.heal()
+        _LIVE.discard(self)
         problems = []
         for n in self.nodes.values():
             if n.proc is None:
@@ -207,7 +244,8 @@ class ProcessBackend(Backend):
 
     def heal(self):
         while self.rules:
-            _iptables("-D", "INPUT", *self.rules.pop(), check=False)
+            _iptables("-D", "INPUT", *self.rules[-1], check=False)
+            self.rules.pop()  # only once deleted: an interrupted heal() is redone at exit
 
     def dump(self, node_id):
         return self.nodes[node_id].dump()

@@ -8,3 +8,8 @@ import sys
 HERE = pathlib.Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
+
+
+def pytest_configure(config):
+    import backend
+    backend.exit_cleanly_on_sigterm()

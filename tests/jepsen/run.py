@@ -19,6 +19,7 @@ import os
 import pathlib
 import sys
 
+import backend
 import report
 import scenarios
 
@@ -34,6 +35,7 @@ def main(argv=None):
     ap.add_argument("--check")
     ap.add_argument("--workload")
     a = ap.parse_args(argv)
+    backend.exit_cleanly_on_sigterm()
     if a.list:
         print("\n".join(scenarios.ALL))
         return 0
