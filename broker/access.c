@@ -14,6 +14,7 @@
 
 #include "str.h"
 #include "internal.h"
+#include "transport.h"
 
 static bool on_loopback(const char *bind)
 {
@@ -144,9 +145,22 @@ int broker__access_connect(struct conn *c, const struct proto_connect *cp, bool 
     struct broker *b = c->b;
     struct auth *a = &b->access.tables;
     *owned = false;
-    if (cp->has_username && !(c->username = str_dup_len((const char *)cp->username.p, cp->username.len)))
+    /* a listener with use_identity_as_username: the verified certificate is
+     * the credential (as in Mosquitto, no password is asked for) and its name
+     * the user, whatever the CONNECT says */
+    bool from_cert = c->listener && c->listener->cfg.use_identity_as_username;
+    if (from_cert) {
+        char id[256];
+        if (!c->tr || transport_identity(c->tr, id, sizeof(id)) != 0) {
+            connect_failed(c, PROTO_RC_NOT_AUTHORIZED, "use_identity_as_username: the client certificate has no usable name");
+            return -EACCES;
+        }
+        if (!(c->username = strdup(id)))
+            return -ENOMEM;
+        *owned = true;
+    } else if (cp->has_username && !(c->username = str_dup_len((const char *)cp->username.p, cp->username.len)))
         return -ENOMEM;
-    if (cp->has_username && strlen(c->username) != cp->username.len) {
+    if (!from_cert && cp->has_username && strlen(c->username) != cp->username.len) {
         connect_failed(c, PROTO_RC_BAD_USERNAME_PASSWORD, "a NUL in the user name");
         return -EACCES;
     }
@@ -155,7 +169,7 @@ int broker__access_connect(struct conn *c, const struct proto_connect *cp, bool 
             connect_failed(c, PROTO_RC_NOT_AUTHORIZED, "anonymous clients are not allowed");
             return -EACCES;
         }
-    } else if (auth_users_on(a)) {
+    } else if (!from_cert && auth_users_on(a)) {
         int rc = auth_password_check(a, c->username, cp->username.len, cp->has_password ? cp->password.p : NULL,
                                      cp->has_password ? cp->password.len : 0);
         if (rc == -ENOMEM)

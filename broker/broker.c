@@ -121,12 +121,10 @@ static int listen_on(struct broker *b, struct listener *l, char *err, size_t err
         snprintf(err, errlen, "listener %s:%u: invalid address", l->cfg.bind, l->cfg.port);
         return rc;
     }
-    if (strcmp(l->cfg.transport, "tcp") != 0 && l->cfg.transport[0]) {
-        snprintf(err, errlen, "listener %s:%u: transport \"%s\" is not supported yet", l->cfg.bind, l->cfg.port,
-                 l->cfg.transport);
-        return -EINVAL;
-    }
     l->b = b;
+    rc = broker__listener_prepare(b, l, err, errlen); /* TLS: its files, or one line saying which failed */
+    if (rc)
+        return rc;
     snprintf(l->acc.name, sizeof(l->acc.name), "port %u", l->cfg.port);
     l->acc.take = broker__conn_accept;
     l->acc.keep_free = (b->cfg.fd_reserve + 1) / 2;
@@ -137,7 +135,7 @@ static int listen_on(struct broker *b, struct listener *l, char *err, size_t err
                  rc == UV_EADDRINUSE ? "address already in use (is another broker running?)" : uv_strerror(rc));
         return rc;
     }
-    LOG(b, LOG_INFO, NULL, "listening on %s:%u (%s)", l->cfg.bind, l->cfg.port, "mqtt/tcp");
+    LOG(b, LOG_INFO, NULL, "listening on %s:%u (%s)", l->cfg.bind, l->cfg.port, broker__listener_describe(l));
     return 0;
 }
 
@@ -202,6 +200,12 @@ static void on_flush(uv_prepare_t *h)
     while (broker__backpressure_resume(b));
 }
 
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    (void)signum;
+    broker__listeners_reload(s->data);
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     struct broker *b = s->data;
@@ -255,7 +259,8 @@ int broker_start(uv_loop_t *loop, const struct config *cfg, struct broker **out,
     b->flush.data = b;
     uv_signal_init(loop, &b->sigint);
     uv_signal_init(loop, &b->sigterm);
-    b->sigint.data = b->sigterm.data = b;
+    uv_signal_init(loop, &b->sighup);
+    b->sigint.data = b->sigterm.data = b->sighup.data = b;
     for (int i = 0; i < CONFIG_MAX_LISTENERS; i++)
         b->listeners[i].acc.fd = -1;
     b->admin.acc.fd = -1;
@@ -289,6 +294,7 @@ int broker_start(uv_loop_t *loop, const struct config *cfg, struct broker **out,
     uv_prepare_start(&b->flush, on_flush);
     uv_signal_start(&b->sigint, on_signal, SIGINT);
     uv_signal_start(&b->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&b->sighup, on_sighup, SIGHUP);
     signal(SIGPIPE, SIG_IGN);
     if (cfg->sys_interval) {
         b->last_sys_ms = broker__now(b);
@@ -323,6 +329,7 @@ void broker_stop(struct broker *b)
     close_if((uv_handle_t *)&b->flush);
     close_if((uv_handle_t *)&b->sigint);
     close_if((uv_handle_t *)&b->sigterm);
+    close_if((uv_handle_t *)&b->sighup);
     if (b->cluster)
         cluster_close(b->cluster, cluster_closed, b);
 }
@@ -354,6 +361,8 @@ void broker_free(struct broker *b)
     free(b->route);
     free(b->read_chunk);
     broker__access_free(b);
+    for (int i = 0; i < CONFIG_MAX_LISTENERS; i++)
+        broker__listener_free(&b->listeners[i]);
     free(b);
 }
 

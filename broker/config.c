@@ -57,6 +57,11 @@
  *                               (an IPv4 literal or a bracketed IPv6 one)
  *   admin_token                 string, 0..127 bytes; non-empty: every   ""
  *                               request needs Authorization: Bearer it
+ *   admin_certfile              path of a PEM certificate chain; with    ""
+ *                               admin_keyfile the admin API is HTTPS only
+ *   admin_keyfile               path of its PEM private key              ""
+ *   admin_cafile                path of PEM CAs: HTTPS clients must      ""
+ *                               present a certificate signed by one
  *   admin_idle_timeout          1..3600 s between requests               10
  *   admin_request_timeout       1..3600 s for one request to arrive      10
  *   admin_max_conns_per_peer    1..128 connections from one address      8
@@ -71,6 +76,21 @@
  *                               listener is on loopback (docs/auth.md)
  *   acl_deny_disconnect         boolean: a denied PUBLISH closes the     false
  *                               connection instead of being dropped
+ *
+ * Per listener (tls and wss), applying to the most recent `listener` line
+ * (the default listener before any), with --set to the last listener:
+ *   certfile, keyfile           PEM certificate chain and its key        (none)
+ *   cafile, capath              CAs client certificates are checked on   (none)
+ *   crlfile                     PEM CRL client certificates are checked on (none)
+ *   ciphers, ciphersuites       TLS 1.2 cipher list / TLS 1.3 suites     OpenSSL's
+ *   tls_version                 tlsv1.2 (1.2 and 1.3) | tlsv1.3          tlsv1.2
+ *   require_certificate         boolean: refuse clients without a valid one false
+ *   use_identity_as_username    boolean: the certificate's CN (or SAN)   false
+ *                               becomes the username
+ *   paths and cipher lists at most 255 bytes
+ * Per listener (ws and wss), the same way:
+ *   ws_path                     the HTTP path of the WebSocket upgrade,  /mqtt
+ *                               starting with '/', at most 255 bytes
  *
  * Booleans are true/false, yes/no, on/off or 1/0. Values may not contain
  * control characters other than tab (config_print could not write them back).
@@ -105,6 +125,9 @@ enum key_kind {
     KIND_BIND,      /* first listener's address */
     KIND_PEER,
     KIND_OPT_BOOL,  /* int8_t: -1 not set, 0 false, 1 true */
+    KIND_LISTENER_TEXT, /* char array of the last listener (off/size in struct config_listener) */
+    KIND_LISTENER_BOOL, /* bool of the last listener */
+    KIND_TLS_VERSION,   /* the last listener's tls_version */
 };
 
 struct config_key {
@@ -116,6 +139,7 @@ struct config_key {
 };
 
 #define FIELD(f) offsetof(struct config, f), sizeof(((struct config *)0)->f)
+#define LFIELD(f) offsetof(struct config_listener, f), sizeof(((struct config_listener *)0)->f)
 #define KEY_UINT(f, lo, hi) {#f, KIND_UINT, FIELD(f), lo, hi, NULL}
 
 static const struct config_key config_keys[] = {
@@ -169,6 +193,9 @@ static const struct config_key config_keys[] = {
 
     {"admin_listen", KIND_LISTEN, FIELD(admin_listen), 0, 0, "admin API"},
     {"admin_token", KIND_STRING, FIELD(admin_token), 0, 0, NULL},
+    {"admin_certfile", KIND_STRING, FIELD(admin_certfile), 0, 0, NULL},
+    {"admin_keyfile", KIND_STRING, FIELD(admin_keyfile), 0, 0, NULL},
+    {"admin_cafile", KIND_STRING, FIELD(admin_cafile), 0, 0, NULL},
     KEY_UINT(admin_idle_timeout, 1, 3600),
     KEY_UINT(admin_request_timeout, 1, 3600),
     KEY_UINT(admin_max_conns_per_peer, 1, 128),
@@ -181,6 +208,18 @@ static const struct config_key config_keys[] = {
     {"acl_file", KIND_STRING, FIELD(acl_file), 0, 0, NULL},
     {"allow_anonymous", KIND_OPT_BOOL, FIELD(allow_anonymous), 0, 0, NULL},
     {"acl_deny_disconnect", KIND_BOOL, FIELD(acl_deny_disconnect), 0, 0, NULL},
+    /* per listener: the last one (config_print writes them after its line) */
+    {"certfile", KIND_LISTENER_TEXT, LFIELD(certfile), 0, 0, NULL},
+    {"keyfile", KIND_LISTENER_TEXT, LFIELD(keyfile), 0, 0, NULL},
+    {"cafile", KIND_LISTENER_TEXT, LFIELD(cafile), 0, 0, NULL},
+    {"capath", KIND_LISTENER_TEXT, LFIELD(capath), 0, 0, NULL},
+    {"crlfile", KIND_LISTENER_TEXT, LFIELD(crlfile), 0, 0, NULL},
+    {"ciphers", KIND_LISTENER_TEXT, LFIELD(ciphers), 0, 0, NULL},
+    {"ciphersuites", KIND_LISTENER_TEXT, LFIELD(ciphersuites), 0, 0, NULL},
+    {"tls_version", KIND_TLS_VERSION, LFIELD(tls_version), 0, 0, NULL},
+    {"require_certificate", KIND_LISTENER_BOOL, LFIELD(require_certificate), 0, 0, NULL},
+    {"use_identity_as_username", KIND_LISTENER_BOOL, LFIELD(use_identity_as_username), 0, 0, NULL},
+    {"ws_path", KIND_LISTENER_TEXT, LFIELD(ws_path), 0, 0, NULL},
 };
 
 #define N_KEYS (sizeof(config_keys) / sizeof(config_keys[0]))
@@ -633,6 +672,38 @@ static int set_text(struct config *c, const struct config_key *k, const char *la
     }
 }
 
+/* A per-listener key: the most recent listener (the default one before any
+ * `listener` line, as in Mosquitto). Booleans and text as the node-wide keys,
+ * at the field's place inside that listener. */
+static int set_listener_key(struct config *c, const struct config_key *k, const char *label, const char *value,
+                            char *err, size_t errlen)
+{
+    char s[72];
+    struct config_listener *l = &c->listeners[c->listener_count > 0 ? c->listener_count - 1 : 0];
+    struct config_key at = *k;
+    at.off = (size_t)((char *)l - (char *)c) + k->off;
+    switch (k->kind) {
+    case KIND_LISTENER_BOOL:
+        at.kind = KIND_BOOL;
+        return set_choice(c, &at, label, value, err, errlen);
+    case KIND_TLS_VERSION:
+        if (strcasecmp(value, "tlsv1.2") != 0 && strcasecmp(value, "tlsv1.3") != 0) {
+            config__msg(err, errlen, "%s: \"%s\" is not one of tlsv1.2, tlsv1.3", label, shown(value, s));
+            return -EINVAL;
+        }
+        set_string((char *)c + at.off, k->size, strcasecmp(value, "tlsv1.3") == 0 ? "tlsv1.3" : "tlsv1.2");
+        return 0;
+    default: /* KIND_LISTENER_TEXT */
+        if (k->off == offsetof(struct config_listener, ws_path) && (value[0] != '/' || strpbrk(value, " \t?#"))) {
+            config__msg(err, errlen, "%s: \"%s\" is not a path (a '/' first; no spaces, '?' or '#')", label,
+                shown(value, s));
+            return -EINVAL;
+        }
+        at.kind = KIND_STRING;
+        return set_text(c, &at, label, value, err, errlen);
+    }
+}
+
 static int set_key(struct config *c, const struct config_key *k, const char *label, const char *value,
                    char *err, size_t errlen)
 {
@@ -664,6 +735,10 @@ static int set_key(struct config *c, const struct config_key *k, const char *lab
         return set_listener(c, label, value, err, errlen);
     case KIND_PEER:
         return set_peer(c, k, label, value, err, errlen);
+    case KIND_LISTENER_TEXT:
+    case KIND_LISTENER_BOOL:
+    case KIND_TLS_VERSION:
+        return set_listener_key(c, k, label, value, err, errlen);
     }
     return -EINVAL;
 }
@@ -890,6 +965,25 @@ static void print_value(FILE *f, const char *v)
     fputc('"', f);
 }
 
+/* The per-listener keys that are set, after their listener's line. */
+static void print_listener_keys(FILE *f, const struct config_listener *l)
+{
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const struct config_key *k = &config_keys[i];
+        const char *field = (const char *)l + k->off;
+        if (k->kind == KIND_LISTENER_BOOL) {
+            bool b;
+            memcpy(&b, field, sizeof(b));
+            if (b)
+                fprintf(f, "%s true\n", k->name);
+        } else if ((k->kind == KIND_LISTENER_TEXT || k->kind == KIND_TLS_VERSION) && field[0]) {
+            fprintf(f, "%s ", k->name);
+            print_value(f, field);
+            fputc('\n', f);
+        }
+    }
+}
+
 void config_print(const struct config *c, void *file)
 {
     FILE *f = file;
@@ -929,9 +1023,11 @@ void config_print(const struct config *c, void *file)
                     queue_policy_names[c->queue_policy == CONFIG_QUEUE_DROP_OLDEST ? 1 : 0]);
             break;
         case KIND_LISTENER:
-            for (int j = 0; j < c->listener_count && j < CONFIG_MAX_LISTENERS; j++)
+            for (int j = 0; j < c->listener_count && j < CONFIG_MAX_LISTENERS; j++) {
                 fprintf(f, "listener %u %s %s\n", c->listeners[j].port, c->listeners[j].bind,
                         c->listeners[j].transport);
+                print_listener_keys(f, &c->listeners[j]);
+            }
             break;
         case KIND_PEER:
             for (int j = 0; j < c->peer_count && j < CONFIG_MAX_PEERS; j++)
@@ -948,7 +1044,10 @@ void config_print(const struct config *c, void *file)
         }
         case KIND_PORT:
         case KIND_BIND:
-            break; /* shorthands, covered by the listener lines */
+        case KIND_LISTENER_TEXT:
+        case KIND_LISTENER_BOOL:
+        case KIND_TLS_VERSION:
+            break; /* shorthands and per-listener keys, covered by the listener lines */
         }
     }
 }

@@ -24,12 +24,26 @@ enum log_level {
     LOG_TRACE = 4,
 };
 
-/* One listening socket. Later issues add "tls", "ws", "wss" transports; the
- * transport name and the per-listener TLS files are already parsed. */
+/* One listening socket: its transport ("tcp", "tls", "ws", "wss") and, for
+ * tls and wss, its TLS settings (broker/listeners.c builds the context). */
 struct config_listener {
     char bind[64];      /* address, "0.0.0.0" by default; "::" for IPv6 */
     uint16_t port;
     char transport[8];  /* "tcp" (default) */
+    /* TLS (tls and wss listeners); "" = not set. In a file these keys apply
+     * to the most recent `listener` line, with --set to the last listener. */
+    char certfile[256];
+    char keyfile[256];
+    char cafile[256];
+    char capath[256];
+    char crlfile[256];
+    char ciphers[256];       /* TLS 1.2 cipher list (OpenSSL syntax) */
+    char ciphersuites[256];  /* TLS 1.3 suites */
+    char tls_version[8];     /* minimum: "tlsv1.2" (default, 1.2 and 1.3) or "tlsv1.3" */
+    bool require_certificate;
+    bool use_identity_as_username;
+    /* WebSocket (ws and wss listeners): the path of the upgrade; "" = "/mqtt" */
+    char ws_path[256];
 };
 
 struct config_peer {
@@ -96,6 +110,9 @@ struct config {
     /* HTTP admin API (broker/admin/) */
     char admin_listen[72];       /* IP:PORT ([IPv6]:PORT) or "off"; default "127.0.0.1:18083" */
     char admin_token[128];       /* non-empty: the bearer token every request must carry; default "" */
+    char admin_certfile[512];    /* with admin_keyfile: the admin API speaks HTTPS only; default "" */
+    char admin_keyfile[512];     /* PEM private key of admin_certfile; default "" */
+    char admin_cafile[512];      /* set: clients must present a certificate signed by it; default "" */
     uint32_t admin_idle_timeout; /* seconds an admin connection may wait between requests; default 10 */
     uint32_t admin_request_timeout; /* seconds a request may take to arrive once it began; default 10 */
     uint32_t admin_max_conns_per_peer; /* admin connections from one address; default 8 */

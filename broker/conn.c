@@ -14,13 +14,20 @@
  * read that takes the node's bytes of incomplete packets above
  * max_partial_bytes (partial_update);
  * the struct is freed only when both handles are closed and no proposal or
- * deferred work still holds it (conn.pending). */
+ * deferred work still holds it (conn.pending).
+ * A tls (ws, wss) listener's connection has a transport (conn.tr): what is
+ * read goes through transport_input into rbuf, conn.out through
+ * transport_output into conn.wire, which is what goes to the socket; the
+ * handshake is bounded by connect_timeout like the CONNECT it precedes. A
+ * transport failure is logged in one line ("tls: <why>") and closes the
+ * connection after the alert the filter queued. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "internal.h"
+#include "transport.h"
 
 #define PAUSED_READ_LIMIT (1u << 20) /* stop reading a paused client beyond this */
 #define CONN_EARLY_FLUSH (64u * 1024)  /* write at once beyond this many bytes */
@@ -38,6 +45,8 @@ static void maybe_free(struct conn *c)
     struct broker *b = c->b;
     buf_free(&c->rbuf);
     buf_free(&c->out);
+    buf_free(&c->wire);
+    transport_free(c->tr);
     if (c->in_alias) {
         for (uint32_t i = 0; i <= b->cfg.topic_alias_maximum; i++)
             free(c->in_alias[i]);
@@ -148,6 +157,23 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 static void read_start(struct conn *c);
 static int write_out(struct conn *c);
 
+/* Bytes gathered for the socket and not yet handed to libuv. */
+static size_t unsent(const struct conn *c) { return c->out.len + c->wire.len; }
+
+/* A transport's connection: conn.out (MQTT bytes) through the transport into
+ * conn.wire. 0, or negative after logging why (the connection is to close). */
+static int tr_encode(struct conn *c)
+{
+    if (!c->out.len)
+        return 0;
+    int rc = transport_output(c->tr, c->out.data, c->out.len, &c->wire);
+    c->out.len = 0;
+    buf_shrink(&c->out, 64 * 1024);
+    if (rc)
+        LOG(c->b, LOG_INFO, c, "%s", transport_why(c->tr));
+    return rc;
+}
+
 /* Closing: the connection leaves the broker at once (session ended, counters,
  * list). What is still to be written (a DISCONNECT with its reason code above
  * all) goes out first: the write side is shut down after the queued writes and
@@ -181,7 +207,11 @@ void broker__conn_close(struct conn *c, uint8_t reason)
     list_remove(&c->link);
     b->conn_count--;
     broker__backlog_forget(c);
-    if (c->read_done || (!c->out.len && !c->writing) || write_out(c) != 0) {
+    if (c->tr && b->stopping)
+        broker__transport_going_away(c->tr);
+    if (c->tr && !c->read_done && tr_encode(c) == 0)
+        transport_close(c->tr, &c->wire); /* after the DISCONNECT: close_notify */
+    if (c->read_done || (!unsent(c) && !c->writing) || write_out(c) != 0) {
         final_close(c);
         return;
     }
@@ -229,53 +259,65 @@ static void flush_conn(struct conn *c)
     c->dirty = false;
     if (c->state == CONN_CLOSING)
         return;
-    if (c->write_error || (c->out.len && write_out(c) != 0))
+    if (c->write_error || (unsent(c) && write_out(c) != 0))
         broker__conn_close(c, 0xFF);
     else if (c->congested_at || c->slow)
         broker__backlog_drained(c);
 }
 
-uint64_t broker__conn_backlog(const struct conn *c) { return (uint64_t)c->writing + c->out.len; }
+uint64_t broker__conn_backlog(const struct conn *c) { return (uint64_t)c->writing + unsent(c); }
 
-/* Hands conn.out to the socket: what uv_try_write does not take goes in one
- * uv_write that owns the buffer. Returns 0 or a negative error. */
+/* Hands conn.out (conn.wire behind a transport) to the socket: what
+ * uv_try_write does not take goes in one uv_write that owns the buffer.
+ * Returns 0 or a negative error. */
 static int write_out(struct conn *c)
 {
+    struct buf *w = &c->out;
+    if (c->tr) {
+        int rc = tr_encode(c);
+        if (rc) {
+            c->wire.len = 0;
+            return rc;
+        }
+        w = &c->wire;
+        if (!w->len)
+            return 0; /* held by the transport (a handshake still running) */
+    }
     size_t off = 0;
     if (!c->writing) {
-        uv_buf_t buf = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
+        uv_buf_t buf = uv_buf_init((char *)w->data, (unsigned)w->len);
         int n = uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
         if (n > 0) {
             off = (size_t)n;
             c->b->stats.bytes_sent += (uint64_t)n;
         } else if (n != UV_EAGAIN && n != UV_ENOSYS) {
-            c->out.len = 0;
+            w->len = 0;
             return n;
         }
     }
-    if (off == c->out.len) {
-        c->out.len = 0;
-        buf_shrink(&c->out, 64 * 1024); /* don't keep a burst's buffer forever */
+    if (off == w->len) {
+        w->len = 0;
+        buf_shrink(w, 64 * 1024); /* don't keep a burst's buffer forever */
         return 0;
     }
-    struct write_req *w = malloc(sizeof(*w));
-    if (!w)
+    struct write_req *req = malloc(sizeof(*req));
+    if (!req)
         return -ENOMEM;
     /* hand the buffer over to the request: move the unwritten tail to the front */
     if (off)
-        buf_consume(&c->out, off);
-    w->conn = c;
-    w->data = c->out.data;
-    w->len = c->out.len;
-    buf_init(&c->out);
-    uv_buf_t buf = uv_buf_init((char *)w->data, (unsigned)w->len);
-    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_written);
+        buf_consume(w, off);
+    req->conn = c;
+    req->data = w->data;
+    req->len = w->len;
+    buf_init(w);
+    uv_buf_t buf = uv_buf_init((char *)req->data, (unsigned)req->len);
+    int rc = uv_write(&req->req, (uv_stream_t *)&c->tcp, &buf, 1, on_written);
     if (rc) {
-        free(w->data);
-        free(w);
+        free(req->data);
+        free(req);
         return rc;
     }
-    c->writing += w->len;
+    c->writing += req->len;
     broker__conn_hold(c);
     return 0;
 }
@@ -405,6 +447,18 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct conn *c = h->data;
     struct broker *b = c->b;
+    if (c->tr) {
+        /* the transport copies what it reads (the TLS engine's input BIO),
+         * so the shared chunk is free again after every read */
+        if (!b->read_chunk_busy) {
+            b->read_chunk_busy = true;
+            *buf = uv_buf_init((char *)b->read_chunk, BROKER_READ_CHUNK);
+        } else {
+            void *p = malloc(BROKER_READ_CHUNK);
+            *buf = uv_buf_init(p, p ? BROKER_READ_CHUNK : 0);
+        }
+        return;
+    }
     if (c->rbuf.len == 0 && !b->read_chunk_busy) {
         b->read_chunk_busy = true;
         *buf = uv_buf_init((char *)b->read_chunk, BROKER_READ_CHUNK);
@@ -523,10 +577,68 @@ static void process(struct conn *c)
     broker__conn_release(c);
 }
 
+/* What a connection with a transport read: through transport_input into
+ * rbuf, then processed as a tcp connection's rbuf is. */
+static void tr_read(struct conn *c, ssize_t n, const uv_buf_t *buf)
+{
+    struct broker *b = c->b;
+    int rc = 0;
+    if (n > 0 && c->state != CONN_CLOSING)
+        rc = transport_input(c->tr, (const uint8_t *)buf->base, (size_t)n, &c->rbuf, &c->wire);
+    if (buf->base == (char *)b->read_chunk)
+        b->read_chunk_busy = false;
+    else
+        free(buf->base);
+    if (c->state == CONN_CLOSING) {
+        if (n < 0)
+            final_close(c); /* lingering after a close: the peer is done */
+        return;
+    }
+    if (n < 0) {
+        c->read_done = true;
+        if (n != UV_EOF)
+            LOG(b, LOG_DEBUG, c, "read error: %s", uv_strerror((int)n));
+        broker__conn_close(c, 0xFF);
+        return;
+    }
+    if (rc < 0) {
+        LOG(b, LOG_INFO, c, "%s", transport_why(c->tr));
+        broker__conn_close(c, 0xFF); /* the alert in conn.wire goes first */
+        return;
+    }
+    char what[96];
+    if (!c->tr_described && transport_tls_describe(c->tr, what, sizeof(what))) {
+        c->tr_described = true;
+        LOG(b, LOG_DEBUG, c, "%s: %s", c->tr->name, what);
+    }
+    if (c->wire.len)
+        mark_dirty(c); /* handshake records: written with this turn's flush */
+    process(c);
+    if (!c->rbuf.len)
+        buf_shrink(&c->rbuf, 0); /* the engine reserved a record's room: an idle connection gives it back */
+    if (c->state == CONN_CLOSING)
+        return;
+    if (rc == TRANSPORT_EOF) {
+        /* close_notify, a close frame: the end of the stream, but the socket
+         * still takes what the filter answered (the close frame's echo), so
+         * the close goes through the write side's shutdown and linger */
+        const struct filter *top = c->tr->f[c->tr->n - 1];
+        LOG(b, LOG_DEBUG, c, "%s: end of stream (%s)", top->ops->name, top->ops->why ? top->ops->why(top) : "");
+        broker__conn_close(c, 0xFF);
+        return;
+    }
+    if ((c->paused || c->state == CONN_CLAIMING) && c->rbuf.len > PAUSED_READ_LIMIT)
+        uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     struct conn *c = s->data;
     struct broker *b = c->b;
+    if (c->tr) {
+        tr_read(c, n, buf);
+        return;
+    }
     bool chunk = buf->base == (char *)b->read_chunk;
     if (c->state == CONN_CLOSING) {
         /* lingering after a close: discard, finish when the peer is done */
@@ -611,18 +723,27 @@ static void read_start(struct conn *c)
 void broker__conn_accept(struct acceptor *a, int fd)
 {
     struct broker *b = a->data;
+    struct listener *l = container_of(a, struct listener, acc);
     struct conn *c = calloc(1, sizeof(*c));
     if (!c) {
         close(fd);
         return;
     }
+    if (broker__listener_stack(l, &c->tr) != 0) {
+        LOG(b, LOG_WARN, NULL, "%s: out of memory for a %s connection", a->name, l->cfg.transport);
+        free(c);
+        close(fd);
+        return;
+    }
     c->b = b;
+    c->listener = l;
     int rc = uv_tcp_init(b->loop, &c->tcp);
     if (!rc)
         rc = uv_tcp_open(&c->tcp, fd);
     if (rc) {
         LOG(b, LOG_WARN, NULL, "%s: %s", a->name, uv_strerror(rc));
         close(fd);
+        transport_free(c->tr);
         free(c);
         return;
     }

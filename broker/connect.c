@@ -17,6 +17,7 @@
 
 #include "str.h"
 #include "internal.h"
+#include "transport.h"
 
 /* Whether a v3.1 / 3.1.1 CONNACK has a return code for this refusal (the
  * others would read as 0x03, server unavailable: such a client is closed
@@ -279,8 +280,9 @@ static void claim_accept(struct claim *cl, struct session *s)
     if (c->version == PROTO_V5)
         connack_props(cl, &ack->props);
     broker__conn_send(c, &r);
-    LOG(b, LOG_INFO, c, "connected (v%u, clean=%d, expiry=%u, keepalive=%u, present=%d)",
-        c->version, cl->clean_start, cl->expiry, c->keep_alive, ack->session_present);
+    LOG(b, LOG_INFO, c, "connected (v%u, clean=%d, expiry=%u, keepalive=%u, present=%d%s%s)",
+        c->version, cl->clean_start, cl->expiry, c->keep_alive, ack->session_present,
+        c->username ? ", username=" : "", c->username ? c->username : "");
     broker__keepalive_arm(c);
     if (ack->session_present)
         broker__session_resend(s);
@@ -354,6 +356,11 @@ static int connect_client_id(struct conn *c, struct claim *cl, const struct prot
     return 0;
 }
 
+/* The connection's username: on a listener with use_identity_as_username the
+ * verified client certificate's name (CN, else a SAN), whatever the CONNECT
+ * says; else the CONNECT's. Kept for the logs and the admin API (and for
+ * authorisation to come). 0, -EACCES (no usable name in the certificate:
+ * refused as not authorised) or -ENOMEM. */
 /* Keep alive, session expiry and the client's own limits, as they will be in
  * effect. */
 static void connect_negotiate(struct conn *c, struct claim *cl, const struct proto_connect *cp)

@@ -550,7 +550,7 @@ bool broker__session_ready(const struct session *s, uint8_t qos)
         return s->inflight.count < window(s);
     /* waits only on a write in progress: its callback drains again */
     const struct conn *c = s->conn;
-    return !c->writing || c->writing + c->out.len <= c->b->cfg.max_write_backlog / 2;
+    return !c->writing || broker__conn_backlog(c) <= c->b->cfg.max_write_backlog / 2;
 }
 
 void broker__session_resend(struct session *s)

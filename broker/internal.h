@@ -282,9 +282,17 @@ struct conn {
     struct list barrier_link; /* in broker.barriers while waiting */
     char peer[64];            /* address:port, for logs */
     char *client_id;          /* for logs; owned copy */
-    char *username;           /* the CONNECT's; owned, NULL = none (anonymous) */
+    /* CONNECT's, or the certificate's (use_identity_as_username); owned,
+     * NULL = none (anonymous) */
+    char *username;
     struct auth_who who;      /* username and client_id, for the ACL (access.c) */
     uint8_t refusal;          /* a delayed CONNACK refusal's reason (access.c) */
+    /* the listener's transport (transport.h); NULL for tcp: rbuf and out
+     * then meet the socket directly */
+    struct transport *tr;     /* owned */
+    struct buf wire;          /* tr's bytes for the socket, not yet handed to libuv */
+    bool tr_described;        /* the negotiated TLS version was logged */
+    struct listener *listener;/* accepted on (lives as long as the broker) */
 };
 
 /* --- the broker ------------------------------------------------------------ */
@@ -292,10 +300,12 @@ struct conn {
 /* listen.c: struct acceptor (common/acceptor.h) with a->data the broker and
  * a->keep_free the descriptors it leaves free. */
 
+struct tls_ctx;
 struct listener {
     struct acceptor acc;      /* acc.name "port N" */
     struct broker *b;
     struct config_listener cfg;
+    struct tls_ctx *tls;      /* tls and wss: the context new connections get (replaced on SIGHUP) */
 };
 
 /* listen.c: the node's descriptors (see the comment there). */
@@ -332,6 +342,7 @@ struct admin {
     uint32_t conn_count;
     uint64_t unauthorized;    /* requests refused with 401 */
     uint64_t unauth_logged_ms, unauth_unlogged; /* the last 401 logged, and those not logged since */
+    struct tls_ctx *tls;      /* admin_certfile set: HTTPS only (common/tls.h); else NULL */
 };
 
 struct broker {
@@ -352,6 +363,7 @@ struct broker {
     uint64_t will_due;        /* when will_timer fires, 0 = not armed */
     uv_prepare_t flush;       /* writes what connections gathered, before the loop polls */
     uv_signal_t sigint, sigterm;
+    uv_signal_t sighup;       /* reloads the listeners' certificates (listeners.c) */
 
     struct list conns;        /* struct conn: every open connection */
     uint32_t conn_count;      /* open sockets */
@@ -430,6 +442,15 @@ void broker__fds_tick(struct broker *b);
 void broker__fds_report(struct broker *b); /* the rate-limited warning, when there is news */
 uint32_t broker__fds_free(const struct broker *b);
 bool broker__fds_low(const struct broker *b); /* below fd_reserve: new clients are refused */
+
+/* listeners.c: what a listener's transport needs (TLS contexts from its
+ * files), the stack each connection gets, the reload on SIGHUP. */
+int broker__listener_prepare(struct broker *b, struct listener *l, char *err, size_t errlen);
+int broker__listener_stack(struct listener *l, struct transport **out); /* *out NULL for tcp */
+void broker__listeners_reload(struct broker *b);
+void broker__listener_free(struct listener *l);
+const char *broker__listener_describe(const struct listener *l); /* "mqtt/tls" */
+void broker__transport_going_away(struct transport *t); /* the node stops: ws says 1001 in its close frame */
 
 /* conn.c */
 void broker__conn_accept(struct acceptor *a, int fd); /* an acceptor's take callback */

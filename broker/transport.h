@@ -22,6 +22,7 @@
 #ifndef STARLING_BROKER_TRANSPORT_H
 #define STARLING_BROKER_TRANSPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -84,5 +85,23 @@ int transport_identity(const struct transport *t, char *out, size_t outlen);
 
 /* Frees the filters and t itself. */
 void transport_free(struct transport *t);
+
+/* An empty stack named name (a static string: the listener's transport) for
+ * transport_push; 0 or -ENOMEM. */
+int transport_new(const char *name, struct transport **out);
+
+/* Puts f (transferred on success) on top of the stack: the first push is
+ * next to the socket. 0, or -ENOSPC beyond TRANSPORT_MAX_FILTERS. */
+int transport_push(struct transport *t, struct filter *f);
+
+/* transport_tls.c: a server-side tls filter on ctx (borrowed; the filter's
+ * connection takes its own reference, so the listener may replace ctx on a
+ * reload). 0 or -ENOMEM. */
+struct tls_ctx;
+int transport_tls_filter_new(struct tls_ctx *ctx, struct filter **out);
+
+/* The negotiated protocol and cipher of the stack's tls filter, for the log
+ * ("TLSv1.3 TLS_AES_256_GCM_SHA384"); false when there is none. */
+bool transport_tls_describe(const struct transport *t, char *out, size_t outlen);
 
 #endif

@@ -314,6 +314,12 @@ static void on_tick(uv_timer_t *t)
     cluster__batches_expire(c);
 }
 
+void cluster__tick_soon(struct cluster *c)
+{
+    if (!c->closing && c->raft_started)
+        uv_timer_start(&c->tick, on_tick, 0, TICK_MS);
+}
+
 /* --- start ----------------------------------------------------------------------------------- */
 
 /* The node with its handles, nothing started; NULL when memory is short. */

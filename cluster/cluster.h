@@ -286,6 +286,20 @@ void cluster_close(struct cluster *c, void (*close_cb)(void *arg), void *arg);
  * with a message in err. */
 int cluster_dump(const char *data_dir, void *file /* FILE * */, char *err, size_t errlen);
 
+/* For the fuzzer (tests/fuzz/fuzz_cluster.c): what a peer sends on the
+ * cluster port, handled with no socket. channel 0: data starts with the
+ * dialer's HELLO_D (peer.c's handshake parser; the challenge was all zero),
+ * and an authenticated dialer's remaining bytes go to its channel. Channel 2
+ * (forwarded proposals) or 3 (the data link): data is what node sends after
+ * a valid handshake. The bytes go through the same frame decoder and handlers
+ * as a socket's, what the node answers is dropped, and the stream ends (the
+ * peer's end of stream) once data is used up. Forwarded proposals are never
+ * appended: they are checked, and applied in a store transaction that is
+ * rolled back. Returns 0 when the bytes reached a channel; -EAGAIN (a
+ * handshake cut short), -EACCES (refused), -EINVAL (the Raft channel, which
+ * needs a socket), -ESHUTDOWN or -ENOMEM otherwise. data is borrowed. */
+int cluster__peer_feed(struct cluster *c, uint8_t channel, uint32_t node, const uint8_t *data, size_t len);
+
 /* The command codec (exposed for tests). cluster_cmd_encode appends one framed,
  * 8-byte padded command; cluster_cmd_decode reads the command at *pos of an
  * entry, advancing *pos. */

@@ -24,6 +24,7 @@ struct fwd_conn {
     struct cluster *c;
     uint32_t node;
     bool outgoing;
+    bool dry;                     /* no socket (the fuzzer's): proposals are checked, not appended */
 };
 
 struct fwd_append {
@@ -93,6 +94,10 @@ static void on_propose(struct fwd_conn *fc, const uint8_t *body, size_t len)
         cluster__frames_close(&fc->f, "PROPOSE with a foreign entry");
         return;
     }
+    if (fc->dry) {
+        cluster__fsm_dry_run(c, body + 8, len - 8);
+        return;
+    }
     struct fwd_append *a = malloc(sizeof(*a));
     struct raft_buffer buf = {raft_malloc(len - 8), len - 8};
     if (!a || !buf.base) {
@@ -151,10 +156,12 @@ static struct fwd_conn *conn_new(struct cluster *c, uv_stream_t *stream, uint32_
 {
     struct fwd_conn *fc = calloc(1, sizeof(*fc));
     if (!fc) {
-        uv_close((uv_handle_t *)stream, cluster__close_free);
+        if (stream)
+            uv_close((uv_handle_t *)stream, cluster__close_free);
         return NULL;
     }
     fc->c = c;
+    fc->dry = !stream;
     fc->node = node;
     fc->outgoing = outgoing;
     fc->f.on_frame = on_frame;
@@ -169,9 +176,10 @@ static struct fwd_conn *conn_new(struct cluster *c, uv_stream_t *stream, uint32_
     return fc;
 }
 
-void cluster__forward_accept(struct cluster *c, uint32_t node_id, uv_stream_t *stream)
+struct frames *cluster__forward_accept(struct cluster *c, uint32_t node_id, uv_stream_t *stream)
 {
-    conn_new(c, stream, node_id, false);
+    struct fwd_conn *fc = conn_new(c, stream, node_id, false);
+    return fc ? &fc->f : NULL;
 }
 
 static void on_dialed(void *arg, uv_stream_t *stream, int status)

@@ -7,7 +7,11 @@
  * and on_free, and calls cluster__frames_start; on_close runs once when the
  * stream starts closing (a read or write error, the peer's EOF, or the owner's
  * cluster__frames_close), on_free once the last reference is gone (the stream
- * closed and every write completed). */
+ * closed and every write completed).
+ *
+ * A stream of NULL (cluster__peer_feed, for the fuzzer) is a connection with
+ * no socket: cluster__frames_feed hands it the bytes a read would, writes
+ * complete at once and are dropped, and closing it closes no handle. */
 #include <errno.h>
 #include <stdlib.h>
 
@@ -43,7 +47,10 @@ void cluster__frames_close(struct frames *f, const char *why)
     f->refs++;
     if (f->on_close)
         f->on_close(f, why);
-    uv_close((uv_handle_t *)f->stream, on_stream_closed);
+    if (f->stream)
+        uv_close((uv_handle_t *)f->stream, on_stream_closed);
+    else
+        cluster__frames_unref(f); /* the stream's reference: no handle to wait for */
     cluster__frames_unref(f);
 }
 
@@ -63,6 +70,11 @@ static void on_written(uv_write_t *req, int status)
 static int submit(struct frames *f, struct frame_write *w, const uv_buf_t *bufs, unsigned n)
 {
     w->f = f;
+    if (!f->stream) {
+        f->refs++;
+        on_written(&w->req, 0); /* no socket: written (and dropped) now */
+        return 0;
+    }
     int rc = uv_write(&w->req, f->stream, bufs, n, on_written);
     if (rc) {
         free(w);
@@ -118,18 +130,9 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = buf_room(&f->rbuf);
 }
 
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+/* Hands up every whole frame in rbuf. */
+static void frames_input(struct frames *f)
 {
-    struct frames *f = s->data;
-    if (n < 0) {
-        cluster__frames_close(f, n == UV_EOF ? "closed by the peer" : uv_strerror((int)n));
-        return;
-    }
-    if (n == 0 && !buf->base) {
-        cluster__frames_close(f, "out of memory");
-        return;
-    }
-    f->rbuf.len += (size_t)n;
     size_t pos = 0;
     f->refs++; /* a handler may close the stream */
     while (!f->closed && f->rbuf.len - pos >= 4) {
@@ -151,17 +154,45 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     cluster__frames_unref(f);
 }
 
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct frames *f = s->data;
+    if (n < 0) {
+        cluster__frames_close(f, n == UV_EOF ? "closed by the peer" : uv_strerror((int)n));
+        return;
+    }
+    if (n == 0 && !buf->base) {
+        cluster__frames_close(f, "out of memory");
+        return;
+    }
+    f->rbuf.len += (size_t)n;
+    frames_input(f);
+}
+
 int cluster__frames_start(struct frames *f, uv_stream_t *stream)
 {
     f->stream = stream;
     f->refs = 1;
     f->closed = false;
+    if (!stream)
+        return 0; /* bytes come from cluster__frames_feed */
     stream->data = f;
     if (uv_read_start(stream, on_alloc, on_read) != 0) {
         cluster__frames_close(f, "cannot read");
         return -EIO;
     }
     return 0;
+}
+
+void cluster__frames_feed(struct frames *f, const uint8_t *data, size_t len)
+{
+    if (f->closed)
+        return;
+    if (buf_append(&f->rbuf, data, len) != 0) {
+        cluster__frames_close(f, "out of memory");
+        return;
+    }
+    frames_input(f);
 }
 
 void cluster__frames_free(struct frames *f, void *owner, struct cluster *c)

@@ -203,6 +203,21 @@ static void store_failed(struct cluster *c, uint64_t index, int rc)
     cluster__fail_stop(c, "store: cannot apply entry %" PRIu64 " in %s: %s", index, dir, store_strerror(rc));
 }
 
+void cluster__fsm_dry_run(struct cluster *c, const uint8_t *entry, size_t len)
+{
+    struct raft_buffer buf = {(void *)entry, len};
+    struct entry_head h;
+    /* an index no store has applied yet: the entry is judged as a new one */
+    if (c->fatal || entry_check(c, &buf, UINT64_MAX, &h) != ENTRY_APPLY)
+        return;
+    struct store_txn *txn;
+    if (store_write_begin(c->store, &txn) != 0)
+        return;
+    uint32_t count;
+    (void)commands_apply(c, txn, &buf, UINT64_MAX, &count);
+    store_txn_end(txn); /* rolled back: the node's state stays as Raft made it */
+}
+
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
 {
     struct cluster *c = fsm->data;

@@ -62,7 +62,11 @@ struct frames {
     void (*on_close)(struct frames *f, const char *why); /* may be NULL */
     void (*on_free)(struct frames *f);             /* the last reference is gone */
 };
+/* stream NULL: a connection without a socket (the fuzzer's), fed with
+ * cluster__frames_feed; what it writes is dropped. */
 int cluster__frames_start(struct frames *f, uv_stream_t *stream);
+/* What a read of data (borrowed) would do on a stream with no socket. */
+void cluster__frames_feed(struct frames *f, const uint8_t *data, size_t len);
 /* Copies the frame (type, head, body) and writes it. */
 int cluster__frames_send(struct frames *f, uint8_t type, const void *head, size_t head_len, const void *body,
                          size_t body_len);
@@ -77,7 +81,10 @@ void cluster__frames_free(struct frames *f, void *owner, struct cluster *c);
 /* --- data links (link.c) ------------------------------------------------------ */
 
 struct link;
-void cluster__link_accept(struct cluster *c, uint32_t node_id, uv_stream_t *stream);
+/* An incoming, authenticated data-link stream (NULL: one with no socket, see
+ * cluster__frames_start); returns its frames, or NULL when out of memory
+ * (the stream is then closed). */
+struct frames *cluster__link_accept(struct cluster *c, uint32_t node_id, uv_stream_t *stream);
 /* Follows the Raft configuration: links to new members, none to removed ones;
  * redials, liveness, status reports. */
 void cluster__link_tick(struct cluster *c);
@@ -93,6 +100,12 @@ void cluster__member_control(struct cluster *c, uint32_t from, struct frames *f,
 void cluster__member_tell_removed(struct cluster *c, struct frames *f);
 /* Membership housekeeping, every tick (member.c). */
 void cluster__member_tick(struct cluster *c);
+/* Runs the next tick on the next turn of the loop rather than up to a tick
+ * later (cluster.c): a member operation finished, and the tick tells its
+ * local asker (the admin API). Only then: an early tick on a leader that
+ * answers a peer's removal of itself (member.c's then_remove) broke that
+ * hand-over (test_member's a_follower_removes_the_leader). */
+void cluster__tick_soon(struct cluster *c);
 void cluster__member_close_all(struct cluster *c);
 /* At start, before the store and the log open (DIR/removed, DIR/join). */
 int cluster__member_prepare(struct cluster *c, char *err, size_t errlen);
@@ -149,8 +162,11 @@ struct tunnel *cluster__tunnel_start(struct cluster *c, uv_tcp_t *tcp, bool serv
 void cluster__tunnel_detach(struct tunnel *t);
 /* The raft_uv_transport implementation over the authenticated links. */
 void cluster__transport_setup(struct cluster *c);
-/* An incoming, authenticated forward-channel stream. */
-void cluster__forward_accept(struct cluster *c, uint32_t node_id, uv_stream_t *stream);
+/* An incoming, authenticated forward-channel stream; as cluster__link_accept.
+ * On a stream of NULL proposals are checked, and their commands applied in a
+ * store transaction that is rolled back (cluster__fsm_dry_run), but never
+ * appended. */
+struct frames *cluster__forward_accept(struct cluster *c, uint32_t node_id, uv_stream_t *stream);
 
 /* --- forwarding of proposals (forward.c) --------------------------------------- */
 
@@ -347,6 +363,12 @@ int cluster__remove_tree(const char *path);
 
 /* Fills c->fsm with the callbacks that apply committed entries. */
 void cluster__fsm_setup(struct cluster *c);
+/* What applying entry (len bytes, borrowed) as the next committed one would
+ * do, undone: the checks of its header (an entry of another format version
+ * stops the node, as applying it would), then its commands decoded and
+ * applied in a store transaction that is rolled back; the broker is not told.
+ * For the proposals the fuzzer forwards (forward.c, a stream of NULL). */
+void cluster__fsm_dry_run(struct cluster *c, const uint8_t *entry, size_t len);
 
 /* --- committed commands applied to the store (apply.c) ------------------------- */
 

@@ -529,12 +529,13 @@ static void in_free(struct frames *f)
     cluster__frames_free(f, in, in->c);
 }
 
-void cluster__link_accept(struct cluster *c, uint32_t node_id, uv_stream_t *stream)
+struct frames *cluster__link_accept(struct cluster *c, uint32_t node_id, uv_stream_t *stream)
 {
     struct link_in *in = calloc(1, sizeof(*in));
     if (!in) {
-        uv_close((uv_handle_t *)stream, cluster__close_free);
-        return;
+        if (stream)
+            uv_close((uv_handle_t *)stream, cluster__close_free);
+        return NULL;
     }
     in->c = c;
     in->node = node_id;
@@ -544,7 +545,7 @@ void cluster__link_accept(struct cluster *c, uint32_t node_id, uv_stream_t *stre
     in->f.on_free = in_free;
     c->open_handles++;
     list_push_front(&c->link_ins, &in->link);
-    cluster__frames_start(&in->f, stream);
+    return cluster__frames_start(&in->f, stream) == 0 ? &in->f : NULL;
 }
 
 /* --- following the configuration, liveness ------------------------------------------ */

@@ -166,7 +166,8 @@ static void op_finish(struct member_op *op, int status, const char *fmt, ...)
         struct peer_hs *hs = op->dialing;
         op->dialing = NULL;
         cluster__peer_cancel(hs);
-    }
+    }    if (op->cb)
+        cluster__tick_soon(c); /* ops_reap tells the local asker */
 }
 
 /* Delivers what finished to local askers; frees what nothing holds. */

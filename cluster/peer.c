@@ -354,40 +354,59 @@ static void hs_hello_a(struct peer_hs *hs)
     expect(hs, HS_OK, OK_LEN);
 }
 
-/* Acceptor: the fixed part of the dialer's answer came; reads its address next. */
-static void hs_hello_d(struct peer_hs *hs)
+/* Acceptor: the fixed part of HELLO_D is in hs->buf. Takes its fields and
+ * sets need to the whole message (the address follows); NULL, or why it is
+ * refused. */
+static const char *hello_d_read(struct peer_hs *hs)
 {
-    if (memcmp(hs->buf, PEER_MAGIC, 4) != 0 || hs->buf[4] != PEER_VERSION) {
-        rejected(hs, "bad handshake (not a Starling node, or another version)");
-        return;
-    }
+    if (memcmp(hs->buf, PEER_MAGIC, 4) != 0 || hs->buf[4] != PEER_VERSION)
+        return "bad handshake (not a Starling node, or another version)";
     hs->channel = hs->buf[5];
     size_t alen = bytes_get_u16le(hs->buf + 6);
     hs->node_id = bytes_get_u64le(hs->buf + 8);
     memcpy(hs->nonce_d, hs->buf + 16, 16);
     if ((hs->channel != PEER_CH_RAFT && hs->channel != PEER_CH_FORWARD && hs->channel != PEER_CH_DATA) ||
-        alen == 0 || alen > MAX_ADDR || hs->node_id == 0 || hs->node_id > UINT32_MAX) {
-        rejected(hs, "bad handshake");
+        alen == 0 || alen > MAX_ADDR || hs->node_id == 0 || hs->node_id > UINT32_MAX)
+        return "bad handshake";
+    hs->need = HELLO_D_FIXED + alen;
+    return NULL;
+}
+
+/* Acceptor: the whole HELLO_D is in hs->buf. Checks the dialer's MAC and
+ * takes its address; NULL, or why it is refused. */
+static const char *hello_d_auth(struct peer_hs *hs)
+{
+    size_t alen = hs->need - HELLO_D_FIXED;
+    uint8_t mac[32];
+    mac_dial(hs->c, hs, (const char *)hs->buf + HELLO_D_FIXED, alen, mac);
+    if (!cluster__mac_equal(mac, hs->buf + 32))
+        return "authentication failed (wrong cluster_secret?)";
+    memcpy(hs->peer_addr, hs->buf + HELLO_D_FIXED, alen);
+    hs->peer_addr[alen] = '\0';
+    return NULL;
+}
+
+/* Acceptor: the fixed part of the dialer's answer came; reads its address next. */
+static void hs_hello_d(struct peer_hs *hs)
+{
+    const char *why = hello_d_read(hs);
+    if (why) {
+        rejected(hs, why);
         return;
     }
     /* keep the fixed part (its MAC) and read the address after it */
     hs->step = HS_ADDR;
-    hs->need = HELLO_D_FIXED + alen;
 }
 
 /* Acceptor: the whole answer came; checks the dialer's MAC and proves ours. */
 static void hs_addr(struct peer_hs *hs)
 {
     struct cluster *c = hs->c;
-    size_t alen = hs->need - HELLO_D_FIXED;
-    uint8_t mac[32];
-    mac_dial(c, hs, (const char *)hs->buf + HELLO_D_FIXED, alen, mac);
-    if (!cluster__mac_equal(mac, hs->buf + 32)) {
-        rejected(hs, "authentication failed (wrong cluster_secret?)");
+    const char *why = hello_d_auth(hs);
+    if (why) {
+        rejected(hs, why);
         return;
     }
-    memcpy(hs->peer_addr, hs->buf + HELLO_D_FIXED, alen);
-    hs->peer_addr[alen] = '\0';
     uint8_t ok[OK_LEN];
     mac_accept(c, hs, ok);
     if (send_all(hs, ok, OK_LEN) != 0) {
@@ -765,6 +784,60 @@ void cluster__peer_close_all(struct cluster *c)
         c->listening = false;
         acceptor_close(&c->listener);
     }
+}
+
+/* --- connections without a socket (the fuzzer's) ------------------------------------ */
+
+int cluster__peer_feed(struct cluster *c, uint8_t channel, uint32_t node, const uint8_t *data, size_t len)
+{
+    if (c->closing)
+        return -ESHUTDOWN;
+    if (channel == 0) {
+        /* the acceptor's handshake, its challenge nonce_a all zero (no
+         * HELLO_A is sent: the dialer's answer is the start of data) */
+        struct peer_hs *hs = calloc(1, sizeof(*hs));
+        if (!hs)
+            return -ENOMEM;
+        hs->c = c;
+        const char *why = NULL;
+        int rc = -EAGAIN;
+        if (len >= HELLO_D_FIXED) {
+            memcpy(hs->buf, data, HELLO_D_FIXED);
+            why = hello_d_read(hs);
+            if (!why && len >= hs->need) {
+                memcpy(hs->buf + HELLO_D_FIXED, data + HELLO_D_FIXED, hs->need - HELLO_D_FIXED);
+                why = hello_d_auth(hs);
+                rc = 0;
+            }
+        }
+        if (why) {
+            CLOG(c, CLUSTER_LOG_WARN, "cluster: peer rejected (no socket): %s", why);
+            rc = -EACCES;
+        }
+        if (rc == 0) { /* authenticated: the rest is what it sends on its channel */
+            channel = hs->channel;
+            node = (uint32_t)hs->node_id;
+            data += hs->need;
+            len -= hs->need;
+        }
+        free(hs);
+        if (rc)
+            return rc;
+    }
+    struct frames *f;
+    if (channel == PEER_CH_DATA)
+        f = cluster__link_accept(c, node, NULL);
+    else if (channel == PEER_CH_FORWARD)
+        f = cluster__forward_accept(c, node, NULL);
+    else
+        return -EINVAL; /* libraft reads its channel itself: a socket is needed */
+    if (!f)
+        return -ENOMEM;
+    f->refs++;
+    cluster__frames_feed(f, data, len);
+    cluster__frames_close(f, "closed by the peer");
+    cluster__frames_unref(f);
+    return 0;
 }
 
 /* --- the raft_uv_transport --------------------------------------------------------- */

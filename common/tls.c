@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/buffer.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -14,6 +15,7 @@
 #include "tls.h"
 
 #define TLS_READ_STEP 16384 /* one TLS record's plaintext */
+#define TLS_BIO_KEEP 16384  /* a memory BIO larger than this is replaced once empty */
 
 static bool set(const char *s) { return s && *s; }
 
@@ -57,6 +59,16 @@ static int ctx_configure(SSL_CTX *ctx, const struct tls_config *cfg, bool server
     }
     if (!SSL_CTX_set_min_proto_version(ctx, v))
         return ctx_fail(err, errlen, "tls_version", NULL);
+    if (set(cfg->max_version)) {
+        int hi = min_version(cfg->max_version);
+        if (hi < 0 || hi < v) {
+            snprintf(err, errlen, "TLS version %s: not supported (tlsv1.2 or tlsv1.3, not below the minimum)",
+                     cfg->max_version);
+            return -EINVAL;
+        }
+        if (!SSL_CTX_set_max_proto_version(ctx, hi))
+            return ctx_fail(err, errlen, "max TLS version", NULL);
+    }
     /* no renegotiation (a DoS lever), no compression (CRIME); idle
      * connections give their record buffers back */
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
@@ -253,6 +265,28 @@ int tls_conn_connect(struct tls_conn *t)
     return handshake(t);
 }
 
+/* A memory BIO keeps the largest buffer it ever held (a burst, a big message
+ * through SSL_write): once empty, one above TLS_BIO_KEEP is replaced by a
+ * fresh one, so that an idle connection does not hold its busiest moment. */
+static void bio_trim(struct tls_conn *t, bool read_side)
+{
+    BIO *bio = read_side ? t->rbio : t->wbio;
+    BUF_MEM *bm = NULL;
+    if (!bio || BIO_ctrl_pending(bio) || BIO_get_mem_ptr(bio, &bm) <= 0 || !bm || bm->max <= TLS_BIO_KEEP)
+        return;
+    BIO *fresh = BIO_new(BIO_s_mem());
+    if (!fresh)
+        return; /* keep the big one */
+    if (read_side) {
+        BIO_set_mem_eof_return(fresh, -1);
+        SSL_set0_rbio(t->ssl, fresh); /* frees the old one */
+        t->rbio = fresh;
+    } else {
+        SSL_set0_wbio(t->ssl, fresh);
+        t->wbio = fresh;
+    }
+}
+
 int tls_conn_input(struct tls_conn *t, const uint8_t *in, size_t n, struct buf *plain)
 {
     ERR_clear_error();
@@ -263,13 +297,21 @@ int tls_conn_input(struct tls_conn *t, const uint8_t *in, size_t n, struct buf *
         if (rc || !t->established)
             return rc;
     }
+    uint8_t chunk[TLS_READ_STEP];
     while (!t->peer_closed) {
-        if (buf_reserve(plain, TLS_READ_STEP) != 0)
-            return -ENOMEM;
+        /* Straight into plain when it has room for a record; else through
+         * chunk, so that plain grows by what arrived rather than by a
+         * record's worth: a connection that keeps plain between reads (the
+         * listeners' read buffer) then holds bytes, not 16 KiB, once idle. */
         size_t room = buf_room(plain);
-        int r = SSL_read(t->ssl, buf_tail(plain), room > INT32_MAX ? INT32_MAX : (int)room);
+        bool direct = room >= TLS_READ_STEP;
+        int r = SSL_read(t->ssl, direct ? buf_tail(plain) : chunk,
+                         direct ? (room > INT32_MAX ? INT32_MAX : (int)room) : (int)sizeof(chunk));
         if (r > 0) {
-            plain->len += (size_t)r;
+            if (direct)
+                plain->len += (size_t)r;
+            else if (buf_append(plain, chunk, (size_t)r) != 0)
+                return -ENOMEM;
             continue;
         }
         int e = SSL_get_error(t->ssl, r);
@@ -281,6 +323,7 @@ int tls_conn_input(struct tls_conn *t, const uint8_t *in, size_t n, struct buf *
         }
         return conn_fail(t, e);
     }
+    bio_trim(t, true);
     return 0;
 }
 
@@ -304,6 +347,7 @@ int tls_conn_output(struct tls_conn *t, struct buf *wire)
     int r = BIO_read(t->wbio, buf_tail(wire), (int)n);
     if (r > 0)
         wire->len += (size_t)r;
+    bio_trim(t, false);
     return 0;
 }
 

@@ -41,6 +41,8 @@ struct tls_config {
      * valid one. client: always verifies the server unless insecure. */
     bool require_certificate;
     bool insecure;            /* client: do not verify the server (tests, -k) */
+    const char *max_version;  /* highest: "tlsv1.2" or "tlsv1.3" (NULL, the default); a client
+                               * pinning one version (starling-bench --ssl-version) */
 };
 
 struct tls_ctx; /* a configured SSL_CTX: certificates, CAs, versions, ciphers */

@@ -12,23 +12,12 @@ if [ -f "$stamp" ] && [ "${STARLING_SETUP_FORCE:-0}" != 1 ]; then
     exit 0
 fi
 
+# shellcheck source=deploy/apt-mirror.sh
+. "$(dirname "$0")/apt-mirror.sh"
+
 backports_list=/etc/apt/sources.list.d/starling-backports.list
 if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-    uri=""
-    # deb822 sources: find the stanza whose Suites include "bookworm".
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [ -f "$f" ] || continue
-        uri=$(awk 'BEGIN{RS=""; FS="\n"}
-            /Suites:[^\n]*bookworm([ \n]|$)/ {
-                for (i = 1; i <= NF; i++) if ($i ~ /^URIs:/) { sub(/^URIs:[ \t]*/, "", $i); split($i, u, " "); print u[1]; exit }
-            }' "$f")
-        [ -n "$uri" ] && break
-    done
-    # one-line sources
-    if [ -z "$uri" ]; then
-        uri=$(grep -hsE '^deb[[:space:]]+[^[:space:]]+[[:space:]]+bookworm[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list |
-              awk '{print $2; exit}')
-    fi
+    uri=$(starling_debian_mirror) || uri=""
     [ -n "$uri" ] || { echo "setup.sh: no bookworm apt source found to derive backports from" >&2; exit 1; }
     echo "deb $uri bookworm-backports main" > "$backports_list"
 fi
@@ -65,7 +54,7 @@ apt-get install -y -q --no-install-recommends \
     libuv1-dev libssl-dev liblmdb-dev libcriterion-dev \
     libcjson-dev libhttp-parser-dev libwslay-dev \
     mosquitto mosquitto-clients python3-paho-mqtt python3-pytest node-mqtt \
-    python3-matplotlib clang libclang-rt-14-dev lmdb-utils procps iproute2 psmisc iptables
+    python3-matplotlib clang libclang-rt-14-dev lmdb-utils procps iproute2 psmisc iptables debootstrap
 apt-get install -y -q --no-install-recommends -t bookworm-backports meson libraft-dev
 remove_policy
 

@@ -12,6 +12,8 @@
 #   ./tests/run.sh --fuzz-long     only the fuzzers, an hour each
 #   ./tests/run.sh --asan          the same in build-asan with ASan + UBSan
 #   ./tests/run.sh --long          also the long fault/soak runs (STARLING_LONG=1)
+#   ./tests/run.sh --transport T   the integration tests over T: tcp (default),
+#                                  tls, ws, wss, or all (each of the four in turn)
 #
 # STARLING_FUZZ_SECONDS: seconds per fuzz target (default 20; 3600 with
 # --fuzz-long); each target counts as one test, a crash as a failure.
@@ -34,6 +36,7 @@ run_integration=1
 run_fuzz=1
 asan=0
 pytest_extra=()
+transports=(tcp)
 while [ $# -gt 0 ]; do
     case "$1" in
         --unit) run_unit=1; run_integration=0; run_fuzz=0 ;;
@@ -43,8 +46,15 @@ while [ $# -gt 0 ]; do
             export STARLING_FUZZ_SECONDS=${STARLING_FUZZ_SECONDS:-3600} ;;
         --asan) asan=1 ;;
         --long) export STARLING_LONG=1 ;;
+        --transport)
+            case "${2:-}" in
+                tcp|tls|ws|wss) transports=("$2") ;;
+                all) transports=(tcp tls ws wss) ;;
+                *) echo "run.sh: --transport takes tcp, tls, ws, wss or all" >&2; exit 2 ;;
+            esac
+            shift ;;
         --) shift; pytest_extra=("$@"); break ;;
-        -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -130,11 +140,18 @@ run_pytest() {  # FOLDER XML SECONDS
 }
 
 # 4. Integration tests.
-junit="$BUILD/integration.xml"
+# Over each transport asked for (--transport), its own JUnit file; the
+# totals count them all ("junit" is their list, colon-separated).
+junit=""
 integration_ran=0
 if [ "$run_integration" = 1 ] && { [ "$build_ok" = 1 ] || [ "$mosquitto_mode" = 1 ]; }; then
-    note "integration tests (pytest, broker: ${STARLING_TEST_BROKER:-starling})"
-    run_pytest tests/integration "$junit" 3000
+    for t in "${transports[@]}"; do
+        x="$BUILD/integration.xml"
+        [ "$t" = tcp ] || x="$BUILD/integration-$t.xml"
+        note "integration tests over $t (pytest, broker: ${STARLING_TEST_BROKER:-starling})"
+        STARLING_TEST_TRANSPORT=$t run_pytest tests/integration "$x" 3000
+        junit="${junit:+$junit:}$x"
+    done
     integration_ran=1
 fi
 
@@ -262,8 +279,10 @@ if unit_ran == "1":
     else:
         print("unit: %d passed, %d failed, %d skipped" % u)
         total_p, total_f, total_s = total_p + u[0], total_f + u[1], total_s + u[2]
-for label, path, ran in (("integration", junit, integration_ran), ("cluster", cluster_junit, cluster_ran),
-                         ("jepsen", jepsen_junit, jepsen_ran)):
+suites = [("integration" if len(junit.split(":")) == 1 else "integration (%s)" % (
+              p.rsplit("integration-", 1)[1][:-4] if "integration-" in p else "tcp"), p, integration_ran)
+          for p in junit.split(":") if p]
+for label, path, ran in suites + [("cluster", cluster_junit, cluster_ran), ("jepsen", jepsen_junit, jepsen_ran)]:
     if ran != "1":
         continue
     i = count_junit(path)

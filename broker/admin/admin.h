@@ -46,6 +46,18 @@ void broker__admin_restart_after(struct admin_conn *c); /* the next response end
 void broker__admin_hold(struct admin_conn *c);
 void broker__admin_release(struct admin_conn *c);
 
+/* A connection with no socket, for the fuzzer (tests/fuzz/fuzz_admin.c): the
+ * bytes fed to it go through the same parser, bearer check, router and
+ * endpoints as a client's, and its responses are appended to sink (borrowed
+ * until broker__admin_feed_close). No timers run for it. feed_eof is the
+ * client's end of stream; feed_close ends the connection whatever its state
+ * (an endpoint that answers later, a cluster operation, then answers a
+ * closed connection: the answer is dropped). NULL when out of memory. */
+struct admin_conn *broker__admin_feed_open(struct broker *b, struct buf *sink);
+void broker__admin_feed(struct admin_conn *c, const void *data, size_t len); /* data borrowed */
+void broker__admin_feed_eof(struct admin_conn *c);
+void broker__admin_feed_close(struct admin_conn *c);
+
 /* api.c: answers r (borrowed) on c. */
 void broker__admin_route(struct broker *b, struct admin_conn *c, const struct admin_request *r);
 

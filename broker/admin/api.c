@@ -270,7 +270,11 @@ static void get_sessions(struct broker *b, struct admin_conn *c, const struct ad
                                       : cJSON_AddNumberToObject(item, "expiry", s->expiry)) &&
              cJSON_AddNumberToObject(item, "subscriptions", s->sub_count) &&
              cJSON_AddNumberToObject(item, "queued", s->queue.count) &&
-             cJSON_AddNumberToObject(item, "inflight", s->inflight.count);
+             cJSON_AddNumberToObject(item, "inflight", s->inflight.count) &&
+             /* the connection's (here): CONNECT's, or its certificate's */
+             (s->owner == b->cfg.node_id && s->conn && s->conn->username
+                  ? cJSON_AddStringToObject(item, "username", s->conn->username) != NULL
+                  : true);
         ok = append(list, item, ok);
     }
     free(all);

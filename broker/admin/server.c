@@ -22,7 +22,19 @@
  * that ends the connection shuts the write side down and what the client still
  * sends is read and dropped (for up to ADMIN_LINGER_MS), so that it reads the
  * response rather than a reset. The struct is freed in the handles' close
- * callbacks once no operation holds it. */
+ * callbacks once no operation holds it.
+ *
+ * HTTPS (admin_certfile and admin_keyfile set): the listener speaks TLS only.
+ * The bytes read go through the connection's tls_conn (common/tls.h) before
+ * the parser sees them, and every response is encrypted before it is
+ * written; nothing else changes. The handshake counts as the start of a
+ * request, so admin_request_timeout bounds it from the accept on, and a
+ * connection in its handshake is not idle (admit() does not take its place).
+ * A failed handshake (plain HTTP, a wrong CA, a client without a certificate
+ * when admin_cafile asks for one) is logged with OpenSSL's reason, its alert
+ * sent, and the connection ends as after a last response (FIN, then what
+ * the client still sends is dropped until it closes or ADMIN_LINGER_MS).
+ * A response that ends the connection is followed by a close_notify. */
 #include <errno.h>
 #include <http_parser.h>
 #include <inttypes.h>
@@ -33,6 +45,7 @@
 #include "admin.h"
 #include "broker.h"
 #include "internal.h"
+#include "tls.h"
 
 #define ADMIN_MAX_REQUEST (64u * 1024) /* request line, headers and body */
 #define ADMIN_READ_CHUNK (16u * 1024)
@@ -55,7 +68,7 @@ enum admin_header {
 };
 
 struct admin_conn {
-    uv_tcp_t tcp;
+    uv_tcp_t tcp;              /* unused (never initialised) when sink is set */
     uv_timer_t timer;          /* idle timeout, then the linger after the last response */
     uv_shutdown_t shutdown;
     struct broker *b;
@@ -72,7 +85,12 @@ struct admin_conn {
                                 * (and no request after it is read) */
     bool restart;              /* ... and then the node restarts (a join was accepted) */
 
-    struct buf in;             /* bytes read and not yet parsed */
+    struct buf in;             /* bytes read (decrypted under TLS) and not yet parsed */
+    struct buf raw;            /* under TLS: the bytes of one read, before decryption */
+    struct tls_conn tls;       /* under TLS (b->admin.tls set); zeroed otherwise */
+    bool secure;               /* this connection speaks TLS */
+    struct buf *sink;          /* a connection without a socket (broker__admin_feed_open):
+                                * responses are appended here, there are no handles */
 
     /* the request being read */
     size_t req_bytes;
@@ -90,6 +108,7 @@ struct admin_conn {
 
 static void process(struct admin_conn *c);
 static void update_reading(struct admin_conn *c);
+static int tls_flush(struct admin_conn *c);
 
 /* --- lifetime -------------------------------------------------------------- */
 
@@ -100,6 +119,8 @@ void broker__admin_release(struct admin_conn *c)
     if (--c->refs > 0)
         return;
     buf_free(&c->in);
+    buf_free(&c->raw);
+    tls_conn_free(&c->tls);
     buf_free(&c->url);
     buf_free(&c->body);
     buf_free(&c->auth);
@@ -120,6 +141,8 @@ static void conn_close(struct admin_conn *c)
     if (c->state == ADMIN_CLOSED)
         return;
     c->state = ADMIN_CLOSED;
+    if (c->sink)
+        return; /* not listed, no handles: its opener releases it */
     list_remove(&c->link);
     c->b->admin.conn_count--;
     uv_close((uv_handle_t *)&c->tcp, on_tcp_closed);
@@ -145,10 +168,10 @@ static void on_timer(uv_timer_t *t)
 static void arm_timer(struct admin_conn *c)
 {
     const struct config *cfg = &c->b->cfg;
-    if (c->state != ADMIN_OPEN || c->busy || c->last)
+    if (c->state != ADMIN_OPEN || c->busy || c->last || c->sink)
         return;
     uint64_t now = broker__now(c->b);
-    bool partial = c->req_bytes > 0 || c->in.len > 0;
+    bool partial = c->req_bytes > 0 || c->in.len > 0 || (c->secure && !c->tls.established);
     if (!partial) {
         c->req_started = 0;
         uv_timer_start(&c->timer, on_timer, (uint64_t)cfg->admin_idle_timeout * 1000, 0);
@@ -163,7 +186,8 @@ static void arm_timer(struct admin_conn *c)
 /* Idle: open, nothing being answered or written, no part of a request read. */
 static bool conn_idle(const struct admin_conn *c)
 {
-    return c->state == ADMIN_OPEN && !c->busy && !c->writes && !c->req_bytes && !c->in.len;
+    return c->state == ADMIN_OPEN && !c->busy && !c->writes && !c->req_bytes && !c->in.len &&
+           (!c->secure || c->tls.established);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -178,9 +202,16 @@ static void conn_finish(struct admin_conn *c)
 {
     if (c->state != ADMIN_OPEN)
         return;
-    if (c->eof) {
-        conn_close(c);
+    if (c->eof || c->sink) {
+        conn_close(c); /* without a socket there is nothing to drain */
         return;
+    }
+    if (c->secure && c->tls.established) {
+        tls_conn_shutdown(&c->tls); /* close_notify before the FIN */
+        if (tls_flush(c) != 0) {
+            conn_close(c);
+            return;
+        }
     }
     c->state = ADMIN_DRAINING;
     c->shutdown.data = c;
@@ -197,11 +228,44 @@ static void conn_finish(struct admin_conn *c)
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct admin_conn *c = h->data;
-    if (buf_reserve(&c->in, ADMIN_READ_CHUNK) != 0) {
+    struct buf *to = c->secure ? &c->raw : &c->in;
+    if (buf_reserve(to, ADMIN_READ_CHUNK) != 0) {
         *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
         return;
     }
-    *buf = uv_buf_init((char *)buf_tail(&c->in), (unsigned)buf_room(&c->in));
+    *buf = uv_buf_init((char *)buf_tail(to), (unsigned)buf_room(to));
+}
+
+/* Under TLS: decrypts the n bytes just read into c->raw, appending the
+ * plaintext to c->in, and sends what the handshake answers. Returns 0 to go
+ * on, -1 when the connection is ending (the reason logged). */
+static int tls_read(struct admin_conn *c, size_t n)
+{
+    bool was = c->tls.established;
+    c->raw.len += n;
+    int rc = tls_conn_input(&c->tls, c->raw.data, c->raw.len, &c->in);
+    c->raw.len = 0;
+    if (tls_flush(c) != 0) {
+        conn_close(c);
+        return -1;
+    }
+    if (rc == -ENOMEM) {
+        conn_close(c);
+        return -1;
+    }
+    if (rc) {
+        LOG(c->b, LOG_INFO, NULL, "admin %s: TLS %s failed: %s", c->peer, was ? "session" : "handshake",
+            c->tls.why);
+        c->last = true;
+        conn_finish(c); /* the alert goes out before the FIN */
+        return -1;
+    }
+    if (!was && c->tls.established) {
+        char how[96];
+        tls_conn_describe(&c->tls, how, sizeof(how));
+        LOG(c->b, LOG_DEBUG, NULL, "admin %s: %s", c->peer, how);
+    }
+    return 0;
 }
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -221,15 +285,37 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
     if (c->state == ADMIN_DRAINING)
         return; /* dropped */
-    c->in.len += (size_t)n;
+    if (!c->secure)
+        c->in.len += (size_t)n;
+    else if (tls_read(c, (size_t)n) != 0)
+        return;
     process(c);
+    if (c->secure && c->tls.peer_closed && c->state == ADMIN_OPEN && c->reading) {
+        /* close_notify: as an EOF, after what was read */
+        if (c->busy || c->writes) {
+            c->eof = true;
+            c->last = true;
+            uv_read_stop(s);
+            c->reading = false;
+        } else {
+            conn_close(c);
+        }
+    }
+}
+
+/* Bytes written and not yet taken by the kernel. */
+static size_t backlog(struct admin_conn *c)
+{
+    return c->sink ? 0 : uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
 }
 
 static void update_reading(struct admin_conn *c)
 {
+    if (c->sink)
+        return; /* broker__admin_feed hands the bytes over */
     bool want = c->state == ADMIN_DRAINING ||
                 (c->state == ADMIN_OPEN && !c->busy && !c->last && !c->eof &&
-                 uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < ADMIN_MAX_BACKLOG);
+                 backlog(c) < ADMIN_MAX_BACKLOG);
     if (want && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
             conn_close(c);
@@ -365,6 +451,63 @@ static void on_write(uv_write_t *req, int status)
         process(c); /* reading may have stopped for the write backlog */
 }
 
+/* Queues a write of bufs (pointing into w's buffers), encrypted under TLS:
+ * then w->head holds the records and w->body is freed. On failure w is left
+ * for the caller to free. */
+static int conn_write(struct admin_conn *c, struct admin_write *w, const uv_buf_t *bufs, unsigned n)
+{
+    if (!c->secure)
+        return uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, n, on_write);
+    struct buf wire;
+    buf_init(&wire);
+    for (unsigned i = 0; i < n; i++)
+        if (bufs[i].len && tls_conn_write(&c->tls, (const uint8_t *)bufs[i].base, bufs[i].len) != 0)
+            return -EPROTO;
+    if (tls_conn_output(&c->tls, &wire) != 0) {
+        buf_free(&wire);
+        return -ENOMEM;
+    }
+    buf_free(&w->head);
+    free(w->body);
+    w->body = NULL;
+    w->head = wire;
+    uv_buf_t b = uv_buf_init((char *)wire.data, (unsigned)wire.len);
+    return uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+}
+
+/* Writes what the TLS engine has for the wire (handshake records, alerts,
+ * close_notify). 0 or a negative error (the caller closes). */
+static int tls_flush(struct admin_conn *c)
+{
+    if (!tls_conn_pending(&c->tls))
+        return 0;
+    struct admin_write *w = calloc(1, sizeof(*w));
+    if (!w)
+        return -ENOMEM;
+    w->c = c;
+    int rc = tls_conn_output(&c->tls, &w->head);
+    if (!rc) {
+        uv_buf_t b = uv_buf_init((char *)w->head.data, (unsigned)w->head.len);
+        rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+    }
+    if (rc) {
+        buf_free(&w->head);
+        free(w);
+        return rc;
+    }
+    c->writes++;
+    return 0;
+}
+
+/* A connection without a socket: the response goes to its sink at once. */
+static int sink_write(struct admin_conn *c, const uv_buf_t *bufs, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        if (buf_append(c->sink, bufs[i].base, bufs[i].len) != 0)
+            return -ENOMEM;
+    return 0;
+}
+
 void broker__admin_restart_after(struct admin_conn *c)
 {
     c->restart = true;
@@ -400,7 +543,7 @@ void broker__admin_respond(struct admin_conn *c, int status, const char *type, c
     w->restart = restart;
     int rc = broker__admin_head(&w->head, status, type, len, !c->last, extra);
     uv_buf_t bufs[2] = {uv_buf_init((char *)w->head.data, (unsigned)w->head.len), uv_buf_init(body, (unsigned)len)};
-    if (rc || uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, len ? 2 : 1, on_write) != 0) {
+    if (rc || (c->sink ? sink_write(c, bufs, len ? 2 : 1) : conn_write(c, w, bufs, len ? 2 : 1)) != 0) {
         buf_free(&w->head);
         free(w->body);
         free(w);
@@ -410,6 +553,10 @@ void broker__admin_respond(struct admin_conn *c, int status, const char *type, c
         return;
     }
     c->writes++;
+    if (c->sink) {
+        on_write(&w->req, 0); /* taken whole: completes now */
+        return;
+    }
     if (c->last)
         uv_timer_stop(&c->timer);
     else
@@ -505,8 +652,7 @@ static void process(struct admin_conn *c)
         return;
     c->processing = true;
     size_t pos = 0;
-    while (c->state == ADMIN_OPEN && !c->busy && !c->last && pos < c->in.len &&
-           uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < ADMIN_MAX_BACKLOG) {
+    while (c->state == ADMIN_OPEN && !c->busy && !c->last && pos < c->in.len && backlog(c) < ADMIN_MAX_BACKLOG) {
         size_t n = http_parser_execute(&c->parser, &parser_settings, (const char *)c->in.data + pos, c->in.len - pos);
         pos += n;
         c->req_bytes += n;
@@ -592,9 +738,18 @@ static void on_connection(struct acceptor *a, int fd)
         return;
     }
     c->b = b;
+    if (b->admin.tls) {
+        if (tls_conn_init(&c->tls, b->admin.tls, NULL) != 0) {
+            close(fd);
+            free(c);
+            return;
+        }
+        c->secure = true;
+    }
     uv_tcp_init(b->loop, &c->tcp);
     if (uv_tcp_open(&c->tcp, fd) != 0) {
         close(fd);
+        tls_conn_free(&c->tls);
         free(c);
         return;
     }
@@ -623,6 +778,37 @@ int broker__admin_check(const struct config *cfg, char *err, size_t errlen)
     return -EPERM;
 }
 
+/* HTTPS when admin_certfile and admin_keyfile are set: their context is
+ * built (and every file read) before the port opens, so a bad file stops
+ * the start with one line. admin_cafile asks each client for a certificate
+ * signed by one of its CAs. */
+static int admin_tls_start(struct broker *b, char *err, size_t errlen)
+{
+    const struct config *cfg = &b->cfg;
+    if (!cfg->admin_certfile[0] && !cfg->admin_keyfile[0]) {
+        if (cfg->admin_cafile[0]) {
+            snprintf(err, errlen, "admin_cafile needs admin_certfile and admin_keyfile (HTTPS)");
+            return -EINVAL;
+        }
+        return 0;
+    }
+    if (!cfg->admin_certfile[0] || !cfg->admin_keyfile[0]) {
+        snprintf(err, errlen, "admin_certfile and admin_keyfile go together");
+        return -EINVAL;
+    }
+    struct tls_config tc = {
+        .certfile = cfg->admin_certfile,
+        .keyfile = cfg->admin_keyfile,
+        .cafile = cfg->admin_cafile,
+        .require_certificate = cfg->admin_cafile[0] != '\0',
+    };
+    char why[256];
+    int rc = tls_ctx_new(&tc, true, &b->admin.tls, why, sizeof(why));
+    if (rc)
+        snprintf(err, errlen, "admin_%s", why); /* "admin_certfile PATH: reason" */
+    return rc;
+}
+
 int broker__admin_start(struct broker *b, char *err, size_t errlen)
 {
     const char *listen = b->cfg.admin_listen;
@@ -643,6 +829,9 @@ int broker__admin_start(struct broker *b, char *err, size_t errlen)
         snprintf(err, errlen, "admin_listen %s: invalid address", listen);
         return rc < 0 ? rc : -EINVAL;
     }
+    rc = admin_tls_start(b, err, errlen);
+    if (rc)
+        return rc;
     snprintf(b->admin.acc.name, sizeof(b->admin.acc.name), "admin_listen %s", listen);
     b->admin.acc.take = on_connection;
     b->admin.acc.keep_free = b->cfg.fd_reserve / 4; /* /metrics answers when clients are refused */
@@ -650,9 +839,12 @@ int broker__admin_start(struct broker *b, char *err, size_t errlen)
     if (rc) {
         snprintf(err, errlen, "admin_listen %s: %s", listen,
                  rc == UV_EADDRINUSE ? "address already in use (is another broker running?)" : uv_strerror(rc));
+        tls_ctx_free(b->admin.tls);
+        b->admin.tls = NULL;
         return rc;
     }
-    LOG(b, LOG_INFO, NULL, "admin API on http://%s", listen);
+    LOG(b, LOG_INFO, NULL, "admin API on %s://%s%s", b->admin.tls ? "https" : "http", listen,
+        b->cfg.admin_cafile[0] ? " (client certificates required)" : "");
     return 0;
 }
 
@@ -663,6 +855,8 @@ int broker__admin_start(struct broker *b, char *err, size_t errlen)
 void broker__admin_stop(struct broker *b)
 {
     acceptor_close(&b->admin.acc);
+    tls_ctx_free(b->admin.tls); /* open connections keep their own reference */
+    b->admin.tls = NULL;
     list_foreach_safe(it, &b->admin.conns) {
         struct admin_conn *c = list_entry(it, struct admin_conn, link);
         if (c->state == ADMIN_OPEN && c->busy && c->refs > 2) {
@@ -672,4 +866,50 @@ void broker__admin_stop(struct broker *b)
             conn_close(c);
         }
     }
+}
+
+/* --- connections without a socket (the fuzzer's) ------------------------------------- */
+
+struct admin_conn *broker__admin_feed_open(struct broker *b, struct buf *sink)
+{
+    struct admin_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->b = b;
+    c->sink = sink;
+    c->refs = 1; /* the opener's, released by broker__admin_feed_close */
+    list_init(&c->link);
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    snprintf(c->ip, sizeof(c->ip), "127.0.0.1");
+    snprintf(c->peer, sizeof(c->peer), "127.0.0.1:0");
+    return c;
+}
+
+void broker__admin_feed(struct admin_conn *c, const void *data, size_t len)
+{
+    if (c->state != ADMIN_OPEN)
+        return; /* dropped, as a draining connection drops what it reads */
+    if (buf_append(&c->in, data, len) != 0) {
+        conn_close(c);
+        return;
+    }
+    process(c);
+}
+
+/* What on_read does with the client's end of stream. */
+void broker__admin_feed_eof(struct admin_conn *c)
+{
+    if (c->state == ADMIN_OPEN && (c->busy || c->writes)) {
+        c->eof = true;
+        c->last = true;
+        return;
+    }
+    conn_close(c);
+}
+
+void broker__admin_feed_close(struct admin_conn *c)
+{
+    conn_close(c);
+    broker__admin_release(c);
 }

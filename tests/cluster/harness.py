@@ -52,6 +52,10 @@ def _integration_conftest():
 
 
 integration_conftest = _integration_conftest()
+# the nodes' MQTT listeners are tcp whatever STARLING_TEST_TRANSPORT says
+# (it switches the single-node suite, tests/integration)
+import rawmqtt as _rawmqtt  # noqa: E402
+_rawmqtt.TRANSPORT = "tcp"
 STARLINGD = integration_conftest.STARLINGD
 KIND = integration_conftest.KIND
 START_TIMEOUT = integration_conftest.START_TIMEOUT

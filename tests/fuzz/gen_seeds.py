@@ -192,4 +192,47 @@ with open(os.path.join(os.path.dirname(HERE), "fuzz_config.dict"), "w") as f:
         f.write('"%s "\n' % k)
     for w in words:
         f.write('"%s"\n' % w)
+# --- fuzz_ws: byte 0 = bit 0 a good upgrade first, bits 2..7 + 1 the piece size; then requests or frames
+def ws_frame(b0, payload, key=b"\x37\xfa\x21\x3d", masked=True):
+    n = len(payload)
+    m = 0x80 if masked else 0
+    if n < 126:
+        h = bytes([b0, m | n])
+    elif n < 65536:
+        h = bytes([b0, m | 126]) + struct.pack(">H", n)
+    else:
+        h = bytes([b0, m | 127]) + struct.pack(">Q", n)
+    if not masked:
+        return h + payload
+    return h + key + bytes(c ^ key[i % 4] for i, c in enumerate(payload))
+
+
+WS_REQ = (b"GET /mqtt HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: mqtt\r\n"
+          b"Sec-WebSocket-Version: 13\r\n\r\n")
+session = connect(4, "w1") + mqtt["subscribe"] + mqtt["publish_qos0"] + mqtt["pingreq"] + mqtt["disconnect"]
+ws = {
+    "request": b"\xfc" + WS_REQ,
+    "request_bytewise": b"\x00" + WS_REQ + ws_frame(0x82, session),
+    "request_lf": b"\x40" + WS_REQ.replace(b"\r\n", b"\n"),
+    "request_v8": b"\x10" + WS_REQ.replace(b"Version: 13", b"Version: 8"),
+    "request_protocols": b"\x20" + WS_REQ.replace(b"Protocol: mqtt", b"Protocol: chat, mqttv3.1, mqtt"),
+    "frames": b"\x01" + ws_frame(0x82, session) + ws_frame(0x89, b"ping") + ws_frame(0x88, b"\x03\xe8bye"),
+    "fragments": b"\x0d" + ws_frame(0x02, session[:5]) + ws_frame(0x89, b"") + ws_frame(0x00, session[5:9])
+    + ws_frame(0x80, session[9:]) + ws_frame(0x8a, b"pong"),
+    "frame16": b"\x41" + ws_frame(0x82, b"\x30\xf0\x01" + b"\x00\x01t" + b"x" * 237),
+    "frame64": b"\xfd" + ws_frame(0x82, b"y" * 70000)[:200],
+    "unmasked": b"\x01" + ws_frame(0x82, mqtt["pingreq"], masked=False),
+    "text": b"\x01" + ws_frame(0x81, b"hello"),
+    "close_empty": b"\x05" + ws_frame(0x88, b""),
+}
+for name, data in ws.items():
+    write("fuzz_ws", name, data)
+with open(os.path.join(os.path.dirname(HERE), "fuzz_ws.dict"), "w") as f:
+    f.write("# made by gen_seeds.py: HTTP upgrade tokens and WebSocket frame headers for fuzz_ws\n")
+    for w in ["GET ", " HTTP/1.1\\x0d\\x0a", "\\x0d\\x0a", "\\x0d\\x0a\\x0d\\x0a", "/mqtt", "Upgrade: websocket",
+              "Connection: Upgrade", "Sec-WebSocket-Key: ", "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13",
+              "Sec-WebSocket-Protocol: ", "mqttv3.1", "mqtt", "Host: ", "\\x82\\x80", "\\x82\\xfe", "\\x82\\xff",
+              "\\x02\\x80", "\\x80\\x80", "\\x89\\x80", "\\x8a\\x80", "\\x88\\x82", "\\x03\\xe8"]:
+        f.write('"%s"\n' % w)
 print("wrote the seed corpora under", HERE)

@@ -1,8 +1,10 @@
 /* harness: a real broker on a private loop for the fuzz targets that speak to
- * it over loopback (see harness.h). Each input is one TCP connection, so the
+ * it (see harness.h). Over loopback each input is one TCP connection, so the
  * bytes go through exactly the path a client's do: accept, conn.c's read
  * callback, framing, decoding, the handlers, commits of a one-node cluster,
- * writing and closing. */
+ * writing and closing. Without a socket (harness_feed_peer, fuzz_admin's
+ * broker__admin_feed) they start at the connection's parser, and the loop
+ * turns once per input. */
 #include "harness.h"
 
 #include <arpa/inet.h>
@@ -64,6 +66,8 @@ static void on_wake(uv_timer_t *t) { (void)t; }
 /* Runs the loop until pred() holds or timeout_ms passed; returns whether it held. */
 static int run_until(int (*pred)(void *), void *arg, uint64_t timeout_ms)
 {
+    if (pred(arg))
+        return 1; /* the common case of the socketless targets: no timer, no poll */
     uv_timer_t wake; /* keeps the loop from sleeping in poll */
     uv_timer_init(&loop, &wake);
     uv_timer_start(&wake, on_wake, 1, 1);
@@ -111,10 +115,10 @@ static void stop_all(void)
     dir[0] = '\0';
 }
 
-void harness_start(void)
+/* Starts a node on fresh ports in a fresh directory; 0, or broker_start's
+ * error (what it started is then stopped again). */
+static int start_once(void)
 {
-    if (b)
-        return;
     snprintf(dir, sizeof(dir), "%s/fuzz-broker-XXXXXX", access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
     if (!mkdtemp(dir) || uv_loop_init(&loop) != 0) {
         perror("harness: setup");
@@ -134,15 +138,36 @@ void harness_start(void)
     snprintf(cfg.cluster_bind, sizeof(cfg.cluster_bind), "127.0.0.1:%d", cluster_port);
     snprintf(cfg.cluster_secret, sizeof(cfg.cluster_secret), "%s", HARNESS_SECRET);
     cfg.sys_interval = 0;
-    cfg.log_level = getenv("HARNESS_VERBOSE") ? LOG_DEBUG : LOG_ERROR;
+    /* quiet: what a fuzzed input makes the node log (at every level, errors
+     * included) would cost more than handling it */
+    cfg.log_level = getenv("HARNESS_VERBOSE") ? LOG_DEBUG : -1;
     cfg.election_timeout_ms = 100;
     cfg.store_max_mb = 256;
     char err[256] = "";
     int rc = broker_start(&loop, &cfg, &b, err, sizeof(err));
     if (rc != 0) {
         fprintf(stderr, "harness: broker_start: %d %s\n", rc, err);
-        exit(1);
+        if (!b)
+            exit(1);
+        stop_all();
     }
+    return rc;
+}
+
+void harness_start(void)
+{
+    if (b)
+        return;
+    /* a port free_port found may be taken by another process before the
+     * node binds it: a fresh set then */
+    for (int attempt = 1; start_once() != 0; attempt++) {
+        if (attempt == 5)
+            exit(1);
+    }
+    /* the node stops cleanly on SIGINT and SIGTERM: a fuzzer interrupted so
+     * would report "stopped the node" against whatever input ran next */
+    uv_signal_stop(&b->sigint);
+    uv_signal_stop(&b->sigterm);
     static bool registered;
     if (!registered)
         atexit(stop_all);
@@ -219,6 +244,16 @@ static int never(void *arg)
 }
 
 void harness_settle(uint64_t ms) { (void)run_until(never, NULL, ms); }
+
+void harness_poll(void) { uv_run(&loop, UV_RUN_NOWAIT); }
+
+int harness_socket(void)
+{
+    static int on = -1;
+    if (on < 0)
+        on = getenv("STARLING_FUZZ_SOCKET") && strcmp(getenv("STARLING_FUZZ_SOCKET"), "0") != 0;
+    return on;
+}
 
 void harness_reset_if_stopped(void)
 {
@@ -324,6 +359,13 @@ size_t harness_exchange_peer(uint8_t channel, uint32_t node, const uint8_t *data
         abort();
     }
     return exchange_on(fd, data, size, timeout_ms);
+}
+
+int harness_feed_peer(uint8_t channel, uint32_t node, const uint8_t *data, size_t size)
+{
+    int rc = cluster__peer_feed(b->cluster, channel, node, data, size);
+    harness_poll();
+    return rc;
 }
 
 size_t harness_exchange(int port, const uint8_t *data, size_t size, uint64_t timeout_ms)

@@ -1,8 +1,12 @@
 /* harness: one real broker per fuzzer process, for the targets that speak to
- * it as a client would (fuzz_broker: MQTT; fuzz_admin: the HTTP admin API).
- * The broker runs on a private loop in this thread, a one-node cluster in a
- * temporary directory (on tmpfs when there is one, so commits are quick),
- * with an MQTT listener and the admin API on free loopback ports. */
+ * it as a client would (fuzz_broker: MQTT; fuzz_admin: the HTTP admin API;
+ * fuzz_cluster: a peer on the cluster port). The broker runs on a private
+ * loop in this thread, a one-node cluster in a temporary directory (on tmpfs
+ * when there is one, so commits are quick), with an MQTT listener, the admin
+ * API and the cluster port on free loopback ports. Its log is off unless
+ * HARNESS_VERBOSE is set (debug level). Inputs go over loopback
+ * (harness_exchange*) or, for fuzz_admin and fuzz_cluster unless
+ * STARLING_FUZZ_SOCKET is set, straight into the connection code. */
 #ifndef STARLING_FUZZ_HARNESS_H
 #define STARLING_FUZZ_HARNESS_H
 
@@ -35,6 +39,12 @@ size_t harness_exchange(int port, const uint8_t *data, size_t size, uint64_t tim
  * harness's cluster secret: data is what an authenticated peer sends. */
 size_t harness_exchange_peer(uint8_t channel, uint32_t node, const uint8_t *data, size_t size, uint64_t timeout_ms);
 
+/* The same with no socket (cluster__peer_feed, cluster/cluster.h): channel 0
+ * for raw bytes into the handshake parser, 2 or 3 for what an authenticated
+ * node sends on that channel; then one turn of the loop (harness_poll).
+ * Returns cluster__peer_feed's result. */
+int harness_feed_peer(uint8_t channel, uint32_t node, const uint8_t *data, size_t size);
+
 /* When the node stopped (a fatal error, or a peer told it it was removed) or
  * is no longer the leader 2 s later, starts a fresh one in a new directory,
  * so that the next input finds a serving node. */
@@ -44,5 +54,14 @@ void harness_reset_if_stopped(void);
 void harness_settle(uint64_t ms);
 /* Whether the node stopped itself (a fatal error). */
 int harness_stopped(void);
+
+/* One turn of the node's loop that does not wait (due timers, ready I/O):
+ * the socketless targets call it once per input, so that what an input
+ * started (a cluster operation, a write) makes progress. */
+void harness_poll(void);
+/* Whether STARLING_FUZZ_SOCKET is set (not "0"): fuzz_admin and fuzz_cluster
+ * then send each input over a loopback connection as before (slow, but
+ * through accept, the read callbacks and, for fuzz_cluster, commits). */
+int harness_socket(void);
 
 #endif

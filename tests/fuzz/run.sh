@@ -8,8 +8,14 @@
 # SECONDS per target (default $STARLING_FUZZ_SECONDS, else 20); TARGET names
 # pick some (default: all). Environment: STARLING_FUZZ_BUILD_DIR (default
 # build-fuzz), STARLING_FUZZ_NICE=1 runs under nice -n 19, STARLING_FUZZ_OPEN=1
-# also replays the open findings in tests/fuzz/open/TARGET/. A long run, e.g.
-# an hour each: tests/fuzz/run.sh 3600.
+# also replays the open findings in tests/fuzz/open/TARGET/,
+# STARLING_FUZZ_SOCKET=1 makes fuzz_admin and fuzz_cluster send each input over
+# a loopback connection (slow) rather than hand it to the connection code with
+# no socket, STARLING_FUZZ_RUNS=N stops a target after N executions if that
+# comes before SECONDS, STARLING_FUZZ_ARGS adds libFuzzer options (e.g.
+# -max_len=512: shorter inputs, more of them). A long run, e.g. an hour each: tests/fuzz/run.sh 3600;
+# ten million executions of one target, within two hours at the most:
+#   STARLING_FUZZ_RUNS=10000000 tests/fuzz/run.sh 7200 fuzz_cluster
 #
 # Inputs the fuzzer finds go to BUILD/fuzz-work/TARGET/corpus (kept between
 # runs); a crash is written to BUILD/fuzz-work/TARGET/crashes/ and its path
@@ -25,13 +31,16 @@ if [ $# -gt 0 ] && [[ "$1" =~ ^[0-9]+$ ]]; then
     SECONDS_EACH=$1
     shift
 fi
-ALL=(fuzz_decode fuzz_broker fuzz_admin fuzz_cluster fuzz_cluster_cmd fuzz_snapshot fuzz_store_record fuzz_config fuzz_auth)
+ALL=(fuzz_decode fuzz_broker fuzz_admin fuzz_cluster fuzz_cluster_cmd fuzz_snapshot fuzz_store_record fuzz_config fuzz_auth fuzz_ws)
 if [ $# -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${ALL[@]}"); fi
 BUILD=${STARLING_FUZZ_BUILD_DIR:-build-fuzz}
 case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
 WORK="$BUILD/fuzz-work"
 NICE=()
 [ "${STARLING_FUZZ_NICE:-0}" = 1 ] && NICE=(nice -n 19)
+RUNS=()
+[[ "${STARLING_FUZZ_RUNS:-}" =~ ^[0-9]+$ ]] && RUNS=(-runs="$STARLING_FUZZ_RUNS")
+read -r -a EXTRA <<<"${STARLING_FUZZ_ARGS:-}"
 
 mkdir -p "$WORK"
 RESULTS="$WORK/results.txt"
@@ -71,7 +80,7 @@ for t in "${TARGETS[@]}"; do
     [ "$t" = fuzz_broker ] && dict=(-dict="$ROOT/tests/fuzz/fuzz_decode.dict") # MQTT, as fuzz_decode
     log="$dir/last.log"
     echo "fuzz: $t for ${SECONDS_EACH}s (log: $log)"
-    "${NICE[@]}" "$bin" -max_total_time="$SECONDS_EACH" -print_final_stats=1 -timeout=30 \
+    "${NICE[@]}" "$bin" -max_total_time="$SECONDS_EACH" "${RUNS[@]}" "${EXTRA[@]}" -print_final_stats=1 -timeout=30 \
         -artifact_prefix="$dir/crashes/" "${dict[@]}" "$dir/corpus" "${seeds[@]}" >"$log" 2>&1
     rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)

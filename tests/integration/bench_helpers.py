@@ -14,6 +14,8 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 BENCH = os.environ.get("STARLING_BENCH", str(REPO / "build" / "tools" / "starling-bench"))
 MOSQUITTO = os.environ.get("MOSQUITTO", "/usr/sbin/mosquitto")
@@ -24,6 +26,26 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def bench_binary():
+    """Imported by the starling-bench test modules: fails them early when
+    starling-bench is not built."""
+    if not os.access(BENCH, os.X_OK):
+        pytest.fail(f"starling-bench not built at {BENCH} (meson compile -C build "
+                    "starling-bench, or set STARLING_BENCH)")
+
+
+def stop_process(proc, timeout=10):
+    """SIGTERM, then SIGKILL after timeout seconds."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def wait_port(port, proc, timeout=10.0):
@@ -54,13 +76,38 @@ class Mosquitto:
             raise RuntimeError("mosquitto did not start: " + self.conf.read_text())
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
+        self.log.close()
+
+
+STARLINGD = os.environ.get("STARLINGD", str(REPO / "build" / "broker" / "starlingd"))
+
+
+class Starlingd:
+    """A one-node starlingd from config lines (listeners included) on loopback.
+    unsupported is set (and the process gone) when it refused the config or a
+    transport at start: its one-line reason."""
+
+    def __init__(self, tmp_path, lines):
+        self.dir = tmp_path / f"starlingd-{free_port()}"
+        self.dir.mkdir()
+        conf = self.dir / "starling.conf"
+        conf.write_text("\n".join(list(lines) + [f"cluster_bind 127.0.0.1:{free_port()}", "admin_listen off"]) + "\n")
+        self.log = open(self.dir / "stderr.log", "wb")
+        self.proc = subprocess.Popen([STARLINGD, "-c", str(conf), "--data-dir", str(self.dir / "data")],
+                                     stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.unsupported = None
+
+    def wait(self, port):
+        if wait_port(port, self.proc, timeout=20):
+            return True
+        self.stop()
+        text = (self.dir / "stderr.log").read_text(errors="replace")
+        self.unsupported = ([l for l in text.splitlines() if l.startswith("starlingd:")] or [text[-300:]])[0]
+        return False
+
+    def stop(self):
+        stop_process(self.proc)
         self.log.close()
 
 

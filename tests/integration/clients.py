@@ -7,6 +7,7 @@ into an endless ping-pong between two test clients.
 """
 
 import queue
+import ssl
 import threading
 import time
 import uuid
@@ -95,11 +96,20 @@ class Client:
         self.broker = broker
         self.version = version
         self.client_id = uid() if client_id is None else client_id
+        transport = getattr(broker, "transport", "tcp")
+        paho_transport = "websockets" if transport in ("ws", "wss") else "tcp"
         if version == 5:
-            self.c = mqtt.Client(self.client_id, protocol=mqtt.MQTTv5)
+            self.c = mqtt.Client(self.client_id, protocol=mqtt.MQTTv5, transport=paho_transport)
         else:
-            self.c = mqtt.Client(self.client_id, clean_session=clean, protocol=PROTOCOLS[version])
+            self.c = mqtt.Client(self.client_id, clean_session=clean, protocol=PROTOCOLS[version],
+                                 transport=paho_transport)
         self.clean = clean
+        if transport in ("tls", "wss"):
+            self.c.tls_set_context(ssl.create_default_context(cafile=broker.cafile))
+            self._serialise_tls()
+        self.websockets = paho_transport == "websockets"
+        if self.websockets:
+            self.c.ws_set_options(path=getattr(broker, "ws_path", "/mqtt"))
         self.c.max_inflight_messages_set(65535)
         self.c.max_queued_messages_set(0)
         self.messages = queue.Queue()
@@ -115,6 +125,25 @@ class Client:
         self.c.on_subscribe = self._on_subscribe
         self.c.on_unsubscribe = self._on_unsubscribe
         self.c.on_disconnect = self._on_disconnect
+
+    def _serialise_tls(self):
+        """Our loop thread reads while the test's thread writes (subscribe,
+        publish): one OpenSSL connection must not be used by two threads at
+        once (the records it sends get corrupted: "bad record mac" at the
+        broker), so paho's socket reads and writes take turns here."""
+        lock = threading.RLock()
+        recv, send = self.c._sock_recv, self.c._sock_send
+
+        def locked_recv(bufsize):
+            with lock:
+                if self.c._sock is None:  # closed by the other thread meanwhile
+                    raise BlockingIOError()
+                return recv(bufsize)
+
+        def locked_send(buf):
+            with lock:
+                return send(buf)
+        self.c._sock_recv, self.c._sock_send = locked_recv, locked_send
 
     # -- callbacks ---------------------------------------------------------
 
@@ -173,6 +202,7 @@ class Client:
         if username is not None:
             self.c.username_pw_set(username, password)
         self.disconnected.clear()
+        self.c._thread = None
         if self.version == 5:
             self.c.connect(self.broker.host, self.broker.port, keepalive=keepalive,
                            clean_start=clean_start, properties=properties)
@@ -181,6 +211,11 @@ class Client:
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
+        if self.websockets:
+            # paho writes a packet from the calling thread unless it knows of a
+            # loop thread; its WebSocket wrapper is not safe for two writers
+            # (frames lost or sent twice), so the loop thread does every write
+            self.c._thread = self._thread
         try:
             rc, sp, p = self.connack.get(timeout=timeout)
         except queue.Empty:
@@ -283,6 +318,7 @@ class Client:
         self._stop.set()
         self._thread.join(TIMEOUT)
         self._thread = None
+        self.c._thread = None
 
     def drop(self):
         """Closes the socket without DISCONNECT (an abnormal close)."""
@@ -290,6 +326,7 @@ class Client:
         if self._thread is not None:
             self._thread.join(TIMEOUT)
             self._thread = None
+        self.c._thread = None
         sock = self.c.socket()
         if sock is not None:
             sock.close()

@@ -9,6 +9,18 @@ generated configuration, so the suite itself can be checked against a
 reference broker. A setting Mosquitto has no equivalent for skips the test in
 that mode.
 
+STARLING_TEST_TRANSPORT=tcp|tls|ws|wss (default tcp) picks the transport of the
+broker's listener: with tls it listens with `listener PORT 127.0.0.1 tls` and
+the certificates of deploy/make-certs.sh (made once per session, session_certs()),
+and rawmqtt, the paho clients (clients.py) and Broker.cli_args() for
+mosquitto_pub/sub connect with that transport, so the whole suite runs over
+it. ws and wss (wss: TLS certificates as tls) speak MQTT over WebSocket on
+path /mqtt (rawmqtt through wsclient.py, paho with transport="websockets");
+clients without WebSocket (mosquitto_pub/sub, starling-bench) get a second,
+tcp listener on Broker.tcp_port, which Broker.cli_args() names. start_broker(transport="tls", ...) picks it for one broker; the TLS keys
+(certfile, cafile, require_certificate, ...) given as settings apply to that
+listener (they follow its `--set listener=` line).
+
 Teardown sends SIGTERM and fails the test (as a teardown error) if the broker
 died during the test, did not exit cleanly, or printed a sanitizer report.
 The broker's stderr is kept in a file and attached to every failing test.
@@ -22,6 +34,7 @@ import subprocess
 import time
 
 import resource
+import tempfile
 
 import pytest
 
@@ -40,6 +53,32 @@ SANITIZER_MARKERS = ("runtime error:", "ERROR: AddressSanitizer", "ERROR: LeakSa
 
 if KIND not in ("starling", "mosquitto"):
     raise pytest.UsageError("STARLING_TEST_BROKER must be 'starling' or 'mosquitto', not %r" % KIND)
+
+TRANSPORT = os.environ.get("STARLING_TEST_TRANSPORT", "tcp").strip().lower() or "tcp"
+TRANSPORTS = ("tcp", "tls", "ws", "wss")
+if TRANSPORT not in TRANSPORTS:
+    raise pytest.UsageError("STARLING_TEST_TRANSPORT must be one of %s, not %r" % (", ".join(TRANSPORTS), TRANSPORT))
+rawmqtt.TRANSPORT = TRANSPORT
+
+_certs = []
+
+
+def session_certs():
+    """The directory of deploy/make-certs.sh's CA, server and client
+    certificates, made once per session (removed at exit)."""
+    if not _certs:
+        d = pathlib.Path(tempfile.mkdtemp(prefix="starling-certs-"))
+        subprocess.run(["bash", str(REPO / "deploy" / "make-certs.sh"), str(d)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _certs.append(d)
+        rawmqtt.CAFILE = str(d / "ca.crt")
+    return _certs[0]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import shutil
+    for d in _certs:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def free_port():
@@ -100,12 +139,18 @@ class Broker:
     """One running broker process. host/port to connect to; kind is
     'starling' or 'mosquitto'; log() returns its stderr so far."""
 
-    def __init__(self, kind, workdir, settings, nofile=None, probe=None):
+    def __init__(self, kind, workdir, settings, nofile=None, probe=None, transport=None):
         self.kind = kind
+        self.transport = transport or TRANSPORT
+        if self.transport != "tcp" and kind == "mosquitto":
+            pytest.skip("the reference-broker mode runs over tcp only")
+        self.cafile = str(session_certs() / "ca.crt") if self.transport in ("tls", "wss") else None
         self.nofile = nofile
         self.probe = probe  # (username, password) of the readiness probe, for a broker refusing anonymous
         self.host = "127.0.0.1"
         self.port = None
+        self.tcp_port = None  # ws/wss: the side tcp listener for clients without WebSocket
+        self.ws_path = settings.get("ws_path", "/mqtt")
         self.settings = dict(settings)
         self.workdir = workdir
         self.data_dir = workdir / "data"
@@ -119,6 +164,16 @@ class Broker:
     def is_mosquitto(self):
         return self.kind == "mosquitto"
 
+    def cli_args(self):
+        """-h/-p (and --cafile over TLS) for mosquitto_pub/sub; over ws/wss
+        the side tcp listener (mosquitto_pub/sub have no WebSocket)."""
+        if self.tcp_port:
+            return ["-h", self.host, "-p", str(self.tcp_port)]
+        args = ["-h", self.host, "-p", str(self.port)]
+        if self.cafile:
+            args += ["--cafile", self.cafile]
+        return args
+
     def log(self):
         try:
             return self.stderr_path.read_text(errors="replace")
@@ -131,7 +186,17 @@ class Broker:
             conf.write_text(mosquitto_config(port, self.settings))
             argv = [MOSQUITTO, "-c", str(conf)]
             return argv
-        argv = [STARLINGD, "--bind", "127.0.0.1", "-p", str(port), "--data-dir", str(self.data_dir)]
+        argv = [STARLINGD, "--data-dir", str(self.data_dir)]
+        if self.transport == "tcp":
+            argv += ["--bind", "127.0.0.1", "-p", str(port)]
+        else:
+            # the listener line first: the TLS keys (--set) apply to the last listener
+            certs = session_certs()
+            if self.transport in ("ws", "wss"):
+                argv += ["--set", "listener=%d 127.0.0.1 tcp" % self.tcp_port]
+            argv += ["--set", "listener=%d 127.0.0.1 %s" % (port, self.transport)]
+            if self.transport in ("tls", "wss"):
+                argv += ["--set", "certfile=%s" % (certs / "server.crt"), "--set", "keyfile=%s" % (certs / "server.key")]
         settings = dict(self.settings)
         # Keep the (one-voter) cluster port on loopback and away from the
         # default 4370, so brokers never collide or listen beyond 127.0.0.1.
@@ -153,6 +218,8 @@ class Broker:
         for _attempt in range(3):
             logged = len(self.log())
             self.port = free_port()
+            if self.transport in ("ws", "wss") and self.kind == "starling":
+                self.tcp_port = free_port()
             self.argv = self._argv(self.port)
             with open(self.stderr_path, "ab") as err:
                 err.write(("$ %s\n" % " ".join(self.argv)).encode())
@@ -186,7 +253,12 @@ class Broker:
             if self.proc.poll() is not None:
                 return False, "exited with code %s during startup" % self.proc.returncode
             try:
-                c = rawmqtt.RawClient(self.port, version=4, timeout=2)
+                # over TLS with the client certificate, for require_certificate
+                # (a listener without it does not ask for one)
+                tls = {} if self.transport == "tcp" else {
+                    "certfile": session_certs() / "client.crt", "keyfile": session_certs() / "client.key"}
+                c = rawmqtt.RawClient(self.port, version=4, timeout=2, transport=self.transport,
+                                      ws_path=self.ws_path, **tls)
             except OSError as e:
                 last = "connect: %s" % e
             else:
@@ -250,7 +322,7 @@ class Broker:
 
 def pytest_report_header(config):
     path = MOSQUITTO if KIND == "mosquitto" else STARLINGD
-    return "broker under test: %s (%s)" % (KIND, path)
+    return "broker under test: %s (%s), transport %s" % (KIND, path, TRANSPORT)
 
 
 @pytest.fixture
@@ -259,10 +331,10 @@ def start_broker(request, tmp_path):
     started = []
     request.node._starling_brokers = started
 
-    def start(nofile=None, probe=None, **settings):
+    def start(nofile=None, probe=None, transport=None, **settings):
         workdir = tmp_path / ("broker%d" % len(started))
         workdir.mkdir()
-        b = Broker(KIND, workdir, settings, nofile=nofile, probe=probe)
+        b = Broker(KIND, workdir, settings, nofile=nofile, probe=probe, transport=transport)
         started.append(b)
         try:
             b.start()
@@ -291,6 +363,12 @@ def start_broker(request, tmp_path):
 def broker(start_broker):
     """A broker with the default settings."""
     return start_broker()
+
+
+@pytest.fixture(scope="session")
+def certs():
+    """deploy/make-certs.sh's directory (ca, server, client, node1..3)."""
+    return session_certs()
 
 
 @pytest.fixture
@@ -324,7 +402,7 @@ def raw():
     opened = []
 
     def make(b, version=4):
-        c = rawmqtt.RawClient(b.port, version=version)
+        c = rawmqtt.RawClient(b.port, version=version, transport=b.transport, ws_path=getattr(b, "ws_path", "/mqtt"))
         opened.append(c)
         return c
 

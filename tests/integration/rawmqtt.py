@@ -8,8 +8,25 @@ wire trace it checks.
 """
 
 import socket
+import ssl
 import struct
 import time
+
+import wsclient
+
+# The transport RawClient speaks by default, and the CA it checks the broker's
+# certificate on (set by conftest.py from STARLING_TEST_TRANSPORT).
+TRANSPORT = "tcp"
+CAFILE = None
+
+
+def tls_wrap(sock, cafile=None, certfile=None, keyfile=None, server_hostname="localhost"):
+    """Runs a TLS handshake on a connected socket (client side, the server's
+    certificate checked against cafile) and returns the TLS socket."""
+    ctx = ssl.create_default_context(cafile=cafile or CAFILE)
+    if certfile:
+        ctx.load_cert_chain(certfile, keyfile)
+    return ctx.wrap_socket(sock, server_hostname=server_hostname)
 
 # Control packet types.
 CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 2, 3, 4, 5, 6, 7
@@ -410,10 +427,20 @@ class RawClient:
     """A socket speaking hand-built MQTT. version selects how incoming packets
     are decoded (properties exist only in 5)."""
 
-    def __init__(self, port, version=4, host="127.0.0.1", timeout=5.0):
+    def __init__(self, port, version=4, host="127.0.0.1", timeout=5.0, transport=None, ws_path="/mqtt", **tls):
         self.version = version
+        self.transport = transport or TRANSPORT
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            if self.transport in ("tls", "wss"):
+                self.sock = tls_wrap(self.sock, **tls)
+            if self.transport in ("ws", "wss"):
+                # MQTT over WebSocket: every send one binary frame (wsclient.py)
+                self.sock = wsclient.WsSocket(self.sock, path=ws_path)
+        except BaseException:
+            self.sock.close()
+            raise
         self.buf = bytearray()
         self.closed = False
 
@@ -453,6 +480,9 @@ class RawClient:
             except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
                 self.closed = True
                 raise Closed("connection reset")
+            except ssl.SSLError as e:  # close_notify, an alert, a truncated stream
+                self.closed = True
+                raise Closed("TLS: %s" % e)
             if not chunk:
                 self.closed = True
                 raise Closed("connection closed by peer")

@@ -106,7 +106,7 @@ def cluster_bind(b):
 def publish_retained(b, topic, payload, qos=1):
     """mosquitto_pub -r: returns after the PUBACK, i.e. after the retained
     message was committed."""
-    p = subprocess.run([PUB, "-h", "127.0.0.1", "-p", str(b.port), "-t", topic, "-r", "-q", str(qos), "-s"],
+    p = subprocess.run([PUB] + b.cli_args() + ["-t", topic, "-r", "-q", str(qos), "-s"],
                        input=payload, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=20)
     assert p.returncode == 0, p.stderr
 
@@ -519,7 +519,9 @@ def test_ctl_refusals_on_a_one_node_cluster(node):
     (["--timeout", "0", "sessions"], "--timeout"),
     (["--bogus", "sessions"], "unknown option"),
     (["--url"], "needs a value"),
-    (["--url", "https://127.0.0.1:1", "sessions"], "only http://"),
+    (["--url", "ftp://127.0.0.1:1", "sessions"], "only http://HOST:PORT and https://"),
+    (["--url", "http://127.0.0.1:1", "--cacert", "/x", "sessions"], "go with an https:// URL"),
+    (["--url", "https://127.0.0.1:1", "--cert", "/x", "sessions"], "--cert and --key go together"),
     (["--url", "http://127.0.0.1:1/api", "sessions"], "without a path"),
     (["--url", "http://127.0.0.1:1", "--port", "2", "sessions"], "either --url or --host"),
     (["--port", "70000", "sessions"], "not a number 1..65535"),

@@ -131,14 +131,14 @@ def test_failures_logged_counted(secured):
 
 def test_mosquitto_clients_with_passwords(secured, tmp_path):
     topic = "alice/" + uid()
-    sub = subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(secured.port), "-u", "alice", "-P",
+    sub = subprocess.Popen(["mosquitto_sub", *secured.cli_args(), "-u", "alice", "-P",
                             USERS["alice"], "-t", topic, "-C", "1", "-q", "1", "-W", "10", "-v"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         # the subscription is in place once a retained-less marker arrives: publish until it is seen
         deadline = time.monotonic() + 10
         while sub.poll() is None and time.monotonic() < deadline:
-            subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(secured.port), "-u", "admin", "-P",
+            subprocess.run(["mosquitto_pub", *secured.cli_args(), "-u", "admin", "-P",
                             USERS["admin"], "-t", topic, "-m", "hi", "-q", "1"], check=True, timeout=10)
             try:
                 sub.wait(0.3)
@@ -149,7 +149,7 @@ def test_mosquitto_clients_with_passwords(secured, tmp_path):
     finally:
         if sub.poll() is None:
             sub.kill()
-    bad = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(secured.port), "-u", "alice", "-P", "bad",
+    bad = subprocess.run(["mosquitto_pub", *secured.cli_args(), "-u", "alice", "-P", "bad",
                           "-t", topic, "-m", "x"], capture_output=True, text=True, timeout=10)
     assert bad.returncode != 0
     assert "not authorised" in (bad.stderr + bad.stdout).lower() or "bad user" in (bad.stderr + bad.stdout).lower()
@@ -179,7 +179,8 @@ def first_connack(port, version=4, timeout=20, **kw):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with rawmqtt.RawClient(port, version=version, timeout=2) as c:
+            # its own node, with a plain tcp listener whatever the suite's transport
+            with rawmqtt.RawClient(port, version=version, timeout=2, transport="tcp") as c:
                 return c.connect(uid(), expect_reason=None, **kw)
         except (OSError, rawmqtt.Closed):
             time.sleep(0.05)

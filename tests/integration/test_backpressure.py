@@ -33,7 +33,7 @@ class CountingSub:
     def __init__(self, broker, prefix):
         self.broker = broker
         self.prefix = prefix
-        self.proc = subprocess.Popen([SUB, "-h", broker.host, "-p", str(broker.port), "-q", "0",
+        self.proc = subprocess.Popen([SUB] + broker.cli_args() + ["-q", "0",
                                       "-t", prefix + "/#"],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.count = 0
@@ -54,7 +54,7 @@ class CountingSub:
     def wait_ready(self, timeout=10.0):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            subprocess.run([PUB, "-h", self.broker.host, "-p", str(self.broker.port), "-q", "0",
+            subprocess.run([PUB] + self.broker.cli_args() + ["-q", "0",
                             "-t", self.prefix + "/ready", "-m", "ready"], check=True, timeout=10)
             self.changed.wait(0.3)
             if self.ready:
@@ -95,7 +95,7 @@ def publish_lines(broker, topics, path):
     procs = []
     for t in topics:
         with open(path, "rb") as f:
-            procs.append(subprocess.Popen([PUB, "-h", broker.host, "-p", str(broker.port), "-q", "0",
+            procs.append(subprocess.Popen([PUB] + broker.cli_args() + ["-q", "0",
                                            "-t", t, "-l"], stdin=f, stdout=subprocess.DEVNULL,
                                           stderr=subprocess.PIPE))
     codes = []

@@ -4,7 +4,6 @@ option errors and exit statuses for refused, timed-out, exhausted and lost conne
 Run: /usr/bin/python3 -m pytest tests/integration/test_bench.py
 """
 
-import os
 import re
 import resource
 import signal
@@ -15,16 +14,9 @@ import time
 import paho.mqtt.client as paho
 import pytest
 
-from bench_helpers import BENCH, Bench, FakeBroker, Mosquitto, free_port, run
+from bench_helpers import Bench, FakeBroker, Mosquitto, bench_binary, free_port, run  # noqa: F401 (fixture)
 
 H = ["-h", "127.0.0.1"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def bench_binary():
-    if not os.access(BENCH, os.X_OK):
-        pytest.fail(f"starling-bench not built at {BENCH} (meson compile -C build "
-                    "starling-bench, or set STARLING_BENCH)")
 
 
 @pytest.fixture
@@ -262,8 +254,8 @@ def test_sub_topic_template(mosq):
     (["pub", "-t", "x", "-q", "3"], "out of range (0..2)"),
     (["pub", "-t", "x", "--bogus"], "unknown option '--bogus'"),
     (["conn", "-c", "many"], "'many' is not a number"),
-    (["conn", "-S"], "TLS is not supported yet"),
-    (["conn", "--ssl"], "TLS is not supported yet"),
+    (["conn", "-S", "--certfile", "c.pem"], "--certfile and --keyfile go together"),
+    (["conn", "--ssl-version", "tlsv1"], "not tlsv1.2 or tlsv1.3"),
     (["sub", "-t", "a", "-I", "5"], "does not apply to sub"),
     (["pub", "-t", "a/+"], "not a valid topic name"),
     (["conn", "-h", "no such host"], "not a valid host name"),

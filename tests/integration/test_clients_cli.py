@@ -19,7 +19,9 @@ VERSIONS = {3: "mqttv31", 4: "mqttv311", 5: "mqttv5"}
 
 
 def base(broker, version=4, client_id=None):
-    args = ["-h", broker.host, "-p", str(broker.port), "-V", VERSIONS[version]]
+    # a cluster node (tests/cluster) has no cli_args: plain tcp
+    where = broker.cli_args() if hasattr(broker, "cli_args") else ["-h", broker.host, "-p", str(broker.port)]
+    args = where + ["-V", VERSIONS[version]]
     if client_id is not None:
         args += ["-i", client_id]
     return args

@@ -10,20 +10,27 @@ import http.client
 import re
 import selectors
 import socket
+import ssl
 import time
 
 import pytest
 
 import rawmqtt as r
+import wsclient
 from clients import starling_only, uid
 
 
 def burst(b, n, version=4, timeout=30.0):
-    """n sockets each sending CONNECT at once; waits until each got its CONNACK
-    or was closed. Returns (accepted sockets, refused reason codes, number
-    closed or reset without a CONNACK, number with no answer by the deadline)."""
+    """n sockets each sending CONNECT at once (over TLS: after a non-blocking
+    handshake; over WebSocket: right behind the upgrade request, in a frame);
+    waits until each got its CONNACK or was closed. Returns
+    (accepted sockets, refused reason codes, number closed or reset without a
+    CONNACK, number with no answer by the deadline, every socket)."""
     sel = selectors.DefaultSelector()
     socks = []
+    transport = getattr(b, "transport", "tcp")  # (a cluster test's node: tcp)
+    tls = ssl.create_default_context(cafile=b.cafile) if transport in ("tls", "wss") else None
+    ws = transport in ("ws", "wss")
     for i in range(n):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setblocking(False)
@@ -33,36 +40,77 @@ def burst(b, n, version=4, timeout=30.0):
     accepted, refused, dropped = [], [], 0
     pending = n
     packet = lambda i: r.connect("burst-%d-%s" % (i, uid("")[:6]), version=version, keepalive=0)
+    if ws:
+        mqtt_packet = packet
+        packet = lambda i: wsclient.upgrade_request() + wsclient.frame(wsclient.BINARY, mqtt_packet(i))
+
+    def drop(s):
+        nonlocal dropped, pending
+        sel.unregister(s)
+        dropped += 1
+        pending -= 1
+
     deadline = time.monotonic() + timeout
     while pending and time.monotonic() < deadline:
         for key, _ in sel.select(timeout=0.5):
             s, (buf, state, i) = key.fileobj, key.data
+            if state == "connecting" and tls:
+                # connected: the TLS socket replaces the plain one
+                sel.unregister(s)
+                try:
+                    s = tls.wrap_socket(s, server_hostname="localhost", do_handshake_on_connect=False)
+                except OSError:
+                    dropped += 1
+                    pending -= 1
+                    continue
+                socks[i] = s
+                key.data[1] = state = "handshake"
+                sel.register(s, selectors.EVENT_WRITE, key.data)
+            if state == "handshake":
+                try:
+                    s.do_handshake()
+                except ssl.SSLWantReadError:
+                    sel.modify(s, selectors.EVENT_READ, key.data)
+                    continue
+                except ssl.SSLWantWriteError:
+                    sel.modify(s, selectors.EVENT_WRITE, key.data)
+                    continue
+                except OSError:
+                    drop(s)
+                    continue
+                state = "connecting"
             if state == "connecting":
                 try:
                     s.send(packet(i))
                 except OSError:
-                    sel.unregister(s)
-                    dropped += 1
-                    pending -= 1
+                    drop(s)
                     continue
                 key.data[1] = "waiting"
                 sel.modify(s, selectors.EVENT_READ, key.data)
                 continue
             try:
                 chunk = s.recv(4096)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                continue
             except OSError:
                 chunk = b""
             if not chunk:
-                sel.unregister(s)
-                dropped += 1
-                pending -= 1
+                drop(s)
                 continue
             buf += chunk
-            if len(buf) >= 4:
+            mq = buf
+            if ws:
+                # the 101, then the frame (a 2-byte header) holding the CONNACK
+                end = buf.find(b"\r\n\r\n")
+                if end < 0:
+                    continue
+                assert buf.startswith(b"HTTP/1.1 101 "), bytes(buf[:200])
+                mq = buf[end + 6:]
+            if len(mq) >= 4:
                 sel.unregister(s)
                 pending -= 1
-                assert buf[0] >> 4 == r.CONNACK, bytes(buf)
-                code = buf[3]
+                assert mq[0] >> 4 == r.CONNACK, bytes(buf)
+                code = mq[3]
                 if code == 0:
                     accepted.append(s)
                 else:

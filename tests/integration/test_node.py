@@ -17,6 +17,8 @@ NODE_PATH = os.environ.get("STARLING_NODE_PATH", "/usr/share/nodejs")
 def run_node(script, broker, **args):
     env = dict(os.environ, NODE_PATH=NODE_PATH)
     args["port"] = broker.port
+    args["transport"] = broker.transport
+    args["cafile"] = broker.cafile
     p = subprocess.run([NODE, str(HERE / "node" / script), json.dumps(args)], env=env,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
     assert p.returncode == 0, "%s failed (%d):\n%s\n%s" % (script, p.returncode, p.stdout.decode(),

@@ -16,13 +16,30 @@
  * got its CONNACK, retries while --num-retry-connect allows. Stopping sends
  * DISCONNECT after whatever is queued and closes once it is written.
  *
+ * TLS (-S): the TLS handshake is part of HANDSHAKE. The CONNECT is queued at
+ * once and the engine (common/tls.h) keeps it until the session is up, so the
+ * connect time covers TCP, TLS and CONNACK. Every flush encrypts c->out into
+ * c->wbuf, which also carries the handshake's records; every read is
+ * decrypted into the run's shared plaintext buffer before it is parsed. A
+ * failed handshake (a broker the CA does not vouch for, a refused client
+ * certificate) counts as BENCH_ERR_TLS; the first one's reason goes to stderr.
+ *
+ * WebSocket (--ws, over TLS with -S): HANDSHAKE begins with the upgrade
+ * request on BENCH_WS_PATH; its 101 (checked by ws.c) sends the CONNECT.
+ * Every flush then wraps c->out in one masked binary frame (after any pong
+ * owed); what is read is unframed into the run's shared buffer, a partial
+ * frame kept in c->ws_in. A refused upgrade or a frame that breaks RFC 6455
+ * counts as BENCH_ERR_WS; a close frame ends the connection as an EOF.
+ *
  * Memory: everything lives in the client struct (one element of the run's array,
  * freed only after the loop has ended); the only heap buffers are the outgoing
- * bytes, a partial incoming packet, and the expanded topic. */
+ * bytes, a partial incoming packet, the expanded topic, and under TLS the
+ * session. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
+#include "tls.h"
 
 #define BATCH_BYTES (64u * 1024)
 
@@ -44,6 +61,15 @@ static uint16_t next_pid(struct bench_client *c)
 
 static void release_buffers(struct bench_client *c)
 {
+    if (c->tls) {
+        tls_conn_free(c->tls);
+        free(c->tls);
+        c->tls = NULL;
+    }
+    buf_free(&c->wbuf); /* kept between writes under TLS */
+    buf_free(&c->ws_in);
+    buf_free(&c->ws_ctrl);
+    c->ws_upgrading = false;
     buf_free(&c->out);
     buf_free(&c->pend);
     free(c->topic);
@@ -157,10 +183,68 @@ void bench__client_close(struct bench_client *c, int fail_code)
 
 static void on_write(uv_write_t *req, int status);
 
+/* Under TLS: c->out encrypted into c->wbuf (which keeps its capacity between
+ * writes), with whatever the handshake has to send. */
+static void flush_tls(struct bench_client *c)
+{
+    struct bench_run *r = c->run;
+    if (c->out.len) {
+        if (tls_conn_write(c->tls, c->out.data, c->out.len) != 0) {
+            bench__client_close(c, BENCH_ERR_TLS);
+            return;
+        }
+        c->out.len = 0;
+    }
+    if (!tls_conn_pending(c->tls))
+        return;
+    c->wbuf.len = 0;
+    if (tls_conn_output(c->tls, &c->wbuf) != 0) {
+        bench__client_close(c, UV_ENOMEM);
+        return;
+    }
+    uv_buf_t b = uv_buf_init((char *)c->wbuf.data, (unsigned)c->wbuf.len);
+    c->wreq.data = c;
+    int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+    if (rc) {
+        bench__client_close(c, rc);
+        return;
+    }
+    c->writing = true;
+    r->writing++;
+    c->t_last_send = uv_now(r->loop);
+}
+
+/* --ws: c->out becomes the frames owed (pongs) followed by one binary frame
+ * of what c->out held; the old buffer is kept for the next control frames. */
+static int ws_wrap(struct bench_client *c)
+{
+    struct bench_run *r = c->run;
+    if (!r->opts->ws || c->ws_upgrading || (!c->out.len && !c->ws_ctrl.len))
+        return 0;
+    if (c->out.len &&
+        bench__ws_frame(&c->ws_ctrl, BENCH_WS_BINARY, c->out.data, c->out.len, (uint32_t)bench__rng_next(&r->rng)))
+        return -1;
+    struct buf framed = c->ws_ctrl;
+    c->ws_ctrl = c->out;
+    c->ws_ctrl.len = 0;
+    c->out = framed;
+    return 0;
+}
+
 static void flush(struct bench_client *c)
 {
     struct bench_run *r = c->run;
-    if (c->writing || c->out.len == 0 || !(connected_state(c) || c->state == BENCH_C_HANDSHAKE))
+    if (c->writing || !(connected_state(c) || c->state == BENCH_C_HANDSHAKE))
+        return;
+    if (ws_wrap(c) != 0) {
+        bench__client_close(c, UV_ENOMEM);
+        return;
+    }
+    if (c->tls) {
+        flush_tls(c);
+        return;
+    }
+    if (c->out.len == 0)
         return;
     /* The buffer goes to the write; c->out starts empty but keeps the last
      * buffer's capacity when the write completes (see on_write). */
@@ -185,7 +269,9 @@ static void on_write(uv_write_t *req, int status)
     struct bench_run *r = c->run;
     c->writing = false;
     r->writing--;
-    if (c->out.data == NULL) { /* reuse the buffer just written */
+    if (c->tls) {
+        c->wbuf.len = 0; /* the records went out; the buffer stays for the next ones */
+    } else if (c->out.data == NULL) { /* reuse the buffer just written */
         c->out = c->wbuf;
         c->out.len = 0;
         buf_init(&c->wbuf);
@@ -613,6 +699,93 @@ static ssize_t parse(struct bench_client *c, const uint8_t *buf, size_t len)
     return (ssize_t)pos;
 }
 
+/* Says why the first WebSocket failure of the run happened, then ends c. */
+static void ws_fail(struct bench_client *c, const char *why)
+{
+    struct bench_run *r = c->run;
+    if (!r->ws_reported) {
+        r->ws_reported = true;
+        fprintf(stderr, "starling-bench: %s\n", why);
+    }
+    bench__client_close(c, BENCH_ERR_WS);
+}
+
+static void send_connect(struct bench_client *c);
+
+/* --ws: the frames in data (appended to a partial one kept in c->ws_in)
+ * unwrapped into r->ws_plain; pings answered, a close ends the connection.
+ * Returns 0, or -1 once the client has been closed. */
+static int ws_unwrap(struct bench_client *c, const uint8_t *data, size_t len)
+{
+    struct bench_run *r = c->run;
+    r->ws_plain.len = 0;
+    if (c->ws_in.len || c->ws_upgrading) {
+        if (buf_append(&c->ws_in, data, len) != 0) {
+            bench__client_close(c, UV_ENOMEM);
+            return -1;
+        }
+        data = c->ws_in.data;
+        len = c->ws_in.len;
+    }
+    size_t pos = 0;
+    if (c->ws_upgrading) {
+        char why[160];
+        size_t head = 0;
+        char key[BENCH_WS_KEY_LEN + 1];
+        bench__ws_key(r->ws_seed ^ ((uint64_t)c->index << 20) ^ c->attempts, key);
+        int rc = bench__ws_response(data, len, key, &head, why, sizeof(why));
+        if (rc < 0) {
+            ws_fail(c, why);
+            return -1;
+        }
+        if (rc == 0)
+            return 0; /* kept in c->ws_in */
+        c->ws_upgrading = false;
+        pos = head;
+        send_connect(c);
+        if (c->state != BENCH_C_HANDSHAKE)
+            return -1;
+    }
+    while (pos < len) {
+        struct bench_ws_frame f;
+        long n = bench__ws_parse(data + pos, len - pos, BENCH_MAX_PACKET + 16, &f);
+        if (n == 0)
+            break;
+        if (n < 0 || f.opcode == BENCH_WS_TEXT) {
+            ws_fail(c, "WebSocket: the broker sent a frame RFC 6455 or MQTT forbids");
+            return -1;
+        }
+        pos += (size_t)n;
+        if (f.opcode == BENCH_WS_CLOSE) {
+            bench__client_close(c, UV_EOF);
+            return -1;
+        }
+        if (f.opcode == BENCH_WS_PING) {
+            if (bench__ws_frame(&c->ws_ctrl, BENCH_WS_PONG, f.payload, f.len, (uint32_t)bench__rng_next(&r->rng))) {
+                bench__client_close(c, UV_ENOMEM);
+                return -1;
+            }
+            continue;
+        }
+        if (f.opcode == BENCH_WS_PONG)
+            continue;
+        if (buf_append(&r->ws_plain, f.payload, f.len) != 0) { /* binary or continuation */
+            bench__client_close(c, UV_ENOMEM);
+            return -1;
+        }
+    }
+    /* keep the partial frame: bounded by the frame maximum checked above */
+    if (data == c->ws_in.data) {
+        buf_consume(&c->ws_in, pos);
+        if (!c->ws_in.len)
+            buf_free(&c->ws_in); /* idle connections hold no frame buffer */
+    } else if (pos < len && buf_append(&c->ws_in, data + pos, len - pos) != 0) {
+        bench__client_close(c, UV_ENOMEM);
+        return -1;
+    }
+    return 0;
+}
+
 /* Every read lands in the run's shared buffer: it is consumed before the next
  * read callback of any client, so idle connections hold no read buffer. */
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -633,6 +806,39 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         return;
     const uint8_t *data = (const uint8_t *)buf->base;
     size_t len = (size_t)nread;
+    if (c->tls) {
+        struct bench_run *r = c->run;
+        r->plain.len = 0;
+        int rc = tls_conn_input(c->tls, data, len, &r->plain);
+        if (rc) {
+            if (rc != -ENOMEM && !r->tls_reported) {
+                r->tls_reported = true;
+                fprintf(stderr, "starling-bench: TLS: %s\n", c->tls->why);
+            }
+            bench__client_close(c, rc == -ENOMEM ? UV_ENOMEM : BENCH_ERR_TLS);
+            return;
+        }
+        if (c->tls->peer_closed && r->plain.len == 0) {
+            bench__client_close(c, UV_EOF);
+            return;
+        }
+        data = r->plain.data;
+        len = r->plain.len;
+        if (len == 0) {
+            flush(c); /* the handshake's next records */
+            return;
+        }
+    }
+    if (c->run->opts->ws) {
+        if (ws_unwrap(c, data, len) != 0)
+            return;
+        data = c->run->ws_plain.data;
+        len = c->run->ws_plain.len;
+        if (len == 0) {
+            flush(c); /* pongs */
+            return;
+        }
+    }
     bool pending = c->pend.len > 0;
     if (pending) { /* complete the partial packet first */
         /* Bounded: proto_frame refuses a packet over BENCH_MAX_PACKET as soon as
@@ -673,7 +879,37 @@ static void on_connect(uv_connect_t *req, int status)
         bench__client_close(c, rc);
         return;
     }
+    struct bench_run *r = c->run;
+    if (r->tls_ctx) {
+        /* -h's name (or address) for SNI and, with --cacertfile, the check */
+        const char *name = r->opts->hosts[c->index % r->opts->nhosts];
+        c->tls = malloc(sizeof(*c->tls));
+        rc = c->tls ? tls_conn_init(c->tls, r->tls_ctx, name) : UV_ENOMEM;
+        if (rc) {
+            free(c->tls);
+            c->tls = NULL;
+            bench__client_close(c, UV_ENOMEM);
+            return;
+        }
+        if (tls_conn_connect(c->tls) != 0) {
+            bench__client_close(c, BENCH_ERR_TLS);
+            return;
+        }
+    }
     c->state = BENCH_C_HANDSHAKE;
+    if (r->opts->ws) {
+        /* the CONNECT waits for the 101 (ws_unwrap) */
+        char key[BENCH_WS_KEY_LEN + 1];
+        const struct bench_opts *o = r->opts;
+        bench__ws_key(r->ws_seed ^ ((uint64_t)c->index << 20) ^ c->attempts, key);
+        c->ws_upgrading = true;
+        if (bench__ws_request(&c->out, o->hosts[c->index % o->nhosts], o->port, BENCH_WS_PATH, key) != 0) {
+            bench__client_close(c, UV_ENOMEM);
+            return;
+        }
+        flush(c);
+        return;
+    }
     send_connect(c);
 }
 

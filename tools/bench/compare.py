@@ -83,6 +83,17 @@ def wait_port(port, proc, timeout=10.0):
     return False
 
 
+def process_cpu_s(pid):
+    """User + system CPU seconds of a process so far (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
 def raise_nofile():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -143,13 +154,7 @@ class Broker:
         return 0
 
     def cpu_s(self):
-        try:
-            with open(f"/proc/{self.proc.pid}/stat") as f:
-                stat = f.read()
-        except OSError:
-            return 0.0
-        fields = stat[stat.rindex(")") + 2:].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+        return process_cpu_s(self.proc.pid)
 
     def sample_start(self):
         self.peak_kb = self.rss_kb()
@@ -177,11 +182,13 @@ class Mosquitto(Broker):
         super().__init__(workdir)
         self.binary = binary
 
+    def listener_lines(self):
+        return f"listener {self.port} 127.0.0.1\n"
+
     def command(self):
         conf = os.path.join(self.workdir, "mosquitto.conf")
         with open(conf, "w") as f:
-            f.write(f"""listener {self.port} 127.0.0.1
-allow_anonymous true
+            f.write(self.listener_lines() + f"""allow_anonymous true
 persistence false
 max_inflight_messages {MAX_INFLIGHT}
 max_queued_messages {MAX_QUEUED}
@@ -445,13 +452,17 @@ def run_cli_burst(broker, lines, rawdir):
     }
 
 
-def run_idle(broker, bench, conns, rawdir):
+def run_idle(broker, bench, conns, rawdir, conn=None, kind=""):
+    """conns connections held: the broker's RSS per connection. conn: the
+    connection options (default plain TCP to the broker); kind names them in
+    the row ("TLS")."""
     cpu0 = broker.cpu_s()
     base_kb = broker.rss_kb()
     broker.sample_start()
-    c = Bench(bench, "conn", ["-h", "127.0.0.1", "-p", broker.port, "-c", conns, "-i", 0,
-                              "-d", 600], rawdir, f"{broker.name}-idle")
-    if not c.wait_ready(timeout=120):
+    conn = conn or ["-h", "127.0.0.1", "-p", broker.port]
+    c = Bench(bench, "conn", conn + ["-c", conns, "-i", 0, "-d", 600], rawdir,
+              f"{broker.name}-{kind.lower() + '-' if kind else ''}idle")
+    if not c.wait_ready(timeout=300):
         c.interrupt()
         raise RuntimeError("idle: connections did not finish: " + "".join(c.stderr_lines[-3:]))
     time.sleep(1.0)  # let the broker settle
@@ -461,7 +472,7 @@ def run_idle(broker, bench, conns, rawdir):
     broker.sample_stop()
     n = r["connect"]["connected"]
     return {
-        "id": "idle", "scenario": f"{conns} idle connections", "pattern": "idle", "qos": "",
+        "id": "idle", "scenario": f"{conns} idle {kind + ' ' if kind else ''}connections", "pattern": "idle", "qos": "",
         "variant": "", "rate": None, "unit": "", "p50_ms": None, "p99_ms": None,
         "rss_mb": held_kb / 1024.0,
         "kb_per_conn": (held_kb - base_kb) / n if n else None,
@@ -492,14 +503,13 @@ def run_connect_rate(broker, bench, conns, rawdir):
     }
 
 
-def run_broker(make_broker, bench, args, rawdir, only):
-    """All scenarios against fresh instances of one broker. Returns rows."""
+def run_plan(make_broker, plan, only, run_one, summary):
+    """Runs plan, a list of (id, label, what), each against a fresh broker
+    from make_broker: run_one(broker, what) returns the row; a RuntimeError
+    becomes a row with "error". Ids not in only (when given) are skipped.
+    Returns the rows, each naming its broker."""
     rows = []
-    scenarios = message_scenarios(args.clients, args.fanout_subs)
-    plan = ([("cli", None)] + [("msg", s) for s in scenarios]
-            + [("idle", None), ("connect", None)])
-    for kind, scen in plan:
-        sid = scen[0] if scen else {"cli": "cli_fanin4_q0"}.get(kind, kind)
+    for sid, label, what in plan:
         if only and sid not in only:
             continue
         broker = make_broker()
@@ -508,24 +518,36 @@ def run_broker(make_broker, bench, args, rawdir, only):
             raise RuntimeError(f"{broker.name} did not start (see {broker.workdir})")
         try:
             log(f"  {broker.name}: {sid} ...")
-            if kind == "msg":
-                row = run_messages(broker, bench, scen, args.duration, rawdir)
-            elif kind == "cli":
-                row = run_cli_burst(broker, args.cli_lines, rawdir)
-            elif kind == "idle":
-                row = run_idle(broker, bench, args.idle, rawdir)
-            else:
-                row = run_connect_rate(broker, bench, args.connects, rawdir)
+            row = run_one(broker, what)
         except RuntimeError as e:
             log(f"  {broker.name}: {sid} failed: {e}")
-            row = {"id": sid, "scenario": scen[1] if scen else sid, "error": str(e)}
+            row = {"id": sid, "scenario": label, "error": str(e)}
         finally:
             broker.stop()
         row["broker"] = broker.name
         rows.append(row)
         if "error" not in row:
-            log("    " + summary_line(row))
+            log("    " + summary(row))
     return rows
+
+
+def run_broker(make_broker, bench, args, rawdir, only):
+    """All scenarios against fresh instances of one broker. Returns rows."""
+    scenarios = message_scenarios(args.clients, args.fanout_subs)
+    plan = ([("cli_fanin4_q0", "cli_fanin4_q0", ("cli", None))] + [(s[0], s[1], ("msg", s)) for s in scenarios]
+            + [("idle", "idle", ("idle", None)), ("connect", "connect", ("connect", None))])
+
+    def run_one(broker, what):
+        kind, scen = what
+        if kind == "msg":
+            return run_messages(broker, bench, scen, args.duration, rawdir)
+        if kind == "cli":
+            return run_cli_burst(broker, args.cli_lines, rawdir)
+        if kind == "idle":
+            return run_idle(broker, bench, args.idle, rawdir)
+        return run_connect_rate(broker, bench, args.connects, rawdir)
+
+    return run_plan(make_broker, plan, only, run_one, summary_line)
 
 
 def summary_line(r):
@@ -577,6 +599,14 @@ def by_id(rows):
     return out
 
 
+def labelled(entry, brokers):
+    """(label, broker, row) for each broker that has a row in entry (one
+    scenario's rows by broker); the label (the scenario) on the first only."""
+    label = next(iter(entry.values()))["scenario"]
+    for k, b in enumerate(b for b in brokers if b in entry):
+        yield (label if k == 0 else ""), b, entry[b]
+
+
 def write_markdown(path, rows, brokers, meta):
     ids = list(dict.fromkeys(r["id"] for r in rows))
     table = by_id(rows)
@@ -594,14 +624,7 @@ def write_markdown(path, rows, brokers, meta):
         f.write("|---|---|" + "---:|" * len(COLUMNS) + "---:|\n")
         for sid in ids:
             entry = table[sid]
-            label = next(iter(entry.values()))["scenario"]
-            first = True
-            for b in brokers:
-                r = entry.get(b)
-                if r is None:
-                    continue
-                name = label if first else ""
-                first = False
+            for name, b, r in labelled(entry, brokers):
                 if "error" in r:
                     f.write(f"| {name} | {b} | failed: {r['error'][:80]} |"
                             + " |" * len(COLUMNS) + "\n")
@@ -734,15 +757,43 @@ def machine():
     return f"{model}, {os.cpu_count()} CPUs, Linux {platform.release()}"
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default="bench-results", help="output directory [bench-results]")
+def broker_arguments(ap, out):
+    """The options this script shares with tls_bench.py: where results go and
+    which binaries run."""
+    ap.add_argument("--out", default=out, help=f"output directory [{out}]")
     ap.add_argument("--bench", help="starling-bench binary [build/tools/starling-bench]")
     ap.add_argument("--mosquitto", default="/usr/sbin/mosquitto")
     ap.add_argument("--starlingd", default=os.path.join(REPO, "build", "broker", "starlingd"),
                     help="starlingd binary; Mosquitto runs alone when it is missing or does "
                          "not start [build/broker/starlingd]")
     ap.add_argument("--mosquitto-only", action="store_true")
+
+
+def choose_brokers(args, make_mosquitto, make_starling, usable, script):
+    """[(name, factory)]: Mosquitto, and Starling when it may run (not
+    --mosquitto-only, the binary there, usable(a started probe) true), with
+    the reason Mosquitto runs alone (None when it does not)."""
+    brokers = [("mosquitto", make_mosquitto)]
+    alone = None
+    if args.mosquitto_only:
+        alone = "Mosquitto alone (--mosquitto-only)"
+    elif not os.access(args.starlingd, os.X_OK):
+        alone = f"Mosquitto alone: no Starling broker at {args.starlingd}"
+    else:
+        probe = make_starling()
+        if probe.start() and usable(probe):
+            brokers.append(("starling", make_starling))
+        else:
+            alone = f"Mosquitto alone: {args.starlingd} did not start as asked (log in {probe.workdir})"
+        probe.stop()
+    if alone:
+        log(f"{script}: {alone}")
+    return brokers, alone
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    broker_arguments(ap, "bench-results")
     ap.add_argument("--long", action="store_true", help="30 s per scenario instead of 5 s")
     ap.add_argument("--duration", type=float, help="seconds of publishing per scenario")
     ap.add_argument("--clients", type=int, default=100,
@@ -765,21 +816,8 @@ def main():
     os.makedirs(rawdir, exist_ok=True)
     workdir = tempfile.mkdtemp(prefix="starling-compare-")
 
-    brokers = [("mosquitto", lambda: Mosquitto(workdir, args.mosquitto))]
-    alone = None
-    if args.mosquitto_only:
-        alone = "Mosquitto alone (--mosquitto-only)"
-    elif not os.access(args.starlingd, os.X_OK):
-        alone = f"Mosquitto alone: no Starling broker at {args.starlingd}"
-    else:
-        probe = Starling(workdir, args.starlingd)
-        if probe.start():
-            brokers.append(("starling", lambda: Starling(workdir, args.starlingd)))
-        else:
-            alone = f"Mosquitto alone: {args.starlingd} did not start (log in {workdir})"
-        probe.stop()
-    if alone:
-        log(f"compare.py: {alone}")
+    brokers, alone = choose_brokers(args, lambda: Mosquitto(workdir, args.mosquitto),
+                                    lambda: Starling(workdir, args.starlingd), lambda probe: True, "compare.py")
 
     versions = {}
     for name, make in brokers:

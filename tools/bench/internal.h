@@ -18,6 +18,8 @@
 #include <uv.h>
 
 #include "buf.h"  /* common/: a client's write and partial-read buffers */
+struct tls_conn;  /* common/tls.h: -S */
+struct tls_ctx;
 #include "list.h" /* common/: the options' owned copies */
 #include "proto.h"
 
@@ -139,6 +141,39 @@ int bench__stamp_read(const uint8_t *p, size_t len, int *clock, uint64_t *ns);
 /* Fills p with the filler pattern (printable, like emqtt-bench's 'a's). */
 void bench__payload_fill(uint8_t *p, size_t len);
 
+/* --- WebSocket (ws.c) --------------------------------------------------------
+ * The client side of RFC 6455 for --ws: pure, client.c does the I/O. */
+#define BENCH_WS_KEY_LEN 24         /* base64 of the 16-byte nonce */
+#define BENCH_WS_MAX_HEAD 8192      /* the server's 101 answer, headers included */
+#define BENCH_WS_PATH "/mqtt"       /* emqtt-bench's (emqtt's) path */
+enum { BENCH_WS_CONT = 0, BENCH_WS_TEXT = 1, BENCH_WS_BINARY = 2, BENCH_WS_CLOSE = 8, BENCH_WS_PING = 9,
+       BENCH_WS_PONG = 10 };
+
+struct bench_ws_frame {
+    bool fin;
+    uint8_t opcode;
+    const uint8_t *payload; /* points into the parsed bytes */
+    size_t len;
+};
+
+/* Sec-WebSocket-Key from a seed (the same seed gives the same key, so a
+ * client need not keep it). */
+void bench__ws_key(uint64_t seed, char out[BENCH_WS_KEY_LEN + 1]);
+/* Appends the upgrade request (subprotocol mqtt). 0, or -1 out of memory. */
+int bench__ws_request(struct buf *out, const char *host, uint16_t port, const char *path, const char *key);
+/* Checks the server's answer in p[0..len): 1 when it is a complete, valid 101
+ * for key (*used = the bytes of its head), 0 when more is needed, -1 with a
+ * message in err otherwise (not 101, no Upgrade, a wrong Sec-WebSocket-Accept,
+ * a head above BENCH_WS_MAX_HEAD). */
+int bench__ws_response(const uint8_t *p, size_t len, const char *key, size_t *used, char *err, size_t errlen);
+/* Appends one final frame of opcode with p (n bytes) masked with mask. 0 or -1. */
+int bench__ws_frame(struct buf *out, uint8_t opcode, const uint8_t *p, size_t n, uint32_t mask);
+/* Decodes the frame at the start of p: its length when it is whole (f filled,
+ * payload pointing into p), 0 when more is needed, -1 when it breaks RFC 6455
+ * for a client (masked, reserved bits or opcodes, a control frame over 125
+ * bytes or fragmented) or its payload exceeds max. */
+long bench__ws_parse(const uint8_t *p, size_t len, size_t max, struct bench_ws_frame *f);
+
 /* --- options (options.c) --------------------------------------------------- */
 struct bench_opts {
     enum bench_mode mode;
@@ -176,6 +211,13 @@ struct bench_opts {
     bool json;
     bool quiet;
     bool help;
+    /* TLS (-S): the files are borrowed from argv; NULL when not given */
+    bool ssl;
+    const char *ssl_version; /* "tlsv1.2" or "tlsv1.3": that version only; NULL = either */
+    const char *cacertfile;  /* set: verify the broker against it (and -h as its name) */
+    const char *certfile, *keyfile;
+    const char *ciphers;     /* emqtt-bench's comma list */
+    bool ws;                 /* --ws: MQTT over WebSocket (wss with -S) on BENCH_WS_PATH */
     struct list owned; /* copies of comma lists (hosts and ifaddrs point into them) */
 };
 
@@ -202,6 +244,8 @@ struct bench_errcount {
  * BENCH_ERR_CONNACK + reason code. */
 #define BENCH_ERR_PROTOCOL 1 /* malformed or unexpected packet from the broker */
 #define BENCH_ERR_DISCONNECT 2 /* DISCONNECT from the broker */
+#define BENCH_ERR_TLS 3 /* the TLS handshake or a record failed */
+#define BENCH_ERR_WS 4  /* the WebSocket upgrade was refused, or a frame broke RFC 6455 */
 #define BENCH_ERR_CONNACK 0x1000
 
 struct bench_stats {
@@ -286,6 +330,10 @@ struct bench_client {
     struct buf out;  /* bytes waiting for the current write to finish */
     struct buf pend; /* a partial packet read from the broker */
     char *topic; /* pub: the expanded topic when it does not vary per message */
+    struct tls_conn *tls; /* -S: the session on this connection (owned); NULL for TCP */
+    bool ws_upgrading;    /* --ws: the upgrade request sent, its 101 not read yet */
+    struct buf ws_in;     /* --ws: a partial frame (or the 101's head) read so far */
+    struct buf ws_ctrl;   /* --ws: frames to send before the next data (pongs) */
 };
 
 struct bench_run {
@@ -320,6 +368,12 @@ struct bench_run {
     size_t payload_len;
     bool stamped; /* payloads carry a send-time stamp */
     FILE *progress; /* stdout, or stderr with --json */
+    struct tls_ctx *tls_ctx; /* -S: the client context (common/tls.h), owned; NULL for TCP */
+    struct buf plain;        /* -S: one read decrypted, consumed inside the read callback */
+    bool tls_reported;       /* the first TLS failure's reason went to stderr */
+    struct buf ws_plain;     /* --ws: one read's frame payloads, consumed inside the callback */
+    uint64_t ws_seed;        /* --ws: the keys' seed (run-wide, random) */
+    bool ws_reported;        /* the first WebSocket failure's reason went to stderr */
     struct bench_stats stats, prev;
     struct bench_hist latency;
     struct bench_hist connect;

@@ -21,7 +21,8 @@ enum opt_id {
     O_MAXCONN, O_PUBINT, O_TOPIC, O_QOS, O_SIZE, O_MESSAGE, O_RETAIN, O_KEEPALIVE,
     O_CLEAN, O_EXPIRY, O_LIMIT, O_LIMIT_PC, O_INFLIGHT, O_USER, O_PASS, O_PREFIX,
     O_SHORTIDS, O_IFADDR, O_WAIT, O_RETRY, O_DURATION, O_CTIMEOUT, O_CLOCK, O_JSON,
-    O_QUIET, O_LOGTO, O_LOWMEM, O_SSL, O_TLSFILE, O_WS, O_QUIC,
+    O_QUIET, O_LOGTO, O_LOWMEM, O_SSL, O_SSLVER, O_CACERT, O_CERTFILE, O_KEYFILE, O_CIPHERS, O_WS,
+    O_QUIC,
 };
 
 struct opt_def {
@@ -107,12 +108,23 @@ static const struct opt_def defs[] = {
     {O_LOGTO, 0, "log_to", NULL, ALL, ARG_REQ, "console|null",
      "null is the same as --quiet [default: console]"},
     {O_LOWMEM, 'l', "lowmem", NULL, ALL, ARG_BOOL, NULL, NULL},
-    {O_SSL, 'S', "ssl", NULL, ALL, ARG_BOOL, "[true|false]", "TLS: not supported yet"},
-    {O_TLSFILE, 0, "certfile", NULL, ALL, ARG_REQ, NULL, NULL},
-    {O_TLSFILE, 0, "keyfile", NULL, ALL, ARG_REQ, NULL, NULL},
-    {O_TLSFILE, 0, "cacertfile", NULL, ALL, ARG_REQ, NULL, NULL},
-    {O_TLSFILE, 0, "ssl-version", NULL, ALL, ARG_REQ, NULL, NULL},
-    {O_WS, 0, "ws", NULL, ALL, ARG_BOOL, NULL, NULL},
+    {O_SSL, 'S', "ssl", NULL, ALL, ARG_BOOL, "[true|false]",
+     "connect over TLS (MQTT over TLS, usually port 8883) [default: false]"},
+    {O_SSLVER, 0, "ssl-version", NULL, ALL, ARG_REQ, "tlsv1.2|tlsv1.3",
+     "TLS version to use, and only that one; implies -S (tlsv1.3_nocompat is "
+     "taken as tlsv1.3; 1.0 and 1.1 are refused)"},
+    {O_CACERT, 0, "cacertfile", NULL, ALL, ARG_REQ, "FILE",
+     "CA certificates (PEM) the broker's certificate must chain to; the host name "
+     "given with -h must match it. Without it the broker is not verified, as in "
+     "emqtt-bench"},
+    {O_CERTFILE, 0, "certfile", NULL, ALL, ARG_REQ, "FILE",
+     "client certificate (PEM), if the broker requires one"},
+    {O_KEYFILE, 0, "keyfile", NULL, ALL, ARG_REQ, "FILE", "private key (PEM) of --certfile"},
+    {O_CIPHERS, 0, "ciphers", NULL, ALL, ARG_REQ, "LIST",
+     "comma list of cipher suites: TLS 1.3 names (TLS_AES_128_GCM_SHA256) and "
+     "OpenSSL TLS 1.2 names (ECDHE-ECDSA-AES128-GCM-SHA256)"},
+    {O_WS, 0, "ws", NULL, ALL, ARG_BOOL, "[true|false]",
+     "MQTT over WebSocket on " BENCH_WS_PATH " (wss with -S), subprotocol mqtt [default: false]"},
     {O_QUIC, 0, "quic", NULL, ALL, ARG_BOOL, NULL, NULL},
 };
 
@@ -472,13 +484,41 @@ static int apply_choice(struct bench_opts *o, int id, const char *val, const cha
     return 0;
 }
 
-/* emqtt-bench's transports other than plain TCP: accepted when switched off. */
-static int apply_transport(int id, bool bval, const char *label, char *err, size_t errlen)
+/* TLS options, and emqtt-bench's transports other than TCP and TLS: accepted
+ * when switched off. */
+static int apply_transport(struct bench_opts *o, int id, const char *val, bool bval, const char *label,
+                           char *err, size_t errlen)
 {
-    if (id == O_TLSFILE || (id == O_SSL && bval))
-        return fail(err, errlen, "option %s: TLS is not supported yet", label);
-    if (id == O_WS && bval)
-        return fail(err, errlen, "option %s: WebSocket transport is not supported", label);
+    switch (id) {
+    case O_SSL:
+        o->ssl = bval;
+        return 0;
+    case O_SSLVER:
+        if (!strcmp(val, "tlsv1.3_nocompat"))
+            val = "tlsv1.3";
+        if (strcmp(val, "tlsv1.2") && strcmp(val, "tlsv1.3"))
+            return fail(err, errlen, "option %s: '%s' is not tlsv1.2 or tlsv1.3 (older versions are not spoken)",
+                        label, val);
+        o->ssl_version = val;
+        o->ssl = true;
+        return 0;
+    case O_CACERT:
+        o->cacertfile = val;
+        return 0;
+    case O_CERTFILE:
+        o->certfile = val;
+        return 0;
+    case O_KEYFILE:
+        o->keyfile = val;
+        return 0;
+    case O_CIPHERS:
+        o->ciphers = val;
+        return 0;
+    }
+    if (id == O_WS) {
+        o->ws = bval;
+        return 0;
+    }
     if (id == O_QUIC && bval)
         return fail(err, errlen, "option %s: QUIC transport is not supported", label);
     return 0;
@@ -503,10 +543,14 @@ static int apply(struct bench_opts *o, const struct opt_def *d, const char *val,
     case O_LOGTO:
         return apply_choice(o, d->id, val, label, err, errlen);
     case O_SSL:
-    case O_TLSFILE:
+    case O_SSLVER:
+    case O_CACERT:
+    case O_CERTFILE:
+    case O_KEYFILE:
+    case O_CIPHERS:
     case O_WS:
     case O_QUIC:
-        return apply_transport(d->id, bval, label, err, errlen);
+        return apply_transport(o, d->id, val, bval, label, err, errlen);
     default:
         break;
     }
@@ -596,6 +640,8 @@ static int check_opts(struct bench_opts *o, enum bench_mode mode, char *err, siz
         return fail(err, errlen, "password longer than 65535 bytes");
     if (o->prefix && strlen(o->prefix) > 200)
         return fail(err, errlen, "--prefix longer than 200 bytes");
+    if (!o->certfile != !o->keyfile)
+        return fail(err, errlen, "--certfile and --keyfile go together");
     return check_topics(o, err, errlen);
 }
 
@@ -697,7 +743,8 @@ void bench__usage(FILE *f, enum bench_mode mode)
             "\nDifferences from emqtt-bench: variables are replaced anywhere in a topic, not\n"
             "only as a whole level; -L on sub, --limit-per-client, -d/--duration, --json,\n"
             "--quiet, --clock, --connect-timeout and --max-connecting are starling-bench's\n"
-            "own; -S/--ssl, --ws and --quic are refused (TLS is not supported yet);\n"
+            "own; --cacertfile verifies the broker (emqtt-bench never does); --quic is\n"
+            "refused;\n"
             "-l/--lowmem is accepted and ignored; --shortids has no short form (-s is size).\n"
             "Latency needs a payload of at least 12 bytes and pub and sub on one machine\n"
             "(CLOCK_MONOTONIC), or --clock realtime with synchronised clocks.\n");

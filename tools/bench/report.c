@@ -54,6 +54,10 @@ const char *bench__error_message(int code, char *buf, size_t len)
         snprintf(buf, len, "protocol error from the broker");
     else if (code == BENCH_ERR_DISCONNECT)
         snprintf(buf, len, "disconnected by the broker");
+    else if (code == BENCH_ERR_TLS)
+        snprintf(buf, len, "TLS handshake failed");
+    else if (code == BENCH_ERR_WS)
+        snprintf(buf, len, "WebSocket upgrade refused or bad frame");
     else if (code >= BENCH_ERR_CONNACK)
         snprintf(buf, len, "CONNACK 0x%02X %s", (unsigned)(code - BENCH_ERR_CONNACK),
                  connack_text((unsigned)(code - BENCH_ERR_CONNACK)));
@@ -70,6 +74,10 @@ const char *bench__error_name(int code, char *buf, size_t len)
         snprintf(buf, len, "PROTOCOL");
     else if (code == BENCH_ERR_DISCONNECT)
         snprintf(buf, len, "DISCONNECT");
+    else if (code == BENCH_ERR_TLS)
+        snprintf(buf, len, "TLS");
+    else if (code == BENCH_ERR_WS)
+        snprintf(buf, len, "WS");
     else if (code >= BENCH_ERR_CONNACK)
         snprintf(buf, len, "CONNACK_0x%02X", (unsigned)(code - BENCH_ERR_CONNACK));
     else
@@ -113,6 +121,12 @@ void bench__report_progress(FILE *f, const struct bench_opts *o, const struct be
     fflush(f);
 }
 
+/* "tcp", "tls", "ws" or "wss": what -S and --ws asked for. */
+static const char *transport_name(const struct bench_opts *o)
+{
+    return o->ws ? (o->ssl ? "wss" : "ws") : o->ssl ? "tls" : "tcp";
+}
+
 static const char *version_name(uint8_t v)
 {
     return v == 3 ? "3.1" : v == 4 ? "3.1.1" : "5.0";
@@ -144,6 +158,8 @@ void bench__report_text(FILE *f, const struct bench_report *r)
             o->count, version_name(o->version), o->hosts[0], o->port);
     if (o->nhosts > 1)
         fprintf(f, " (+%zu hosts)", o->nhosts - 1);
+    if (o->ssl || o->ws)
+        fprintf(f, " over %s", transport_name(o));
     if (o->mode != BENCH_CONN)
         fprintf(f, ", QoS %u", o->qos);
     if (o->mode == BENCH_PUB)
@@ -220,9 +236,9 @@ void bench__report_json(FILE *f, const struct bench_report *r)
     fprintf(f, "{\"mode\": \"%s\", \"host\": ", bench__mode_name(o->mode));
     json_str(f, o->hosts[0]);
     fprintf(f,
-            ", \"port\": %u, \"version\": %u, \"clients\": %" PRIu32 ", \"qos\": %u"
+            ", \"port\": %u, \"transport\": \"%s\", \"version\": %u, \"clients\": %" PRIu32 ", \"qos\": %u"
             ", \"payload_size\": %zu, \"duration_s\": %.3f,\n",
-            o->port, o->version, o->count, o->qos,
+            o->port, transport_name(o), o->version, o->count, o->qos,
             o->mode != BENCH_PUB ? 0 : o->message ? strlen(o->message) : (size_t)o->size,
             elapsed);
     fprintf(f,

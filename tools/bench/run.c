@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "tls.h" /* common/: -S */
 
 #define TICK_MS 250
 #define STOP_GRACE_MS 2000
@@ -107,6 +108,76 @@ void bench__client_id(const struct bench_run *r, const struct bench_client *c, c
              (unsigned long long)(r->opts->start_number + c->index + 1));
 }
 
+/* emqtt-bench's --ciphers is one comma list; OpenSSL keeps TLS 1.3 suites
+ * (TLS_*) apart from the TLS 1.2 cipher list: split it into the two, each
+ * ':'-separated. The strings are malloc'd into v12 and v13 (NULL when empty). */
+static int split_ciphers(const char *list, char **v12, char **v13)
+{
+    size_t n = strlen(list) + 1;
+    *v12 = calloc(1, n);
+    *v13 = calloc(1, n);
+    if (!*v12 || !*v13)
+        return -ENOMEM;
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, ",");
+        if (len) {
+            char *to = strncmp(p, "TLS_", 4) == 0 ? *v13 : *v12;
+            if (*to)
+                strcat(to, ":");
+            strncat(to, p, len);
+        }
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    if (!**v12) {
+        free(*v12);
+        *v12 = NULL;
+    }
+    if (!**v13) {
+        free(*v13);
+        *v13 = NULL;
+    }
+    return 0;
+}
+
+/* -S: one client context for every connection. Without --cacertfile the
+ * broker is not verified (as emqtt-bench, whose default is verify_none). */
+static int tls_setup(struct bench_run *r, char *err, size_t errlen)
+{
+    const struct bench_opts *o = r->opts;
+    if (!o->ssl) {
+        if (o->cacertfile || o->certfile || o->ciphers)
+            fprintf(stderr, "starling-bench: warning: --cacertfile, --certfile, --keyfile and --ciphers "
+                            "apply with -S only (plain TCP now)\n");
+        return 0;
+    }
+    char *v12 = NULL, *v13 = NULL;
+    if (o->ciphers && split_ciphers(o->ciphers, &v12, &v13) != 0) {
+        free(v12);
+        free(v13);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    struct tls_config cfg = {
+        .cafile = o->cacertfile,
+        .certfile = o->certfile,
+        .keyfile = o->keyfile,
+        .ciphers = v12,
+        .ciphersuites = v13,
+        .tls_version = o->ssl_version,
+        .max_version = o->ssl_version,
+        .insecure = !o->cacertfile,
+    };
+    char why[300];
+    int rc = tls_ctx_new(&cfg, false, &r->tls_ctx, why, sizeof(why));
+    free(v12);
+    free(v13);
+    if (rc)
+        snprintf(err, errlen, "TLS: %s", why);
+    return rc;
+}
+
 int bench__run_init(struct bench_run *r, uv_loop_t *loop, const struct bench_opts *o,
                     char *err, size_t errlen)
 {
@@ -131,6 +202,9 @@ int bench__run_init(struct bench_run *r, uv_loop_t *loop, const struct bench_opt
             return -EINVAL;
         }
     }
+    if (tls_setup(r, err, errlen) != 0)
+        return -EINVAL;
+    r->ws_seed = bench__rng_next(&r->rng);
     make_id_prefix(r);
     raise_nofile(o, stderr);
 
@@ -160,12 +234,18 @@ int bench__run_init(struct bench_run *r, uv_loop_t *loop, const struct bench_opt
 nomem:
     free(r->payload);
     r->payload = NULL;
+    tls_ctx_free(r->tls_ctx);
+    r->tls_ctx = NULL;
     snprintf(err, errlen, "out of memory for %u clients", o->count);
     return -ENOMEM;
 }
 
 void bench__run_close(struct bench_run *r)
 {
+    tls_ctx_free(r->tls_ctx);
+    r->tls_ctx = NULL;
+    buf_free(&r->plain);
+    buf_free(&r->ws_plain);
     free(r->clients);
     r->clients = NULL;
     free(r->payload);

@@ -1,6 +1,8 @@
 /* client: starlingctl's blocking HTTP/1.1 client: the node's URL, one request
  * per connection over a TCP socket with a deadline for the whole exchange,
- * the response parsed with http-parser. */
+ * the response parsed with http-parser. HTTPS runs the memory-BIO engine of
+ * common/tls.h over the same non-blocking socket and poll() deadlines: the
+ * handshake first, then the request encrypted, the response decrypted. */
 #include <errno.h>
 #include <fcntl.h>
 #include <http_parser.h>
@@ -16,12 +18,14 @@
 
 #include "buf.h" /* common/: the response body as it arrives */
 #include "ctl.h"
+#include "tls.h" /* common/: HTTPS */
 
 #define CTL_MAX_RESPONSE (256u << 20)
 
 /* --- the node's address ------------------------------------------------------ */
 
-int ctl_target_set(struct ctl_target *t, const char *host, const char *port, char *err, size_t errlen)
+int ctl_target_set(struct ctl_target *t, const char *host, const char *port, bool https, char *err,
+                   size_t errlen)
 {
     char *end;
     if (!host)
@@ -40,21 +44,47 @@ int ctl_target_set(struct ctl_target *t, const char *host, const char *port, cha
     }
     snprintf(t->host, sizeof(t->host), "%s", host);
     snprintf(t->port, sizeof(t->port), "%ld", p);
-    snprintf(t->url, sizeof(t->url), strchr(host, ':') ? "http://[%s]:%s" : "http://%s:%s", t->host, t->port);
+    t->https = https;
+    snprintf(t->url, sizeof(t->url), strchr(host, ':') ? "%s://[%s]:%s" : "%s://%s:%s", https ? "https" : "http",
+             t->host, t->port);
     return 0;
+}
+
+int ctl_tls_setup(struct ctl_target *t, const char *cafile, const char *certfile, const char *keyfile,
+                  bool insecure, char *err, size_t errlen)
+{
+    struct tls_config cfg = {
+        .cafile = cafile,
+        .certfile = certfile,
+        .keyfile = keyfile,
+        .insecure = insecure,
+    };
+    char why[300];
+    if (tls_ctx_new(&cfg, false, &t->tls, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "%s", why);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+void ctl_target_free(struct ctl_target *t)
+{
+    tls_ctx_free(t->tls);
+    t->tls = NULL;
 }
 
 int ctl_url_parse(const char *url, struct ctl_target *t, char *err, size_t errlen)
 {
     struct http_parser_url u;
     http_parser_url_init(&u);
-    if (strncmp(url, "http://", 7) != 0) {
-        snprintf(err, errlen, "--url %s: only http://HOST:PORT is supported", url);
+    bool https = strncmp(url, "https://", 8) == 0;
+    if (!https && strncmp(url, "http://", 7) != 0) {
+        snprintf(err, errlen, "--url %s: only http://HOST:PORT and https://HOST:PORT are supported", url);
         return -EINVAL;
     }
     if (http_parser_parse_url(url, strlen(url), 0, &u) != 0 || !(u.field_set & (1u << UF_HOST)) ||
         (u.field_set & (1u << UF_USERINFO | 1u << UF_QUERY | 1u << UF_FRAGMENT))) {
-        snprintf(err, errlen, "--url %s: not of the form http://HOST:PORT", url);
+        snprintf(err, errlen, "--url %s: not of the form http(s)://HOST:PORT", url);
         return -EINVAL;
     }
     if ((u.field_set & (1u << UF_PATH)) &&
@@ -72,7 +102,7 @@ int ctl_url_parse(const char *url, struct ctl_target *t, char *err, size_t errle
     host[hlen] = '\0';
     if (u.field_set & (1u << UF_PORT))
         snprintf(port, sizeof(port), "%u", u.port);
-    return ctl_target_set(t, host, port, err, errlen);
+    return ctl_target_set(t, host, port, https, err, errlen);
 }
 
 char *ctl_pct_encode(const char *s)
@@ -201,7 +231,111 @@ static int send_all(int fd, const char *data, size_t len, double deadline)
     return 0;
 }
 
-static int read_response(int fd, struct reader *r, double deadline)
+/* One connection to the node: a socket, and TLS on it for https. */
+struct link {
+    int fd;
+    bool secure;
+    struct tls_conn tls;
+    struct buf plain; /* decrypted and not yet handed out */
+    size_t plain_pos;
+};
+
+/* Sends what the TLS engine has for the wire. */
+static int link_flush(struct link *l, double deadline)
+{
+    struct buf wire;
+    buf_init(&wire);
+    int rc = tls_conn_output(&l->tls, &wire);
+    if (!rc && wire.len)
+        rc = send_all(l->fd, (const char *)wire.data, wire.len, deadline);
+    buf_free(&wire);
+    return rc;
+}
+
+static int link_send(struct link *l, const char *data, size_t len, double deadline)
+{
+    if (!l->secure)
+        return send_all(l->fd, data, len, deadline);
+    if (tls_conn_write(&l->tls, (const uint8_t *)data, len) != 0)
+        return -EPROTO;
+    return link_flush(l, deadline);
+}
+
+/* Reads ciphertext and decrypts it into l->plain. 0 (maybe nothing new: the
+ * handshake), 1 at the end of the stream, or a negative error (-EPROTO for
+ * TLS, its reason in l->tls.why). */
+static int link_pull(struct link *l, double deadline)
+{
+    uint8_t raw[16384];
+    for (;;) {
+        ssize_t n = recv(l->fd, raw, sizeof(raw), 0);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            int rc = wait_fd(l->fd, POLLIN, deadline);
+            if (rc)
+                return rc;
+            continue;
+        }
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return 1;
+        int rc = tls_conn_input(&l->tls, raw, (size_t)n, &l->plain);
+        int sent = link_flush(l, deadline); /* the handshake's answer, or an alert */
+        if (rc)
+            return rc == -ENOMEM ? -ENOMEM : -EPROTO;
+        if (sent)
+            return sent;
+        return l->tls.peer_closed && l->plain_pos == l->plain.len ? 1 : 0;
+    }
+}
+
+static int link_handshake(struct link *l, double deadline)
+{
+    if (tls_conn_connect(&l->tls) != 0)
+        return -EPROTO;
+    int rc = link_flush(l, deadline);
+    while (!rc && !l->tls.established) {
+        rc = link_pull(l, deadline);
+        if (rc == 1) {
+            snprintf(l->tls.why, sizeof(l->tls.why), "the node closed the connection during the TLS handshake");
+            rc = -EPROTO;
+        }
+    }
+    return rc;
+}
+
+/* Like recv: up to cap bytes of the response, 0 at its end, or -errno. */
+static ssize_t link_recv(struct link *l, char *out, size_t cap, double deadline)
+{
+    if (!l->secure) {
+        for (;;) {
+            ssize_t n = recv(l->fd, out, cap, 0);
+            if (n >= 0)
+                return n;
+            if (errno != EAGAIN && errno != EINTR)
+                return -errno;
+            int rc = wait_fd(l->fd, POLLIN, deadline);
+            if (rc)
+                return rc;
+        }
+    }
+    while (l->plain_pos == l->plain.len) {
+        l->plain.len = l->plain_pos = 0;
+        int rc = link_pull(l, deadline);
+        if (rc == 1)
+            return 0;
+        if (rc < 0)
+            return rc;
+    }
+    size_t n = l->plain.len - l->plain_pos;
+    if (n > cap)
+        n = cap;
+    memcpy(out, l->plain.data + l->plain_pos, n);
+    l->plain_pos += n;
+    return (ssize_t)n;
+}
+
+static int read_response(struct link *l, struct reader *r, double deadline)
 {
     http_parser p;
     http_parser_settings s;
@@ -212,15 +346,9 @@ static int read_response(int fd, struct reader *r, double deadline)
     p.data = r;
     char buf[16384];
     while (!r->complete) {
-        ssize_t n = recv(fd, buf, sizeof(buf), 0);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-            int rc = wait_fd(fd, POLLIN, deadline);
-            if (rc)
-                return rc;
-            continue;
-        }
+        ssize_t n = link_recv(l, buf, sizeof(buf), deadline);
         if (n < 0)
-            return -errno;
+            return (int)n;
         /* n == 0 tells the parser the stream ended (a body that runs to EOF) */
         size_t used = http_parser_execute(&p, &s, buf, (size_t)n);
         if (HTTP_PARSER_ERRNO(&p) != HPE_OK || used != (size_t)n)
@@ -248,7 +376,7 @@ int ctl_http_request(const struct ctl_target *t, const char *method, const char 
                       "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: starlingctl/" STARLING_VERSION
                       "\r\nAccept: application/json, text/plain\r\nConnection: close\r\n%s%s%s"
                       "%sContent-Length: %zu\r\n\r\n",
-                      method, target, t->url + 7, token && *token ? "Authorization: Bearer " : "",
+                      method, target, strstr(t->url, "://") + 3, token && *token ? "Authorization: Bearer " : "",
                       token && *token ? token : "", token && *token ? "\r\n" : "",
                       body ? "Content-Type: application/json\r\n" : "", blen);
     if (hl < 0 || (size_t)hl >= sizeof(head)) {
@@ -259,11 +387,28 @@ int ctl_http_request(const struct ctl_target *t, const char *method, const char 
     if (fd < 0)
         return CTL_EREACH;
     struct reader r = {.out = out};
-    int rc = send_all(fd, head, (size_t)hl, deadline);
-    if (!rc && blen)
-        rc = send_all(fd, body, blen, deadline);
+    struct link l = {.fd = fd, .secure = t->https};
+    int rc = 0;
+    if (l.secure) {
+        rc = t->tls ? tls_conn_init(&l.tls, t->tls, t->host) : -EINVAL;
+        if (!rc)
+            rc = link_handshake(&l, deadline);
+        if (rc == -EPROTO || rc == -EINVAL) {
+            snprintf(err, errlen, "%s: TLS handshake failed: %s", t->url,
+                     rc == -EINVAL ? "no TLS context" : l.tls.why[0] ? l.tls.why : "protocol error");
+            tls_conn_free(&l.tls);
+            close(fd);
+            return CTL_ETLS;
+        }
+    }
     if (!rc)
-        rc = read_response(fd, &r, deadline);
+        rc = link_send(&l, head, (size_t)hl, deadline);
+    if (!rc && blen)
+        rc = link_send(&l, body, blen, deadline);
+    if (!rc)
+        rc = read_response(&l, &r, deadline);
+    tls_conn_free(&l.tls);
+    buf_free(&l.plain);
     close(fd);
     if (!rc) {
         out->body = (char *)r.body.data;
@@ -284,7 +429,8 @@ int ctl_http_request(const struct ctl_target *t, const char *method, const char 
     if (rc == -ETIMEDOUT)
         snprintf(err, errlen, "cannot reach %s: no answer within %g s", t->url, timeout_s);
     else if (rc == -ECONNRESET)
-        snprintf(err, errlen, "cannot reach %s: the connection closed before a complete response", t->url);
+        snprintf(err, errlen, "cannot reach %s: the connection closed before a complete response%s", t->url,
+                 t->https ? "" : " (if the node has admin_certfile, give https://)");
     else
         snprintf(err, errlen, "cannot reach %s: %s", t->url, strerror(-rc));
     return CTL_EREACH;

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "config.h" /* broker/: -c reads the node's own config file */
 #include "ctl.h"
 
 #define CTL_REQUEST_TIMEOUT 20.0 /* seconds, one request */
@@ -27,6 +28,8 @@ struct opts {
     double timeout;
     bool timeout_given;
     long limit;            /* -1: the node's default */
+    char token_buf[128];   /* -c: the file's admin_token */
+    char cafile_buf[512];  /* -c: the file's admin_cafile */
 };
 
 static const char usage_text[] =
@@ -47,9 +50,19 @@ static const char usage_text[] =
     "\n"
     "Options:\n"
     "  --url http://HOST:PORT      the node's admin API (default $STARLINGCTL_URL, else\n"
-    "                              " CTL_DEFAULT_URL ")\n"
-    "  --host HOST, --port PORT    the same, given apart\n"
-    "  --token TOKEN               the node's admin_token (default $STARLINGCTL_TOKEN)\n"
+    "                              " CTL_DEFAULT_URL "); https://HOST:PORT for a\n"
+    "                              node with admin_certfile\n"
+    "  --host HOST, --port PORT    the same, given apart (HTTPS with --cacert or -k)\n"
+    "  --cacert FILE               HTTPS: the CA certificates (PEM) the node's certificate\n"
+    "                              must chain to (default: the system's CAs)\n"
+    "  --cert FILE, --key FILE     HTTPS: a client certificate and its key, for a node\n"
+    "                              with admin_cafile\n"
+    "  -k, --insecure              HTTPS without verifying the node's certificate\n"
+    "  -c, --config FILE           the node's config file: its admin_listen (https when\n"
+    "                              admin_certfile is set), admin_token, and admin_cafile\n"
+    "                              as the default --cacert\n"
+    "  --token TOKEN               the node's admin_token (default: the config file's,\n"
+    "                              else $STARLINGCTL_TOKEN)\n"
     "  --json                      print the node's JSON as it came\n"
     "  --timeout SECONDS           per request (default 20); for cluster join, the whole\n"
     "                              wait until the node is a voter (default 60)\n"
@@ -57,8 +70,9 @@ static const char usage_text[] =
     "  -h, --help                  print this help and exit\n"
     "  -V, --version               print the version and exit\n"
     "\n"
-    "Exit status: 0 done (or nothing to do), 1 the node refused or the operation\n"
-    "failed, 2 usage error, 3 the node could not be reached.\n";
+    "Exit status: 0 done (or nothing to do), 1 the node refused, the operation\n"
+    "failed or its certificate did not verify, 2 usage error, 3 the node could not\n"
+    "be reached.\n";
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -195,6 +209,9 @@ static int call(const struct opts *o, const char *method, const char *target, co
     if (rc == 0)
         return 0;
     fprintf(stderr, "starlingctl: %s\n", err);
+    if (rc == CTL_ETLS)
+        fprintf(stderr, "starlingctl: check --cacert (the CA that signed the node's admin_certfile), "
+                        "--cert/--key when the node has admin_cafile, or the URL's host name\n");
     return rc == CTL_EREACH ? CTL_EXIT_UNREACHABLE : CTL_EXIT_FAILED;
 }
 
@@ -547,29 +564,84 @@ static bool node_id(const char *s, unsigned long *out)
     return true;
 }
 
-enum { OPT_URL = 256, OPT_HOST, OPT_PORT, OPT_TOKEN, OPT_JSON, OPT_TIMEOUT, OPT_LIMIT };
+enum { OPT_URL = 256, OPT_HOST, OPT_PORT, OPT_TOKEN, OPT_JSON, OPT_TIMEOUT, OPT_LIMIT, OPT_CACERT, OPT_CERT, OPT_KEY };
 
 static const struct option long_options[] = {
     {"url", required_argument, NULL, OPT_URL},         {"host", required_argument, NULL, OPT_HOST},
     {"port", required_argument, NULL, OPT_PORT},       {"token", required_argument, NULL, OPT_TOKEN},
     {"json", no_argument, NULL, OPT_JSON},             {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"limit", required_argument, NULL, OPT_LIMIT},     {"help", no_argument, NULL, 'h'},
-    {"version", no_argument, NULL, 'V'},               {NULL, 0, NULL, 0},
+    {"version", no_argument, NULL, 'V'},               {"cacert", required_argument, NULL, OPT_CACERT},
+    {"cert", required_argument, NULL, OPT_CERT},       {"key", required_argument, NULL, OPT_KEY},
+    {"insecure", no_argument, NULL, 'k'},              {"config", required_argument, NULL, 'c'},
+    {NULL, 0, NULL, 0},
 };
+
+/* -c FILE: the node's admin settings from its own config file (read with
+ * the broker's parser): host and port from admin_listen (a wildcard address
+ * means this machine), https when admin_certfile is set, admin_token, and
+ * admin_cafile (the CA of the client certificates, usually the one that
+ * signed the node's too). addr_given: --url/--host/--port win over the
+ * file's address. Returns -1 to go on, else the exit code. */
+static int from_config(struct opts *o, const char *path, bool addr_given, char host[64], char port[8], bool *https)
+{
+    static struct config cfg; /* about 10 KiB: not on the stack */
+    char err[600];
+    config_defaults(&cfg);
+    if (config_load_file(&cfg, path, err, sizeof(err)) != 0)
+        return usage_error("%s", err);
+    uint16_t p = 0;
+    if (!addr_given) {
+        if (strcmp(cfg.admin_listen, "off") == 0)
+            return usage_error("%s: admin_listen is off: this node has no admin API", path);
+        if (config_hostport_split(cfg.admin_listen, host, 64, &p) != 0)
+            return usage_error("%s: admin_listen %s is not IP:PORT", path, cfg.admin_listen);
+        if (strcmp(host, "0.0.0.0") == 0)
+            snprintf(host, 64, "127.0.0.1");
+        else if (strcmp(host, "::") == 0)
+            snprintf(host, 64, "::1");
+        snprintf(port, 8, "%u", p);
+        *https = cfg.admin_certfile[0] != '\0';
+    }
+    if (cfg.admin_token[0]) {
+        snprintf(o->token_buf, sizeof(o->token_buf), "%s", cfg.admin_token);
+        o->token = o->token_buf;
+    }
+    snprintf(o->cafile_buf, sizeof(o->cafile_buf), "%s", cfg.admin_cafile);
+    return -1;
+}
 
 /* Options anywhere on the line; what is left is the command. Returns -1 to
  * run it, else the exit code. */
 static int parse_options(int argc, char **argv, struct opts *o)
 {
-    const char *url = NULL, *host = NULL, *port = NULL;
+    const char *url = NULL, *host = NULL, *port = NULL, *cacert = NULL, *cert = NULL, *key = NULL;
+    const char *config = NULL, *token = NULL;
+    bool insecure = false;
+    char cfg_host[64], cfg_port[8];
     char err[600], *end;
     int ch;
     o->limit = -1;
     o->timeout = CTL_REQUEST_TIMEOUT;
     o->token = getenv("STARLINGCTL_TOKEN");
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":hV", long_options, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":hVkc:", long_options, NULL)) != -1) {
         switch (ch) {
+        case 'c':
+            config = optarg;
+            break;
+        case OPT_CACERT:
+            cacert = optarg;
+            break;
+        case OPT_CERT:
+            cert = optarg;
+            break;
+        case OPT_KEY:
+            key = optarg;
+            break;
+        case 'k':
+            insecure = true;
+            break;
         case OPT_URL:
             url = optarg;
             break;
@@ -580,7 +652,7 @@ static int parse_options(int argc, char **argv, struct opts *o)
             port = optarg;
             break;
         case OPT_TOKEN:
-            o->token = optarg;
+            token = optarg;
             break;
         case OPT_JSON:
             o->json = true;
@@ -612,11 +684,34 @@ static int parse_options(int argc, char **argv, struct opts *o)
     }
     if (url && (host || port))
         return usage_error("give either --url or --host/--port");
+    bool https = false;
+    if (config) {
+        int rc = from_config(o, config, url || host || port, cfg_host, cfg_port, &https);
+        if (rc >= 0)
+            return rc;
+        if (!url && !host && !port) {
+            host = cfg_host;
+            port = cfg_port;
+        }
+    }
+    if (token)
+        o->token = token;
     if (!url && !host && !port)
         url = getenv("STARLINGCTL_URL") && *getenv("STARLINGCTL_URL") ? getenv("STARLINGCTL_URL") : CTL_DEFAULT_URL;
+    bool tls_options = cacert || cert || key || insecure;
     if ((url ? ctl_url_parse(url, &o->target, err, sizeof(err))
-             : ctl_target_set(&o->target, host, port, err, sizeof(err))) != 0)
+             : ctl_target_set(&o->target, host, port, tls_options || https, err, sizeof(err))) != 0)
         return usage_error("%s", err);
+    if (tls_options && !o->target.https)
+        return usage_error("--cacert, --cert, --key and --insecure go with an https:// URL");
+    if (o->target.https && !cacert && o->cafile_buf[0])
+        cacert = o->cafile_buf; /* -c: the node's admin_cafile */
+    if (!cert != !key)
+        return usage_error("--cert and --key go together");
+    if (o->target.https && ctl_tls_setup(&o->target, cacert, cert, key, insecure, err, sizeof(err)) != 0) {
+        fprintf(stderr, "starlingctl: %s\n", err);
+        return CTL_EXIT_FAILED;
+    }
     return -1;
 }
 
@@ -680,5 +775,6 @@ int main(int argc, char **argv)
     if (code >= 0)
         return code;
     code = run(&o, argc - optind, argv + optind);
+    ctl_target_free(&o.target);
     return fflush(stdout) == 0 || code ? code : CTL_EXIT_FAILED;
 }

@@ -2,6 +2,7 @@
 // a result printer. Each script prints one JSON line and exits 0, or prints
 // the error and exits 1; test_node.py checks the JSON.
 'use strict'
+const fs = require('fs')
 const mqtt = require('mqtt')
 
 const args = JSON.parse(process.argv[2] || '{}')
@@ -16,10 +17,21 @@ function withTimeout (promise, ms, what) {
   ]).finally(() => clearTimeout(timer))
 }
 
+// The broker's transport (args.transport: tcp, tls, ws, wss; args.cafile for
+// tls and wss; args.path the WebSocket path) as MQTT.js connect options.
+function transportOptions () {
+  const t = args.transport || 'tcp'
+  const o = { protocol: { tcp: 'mqtt', tls: 'mqtts', ws: 'ws', wss: 'wss' }[t] }
+  if (t === 'ws' || t === 'wss') o.path = args.path || '/mqtt'
+  if (args.cafile) o.ca = fs.readFileSync(args.cafile)
+  if (t === 'tls') o.servername = 'localhost'
+  return o
+}
+
 // Connects and resolves with [client, connack] once CONNACK arrived.
 function connect (opts) {
-  const o = Object.assign({ host: '127.0.0.1', port, protocolVersion: 4, reconnectPeriod: 0,
-    connectTimeout: 5000, clientId: uid('node') }, opts)
+  const o = Object.assign({ host: '127.0.0.1', hostname: '127.0.0.1', port, protocolVersion: 4,
+    reconnectPeriod: 0, connectTimeout: 5000, clientId: uid('node') }, transportOptions(), opts)
   if (o.protocolVersion === 3) o.protocolId = 'MQIsdp'
   const client = mqtt.connect(o)
   client.received = []

@@ -912,3 +912,97 @@ Test(config, sample_config_documents_every_default)
     free(text);
     check_leaks();
 }
+
+/* ---- per-listener TLS keys ------------------------------------------------------------ */
+
+Test(config, tls_keys_apply_to_the_latest_listener)
+{
+    static const char text[] =
+        "listener 1883 0.0.0.0 tcp\n"
+        "listener 8883 0.0.0.0 tls\n"
+        "certfile /etc/s/server.crt\n"
+        "keyfile /etc/s/server.key\n"
+        "cafile \"/etc/s/ca file.crt\"\n"
+        "require_certificate yes\n"
+        "use_identity_as_username on\n"
+        "tls_version TLSv1.3\n"
+        "listener 8884 :: wss\n"
+        "certfile /etc/w/server.crt\n"
+        "keyfile /etc/w/server.key\n"
+        "ciphers ECDHE-ECDSA-AES128-GCM-SHA256\n"
+        "ciphersuites TLS_AES_128_GCM_SHA256\n"
+        "capath /etc/ssl/certs\n"
+        "crlfile /etc/w/crl.pem\n";
+    struct config c;
+    char err[512] = "";
+    config_defaults(&c);
+    cr_assert_eq(load_str(&c, text, err, sizeof(err), NULL), 0, "%s", err);
+    cr_assert_eq(c.listener_count, 3);
+    const struct config_listener *tcp = &c.listeners[0], *tls = &c.listeners[1], *wss = &c.listeners[2];
+    cr_expect_str_empty(tcp->certfile);
+    cr_expect_not(tcp->require_certificate);
+    cr_expect_str_eq(tls->certfile, "/etc/s/server.crt");
+    cr_expect_str_eq(tls->keyfile, "/etc/s/server.key");
+    cr_expect_str_eq(tls->cafile, "/etc/s/ca file.crt");
+    cr_expect_str_eq(tls->tls_version, "tlsv1.3");
+    cr_expect(tls->require_certificate && tls->use_identity_as_username);
+    cr_expect_str_empty(tls->ciphers);
+    cr_expect_str_eq(wss->certfile, "/etc/w/server.crt");
+    cr_expect_str_eq(wss->ciphers, "ECDHE-ECDSA-AES128-GCM-SHA256");
+    cr_expect_str_eq(wss->ciphersuites, "TLS_AES_128_GCM_SHA256");
+    cr_expect_str_eq(wss->capath, "/etc/ssl/certs");
+    cr_expect_str_eq(wss->crlfile, "/etc/w/crl.pem");
+    cr_expect_str_empty(wss->tls_version);
+    cr_expect_not(wss->require_certificate);
+    round_trip(&c);
+
+    /* --set: the last listener, the one a --set listener= line added */
+    char *argv[] = {"starlingd", "--set", "listener=9883 127.0.0.1 tls", "--set", "certfile=/x.crt", NULL};
+    config_defaults(&c);
+    cr_assert_eq(config_parse_args(&c, 5, argv, NULL, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(c.listener_count, 1);
+    cr_expect_eq(c.listeners[0].port, 9883);
+    cr_expect_str_eq(c.listeners[0].certfile, "/x.crt");
+    check_leaks();
+}
+
+Test(config, tls_key_values_are_checked)
+{
+    struct config c, d;
+    char err[256] = "", longpath[300];
+    memset(longpath, 'a', sizeof(longpath) - 1);
+    longpath[sizeof(longpath) - 1] = '\0';
+    config_defaults(&c);
+    d = c;
+    cr_expect_neq(config_set(&c, "tls_version", "tlsv1.1", err, sizeof(err)), 0);
+    cr_expect_not_null(strstr(err, "tlsv1.2, tlsv1.3"), "%s", err);
+    cr_expect_neq(config_set(&c, "require_certificate", "maybe", err, sizeof(err)), 0);
+    cr_expect_neq(config_set(&c, "certfile", longpath, err, sizeof(err)), 0);
+    cr_expect_not_null(strstr(err, "longer than 255"), "%s", err);
+    cr_expect(same_settings(&c, &d), "a refused value changed the config");
+    check_leaks();
+}
+
+Test(config, ws_path_follows_its_listener_and_is_a_path)
+{
+    struct config c;
+    config_defaults(&c);
+    char err[256], *path;
+    int rc = load_str(&c,
+                      "listener 1883 0.0.0.0 tcp\n"
+                      "listener 8083 0.0.0.0 ws\n"
+                      "ws_path /ws/mqtt\n"
+                      "listener 8084 0.0.0.0 wss\n",
+                      err, sizeof(err), &path);
+    drop_tmp(path);
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_expect_str_empty(c.listeners[0].ws_path);
+    cr_expect_str_eq(c.listeners[1].ws_path, "/ws/mqtt");
+    cr_expect_str_empty(c.listeners[2].ws_path, "the default, /mqtt, is left to the listener");
+    const char *bad[] = {"mqtt", "/a b", "/a?b", "/a#b", ""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cr_expect_lt(config_set(&c, "ws_path", bad[i], err, sizeof(err)), 0, "\"%s\" refused", bad[i]);
+        cr_expect(strstr(err, "ws_path") != NULL, "%s", err);
+    }
+    cr_expect_str_empty(c.listeners[2].ws_path, "a refused value changes nothing");
+}

@@ -263,3 +263,33 @@ Test(tls, tlsv1_3_minimum_refuses_a_tlsv1_2_only_client)
     cr_assert(strstr(p.s.why, "protocol"), "%s", p.s.why);
     stop(&p);
 }
+
+Test(tls, max_version_pins_one_version)
+{
+    char err[256], how[96];
+    struct tls_ctx *x;
+    struct tls_config s = {.certfile = path(dir, "server.crt"), .keyfile = path(dir, "server.key")};
+    struct tls_config c12 = {.insecure = true, .tls_version = "tlsv1.2", .max_version = "tlsv1.2"};
+    struct pair p;
+    start(&p, &s, &c12, NULL);
+    cr_assert_eq(p.src, 0);
+    cr_assert_eq(p.crc, 0);
+    cr_assert(p.c.established);
+    tls_conn_describe(&p.c, how, sizeof(how));
+    cr_assert(strncmp(how, "TLSv1.2 ", 8) == 0, "%s", how);
+    stop(&p);
+    /* against a server that starts at 1.3: refused */
+    struct tls_config s13 = {.certfile = path(dir, "server.crt"), .keyfile = path(dir, "server.key"),
+                             .tls_version = "tlsv1.3"};
+    start(&p, &s13, &c12, NULL);
+    cr_assert(p.src == -EPROTO || p.crc == -EPROTO);
+    cr_assert(!p.c.established);
+    stop(&p);
+    /* a version OpenSSL has but the engine does not speak, and one below the minimum */
+    struct tls_config bad = {.insecure = true, .max_version = "tlsv1.1"};
+    cr_assert_eq(tls_ctx_new(&bad, false, &x, err, sizeof(err)), -EINVAL);
+    cr_assert(strstr(err, "tlsv1.1"), "%s", err);
+    struct tls_config below = {.insecure = true, .tls_version = "tlsv1.3", .max_version = "tlsv1.2"};
+    cr_assert_eq(tls_ctx_new(&below, false, &x, err, sizeof(err)), -EINVAL);
+    cr_assert(strstr(err, "not below the minimum"), "%s", err);
+}

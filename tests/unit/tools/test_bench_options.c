@@ -147,6 +147,36 @@ Test(bench_options, booleans)
     cr_assert_eq(o.count, 3, "the next option is not eaten as the boolean's value");
     bench__opts_free(&o);
     parse_ok(&o, BENCH_CONN, "-S false --ssl=false --lowmem -l --ws false");
+    cr_assert(!o.ssl);
+    bench__opts_free(&o);
+}
+
+Test(bench_options, tls_options_are_emqtt_benchs)
+{
+    struct bench_opts o;
+    parse_ok(&o, BENCH_PUB, "-t x -S -c 2");
+    cr_assert(o.ssl);
+    cr_assert_eq(o.count, 2, "-S takes no value unless it is a boolean");
+    cr_assert_null(o.cacertfile, "no CA: the broker is not verified, as in emqtt-bench");
+    bench__opts_free(&o);
+    parse_ok(&o, BENCH_SUB, "-t x --ssl=true --cacertfile ca.crt --certfile c.crt --keyfile c.key "
+                            "--ciphers TLS_AES_128_GCM_SHA256,ECDHE-ECDSA-AES128-GCM-SHA256");
+    cr_assert(o.ssl);
+    cr_assert_str_eq(o.cacertfile, "ca.crt");
+    cr_assert_str_eq(o.certfile, "c.crt");
+    cr_assert_str_eq(o.keyfile, "c.key");
+    cr_assert_str_eq(o.ciphers, "TLS_AES_128_GCM_SHA256,ECDHE-ECDSA-AES128-GCM-SHA256");
+    bench__opts_free(&o);
+    /* --ssl-version implies -S, as in emqtt-bench */
+    parse_ok(&o, BENCH_CONN, "--ssl-version tlsv1.2");
+    cr_assert(o.ssl);
+    cr_assert_str_eq(o.ssl_version, "tlsv1.2");
+    bench__opts_free(&o);
+    parse_ok(&o, BENCH_CONN, "--ssl-version=tlsv1.3_nocompat");
+    cr_assert_str_eq(o.ssl_version, "tlsv1.3");
+    bench__opts_free(&o);
+    parse_ok(&o, BENCH_CONN, "--ws -S -c 1");
+    cr_assert(o.ws && o.ssl);
     bench__opts_free(&o);
 }
 
@@ -204,11 +234,11 @@ Test(bench_options, errors)
         {BENCH_SUB, "-t a/b+", "not a valid topic filter"},
         {BENCH_PUB, "-t x/%rand_0", "%rand_N"},
         {BENCH_PUB, "-t", "needs a value"},
-        {BENCH_PUB, "-t x -I 1 -S", "TLS is not supported yet"},
-        {BENCH_CONN, "--ssl", "TLS is not supported yet"},
-        {BENCH_CONN, "--ssl=true", "TLS is not supported yet"},
-        {BENCH_CONN, "--certfile c.pem", "TLS is not supported yet"},
-        {BENCH_CONN, "--ws", "WebSocket"},
+        {BENCH_CONN, "-S --certfile c.pem", "--certfile and --keyfile go together"},
+        {BENCH_CONN, "-S --keyfile c.key", "--certfile and --keyfile go together"},
+        {BENCH_CONN, "--ssl-version tlsv1.1", "not tlsv1.2 or tlsv1.3"},
+        {BENCH_CONN, "--ssl-version", "needs a value"},
+        {BENCH_CONN, "--cacertfile", "needs a value"},
         {BENCH_CONN, "--quic true", "QUIC"},
         {BENCH_SUB, "-t x -I 10", "-I/--interval_of_msg does not apply to sub"},
         {BENCH_CONN, "-s 10", "-s/--size does not apply to conn"},
@@ -253,6 +283,8 @@ Test(bench_options, usage_lists_the_mode_options)
     bench__usage(f, BENCH_CONN);
     fclose(f);
     cr_assert_eq(strstr(buf, "--interval_of_msg"), NULL, "pub-only option listed for conn");
-    cr_assert_eq(strstr(buf, "--certfile"), NULL, "hidden option listed");
+    cr_assert_eq(strstr(buf, "    --quic"), NULL, "hidden option listed");
+    cr_assert_neq(strstr(buf, "-S, --ssl"), NULL, "the TLS options are listed");
+    cr_assert_neq(strstr(buf, "--cacertfile FILE"), NULL);
     free(buf);
 }

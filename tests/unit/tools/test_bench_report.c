@@ -47,6 +47,9 @@ Test(bench_report, error_texts)
     cr_assert_str_eq(bench__error_name(BENCH_ERR_PROTOCOL, buf, sizeof(buf)), "PROTOCOL");
     cr_assert_str_eq(bench__error_message(BENCH_ERR_DISCONNECT, buf, sizeof(buf)),
                      "disconnected by the broker");
+    cr_assert_str_eq(bench__error_message(BENCH_ERR_TLS, buf, sizeof(buf)), "TLS handshake failed");
+    cr_assert_str_eq(bench__error_name(BENCH_ERR_TLS, buf, sizeof(buf)), "TLS");
+    cr_assert_str_eq(bench__error_name(BENCH_ERR_WS, buf, sizeof(buf)), "WS");
 }
 
 Test(bench_report, rates)
@@ -109,7 +112,7 @@ Test(bench_report, json_summary_has_every_figure)
     bench__report_json(f, &r);
     fclose(f);
     const char *want[] = {
-        "\"mode\": \"sub\"", "\"clients\": 4", "\"qos\": 1", "\"duration_s\": 2.000",
+        "\"mode\": \"sub\"", "\"transport\": \"tcp\"", "\"clients\": 4", "\"qos\": 1", "\"duration_s\": 2.000",
         "\"connected\": 3", "\"failed\": 1", "\"rate_per_s\": 3.0", "\"granted\": 3",
         "\"count\": 1000", "\"rate_per_s\": 2000.0", "\"window_s\": 0.500", "\"p50\": 503" /* bucket [500, 503] */,
         "\"p99\": 991", "\"max\": 1000", "\"error\": \"ECONNREFUSED\"",
@@ -146,6 +149,13 @@ Test(bench_report, text_summary)
                   NULL, "%s", buf);
     cr_assert_neq(strstr(buf, "200 messages, 2000.0 msg/s, 199 acknowledged"), NULL, "%s", buf);
     cr_assert_neq(strstr(buf, "connect time   none measured"), NULL, "%s", buf);
+    free(buf);
+    /* -S --ws */
+    fx.o.ssl = fx.o.ws = true;
+    f = open_memstream(&buf, &len);
+    bench__report_text(f, &r);
+    fclose(f);
+    cr_assert_neq(strstr(buf, "localhost:1883 over wss, QoS 1"), NULL, "%s", buf);
     free(buf);
     fixture_fini(&fx);
 }
