@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite: setup, build, unit tests (meson + Criterion/TAP),
 # integration tests (pytest against a real starlingd), cluster tests (pytest
-# against three starlingd nodes on 127.0.0.x), the fuzzers for a short fixed
+# against three starlingd nodes on 127.0.0.x), the fault suite's short run
+# (tests/jepsen), the fuzzers for a short fixed
 # time each (tests/fuzz/run.sh), then one totals line.
 #
 #   ./tests/run.sh                 everything
 #   ./tests/run.sh --unit          build + unit tests only
-#   ./tests/run.sh --integration   build + integration and cluster tests only
+#   ./tests/run.sh --integration   build + integration, cluster and fault-suite tests only
 #   ./tests/run.sh --fuzz          only the fuzzers (build-fuzz, clang)
 #   ./tests/run.sh --fuzz-long     only the fuzzers, an hour each
 #   ./tests/run.sh --asan          the same in build-asan with ASan + UBSan
@@ -53,7 +54,7 @@ while [ $# -gt 0 ]; do
             esac
             shift ;;
         --) shift; pytest_extra=("$@"); break ;;
-        -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -164,6 +165,19 @@ if [ "$run_integration" = 1 ] && [ "$build_ok" = 1 ]; then
     cluster_ran=1
 fi
 
+# 5b. The fault suite's short run (tests/jepsen: the checkers' self-tests and
+# three ~20 s scenarios against three nodes; docs/jepsen.md). Histories,
+# pictures and index.html go to $BUILD/jepsen-results/suite/.
+jepsen_junit="$BUILD/jepsen.xml"
+jepsen_ran=0
+if [ "$run_integration" = 1 ] && [ "$build_ok" = 1 ] && [ "$mosquitto_mode" = 0 ]; then
+    note "fault suite, short run (pytest tests/jepsen)"
+    rm -rf "$BUILD/jepsen-results/suite"
+    export STARLING_JEPSEN_RESULTS="$BUILD/jepsen-results/suite"
+    run_pytest tests/jepsen "$jepsen_junit" 600
+    jepsen_ran=1
+fi
+
 # 6. Fuzzers: each target for STARLING_FUZZ_SECONDS (tests/fuzz/run.sh writes
 # one result line per target, which the totals count; a crash's input is
 # kept under build-fuzz/fuzz-work/TARGET/crashes/ and its path printed).
@@ -181,7 +195,7 @@ fi
 # 7. Totals.
 note "totals"
 "$PY" - "$BUILD/meson-logs/testlog.json" "$junit" "$unit_ran" "$integration_ran" "$step_failures" \
-    "$cluster_junit" "$cluster_ran" "$fuzz_results" "$fuzz_ran" <<'PYEOF'
+    "$cluster_junit" "$cluster_ran" "$fuzz_results" "$fuzz_ran" "$jepsen_junit" "$jepsen_ran" <<'PYEOF'
 """Counts unit results from meson's testlog.json (TAP subtests when the
 test printed TAP, else one per test), integration and cluster results
 from their pytest JUnit XML files (one per test case) and fuzz results from
@@ -192,7 +206,7 @@ import sys
 import xml.etree.ElementTree as ET
 
 testlog, junit, unit_ran, integration_ran, step_failures, cluster_junit, cluster_ran = sys.argv[1:8]
-fuzz_results, fuzz_ran = sys.argv[8:10]
+fuzz_results, fuzz_ran, jepsen_junit, jepsen_ran = sys.argv[8:12]
 TAP = re.compile(r"^(not ok|ok)\b(.*)$")
 
 
@@ -268,7 +282,7 @@ if unit_ran == "1":
 suites = [("integration" if len(junit.split(":")) == 1 else "integration (%s)" % (
               p.rsplit("integration-", 1)[1][:-4] if "integration-" in p else "tcp"), p, integration_ran)
           for p in junit.split(":") if p]
-for label, path, ran in suites + [("cluster", cluster_junit, cluster_ran)]:
+for label, path, ran in suites + [("cluster", cluster_junit, cluster_ran), ("jepsen", jepsen_junit, jepsen_ran)]:
     if ran != "1":
         continue
     i = count_junit(path)

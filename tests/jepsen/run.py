@@ -1,0 +1,75 @@
+"""Command line of the fault suite (tests/jepsen/run.sh wraps it).
+
+    run.py                      the short run (scenarios.SHORT)
+    run.py --all                every workload with every nemesis
+    run.py SCENARIO ...         those (workload-nemesis, e.g. queue-pause-leader)
+    run.py --list               the scenario names
+    run.py --check HISTORY --workload W   the checkers again on a recorded history
+
+Options: --duration S (per scenario, default 20), --results DIR (default
+$STARLING_JEPSEN_RESULTS, else <build>/jepsen-results/<time>), --seed N.
+Prints one verdict line per scenario and the index page; exits 1 when a
+checker failed (or a node crashed, or the run could not be completed).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import sys
+
+import backend
+import report
+import scenarios
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("scenarios", nargs="*")
+    ap.add_argument("--all", action="store_true")
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--duration", type=float, default=scenarios.DURATION)
+    ap.add_argument("--results")
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--check")
+    ap.add_argument("--workload")
+    a = ap.parse_args(argv)
+    backend.exit_cleanly_on_sigterm()
+    if a.list:
+        print("\n".join(scenarios.ALL))
+        return 0
+    if a.check:
+        res = scenarios.check_file(a.check, a.workload or scenarios.parse(pathlib.Path(a.check).parent.name)[0])
+        print(report.verdict_line(res))
+        print(json.dumps(res["checks"], indent=1, default=str))
+        return 0 if res["valid"] is not False else 1
+    names = scenarios.ALL if a.all else (a.scenarios or scenarios.SHORT)
+    for n in names:
+        scenarios.parse(n)
+    results_dir = pathlib.Path(a.results or os.environ.get("STARLING_JEPSEN_RESULTS") or default_results())
+    results_dir.mkdir(parents=True, exist_ok=True)
+    print("fault suite: %d scenario(s), %.0f s each, results in %s" % (len(names), a.duration, results_dir),
+          flush=True)
+    results = []
+    for n in names:
+        results.append(scenarios.run_scenario(n, results_dir, a.duration, a.seed,
+                                               log=lambda line: print(line, flush=True)))
+        report.index(results, results_dir / "index.html")
+    failed = [r for r in results if r["valid"] is False]
+    print("%d scenario(s): %d passed, %d failed, %d undecided; %s" % (
+        len(results), sum(1 for r in results if r["valid"] is True), len(failed),
+        sum(1 for r in results if r["valid"] == "unknown"), results_dir / "index.html"))
+    return 1 if failed else 0
+
+
+def default_results():
+    starlingd = pathlib.Path(os.environ.get("STARLINGD") or
+                             pathlib.Path(__file__).resolve().parents[2] / "build" / "broker" / "starlingd")
+    build = starlingd.parent.parent
+    base = build if build.is_dir() else pathlib.Path("/tmp")
+    return base / "jepsen-results" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
