@@ -184,6 +184,7 @@ static void on_tick(uv_timer_t *t)
     if (st.role == 2)
         broker__orphans_adopt(b);
     broker__session_tick(b);
+    broker__remote_applied(b); /* those that waited too long */
     if (b->cfg.sys_interval && broker__now(b) - b->last_sys_ms >= (uint64_t)b->cfg.sys_interval * 1000) {
         b->last_sys_ms = broker__now(b);
         broker__sys_publish(b);
@@ -193,6 +194,9 @@ static void on_tick(uv_timer_t *t)
 static void on_flush(uv_prepare_t *h)
 {
     struct broker *b = h->data;
+    /* forwarded PUBLISHes that waited for the entries applied since (whole
+     * entries: the in-memory indexes follow an entry command by command) */
+    broker__remote_applied(b);
     /* a flush may drain a subscriber and release publishers: read them
      * before the loop polls, or they would wait for an unrelated event */
     do
@@ -218,6 +222,7 @@ void broker__init(struct broker *b, const struct config *cfg)
     b->cfg = *cfg;
     list_init(&b->claims);
     list_init(&b->parked);
+    list_init(&b->fwd_waiting);
     list_init(&b->conns);
     list_init(&b->partials);
     list_init(&b->sessions_timed);
@@ -359,6 +364,7 @@ void broker_free(struct broker *b)
     for (uint32_t i = 0; i < b->route_cap; i++)
         free(b->route[i].shared);
     free(b->route);
+    broker__remote_free(b);
     free(b->read_chunk);
     broker__access_free(b);
     for (int i = 0; i < CONFIG_MAX_LISTENERS; i++)

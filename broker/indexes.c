@@ -116,13 +116,21 @@ static void claim_own(struct broker *b, struct session *s, const struct cluster_
     s->expire_at = 0;
     s->expiring = false;
     s->generation = cmd->generation;
-    s->claim_index = index;
     s->owner = cmd->node;
     s->expiry = cmd->expiry;
     s->released = false;
     s->expire_wall = 0;
     s->adopted = false;
-    s->moved = prev_owner == b->cfg.node_id && cmd->node != b->cfg.node_id;
+    /* the session left this node with this claim: forwarded messages routed
+     * before it follow it. TAKEOVER may come before the claim is applied here
+     * (the new node applies it first, e.g. as leader): the handover already
+     * made cmd->node the owner, with this claim's index, and that must not
+     * read as "never ours", or messages other nodes still route here (not
+     * having applied the claim either) are dropped after their PUBACK
+     * (issue 15) */
+    bool handed_over = s->moved && prev_owner == cmd->node && s->claim_index == index;
+    s->moved = (prev_owner == b->cfg.node_id || handed_over) && cmd->node != b->cfg.node_id;
+    s->claim_index = index;
     if (broker__access_session_user(s, cmd->has_user, cmd->user) != 0)
         LOG(b, LOG_ERROR, NULL, "out of memory: session %s keeps its previous user for the ACL", s->client_id);
 }

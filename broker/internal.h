@@ -354,6 +354,9 @@ struct broker {
     struct list parked;       /* struct claim: their claim committed, waiting for the session's handoff */
     struct lost_node { uint32_t node; uint64_t since; } lost[CONFIG_MAX_PEERS * 4];
     uint32_t lost_count;      /* other nodes given up on (node_event), since when (monotonic ms) */
+    struct list fwd_waiting;  /* struct fwd_wait: forwarded PUBLISHes routed on a newer log than ours (remote.c) */
+    uint32_t fwd_waiting_count;
+    size_t fwd_waiting_bytes;
     bool fenced;              /* its clients were disconnected for it */
     uint32_t adopt_ticks;
     struct listener listeners[CONFIG_MAX_LISTENERS];
@@ -512,6 +515,8 @@ void broker__remote_publish(struct broker *b, const struct route_node *r, struct
 void broker__remote_receive(void *ctx, uint32_t from, const uint8_t *data, size_t len);
 void broker__remote_node_event(void *ctx, uint32_t node, bool alive);
 void broker__remote_takeover(struct broker *b, struct session *s, uint32_t node, bool clean);
+void broker__remote_applied(struct broker *b);
+void broker__remote_free(struct broker *b);
 
 /* How long a node may go on serving after it lost the majority (it then
  * disconnects its clients: fence), and how long another node waits before it

@@ -221,7 +221,7 @@ static struct msg *msg_build(struct broker *b, const struct msg_head *h, struct 
     return m;
 }
 
-static void on_publish(struct broker *b, uint32_t from, struct bytes_reader *r)
+static void publish_route(struct broker *b, uint32_t from, struct bytes_reader *r)
 {
     uint64_t origin_applied;
     struct msg_head h;
@@ -252,6 +252,112 @@ static void on_publish(struct broker *b, uint32_t from, struct bytes_reader *r)
             b->stats.publish_dropped++; /* the member moved or left meanwhile */
     }
     broker__msg_unref(m);
+}
+
+/* A forwarded PUBLISH was routed by its sender on the replicated state up to
+ * the log index it had applied; this node may not have applied that much yet.
+ * Routed here on an older state it can miss a session: the sender applied the
+ * claim that moves a session here from node O (O itself, which then passes
+ * on what reaches it, or any node that routes by the new owner) while this
+ * node has not, so here the session is still O's and the message is dropped
+ * (match_cb: not ours, not handed over by us), yet the sender counts it
+ * accepted and its publisher got its PUBACK (issue 15: QoS 1 messages lost at
+ * a takeover with no fault). Sessions come here only by the claims of this
+ * node's CONNECTs, so while one is not applied yet such a message waits until
+ * this node applied the sender's index, and the ones after it from the same
+ * sender wait behind it (a sender's messages stay in order). One that waited
+ * longer than the fence is routed as it is (this node is cut off from the
+ * leader and stops serving anyway). */
+struct fwd_wait {
+    struct list link;
+    uint32_t from;
+    uint64_t need;            /* the sender's applied index */
+    uint64_t since;           /* monotonic ms */
+    size_t len;
+    uint8_t data[];           /* the PUBLISH after its type byte */
+};
+
+#define FWD_WAIT_MAX_BYTES ((size_t)64 << 20)
+
+static bool fwd_waiting_from(const struct broker *b, uint32_t from)
+{
+    if (!b->fwd_waiting_count)
+        return false;
+    list_foreach(it, &b->fwd_waiting)
+        if (list_entry(it, struct fwd_wait, link)->from == from)
+            return true;
+    return false;
+}
+
+static void on_publish(struct broker *b, uint32_t from, struct bytes_reader *r)
+{
+    struct bytes_reader peek = *r;
+    uint64_t need = 0;
+    bytes_read_u64le(&peek, &need); /* malformed: publish_route says so */
+    size_t len = bytes_left(r);
+    bool behind = need > cluster_applied_index(b->cluster) && !list_empty(&b->claims);
+    if ((behind || fwd_waiting_from(b, from)) && b->fwd_waiting_bytes + len <= FWD_WAIT_MAX_BYTES) {
+        struct fwd_wait *w = malloc(sizeof(*w) + (len ? len : 1));
+        if (w) {
+            if (len)
+                memcpy(w->data, bytes_cursor(r), len);
+            w->from = from;
+            w->need = need;
+            w->since = broker__now(b);
+            w->len = len;
+            list_push_back(&b->fwd_waiting, &w->link);
+            b->fwd_waiting_count++;
+            b->fwd_waiting_bytes += len;
+            return;
+        }
+    }
+    publish_route(b, from, r);
+}
+
+/* Before the loop polls (the entries applied meanwhile) and every second:
+ * the waiting PUBLISHes whose sender's index this node reached are routed,
+ * in order per sender. */
+void broker__remote_applied(struct broker *b)
+{
+    if (!b->fwd_waiting_count)
+        return;
+    uint64_t applied = cluster_applied_index(b->cluster);
+    uint64_t now = broker__now(b);
+    uint32_t blocked[CONFIG_MAX_PEERS * 4];
+    uint32_t nblocked = 0, late = 0;
+    list_foreach_safe(it, &b->fwd_waiting) {
+        struct fwd_wait *w = list_entry(it, struct fwd_wait, link);
+        bool held = false;
+        for (uint32_t i = 0; i < nblocked && !held; i++)
+            held = blocked[i] == w->from;
+        if (!held && w->need > applied && now - w->since < broker__fence_ms(b)) {
+            if (nblocked < sizeof(blocked) / sizeof(blocked[0]))
+                blocked[nblocked++] = w->from;
+            held = true;
+        }
+        if (held)
+            continue;
+        late += w->need > applied;
+        list_remove(&w->link);
+        b->fwd_waiting_count--;
+        b->fwd_waiting_bytes -= w->len;
+        struct bytes_reader r;
+        bytes_reader_init(&r, w->data, w->len, -EBADMSG);
+        publish_route(b, w->from, &r);
+        free(w);
+    }
+    if (late)
+        LOG(b, LOG_WARN, NULL, "%u forwarded PUBLISH(es) waited longer than %llu ms for the log: routed now", late,
+            (unsigned long long)broker__fence_ms(b));
+}
+
+void broker__remote_free(struct broker *b)
+{
+    struct list *it;
+    while (b->fwd_waiting.next && (it = list_pop_front(&b->fwd_waiting)))
+        free(list_entry(it, struct fwd_wait, link));
+    b->fwd_waiting_count = 0;
+    b->fwd_waiting_bytes = 0;
 }
 
 /* --- session takeover ----------------------------------------------------------------- */
