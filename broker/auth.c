@@ -459,6 +459,54 @@ int auth_password_check(struct auth *a, const char *user, size_t user_len, const
     return rc;
 }
 
+/* --- SCRAM-SHA-256 credentials --------------------------------------------------- */
+
+int auth_scram_derive(const uint8_t *password, size_t len, const uint8_t *salt, size_t salt_len,
+                      uint32_t iterations, struct auth_scram *out)
+{
+    if (iterations == 0 || iterations > AUTH_MAX_ITERATIONS || salt_len > AUTH_MAX_SALT || len > INT32_MAX
+        || (salt && salt_len == 0))
+        return -EINVAL;
+    memset(out, 0, sizeof(*out));
+    out->iterations = iterations;
+    if (salt) {
+        memcpy(out->salt, salt, salt_len);
+        out->salt_len = (uint8_t)salt_len;
+    } else {
+        if (RAND_bytes(out->salt, AUTH_SCRAM_SALT_LEN) != 1)
+            return -ENOMEM;
+        out->salt_len = AUTH_SCRAM_SALT_LEN;
+    }
+    uint8_t salted[AUTH_SCRAM_KEY_LEN], client_key[AUTH_SCRAM_KEY_LEN];
+    unsigned n1 = 0, n2 = 0;
+    static const char ck[] = "Client Key", sk[] = "Server Key";
+    bool ok = PKCS5_PBKDF2_HMAC((const char *)password, (int)len, out->salt, out->salt_len, (int)iterations,
+                                EVP_sha256(), (int)sizeof(salted), salted)
+              == 1
+              && HMAC(EVP_sha256(), salted, (int)sizeof(salted), (const uint8_t *)ck, sizeof(ck) - 1, client_key,
+                      &n1)
+              && HMAC(EVP_sha256(), salted, (int)sizeof(salted), (const uint8_t *)sk, sizeof(sk) - 1,
+                      out->server_key, &n2)
+              && EVP_Digest(client_key, sizeof(client_key), out->stored_key, NULL, EVP_sha256(), NULL) == 1;
+    OPENSSL_cleanse(salted, sizeof(salted));
+    OPENSSL_cleanse(client_key, sizeof(client_key));
+    return ok ? 0 : -ENOMEM;
+}
+
+bool auth_scram_find(const struct auth *a, const char *user, size_t user_len, struct auth_scram *out)
+{
+    for (int s = 0; s < AUTH_SOURCES && user; s++) {
+        const struct auth_user *u = a->users[s].set ? map_get(&a->users[s].by_name, user, user_len) : NULL;
+        if (u) {
+            if (!u->has_scram)
+                return false;
+            *out = u->scram;
+            return true;
+        }
+    }
+    return false;
+}
+
 /* --- topic rules ------------------------------------------------------------------ */
 
 static void rules_free(struct auth_rules *r)

@@ -79,9 +79,28 @@ struct auth_verifier {
     uint8_t hash[AUTH_HASH_LEN];
 };
 
+/* SCRAM-SHA-256 credentials (RFC 5802, RFC 7677) of a user: what the server
+ * keeps instead of the password. SaltedPassword = PBKDF2-HMAC-SHA256(password,
+ * salt, iterations); StoredKey = SHA256(HMAC(SaltedPassword, "Client Key"));
+ * ServerKey = HMAC(SaltedPassword, "Server Key"). A password file holds only
+ * PBKDF2-SHA512 or SHA-512 hashes, from which these cannot be derived: its
+ * users have none (has_scram false) and can use passwords only. */
+#define AUTH_SCRAM_KEY_LEN 32u
+#define AUTH_SCRAM_SALT_LEN 16u         /* of a salt auth_scram_derive draws */
+#define AUTH_SCRAM_ITERATIONS 4096u     /* RFC 7677's minimum */
+struct auth_scram {
+    uint32_t iterations;
+    uint8_t salt_len;
+    uint8_t salt[AUTH_MAX_SALT];
+    uint8_t stored_key[AUTH_SCRAM_KEY_LEN];
+    uint8_t server_key[AUTH_SCRAM_KEY_LEN];
+};
+
 struct auth_user {
     char *name;               /* NUL-terminated; the key in auth_users.by_name */
     struct auth_verifier v;
+    bool has_scram;           /* scram holds SCRAM-SHA-256 credentials */
+    struct auth_scram scram;
     /* the last password that passed the verifier, as HMAC-SHA256 under
      * auth.cache_key: the next CONNECT with it costs one HMAC instead of the
      * PBKDF2 rounds (a wrong password always pays the full check) */
@@ -198,6 +217,17 @@ int auth_verifier_parse(const char *s, size_t len, struct auth_verifier *v, char
  * AUTH_EPASSWORD (also when pass is NULL), or -ENOMEM. */
 int auth_password_check(struct auth *a, const char *user, size_t user_len, const uint8_t *pass,
                         size_t pass_len);
+/* Derives SCRAM-SHA-256 credentials for password (len bytes) into *out:
+ * with salt (salt_len <= AUTH_MAX_SALT bytes), or a fresh random salt of
+ * AUTH_SCRAM_SALT_LEN bytes when salt is NULL; iterations 1..AUTH_MAX_ITERATIONS.
+ * 0, -EINVAL or -ENOMEM. */
+int auth_scram_derive(const uint8_t *password, size_t len, const uint8_t *salt, size_t salt_len,
+                      uint32_t iterations, struct auth_scram *out);
+/* The SCRAM credentials of user (user_len bytes) from the first source that
+ * knows the user: true and *out filled, or false (unknown, or a user without
+ * SCRAM credentials). */
+bool auth_scram_find(const struct auth *a, const char *user, size_t user_len, struct auth_scram *out);
+
 /* 0 when pass matches v, AUTH_EPASSWORD when not, -ENOMEM. */
 int auth_verifier_check(const struct auth_verifier *v, const uint8_t *pass, size_t pass_len);
 
