@@ -554,6 +554,13 @@ void cluster__member_control(struct cluster *c, uint32_t from, struct frames *f,
         uint32_t by;
         if (bytes_read_u32le(&r, &by) || by != from)
             break;
+        /* only a member may tell us we were removed (the leader that removed
+         * us is still in the configuration we know): a node that holds the
+         * cluster secret but is not one of ours cannot stop us */
+        if (from == c->cfg.node_id || !member_find(c, from)) {
+            CLOG(c, CLUSTER_LOG_WARN, "cluster: removal notice from node %u ignored: not a member", from);
+            return;
+        }
         on_removed_notice(c, by);
         return;
     }

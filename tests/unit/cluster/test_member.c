@@ -296,6 +296,26 @@ Test(member, the_leader_removes_a_follower)
     finish();
 }
 
+/* A removal notice counts only from a member: node 4 holds the cluster's name
+ * and secret but is not one of the trio, so its notice to a follower is
+ * ignored; the same notice from the trio's leader stops the follower. */
+Test(member, a_removal_notice_from_a_node_that_is_not_a_member_is_ignored)
+{
+    int leader = start_group(TRIO);
+    int follower = (leader + 1) % VOTERS;
+    uint8_t body[9] = {5 /* CTL_REMOVED */, 0, 0, 0, 0, 4, 0, 0, 0};
+    cluster__member_control(nodes[follower].c, 4, NULL, body, sizeof(body));
+    run_for(&loop, 300);
+    cr_assert_eq(nodes[follower].fatals, 0, "node %d stopped on a stranger's notice: %s", follower + 1,
+                 nodes[follower].fatal_msg);
+    cr_assert(!file_exists(nodes[follower].dir, "removed"), "a stranger marked node %d removed", follower + 1);
+    commit_on(leader, "after/stranger");
+    body[5] = (uint8_t)id_of(leader);
+    cluster__member_control(nodes[follower].c, id_of(leader), NULL, body, sizeof(body));
+    cr_assert(run_until(&loop, fatal_seen, &nodes[follower], 2000), "the leader's notice was ignored");
+    finish();
+}
+
 struct gone_seen {
     unsigned by;
     uint32_t node;
