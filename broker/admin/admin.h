@@ -184,6 +184,8 @@ int broker__admin_stream_begin(struct admin_conn *c, const char *type);
 int broker__admin_stream_send(struct admin_conn *c, const char *data, size_t len);
 bool broker__admin_stream_gone(const struct admin_conn *c);
 void broker__admin_stream_close(struct admin_conn *c);
+/* The client's address (no port), for per-address limits; borrowed from c. */
+const char *broker__admin_conn_ip(const struct admin_conn *c);
 
 /* The dashboard's files, made into arrays at build time by
  * broker/admin/embed.py from broker/admin/www/ (admin_www.c): paths ("/app.js"),
@@ -201,8 +203,9 @@ bool broker__admin_ui_serve(struct admin_conn *c, const char *url, size_t len);
 
 /* events.c: GET /api/v1/events streams a snapshot of the node (status and
  * counters) as Server-Sent Events every second, to at most
- * BROKER_ADMIN_MAX_STREAMS clients at once. events_stop ends every stream
- * (the admin server's stop). */
+ * BROKER_ADMIN_MAX_STREAMS clients at once, and from one address at most
+ * half its admin_max_conns_per_peer (the rest stays for requests).
+ * events_stop ends every stream (the admin server's stop). */
 #define BROKER_ADMIN_MAX_STREAMS 8
 void broker__admin_events_get(struct broker *b, struct admin_conn *c, const struct admin_request *r,
                               const struct admin_query *q);

@@ -106,21 +106,35 @@ static void on_tick(uv_timer_t *t)
 
 static void on_events_closed(uv_handle_t *h) { free(h->data); }
 
+/* Releases the streams whose connection is gone; returns how many of the
+ * rest come from ip. */
+static uint32_t streams_from(struct admin_events *ev, const char *ip)
+{
+    uint32_t n = 0;
+    for (int i = ev->count - 1; i >= 0; i--) {
+        if (broker__admin_stream_gone(ev->streams[i]))
+            stream_drop(ev, i);
+        else
+            n += strcmp(broker__admin_conn_ip(ev->streams[i]), ip) == 0;
+    }
+    return n;
+}
+
 void broker__admin_events_get(struct broker *b, struct admin_conn *c, const struct admin_request *r,
                               const struct admin_query *q)
 {
     struct admin_events *ev = b->admin.events;
-    if (ev && ev->count == BROKER_ADMIN_MAX_STREAMS) {
-        /* streams already gone make room first */
-        for (int i = ev->count - 1; i >= 0; i--)
-            if (broker__admin_stream_gone(ev->streams[i]))
-                stream_drop(ev, i);
-        if (ev->count == BROKER_ADMIN_MAX_STREAMS) {
-            LOG(b, LOG_INFO, NULL, "admin %s: event stream refused: %d streams open", r->peer, ev->count);
-            broker__admin_error(c, 503, "too many event streams open on this node (8): close another dashboard",
-                                NULL);
-            return;
-        }
+    uint32_t per_peer = b->cfg.admin_max_conns_per_peer / 2 ? b->cfg.admin_max_conns_per_peer / 2 : 1;
+    uint32_t mine = ev ? streams_from(ev, broker__admin_conn_ip(c)) : 0;
+    const char *full = ev && ev->count == BROKER_ADMIN_MAX_STREAMS
+                           ? "too many event streams open on this node (8): close another dashboard"
+                       : mine >= per_peer ? "too many event streams from this address: close another dashboard tab"
+                                          : NULL;
+    if (full) {
+        LOG(b, LOG_INFO, NULL, "admin %s: event stream refused: %d streams open, %u from this address", r->peer,
+            ev->count, mine);
+        broker__admin_error(c, 503, full, NULL);
+        return;
     }
     int rc = broker__admin_stream_begin(c, "text/event-stream; charset=utf-8");
     if (rc == -ENOTSUP) {

@@ -628,6 +628,8 @@ int broker__admin_stream_send(struct admin_conn *c, const char *data, size_t len
 
 bool broker__admin_stream_gone(const struct admin_conn *c) { return c->state != ADMIN_OPEN; }
 
+const char *broker__admin_conn_ip(const struct admin_conn *c) { return c->ip; }
+
 void broker__admin_stream_close(struct admin_conn *c) { conn_close(c); }
 
 /* --- requests ---------------------------------------------------------------------- */
