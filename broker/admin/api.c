@@ -3,7 +3,8 @@
  * retained messages, and the Prometheus metrics.
  *
  * Listings are sorted (client id, filter, topic) so that output is stable,
- * count every match and list the first `limit` (default 1000). A membership
+ * count every match (of ?q= when given) and list `limit` (default 1000) of
+ * them from ?offset= on. A membership
  * operation is answered when the cluster calls back; a join the cluster
  * accepted is answered with 202 and then the node restarts to take the
  * cluster's state (broker_restart). */

@@ -24,7 +24,7 @@ import urllib.request
 
 import pytest
 
-from harness import wait_for
+from harness import STARLINGD, wait_for
 
 CHROMIUM = os.environ.get("STARLING_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = os.environ.get("STARLING_CHROMEDRIVER") or shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -94,6 +94,40 @@ def text(d, element_id):
     return d.find_element("id", element_id).text
 
 
+class Scenery:
+    """Only for screenshots (STARLING_SCREENSHOTS): subscribers, a steady
+    publish rate and a few hundred retained messages from starling-bench, so
+    that the charts and listings have something to show."""
+
+    def __init__(self, cluster):
+        self.procs = []
+        if not SCREENSHOTS:
+            return
+        bench = str(pathlib.Path(STARLINGD).parent.parent / "tools" / "starling-bench")
+        n1, n2 = cluster.node(1), cluster.node(2)
+        quiet = dict(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run([bench, "pub", "-h", n1.host, "-p", str(n1.port), "-c", "4", "-i", "0", "-I", "0", "-q", "1",
+                        "-r", "-t", "dash/sensors/%i/%s", "-m", "{\"celsius\": 21.5}", "--limit-per-client", "80"],
+                       timeout=60, check=True, **quiet)
+        self.procs.append(subprocess.Popen([bench, "sub", "-h", n1.host, "-p", str(n1.port), "-c", "12", "-i", "5",
+                                            "-q", "1", "-t", "load/#", "-C", "false", "-x", "600"], **quiet))
+        self.procs.append(subprocess.Popen([bench, "pub", "-h", n1.host, "-p", str(n1.port), "-c", "6", "-i", "20",
+                                            "-I", "40", "-q", "1", "-t", "load/%i", "-s", "64"], **quiet))
+        self.procs.append(subprocess.Popen([bench, "pub", "-h", n2.host, "-p", str(n2.port), "-c", "3", "-i", "20",
+                                            "-I", "100", "-q", "0", "-t", "load/remote/%i", "-s", "64"], **quiet))
+        self.procs.append(subprocess.Popen([bench, "pub", "-h", n1.host, "-p", str(n1.port), "-c", "2", "-i", "20",
+                                            "-I", "300", "-q", "1", "-r", "-t", "dash/live/%i", "-s", "32"], **quiet))
+
+    def settle(self):
+        if SCREENSHOTS:
+            time.sleep(25)  # half a minute of charts
+
+    def stop(self):
+        for p in self.procs:
+            p.terminate()
+            p.wait(10)
+
+
 def publish_retained(node, topic, payload):
     p = subprocess.run(["mosquitto_pub", "-h", node.host, "-p", str(node.port), "-i", "dash-pub", "-q", "1", "-r",
                         "-t", topic, "-m", payload], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -105,6 +139,14 @@ def test_dashboard_in_a_browser(cluster, driver):
     leader, _ = cluster.wait_leader()
     page = cluster.node(1)
     publish_retained(cluster.node(3), "dash/room/temperature", "21.5 C")
+    scenery = Scenery(cluster)
+    try:
+        check_page(cluster, leader, page, driver, scenery)
+    finally:
+        scenery.stop()
+
+
+def check_page(cluster, leader, page, driver, scenery):
 
     started = time.monotonic()
     driver.get(page.admin_url + "/")
@@ -120,18 +162,23 @@ def test_dashboard_in_a_browser(cluster, driver):
 
     # Traffic: the cards fill from the stream's snapshots (one per second)
     click(driver, "button[data-view=traffic]")
-    wait_for(lambda: text(driver, "t-retained") == "1" and text(driver, "t-in") != "–", PAGE_TIMEOUT,
-             lambda: "traffic cards: retained %r, in %r" % (text(driver, "t-retained"), text(driver, "t-in")))
+    retained = page.status()["retained"]
+    wait_for(lambda: text(driver, "t-retained") == "{:,}".format(retained) and text(driver, "t-in") != "–",
+             PAGE_TIMEOUT, lambda: "traffic cards: retained %r (node: %d), in %r" % (
+                 text(driver, "t-retained"), retained, text(driver, "t-in")))
+    scenery.settle()
     screenshot(driver, "traffic")
 
     # Browse: the retained message published on node 3, found by a search
     click(driver, "button[data-view=browse]")
     click(driver, "button[data-kind=retained]")
-    driver.find_element("id", "search").send_keys("room")
-    wait_for(lambda: "dash/room/temperature" in text(driver, "browse") and "21.5 C" in text(driver, "browse"),
-             PAGE_TIMEOUT, lambda: "browse shows %r" % text(driver, "browse"))
-    assert "1–1 of 1" in text(driver, "range")
+    wait_for(lambda: "of {:,}".format(retained) in text(driver, "range"), PAGE_TIMEOUT,
+             lambda: "browse: %r, expected %d retained" % (text(driver, "range"), retained))
     screenshot(driver, "browse")
+    driver.find_element("id", "search").send_keys("room")
+    wait_for(lambda: "1–1 of 1" in text(driver, "range"), PAGE_TIMEOUT,
+             lambda: "browse: %r after the search" % text(driver, "range"))
+    assert "dash/room/temperature" in text(driver, "browse") and "21.5 C" in text(driver, "browse")
 
     # Operate: leadership to a chosen follower through the UI
     target = cluster.followers(leader)[-1]

@@ -177,7 +177,8 @@
 
   function fmt(n) {
     if (n === null || n === undefined || Number.isNaN(n)) return '–';
-    if (typeof n === 'number' && !Number.isInteger(n)) return n < 10 ? n.toFixed(2) : n.toFixed(0);
+    if (typeof n === 'number' && !Number.isInteger(n) && n < 10) return n.toFixed(2);
+    if (typeof n === 'number') return Math.round(n).toLocaleString('en-US');
     return Number(n).toLocaleString('en-US');
   }
 
@@ -214,7 +215,8 @@
     $('c-commit').textContent = fmt(s.commit_index);
     $('c-applied').textContent = fmt(s.applied_index);
     $('c-members').textContent = fmt(s.members.length);
-    $('c-self').textContent = 'node ' + s.node + ' · ' + s.state;
+    $('c-self').textContent = 'node ' + s.node;
+    $('c-state').textContent = s.state;
     const body = $('members').tBodies[0];
     const rows = document.createDocumentFragment();
     s.members.slice().sort((a, b) => a.id - b.id).forEach((m) => {
@@ -263,9 +265,13 @@
     $('t-sessions').textContent = fmt(p.sessions);
     $('t-subscriptions').textContent = fmt(p.subs);
     $('t-retained').textContent = fmt(p.retained);
+    // the last second with commits, else the mean since the node started
     let lat = null;
     for (let i = points.length - 1; i >= 0 && lat === null; i--) lat = points[i].latency;
-    $('t-latency').textContent = lat === null ? '–' : lat.toFixed(2) + ' ms';
+    const all = last && num(last.commits) ? num(last.commit_us_total) / num(last.commits) / 1000 : null;
+    const el = $('t-latency');
+    el.textContent = lat !== null ? lat.toFixed(2) + ' ms' : all !== null ? all.toFixed(2) + ' ms' : '–';
+    el.title = lat !== null ? 'mean of the last second with commits' : 'mean since the node started';
     if (view === 'traffic') drawCharts();
   }
 
@@ -285,7 +291,8 @@
   function niceMax(v) {
     if (v <= 0) return 1;
     const p = Math.pow(10, Math.floor(Math.log10(v)));
-    for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
+    // each a multiple of 4 steps that reads well: 2,400 / 4 = 600
+    for (const m of [1, 1.2, 1.6, 2, 2.4, 3.2, 4, 6, 8, 10]) if (v <= m * p) return m * p;
     return 10 * p;
   }
 
@@ -321,10 +328,13 @@
     }
     g.textAlign = 'left';
     g.textBaseline = 'alphabetic';
-    g.fillText('-' + HISTORY / 60 + ' min', left, h - 4);
+    const shown = Math.min(HISTORY, Math.max(60, points.length));
+    g.fillText(shown < 120 ? '-' + shown + ' s' : '-' + (shown / 60).toFixed(1).replace(/\.0$/, '') + ' min', left, h - 4);
     g.textAlign = 'right';
     g.fillText('now', left + pw, h - 4);
-    const step = pw / (HISTORY - 1);
+    // the axis grows with the history: one minute at first, five at most
+    const span = Math.min(HISTORY, Math.max(60, points.length));
+    const step = pw / (span - 1);
     const x0 = left + pw - (points.length - 1) * step;
     let lx = left;
     series.forEach((s, k) => {
