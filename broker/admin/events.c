@@ -124,6 +124,10 @@ void broker__admin_events_get(struct broker *b, struct admin_conn *c, const stru
                               const struct admin_query *q)
 {
     struct admin_events *ev = b->admin.events;
+    if (b->stopping) {
+        broker__admin_error(c, 503, "the node is stopping", NULL);
+        return;
+    }
     uint32_t per_peer = b->cfg.admin_max_conns_per_peer / 2 ? b->cfg.admin_max_conns_per_peer / 2 : 1;
     uint32_t mine = ev ? streams_from(ev, broker__admin_conn_ip(c)) : 0;
     const char *full = ev && ev->count == BROKER_ADMIN_MAX_STREAMS

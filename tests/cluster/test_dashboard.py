@@ -24,7 +24,7 @@ import urllib.request
 
 import pytest
 
-from harness import STARLINGD, wait_for
+from harness import STARLINGD, Node, wait_for
 
 CHROMIUM = os.environ.get("STARLING_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = os.environ.get("STARLING_CHROMEDRIVER") or shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -225,6 +225,39 @@ def check_page(cluster, leader, page, driver, scenery):
                                                     time.monotonic() - killed))
     screenshot(driver, "node-down")
     assert console_errors(driver) == []
+
+
+def test_token_asked_once_and_sent_as_a_header(tmp_path, driver):
+    """With admin_token set, the page (served without it) asks for the token
+    when the API answers 401, then streams with it; the token appears in no
+    URL and no cookie, and a wrong one is asked for again."""
+    token = "dash-token-0123456789"
+    node = Node(tmp_path / "tok", 1, "127.0.0.1", {"admin_token": token}).start()
+    try:
+        node.wait_listening()
+        driver.get(node.admin_url + "/")
+        wait_for(lambda: driver.find_element("id", "token").is_displayed(), PAGE_TIMEOUT, "the token dialog")
+        field = driver.find_element("id", "token-input")
+        field.send_keys("not-the-token")
+        click(driver, "#token-ok")
+        wait_for(lambda: driver.find_element("id", "token").is_displayed() and
+                 "not this node's admin_token" in text(driver, "token-why"), PAGE_TIMEOUT,
+                 lambda: "the dialog again after a wrong token: %r" % text(driver, "token-why"))
+        field.send_keys(token)
+        click(driver, "#token-ok")
+        wait_for(lambda: text(driver, "live") == "live" and len(rows(driver)) == 1, PAGE_TIMEOUT,
+                 lambda: "live %r, members %s" % (text(driver, "live"), rows(driver)))
+        assert not driver.find_element("id", "token").is_displayed()
+        assert driver.get_cookies() == []
+        assert token not in driver.current_url
+        assert driver.execute_script("return sessionStorage.getItem('starling.token')") == token
+        urls = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        assert urls and not [u for u in urls if token in u], urls
+        # the only console errors are Chromium's lines for the two 401 answers
+        errors = [e for e in console_errors(driver) if "401" not in e.get("message", "")]
+        assert errors == []
+    finally:
+        assert node.terminate() == 0, node.log()[-3000:]
 
 
 def _alert(d):
