@@ -34,7 +34,15 @@
  * when admin_cafile asks for one) is logged with OpenSSL's reason, its alert
  * sent, and the connection ends as after a last response (FIN, then what
  * the client still sends is dropped until it closes or ADMIN_LINGER_MS).
- * A response that ends the connection is followed by a close_notify. */
+ * A response that ends the connection is followed by a close_notify.
+ *
+ * The dashboard: a GET of one of its files (ui.c) is answered before the
+ * bearer check, the files holding no data. A streamed answer
+ * (broker__admin_stream_begin, the event stream of events.c) has no length
+ * and ends with the connection: it keeps the connection busy, so no further
+ * request is read and no idle timeout runs; the socket is still read, to
+ * see the client go (what it sends is dropped), and a client that does not
+ * read is dropped by its streamer (BROKER_ADMIN_STREAM_BACKLOG). */
 #include <errno.h>
 #include <http_parser.h>
 #include <inttypes.h>
