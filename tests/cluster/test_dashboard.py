@@ -154,7 +154,8 @@ def check_page(cluster, leader, page, driver, scenery):
              lambda: "the page shows members %s, not three with a leader" % rows(driver))
     print("the page showed three members %.2f s after the load began" % (time.monotonic() - started))
     assert leader_shown(driver) == leader.id, "page: leader %s, cluster: node %d" % (leader_shown(driver), leader.id)
-    assert all(h in ("self", "up") for h, _ in rows(driver).values()), rows(driver)
+    wait_for(lambda: all(h in ("self", "up") for h, _ in rows(driver).values()), PAGE_TIMEOUT,
+             lambda: "members not all up: %s" % rows(driver))
     assert text(driver, "live") == "live"
     assert "cluster test" in text(driver, "identity")
     assert console_errors(driver) == []
