@@ -343,6 +343,7 @@ struct admin {
     uint64_t unauthorized;    /* requests refused with 401 */
     uint64_t unauth_logged_ms, unauth_unlogged; /* the last 401 logged, and those not logged since */
     struct tls_ctx *tls;      /* admin_certfile set: HTTPS only (common/tls.h); else NULL */
+    struct admin_events *events; /* the dashboard's event streams (admin/events.c), NULL when none */
 };
 
 struct broker {

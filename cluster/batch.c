@@ -22,6 +22,10 @@
 void cluster__batch_finish(struct cluster *c, struct batch *bt, int status, const int *results)
 {
     list_remove(&bt->item);
+    if (status == 0 && bt->closed_ns) {
+        c->commits++;
+        c->commit_us_total += (uv_hrtime() - bt->closed_ns) / 1000;
+    }
     if (bt->areq)
         bt->areq->batch = NULL;
     for (uint32_t i = 0; i < bt->count; i++) {
@@ -174,6 +178,7 @@ static int batch_close(struct cluster *c)
     bt->waiters = c->waiters;
     bt->deadline = uv_now(c->loop) + c->cfg.commit_timeout_ms;
     bt->state = BATCH_QUEUED;
+    bt->closed_ns = uv_hrtime();
     c->waiters = NULL;
     c->waiter_count = c->waiter_cap = 0;
     c->batch_count = 0;

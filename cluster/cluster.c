@@ -549,6 +549,8 @@ void cluster_status_get(struct cluster *c, struct cluster_status *out)
     memset(out, 0, sizeof(*out));
     out->node_id = c->cfg.node_id;
     out->applied_index = store_applied_index(c->store);
+    out->commits = c->commits;
+    out->commit_us_total = c->commit_us_total;
     if (!c->raft_started) {
         out->role = 3;
         return;

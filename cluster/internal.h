@@ -197,6 +197,7 @@ struct batch {
     int state;               /* enum batch_state */
     struct fwd_conn *link;   /* when sent to the leader */
     struct apply_req *areq;  /* when appended here */
+    uint64_t closed_ns;      /* uv_hrtime when it was sealed, for the commit latency */
 };
 
 enum batch_state { BATCH_QUEUED, BATCH_APPENDING, BATCH_FORWARDED };
@@ -243,6 +244,8 @@ struct cluster {
     struct cluster_waiter *waiters;
     uint32_t waiter_count, waiter_cap;
     struct list pending;       /* sent or queued batches (struct batch), oldest first */
+    uint64_t commits;          /* batches of this node committed and applied (cluster_status) */
+    uint64_t commit_us_total;  /* ... and the microseconds they took from sealed to applied */
     int results_cap;
     int *results;              /* per-command results of the entry being applied */
     struct cluster_cmd *cmds;  /* its decoded commands (views into the entry) */

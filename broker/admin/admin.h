@@ -140,6 +140,10 @@ int broker__admin_op_reply(int status, bool join, const char *msg, char **body);
 const char *broker__admin_state_name(int state);
 const char *broker__admin_role_name(int role);
 
+/* Adds name: v to obj as raw decimal text (64-bit counters do not fit a
+ * double); *ok becomes false when out of memory. */
+void broker__admin_json_u64(cJSON *obj, const char *name, uint64_t v, bool *ok);
+
 /* Base64 (RFC 4648, padded) of len bytes, NUL-terminated; NULL when out of
  * memory. */
 char *broker__admin_base64(const uint8_t *data, size_t len);
@@ -161,5 +165,61 @@ cJSON *broker__admin_status_json(const struct cluster_status *st, const char *cl
  * label sets: help NULL after the first. 0, or -ENOMEM. */
 int broker__admin_metric(struct buf *out, const char *name, const char *type, const char *help,
                          const char *labels, uint64_t value);
+
+/* --- the dashboard (ui.c, events.c) and streamed responses (server.c) ------- */
+
+/* Write backlog beyond which a stream's client counts as gone (too slow). */
+#define BROKER_ADMIN_STREAM_BACKLOG (256u * 1024)
+
+/* A response without a length that goes on until the connection closes
+ * (text/event-stream): stream_begin sends the head; the connection then reads
+ * no further request (what the client sends is dropped, its end closes the
+ * connection) and is never idle. stream_send copies data; both return 0,
+ * -ENOTSUP on a connection without a socket (the fuzzer's: answer it as
+ * usual), -EPIPE once the connection is closed, -ENOBUFS while more than
+ * BROKER_ADMIN_STREAM_BACKLOG is unwritten, -ENOMEM. A streaming connection
+ * ends with stream_close (or when the client goes; stream_gone is then true);
+ * whoever keeps it between calls holds it (broker__admin_hold). */
+int broker__admin_stream_begin(struct admin_conn *c, const char *type);
+int broker__admin_stream_send(struct admin_conn *c, const char *data, size_t len);
+bool broker__admin_stream_gone(const struct admin_conn *c);
+void broker__admin_stream_close(struct admin_conn *c);
+/* The client's address (no port), for per-address limits; borrowed from c. */
+const char *broker__admin_conn_ip(const struct admin_conn *c);
+
+/* The dashboard's files, made into arrays at build time by
+ * broker/admin/embed.py from broker/admin/www/ (admin_www.c): paths ("/app.js"),
+ * content types, bytes and sizes, broker__admin_asset_count of each. */
+extern const size_t broker__admin_asset_count;
+extern const char *const broker__admin_asset_paths[];
+extern const char *const broker__admin_asset_types[];
+extern const unsigned char *const broker__admin_asset_data[];
+extern const size_t broker__admin_asset_sizes[];
+
+/* ui.c: answers a GET of "/" or of one of the dashboard's files (url: the
+ * request target, len bytes, borrowed) on c with the page's security headers
+ * and returns true; false (nothing answered) for any other target. */
+bool broker__admin_ui_serve(struct admin_conn *c, const char *url, size_t len);
+
+/* events.c: GET /api/v1/events streams a snapshot of the node (status and
+ * counters) as Server-Sent Events every second, to at most
+ * BROKER_ADMIN_MAX_STREAMS clients at once, and from one address at most
+ * half its admin_max_conns_per_peer (the rest stays for requests).
+ * events_stop ends every stream (the admin server's stop). */
+#define BROKER_ADMIN_MAX_STREAMS 8
+void broker__admin_events_get(struct broker *b, struct admin_conn *c, const struct admin_request *r,
+                              const struct admin_query *q);
+void broker__admin_events_stop(struct broker *b);
+
+/* ops.c: POST /api/v1/sessions/disconnect {"client_id"} and
+ * POST /api/v1/retained/delete {"topic"}. */
+void broker__admin_post_disconnect(struct broker *b, struct admin_conn *c, const struct admin_request *r,
+                                   const struct admin_query *q);
+void broker__admin_post_retained_delete(struct broker *b, struct admin_conn *c, const struct admin_request *r,
+                                        const struct admin_query *q);
+
+/* api.c: the object GET /api/v1/status answers (also each event's base);
+ * NULL when out of memory. */
+cJSON *broker__admin_status_build(struct broker *b);
 
 #endif

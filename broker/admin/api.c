@@ -3,7 +3,8 @@
  * retained messages, and the Prometheus metrics.
  *
  * Listings are sorted (client id, filter, topic) so that output is stable,
- * count every match and list the first `limit` (default 1000). A membership
+ * count every match (of ?q= when given) and list `limit` (default 1000) of
+ * them from ?offset= on. A membership
  * operation is answered when the cluster calls back; a join the cluster
  * accepted is answered with 202 and then the node restarts to take the
  * cluster's state (broker_restart). */
@@ -47,6 +48,42 @@ static bool limit_of(struct admin_conn *c, const struct admin_query *q, uint64_t
     return true;
 }
 
+/* A page of a listing: ?offset=N skips the first N matches (the dashboard
+ * pages through 100,000 retained messages 50 at a time), ?q=TEXT keeps the
+ * entries whose client id, filter or topic contains TEXT. */
+struct page {
+    uint64_t limit, offset;
+    const char *q; /* NULL: everything */
+};
+
+/* Reads ?limit, ?offset and ?q; answers 400 and returns false when one is bad. */
+static bool page_of(struct admin_conn *c, const struct admin_query *q, struct page *p)
+{
+    if (!limit_of(c, q, &p->limit))
+        return false;
+    const char *s = broker__admin_query_find(q, "offset");
+    p->offset = 0;
+    if (s && broker__admin_uint_parse(s, UINT64_MAX, &p->offset) != 0) {
+        broker__admin_error(c, 400, "offset must be a whole number", NULL);
+        return false;
+    }
+    p->q = broker__admin_query_find(q, "q");
+    if (p->q && !p->q[0])
+        p->q = NULL;
+    return true;
+}
+
+static bool page_match(const struct page *p, const char *a, const char *b)
+{
+    return !p->q || strstr(a, p->q) || (b && strstr(b, p->q));
+}
+
+/* Whether match i (0-based, in listing order, from offset on) is on the page. */
+static bool page_has(const struct page *p, uint64_t i)
+{
+    return i >= p->offset && i - p->offset < p->limit;
+}
+
 /* --- status ---------------------------------------------------------------- */
 
 static uint64_t replicated_retained(const struct broker *b)
@@ -82,8 +119,7 @@ static int cluster_view(struct broker *b, struct cluster_status *st, struct clus
     return n;
 }
 
-static void get_status(struct broker *b, struct admin_conn *c, const struct admin_request *r,
-                       const struct admin_query *q)
+cJSON *broker__admin_status_build(struct broker *b)
 {
     struct cluster_status st;
     struct cluster_member stack[ADMIN_MAX_MEMBERS], *members;
@@ -97,7 +133,13 @@ static void get_status(struct broker *b, struct admin_conn *c, const struct admi
     cJSON *obj = n < 0 ? NULL : broker__admin_status_json(&st, b->cfg.cluster_name, members, n, &counts);
     if (members != stack)
         free(members);
-    reply_json(c, 200, obj);
+    return obj;
+}
+
+static void get_status(struct broker *b, struct admin_conn *c, const struct admin_request *r,
+                       const struct admin_query *q)
+{
+    reply_json(c, 200, broker__admin_status_build(b));
 }
 
 /* --- metrics ----------------------------------------------------------------- */
@@ -186,19 +228,21 @@ static int by_client_id(const void *x, const void *y)
     return strcmp(a->client_id, b->client_id);
 }
 
-/* The sessions ?client_id= selects (all of them without it), sorted, and
- * ?limit=; *out is malloc'd (NULL when there are none). Returns the count,
- * -ENOMEM, or -EINVAL when the limit was bad (the request is answered). */
-static long select_sessions(struct broker *b, struct admin_conn *c, const struct admin_query *q, uint64_t *limit,
-                            struct session ***out)
+/* The sessions ?client_id= selects (all of them without it) whose client id
+ * contains `contains` (when not NULL), sorted, and the page asked for; *out
+ * is malloc'd (NULL when there are none). Returns the count, -ENOMEM, or
+ * -EINVAL when the page was bad (the request is answered). */
+static long select_sessions(struct broker *b, struct admin_conn *c, const struct admin_query *q, struct page *p,
+                            bool search, struct session ***out)
 {
     const char *client_id = broker__admin_query_find(q, "client_id");
     *out = NULL;
-    if (!limit_of(c, q, limit))
+    if (!page_of(c, q, p))
         return -EINVAL;
+    const struct page *filter = search ? p : &(struct page){0};
     if (client_id) {
         struct session *s = broker__session_find(b, client_id, strlen(client_id));
-        if (!s)
+        if (!s || !page_match(filter, s->client_id, NULL))
             return 0;
         if (!(*out = malloc(sizeof(**out))))
             return -ENOMEM;
@@ -212,7 +256,8 @@ static long select_sessions(struct broker *b, struct admin_conn *c, const struct
         return -ENOMEM;
     struct map_slot *slot;
     while (k < n && (slot = map_next(&b->sessions, &pos)))
-        (*out)[k++] = slot->value;
+        if (page_match(filter, ((struct session *)slot->value)->client_id, NULL))
+            (*out)[k++] = slot->value;
     qsort(*out, k, sizeof(**out), by_client_id);
     return (long)k;
 }
@@ -252,14 +297,14 @@ static bool append(cJSON *list, cJSON *item, bool ok)
 static void get_sessions(struct broker *b, struct admin_conn *c, const struct admin_request *r,
                          const struct admin_query *q)
 {
-    uint64_t limit;
+    struct page p;
     struct session **all;
-    long n = select_sessions(b, c, q, &limit, &all);
+    long n = select_sessions(b, c, q, &p, true, &all);
     if (n == -EINVAL)
         return;
     cJSON *obj = NULL, *list = n < 0 ? NULL : listing(&obj, (uint64_t)n, "sessions");
     bool ok = list != NULL;
-    for (long i = 0; ok && i < n && (uint64_t)i < limit; i++) {
+    for (uint64_t i = p.offset; ok && n > 0 && i < (uint64_t)n && page_has(&p, i); i++) {
         const struct session *s = all[i];
         cJSON *item = cJSON_CreateObject();
         bool connected = s->owner == b->cfg.node_id ? s->conn != NULL : !s->released;
@@ -291,9 +336,9 @@ static int by_session_filter(const void *x, const void *y)
 static void get_subscriptions(struct broker *b, struct admin_conn *c, const struct admin_request *r,
                               const struct admin_query *q)
 {
-    uint64_t limit;
+    struct page p;
     struct session **sessions;
-    long ns = select_sessions(b, c, q, &limit, &sessions);
+    long ns = select_sessions(b, c, q, &p, false, &sessions);
     if (ns == -EINVAL)
         return;
     size_t n = 0;
@@ -304,16 +349,18 @@ static void get_subscriptions(struct broker *b, struct admin_conn *c, const stru
     if (ns >= 0 && (subs || !n)) {
         size_t k = 0;
         for (long i = 0; i < ns; i++)
-            list_foreach(it, &sessions[i]->subs)
-                if (k < n)
-                    subs[k++] = list_entry(it, struct sub, link);
+            list_foreach(it, &sessions[i]->subs) {
+                struct sub *sub = list_entry(it, struct sub, link);
+                if (k < n && page_match(&p, sub->session->client_id, sub->filter))
+                    subs[k++] = sub;
+            }
         n = k;
         if (n)
             qsort(subs, n, sizeof(*subs), by_session_filter);
         list = listing(&obj, n, "subscriptions");
     }
     bool ok = list != NULL;
-    for (size_t i = 0; ok && i < n && i < limit; i++) {
+    for (uint64_t i = p.offset; ok && i < n && page_has(&p, i); i++) {
         const struct sub *sub = subs[i];
         cJSON *item = cJSON_CreateObject();
         ok = cJSON_AddStringToObject(item, "client_id", sub->session->client_id) &&
@@ -333,6 +380,7 @@ static void get_subscriptions(struct broker *b, struct admin_conn *c, const stru
 
 struct retained_pick {
     const struct broker *b;
+    const struct page *page;
     bool sys;
     struct retained **all;
     size_t n, cap;
@@ -343,7 +391,8 @@ static int pick_retained(struct trie_item *item, void *arg)
 {
     struct retained_pick *x = arg;
     struct retained *r = container_of(item, struct retained, item);
-    if ((r->local && !x->sys) || (r->msg->expire_at && r->msg->expire_at <= broker__now(x->b)))
+    if ((r->local && !x->sys) || (r->msg->expire_at && r->msg->expire_at <= broker__now(x->b)) ||
+        !page_match(x->page, r->msg->topic, NULL))
         return 0;
     if (x->n == x->cap) {
         size_t cap = x->cap ? x->cap * 2 : 64;
@@ -390,8 +439,9 @@ static cJSON *retained_json(const struct msg *m)
 static void get_retained(struct broker *b, struct admin_conn *c, const struct admin_request *r,
                          const struct admin_query *q)
 {
-    uint64_t limit, sys = 0;
-    if (!limit_of(c, q, &limit))
+    uint64_t sys = 0;
+    struct page p;
+    if (!page_of(c, q, &p))
         return;
     const char *s = broker__admin_query_find(q, "sys"), *topic = broker__admin_query_find(q, "topic");
     if (s && broker__admin_uint_parse(s, 1, &sys) != 0) {
@@ -402,7 +452,7 @@ static void get_retained(struct broker *b, struct admin_conn *c, const struct ad
         broker__admin_error(c, 400, "topic must be a topic name or filter", NULL);
         return;
     }
-    struct retained_pick x = {.b = b, .sys = sys};
+    struct retained_pick x = {.b = b, .page = &p, .sys = sys};
     if (topic)
         trie_match_filter(&b->retained, topic, strlen(topic), pick_retained, &x);
     else
@@ -413,7 +463,7 @@ static void get_retained(struct broker *b, struct admin_conn *c, const struct ad
     bool ok = list != NULL;
     if (ok && x.n)
         qsort(x.all, x.n, sizeof(*x.all), by_topic);
-    for (size_t i = 0; ok && i < x.n && i < limit; i++)
+    for (uint64_t i = p.offset; ok && i < x.n && page_has(&p, i); i++)
         ok = append(list, retained_json(x.all[i]->msg), true);
     free(x.all);
     reply_listing(c, obj, ok);
@@ -584,6 +634,7 @@ static const struct admin_route {
     admin_handler fn;
 } routes[] = {
     {"/api/v1/status", HTTP_GET, get_status},
+    {"/api/v1/events", HTTP_GET, broker__admin_events_get},
     {"/api/v1/sessions", HTTP_GET, get_sessions},
     {"/api/v1/subscriptions", HTTP_GET, get_subscriptions},
     {"/api/v1/retained", HTTP_GET, get_retained},
@@ -592,6 +643,8 @@ static const struct admin_route {
     {"/api/v1/cluster/leave", HTTP_POST, post_leave},
     {"/api/v1/cluster/remove", HTTP_POST, post_remove},
     {"/api/v1/cluster/transfer", HTTP_POST, post_transfer},
+    {"/api/v1/sessions/disconnect", HTTP_POST, broker__admin_post_disconnect},
+    {"/api/v1/retained/delete", HTTP_POST, broker__admin_post_retained_delete},
 };
 
 void broker__admin_route(struct broker *b, struct admin_conn *c, const struct admin_request *r)

@@ -146,7 +146,7 @@ static void add_num(cJSON *obj, const char *name, double v, bool *ok)
 
 /* A double holds integers exactly only up to 2^53 and cJSON prints 15
  * significant digits: 64-bit counters go out as raw decimal text. */
-static void add_u64(cJSON *obj, const char *name, uint64_t v, bool *ok)
+void broker__admin_json_u64(cJSON *obj, const char *name, uint64_t v, bool *ok)
 {
     char text[24];
     snprintf(text, sizeof(text), "%llu", (unsigned long long)v);
@@ -160,9 +160,9 @@ static void add_str(cJSON *obj, const char *name, const char *v, bool *ok)
 
 static void add_raft(cJSON *obj, uint64_t term, uint64_t commit, uint64_t applied, bool *ok)
 {
-    add_u64(obj, "term", term, ok);
-    add_u64(obj, "commit_index", commit, ok);
-    add_u64(obj, "applied_index", applied, ok);
+    broker__admin_json_u64(obj, "term", term, ok);
+    broker__admin_json_u64(obj, "commit_index", commit, ok);
+    broker__admin_json_u64(obj, "applied_index", applied, ok);
 }
 
 /* obj, or NULL (obj freed) when building it failed */
@@ -186,7 +186,7 @@ cJSON *broker__admin_member_json(const struct cluster_member *m)
     if (m->last_seen_ms == UINT64_MAX)
         ok &= cJSON_AddNullToObject(obj, "last_seen_ms") != NULL;
     else
-        add_u64(obj, "last_seen_ms", m->last_seen_ms, &ok);
+        broker__admin_json_u64(obj, "last_seen_ms", m->last_seen_ms, &ok);
     add_str(obj, "state", broker__admin_state_name(m->state), &ok);
     add_raft(obj, m->term, m->commit_index, m->applied_index, &ok);
     return built(obj, ok);
@@ -205,7 +205,7 @@ cJSON *broker__admin_status_json(const struct cluster_status *st, const char *cl
         ok &= cJSON_AddNullToObject(obj, "leader") != NULL;
     add_str(obj, "state", broker__admin_state_name(st->role), &ok);
     add_raft(obj, st->term, st->commit_index, st->applied_index, &ok);
-    add_u64(obj, "last_index", st->last_index, &ok);
+    broker__admin_json_u64(obj, "last_index", st->last_index, &ok);
     cJSON *list = cJSON_AddArrayToObject(obj, "members");
     ok &= list != NULL;
     for (int i = 0; ok && i < count; i++) {
@@ -215,10 +215,10 @@ cJSON *broker__admin_status_json(const struct cluster_status *st, const char *cl
             ok = false;
         }
     }
-    add_u64(obj, "connections", n->connections, &ok);
-    add_u64(obj, "sessions", n->sessions, &ok);
-    add_u64(obj, "subscriptions", n->subscriptions, &ok);
-    add_u64(obj, "retained", n->retained, &ok);
+    broker__admin_json_u64(obj, "connections", n->connections, &ok);
+    broker__admin_json_u64(obj, "sessions", n->sessions, &ok);
+    broker__admin_json_u64(obj, "subscriptions", n->subscriptions, &ok);
+    broker__admin_json_u64(obj, "retained", n->retained, &ok);
     return built(obj, ok);
 }
 

@@ -34,7 +34,15 @@
  * when admin_cafile asks for one) is logged with OpenSSL's reason, its alert
  * sent, and the connection ends as after a last response (FIN, then what
  * the client still sends is dropped until it closes or ADMIN_LINGER_MS).
- * A response that ends the connection is followed by a close_notify. */
+ * A response that ends the connection is followed by a close_notify.
+ *
+ * The dashboard: a GET of one of its files (ui.c) is answered before the
+ * bearer check, the files holding no data. A streamed answer
+ * (broker__admin_stream_begin, the event stream of events.c) has no length
+ * and ends with the connection: it keeps the connection busy, so no further
+ * request is read and no idle timeout runs; the socket is still read, to
+ * see the client go (what it sends is dropped), and a client that does not
+ * read is dropped by its streamer (BROKER_ADMIN_STREAM_BACKLOG). */
 #include <errno.h>
 #include <http_parser.h>
 #include <inttypes.h>
@@ -84,6 +92,7 @@ struct admin_conn {
     bool last;                 /* the response to the current request ends the connection
                                 * (and no request after it is read) */
     bool restart;              /* ... and then the node restarts (a join was accepted) */
+    bool streaming;            /* answering with a stream (broker__admin_stream_begin) */
 
     struct buf in;             /* bytes read (decrypted under TLS) and not yet parsed */
     struct buf raw;            /* under TLS: the bytes of one read, before decryption */
@@ -271,6 +280,12 @@ static int tls_read(struct admin_conn *c, size_t n)
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     struct admin_conn *c = s->data;
+    if (c->streaming && c->state == ADMIN_OPEN) {
+        /* read only to see the client go; what it sends is dropped */
+        if (n < 0)
+            conn_close(c);
+        return;
+    }
     if (n == UV_EOF && c->state == ADMIN_OPEN && (c->busy || c->writes)) {
         /* half-closed after a request: answer it, then close */
         c->eof = true;
@@ -313,7 +328,7 @@ static void update_reading(struct admin_conn *c)
 {
     if (c->sink)
         return; /* broker__admin_feed hands the bytes over */
-    bool want = c->state == ADMIN_DRAINING ||
+    bool want = c->state == ADMIN_DRAINING || (c->state == ADMIN_OPEN && c->streaming) ||
                 (c->state == ADMIN_OPEN && !c->busy && !c->last && !c->eof &&
                  backlog(c) < ADMIN_MAX_BACKLOG);
     if (want && !c->reading) {
@@ -571,6 +586,60 @@ void broker__admin_error(struct admin_conn *c, int status, const char *msg, cons
     broker__admin_respond(c, status, "application/json", body, body ? strlen(body) : 0, extra);
 }
 
+/* --- streamed responses ------------------------------------------------------------ */
+
+int broker__admin_stream_begin(struct admin_conn *c, const char *type)
+{
+    if (c->sink)
+        return -ENOTSUP;
+    if (c->state != ADMIN_OPEN)
+        return -EPIPE;
+    struct buf head = {0};
+    int rc = broker__admin_printf(&head,
+                                  "HTTP/1.1 200 OK\r\n"
+                                  "Content-Type: %s\r\n"
+                                  "Cache-Control: no-store\r\n"
+                                  "X-Content-Type-Options: nosniff\r\n"
+                                  "Connection: close\r\n\r\n",
+                                  type);
+    if (!rc) {
+        c->streaming = true;
+        c->last = true; /* no request after it: the stream ends with the connection */
+        rc = broker__admin_stream_send(c, (const char *)head.data, head.len);
+    }
+    buf_free(&head);
+    if (!rc)
+        update_reading(c);
+    return rc;
+}
+
+int broker__admin_stream_send(struct admin_conn *c, const char *data, size_t len)
+{
+    if (c->state != ADMIN_OPEN || !c->streaming)
+        return -EPIPE;
+    if (backlog(c) > BROKER_ADMIN_STREAM_BACKLOG)
+        return -ENOBUFS;
+    struct admin_write *w = calloc(1, sizeof(*w));
+    if (!w)
+        return -ENOMEM;
+    w->c = c;
+    int rc = buf_append(&w->head, data, len);
+    uv_buf_t one = uv_buf_init((char *)w->head.data, (unsigned)w->head.len);
+    if (rc || (rc = conn_write(c, w, &one, 1)) != 0) {
+        buf_free(&w->head);
+        free(w);
+        return rc;
+    }
+    c->writes++;
+    return 0;
+}
+
+bool broker__admin_stream_gone(const struct admin_conn *c) { return c->state != ADMIN_OPEN; }
+
+const char *broker__admin_conn_ip(const struct admin_conn *c) { return c->ip; }
+
+void broker__admin_stream_close(struct admin_conn *c) { conn_close(c); }
+
 /* --- requests ---------------------------------------------------------------------- */
 
 /* Counts a request refused for its token (starling_admin_unauthorized_total)
@@ -611,6 +680,9 @@ static void dispatch(struct admin_conn *c)
         broker__admin_error(c, 505, "only HTTP/1.0 and HTTP/1.1 are spoken here", NULL);
         return;
     }
+    /* the dashboard's files hold no data: the page asks for the token */
+    if (c->parser.method == HTTP_GET && broker__admin_ui_serve(c, (const char *)c->url.data, c->url.len))
+        return;
     const char *token = b->cfg.admin_token;
     if (token[0] && (!c->has_auth || !broker__admin_bearer_ok((const char *)c->auth.data, c->auth.len, token))) {
         unauthorized_log(c);
@@ -854,6 +926,7 @@ int broker__admin_start(struct broker *b, char *err, size_t errlen)
  * connection. ADMIN_STOP_WAIT_MS bounds the wait. */
 void broker__admin_stop(struct broker *b)
 {
+    broker__admin_events_stop(b);
     acceptor_close(&b->admin.acc);
     tls_ctx_free(b->admin.tls); /* open connections keep their own reference */
     b->admin.tls = NULL;

@@ -37,6 +37,12 @@ static const char *const lines[] = {
     "POST /api/v1/cluster/transfer",
     "PUT /api/v1/status",
     "GET /api/v1/",
+    /* the dashboard's (docs/dashboard.md) */
+    "GET /api/v1/events",
+    "POST /api/v1/retained/delete",
+    "POST /api/v1/sessions/disconnect",
+    "GET /",
+    "GET /app.js",
 };
 
 static void pure_readers(const uint8_t *data, size_t size)

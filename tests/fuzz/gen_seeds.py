@@ -62,6 +62,11 @@ admin = {
     "remove": b"\x06" + H + b"Content-Length: 11\r\n\r\n{\"node\": 9}",
     "transfer": b"\x07" + H + b"Content-Length: 2\r\n\r\n{}",
     "wrong_method": b"\x08" + H + b"\r\n",
+    "events": b"\x09" + H + b"Accept: text/event-stream\r\n\r\n",
+    "retained_delete": b"\x0a" + H + b"Content-Length: 14\r\n\r\n{\"topic\": \"a\"}",
+    "disconnect": b"\x0b" + H + b"Content-Length: 18\r\n\r\n{\"client_id\": \"c\"}",
+    "page": b"\x0c" + H + b"\r\n",
+    "retained_page": b"\x04?offset=2&limit=3&q=a%2F" + H + b"\r\n",
 }
 for name, data in admin.items():
     write("fuzz_admin", name, data)
