@@ -60,8 +60,6 @@ KNOWN_GAPS = {
     "long-partition": "messages acknowledged while the subscriber's node is cut off are lost",
     "long-sigstop": "messages acknowledged while the subscriber's node is stopped are lost",
     "long-rolling": "messages queued on a restarting node are lost",
-    "long-kill-leader": "messages acknowledged around a leader kill can be lost",
-    "long-kill-publisher": "messages acknowledged around a kill of the publisher's node can be lost",
     "long-kill-subscriber": "messages waiting for the subscriber's node when it dies are acknowledged and lost",
 }
 
