@@ -58,6 +58,8 @@ KNOWN_GAPS = {
                        "packet id is reused without its PUBREL",
     "inbound-qos2": "inbound QoS 2 packet ids awaiting PUBREL do not survive the publisher's node",
     "long-partition": "messages acknowledged while the subscriber's node is cut off are lost",
+    "long-partition-publisher": "a node cut off acknowledges QoS 1/2 publishes whose subscribers are on the "
+                                "other side (tests/jepsen KNOWN_LOSS queue-partition-leader)",
     "long-sigstop": "messages acknowledged while the subscriber's node is stopped are lost",
     "long-rolling": "messages queued on a restarting node are lost",
     "long-kill-subscriber": "messages waiting for the subscriber's node when it dies are acknowledged and lost",
@@ -679,6 +681,20 @@ def test_long_partition_of_subscriber_node(cluster, qos):
     n1, n2, n3 = cluster.nodes
     run_with_fault(cluster, qos, "subscriber's node partitioned %.0f s" % LONG_FOR,
                    lambda c: _partition(c, n2), n2, [n1, n3])
+
+
+@long_only
+@known_gap("long-partition-publisher")
+@QOS
+def test_long_partition_of_publisher_node(cluster, qos):
+    """The publisher's node cut off: what it cannot make durable it refuses
+    or leaves unanswered (the publisher then moves on), never acknowledges
+    and loses."""
+    if not _iptables_usable():
+        pytest.skip("needs iptables (root)")
+    n1, n2, n3 = cluster.nodes
+    run_with_fault(cluster, qos, "publisher's node partitioned %.0f s" % LONG_FOR,
+                   lambda c: _partition(c, n1), n2, [n1])
 
 
 @long_only
