@@ -6,7 +6,8 @@ through kill -9 and a restart.
 
 Every test numbers its messages, keeps the numbers the publisher got an
 acknowledgement for, and checks each one at the subscriber: lost = 0, and for
-QoS 2 duplicates = 0. Each prints its figures (`durable NAME: acked A
+QoS 2 duplicates = 0. The default tests' publishers also check that the
+acknowledgements come in the order of the publishes. Each prints its figures (`durable NAME: acked A
 delivered D lost L dup X ...`; run pytest with -s, or -rA, to see them).
 
 The subscriber is a raw-socket client that behaves as a compliant one does
@@ -46,7 +47,7 @@ import harness
 import rawmqtt as r
 from clients import uid
 
-from cluster_mqtt import EXPIRY, RESUME_TIMEOUT, publish_flow
+from cluster_mqtt import EXPIRY, RESUME_TIMEOUT
 from harness import Cluster, wait_for
 
 # scenario -> why it fails on today's main (issue 15). Remove an entry when
@@ -216,13 +217,39 @@ def subscribe_persistent(node, cid, topic, qos, version=5):
     return conn
 
 
-def publish_all(node, topic, payloads, qos, version=5):
-    """Publishes payloads through node (a clean session), a window of them in
-    flight; returns once every one was acknowledged (asserts it)."""
+def publish_all(node, topic, payloads, qos, version=5, window=32, timeout=120):
+    """Publishes payloads through node (a clean session), up to window of
+    them unacknowledged; returns once every one was acknowledged (PUBACK, or
+    PUBREC then PUBCOMP), asserting reasons below 0x80 and acknowledgements
+    in the order of the publishes (MQTT 5.0 4.6)."""
     conn, ack = raw_connect(node, uid("pub"), version, clean=True)
     try:
         assert ack.reason == 0, "CONNACK %r" % ack
-        publish_flow(conn, topic, payloads, qos=qos, window=32, timeout=120)
+        todo = list(reversed(payloads))
+        sent, completing, pids = collections.OrderedDict(), set(), iter(range(1, 65536))
+        deadline = time.monotonic() + timeout
+        while todo or sent or completing:
+            while todo and len(sent) + len(completing) < window:
+                pid = next(pids)
+                sent[pid] = todo.pop()
+                conn.send(r.publish(topic, sent[pid], qos=qos, pid=pid, version=version))
+            try:
+                p = conn.recv(timeout=max(0.001, deadline - time.monotonic()))
+            except (r.Timeout, r.Closed) as e:
+                raise AssertionError("publishing through %r: %r with %d unacknowledged, %d not sent" % (
+                    node, e, len(sent) + len(completing), len(todo)))
+            if p.type == r.PUBCOMP and p.pid in completing:
+                completing.discard(p.pid)
+                continue
+            want = r.PUBACK if qos == 1 else r.PUBREC
+            assert p.type == want and p.reason < 0x80 and p.pid in sent, "publishing through %r: %r" % (node, p)
+            first = next(iter(sent))
+            assert p.pid == first, "acknowledgement of pid %d (%r) before that of pid %d (%r)" % (
+                p.pid, sent[p.pid], first, sent[first])
+            del sent[p.pid]
+            if qos == 2:
+                completing.add(p.pid)
+                conn.send(r.ack(r.PUBREL, p.pid, version=version))
         conn.send(r.disconnect(version=version))
     finally:
         conn.close()
