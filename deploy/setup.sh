@@ -54,7 +54,8 @@ apt-get install -y -q --no-install-recommends \
     libuv1-dev libssl-dev liblmdb-dev libcriterion-dev \
     libcjson-dev libhttp-parser-dev libwslay-dev \
     mosquitto mosquitto-clients python3-paho-mqtt python3-pytest node-mqtt \
-    python3-matplotlib clang libclang-rt-14-dev lmdb-utils procps iproute2 psmisc iptables debootstrap
+    python3-matplotlib clang libclang-rt-14-dev lmdb-utils procps iproute2 psmisc iptables debootstrap \
+    faketime
 apt-get install -y -q --no-install-recommends -t bookworm-backports meson libraft-dev
 remove_policy
 
