@@ -42,7 +42,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     backend.exit_cleanly_on_sigterm()
     if a.list:
-        print("\n".join(scenarios.ALL))
+        print("\n".join(scenarios.ALL_COMPOSE if a.backend == "compose" else scenarios.ALL))
         return 0
     if a.check:
         res = scenarios.check_file(a.check, a.workload or scenarios.parse(pathlib.Path(a.check).parent.name)[0])
