@@ -59,7 +59,11 @@ def main(argv=None):
     else:
         names = scenarios.ALL if a.all else (a.scenarios or scenarios.SHORT)
     for n in names:
-        scenarios.parse(n)
+        nemesis = scenarios.parse(n)[1]
+        if a.backend == "compose" and nemesis not in scenarios.COMPOSE_NEMESES:
+            print("fault suite: %s: the compose backend cannot do %s (it can: %s)" % (
+                n, nemesis, ", ".join(scenarios.COMPOSE_NEMESES)), file=sys.stderr)
+            return 2
     results_dir = pathlib.Path(a.results or os.environ.get("STARLING_JEPSEN_RESULTS") or default_results())
     results_dir.mkdir(parents=True, exist_ok=True)
     print("fault suite: %d scenario(s), %.0f s each, %s backend, results in %s" % (
