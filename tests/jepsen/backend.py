@@ -263,6 +263,8 @@ class ProcessBackend(Backend):
     def fill_disk(self, node_id):
         """Writes nodeN/data/filler until its file system is full; returns
         the bytes written."""
+        if self.nodes[node_id].data_dir not in self.mounts:
+            raise RuntimeError("fill_disk: node %d's data dir is not a tmpfs of the suite (disk_mb)" % node_id)
         path = self.nodes[node_id].data_dir / "filler"
         written = 0
         chunk = b"\0" * (1 << 20)

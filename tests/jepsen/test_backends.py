@@ -66,3 +66,12 @@ def test_clock_offset_file_and_preload(tmp_path):
     assert env["FAKETIME_DONT_FAKE_MONOTONIC"] == "1" and env["FAKETIME_NO_CACHE"] == "1"
     n.faketime = None
     assert n.argv()[0] == backend.harness.STARLINGD
+
+
+def test_fill_disk_only_on_the_suites_tmpfs(tmp_path):
+    """Never fills the real file system: only a data dir the backend mounted."""
+    b = backend.ProcessBackend(tmp_path, "t")
+    b.nodes[1] = backend.FaultNode(tmp_path / "node1", 1, "127.0.0.1", {}, [(1, "127.0.0.1", 1)])
+    with pytest.raises(RuntimeError):
+        b.fill_disk(1)
+    assert not (b.nodes[1].data_dir / "filler").exists()
