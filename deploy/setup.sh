@@ -55,7 +55,7 @@ apt-get install -y -q --no-install-recommends \
     libcjson-dev libhttp-parser-dev libwslay-dev \
     mosquitto mosquitto-clients python3-paho-mqtt python3-pytest node-mqtt \
     python3-matplotlib clang libclang-rt-14-dev lmdb-utils procps iproute2 psmisc iptables debootstrap \
-    chromium chromium-driver python3-selenium
+    chromium chromium-driver python3-selenium faketime
 apt-get install -y -q --no-install-recommends -t bookworm-backports meson libraft-dev
 remove_policy
 

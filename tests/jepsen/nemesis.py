@@ -16,16 +16,28 @@ Available (name: what start / stop do):
     partition-bridge     the leader and one follower cannot talk, the third
                          node sees both halves / heal
     rolling-restart      SIGTERM and restart of every node in turn (stop: none)
+    clock-jump           the wall clock of the subscribers' node (else a
+                         random one) jumps 2 h back, the next time 2 h
+                         forward, and so on (libfaketime) / the real time
+    clock-kill           the subscribers' node's clock 2 h back, then after
+                         1.5 s that node killed -9 (with its clock still
+                         wrong) / restarted on the real time: what it wrote
+                         with the wrong time is applied by the others
+    disk-full            the file system of a random node's data dir (a
+                         tmpfs) filled up; the node must stop with one
+                         "disk full" line / the filler deleted, the node
+                         started again
 
-TODO (later sessions): clock jumps (libfaketime on a restarted node, where the
-code reads wall time: session and message expiry, will delay); a full disk (a
-small tmpfs as a node's data dir, filled up); the compose backend's docker
-kill / pause / network disconnect, through the same backend interface.
+The clock and disk nemeses need backend support (ProcessBackend(clock=True),
+ProcessBackend(disk_mb=N)); scenarios.backend_options() says which.
 """
 
-import random
 import threading
 import time
+
+CLOCK_JUMP_S = 7200      # longer than the workloads' expiry intervals (1 h)
+DISK_MB = 128            # the tmpfs of each data dir under disk-full
+BALLAST_KB = 512         # retained messages pushed through the others until the full node stops
 
 
 class Nemesis:
@@ -41,6 +53,8 @@ class Nemesis:
         self.thread = None
         self.stopping = threading.Event()
         self.errors = []
+        self.problems = []   # what a fault showed that is wrong (a node that did not stop cleanly)
+        self.jumps = 0
 
     # -- choosing nodes -------------------------------------------------
 
@@ -80,6 +94,44 @@ class Nemesis:
             others = [i for i in b.ids if i != n]
             b.cut([(n, o) for o in others])
             return {"fault": "partition", "isolated": n}
+        if self.kind == "clock":
+            n = self._pick("subscriber")
+            offset = -CLOCK_JUMP_S if self.target == "kill" or self.jumps % 2 == 0 else CLOCK_JUMP_S
+            self.jumps += 1
+            b.set_clock(n, offset)
+            if self.target == "kill":
+                self.stopping.wait(1.5)
+                b.kill(n)
+                return {"fault": "clock-kill", "node": n, "offset_s": offset}
+            return {"fault": "clock", "node": n, "offset_s": offset}
+        if self.kind == "disk":
+            n = self._pick("random")
+            t0 = time.monotonic()
+            filled = b.fill_disk(n)
+            out = {"fault": "disk-full", "node": n, "filled_mb": round(filled / 2**20, 1)}
+            # The workloads' entries are small: the Raft log's open segment
+            # (8 MiB, allocated ahead) and the store's free pages would take
+            # them for minutes. Ballast through another node makes the log
+            # need its next segment.
+            exited, pushed = None, 0
+            other = [i for i in b.ids if i != n and b.running(i)]
+            while exited is None and time.monotonic() - t0 < 10.0 and not self.stopping.is_set():
+                pushed += self.ballast(self.rng.choice(other))
+                exited = b.wait_exit(n, 0.05)
+            out["ballast_mb"] = round(pushed / 2**20, 1)
+            out["exit"] = exited
+            if exited is None:
+                self.problems.append("disk-full: node %d still running %.0f s after its disk filled up" % (
+                    n, time.monotonic() - t0))
+            else:
+                out["after_s"] = round(time.monotonic() - t0, 2)
+                out["lines"] = b.last_errors(n)
+                full = [l for l in out["lines"] if "disk full" in l]
+                if exited != 1 or len(full) != 1:
+                    self.problems.append("disk-full: node %d exited with %s (expected 1) after %d 'disk full' "
+                                         "line(s)%s" % (n, "signal %d" % -exited if exited < 0 else "code %d" % exited,
+                                                       len(full), b.crash_note(n)))
+            return out
         if self.kind == "rolling":
             order = list(b.ids)
             for n in order:
@@ -88,6 +140,25 @@ class Nemesis:
                 time.sleep(1.0)
             return {"fault": "rolling-restart", "nodes": order}
         raise ValueError("unknown nemesis %r" % self.name)
+
+    def ballast(self, node):
+        """One retained QoS 1 message of BALLAST_KB through node; its bytes
+        (0 when it was not acknowledged)."""
+        import rawmqtt as r
+        payload = b"b" * (BALLAST_KB * 1024)
+        try:
+            host, port = self.backend.endpoint(node)
+            c = r.RawClient(port, version=5, host=host, timeout=5)
+            try:
+                c.send(r.connect("jepsen-ballast", version=5))
+                if c.expect(r.CONNACK, 5).reason != 0:
+                    return 0
+                c.send(r.publish("jepsen/ballast", payload, qos=1, retain=True, pid=1, version=5))
+                return len(payload) if c.expect(r.PUBACK, 5).reason < 0x80 else 0
+            finally:
+                c.close()
+        except (OSError, r.Closed, r.Timeout, AssertionError):
+            return 0
 
     def end(self, fault):
         b = self.backend
@@ -99,6 +170,15 @@ class Nemesis:
             b.resume(fault["node"])
         elif fault["fault"] == "partition":
             b.heal()
+        elif fault["fault"] == "clock":
+            b.set_clock(fault["node"], 0)
+        elif fault["fault"] == "clock-kill":
+            b.set_clock(fault["node"], 0)
+            b.restart(fault["node"])
+        elif fault["fault"] == "disk-full":
+            b.free_disk(fault["node"])
+            if not b.running(fault["node"]):
+                b.restart(fault["node"])
 
     # -- the schedule ---------------------------------------------------
 
@@ -113,9 +193,12 @@ class Nemesis:
                 tag = {"nemesis": self.name}
                 self.history.add("nemesis", "info", "start", tag)
                 self.active = tag
+                t0 = time.monotonic()
                 fault = self.begin()
                 self.history.add("nemesis", "info", "fault", fault)
-                self.stopping.wait(hold)
+                # the clock and disk faults' own waits count in their hold
+                spent = time.monotonic() - t0 if self.kind in ("clock", "disk") else 0.0
+                self.stopping.wait(max(0.0, hold - spent))
                 self.end(fault)
                 self.active = None
                 self.history.add("nemesis", "info", "stop", tag)
@@ -146,14 +229,15 @@ class Nemesis:
             self.active = None
         b.heal()
         for i in b.ids:
+            if self.kind == "clock":
+                b.set_clock(i, 0)
+            if self.kind == "disk":
+                b.free_disk(i)
             b.resume(i)
             if not b.running(i):
                 b.restart(i)
 
 
-# TODO: "clock-jump" (restart a node under libfaketime, +/- minutes: session
-# and message expiry, will delay), "disk-full" (a node's data dir on a small
-# tmpfs, filled until LMDB's writes fail), and the compose backend's
-# "docker network disconnect" partitions.
 NEMESES = ["none", "kill-random", "kill-leader", "kill-subscriber", "pause-random", "pause-leader",
-           "partition-one", "partition-leader", "partition-bridge", "rolling-restart"]
+           "partition-one", "partition-leader", "partition-bridge", "rolling-restart",
+           "clock-jump", "clock-kill", "disk-full"]

@@ -39,7 +39,7 @@ def plot(ops, path, title, lost=()):
         ax.axvspan(start, end, color="tab:red", alpha=0.12, lw=0)
     for op in ops:
         if op["process"] == "nemesis" and op["f"] == "fault" and op["value"]:
-            label = " ".join("%s=%s" % kv for kv in op["value"].items() if kv[0] != "fault")
+            label = " ".join("%s=%s" % kv for kv in op["value"].items() if kv[0] not in ("fault", "lines"))
             ax.annotate("%s %s" % (op["value"].get("fault"), label), (op["time"], 0.98),
                         xycoords=("data", "axes fraction"), fontsize=7, va="top", color="tab:red")
     markers = {"ok": ".", "fail": "x", "info": "^"}

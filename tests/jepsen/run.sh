@@ -6,6 +6,8 @@
 #   tests/jepsen/run.sh --all           every workload x every nemesis
 #   tests/jepsen/run.sh SCENARIO ...    some (see --list)
 #   tests/jepsen/run.sh --check build/jepsen-results/T/S/history.jsonl
+#   tests/jepsen/run.sh --backend compose [--all | SCENARIO ...]
+#                                       against the docker compose cluster
 #
 # Needs root (iptables for the partitions). STARLINGD defaults to
 # build/broker/starlingd; results go to build/jepsen-results/<time>/ unless

@@ -14,6 +14,7 @@ import traceback
 import checkers
 import history as hist
 import report
+import nemesis as nem
 from backend import ProcessBackend
 from nemesis import NEMESES, Nemesis
 from workloads import WORKLOADS
@@ -24,6 +25,12 @@ DURATION = 20.0
 # fault that hits what the workload depends on.
 SHORT = ["register-kill-leader", "queue-partition-leader", "ownership-kill-subscriber"]
 ALL = ["%s-%s" % (w, n) for w in WORKLOADS for n in NEMESES]
+# The compose backend: docker kill / pause / network disconnect of whole
+# nodes (no single links, no faked clock, no small disk).
+COMPOSE_NEMESES = ["none", "kill-random", "kill-leader", "kill-subscriber", "pause-random", "pause-leader",
+                   "partition-one", "partition-leader", "rolling-restart"]
+SHORT_COMPOSE = ["register-kill-leader", "register-pause-leader", "register-partition-one"]
+ALL_COMPOSE = ["%s-%s" % (w, n) for w in WORKLOADS for n in COMPOSE_NEMESES]
 
 
 def parse(name):
@@ -32,6 +39,22 @@ def parse(name):
             return w, name[len(w) + 1:]
     raise ValueError("unknown scenario %r (workload-nemesis; workloads %s, nemeses %s)" % (
         name, list(WORKLOADS), NEMESES))
+
+
+def backend_options(nemesis_name):
+    """What the nemesis needs of a ProcessBackend (a faked clock, small disks)."""
+    if nemesis_name.startswith("clock-"):
+        return {"clock": True}
+    if nemesis_name == "disk-full":
+        return {"disk_mb": nem.DISK_MB}
+    return {}
+
+
+def make_backend(kind, out, seed, nemesis_name):
+    if kind == "compose":
+        import compose
+        return compose.ComposeBackend(out, "%d" % seed)
+    return ProcessBackend(out, "%d" % seed, **backend_options(nemesis_name))
 
 
 def record_dumps(b, h, timeout=30.0):
@@ -79,7 +102,7 @@ def summarise(name, ops, checks, problems, errors):
             "problems": problems + errors}
 
 
-def run_scenario(name, results_dir, duration=DURATION, seed=None, log=print):
+def run_scenario(name, results_dir, duration=DURATION, seed=None, log=print, backend_kind="process"):
     """Runs one scenario; returns its result dict (also written as
     result.json next to history.jsonl and latency.png)."""
     wname, nname = parse(name)
@@ -89,13 +112,16 @@ def run_scenario(name, results_dir, duration=DURATION, seed=None, log=print):
     rng = random.Random(seed)
     run_id = "%s-%d" % (name, seed)
     h = hist.History(out / "history.jsonl")
-    h.add("setup", "info", "scenario", {"scenario": name, "seed": seed, "duration": duration})
-    b = ProcessBackend(out / "nodes", "%d" % seed)
+    h.add("setup", "info", "scenario", {"scenario": name, "seed": seed, "duration": duration,
+                                        "backend": backend_kind})
+    b = make_backend(backend_kind, out / "nodes", seed, nname)
     errors, problems = [], []
-    w = None
+    w = n = None
     try:
         b.start()
         w = WORKLOADS[wname](b, h, rng, run_id)
+        if nname.startswith("clock-"):
+            w.message_expiry = 3600   # so that the wall clock matters to the registers
         w.setup()
         n = Nemesis(nname, b, h, rng, target_hint=w.target_node)
         w.start()
@@ -120,6 +146,8 @@ def run_scenario(name, results_dir, duration=DURATION, seed=None, log=print):
             problems = b.stop()
         except Exception as e:
             problems = ["stopping the nodes: %r" % e]
+        if n is not None:
+            problems = n.problems + problems
         h.close()
     ops = h.ops
     result = summarise(name, ops, check(ops, wname), problems, errors)

@@ -74,6 +74,7 @@ def _dial(endpoint, client_id, clean=True, expiry=None):
 class Workload:
     name = "?"
     checkers = ()
+    message_expiry = None   # Message Expiry Interval (s) of the publishes, None: none
 
     def __init__(self, backend_, history, rng, run_id):
         self.backend = backend_
@@ -168,7 +169,9 @@ class RegisterWorkload(Workload):
         if c is None:
             return
         try:
-            c.raw.send(r.publish(self.topic(key), value.encode(), qos=1, retain=True, pid=1, version=5))
+            props = {"MessageExpiryInterval": self.message_expiry} if self.message_expiry else None
+            c.raw.send(r.publish(self.topic(key), value.encode(), qos=1, retain=True, pid=1, version=5,
+                                 props=props))
             puback = c.raw.expect(r.PUBACK, OP_TIMEOUT)
             if puback.reason < 0x80:
                 self.history.complete(inv, "ok")
@@ -374,7 +377,8 @@ class QueueWorkload(SessionWorkload):
             msg = "q%d-%s-%d" % (qos, p, seq)
             inv = self.history.invoke(p, "publish", msg, qos=qos, node=node)
             try:
-                c.raw.send(r.publish(self.topic, msg.encode(), qos=qos, pid=pid, version=5))
+                props = {"MessageExpiryInterval": self.message_expiry} if self.message_expiry else None
+                c.raw.send(r.publish(self.topic, msg.encode(), qos=qos, pid=pid, version=5, props=props))
                 if qos == 1:
                     a = c.raw.expect(r.PUBACK, OP_TIMEOUT)
                 else:
