@@ -69,7 +69,12 @@ enum auth_error {
 enum auth_hash_kind {
     AUTH_HASH_SHA512 = 6,         /* $6$SALT$HASH: sha512(password || salt) */
     AUTH_HASH_PBKDF2_SHA512 = 7,  /* $7$ITER$SALT$HASH: PBKDF2-HMAC-SHA512 */
+    AUTH_HASH_SCRAM_SHA256 = 32,  /* a $scram-sha-256$ line: the user's auth_scram is the verifier */
 };
+
+/* Starling's own password-file line (not Mosquitto's):
+ * user:$scram-sha-256$ITERATIONS$SALT$STOREDKEY$SERVERKEY, base64 fields. */
+#define SCRAM_PREFIX "$scram-sha-256$"
 
 struct auth_verifier {
     uint8_t kind;             /* enum auth_hash_kind */
@@ -195,8 +200,9 @@ bool auth_acl_on(const struct auth *a);
 
 /* Parses a password file (text, len bytes, borrowed) into *out (initialised
  * here; free with auth_users_free). Lines are `user:$7$ITER$SALT$HASH` or
- * `user:$6$SALT$HASH` (base64 salt and hash, as mosquitto_passwd writes);
- * blank lines and lines starting with '#' are skipped. Anything else (a
+ * `user:$6$SALT$HASH` (base64 salt and hash, as mosquitto_passwd writes), or
+ * Starling's `user:$scram-sha-256$ITER$SALT$STOREDKEY$SERVERKEY` (SCRAM
+ * credentials, which check a plain password too); blank lines and lines starting with '#' are skipped. Anything else (a
  * plain-text password above all) is refused: returns -EINVAL with
  * "line N: reason" in err, *out left empty. -ENOMEM when memory ran out. */
 int auth_passwd_parse(const char *text, size_t len, struct auth_users *out, char *err, size_t errlen);
@@ -227,6 +233,14 @@ int auth_scram_derive(const uint8_t *password, size_t len, const uint8_t *salt, 
  * knows the user: true and *out filled, or false (unknown, or a user without
  * SCRAM credentials). */
 bool auth_scram_find(const struct auth *a, const char *user, size_t user_len, struct auth_scram *out);
+
+/* Parses the hash part of a $scram-sha-256$ line into *out. 0 or -EINVAL
+ * with the reason in err. */
+int auth_scram_parse(const char *s, size_t len, struct auth_scram *out, char *err, size_t errlen);
+
+/* Standard base64 (padding optional) into out (at most cap bytes): the
+ * decoded length or -EINVAL. For scram.c. */
+int auth__b64_decode(const char *s, size_t len, uint8_t *out, size_t cap);
 
 /* 0 when pass matches v, AUTH_EPASSWORD when not, -ENOMEM. */
 int auth_verifier_check(const struct auth_verifier *v, const uint8_t *pass, size_t pass_len);
