@@ -339,3 +339,13 @@ def test_clientid_bound_v3_and_others(bound):
     with c:
         assert ack.reason == 0x85
     assert "require_clientid_username" in bound.log()
+
+
+def test_mqttjs_scram(broker):
+    from test_node import run_node
+    if broker.transport != "tcp":
+        pytest.skip("the script speaks tcp")
+    r = run_node("scram.js", broker, user="sam", password=USERS["sam"])
+    assert r["reason"] == 0 and r["method"] == METHOD and r["signatureOk"], r
+    assert r["payloads"] == ["hello"]
+    assert r["refused"] == 0x86, r
