@@ -813,6 +813,8 @@ static void who_bind(const struct auth *a, struct auth_who *who)
     who->bad_id = dangerous(who->client_id, who->id_len);
     who->bad_user = who->user && dangerous(who->user, who->user_len);
     who->generation = a->generation;
+    who->decided = 0;
+    who->next = 0;
 }
 
 /* Whether rule r matches topic t (tl bytes) for who: level by level, '+' any
@@ -873,6 +875,8 @@ static bool rules_hit(const struct auth_rules *rs, const struct auth_who *who, c
         return false;
     for (uint32_t i = 0; i < rs->count; i++) {
         const struct auth_rule *r = &rs->v[i];
+        if (denies && r->access != AUTH_DENY)
+            break; /* every deny rule comes first (rules_add) */
         if ((r->access == AUTH_DENY) != denies)
             continue;
         if (!denies && !(r->access & access))
@@ -883,11 +887,10 @@ static bool rules_hit(const struct auth_rules *rs, const struct auth_who *who, c
     return false;
 }
 
-bool auth_allowed(const struct auth *a, struct auth_who *who, const char *topic, size_t len, int access)
+/* The rules' answer, without the remembered decisions. */
+static bool allowed_by_rules(const struct auth *a, const struct auth_who *who, const char *topic, size_t len,
+                             int access)
 {
-    if (!auth_acl_on(a))
-        return true;
-    who_bind(a, who);
     for (int s = 0; s < AUTH_SOURCES; s++) {
         const struct auth_acl *acl = &a->acl[s];
         if (!acl->set)
@@ -905,6 +908,31 @@ bool auth_allowed(const struct auth *a, struct auth_who *who, const char *topic,
             return true;
     }
     return false;
+}
+
+bool auth_allowed(const struct auth *a, struct auth_who *who, const char *topic, size_t len, int access)
+{
+    if (!auth_acl_on(a))
+        return true;
+    who_bind(a, who);
+    bool small = len <= AUTH_WHO_CACHE_TOPIC;
+    for (uint8_t i = 0; small && i < who->decided; i++) {
+        const struct auth_who_decision *d = &who->decisions[i];
+        if (d->len == len && d->access == access && memcmp(d->topic, topic, len) == 0)
+            return d->allowed;
+    }
+    bool allowed = allowed_by_rules(a, who, topic, len, access);
+    if (small) {
+        struct auth_who_decision *d = &who->decisions[who->next];
+        d->len = (uint8_t)len;
+        d->access = (uint8_t)access;
+        d->allowed = allowed;
+        memcpy(d->topic, topic, len);
+        who->next = (uint8_t)((who->next + 1) % AUTH_WHO_CACHE);
+        if (who->decided < AUTH_WHO_CACHE)
+            who->decided++;
+    }
+    return allowed;
 }
 
 bool auth_subscribe_allowed(const struct auth *a, struct auth_who *who, const char *filter, size_t len)

@@ -155,9 +155,22 @@ struct auth {
     uint8_t cache_key[32];    /* random, this process only (auth_init) */
 };
 
+/* A decision auth_allowed remembers for an identity: the topic (at most
+ * AUTH_WHO_CACHE_TOPIC bytes, compared whole), the access asked, the answer. */
+#define AUTH_WHO_CACHE 4u
+#define AUTH_WHO_CACHE_TOPIC 48u
+struct auth_who_decision {
+    uint8_t len;
+    uint8_t access;
+    bool allowed;
+    char topic[AUTH_WHO_CACHE_TOPIC];
+};
+
 /* The identity a check is made for, with what auth_allowed looked up for it
- * (refreshed when auth.generation moved). user NULL: anonymous. The strings
- * are borrowed: they must outlive the struct (a session keeps its own). */
+ * (refreshed when auth.generation moved) and its last few decisions (a
+ * publisher repeats its topics, a subscription receives the same ones: each
+ * check of 1,000 rules then costs one comparison). user NULL: anonymous. The
+ * strings are borrowed: they must outlive the struct (a session keeps its own). */
 struct auth_who {
     const char *user;
     size_t user_len;
@@ -166,6 +179,8 @@ struct auth_who {
     uint64_t generation;      /* of the lookups below; 0 = not looked up */
     const struct auth_rules *own[AUTH_SOURCES]; /* the user's (or the anonymous) rules, or NULL */
     bool bad_id, bad_user;    /* hold '+', '#' or '/' */
+    uint8_t decided, next;    /* entries of decisions in use (of this generation), the next to replace */
+    struct auth_who_decision decisions[AUTH_WHO_CACHE];
 };
 
 struct auth_throttle_slot {

@@ -390,3 +390,34 @@ Test(auth_passwd, a_password_that_passed_is_remembered)
     cr_assert_not(u->cached);
     auth_free(&a);
 }
+
+/* The decisions a struct auth_who remembers: the same answers as the rules,
+ * per access, per whole topic, and forgotten when the ACL changes. */
+Test(auth_acl, remembered_decisions)
+{
+    struct auth a;
+    auth_init(&a);
+    load_acl(&a, "user u\ntopic read a/b\ntopic write w/#\n");
+    struct auth_who w;
+    auth_who_set(&w, "u", 1, "id", 2);
+    for (int round = 0; round < 3; round++) {
+        cr_assert(auth_allowed(&a, &w, "a/b", 3, AUTH_READ));
+        cr_assert(!auth_allowed(&a, &w, "a/b", 3, AUTH_WRITE));
+        cr_assert(!auth_allowed(&a, &w, "a/bc", 4, AUTH_READ));
+        cr_assert(!auth_allowed(&a, &w, "a/", 2, AUTH_READ));
+        cr_assert(auth_allowed(&a, &w, "w/1", 3, AUTH_WRITE));
+        cr_assert(auth_allowed(&a, &w, "w/2", 3, AUTH_WRITE)); /* more topics than entries */
+        cr_assert(!auth_allowed(&a, &w, "w/2", 3, AUTH_READ));
+    }
+    /* a topic longer than an entry holds is checked every time */
+    char longt[AUTH_WHO_CACHE_TOPIC + 8];
+    memset(longt, 'x', sizeof(longt));
+    memcpy(longt, "w/", 2);
+    cr_assert(auth_allowed(&a, &w, longt, sizeof(longt), AUTH_WRITE));
+    cr_assert(auth_allowed(&a, &w, longt, sizeof(longt), AUTH_WRITE));
+    /* a reload: the remembered grant is gone */
+    load_acl(&a, "user u\ntopic read a/c\n");
+    cr_assert(!auth_allowed(&a, &w, "a/b", 3, AUTH_READ));
+    cr_assert(auth_allowed(&a, &w, "a/c", 3, AUTH_READ));
+    auth_free(&a);
+}
