@@ -15,6 +15,7 @@ Scenarios (a fresh broker per row, measured from /proc like compare.py):
                CONNECTs per second, each checked against the password file
   fanin4_q0/1  fan-in 4:1 at the maximum rate: messages delivered per second
   p2p20_q0/1   20 point-to-point pairs at the maximum rate (QoS 1: 10 in flight)
+  fanin100_q0  fan-in 100:1: a subscription receiving 100 topics
 Each delivery is checked against the ACL (read on the topic), each PUBLISH
 too (write). The load average (1 min) is printed beside each row: other
 processes on the machine move the figures.
@@ -128,6 +129,9 @@ def message_scenarios():
                      ["-c", 4, "-t", "fanin/%i", "-I", 0, "-q", qos] + window, ["-c", 1, "-t", "fanin/+", "-q", qos]))
         rows.append((f"p2p20_q{qos}", f"p2p 20 pairs QoS {qos}",
                      ["-c", 20, "-t", "p2p/%i", "-I", 0, "-q", qos] + window, ["-c", 20, "-t", "p2p/%i", "-q", qos]))
+    # 100 topics into one subscription: more than a session remembers decisions for
+    rows.append(("fanin100_q0", "fan-in 100:1 QoS 0", ["-c", 100, "-t", "fanin/%i", "-I", 0, "-q", 0],
+                 ["-c", 1, "-t", "fanin/+", "-q", 0]))
     return rows
 
 
@@ -223,7 +227,8 @@ def main():
     compare.broker_arguments(ap, "bench-results/auth")
     ap.add_argument("--duration", type=float, default=5.0, help="seconds of publishing per message row [5]")
     ap.add_argument("--connects", type=int, default=2000, help="clients of the CONNECT row [2000]")
-    ap.add_argument("--only", help="comma-separated ids: connect, fanin4_q0, p2p20_q0, fanin4_q1, p2p20_q1")
+    ap.add_argument("--only", help="comma-separated ids: connect, fanin4_q0, p2p20_q0, fanin4_q1, p2p20_q1, "
+                                   "fanin100_q0")
     ap.add_argument("--variants", default="auth,open", help="auth, open or both [auth,open]")
     args = ap.parse_args()
     only = set(args.only.split(",")) if args.only else None
