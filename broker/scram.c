@@ -80,13 +80,22 @@ static int saslname_decode(const char *p, size_t len, char *out, size_t *out_len
     return 0;
 }
 
-int scram_client_first(struct scram_server *s, const uint8_t *msg_in, size_t len)
+/* A client message may be taken at this step: 0 or the error. */
+static int message_check(const struct scram_server *s, int step, const char *msg, size_t len)
 {
-    const char *msg = (const char *)msg_in;
-    if (s->step != 0)
+    if (s->step != step)
         return SCRAM_ESTATE;
     if (!msg || len == 0 || len > SCRAM_MAX_MESSAGE || memchr(msg, '\0', len))
         return SCRAM_EMALFORMED;
+    return 0;
+}
+
+int scram_client_first(struct scram_server *s, const uint8_t *msg_in, size_t len)
+{
+    const char *msg = (const char *)msg_in;
+    int rc = message_check(s, 0, msg, len);
+    if (rc)
+        return rc;
     /* gs2-header: cbind flag "," [authzid] "," */
     size_t pos = 0;
     const char *f;
@@ -108,7 +117,7 @@ int scram_client_first(struct scram_server *s, const uint8_t *msg_in, size_t len
     struct attr a;
     if (!field_next(msg, len, &pos, &f, &fl) || !attr_of(f, fl, &a) || a.key != 'n')
         return SCRAM_EMALFORMED;
-    int rc = saslname_decode(a.p, a.len, s->user, &s->user_len);
+    rc = saslname_decode(a.p, a.len, s->user, &s->user_len);
     if (rc)
         return rc;
     struct attr r;
@@ -166,10 +175,9 @@ int scram_server_first(struct scram_server *s, const struct auth_scram *cred, co
 int scram_client_final(struct scram_server *s, const uint8_t *msg_in, size_t len)
 {
     const char *msg = (const char *)msg_in;
-    if (s->step != 2)
-        return SCRAM_ESTATE;
-    if (!msg || len == 0 || len > SCRAM_MAX_MESSAGE || memchr(msg, '\0', len))
-        return SCRAM_EMALFORMED;
+    int rc = message_check(s, 2, msg, len);
+    if (rc)
+        return rc;
     size_t pos = 0;
     const char *f;
     size_t fl;

@@ -29,7 +29,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -233,11 +232,7 @@ def main():
     args = ap.parse_args()
     only = set(args.only.split(",")) if args.only else None
 
-    bench = compare.find_bench(args.bench)
-    os.makedirs(args.out, exist_ok=True)
-    rawdir = os.path.join(args.out, "raw")
-    os.makedirs(rawdir, exist_ok=True)
-    workdir = tempfile.mkdtemp(prefix="starling-auth-bench-")
+    bench, rawdir, workdir = compare.prepare(args, "starling-auth-bench-")
     os.chmod(workdir, 0o755)
     pw, acl, rules = make_files(workdir)
     files = (pw, acl)

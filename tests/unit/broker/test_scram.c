@@ -217,17 +217,23 @@ static int parse_users(const char *text, struct auth_users *u, char *err, size_t
     return auth_passwd_parse(text, strlen(text), u, err, errlen);
 }
 
+/* a's users from a password file's text, which must parse */
+static void load_users(struct auth *a, const char *text)
+{
+    struct auth_users u;
+    char err[256] = "";
+    cr_assert_eq(parse_users(text, &u, err, sizeof(err)), 0, "%s", err);
+    auth_init(a);
+    auth_users_replace(a, AUTH_SOURCE_FILE, &u);
+}
+
 Test(scram, password_file_line)
 {
     /* the RFC's user as a $scram-sha-256$ line */
     const char *text = "user:$scram-sha-256$4096$W22ZaJ0SNY7soEsUEjb6gQ==$"
                        "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=$wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=\n";
-    struct auth_users u;
-    char err[256] = "";
-    cr_assert_eq(parse_users(text, &u, err, sizeof(err)), 0, "%s", err);
     struct auth a;
-    auth_init(&a);
-    auth_users_replace(&a, AUTH_SOURCE_FILE, &u);
+    load_users(&a, text);
     struct auth_scram got, want = rfc_cred();
     cr_assert(auth_scram_find(&a, "user", 4, &got));
     cr_assert(memcmp(got.stored_key, want.stored_key, AUTH_SCRAM_KEY_LEN) == 0);
@@ -240,6 +246,8 @@ Test(scram, password_file_line)
     cr_assert_eq(auth_password_check(&a, "user", 4, NULL, 0), AUTH_EPASSWORD);
     auth_free(&a);
 
+    struct auth_users u;
+    char err[256] = "";
     static const char *const bad[] = {
         "u:$scram-sha-256$4096$W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=\n",
         "u:$scram-sha-256$0$W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=$"
@@ -265,12 +273,8 @@ Test(scram, mosquitto_users_have_no_scram)
 {
     const char *text =
         "alice:$7$101$6ZVZAeVaU8hZ7r13$UuJMmgApXqR6Sn1Sqsaq1W2Q4z3PH7I73V9x0WhHxolx5bWNFKRRLGFD7R56lwdJEy6MK0Xgra4mzTmyvwuP7A==\n";
-    struct auth_users u;
-    char err[256] = "";
-    cr_assert_eq(parse_users(text, &u, err, sizeof(err)), 0, "%s", err);
     struct auth a;
-    auth_init(&a);
-    auth_users_replace(&a, AUTH_SOURCE_FILE, &u);
+    load_users(&a, text);
     struct auth_scram got;
     cr_assert(!auth_scram_find(&a, "alice", 5, &got));
     cr_assert(!auth_scram_find(&a, "bob", 3, &got));
