@@ -114,10 +114,14 @@ static int exchange_begin(struct conn *c, struct enhanced *e, struct proto_str d
     int rc = scram_client_first(&e->s, data.p, data.len);
     if (rc)
         return rc;
-    struct auth_scram cred;
-    if (!auth_scram_find(&b->access.tables, e->s.user, e->s.user_len, &cred) &&
-        (rc = scram_fake(fake_key(b), e->s.user, e->s.user_len, &cred)) != 0)
+    /* the fake credentials are derived for every user, known or not: the
+     * same work either way */
+    struct auth_scram cred, real;
+    if ((rc = scram_fake(fake_key(b), e->s.user, e->s.user_len, &cred)) != 0)
         return rc;
+    if (auth_scram_find(&b->access.tables, e->s.user, e->s.user_len, &real))
+        cred = real;
+    OPENSSL_cleanse(&real, sizeof(real));
     uint8_t raw[SNONCE_RAW];
     char nonce[((SNONCE_RAW + 2) / 3) * 4 + 1];
     if (RAND_bytes(raw, sizeof(raw)) != 1)
