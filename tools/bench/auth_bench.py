@@ -183,6 +183,14 @@ def run_all(make, bench, args, rawdir, name, variant, only):
     return rows
 
 
+def cpu_per(r):
+    """The broker's CPU seconds per 1,000 CONNECTs or per million delivered
+    messages: steadier than the rate on a loaded machine."""
+    if not r or "error" in r or not r.get("recv"):
+        return None
+    return r["cpu_s"] / r["recv"] * (1e3 if r["unit"] == "conn/s" else 1e6)
+
+
 def pct(r):
     return f"{100.0 * r['recv'] / r['sent']:.1f} %" if r.get("sent") else "-"
 
@@ -195,8 +203,9 @@ def write_markdown(path, rows, meta):
         f.write(f"# Authentication and ACL: Starling vs Mosquitto, {meta['date']}\n\n")
         for line in meta["lines"]:
             f.write(f"- {line}\n")
-        f.write("\n| scenario | broker | rate auth | rate open | auth / open | delivered auth | delivered open "
-                "| load auth | load open |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+        f.write("\n| scenario | broker | rate auth | rate open | auth / open | CPU s/unit auth | CPU s/unit open "
+                "| delivered auth | delivered open | load auth | load open |\n"
+                "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
         for sid, entry in table.items():
             rates = {}
             for b in ("mosquitto", "starling"):
@@ -210,13 +219,16 @@ def write_markdown(path, rows, meta):
                 unit = (a or o).get("unit", "")
                 f.write(f"| {(a or o)['scenario']} | {b} | {compare.fmt(ra, '{:,.0f}')} {unit} | "
                         f"{compare.fmt(ro, '{:,.0f}')} | {compare.fmt(compare.ratio(ra, ro), '{:.3f}x')} | "
+                        f"{compare.fmt(cpu_per(a), '{:.3f}')} | {compare.fmt(cpu_per(o), '{:.3f}')} | "
                         f"{pct(a) if ok(a) else '-'} | {pct(o) if ok(o) else '-'} | "
                         f"{a['load']:.2f} | {o['load']:.2f} |\n" if a and o else "\n")
             if rates.get("starling") and rates.get("mosquitto"):
                 f.write(f"| | **Starling / Mosquitto, auth** | "
-                        f"{compare.ratio(rates['starling'], rates['mosquitto']):.3f}x | | | | | | |\n")
+                        f"{compare.ratio(rates['starling'], rates['mosquitto']):.3f}x | | | | | | | | |\n")
         f.write("\nrate: CONNECTs per second (CONNECT to CONNACK, 50 in flight) or messages delivered per "
-                "second at the subscribers; auth: the password and ACL files loaded, open: neither; "
+                "second at the subscribers; CPU s/unit: the broker's user + system CPU seconds per 1,000 CONNECTs "
+                "or per million delivered messages (steadier than the rate when other work shares the CPUs); "
+                "auth: the password and ACL files loaded, open: neither; "
                 "delivered: received / published (connected / attempted for CONNECT); load: the 1-minute "
                 "load average when the row started.\n")
 
