@@ -10,7 +10,8 @@
  * Failure modes: a framing or decoding error closes the connection (after a v5
  * DISCONNECT with the reason code); out of memory closes only this connection;
  * a packet that does not arrive whole within packet_timeout of its first byte
- * (a CONNECT within connect_timeout of the accept) closes it, and so does a
+ * (a CONNECT, and an enhanced-authentication exchange after it (CONN_AUTH,
+ * enhanced.c), within connect_timeout of the accept) closes it, and so does a
  * read that takes the node's bytes of incomplete packets above
  * max_partial_bytes (partial_update);
  * the struct is freed only when both handles are closed and no proposal or
