@@ -188,6 +188,7 @@ int broker__access_connect(struct conn *c, const struct proto_connect *cp, bool 
      * user's session is not for them, nor theirs for a user */
     if (!c->username && auth_users_on(a))
         *owned = true;
+    auth_who_free(&c->who);
     auth_who_set(&c->who, c->username, c->username ? strlen(c->username) : 0, c->client_id, strlen(c->client_id));
     if (cp->will && !auth_allowed(a, &c->who, (const char *)cp->will_topic.p, cp->will_topic.len, AUTH_WRITE)) {
         LOG(b, LOG_INFO, c, "CONNECT refused: the ACL does not allow the will topic");
@@ -242,6 +243,7 @@ int broker__access_session_user(struct session *s, bool has_user, struct proto_s
         s->user_len = has_user ? user.len : 0;
         s->has_user = has_user;
     }
+    auth_who_free(&s->who);
     auth_who_set(&s->who, s->has_user ? s->user : NULL, s->user_len, s->client_id, s->id_len);
     return 0;
 }

@@ -789,6 +789,13 @@ void auth_who_set(struct auth_who *who, const char *user, size_t user_len, const
     who->id_len = client_id ? id_len : 0;
 }
 
+void auth_who_free(struct auth_who *who)
+{
+    free(who->decisions);
+    who->decisions = NULL;
+    who->decided = 0;
+}
+
 static bool dangerous(const char *s, size_t len)
 {
     for (size_t i = 0; i < len; i++)
@@ -915,7 +922,9 @@ bool auth_allowed(const struct auth *a, struct auth_who *who, const char *topic,
     if (!auth_acl_on(a))
         return true;
     who_bind(a, who);
-    bool small = len <= AUTH_WHO_CACHE_TOPIC;
+    /* out of memory: no decision is remembered, each check walks the rules */
+    bool small = len <= AUTH_WHO_CACHE_TOPIC &&
+                 (who->decisions || (who->decisions = calloc(AUTH_WHO_CACHE, sizeof(*who->decisions))));
     for (uint8_t i = 0; small && i < who->decided; i++) {
         const struct auth_who_decision *d = &who->decisions[i];
         if (d->len == len && d->access == access && memcmp(d->topic, topic, len) == 0)

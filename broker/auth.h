@@ -156,7 +156,9 @@ struct auth {
 };
 
 /* A decision auth_allowed remembers for an identity: the topic (at most
- * AUTH_WHO_CACHE_TOPIC bytes, compared whole), the access asked, the answer. */
+ * AUTH_WHO_CACHE_TOPIC bytes, compared whole), the access asked, the answer.
+ * Allocated at the first check made while an ACL is in force, so that a node
+ * without one spends no memory on them. */
 #define AUTH_WHO_CACHE 4u
 #define AUTH_WHO_CACHE_TOPIC 48u
 struct auth_who_decision {
@@ -180,7 +182,7 @@ struct auth_who {
     const struct auth_rules *own[AUTH_SOURCES]; /* the user's (or the anonymous) rules, or NULL */
     bool bad_id, bad_user;    /* hold '+', '#' or '/' */
     uint8_t decided, next;    /* entries of decisions in use (of this generation), the next to replace */
-    struct auth_who_decision decisions[AUTH_WHO_CACHE];
+    struct auth_who_decision *decisions; /* AUTH_WHO_CACHE of them, owned; NULL until needed */
 };
 
 struct auth_throttle_slot {
@@ -270,8 +272,11 @@ int auth_acl_parse(const char *text, size_t len, struct auth_acl *out, char *err
 int auth_acl_load(const char *path, struct auth_acl *out, char *err, size_t errlen);
 void auth_acl_free(struct auth_acl *acl);
 
-/* Sets who's identity (strings borrowed) and forgets its lookups. */
+/* Sets who's identity (strings borrowed) and forgets its lookups; who is
+ * overwritten whole (not read): auth_who_free a struct that was used before. */
 void auth_who_set(struct auth_who *who, const char *user, size_t user_len, const char *client_id, size_t id_len);
+/* Frees what auth_allowed allocated for who (its remembered decisions). */
+void auth_who_free(struct auth_who *who);
 
 /* Whether who may have access (AUTH_READ or AUTH_WRITE) to topic (len bytes,
  * a topic name). Always true while no ACL is in force. who's lookups are

@@ -59,6 +59,7 @@ static void maybe_free(struct conn *c)
         free((char *)s->key);
     map_free(&c->out_alias);
     broker__enhanced_free(c);
+    auth_who_free(&c->who);
     free(c->client_id);
     free(c->username);
     free(c);

@@ -51,6 +51,7 @@ static void checks(const char *text, size_t len)
         wr != auth_allowed(&a, &w, topic, topic_len, AUTH_WRITE))
         abort();
     (void)s;
+    auth_who_free(&w);
     auth_free(&a);
 }
 

@@ -153,14 +153,18 @@ static bool can(struct auth *a, const char *user, const char *id, const char *to
 {
     struct auth_who w;
     auth_who_set(&w, user, user ? strlen(user) : 0, id, strlen(id));
-    return auth_allowed(a, &w, topic, strlen(topic), access);
+    bool ok = auth_allowed(a, &w, topic, strlen(topic), access);
+    auth_who_free(&w);
+    return ok;
 }
 
 static bool can_sub(struct auth *a, const char *user, const char *id, const char *filter)
 {
     struct auth_who w;
     auth_who_set(&w, user, user ? strlen(user) : 0, id, strlen(id));
-    return auth_subscribe_allowed(a, &w, filter, strlen(filter));
+    bool ok = auth_subscribe_allowed(a, &w, filter, strlen(filter));
+    auth_who_free(&w);
+    return ok;
 }
 
 Test(auth_acl, no_acl_allows_everything)
@@ -283,6 +287,7 @@ Test(auth_acl, who_cache_follows_reload)
     memset(&none, 0, sizeof(none));
     auth_acl_replace(&a, AUTH_SOURCE_FILE, &none);
     cr_assert(auth_allowed(&a, &w, "a", 1, AUTH_READ)); /* no ACL any more */
+    auth_who_free(&w);
     auth_free(&a);
 }
 
@@ -419,5 +424,6 @@ Test(auth_acl, remembered_decisions)
     load_acl(&a, "user u\ntopic read a/c\n");
     cr_assert(!auth_allowed(&a, &w, "a/b", 3, AUTH_READ));
     cr_assert(auth_allowed(&a, &w, "a/c", 3, AUTH_READ));
+    auth_who_free(&w);
     auth_free(&a);
 }
