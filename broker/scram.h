@@ -24,7 +24,7 @@
 #include "auth.h"
 
 #define SCRAM_MECHANISM "SCRAM-SHA-256"
-#define SCRAM_MAX_MESSAGE 1024u  /* bytes of a client message */
+#define SCRAM_MAX_MESSAGE 512u   /* bytes of a client message (an exchange holds about 6x this) */
 #define SCRAM_MAX_NONCE 128u     /* bytes of the client's nonce, and of the server's */
 
 enum scram_error {
