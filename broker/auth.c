@@ -461,8 +461,8 @@ int auth_verifier_check(const struct auth_verifier *v, const uint8_t *pass, size
     static const uint8_t none[1] = {0};
     if (!pass)
         pass = none;
-    if (pass_len > INT32_MAX)
-        return AUTH_EPASSWORD;
+    if (pass_len > INT32_MAX || v->kind == AUTH_HASH_SCRAM_SHA256)
+        return AUTH_EPASSWORD; /* a SCRAM user's verifier holds no hash: auth_password_check checks his keys */
     if (v->kind == AUTH_HASH_PBKDF2_SHA512) {
         if (PKCS5_PBKDF2_HMAC((const char *)pass, (int)pass_len, v->salt, v->salt_len, (int)v->iterations,
                               EVP_sha512(), (int)sizeof(out), out) != 1)
