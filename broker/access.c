@@ -119,7 +119,7 @@ static void on_refusal_due(uv_timer_t *t)
 /* A failed attempt: logged with the peer, counted, refused at once or, for
  * an address that keeps failing, after a delay (the connection reads nothing
  * meanwhile, and its socket counts as any other). */
-static void connect_failed(struct conn *c, uint8_t reason, const char *why)
+void broker__access_failed(struct conn *c, uint8_t reason, const char *why)
 {
     struct broker *b = c->b;
     b->stats.auth_failures++;
@@ -149,10 +149,13 @@ int broker__access_connect(struct conn *c, const struct proto_connect *cp, bool 
      * the credential (as in Mosquitto, no password is asked for) and its name
      * the user, whatever the CONNECT says */
     bool from_cert = c->listener && c->listener->cfg.use_identity_as_username;
-    if (from_cert) {
+    if (c->scram) {
+        /* authenticated by the AUTH exchange (enhanced.c): c->username is set */
+        *owned = true;
+    } else if (from_cert) {
         char id[256];
         if (!c->tr || transport_identity(c->tr, id, sizeof(id)) != 0) {
-            connect_failed(c, PROTO_RC_NOT_AUTHORIZED, "use_identity_as_username: the client certificate has no usable name");
+            broker__access_failed(c, PROTO_RC_NOT_AUTHORIZED, "use_identity_as_username: the client certificate has no usable name");
             return -EACCES;
         }
         if (!(c->username = strdup(id)))
@@ -160,22 +163,22 @@ int broker__access_connect(struct conn *c, const struct proto_connect *cp, bool 
         *owned = true;
     } else if (cp->has_username && !(c->username = str_dup_len((const char *)cp->username.p, cp->username.len)))
         return -ENOMEM;
-    if (!from_cert && cp->has_username && strlen(c->username) != cp->username.len) {
-        connect_failed(c, PROTO_RC_BAD_USERNAME_PASSWORD, "a NUL in the user name");
+    if (!c->scram && !from_cert && cp->has_username && strlen(c->username) != cp->username.len) {
+        broker__access_failed(c, PROTO_RC_BAD_USERNAME_PASSWORD, "a NUL in the user name");
         return -EACCES;
     }
     if (!c->username) {
         if (!b->access.anonymous) {
-            connect_failed(c, PROTO_RC_NOT_AUTHORIZED, "anonymous clients are not allowed");
+            broker__access_failed(c, PROTO_RC_NOT_AUTHORIZED, "anonymous clients are not allowed");
             return -EACCES;
         }
-    } else if (!from_cert && auth_users_on(a)) {
+    } else if (!c->scram && !from_cert && auth_users_on(a)) {
         int rc = auth_password_check(a, c->username, cp->username.len, cp->has_password ? cp->password.p : NULL,
                                      cp->has_password ? cp->password.len : 0);
         if (rc == -ENOMEM)
             return rc;
         if (rc) {
-            connect_failed(c, PROTO_RC_BAD_USERNAME_PASSWORD,
+            broker__access_failed(c, PROTO_RC_BAD_USERNAME_PASSWORD,
                            rc == AUTH_EUNKNOWN ? "unknown user" : cp->has_password ? "wrong password" : "no password");
             return -EACCES;
         }
@@ -185,6 +188,7 @@ int broker__access_connect(struct conn *c, const struct proto_connect *cp, bool 
      * user's session is not for them, nor theirs for a user */
     if (!c->username && auth_users_on(a))
         *owned = true;
+    auth_who_free(&c->who);
     auth_who_set(&c->who, c->username, c->username ? strlen(c->username) : 0, c->client_id, strlen(c->client_id));
     if (cp->will && !auth_allowed(a, &c->who, (const char *)cp->will_topic.p, cp->will_topic.len, AUTH_WRITE)) {
         LOG(b, LOG_INFO, c, "CONNECT refused: the ACL does not allow the will topic");
@@ -192,6 +196,18 @@ int broker__access_connect(struct conn *c, const struct proto_connect *cp, bool 
         return -EACCES;
     }
     return 0;
+}
+
+bool broker__access_clientid_refused(const struct conn *c)
+{
+    if (!c->b->cfg.require_clientid_username || !c->username)
+        return false;
+    /* the name itself, or NAME:anything: a name from a password file never
+     * holds ':', so no user's ids are another user's */
+    size_t ul = strlen(c->username), il = strlen(c->client_id);
+    if (il < ul || memcmp(c->client_id, c->username, ul) != 0)
+        return true;
+    return !(il == ul || c->client_id[ul] == ':');
 }
 
 /* --- topics ------------------------------------------------------------------ */
@@ -227,6 +243,7 @@ int broker__access_session_user(struct session *s, bool has_user, struct proto_s
         s->user_len = has_user ? user.len : 0;
         s->has_user = has_user;
     }
+    auth_who_free(&s->who);
     auth_who_set(&s->who, s->has_user ? s->user : NULL, s->user_len, s->client_id, s->id_len);
     return 0;
 }

@@ -81,7 +81,7 @@ static int b64_value(char ch)
 
 /* Standard base64 (padding optional) into out (at most cap bytes). Returns
  * the decoded length, or -EINVAL (bad character, bad length, too long). */
-static int b64_decode(const char *s, size_t len, uint8_t *out, size_t cap)
+int auth__b64_decode(const char *s, size_t len, uint8_t *out, size_t cap)
 {
     while (len && s[len - 1] == '=')
         len--;
@@ -229,6 +229,7 @@ void auth_users_free(struct auth_users *u)
     while ((slot = map_next(&u->by_name, &pos))) {
         struct auth_user *user = slot->value;
         OPENSSL_cleanse(&user->v, sizeof(user->v));
+        OPENSSL_cleanse(&user->scram, sizeof(user->scram));
         OPENSSL_cleanse(user->cache, sizeof(user->cache));
         free(user->name);
         free(user);
@@ -299,13 +300,13 @@ int auth_verifier_parse(const char *s, size_t len, struct auth_verifier *v, char
         msg(err, errlen, "unknown hash type (only $6$ and $7$, as mosquitto_passwd writes)");
         return -EINVAL;
     }
-    int sl = b64_decode(salt, salt_len, out.salt, sizeof(out.salt));
+    int sl = auth__b64_decode(salt, salt_len, out.salt, sizeof(out.salt));
     if (sl < 1) {
         msg(err, errlen, "the salt is not base64 of 1..%u bytes", AUTH_MAX_SALT);
         return -EINVAL;
     }
     out.salt_len = (uint8_t)sl;
-    if (b64_decode(hash, hash_len, out.hash, sizeof(out.hash)) != (int)AUTH_HASH_LEN) {
+    if (auth__b64_decode(hash, hash_len, out.hash, sizeof(out.hash)) != (int)AUTH_HASH_LEN) {
         msg(err, errlen, "the hash is not base64 of %u bytes (SHA-512)", AUTH_HASH_LEN);
         return -EINVAL;
     }
@@ -348,7 +349,18 @@ int auth_passwd_parse(const char *text, size_t len, struct auth_users *out, char
         while (hl && is_blank(*h))
             h++, hl--;
         struct auth_verifier v;
-        if (auth_verifier_parse(h, hl, &v, why, sizeof(why)) != 0) {
+        struct auth_scram sc;
+        bool is_scram = hl >= sizeof(SCRAM_PREFIX) - 1 && memcmp(h, SCRAM_PREFIX, sizeof(SCRAM_PREFIX) - 1) == 0;
+        if (is_scram && auth_scram_parse(h, hl, &sc, why, sizeof(why)) != 0) {
+            msg(err, errlen, "line %u: user %.*s: %s", l.no, (int)(ul > 64 ? 64 : ul), l.p, why);
+            rc = -EINVAL;
+            goto fail;
+        }
+        if (is_scram) {
+            /* a plain password is checked against the SCRAM keys (scram_verifier_check) */
+            memset(&v, 0, sizeof(v));
+            v.kind = AUTH_HASH_SCRAM_SHA256;
+        } else if (auth_verifier_parse(h, hl, &v, why, sizeof(why)) != 0) {
             msg(err, errlen, "line %u: user %.*s: %s", l.no, (int)(ul > 64 ? 64 : ul), l.p, why);
             rc = -EINVAL;
             goto fail;
@@ -366,6 +378,10 @@ int auth_passwd_parse(const char *text, size_t len, struct auth_users *out, char
             goto fail;
         }
         u->v = v;
+        if (is_scram) {
+            u->has_scram = true;
+            u->scram = sc;
+        }
         if (map_put(&out->by_name, u->name, ul, u) != 0) {
             free(u->name);
             free(u);
@@ -391,14 +407,62 @@ int auth_passwd_load(const char *path, struct auth_users *out, char *err, size_t
     return file_load(path, passwd_parse, out, err, errlen);
 }
 
+int auth_scram_parse(const char *s, size_t len, struct auth_scram *out, char *err, size_t errlen)
+{
+    const char *f[6];
+    size_t fl[6];
+    struct auth_scram sc = {0};
+    size_t n = len && s[0] == '$' ? split_dollar(s + 1, len - 1, f, fl, 5) : 0;
+    if (n != 5 || fl[0] != sizeof(SCRAM_PREFIX) - 3 || memcmp(f[0], SCRAM_PREFIX + 1, fl[0]) != 0) {
+        msg(err, errlen, "a SCRAM line is $scram-sha-256$ITERATIONS$SALT$STOREDKEY$SERVERKEY");
+        return -EINVAL;
+    }
+    uint64_t it = 0;
+    for (size_t i = 0; i < fl[1] && it <= AUTH_MAX_ITERATIONS; i++)
+        it = f[1][i] >= '0' && f[1][i] <= '9' ? it * 10 + (uint64_t)(f[1][i] - '0') : UINT64_MAX;
+    if (fl[1] == 0 || it < 1 || it > AUTH_MAX_ITERATIONS) {
+        msg(err, errlen, "iteration count \"%.*s\" is not in 1..%u", (int)(fl[1] > 20 ? 20 : fl[1]), f[1],
+            AUTH_MAX_ITERATIONS);
+        return -EINVAL;
+    }
+    sc.iterations = (uint32_t)it;
+    int sl = auth__b64_decode(f[2], fl[2], sc.salt, sizeof(sc.salt));
+    if (sl < 1) {
+        msg(err, errlen, "the salt is not base64 of 1..%u bytes", AUTH_MAX_SALT);
+        return -EINVAL;
+    }
+    sc.salt_len = (uint8_t)sl;
+    if (auth__b64_decode(f[3], fl[3], sc.stored_key, sizeof(sc.stored_key)) != (int)AUTH_SCRAM_KEY_LEN ||
+        auth__b64_decode(f[4], fl[4], sc.server_key, sizeof(sc.server_key)) != (int)AUTH_SCRAM_KEY_LEN) {
+        msg(err, errlen, "StoredKey and ServerKey are base64 of %u bytes (SHA-256)", AUTH_SCRAM_KEY_LEN);
+        return -EINVAL;
+    }
+    *out = sc;
+    return 0;
+}
+
+/* A plain password against SCRAM credentials: the StoredKey it derives. */
+static int scram_verifier_check(const struct auth_scram *sc, const uint8_t *pass, size_t pass_len)
+{
+    struct auth_scram d;
+    int rc = auth_scram_derive(pass, pass_len, sc->salt, sc->salt_len, sc->iterations, &d);
+    if (rc == -EINVAL)
+        return AUTH_EPASSWORD;
+    if (rc)
+        return rc;
+    int same = CRYPTO_memcmp(d.stored_key, sc->stored_key, sizeof(d.stored_key)) == 0;
+    OPENSSL_cleanse(&d, sizeof(d));
+    return same ? 0 : AUTH_EPASSWORD;
+}
+
 int auth_verifier_check(const struct auth_verifier *v, const uint8_t *pass, size_t pass_len)
 {
     uint8_t out[AUTH_HASH_LEN];
     static const uint8_t none[1] = {0};
     if (!pass)
         pass = none;
-    if (pass_len > INT32_MAX)
-        return AUTH_EPASSWORD;
+    if (pass_len > INT32_MAX || v->kind == AUTH_HASH_SCRAM_SHA256)
+        return AUTH_EPASSWORD; /* a SCRAM user's verifier holds no hash: auth_password_check checks his keys */
     if (v->kind == AUTH_HASH_PBKDF2_SHA512) {
         if (PKCS5_PBKDF2_HMAC((const char *)pass, (int)pass_len, v->salt, v->salt_len, (int)v->iterations,
                               EVP_sha512(), (int)sizeof(out), out) != 1)
@@ -450,7 +514,8 @@ int auth_password_check(struct auth *a, const char *user, size_t user_len, const
     bool have = cache_digest(a, pass, pass_len, d);
     if (have && u->cached && CRYPTO_memcmp(d, u->cache, sizeof(d)) == 0)
         return 0;
-    int rc = auth_verifier_check(&u->v, pass, pass_len);
+    int rc = u->v.kind == AUTH_HASH_SCRAM_SHA256 ? scram_verifier_check(&u->scram, pass, pass_len)
+                                                 : auth_verifier_check(&u->v, pass, pass_len);
     if (rc == 0 && have) {
         memcpy(u->cache, d, sizeof(d));
         u->cached = true;
@@ -724,6 +789,13 @@ void auth_who_set(struct auth_who *who, const char *user, size_t user_len, const
     who->id_len = client_id ? id_len : 0;
 }
 
+void auth_who_free(struct auth_who *who)
+{
+    free(who->decisions);
+    who->decisions = NULL;
+    who->decided = 0;
+}
+
 static bool dangerous(const char *s, size_t len)
 {
     for (size_t i = 0; i < len; i++)
@@ -748,6 +820,8 @@ static void who_bind(const struct auth *a, struct auth_who *who)
     who->bad_id = dangerous(who->client_id, who->id_len);
     who->bad_user = who->user && dangerous(who->user, who->user_len);
     who->generation = a->generation;
+    who->decided = 0;
+    who->next = 0;
 }
 
 /* Whether rule r matches topic t (tl bytes) for who: level by level, '+' any
@@ -808,6 +882,8 @@ static bool rules_hit(const struct auth_rules *rs, const struct auth_who *who, c
         return false;
     for (uint32_t i = 0; i < rs->count; i++) {
         const struct auth_rule *r = &rs->v[i];
+        if (denies && r->access != AUTH_DENY)
+            break; /* every deny rule comes first (rules_add) */
         if ((r->access == AUTH_DENY) != denies)
             continue;
         if (!denies && !(r->access & access))
@@ -818,11 +894,10 @@ static bool rules_hit(const struct auth_rules *rs, const struct auth_who *who, c
     return false;
 }
 
-bool auth_allowed(const struct auth *a, struct auth_who *who, const char *topic, size_t len, int access)
+/* The rules' answer, without the remembered decisions. */
+static bool allowed_by_rules(const struct auth *a, const struct auth_who *who, const char *topic, size_t len,
+                             int access)
 {
-    if (!auth_acl_on(a))
-        return true;
-    who_bind(a, who);
     for (int s = 0; s < AUTH_SOURCES; s++) {
         const struct auth_acl *acl = &a->acl[s];
         if (!acl->set)
@@ -840,6 +915,33 @@ bool auth_allowed(const struct auth *a, struct auth_who *who, const char *topic,
             return true;
     }
     return false;
+}
+
+bool auth_allowed(const struct auth *a, struct auth_who *who, const char *topic, size_t len, int access)
+{
+    if (!auth_acl_on(a))
+        return true;
+    who_bind(a, who);
+    /* out of memory: no decision is remembered, each check walks the rules */
+    bool small = len <= AUTH_WHO_CACHE_TOPIC &&
+                 (who->decisions || (who->decisions = calloc(AUTH_WHO_CACHE, sizeof(*who->decisions))));
+    for (uint8_t i = 0; small && i < who->decided; i++) {
+        const struct auth_who_decision *d = &who->decisions[i];
+        if (d->len == len && d->access == access && memcmp(d->topic, topic, len) == 0)
+            return d->allowed;
+    }
+    bool allowed = allowed_by_rules(a, who, topic, len, access);
+    if (small) {
+        struct auth_who_decision *d = &who->decisions[who->next];
+        d->len = (uint8_t)len;
+        d->access = (uint8_t)access;
+        d->allowed = allowed;
+        memcpy(d->topic, topic, len);
+        who->next = (uint8_t)((who->next + 1) % AUTH_WHO_CACHE);
+        if (who->decided < AUTH_WHO_CACHE)
+            who->decided++;
+    }
+    return allowed;
 }
 
 bool auth_subscribe_allowed(const struct auth *a, struct auth_who *who, const char *filter, size_t len)

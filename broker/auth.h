@@ -69,7 +69,12 @@ enum auth_error {
 enum auth_hash_kind {
     AUTH_HASH_SHA512 = 6,         /* $6$SALT$HASH: sha512(password || salt) */
     AUTH_HASH_PBKDF2_SHA512 = 7,  /* $7$ITER$SALT$HASH: PBKDF2-HMAC-SHA512 */
+    AUTH_HASH_SCRAM_SHA256 = 32,  /* a $scram-sha-256$ line: the user's auth_scram is the verifier */
 };
+
+/* Starling's own password-file line (not Mosquitto's):
+ * user:$scram-sha-256$ITERATIONS$SALT$STOREDKEY$SERVERKEY, base64 fields. */
+#define SCRAM_PREFIX "$scram-sha-256$"
 
 struct auth_verifier {
     uint8_t kind;             /* enum auth_hash_kind */
@@ -150,9 +155,24 @@ struct auth {
     uint8_t cache_key[32];    /* random, this process only (auth_init) */
 };
 
+/* A decision auth_allowed remembers for an identity: the topic (at most
+ * AUTH_WHO_CACHE_TOPIC bytes, compared whole), the access asked, the answer.
+ * Allocated at the first check made while an ACL is in force, so that a node
+ * without one spends no memory on them. */
+#define AUTH_WHO_CACHE 4u
+#define AUTH_WHO_CACHE_TOPIC 48u
+struct auth_who_decision {
+    uint8_t len;
+    uint8_t access;
+    bool allowed;
+    char topic[AUTH_WHO_CACHE_TOPIC];
+};
+
 /* The identity a check is made for, with what auth_allowed looked up for it
- * (refreshed when auth.generation moved). user NULL: anonymous. The strings
- * are borrowed: they must outlive the struct (a session keeps its own). */
+ * (refreshed when auth.generation moved) and its last few decisions (a
+ * publisher repeats its topics, a subscription receives the same ones: each
+ * check of 1,000 rules then costs one comparison). user NULL: anonymous. The
+ * strings are borrowed: they must outlive the struct (a session keeps its own). */
 struct auth_who {
     const char *user;
     size_t user_len;
@@ -161,6 +181,8 @@ struct auth_who {
     uint64_t generation;      /* of the lookups below; 0 = not looked up */
     const struct auth_rules *own[AUTH_SOURCES]; /* the user's (or the anonymous) rules, or NULL */
     bool bad_id, bad_user;    /* hold '+', '#' or '/' */
+    uint8_t decided, next;    /* entries of decisions in use (of this generation), the next to replace */
+    struct auth_who_decision *decisions; /* AUTH_WHO_CACHE of them, owned; NULL until needed */
 };
 
 struct auth_throttle_slot {
@@ -195,8 +217,9 @@ bool auth_acl_on(const struct auth *a);
 
 /* Parses a password file (text, len bytes, borrowed) into *out (initialised
  * here; free with auth_users_free). Lines are `user:$7$ITER$SALT$HASH` or
- * `user:$6$SALT$HASH` (base64 salt and hash, as mosquitto_passwd writes);
- * blank lines and lines starting with '#' are skipped. Anything else (a
+ * `user:$6$SALT$HASH` (base64 salt and hash, as mosquitto_passwd writes), or
+ * Starling's `user:$scram-sha-256$ITER$SALT$STOREDKEY$SERVERKEY` (SCRAM
+ * credentials, which check a plain password too); blank lines and lines starting with '#' are skipped. Anything else (a
  * plain-text password above all) is refused: returns -EINVAL with
  * "line N: reason" in err, *out left empty. -ENOMEM when memory ran out. */
 int auth_passwd_parse(const char *text, size_t len, struct auth_users *out, char *err, size_t errlen);
@@ -228,6 +251,14 @@ int auth_scram_derive(const uint8_t *password, size_t len, const uint8_t *salt, 
  * SCRAM credentials). */
 bool auth_scram_find(const struct auth *a, const char *user, size_t user_len, struct auth_scram *out);
 
+/* Parses the hash part of a $scram-sha-256$ line into *out. 0 or -EINVAL
+ * with the reason in err. */
+int auth_scram_parse(const char *s, size_t len, struct auth_scram *out, char *err, size_t errlen);
+
+/* Standard base64 (padding optional) into out (at most cap bytes): the
+ * decoded length or -EINVAL. For scram.c. */
+int auth__b64_decode(const char *s, size_t len, uint8_t *out, size_t cap);
+
 /* 0 when pass matches v, AUTH_EPASSWORD when not, -ENOMEM. */
 int auth_verifier_check(const struct auth_verifier *v, const uint8_t *pass, size_t pass_len);
 
@@ -241,8 +272,11 @@ int auth_acl_parse(const char *text, size_t len, struct auth_acl *out, char *err
 int auth_acl_load(const char *path, struct auth_acl *out, char *err, size_t errlen);
 void auth_acl_free(struct auth_acl *acl);
 
-/* Sets who's identity (strings borrowed) and forgets its lookups. */
+/* Sets who's identity (strings borrowed) and forgets its lookups; who is
+ * overwritten whole (not read): auth_who_free a struct that was used before. */
 void auth_who_set(struct auth_who *who, const char *user, size_t user_len, const char *client_id, size_t id_len);
+/* Frees what auth_allowed allocated for who (its remembered decisions). */
+void auth_who_free(struct auth_who *who);
 
 /* Whether who may have access (AUTH_READ or AUTH_WRITE) to topic (len bytes,
  * a topic name). Always true while no ACL is in force. who's lookups are

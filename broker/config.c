@@ -76,6 +76,8 @@
  *                               listener is on loopback (docs/auth.md)
  *   acl_deny_disconnect         boolean: a denied PUBLISH closes the     false
  *                               connection instead of being dropped
+ *   require_clientid_username   boolean: a user's client id must be its  false
+ *                               name or start with "NAME:" (docs/auth.md)
  *
  * Per listener (tls and wss), applying to the most recent `listener` line
  * (the default listener before any), with --set to the last listener:
@@ -208,6 +210,7 @@ static const struct config_key config_keys[] = {
     {"acl_file", KIND_STRING, FIELD(acl_file), 0, 0, NULL},
     {"allow_anonymous", KIND_OPT_BOOL, FIELD(allow_anonymous), 0, 0, NULL},
     {"acl_deny_disconnect", KIND_BOOL, FIELD(acl_deny_disconnect), 0, 0, NULL},
+    {"require_clientid_username", KIND_BOOL, FIELD(require_clientid_username), 0, 0, NULL},
     /* per listener: the last one (config_print writes them after its line) */
     {"certfile", KIND_LISTENER_TEXT, LFIELD(certfile), 0, 0, NULL},
     {"keyfile", KIND_LISTENER_TEXT, LFIELD(keyfile), 0, 0, NULL},

@@ -127,6 +127,7 @@ struct config {
     char acl_file[512];          /* Mosquitto's ACL format; "" = none (default) */
     int8_t allow_anonymous;      /* -1 = not set (default: see docs/auth.md), 0 false, 1 true */
     bool acl_deny_disconnect;    /* a PUBLISH the ACL denies closes the connection; default false */
+    bool require_clientid_username; /* a user's client id is its name or "NAME:..." (docs/auth.md); default false */
 };
 
 /* Fills c with the embedded defaults (one tcp listener on 0.0.0.0:1883). */

@@ -10,7 +10,8 @@
  * Failure modes: a framing or decoding error closes the connection (after a v5
  * DISCONNECT with the reason code); out of memory closes only this connection;
  * a packet that does not arrive whole within packet_timeout of its first byte
- * (a CONNECT within connect_timeout of the accept) closes it, and so does a
+ * (a CONNECT, and an enhanced-authentication exchange after it (CONN_AUTH,
+ * enhanced.c), within connect_timeout of the accept) closes it, and so does a
  * read that takes the node's bytes of incomplete packets above
  * max_partial_bytes (partial_update);
  * the struct is freed only when both handles are closed and no proposal or
@@ -57,6 +58,8 @@ static void maybe_free(struct conn *c)
     while ((s = map_next(&c->out_alias, &pos)))
         free((char *)s->key);
     map_free(&c->out_alias);
+    broker__enhanced_free(c);
+    auth_who_free(&c->who);
     free(c->client_id);
     free(c->username);
     free(c);
@@ -185,7 +188,7 @@ void broker__conn_close(struct conn *c, uint8_t reason)
     if (c->state == CONN_CLOSING)
         return;
     struct broker *b = c->b;
-    if (reason != 0xFF && c->version == PROTO_V5 && c->state != CONN_NEW) {
+    if (reason != 0xFF && c->version == PROTO_V5 && c->state != CONN_NEW && c->state != CONN_AUTH) {
         struct proto_packet p = {.type = PROTO_DISCONNECT};
         p.u.disconnect.reason = reason;
         broker__conn_send(c, &p);
@@ -416,6 +419,13 @@ static void on_timer(uv_timer_t *t)
         }
         return;
     }
+    if (c->state == CONN_AUTH) {
+        /* the whole exchange has connect_timeout from the accept */
+        LOG(b, LOG_INFO, c, "authentication not completed within %u s (connect_timeout), closing",
+            b->cfg.connect_timeout);
+        broker__conn_close(c, 0xFF);
+        return;
+    }
     if (!c->keep_alive)
         return;
     uint64_t limit = (uint64_t)c->keep_alive * 1500;
@@ -480,6 +490,12 @@ static void protocol_close(struct conn *c, int err)
 
 static void dispatch(struct conn *c, struct proto_packet *p)
 {
+    if (c->state == CONN_AUTH && p->type != PROTO_AUTH && p->type != PROTO_DISCONNECT) {
+        /* [MQTT-3.1.2-30]: only AUTH or DISCONNECT until the CONNACK */
+        LOG(c->b, LOG_INFO, c, "packet type %u during the AUTH exchange", p->type);
+        broker__connect_refuse(c, PROTO_RC_PROTOCOL_ERROR);
+        return;
+    }
     switch (p->type) {
     case PROTO_CONNECT:
         if (c->state != CONN_NEW) {
@@ -511,7 +527,10 @@ static void dispatch(struct conn *c, struct proto_packet *p)
     case PROTO_DISCONNECT:
         broker__on_disconnect(c, p);
         return;
-    default: /* CONNACK, SUBACK, UNSUBACK, PINGRESP, AUTH: not ours to receive */
+    case PROTO_AUTH:
+        broker__on_auth(c, p);
+        return;
+    default: /* CONNACK, SUBACK, UNSUBACK, PINGRESP: not ours to receive */
         protocol_close(c, PROTO_EPROTOCOL);
         return;
     }

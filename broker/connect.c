@@ -256,6 +256,7 @@ static void connack_props(const struct claim *cl, struct proto_props *pp)
     pp->wildcard_sub_available = 1;
     pp->sub_id_available = 1;
     pp->shared_sub_available = 1;
+    broker__enhanced_connack(cl->conn, pp);
 }
 
 /* The connection serves s from now on: CONNACK, then what was in flight and
@@ -280,6 +281,7 @@ static void claim_accept(struct claim *cl, struct session *s)
     if (c->version == PROTO_V5)
         connack_props(cl, &ack->props);
     broker__conn_send(c, &r);
+    broker__enhanced_free(c); /* the server-final went with the CONNACK */
     LOG(b, LOG_INFO, c, "connected (v%u, clean=%d, expiry=%u, keepalive=%u, present=%d%s%s)",
         c->version, cl->clean_start, cl->expiry, c->keep_alive, ack->session_present,
         c->username ? ", username=" : "", c->username ? c->username : "");
@@ -317,8 +319,9 @@ static uint8_t connect_refusal(const struct broker *b, const struct proto_connec
         return PROTO_RC_SERVER_BUSY; /* the reserve is for the store and the cluster: listen.c */
     if (broker__fenced(b))
         return PROTO_RC_SERVER_UNAVAILABLE; /* no leader for a while: broker.c */
-    if (cp->version == PROTO_V5 && cp->props.auth_method.p)
-        return PROTO_RC_BAD_AUTH_METHOD; /* no enhanced authentication yet */
+    uint8_t method = broker__enhanced_method_refusal(cp);
+    if (method)
+        return method;
     if (cp->will && cp->will_qos > b->cfg.max_qos)
         return PROTO_RC_QOS_NOT_SUPPORTED;
     if (cp->will && cp->will_retain && !b->cfg.retain_available)
@@ -459,12 +462,28 @@ void broker__on_connect(struct conn *c, struct proto_packet *p)
             refuse(c, PROTO_RC_CLIENTID_INVALID);
         return;
     }
-    rc = broker__access_connect(c, cp, &cl->owned);
+    if (cp->version == PROTO_V5 && cp->props.auth_method.p) {
+        broker__enhanced_start(c, p, cl); /* continues in broker__connect_continue */
+        return;
+    }
+    broker__connect_continue(c, cl, cp);
+}
+
+void broker__connect_continue(struct conn *c, struct claim *cl, const struct proto_connect *cp)
+{
+    struct broker *b = c->b;
+    int rc = broker__access_connect(c, cp, &cl->owned);
     if (rc) {
         free(cl);
         if (rc == -ENOMEM)
             broker__conn_close(c, 0xFF);
         return; /* refused (or its refusal delayed) by access.c */
+    }
+    if (!cl->assigned && broker__access_clientid_refused(c)) {
+        free(cl);
+        LOG(b, LOG_WARN, c, "CONNECT refused: require_clientid_username: the client id is not user %s's", c->username);
+        refuse(c, PROTO_RC_CLIENTID_INVALID);
+        return;
     }
     connect_negotiate(c, cl, cp);
     struct will *w = NULL;

@@ -219,6 +219,7 @@ enum conn_state {
     CONN_CLAIMING,            /* CONNECT received, session_claim under way */
     CONN_ACTIVE,              /* CONNACK sent */
     CONN_CLOSING,             /* closing the socket */
+    CONN_AUTH,                /* CONNECT with an Authentication Method: AUTH exchange under way (enhanced.c) */
 };
 
 struct conn {
@@ -293,6 +294,10 @@ struct conn {
     struct buf wire;          /* tr's bytes for the socket, not yet handed to libuv */
     bool tr_described;        /* the negotiated TLS version was logged */
     struct listener *listener;/* accepted on (lives as long as the broker) */
+    /* MQTT 5 enhanced authentication (enhanced.c): the exchange under way
+     * (owned, NULL = none), and whether CONNECT authenticated with SCRAM */
+    struct enhanced *auth;
+    bool scram;
 };
 
 /* --- the broker ------------------------------------------------------------ */
@@ -419,6 +424,7 @@ struct broker {
         struct auth_throttle throttle; /* failed CONNECTs per address */
         uv_signal_t sighup;   /* reloads password_file and acl_file */
         bool anonymous;       /* anonymous clients are let in */
+        uint8_t scram_fake_key[32]; /* salts of users without SCRAM credentials (enhanced.c) */
     } access;
     bool stopping;
     int exit_code;
@@ -642,5 +648,30 @@ bool broker__access_subscribe(struct conn *c, const char *filter, size_t len); /
 bool broker__access_receive(struct session *s, const struct msg *m);
 /* The session's user, from its claim (user borrowed, copied). 0 or -ENOMEM. */
 int broker__access_session_user(struct session *s, bool has_user, struct proto_str user);
+/* A failed authentication: logged with why, counted, refused with reason
+ * (at once, or later for an address that keeps failing). */
+void broker__access_failed(struct conn *c, uint8_t reason, const char *why);
+/* Whether require_clientid_username refuses c's client id for its user. */
+bool broker__access_clientid_refused(const struct conn *c);
+
+/* connect.c: the CONNECT once its client is authenticated (enhanced.c: after
+ * the AUTH exchange); cl is transferred. */
+struct claim;
+void broker__connect_continue(struct conn *c, struct claim *cl, const struct proto_connect *cp);
+
+/* enhanced.c: MQTT 5 enhanced authentication (SCRAM-SHA-256, scram.h) */
+/* The CONNECT's Authentication Method, before anything else is checked:
+ * 0 = none, or the CONNACK refusal (0x82 data without method, 0x8C a method
+ * other than SCRAM-SHA-256). */
+uint8_t broker__enhanced_method_refusal(const struct proto_connect *cp);
+/* Starts the exchange of a CONNECT with a method (p borrowed, re-encoded and
+ * kept; cl transferred): sends AUTH 0x18, or refuses. */
+void broker__enhanced_start(struct conn *c, struct proto_packet *p, struct claim *cl);
+/* An AUTH packet from the client, in CONN_AUTH or CONN_ACTIVE. */
+void broker__on_auth(struct conn *c, struct proto_packet *p);
+/* Adds the server-final message to a CONNACK's properties (pp borrows c's). */
+void broker__enhanced_connack(struct conn *c, struct proto_props *pp);
+/* Frees c's exchange, if any. */
+void broker__enhanced_free(struct conn *c);
 
 #endif

@@ -78,6 +78,7 @@ void broker__session_free(struct broker *b, struct session *s)
     list_remove(&s->timed_link);
     free(s->client_id);
     free(s->user);
+    auth_who_free(&s->who);
     free(s);
 }
 

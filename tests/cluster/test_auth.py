@@ -49,3 +49,21 @@ def test_session_of_user_a_cannot_be_taken_by_user_b_on_another_node(start_clust
     # and from there it is still not bob's
     again = raw(n1, version=5)
     again.connect(cid, username="bob", password="b-pw", expect_reason=0x87)
+
+
+def scram_server_first(client, user):
+    """Sends a SCRAM-SHA-256 client-first in CONNECT; returns the server-first's attributes."""
+    client.send(r.connect(uid("scram"), version=5, props={"AuthenticationMethod": "SCRAM-SHA-256",
+                                                            "AuthenticationData": ("n,,n=%s,r=abc" % user).encode()}))
+    p = client.expect(r.AUTH)
+    assert p.reason == 0x18, p
+    return dict(kv.split("=", 1) for kv in p.props["AuthenticationData"].decode().split(","))
+
+
+def test_scram_unknown_user_gets_the_same_salt_on_every_node(start_cluster, raw, tmp_path):
+    # the fake salt comes from the cluster_secret: asking several nodes tells nothing
+    pw = passwd(tmp_path / "passwd", {"alice": "a-pw"})
+    cluster = start_cluster(settings={"password_file": str(pw)})
+    salts = {i: scram_server_first(raw(n, version=5), "ghost")["s"] for i, n in enumerate(cluster.nodes)}
+    assert len(set(salts.values())) == 1, salts
+    assert scram_server_first(raw(cluster.nodes[0], version=5), "ghost2")["s"] not in salts.values()

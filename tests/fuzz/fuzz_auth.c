@@ -1,6 +1,7 @@
 /* libFuzzer target for broker/auth.c: the input's first byte picks a mode,
  * the rest is the text of a password file or an ACL file, or an ACL file and
- * names to check against it. Parsing must succeed or say why (a message, the
+ * names to check against it, or (first byte 'S') a SCRAM-SHA-256 exchange:
+ * a client-first and a client-final message, split at 0x00. Parsing must succeed or say why (a message, the
  * tables left empty); the checks must run on any topic, filter, client id and
  * username without reading out of bounds, and a $7$ line must never cost more
  * than AUTH_MAX_ITERATIONS rounds. */
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "scram.h"
 
 /* Splits [p, p + n) at the first 0x00: the part before in *a, after in *b. */
 static void cut(const char *p, size_t n, const char **a, size_t *al, const char **b, size_t *bl)
@@ -49,7 +51,52 @@ static void checks(const char *text, size_t len)
         wr != auth_allowed(&a, &w, topic, topic_len, AUTH_WRITE))
         abort();
     (void)s;
+    auth_who_free(&w);
     auth_free(&a);
+}
+
+/* The server side of an exchange on client-first 0x00 client-final: every
+ * step ends in 0 or a scram_error, a success only with a well-formed
+ * server-final, and never past SCRAM_MAX_MESSAGE. */
+static void scram(const char *text, size_t len)
+{
+    static struct auth_scram cred;
+    static bool derived;
+    if (!derived) {
+        /* RFC 7677's user: the RFC's own exchange succeeds as a seed */
+        static const uint8_t salt[16] = {0x5b, 0x6d, 0x99, 0x68, 0x9d, 0x12, 0x35, 0x8e,
+                                         0xec, 0xa0, 0x4b, 0x14, 0x12, 0x36, 0xfa, 0x81};
+        if (auth_scram_derive((const uint8_t *)"pencil", 6, salt, sizeof(salt), 4096, &cred) != 0)
+            abort();
+        derived = true;
+    }
+    const char *first, *final;
+    size_t first_len, final_len;
+    cut(text, len, &first, &first_len, &final, &final_len);
+    static struct scram_server s;
+    memset(&s, 0, sizeof(s));
+    int rc = scram_client_first(&s, (const uint8_t *)first, first_len);
+    if (rc != 0) {
+        if (rc != SCRAM_EMALFORMED && rc != SCRAM_EBINDING)
+            abort();
+        return;
+    }
+    if (s.user_len == 0 || s.user_len > SCRAM_MAX_MESSAGE || strlen(s.user) != s.user_len)
+        abort();
+    struct auth_scram fake;
+    uint8_t key[32] = {0};
+    if (scram_fake(key, s.user, s.user_len, &fake) != 0)
+        abort();
+    static const char snonce[] = "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0";
+    if (scram_server_first(&s, first_len & 1 ? &fake : &cred, snonce, sizeof(snonce) - 1) != 0)
+        abort();
+    if (s.out_len == 0 || s.out_len > sizeof(s.out) || memcmp(s.out, "r=", 2) != 0)
+        abort();
+    rc = scram_client_final(&s, (const uint8_t *)final, final_len);
+    if (rc == 0 && (s.out_len != 46 || memcmp(s.out, "v=", 2) != 0))
+        abort();
+    if (rc != 0 && rc != SCRAM_EMALFORMED && rc != SCRAM_EBINDING && rc != SCRAM_ENONCE && rc != SCRAM_EPROOF)
+        abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -58,6 +105,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     const char *text = (const char *)data + 1;
     size_t len = size - 1;
+    if (data[0] == 'S') {
+        scram(text, len);
+        return 0;
+    }
     char err[256] = "";
     switch (data[0] % 3) {
     case 0: {

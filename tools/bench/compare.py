@@ -791,6 +791,15 @@ def choose_brokers(args, make_mosquitto, make_starling, usable, script):
     return brokers, alone
 
 
+def prepare(args, prefix):
+    """(starling-bench binary, raw output directory, a fresh work directory)
+    for a script's run: args.bench and args.out as broker_arguments made them."""
+    bench = find_bench(args.bench)
+    rawdir = os.path.join(args.out, "raw")
+    os.makedirs(rawdir, exist_ok=True)
+    return bench, rawdir, tempfile.mkdtemp(prefix=prefix)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     broker_arguments(ap, "bench-results")

@@ -153,14 +153,18 @@ static bool can(struct auth *a, const char *user, const char *id, const char *to
 {
     struct auth_who w;
     auth_who_set(&w, user, user ? strlen(user) : 0, id, strlen(id));
-    return auth_allowed(a, &w, topic, strlen(topic), access);
+    bool ok = auth_allowed(a, &w, topic, strlen(topic), access);
+    auth_who_free(&w);
+    return ok;
 }
 
 static bool can_sub(struct auth *a, const char *user, const char *id, const char *filter)
 {
     struct auth_who w;
     auth_who_set(&w, user, user ? strlen(user) : 0, id, strlen(id));
-    return auth_subscribe_allowed(a, &w, filter, strlen(filter));
+    bool ok = auth_subscribe_allowed(a, &w, filter, strlen(filter));
+    auth_who_free(&w);
+    return ok;
 }
 
 Test(auth_acl, no_acl_allows_everything)
@@ -283,6 +287,7 @@ Test(auth_acl, who_cache_follows_reload)
     memset(&none, 0, sizeof(none));
     auth_acl_replace(&a, AUTH_SOURCE_FILE, &none);
     cr_assert(auth_allowed(&a, &w, "a", 1, AUTH_READ)); /* no ACL any more */
+    auth_who_free(&w);
     auth_free(&a);
 }
 
@@ -388,5 +393,37 @@ Test(auth_passwd, a_password_that_passed_is_remembered)
     load_users(&a, PW_ALICE);
     u = map_get(&a.users[AUTH_SOURCE_FILE].by_name, "alice", 5);
     cr_assert_not(u->cached);
+    auth_free(&a);
+}
+
+/* The decisions a struct auth_who remembers: the same answers as the rules,
+ * per access, per whole topic, and forgotten when the ACL changes. */
+Test(auth_acl, remembered_decisions)
+{
+    struct auth a;
+    auth_init(&a);
+    load_acl(&a, "user u\ntopic read a/b\ntopic write w/#\n");
+    struct auth_who w;
+    auth_who_set(&w, "u", 1, "id", 2);
+    for (int round = 0; round < 3; round++) {
+        cr_assert(auth_allowed(&a, &w, "a/b", 3, AUTH_READ));
+        cr_assert(!auth_allowed(&a, &w, "a/b", 3, AUTH_WRITE));
+        cr_assert(!auth_allowed(&a, &w, "a/bc", 4, AUTH_READ));
+        cr_assert(!auth_allowed(&a, &w, "a/", 2, AUTH_READ));
+        cr_assert(auth_allowed(&a, &w, "w/1", 3, AUTH_WRITE));
+        cr_assert(auth_allowed(&a, &w, "w/2", 3, AUTH_WRITE)); /* more topics than entries */
+        cr_assert(!auth_allowed(&a, &w, "w/2", 3, AUTH_READ));
+    }
+    /* a topic longer than an entry holds is checked every time */
+    char longt[AUTH_WHO_CACHE_TOPIC + 8];
+    memset(longt, 'x', sizeof(longt));
+    memcpy(longt, "w/", 2);
+    cr_assert(auth_allowed(&a, &w, longt, sizeof(longt), AUTH_WRITE));
+    cr_assert(auth_allowed(&a, &w, longt, sizeof(longt), AUTH_WRITE));
+    /* a reload: the remembered grant is gone */
+    load_acl(&a, "user u\ntopic read a/c\n");
+    cr_assert(!auth_allowed(&a, &w, "a/b", 3, AUTH_READ));
+    cr_assert(auth_allowed(&a, &w, "a/c", 3, AUTH_READ));
+    auth_who_free(&w);
     auth_free(&a);
 }
