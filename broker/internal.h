@@ -641,5 +641,10 @@ bool broker__access_subscribe(struct conn *c, const char *filter, size_t len); /
 bool broker__access_receive(struct session *s, const struct msg *m);
 /* The session's user, from its claim (user borrowed, copied). 0 or -ENOMEM. */
 int broker__access_session_user(struct session *s, bool has_user, struct proto_str user);
+/* A user or rule command of the replicated state (applied, or loaded from the
+ * store) changes the AUTH_SOURCE_CLUSTER tables. 0 or a negative error. */
+int broker__access_apply(struct broker *b, const struct cluster_cmd *cmd);
+/* Empties the AUTH_SOURCE_CLUSTER tables (before the state is loaded again). */
+void broker__access_cluster_clear(struct broker *b);
 
 #endif

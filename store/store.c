@@ -11,7 +11,7 @@
 
 #define DEFAULT_MAP_SIZE ((size_t)1 << 30)
 
-static const char *const table_names[STORE__NTABLES] = {"meta", "sessions", "subs", "retained"};
+static const char *const table_names[STORE__NTABLES] = {"meta", "sessions", "subs", "retained", "users", "acl"};
 
 int store__lmdb_err(int rc)
 {
