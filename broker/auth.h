@@ -280,8 +280,8 @@ uint32_t auth_throttle_fail(struct auth_throttle *t, const char *addr, uint64_t 
  * mosquitto_passwd's. */
 #define AUTH_CLUSTER_ITERATIONS 1000u
 #define AUTH_HASH_SALT_LEN 12u
-/* the longest "$7$..." line auth_password_hash writes, with its NUL */
-#define AUTH_HASH_TEXT_MAX 128u
+/* the longest "$7$..." or "$6$..." text of a verifier, with its NUL */
+#define AUTH_HASH_TEXT_MAX 200u
 
 enum auth_rule_kind {
     AUTH_RULE_ANONYMOUS = 0,  /* the anonymous section (topic lines before any user line) */
@@ -293,6 +293,10 @@ enum auth_rule_kind {
  * into out (cap bytes, AUTH_HASH_TEXT_MAX is enough). Its length, -EINVAL,
  * -E2BIG or -ENOMEM. */
 int auth_password_hash(const uint8_t *password, size_t len, uint32_t iterations, char *out, size_t cap);
+/* Writes *v as a password file holds it ($6$ or $7$, what auth_verifier_parse
+ * reads back) into out (cap bytes; AUTH_HASH_TEXT_MAX is enough). Its length,
+ * -EINVAL or -E2BIG. */
+int auth_verifier_format(const struct auth_verifier *v, char *out, size_t cap);
 
 /* SCRAM credentials as the replicated state holds them: u32 iterations, u8
  * salt length, the salt, StoredKey, ServerKey. encode writes at most

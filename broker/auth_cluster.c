@@ -54,22 +54,34 @@ int auth_scram_decode(const uint8_t *p, size_t len, struct auth_scram *out)
 
 /* --- a password's hashes ------------------------------------------------------------ */
 
+int auth_verifier_format(const struct auth_verifier *v, char *out, size_t cap)
+{
+    /* base64 of at most AUTH_MAX_SALT and AUTH_HASH_LEN bytes, NUL-terminated */
+    char salt64[4 * ((AUTH_MAX_SALT + 2) / 3) + 1], hash64[4 * ((AUTH_HASH_LEN + 2) / 3) + 1];
+    if (!v->salt_len || v->salt_len > AUTH_MAX_SALT ||
+        (v->kind != AUTH_HASH_SHA512 && v->kind != AUTH_HASH_PBKDF2_SHA512))
+        return -EINVAL;
+    EVP_EncodeBlock((unsigned char *)salt64, v->salt, v->salt_len);
+    EVP_EncodeBlock((unsigned char *)hash64, v->hash, AUTH_HASH_LEN);
+    int n = v->kind == AUTH_HASH_SHA512 ? snprintf(out, cap, "$6$%s$%s", salt64, hash64)
+                                        : snprintf(out, cap, "$7$%u$%s$%s", v->iterations, salt64, hash64);
+    OPENSSL_cleanse(hash64, sizeof(hash64));
+    return n < 0 || (size_t)n >= cap ? -E2BIG : n;
+}
+
 int auth_password_hash(const uint8_t *password, size_t len, uint32_t iterations, char *out, size_t cap)
 {
-    uint8_t salt[AUTH_HASH_SALT_LEN], hash[AUTH_HASH_LEN];
-    /* base64 of 12 and 64 bytes: 16 and 88 characters, NUL-terminated */
-    char salt64[4 * ((AUTH_HASH_SALT_LEN + 2) / 3) + 1], hash64[4 * ((AUTH_HASH_LEN + 2) / 3) + 1];
+    struct auth_verifier v = {.kind = AUTH_HASH_PBKDF2_SHA512, .salt_len = AUTH_HASH_SALT_LEN,
+                              .iterations = iterations};
     if (iterations == 0 || iterations > AUTH_MAX_ITERATIONS || len > INT32_MAX)
         return -EINVAL;
-    if (RAND_bytes(salt, sizeof(salt)) != 1 ||
-        PKCS5_PBKDF2_HMAC((const char *)password, (int)len, salt, sizeof(salt), (int)iterations, EVP_sha512(),
-                          sizeof(hash), hash) != 1)
+    if (RAND_bytes(v.salt, AUTH_HASH_SALT_LEN) != 1 ||
+        PKCS5_PBKDF2_HMAC((const char *)password, (int)len, v.salt, AUTH_HASH_SALT_LEN, (int)iterations,
+                          EVP_sha512(), AUTH_HASH_LEN, v.hash) != 1)
         return -ENOMEM;
-    EVP_EncodeBlock((unsigned char *)salt64, salt, sizeof(salt));
-    EVP_EncodeBlock((unsigned char *)hash64, hash, sizeof(hash));
-    OPENSSL_cleanse(hash, sizeof(hash));
-    int n = snprintf(out, cap, "$7$%u$%s$%s", iterations, salt64, hash64);
-    return n < 0 || (size_t)n >= cap ? -E2BIG : n;
+    int n = auth_verifier_format(&v, out, cap);
+    OPENSSL_cleanse(&v, sizeof(v));
+    return n;
 }
 
 /* --- users ----------------------------------------------------------------------------- */
@@ -189,6 +201,11 @@ int auth_rule_set(struct auth *a, enum auth_source source, int kind, const char 
         snprintf(err, errlen, "not a rule");
         return -EINVAL;
     }
+    for (size_t i = 0; i < tlen; i++)
+        if ((unsigned char)topic[i] < 0x20) { /* a line break would end the line below */
+            snprintf(err, errlen, "a control character in the topic");
+            return -EINVAL;
+        }
     /* the rule is parsed as the line an acl_file would hold, so that both
      * sources read a topic the same way */
     size_t n = tlen + 32;

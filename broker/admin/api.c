@@ -592,6 +592,15 @@ static const struct admin_route {
     {"/api/v1/cluster/leave", HTTP_POST, post_leave},
     {"/api/v1/cluster/remove", HTTP_POST, post_remove},
     {"/api/v1/cluster/transfer", HTTP_POST, post_transfer},
+    {"/api/v1/users", HTTP_GET, broker__admin_users_get},
+    {"/api/v1/users/add", HTTP_POST, broker__admin_users_add},
+    {"/api/v1/users/passwd", HTTP_POST, broker__admin_users_passwd},
+    {"/api/v1/users/delete", HTTP_POST, broker__admin_users_delete},
+    {"/api/v1/users/import", HTTP_POST, broker__admin_users_import},
+    {"/api/v1/acl", HTTP_GET, broker__admin_acl_get},
+    {"/api/v1/acl/add", HTTP_POST, broker__admin_acl_add},
+    {"/api/v1/acl/delete", HTTP_POST, broker__admin_acl_delete},
+    {"/api/v1/acl/import", HTTP_POST, broker__admin_acl_import},
 };
 
 void broker__admin_route(struct broker *b, struct admin_conn *c, const struct admin_request *r)
