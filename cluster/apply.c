@@ -415,15 +415,14 @@ static int dump_user(void *arg, const struct store_user *u)
     return 0;
 }
 
+/* acl "KIND" "USER" "TOPIC" access=N (USER "" for the anonymous section and patterns) */
 static int dump_rule(void *arg, const struct store_acl_rule *r)
 {
     static const char *const kinds[] = {"anonymous", "user", "pattern"};
     FILE *f = arg;
-    fprintf(f, "acl %s ", r->kind < 3 ? kinds[r->kind] : "?");
-    if (r->user.len) {
-        put_quoted(f, r->user);
-        fputc(' ', f);
-    }
+    fprintf(f, "acl \"%s\" ", r->kind < 3 ? kinds[r->kind] : "?");
+    put_quoted(f, r->user);
+    fputc(' ', f);
     put_quoted(f, r->topic);
     fprintf(f, " access=%u\n", r->access);
     return 0;

@@ -858,8 +858,8 @@ Test(apply, rules_add_replace_del_load_and_dump)
     apply_ok(&r3, 0);
     char *got = records(st);
     cr_assert_str_eq(got,
-                     "acl anonymous \"pub/+\" access=2\nacl user \"alice\" \"a/#\" access=3\n"
-                     "acl pattern \"c/%c/#\" access=0\n",
+                     "acl \"anonymous\" \"\" \"pub/+\" access=2\nacl \"user\" \"alice\" \"a/#\" access=3\n"
+                     "acl \"pattern\" \"\" \"c/%c/#\" access=0\n",
                      "%s", got);
     free(got);
 
