@@ -23,6 +23,15 @@ static bool on_loopback(const char *bind)
     return strncmp(bind, "127.", 4) == 0 || strcmp(bind, "::1") == 0;
 }
 
+/* Empty tables of one source, ready to fill or to swap in. */
+static void tables_empty(struct auth_users *users, struct auth_acl *acl)
+{
+    memset(users, 0, sizeof(*users));
+    memset(acl, 0, sizeof(*acl));
+    map_init(&users->by_name);
+    map_init(&acl->by_user);
+}
+
 /* Loads the files the configuration names into fresh tables, then swaps
  * them in: a file that does not load leaves the old tables. */
 static int access_load(struct broker *b, char *err, size_t errlen)
@@ -30,10 +39,7 @@ static int access_load(struct broker *b, char *err, size_t errlen)
     const struct config *cfg = &b->cfg;
     struct auth_users users;
     struct auth_acl acl;
-    memset(&users, 0, sizeof(users));
-    memset(&acl, 0, sizeof(acl));
-    map_init(&users.by_name);
-    map_init(&acl.by_user);
+    tables_empty(&users, &acl);
     int rc = 0;
     if (cfg->password_file[0] && (rc = auth_passwd_load(cfg->password_file, &users, err, errlen)) != 0)
         return rc;
@@ -279,10 +285,7 @@ void broker__access_cluster_clear(struct broker *b)
 {
     struct auth_users users;
     struct auth_acl acl;
-    memset(&users, 0, sizeof(users));
-    memset(&acl, 0, sizeof(acl));
-    map_init(&users.by_name);
-    map_init(&acl.by_user);
+    tables_empty(&users, &acl);
     auth_users_replace(&b->access.tables, AUTH_SOURCE_CLUSTER, &users);
     auth_acl_replace(&b->access.tables, AUTH_SOURCE_CLUSTER, &acl);
 }

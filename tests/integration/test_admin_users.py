@@ -13,19 +13,7 @@ import pytest
 
 from clients import uid
 from conftest import free_port
-from test_admin import STARLINGCTL, ctl, request, wait_until  # noqa: F401 (the shared helpers)
-
-
-@pytest.fixture
-def node(start_broker):
-    def start(**settings):
-        b = start_broker(**settings)
-        if b.is_mosquitto:
-            pytest.skip("Starling-specific: the admin API")
-        host, port = b.admin_url[len("http://"):].rsplit(":", 1)
-        b.admin_host, b.admin_port = host, int(port)
-        return b
-    return start
+from test_admin import STARLINGCTL, ctl, node, request, wait_until  # noqa: F401 (node: test_admin's fixture)
 
 
 def pub(b, user, password, version="mqttv5"):
