@@ -44,6 +44,9 @@ struct store {
     uint64_t hash_mask;     /* applied to the home slot; ~0 except in collision tests */
     bool readonly;
     bool writing;           /* a write transaction is open */
+    /* read-only, on an environment written before the table existed (users,
+     * acl): it reads as empty */
+    bool absent[STORE__NTABLES];
 };
 
 struct store_txn {

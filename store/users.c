@@ -18,6 +18,10 @@ static bool name_ok(const uint8_t *p, size_t len)
 
 static int count(struct store_txn *txn, enum store__table table, size_t *out)
 {
+    if (txn->s->absent[table]) {
+        *out = 0;
+        return 0;
+    }
     MDB_stat st;
     int rc = store__lmdb_err(mdb_stat(txn->t, txn->s->dbi[table], &st));
     if (rc == 0)
@@ -60,6 +64,8 @@ int store_user_get(struct store_txn *txn, const uint8_t *name, size_t len, struc
 {
     if (!name_ok(name, len))
         return -EINVAL;
+    if (txn->s->absent[STORE__USERS])
+        return STORE_ENOTFOUND;
     struct store__kv kv;
     int rc = store__kv_get(txn, STORE__USERS, name, len, &kv);
     return rc ? rc : store__user_decode(&kv, out);
@@ -93,6 +99,8 @@ static int visit_user(void *ctx, const struct store__kv *kv)
 int store_users_foreach(struct store_txn *txn, int (*cb)(void *arg, const struct store_user *), void *arg)
 {
     struct user_visit v = {cb, arg};
+    if (txn->s->absent[STORE__USERS])
+        return 0;
     return store__foreach_kv(txn, STORE__USERS, NULL, 0, visit_user, &v);
 }
 
@@ -195,5 +203,7 @@ static int visit_acl(void *ctx, const struct store__kv *kv)
 int store_acl_foreach(struct store_txn *txn, int (*cb)(void *arg, const struct store_acl_rule *), void *arg)
 {
     struct acl_visit v = {cb, arg};
+    if (txn->s->absent[STORE__ACL])
+        return 0;
     return store__foreach_kv(txn, STORE__ACL, NULL, 0, visit_acl, &v);
 }

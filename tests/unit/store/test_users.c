@@ -197,3 +197,52 @@ Test(users, tables_survive_a_snapshot)
     store_close(b);
     check_leaks();
 }
+
+/* Deletes named databases of a closed environment, as one written before they existed. */
+static void raw_drop(const char *dir, const char *const *dbs, size_t n)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    cr_assert_eq(mdb_env_create(&env), 0);
+    cr_assert_eq(mdb_env_set_maxdbs(env, 8), 0);
+    cr_assert_eq(mdb_env_open(env, dir, 0, 0600), 0);
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_eq(mdb_dbi_open(txn, dbs[i], 0, &dbi), 0);
+        cr_assert_eq(mdb_drop(txn, dbi, 1), 0);
+    }
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+/* An environment of an earlier version (no users, no acl): read-only (a dump
+ * while that node runs) it reads as empty; opened to write, the tables are made. */
+Test(users, an_environment_from_before_the_tables)
+{
+    struct store *s = open_at(env_dir);
+    populate_auth(s);
+    store_close(s);
+    static const char *const dbs[] = {"users", "acl"};
+    raw_drop(env_dir, dbs, 2);
+    struct store *ro = NULL;
+    cr_assert_eq(store_open_readonly(&ro, env_dir), 0);
+    struct buf got = tables(ro);
+    cr_assert_str_eq((char *)got.data, "");
+    buf_free(&got);
+    struct store_txn *t = rbegin(ro);
+    size_t n = 9;
+    struct store_user u;
+    cr_assert_eq(store_users_count(t, &n), 0);
+    cr_assert_eq(n, 0);
+    cr_assert_eq(store_user_get(t, U("alice"), &u), STORE_ENOTFOUND);
+    store_txn_end(t);
+    store_close(ro);
+    s = open_at(env_dir);
+    populate_auth(s);
+    got = tables(s);
+    cr_assert(strstr((char *)got.data, "alice:"));
+    buf_free(&got);
+    store_close(s);
+    check_leaks();
+}
