@@ -26,9 +26,15 @@ def pub(node, user, password, topic="t/x", version="mqttv5"):
     return p.returncode, p.stderr.decode(errors="replace")
 
 
-def ok(result):
+def ok(result, cluster=None):
+    """The output of a starlingctl call that must succeed. With cluster: then
+    waits until every node applied it (the call returns once the change is
+    committed and applied on the node asked; the others apply it as they
+    learn of the commit, normally within a heartbeat)."""
     code, out, err = result
     assert code == 0, "starlingctl exited %d: %s%s" % (code, out, err)
+    if cluster is not None:
+        cluster.wait_caught_up()
     return out
 
 
@@ -40,8 +46,8 @@ def test_users_and_rules_hold_on_every_node(start_cluster, raw, tmp_path):
 
     out = ok(n2.ctl("users", "add", "alice", "--password", "a-pw"))
     assert "user alice added" in out
-    ok(n1.ctl("users", "add", "bob", "--password", "b-pw"))
-    # the call returned after the commit: node 3 knows alice at once
+    ok(n1.ctl("users", "add", "bob", "--password", "b-pw"), cluster)
+    # added on node 2, known on node 3
     assert pub(n3, "alice", "a-pw")[0] == 0
     code, err = pub(n3, "alice", "wrong")
     assert code != 0 and "bad user name or password" in err.lower(), err
@@ -53,12 +59,12 @@ def test_users_and_rules_hold_on_every_node(start_cluster, raw, tmp_path):
     raw(n2, version=4).connect(uid("anon"), expect_reason=0x05)
 
     # passwd on node 3, checked on node 1
-    ok(n3.ctl("users", "passwd", "alice", "--password", "a-pw2"))
+    ok(n3.ctl("users", "passwd", "alice", "--password", "a-pw2"), cluster)
     raw(n1, version=5).connect(uid("c"), username="alice", password="a-pw", expect_reason=0x86)
     raw(n1, version=5).connect(uid("c"), username="alice", password="a-pw2")
 
     # an ACL rule added on node 1 denies a subscribe on node 2
-    ok(n1.ctl("acl", "add", "--user", "alice", "read", "a/#"))
+    ok(n1.ctl("acl", "add", "--user", "alice", "read", "a/#"), cluster)
     c = raw(n2, version=5)
     c.connect(uid("sub"), username="alice", password="a-pw2")
     assert c.subscribe(1, [("a/x", 1), ("b/x", 1)]).codes == [1, 0x87]
@@ -66,7 +72,7 @@ def test_users_and_rules_hold_on_every_node(start_cluster, raw, tmp_path):
     c4.connect(uid("sub"), username="alice", password="a-pw2")
     assert c4.subscribe(1, [("b/#", 0), ("a/+", 0)]).codes == [0x80, 0]
     # a deny added later wins over the grant
-    ok(n3.ctl("acl", "add", "--user", "alice", "deny", "a/secret"))
+    ok(n3.ctl("acl", "add", "--user", "alice", "deny", "a/secret"), cluster)
     c = raw(n1, version=5)
     c.connect(uid("sub"), username="alice", password="a-pw2")
     assert c.subscribe(1, [("a/secret", 0), ("a/open", 0)]).codes == [0x87, 0]
@@ -74,7 +80,7 @@ def test_users_and_rules_hold_on_every_node(start_cluster, raw, tmp_path):
     assert "a/secret" in out and "deny" in out and "2 rules" in out, out
 
     # delete alice on node 1: refused on every node
-    out = ok(n1.ctl("users", "del", "alice"))
+    out = ok(n1.ctl("users", "del", "alice"), cluster)
     assert "user alice deleted" in out
     for n in cluster.nodes:
         raw(n, version=5).connect(uid("c"), username="alice", password="a-pw2", expect_reason=0x86)
@@ -96,7 +102,7 @@ def test_imported_mosquitto_files(start_cluster, raw, tmp_path):
     pw = tmp_path / "passwd"
     subprocess.run(["mosquitto_passwd", "-c", "-b", str(pw), "carol", "c-pw"], check=True, capture_output=True)
     subprocess.run(["mosquitto_passwd", "-b", str(pw), "dave", "d pw:x"], check=True, capture_output=True)
-    out = ok(n3.ctl("users", "import", pw))
+    out = ok(n3.ctl("users", "import", pw), cluster)
     assert "2 new, 0 replaced" in out, out
     raw(n1, version=5).connect(uid("c"), username="carol", password="c-pw")
     raw(n2, version=4).connect(uid("c"), username="dave", password="d pw:x")
@@ -110,7 +116,7 @@ def test_imported_mosquitto_files(start_cluster, raw, tmp_path):
 
     acl = tmp_path / "acl"
     acl.write_text("topic read public/#\n\nuser carol\ntopic readwrite carol/#\npattern read inbox/%u/#\n")
-    assert "3 new" in ok(n1.ctl("acl", "import", acl))
+    assert "3 new" in ok(n1.ctl("acl", "import", acl), cluster)
     c = raw(n3, version=5)
     c.connect(uid("s"), username="carol", password="c-pw")
     assert c.subscribe(1, [("carol/x", 0), ("inbox/carol/1", 0), ("inbox/dave/1", 0), ("public/a", 0)]).codes == \
@@ -132,8 +138,7 @@ def test_users_survive_a_restart_and_a_snapshot(start_cluster, raw):
     cluster = start_cluster(settings={"snapshot_threshold": 16, "snapshot_trailing": 2})
     n1, n2, n3 = cluster.nodes
     ok(n1.ctl("users", "add", "alice", "--password", "a-pw"))
-    ok(n1.ctl("acl", "add", "--user", "alice", "readwrite", "a/#"))
-    cluster.wait_caught_up()
+    ok(n1.ctl("acl", "add", "--user", "alice", "readwrite", "a/#"), cluster)
     # a restart loads them from the store
     n2.terminate()
     n2.start()
