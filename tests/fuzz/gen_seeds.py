@@ -50,6 +50,13 @@ for name, data in broker.items():
 
 # --- fuzz_admin: first byte 0 = raw request, else an index into fuzz_admin.c's table ---
 H = b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+
+
+def post(path, body):
+    """A raw POST request with its body."""
+    return b"\x00POST " + path + b" HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+
+
 admin = {
     "raw_status": b"\x00GET /api/v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     "raw_pipelined": b"\x00GET /metrics HTTP/1.1\r\n\r\nGET /api/v1/status?x=1 HTTP/1.0\r\n\r\n",
@@ -62,6 +69,11 @@ admin = {
     "remove": b"\x06" + H + b"Content-Length: 11\r\n\r\n{\"node\": 9}",
     "transfer": b"\x07" + H + b"Content-Length: 2\r\n\r\n{}",
     "wrong_method": b"\x08" + H + b"\r\n",
+    "users_add": post(b"/api/v1/users/add", b'{"name":"alice","password":"pw"}'),
+    "users_import": post(b"/api/v1/users/import", b"bob:$7$101$c2FsdA==$aGFzaA==\n"),
+    "acl_add": post(b"/api/v1/acl/add", b'{"kind":"user","user":"u","access":"read","topic":"a/#"}'),
+    "acl_import": post(b"/api/v1/acl/import", b"topic read p/#\nuser u\npattern read %u\n"),
+    "users_list": b"\x00GET /api/v1/users HTTP/1.1\r\n\r\nGET /api/v1/acl HTTP/1.1\r\n\r\n",
 }
 for name, data in admin.items():
     write("fuzz_admin", name, data)
