@@ -89,6 +89,17 @@ def test_users_and_rules_hold_on_every_node(start_cluster, raw, tmp_path):
     assert code == 1 and "no such user" in err, (code, out, err)
 
     dumps = cluster.wait_caught_up()
+    # the passwords never entered the log, the store or a log line: only hashes did
+    for n in cluster.nodes:
+        seen = False  # the control: the user names are there
+        for f in n.data_dir.rglob("*"):
+            if f.is_file():
+                data = f.read_bytes()
+                seen = seen or b"alice" in data
+                for secret in (b"a-pw2", b"b-pw"):
+                    assert secret not in data, "%s holds the password %r" % (f, secret)
+        assert seen, "no file of %s holds the user name" % n.data_dir
+        assert "a-pw2" not in n.log() and "b-pw" not in n.log()
     for d in dumps:
         assert set(d.users) == {b"bob"}, d.users
         assert d.users[b"bob"]["scram"] == "1"
