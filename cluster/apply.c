@@ -139,6 +139,8 @@ static int apply_auth(struct store_txn *txn, const struct cluster_cmd *cmd)
             rc = store_acl_del(txn, &rule);
             if (rc <= 0)
                 return rc < 0 ? rc : CLUSTER_ELIMIT;
+            rc = store_acl_put(txn, &rule);
+            return rc < 0 ? rc : 1;
         }
         return store_acl_put(txn, &rule);
     }

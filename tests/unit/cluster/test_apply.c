@@ -883,3 +883,32 @@ Test(apply, rules_add_replace_del_load_and_dump)
     apply_changes_nothing(&d, 0);
     check_leaks();
 }
+
+/* CLUSTER_MAX_USERS / CLUSTER_MAX_RULES: a new user or rule beyond them is
+ * refused by the store's count, a change of an existing one is not. */
+Test(apply, users_and_rules_are_bounded)
+{
+    struct store_txn *t;
+    cr_assert_eq(store_write_begin(st, &t), 0);
+    char name[32];
+    for (uint32_t i = 0; i < CLUSTER_MAX_USERS; i++) {
+        int n = snprintf(name, sizeof(name), "u%u", i);
+        struct store_user u = {{(const uint8_t *)name, (size_t)n}, {(const uint8_t *)"$7$", 3}, {NULL, 0}};
+        cr_assert_eq(store_user_put(t, &u), 0);
+        struct store_acl_rule r = {CLUSTER_ACL_ANONYMOUS, {NULL, 0}, {(const uint8_t *)name, (size_t)n}, 1};
+        cr_assert_eq(store_acl_put(t, &r), 0);
+    }
+    cr_assert_eq(store_write_commit(t, next_index++), 0);
+    struct cluster_cmd more = cmd_user("one-more", "$7$x", S(""));
+    apply_changes_nothing(&more, CLUSTER_ELIMIT);
+    struct cluster_cmd again = cmd_user("u7", "$7$y", S(""));
+    apply_ok(&again, 1);
+    struct cluster_cmd rule = cmd_rule(CLUSTER_ACL_ADD, CLUSTER_ACL_ANONYMOUS, NULL, "one/more", 1);
+    apply_changes_nothing(&rule, CLUSTER_ELIMIT);
+    struct cluster_cmd same = cmd_rule(CLUSTER_ACL_ADD, CLUSTER_ACL_ANONYMOUS, NULL, "u7", 3);
+    apply_ok(&same, 1);
+    struct cluster_cmd del = cmd_rule(CLUSTER_ACL_DEL, CLUSTER_ACL_ANONYMOUS, NULL, "u8", 0);
+    apply_ok(&del, 1);
+    apply_ok(&rule, 0); /* room again */
+    check_leaks();
+}
