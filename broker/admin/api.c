@@ -117,6 +117,8 @@ static void get_metrics(struct broker *b, struct admin_conn *c, const struct adm
     if (members != stack)
         free(members);
     const struct broker_stats *s = &b->stats;
+    uint64_t users, rules;
+    broker__admin_users_count(b, &users, &rules);
     const struct metric metrics[] = {
         {"starling_uptime_seconds", "gauge", "Seconds since the node started.",
          (broker__now(b) - b->started_ms) / 1000},
@@ -160,6 +162,8 @@ static void get_metrics(struct broker *b, struct admin_conn *c, const struct adm
          members_n < 0 ? 0 : (uint64_t)members_n},
         {"starling_admin_unauthorized_total", "counter",
          "Admin API requests refused with 401 (no or a wrong admin_token).", b->admin.unauthorized},
+        {"starling_users", "gauge", "Users in the replicated state.", users},
+        {"starling_acl_rules", "gauge", "ACL rules in the replicated state.", rules},
     };
     struct buf out = {0};
     char labels[128];

@@ -335,6 +335,17 @@ void broker__admin_users_import(struct broker *b, struct admin_conn *c, const st
     auth_users_free(&users);
 }
 
+void broker__admin_users_count(const struct broker *b, uint64_t *users, uint64_t *rules)
+{
+    const struct auth_acl *acl = &b->access.tables.acl[AUTH_SOURCE_CLUSTER];
+    *users = auth_users_count(&b->access.tables, AUTH_SOURCE_CLUSTER);
+    *rules = acl->anon.count + acl->patterns.count;
+    size_t pos = 0;
+    struct map_slot *slot;
+    while ((slot = map_next(&acl->by_user, &pos)))
+        *rules += ((const struct auth_acl_user *)slot->value)->rules.count;
+}
+
 /* --- ACL rules ------------------------------------------------------------------------------ */
 
 struct rule_row {

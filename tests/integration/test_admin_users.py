@@ -109,6 +109,8 @@ def test_acl_commands_and_refusals(node, raw):
     assert [(r["kind"], r.get("user"), r["access"], r["topic"]) for r in rules] == [
         ("anonymous", None, "write", "anon/+"), ("user", "alice", "readwrite", "a/#"),
         ("pattern", None, "read", "in/%u/#")]
+    metrics = request(b, "GET", "/metrics")[2].decode()
+    assert "\nstarling_users 1\n" in metrics and "\nstarling_acl_rules 3\n" in metrics, metrics
     p = ctl(b, "acl", "add", "read", "a/#/b")
     assert p.returncode == 1 and "valid topic filter" in p.stderr, p.stderr
     p = ctl(b, "acl", "del", "--user", "alice", "nothing/here")
