@@ -302,16 +302,31 @@ void broker__admin_users_delete(struct broker *b, struct admin_conn *c, const st
     broker__admin_user_req_free(&u);
 }
 
+/* ?check=1: the file parsed, nothing imported (starlingctl checks every part
+ * of a large file before importing any). */
+static bool checked_only(struct admin_conn *c, const struct admin_query *q, size_t n)
+{
+    if (!broker__admin_query_find(q, "check"))
+        return false;
+    char text[64];
+    int len = snprintf(text, sizeof(text), "{\"result\":\"checked\",\"count\":%zu}", n);
+    broker__admin_respond(c, 200, json_type, strdup(text), (size_t)len, NULL);
+    return true;
+}
+
 void broker__admin_users_import(struct broker *b, struct admin_conn *c, const struct admin_request *r,
                                 const struct admin_query *q)
 {
-    (void)q;
     struct auth_users users;
     char err[256], why[300];
     int rc = auth_passwd_parse(r->body, r->body_len, &users, err, sizeof(err));
     if (rc) {
         snprintf(why, sizeof(why), "%s", rc == -ENOMEM ? "out of memory" : err);
         refuse(b, c, r, "users import", rc == -ENOMEM ? 500 : 400, why);
+        return;
+    }
+    if (checked_only(c, q, users.by_name.count)) {
+        auth_users_free(&users);
         return;
     }
     char what[64];
@@ -492,7 +507,6 @@ static void propose_rules(struct change *ch, int kind, const char *user, const s
 void broker__admin_acl_import(struct broker *b, struct admin_conn *c, const struct admin_request *r,
                               const struct admin_query *q)
 {
-    (void)q;
     struct auth_acl acl;
     char err[256], why[300];
     int rc = auth_acl_parse(r->body, r->body_len, &acl, err, sizeof(err));
@@ -505,6 +519,10 @@ void broker__admin_acl_import(struct broker *b, struct admin_conn *c, const stru
     struct map_slot *slot;
     while ((slot = map_next(&acl.by_user, &pos)))
         n += ((const struct auth_acl_user *)slot->value)->rules.count;
+    if (checked_only(c, q, n)) {
+        auth_acl_free(&acl);
+        return;
+    }
     char what[64];
     snprintf(what, sizeof(what), "acl import (%zu rules)", n);
     struct change *ch = change_new(b, c, r, CH_ACL_IMPORT, what);

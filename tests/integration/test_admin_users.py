@@ -126,15 +126,15 @@ def test_acl_commands_and_refusals(node, raw):
     assert c.subscribe(1, [("a/b", 0)]).codes == [0]  # no rule left: no ACL
 
 
-def test_imports_and_their_limits(node, tmp_path):
+ALICE = ("$7$101$6ZVZAeVaU8hZ7r13$UuJMmgApXqR6Sn1Sqsaq1W2Q4z3PH7I73V9x0WhHxolx5bWNFKRRLGFD7R56lwdJEy6MK0Xgra4mzTmyvw"
+         "uP7A==")  # mosquitto_passwd 2.0.11: "secret"
+
+
+def test_imports_and_their_limits(node, tmp_path, raw):
     b = node()
     missing = tmp_path / "missing"
     p = ctl(b, "users", "import", missing)
     assert p.returncode == 1 and "No such file" in p.stderr, p.stderr
-    big = tmp_path / "big"
-    big.write_text("# x\n" * 20000)
-    p = ctl(b, "acl", "import", big)
-    assert p.returncode == 1 and "larger than 64 KiB" in p.stderr, p.stderr
     # the API refuses a request beyond 64 KiB by itself
     status, _, body = request(b, "POST", "/api/v1/acl/import", body=b"# x\n" * 20000)
     assert status == 413, (status, body)
@@ -144,6 +144,41 @@ def test_imports_and_their_limits(node, tmp_path):
     assert p.returncode == 1 and "line 2" in p.stderr, p.stderr
     status, _, body = request(b, "POST", "/api/v1/users/import", body=b"bob:$6$eA==$eA==\n")
     assert status == 400 and b"line 1" in body
+    # ?check=1 parses and imports nothing
+    status, _, body = request(b, "POST", "/api/v1/users/import?check=1", body=("x:%s\n" % ALICE).encode())
+    assert status == 200 and json.loads(body) == {"result": "checked", "count": 1}
+    assert json.loads(request(b, "GET", "/api/v1/users")[2])["count"] == 0
+
+    # a file larger than one request goes in parts, each checked before any is imported
+    big = tmp_path / "passwd"
+    lines = ["u%04d:%s" % (i, ALICE) for i in range(1200)]
+    big.write_text("\n".join(lines[:1100] + ["u1100:plaintext"] + lines[1101:]) + "\n")
+    assert 2 * 60000 < big.stat().st_size < 3 * 60000
+    p = ctl(b, "users", "import", big)
+    assert p.returncode == 1 and "line 1101: user u1100: not a password hash" in p.stderr, p.stderr
+    assert json.loads(request(b, "GET", "/api/v1/users")[2])["count"] == 0
+    big.write_text("\n".join(lines) + "\n")
+    p = ctl(b, "users", "import", big)
+    assert p.returncode == 0 and "1200 new, 0 replaced (in 3 parts)" in p.stdout, (p.stdout, p.stderr)
+    raw(b, version=5).connect(uid("c"), username="u1199", password="secret")
+
+    # an acl_file whose user section runs across parts keeps its user
+    acl = tmp_path / "acl"
+    rules = ["topic read public/#", "user u0001"] + ["topic read t/%05d/#" % i for i in range(4000)]
+    acl.write_text("\n".join(rules) + "\n")
+    assert acl.stat().st_size > 60000
+    p = ctl(b, "acl", "import", acl)
+    assert p.returncode == 0 and "4001 new" in p.stdout, (p.stdout, p.stderr)
+    c = raw(b, version=5)
+    c.connect(uid("s"), username="u0001", password="secret")
+    assert c.subscribe(1, [("t/03999/x", 0), ("t/00000/x", 0), ("other", 0)]).codes == [0, 0, 0x87]
+    c = raw(b, version=5)
+    c.connect(uid("s"), username="u0002", password="secret")
+    assert c.subscribe(1, [("t/03999/x", 0)]).codes == [0x87]
+    bad = tmp_path / "bad-acl"
+    bad.write_text("\n".join(rules + ["topic sometimes x"]) + "\n")
+    p = ctl(b, "acl", "import", bad)
+    assert p.returncode == 1 and "line 4003: access \"sometimes\"" in p.stderr, p.stderr
 
 
 def test_token_protects_the_endpoints(node):

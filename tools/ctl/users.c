@@ -12,7 +12,10 @@
 
 #include "ctl.h"
 
-#define CTL_MAX_IMPORT (64u * 1024) /* the admin API takes a request of 64 KiB at most */
+#define CTL_MAX_IMPORT (16u << 20) /* bytes of a file to import */
+/* A file is sent in parts of at most this many bytes: the admin API takes a
+ * request of 64 KiB at most, headers included. */
+#define CTL_IMPORT_PART 60000u
 #define CTL_MAX_PASSWORD 65535u
 
 static int fail(const char *fmt, const char *arg)
@@ -151,7 +154,7 @@ static char *read_file(const char *path)
                 !text ? "out of memory"
                 : err ? "cannot be read"
                 : n > CTL_MAX_IMPORT
-                    ? "larger than 64 KiB (the admin API's request limit): split it and import each part"
+                    ? "larger than 16 MiB"
                     : "contains a NUL byte");
         free(text);
         return NULL;
@@ -160,14 +163,163 @@ static char *read_file(const char *path)
     return text;
 }
 
-static int import(const struct ctl_call *o, const char *target, const char *path)
+/* One part of a file: the lines [start, start + len) of the text, numbered
+ * from first_line, sent after prefix (an acl_file's `user` line that the part
+ * continues, or ""). */
+struct part {
+    size_t start, len;
+    unsigned first_line;
+    const char *prefix;
+    size_t prefix_len;
+};
+
+/* The `user NAME` line l (len bytes) is, as the ACL parser reads it. */
+static bool user_line(const char *l, size_t len)
+{
+    while (len && (*l == ' ' || *l == '\t'))
+        l++, len--;
+    return len >= 4 && memcmp(l, "user", 4) == 0 && (len == 4 || l[4] == ' ' || l[4] == '\t');
+}
+
+/* Splits text at line ends into parts that fit a request; *n of them
+ * (malloc'd), or NULL with the reason printed. */
+static struct part *split(const char *text, size_t len, bool acl, size_t *n)
+{
+    size_t cap = len / (CTL_IMPORT_PART / 2) + 2, count = 0, pos = 0;
+    struct part *parts = calloc(cap, sizeof(*parts));
+    const char *user = "";
+    size_t user_len = 0;
+    unsigned line = 1;
+    if (!parts)
+        return NULL;
+    while (pos < len) {
+        struct part *p = &parts[count++];
+        *p = (struct part){pos, 0, line, user, user_len};
+        while (pos < len) {
+            const char *nl = memchr(text + pos, '\n', len - pos);
+            size_t l = nl ? (size_t)(nl - text - pos) + 1 : len - pos;
+            if (p->prefix_len + p->len + l > CTL_IMPORT_PART) {
+                if (p->len)
+                    break;
+                fprintf(stderr, "starlingctl: line %u is longer than %u bytes\n", line, CTL_IMPORT_PART);
+                free(parts);
+                return NULL;
+            }
+            if (acl && user_line(text + pos, l)) {
+                user = text + pos;
+                user_len = l;
+            }
+            p->len += l;
+            pos += l;
+            line++;
+        }
+        if (count == cap) {
+            struct part *more = realloc(parts, 2 * cap * sizeof(*parts));
+            if (!more) {
+                free(parts);
+                return NULL;
+            }
+            parts = more;
+            cap *= 2;
+        }
+    }
+    *n = count;
+    return parts;
+}
+
+/* The request body of a part: its prefix and its lines, NUL-terminated. */
+static char *part_body(const char *text, const struct part *p)
+{
+    char *body = malloc(p->prefix_len + p->len + 1);
+    if (body) {
+        memcpy(body, p->prefix, p->prefix_len);
+        memcpy(body + p->prefix_len, text + p->start, p->len);
+        body[p->prefix_len + p->len] = '\0';
+    }
+    return body;
+}
+
+/* A refusal of a part's check: "line N: ..." counted in the whole file. */
+static int part_refused(const struct part *p, const struct ctl_response *r)
+{
+    cJSON *doc = cJSON_ParseWithLength(r->body, r->len);
+    const char *msg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "error"));
+    unsigned n;
+    int at = 0;
+    if (msg && sscanf(msg, "line %u: %n", &n, &at) == 1 && at > 0)
+        fprintf(stderr, "starlingctl: line %u: %s\n", p->first_line + n - 1 - (p->prefix_len ? 1 : 0), msg + at);
+    else if (msg)
+        fprintf(stderr, "starlingctl: %s\n", msg);
+    else
+        fprintf(stderr, "starlingctl: the node answered HTTP %d\n", r->status);
+    cJSON_Delete(doc);
+    return CTL_EXIT_FAILED;
+}
+
+/* A file larger than one request: every part is checked first (a bad line
+ * anywhere imports nothing), then imported in turn. */
+static int import_parts(const struct ctl_call *o, const char *target, const char *text, const char *path, bool acl)
+{
+    size_t n, created = 0, replaced = 0;
+    struct part *parts = split(text, strlen(text), acl, &n);
+    if (!parts)
+        return CTL_EXIT_FAILED;
+    char url[64];
+    int code = 0;
+    snprintf(url, sizeof(url), "%s?check=1", target);
+    for (size_t i = 0; i <= 2 * n && !code; i++) {
+        if (i == n)
+            continue; /* every part checked: now the imports */
+        const struct part *p = &parts[i < n ? i : i - n - 1];
+        char *body = part_body(text, p);
+        struct ctl_response r;
+        if (!body) {
+            code = fail("%s", "out of memory");
+            break;
+        }
+        code = request(o, "POST", i < n ? url : target, body, &r);
+        free(body);
+        if (code)
+            break;
+        cJSON *doc = cJSON_ParseWithLength(r.body, r.len);
+        if (r.status != 200 && i < n) {
+            code = part_refused(p, &r);
+        } else if (r.status != 200) {
+            const char *msg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "error"));
+            fprintf(stderr, "starlingctl: %s: part %zu of %zu (from line %u) failed: %s; the parts before were "
+                            "imported (%zu new, %zu replaced)\n",
+                    path, i - n, n, p->first_line, msg ? msg : "no answer", created, replaced);
+            code = CTL_EXIT_FAILED;
+        } else if (i > n) {
+            created += (size_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(doc, "created"));
+            replaced += (size_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(doc, "replaced"));
+        }
+        cJSON_Delete(doc);
+        ctl_response_free(&r);
+    }
+    free(parts);
+    if (code)
+        return code;
+    if (o->json)
+        printf("{\"result\":\"imported\",\"created\":%zu,\"replaced\":%zu,\"parts\":%zu}\n", created, replaced, n);
+    else
+        printf("imported %.256s: %zu new, %zu replaced (in %zu parts)\n", path, created, replaced, n);
+    return CTL_EXIT_OK;
+}
+
+static int import(const struct ctl_call *o, const char *target, const char *path, bool acl)
 {
     char *text = read_file(path);
     if (!text)
         return CTL_EXIT_FAILED;
-    char done[300];
-    snprintf(done, sizeof(done), "imported %.256s", path);
-    int code = change(o, target, text, done);
+    int code;
+    if (strlen(text) > CTL_IMPORT_PART) {
+        code = import_parts(o, target, text, path, acl);
+    } else {
+        char done[300];
+        snprintf(done, sizeof(done), "imported %.256s", path);
+        code = change(o, target, text, done);
+    }
     free(text);
     return code;
 }
@@ -246,7 +398,7 @@ int ctl_users_cmd(const struct ctl_call *o, int argc, char **argv)
         return n ? usage("users list takes no argument") : list(o, "/api/v1/users", "users", true);
     if (!strcmp(sub, "import"))
         return n != 1 ? usage("users import needs one FILE (a mosquitto_passwd file; - for stdin)")
-                      : import(o, "/api/v1/users/import", argv[2]);
+                      : import(o, "/api/v1/users/import", argv[2], false);
     bool add = !strcmp(sub, "add"), passwd = !strcmp(sub, "passwd");
     bool del = !strcmp(sub, "del") || !strcmp(sub, "delete");
     if (!add && !passwd && !del) {
@@ -288,7 +440,7 @@ int ctl_acl_cmd(const struct ctl_call *o, int argc, char **argv)
         return n ? usage("acl list takes no argument") : list(o, "/api/v1/acl", "rules", false);
     if (!strcmp(sub, "import"))
         return n != 1 ? usage("acl import needs one FILE (a Mosquitto acl_file; - for stdin)")
-                      : import(o, "/api/v1/acl/import", argv[2]);
+                      : import(o, "/api/v1/acl/import", argv[2], true);
     if (!add && !del) {
         fprintf(stderr, "starlingctl: unknown acl command \"%s\" (see --help)\n", sub);
         return CTL_EXIT_USAGE;
