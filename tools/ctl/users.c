@@ -1,7 +1,8 @@
 /* ctl users: starlingctl's users and acl commands, over the admin API's
  * /api/v1/users and /api/v1/acl (the users and ACL rules of the replicated
  * state). A password comes from --password, else from the terminal (asked
- * twice, not echoed), else from the first line of standard input. */
+ * twice, not echoed), else from the first line of standard input. A file
+ * to import larger than one request goes in parts, all checked first. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
