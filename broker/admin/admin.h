@@ -82,6 +82,9 @@ void broker__admin_acl_delete(struct broker *b, struct admin_conn *c, const stru
                               const struct admin_query *q);
 void broker__admin_acl_import(struct broker *b, struct admin_conn *c, const struct admin_request *r,
                               const struct admin_query *q);
+/* ?limit=N of a listing (default 1000): false, and the request answered with
+ * 400, when it is not a whole number 0..1000000. */
+bool broker__admin_limit(struct admin_conn *c, const struct admin_query *q, uint64_t *limit);
 /* How many users and ACL rules the replicated state holds (for /metrics). */
 void broker__admin_users_count(const struct broker *b, uint64_t *users, uint64_t *rules);
 

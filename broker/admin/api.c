@@ -35,8 +35,7 @@ static void reply_text(struct admin_conn *c, int status, char *text)
     broker__admin_respond(c, status, json_type, text, text ? strlen(text) : 0, NULL);
 }
 
-/* ?limit=N: 400 and false when it is not a number in range. */
-static bool limit_of(struct admin_conn *c, const struct admin_query *q, uint64_t *limit)
+bool broker__admin_limit(struct admin_conn *c, const struct admin_query *q, uint64_t *limit)
 {
     const char *s = broker__admin_query_find(q, "limit");
     *limit = ADMIN_DEFAULT_LIMIT;
@@ -198,7 +197,7 @@ static long select_sessions(struct broker *b, struct admin_conn *c, const struct
 {
     const char *client_id = broker__admin_query_find(q, "client_id");
     *out = NULL;
-    if (!limit_of(c, q, limit))
+    if (!broker__admin_limit(c, q, limit))
         return -EINVAL;
     if (client_id) {
         struct session *s = broker__session_find(b, client_id, strlen(client_id));
@@ -395,7 +394,7 @@ static void get_retained(struct broker *b, struct admin_conn *c, const struct ad
                          const struct admin_query *q)
 {
     uint64_t limit, sys = 0;
-    if (!limit_of(c, q, &limit))
+    if (!broker__admin_limit(c, q, &limit))
         return;
     const char *s = broker__admin_query_find(q, "sys"), *topic = broker__admin_query_find(q, "topic");
     if (s && broker__admin_uint_parse(s, 1, &sys) != 0) {

@@ -30,7 +30,7 @@ struct change {
     char peer[64];              /* the caller, for the log */
     char what[160];             /* e.g. `users add "alice"` */
     uint32_t pending;           /* commands not called back yet */
-    uint32_t created, replaced, deleted, none; /* results 0 / 1 by kind */
+    uint32_t created, replaced;  /* results 0 (new; for a delete: there was none) and 1 */
     int status;                 /* the first commit failure (cluster error), 0 = none */
     int result;                 /* the first command the store refused, 0 = none */
 };
@@ -58,7 +58,7 @@ static void change_finish(struct change *ch)
                                                         : "the cluster holds its maximum of ACL rules (100000)");
     } else if (ch->result) {
         reply_error(ch, 400, "refused by the replicated state (malformed)");
-    } else if ((ch->kind == CH_USER_DEL || ch->kind == CH_ACL_DEL) && ch->none) {
+    } else if ((ch->kind == CH_USER_DEL || ch->kind == CH_ACL_DEL) && ch->created) {
         reply_error(ch, 404, ch->kind == CH_USER_DEL ? "no such user in the cluster" : "no such rule in the cluster");
     } else {
         cJSON *obj = cJSON_CreateObject();
@@ -89,9 +89,9 @@ static void on_command_done(void *arg, int status, int result)
     else if (!status && result < 0 && !ch->result)
         ch->result = result;
     else if (!status && result == 0)
-        ch->created++, ch->none++;
+        ch->created++;
     else if (!status)
-        ch->replaced++, ch->deleted++;
+        ch->replaced++;
     if (--ch->pending == 0)
         change_finish(ch);
 }
@@ -175,8 +175,10 @@ void broker__admin_users_get(struct broker *b, struct admin_conn *c, const struc
                              const struct admin_query *q)
 {
     (void)r;
-    (void)q;
     static const char *const sources[AUTH_SOURCES] = {"file", "cluster"};
+    uint64_t limit;
+    if (!broker__admin_limit(c, q, &limit))
+        return;
     const struct auth *a = &b->access.tables;
     size_t n = 0;
     for (int s = 0; s < AUTH_SOURCES; s++)
@@ -202,7 +204,7 @@ void broker__admin_users_get(struct broker *b, struct admin_conn *c, const struc
             obj = NULL;
         }
     }
-    for (size_t i = 0; list && i < n; i++) {
+    for (size_t i = 0; list && i < n && i < limit; i++) {
         cJSON *item = cJSON_CreateObject();
         if (!cJSON_AddStringToObject(item, "name", rows[i].name) ||
             !cJSON_AddStringToObject(item, "source", rows[i].source) ||
@@ -409,8 +411,10 @@ void broker__admin_acl_get(struct broker *b, struct admin_conn *c, const struct 
                            const struct admin_query *q)
 {
     (void)r;
-    (void)q;
     static const char *const sources[AUTH_SOURCES] = {"file", "cluster"};
+    uint64_t limit;
+    if (!broker__admin_limit(c, q, &limit))
+        return;
     const struct auth *a = &b->access.tables;
     struct rule_rows rs = {0};
     for (int s = 0; s < AUTH_SOURCES; s++) {
@@ -430,7 +434,7 @@ void broker__admin_acl_get(struct broker *b, struct admin_conn *c, const struct 
         cJSON_Delete(obj);
         obj = NULL;
     }
-    for (size_t i = 0; list && i < rs.n; i++) {
+    for (size_t i = 0; list && i < rs.n && i < limit; i++) {
         const struct rule_row *row = &rs.v[i];
         cJSON *item = cJSON_CreateObject();
         if (!cJSON_AddStringToObject(item, "kind", kind_names[row->kind]) ||

@@ -39,6 +39,8 @@ def test_usage_errors_exit_2(node):
         (["acl", "add", "--user", "u", "--pattern", "read", "a"], "give one of --user USER, --pattern"),
         (["acl", "list", "--anonymous"], "go with acl add and acl del"),
         (["sessions", "--user", "u"], "go with acl add and acl del"),
+        (["users", "del", "x", "--limit", "2"], "--limit goes with users list"),
+        (["acl", "add", "read", "x", "--limit", "2"], "--limit goes with acl list"),
     ]
     for args, message in cases:
         p = ctl(b, *args)
@@ -109,6 +111,10 @@ def test_acl_commands_and_refusals(node, raw):
     assert [(r["kind"], r.get("user"), r["access"], r["topic"]) for r in rules] == [
         ("anonymous", None, "write", "anon/+"), ("user", "alice", "readwrite", "a/#"),
         ("pattern", None, "read", "in/%u/#")]
+    p = ctl(b, "acl", "list", "--limit", "2")
+    assert p.returncode == 0 and p.stdout.endswith("2 of 3 rules (--limit to see more)\n"), p.stdout
+    assert json.loads(request(b, "GET", "/api/v1/acl?limit=1")[2])["count"] == 3
+    assert request(b, "GET", "/api/v1/users?limit=x")[0] == 400
     metrics = request(b, "GET", "/metrics")[2].decode()
     assert "\nstarling_users 1\n" in metrics and "\nstarling_acl_rules 3\n" in metrics, metrics
     p = ctl(b, "acl", "add", "read", "a/#/b")

@@ -79,6 +79,7 @@ struct ctl_call {
     const char *password;     /* --password, or NULL */
     const char *acl_user;     /* --user, or NULL */
     bool acl_pattern, acl_anonymous;
+    long limit;               /* --limit for the listings; -1: the node's default */
 };
 int ctl_users_cmd(const struct ctl_call *o, int argc, char **argv);
 int ctl_acl_cmd(const struct ctl_call *o, int argc, char **argv);

@@ -752,16 +752,17 @@ static int run(const struct opts *o, int argc, char **argv)
         return usage_error("no command given");
     const char *cmd = argv[0];
     int max_args = 1;
-    if (o->limit >= 0 && strcmp(cmd, "sessions") && strcmp(cmd, "subscriptions") && strcmp(cmd, "retained"))
-        return usage_error("--limit goes with sessions, subscriptions and retained");
+    if (o->limit >= 0 && strcmp(cmd, "sessions") && strcmp(cmd, "subscriptions") && strcmp(cmd, "retained") &&
+        strcmp(cmd, "users") && strcmp(cmd, "acl"))
+        return usage_error("--limit goes with sessions, subscriptions, retained, users list and acl list");
     bool users = !strcmp(cmd, "users"), acl = !strcmp(cmd, "acl");
     if (o->password && !users)
         return usage_error("--password goes with users add and users passwd");
     if ((o->acl_user || o->acl_pattern || o->acl_anonymous) && !acl)
         return usage_error("--user, --pattern and --anonymous go with acl add and acl del");
     if (users || acl) {
-        struct ctl_call call = {&o->target, o->token,     o->json,        o->timeout,
-                                o->password, o->acl_user, o->acl_pattern, o->acl_anonymous};
+        struct ctl_call call = {&o->target, o->token,     o->json,        o->timeout,     o->password,
+                                o->acl_user, o->acl_pattern, o->acl_anonymous, o->limit};
         return users ? ctl_users_cmd(&call, argc, argv) : ctl_acl_cmd(&call, argc, argv);
     }
     if (!strcmp(cmd, "cluster")) {

@@ -339,9 +339,14 @@ static char *user_body(const char *name, const char *password)
     return text;
 }
 
-static int list(const struct ctl_call *o, const char *target, const char *field, bool users)
+static int list(const struct ctl_call *o, const char *path, const char *field, bool users)
 {
     struct ctl_response r;
+    char target[64];
+    if (o->limit >= 0)
+        snprintf(target, sizeof(target), "%s?limit=%ld", path, o->limit);
+    else
+        snprintf(target, sizeof(target), "%s", path);
     int code = request(o, "GET", target, NULL, &r);
     if (code)
         return code;
@@ -381,7 +386,11 @@ static int list(const struct ctl_call *o, const char *target, const char *field,
         }
         n++;
     }
-    printf("%d %s%s\n", n, users ? "user" : "rule", n == 1 ? "" : "s");
+    double count = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(doc, "count"));
+    if (count > n)
+        printf("%d of %.0f %ss (--limit to see more)\n", n, count, users ? "user" : "rule");
+    else
+        printf("%d %s%s\n", n, users ? "user" : "rule", n == 1 ? "" : "s");
     cJSON_Delete(doc);
     ctl_response_free(&r);
     return CTL_EXIT_OK;
@@ -395,6 +404,8 @@ int ctl_users_cmd(const struct ctl_call *o, int argc, char **argv)
         return usage("users needs one of list, add, passwd, del, import");
     if (o->password && strcmp(sub, "add") && strcmp(sub, "passwd"))
         return usage("--password goes with users add and users passwd");
+    if (o->limit >= 0 && strcmp(sub, "list"))
+        return usage("--limit goes with users list");
     if (!strcmp(sub, "list"))
         return n ? usage("users list takes no argument") : list(o, "/api/v1/users", "users", true);
     if (!strcmp(sub, "import"))
@@ -437,6 +448,8 @@ int ctl_acl_cmd(const struct ctl_call *o, int argc, char **argv)
     bool add = !strcmp(sub, "add"), del = !strcmp(sub, "del") || !strcmp(sub, "delete");
     if ((o->acl_user || o->acl_pattern || o->acl_anonymous) && !add && !del)
         return usage("--user, --pattern and --anonymous go with acl add and acl del");
+    if (o->limit >= 0 && strcmp(sub, "list"))
+        return usage("--limit goes with acl list");
     if (!strcmp(sub, "list"))
         return n ? usage("acl list takes no argument") : list(o, "/api/v1/acl", "rules", false);
     if (!strcmp(sub, "import"))
