@@ -158,6 +158,8 @@ snaps = {
                              (3, b"r/1", b"\x01" + retained_body())]),
     "two_sessions": snapshot([(1, b"a", b"\x01" + session_body(0, False)),
                               (1, b"b", b"\x01" + session_body(1, True))], 99),
+    "users_and_rules": snapshot([(4, b"alice", b"\x01" + struct.pack("<I", 5) + b"$7$1$" + b"scram"),
+                                 (5, b"\x00\x00pub/#", b"\x01\x01"), (5, b"\x01alice\x00a/#", b"\x01\x03")]),
 }
 for name, data in snaps.items():
     write("fuzz_snapshot", name, data)
