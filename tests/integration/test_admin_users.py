@@ -7,7 +7,10 @@ did. Changes across nodes are tested in tests/cluster/test_users.py."""
 
 import json
 import os
+import pty
+import select
 import subprocess
+import time
 
 import pytest
 
@@ -195,3 +198,41 @@ def test_token_protects_the_endpoints(node):
     assert p.returncode == 0, p.stderr
     status, _, _ = request(b, "GET", "/api/v1/users")
     assert status == 401
+
+
+def _on_terminal(argv, answers, timeout=20):
+    """Runs argv on a pseudo-terminal, typing each answer after its prompt
+    ("Password: ", "Password again: "); returns (exit code, everything the
+    terminal showed)."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(argv[0], argv)
+    shown, typed, deadline = b"", 0, time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+            if typed < len(answers) and shown.count(b"Password") > typed:
+                os.write(fd, answers[typed].encode() + b"\n")
+                typed += 1
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(fd)
+    return os.waitstatus_to_exitcode(status), shown.decode(errors="replace")
+
+
+def test_password_asked_on_the_terminal(node, raw):
+    b = node()
+    code, shown = _on_terminal([STARLINGCTL, "--url", b.admin_url, "users", "add", "tty"], ["t-pw", "t-pw"])
+    assert code == 0 and "user tty added" in shown, shown
+    assert "t-pw" not in shown  # not echoed
+    raw(b, version=5).connect(uid("c"), username="tty", password="t-pw")
+    code, shown = _on_terminal([STARLINGCTL, "--url", b.admin_url, "users", "passwd", "tty"], ["one", "two"])
+    assert code == 1 and "the passwords differ" in shown, shown
+    raw(b, version=5).connect(uid("c"), username="tty", password="t-pw")
