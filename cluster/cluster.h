@@ -224,7 +224,8 @@ uint64_t cluster_generation_next(struct cluster *c);
  * recreate it: a SESSION_CLAIM per session (clean_start false; `released` and
  * expire_at_ms tell a session whose connection ended, which a replayed claim
  * alone would not), a SUB_ADD per subscription (with its session's
- * generation), a RETAIN_SET per retained message; views valid during cb. */
+ * generation), a RETAIN_SET per retained message, a USER_SET per user and an
+ * ACL_ADD per rule; views valid during cb. */
 int cluster_load(struct cluster *c, int (*cb)(void *arg, const struct cluster_cmd *cmd), void *arg);
 
 /* --- the data path between nodes ----------------------------------------------
