@@ -1,5 +1,5 @@
 /* store: the LMDB state machine of the replicated log (sessions, subscriptions,
- * retained messages, applied_index).
+ * retained messages, users and ACL rules, applied_index).
  *
  * The store knows nothing of MQTT or Raft: records are plain byte strings and
  * numbers. cluster/ applies each committed log entry in one write transaction
