@@ -7,9 +7,8 @@
  * or does I/O, apart from auth_*_load reading their file. The broker owns one
  * struct auth and replaces a source's tables whole (SIGHUP).
  *
- * Sources: the tables are kept per source (AUTH_SOURCE_FILE today; the
- * replicated users and rules of the cluster are meant to be a second source
- * beside it), and a check looks at every source: a user is known when any
+ * Sources: the tables are kept per source (AUTH_SOURCE_FILE; the replicated
+ * users and rules of the cluster, AUTH_SOURCE_CLUSTER, beside it), and a check looks at every source: a user is known when any
  * source knows it (the first source that does holds the verifier), and an
  * ACL grants what any source grants, unless any source denies it.
  *
@@ -49,7 +48,7 @@
 
 enum auth_source {
     AUTH_SOURCE_FILE = 0,     /* password_file, acl_file */
-    AUTH_SOURCE_CLUSTER = 1,  /* reserved: users and rules of the replicated state */
+    AUTH_SOURCE_CLUSTER = 1,  /* users and rules of the replicated state (auth_cluster.c) */
     AUTH_SOURCES = 2,
 };
 
