@@ -9,8 +9,9 @@
  *
  * Sources: the tables are kept per source (AUTH_SOURCE_FILE; the replicated
  * users and rules of the cluster, AUTH_SOURCE_CLUSTER, beside it), and a
- * check looks at every source: a user is known when any source knows it (the first source that does holds the verifier), and an
- * ACL grants what any source grants, unless any source denies it.
+ * check looks at every source: a user is known when any source knows it
+ * (the first source that does holds the verifier), and an ACL grants what
+ * any source grants, unless any source denies it.
  *
  * ACL semantics (Mosquitto's acl_file): `topic` lines before any `user` line
  * apply to anonymous clients, those after `user NAME` to that user; `pattern`
