@@ -221,7 +221,13 @@ def _on_terminal(argv, answers, timeout=20):
             if typed < len(answers) and shown.count(b"Password") > typed:
                 os.write(fd, answers[typed].encode() + b"\n")
                 typed += 1
-        _, status = os.waitpid(pid, 0)
+        done, status = os.waitpid(pid, os.WNOHANG)
+        while not done and time.monotonic() < deadline:
+            time.sleep(0.05)
+            done, status = os.waitpid(pid, os.WNOHANG)
+        if not done:  # stuck: never hang the suite
+            os.kill(pid, 9)
+            _, status = os.waitpid(pid, 0)
     finally:
         os.close(fd)
     return os.waitstatus_to_exitcode(status), shown.decode(errors="replace")

@@ -104,11 +104,12 @@ static bool ask(const char *prompt, char *buf, size_t cap)
         return false;
     quiet = old;
     quiet.c_lflag &= ~(tcflag_t)ECHO;
+    /* echo off before the prompt: what is typed once it shows is kept */
+    tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
     fputs(prompt, stderr);
     fflush(stderr);
-    tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
     bool ok = read_line(stdin, buf, cap);
-    tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+    tcsetattr(STDIN_FILENO, TCSANOW, &old);
     fputc('\n', stderr);
     return ok;
 }
