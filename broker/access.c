@@ -7,7 +7,9 @@
  * The anonymous rule (docs/auth.md): allow_anonymous true or false decides;
  * not set, anonymous clients are let in only while no password_file is given
  * and every MQTT listener is on loopback, so that a node reachable from the
- * network never starts open by default. */
+ * network never starts open by default. Users of the replicated state count
+ * as a password file does: while there is one, the unset default refuses
+ * anonymous clients. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,15 @@ static bool on_loopback(const char *bind)
     return strncmp(bind, "127.", 4) == 0 || strcmp(bind, "::1") == 0;
 }
 
+/* Empty tables of one source, ready to fill or to swap in. */
+static void tables_empty(struct auth_users *users, struct auth_acl *acl)
+{
+    memset(users, 0, sizeof(*users));
+    memset(acl, 0, sizeof(*acl));
+    map_init(&users->by_name);
+    map_init(&acl->by_user);
+}
+
 /* Loads the files the configuration names into fresh tables, then swaps
  * them in: a file that does not load leaves the old tables. */
 static int access_load(struct broker *b, char *err, size_t errlen)
@@ -28,10 +39,7 @@ static int access_load(struct broker *b, char *err, size_t errlen)
     const struct config *cfg = &b->cfg;
     struct auth_users users;
     struct auth_acl acl;
-    memset(&users, 0, sizeof(users));
-    memset(&acl, 0, sizeof(acl));
-    map_init(&users.by_name);
-    map_init(&acl.by_user);
+    tables_empty(&users, &acl);
     int rc = 0;
     if (cfg->password_file[0] && (rc = auth_passwd_load(cfg->password_file, &users, err, errlen)) != 0)
         return rc;
@@ -168,7 +176,9 @@ int broker__access_connect(struct conn *c, const struct proto_connect *cp, bool 
         return -EACCES;
     }
     if (!c->username) {
-        if (!b->access.anonymous) {
+        bool anonymous = b->access.anonymous &&
+                         (b->cfg.allow_anonymous >= 0 || auth_users_count(a, AUTH_SOURCE_CLUSTER) == 0);
+        if (!anonymous) {
             broker__access_failed(c, PROTO_RC_NOT_AUTHORIZED, "anonymous clients are not allowed");
             return -EACCES;
         }
@@ -246,4 +256,53 @@ int broker__access_session_user(struct session *s, bool has_user, struct proto_s
     auth_who_free(&s->who);
     auth_who_set(&s->who, s->has_user ? s->user : NULL, s->user_len, s->client_id, s->id_len);
     return 0;
+}
+
+/* --- the replicated users and rules ------------------------------------------------ */
+
+int broker__access_apply(struct broker *b, const struct cluster_cmd *cmd)
+{
+    struct auth *a = &b->access.tables;
+    const char *name = (const char *)cmd->user.p;
+    size_t nl = cmd->has_user ? cmd->user.len : 0;
+    switch (cmd->type) {
+    case CLUSTER_USER_SET: {
+        struct auth_verifier v;
+        struct auth_scram scram;
+        char why[160];
+        if (auth_verifier_parse((const char *)cmd->topic.p, cmd->topic.len, &v, why, sizeof(why)) != 0) {
+            LOG(b, LOG_ERROR, NULL, "replicated user \"%.*s\" ignored: its hash: %s", (int)(nl > 64 ? 64 : nl),
+                name, why);
+            return 0;
+        }
+        bool has_scram = cmd->payload.len && auth_scram_decode(cmd->payload.p, cmd->payload.len, &scram) == 0;
+        return auth_user_set(a, AUTH_SOURCE_CLUSTER, name, nl, &v, has_scram ? &scram : NULL);
+    }
+    case CLUSTER_USER_DEL:
+        auth_user_del(a, AUTH_SOURCE_CLUSTER, name, nl);
+        return 0;
+    case CLUSTER_ACL_ADD: {
+        char why[160];
+        int rc = auth_rule_set(a, AUTH_SOURCE_CLUSTER, cmd->acl_kind, name, nl, (const char *)cmd->topic.p,
+                               cmd->topic.len, cmd->access, why, sizeof(why));
+        if (rc == -EINVAL) {
+            LOG(b, LOG_ERROR, NULL, "replicated ACL rule ignored: %s", why);
+            return 0;
+        }
+        return rc;
+    }
+    case CLUSTER_ACL_DEL:
+        auth_rule_del(a, AUTH_SOURCE_CLUSTER, cmd->acl_kind, name, nl, (const char *)cmd->topic.p, cmd->topic.len);
+        return 0;
+    }
+    return 0;
+}
+
+void broker__access_cluster_clear(struct broker *b)
+{
+    struct auth_users users;
+    struct auth_acl acl;
+    tables_empty(&users, &acl);
+    auth_users_replace(&b->access.tables, AUTH_SOURCE_CLUSTER, &users);
+    auth_acl_replace(&b->access.tables, AUTH_SOURCE_CLUSTER, &acl);
 }

@@ -7,11 +7,11 @@
  * or does I/O, apart from auth_*_load reading their file. The broker owns one
  * struct auth and replaces a source's tables whole (SIGHUP).
  *
- * Sources: the tables are kept per source (AUTH_SOURCE_FILE today; the
- * replicated users and rules of the cluster are meant to be a second source
- * beside it), and a check looks at every source: a user is known when any
- * source knows it (the first source that does holds the verifier), and an
- * ACL grants what any source grants, unless any source denies it.
+ * Sources: the tables are kept per source (AUTH_SOURCE_FILE; the replicated
+ * users and rules of the cluster, AUTH_SOURCE_CLUSTER, beside it), and a
+ * check looks at every source: a user is known when any source knows it
+ * (the first source that does holds the verifier), and an ACL grants what
+ * any source grants, unless any source denies it.
  *
  * ACL semantics (Mosquitto's acl_file): `topic` lines before any `user` line
  * apply to anonymous clients, those after `user NAME` to that user; `pattern`
@@ -49,7 +49,7 @@
 
 enum auth_source {
     AUTH_SOURCE_FILE = 0,     /* password_file, acl_file */
-    AUTH_SOURCE_CLUSTER = 1,  /* reserved: users and rules of the replicated state */
+    AUTH_SOURCE_CLUSTER = 1,  /* users and rules of the replicated state (auth_cluster.c) */
     AUTH_SOURCES = 2,
 };
 
@@ -301,5 +301,61 @@ void auth_throttle_free(struct auth_throttle *t);
  * bytes kept) at now (monotonic ms). Returns how long its refusal should
  * wait (ms): 0 for the first AUTH_THROTTLE_FREE failures within the window. */
 uint32_t auth_throttle_fail(struct auth_throttle *t, const char *addr, uint64_t now);
+
+/* --- one user or rule at a time (auth_cluster.c) ----------------------------------
+ *
+ * The replicated users and rules (AUTH_SOURCE_CLUSTER) change one command at
+ * a time: these change one source's tables in place and raise generation. A
+ * source changed this way is set (in force) while it holds a user (a rule):
+ * a cluster without replicated rules does not restrict anyone by itself. */
+
+/* PBKDF2 iterations of the $7$ hash a node makes of a password given to its
+ * admin API (mosquitto_passwd writes 101); the salt is 12 random bytes, as
+ * mosquitto_passwd's. */
+#define AUTH_CLUSTER_ITERATIONS 1000u
+#define AUTH_HASH_SALT_LEN 12u
+/* the longest "$7$..." or "$6$..." text of a verifier, with its NUL */
+#define AUTH_HASH_TEXT_MAX 200u
+
+enum auth_rule_kind {
+    AUTH_RULE_ANONYMOUS = 0,  /* the anonymous section (topic lines before any user line) */
+    AUTH_RULE_USER = 1,       /* a user's topic lines */
+    AUTH_RULE_PATTERN = 2,    /* pattern lines */
+};
+
+/* Writes the $7$ line of password (len bytes, borrowed) with a random salt
+ * into out (cap bytes, AUTH_HASH_TEXT_MAX is enough). Its length, -EINVAL,
+ * -E2BIG or -ENOMEM. */
+int auth_password_hash(const uint8_t *password, size_t len, uint32_t iterations, char *out, size_t cap);
+/* Writes *v as a password file holds it ($6$ or $7$, what auth_verifier_parse
+ * reads back) into out (cap bytes; AUTH_HASH_TEXT_MAX is enough). Its length,
+ * -EINVAL or -E2BIG. */
+int auth_verifier_format(const struct auth_verifier *v, char *out, size_t cap);
+
+/* SCRAM credentials as the replicated state holds them: u32 iterations, u8
+ * salt length, the salt, StoredKey, ServerKey. encode writes at most
+ * AUTH_SCRAM_ENCODED_MAX bytes and returns how many; decode is pure and
+ * bounds-checked: 0 or -EINVAL (out untouched). */
+#define AUTH_SCRAM_ENCODED_MAX (5u + AUTH_MAX_SALT + 2u * AUTH_SCRAM_KEY_LEN)
+size_t auth_scram_encode(const struct auth_scram *s, uint8_t *out);
+int auth_scram_decode(const uint8_t *p, size_t len, struct auth_scram *out);
+
+/* Creates or replaces user name (len bytes, copied) in source, with the
+ * verifier *v and SCRAM credentials *scram (NULL: none), both copied. 0 or
+ * -ENOMEM. del: 0 or AUTH_EUNKNOWN. */
+int auth_user_set(struct auth *a, enum auth_source source, const char *name, size_t len,
+                  const struct auth_verifier *v, const struct auth_scram *scram);
+int auth_user_del(struct auth *a, enum auth_source source, const char *name, size_t len);
+size_t auth_users_count(const struct auth *a, enum auth_source source);
+
+/* Adds the rule (kind, user for AUTH_RULE_USER, topic: borrowed) with access
+ * (enum auth_access bits) to source, replacing a rule of the same kind, user
+ * and topic. The topic is read as an acl_file line's: -EINVAL with the reason
+ * in err for one that is not a valid filter; -ENOMEM. del: 0 or
+ * AUTH_EUNKNOWN. */
+int auth_rule_set(struct auth *a, enum auth_source source, int kind, const char *user, size_t ulen,
+                  const char *topic, size_t tlen, int access, char *err, size_t errlen);
+int auth_rule_del(struct auth *a, enum auth_source source, int kind, const char *user, size_t ulen,
+                  const char *topic, size_t tlen);
 
 #endif

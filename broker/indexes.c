@@ -389,6 +389,12 @@ void broker__apply(void *ctx, const struct cluster_cmd *cmd, int result, uint64_
     case CLUSTER_RETAIN_DEL:
         broker__retain_del(b, (const char *)cmd->topic.p, cmd->topic.len);
         break;
+    case CLUSTER_USER_SET:
+    case CLUSTER_USER_DEL:
+    case CLUSTER_ACL_ADD:
+    case CLUSTER_ACL_DEL:
+        rc = broker__access_apply(b, cmd);
+        break;
     case CLUSTER_SESSION_RELEASE: {
         struct session *s = broker__session_find(b, (const char *)cmd->client_id.p, cmd->client_id.len);
         if (!s || s->generation != cmd->generation)
@@ -482,6 +488,9 @@ static int load_one(void *arg, const struct cluster_cmd *cmd)
     }
     case CLUSTER_RETAIN_SET:
         return apply_retain_set(b, cmd) < 0 ? -ENOMEM : 0;
+    case CLUSTER_USER_SET:
+    case CLUSTER_ACL_ADD:
+        return broker__access_apply(b, cmd) < 0 ? -ENOMEM : 0;
     }
     return 0;
 }
@@ -501,6 +510,7 @@ int broker__state_load(struct broker *b)
         all[i]->loaded = false;
     }
     broker__retain_free_all(b);
+    broker__access_cluster_clear(b);
     int rc = cluster_load(b->cluster, load_one, b);
     for (size_t i = 0; i < k; i++) {
         struct session *s = all[i];

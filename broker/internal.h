@@ -673,5 +673,10 @@ void broker__on_auth(struct conn *c, struct proto_packet *p);
 void broker__enhanced_connack(struct conn *c, struct proto_props *pp);
 /* Frees c's exchange, if any. */
 void broker__enhanced_free(struct conn *c);
+/* A user or rule command of the replicated state (applied, or loaded from the
+ * store) changes the AUTH_SOURCE_CLUSTER tables. 0 or a negative error. */
+int broker__access_apply(struct broker *b, const struct cluster_cmd *cmd);
+/* Empties the AUTH_SOURCE_CLUSTER tables (before the state is loaded again). */
+void broker__access_cluster_clear(struct broker *b);
 
 #endif

@@ -10,7 +10,12 @@
  *   session_expire   ends the session of that generation and its subscriptions.
  *   sub_add/sub_del  only for the session's current generation (else stale);
  *                    result 1 when it replaced / removed one.
- *   retain_set/del   set or clear the retained message of a topic. */
+ *   retain_set/del   set or clear the retained message of a topic.
+ *   user_set/del     create, replace or delete a user (result 1: replaced /
+ *                    deleted); acl_add/del the same for a topic rule. A
+ *                    malformed one fails alone (ECORRUPT); a new user or rule
+ *                    beyond CLUSTER_MAX_USERS / CLUSTER_MAX_RULES fails with
+ *                    CLUSTER_ELIMIT. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -85,6 +90,67 @@ static int apply_claim(struct store_txn *txn, const struct cluster_cmd *cmd)
     return existed && !cmd->clean_start ? 1 : 0;
 }
 
+/* The rule a command names, checked: -EINVAL for a malformed one. */
+static int acl_rule(const struct cluster_cmd *cmd, struct store_acl_rule *out)
+{
+    if (cmd->acl_kind > CLUSTER_ACL_PATTERN || (cmd->acl_kind == CLUSTER_ACL_USER) != cmd->has_user ||
+        cmd->topic.len > 65535 || proto_topic_filter_check(cmd->topic.p, cmd->topic.len) != 0)
+        return -EINVAL;
+    *out = (struct store_acl_rule){
+        .kind = cmd->acl_kind,
+        .user = cmd->has_user ? bytes(cmd->user) : (struct store_bytes){NULL, 0},
+        .topic = bytes(cmd->topic),
+        .access = cmd->access,
+    };
+    return 0;
+}
+
+/* Whether a table of n records may take one more (key not there yet). */
+static int room(int found, size_t n, size_t max)
+{
+    if (found == 0)
+        return 0;
+    return found == STORE_ENOTFOUND ? (n >= max ? CLUSTER_ELIMIT : 0) : found;
+}
+
+static int apply_auth(struct store_txn *txn, const struct cluster_cmd *cmd)
+{
+    struct store_acl_rule rule;
+    size_t n;
+    int rc;
+    switch (cmd->type) {
+    case CLUSTER_USER_SET: {
+        if (!cmd->has_user || !cmd->topic.len)
+            return -EINVAL;
+        struct store_user u = {.name = bytes(cmd->user), .hash = bytes(cmd->topic), .scram = bytes(cmd->payload)};
+        struct store_user old;
+        if ((rc = store_users_count(txn, &n)) != 0 ||
+            (rc = room(store_user_get(txn, u.name.p, u.name.len, &old), n, CLUSTER_MAX_USERS)) != 0)
+            return rc;
+        return store_user_put(txn, &u);
+    }
+    case CLUSTER_USER_DEL:
+        return cmd->has_user ? store_user_del(txn, cmd->user.p, cmd->user.len) : -EINVAL;
+    case CLUSTER_ACL_ADD: {
+        if ((rc = acl_rule(cmd, &rule)) != 0 || (rc = store_acl_count(txn, &n)) != 0)
+            return rc;
+        if (n >= CLUSTER_MAX_RULES) {
+            /* a full table takes only a change of an existing rule */
+            rc = store_acl_del(txn, &rule);
+            if (rc <= 0)
+                return rc < 0 ? rc : CLUSTER_ELIMIT;
+            rc = store_acl_put(txn, &rule);
+            return rc < 0 ? rc : 1;
+        }
+        return store_acl_put(txn, &rule);
+    }
+    default: /* CLUSTER_ACL_DEL */
+        if ((rc = acl_rule(cmd, &rule)) != 0)
+            return rc;
+        return store_acl_del(txn, &rule);
+    }
+}
+
 int cluster__state_apply(struct store_txn *txn, const struct cluster_cmd *cmd)
 {
     struct store_session rec;
@@ -136,6 +202,11 @@ int cluster__state_apply(struct store_txn *txn, const struct cluster_cmd *cmd)
     case CLUSTER_RETAIN_DEL:
         rc = store_retain_del(txn, cmd->topic.p, cmd->topic.len);
         return rc < 0 ? rc : 0;
+    case CLUSTER_USER_SET:
+    case CLUSTER_USER_DEL:
+    case CLUSTER_ACL_ADD:
+    case CLUSTER_ACL_DEL:
+        return apply_auth(txn, cmd);
     default: /* node join/leave: membership arrives with a later issue */
         return 0;
     }
@@ -213,6 +284,33 @@ static int load_retained(void *arg, const struct store_retained *r)
     return x->cb(x->arg, &cmd);
 }
 
+static int load_user(void *arg, const struct store_user *u)
+{
+    struct load_ctx *x = arg;
+    struct cluster_cmd cmd = {
+        .type = CLUSTER_USER_SET,
+        .has_user = true,
+        .user = pstr(u->name),
+        .topic = pstr(u->hash),
+        .payload = pstr(u->scram),
+    };
+    return x->cb(x->arg, &cmd);
+}
+
+static int load_rule(void *arg, const struct store_acl_rule *r)
+{
+    struct load_ctx *x = arg;
+    struct cluster_cmd cmd = {
+        .type = CLUSTER_ACL_ADD,
+        .has_user = r->kind == CLUSTER_ACL_USER,
+        .user = pstr(r->user),
+        .topic = pstr(r->topic),
+        .acl_kind = r->kind,
+        .access = r->access,
+    };
+    return x->cb(x->arg, &cmd);
+}
+
 int cluster__state_load(struct store *s, int (*cb)(void *arg, const struct cluster_cmd *cmd), void *arg)
 {
     struct store_txn *txn;
@@ -225,6 +323,10 @@ int cluster__state_load(struct store *s, int (*cb)(void *arg, const struct clust
         rc = store_subs_foreach(txn, load_sub, &x);
     if (!rc)
         rc = store_retained_foreach(txn, load_retained, &x);
+    if (!rc)
+        rc = store_users_foreach(txn, load_user, &x);
+    if (!rc)
+        rc = store_acl_foreach(txn, load_rule, &x);
     store_txn_end(txn);
     return rc;
 }
@@ -305,6 +407,29 @@ static int dump_retained(void *arg, const struct store_retained *r)
     return 0;
 }
 
+/* Users show their name and whether they have SCRAM credentials, never a hash. */
+static int dump_user(void *arg, const struct store_user *u)
+{
+    FILE *f = arg;
+    fputs("user ", f);
+    put_quoted(f, u->name);
+    fprintf(f, " scram=%d\n", u->scram.len ? 1 : 0);
+    return 0;
+}
+
+/* acl "KIND" "USER" "TOPIC" access=N (USER "" for the anonymous section and patterns) */
+static int dump_rule(void *arg, const struct store_acl_rule *r)
+{
+    static const char *const kinds[] = {"anonymous", "user", "pattern"};
+    FILE *f = arg;
+    fprintf(f, "acl \"%s\" ", r->kind < 3 ? kinds[r->kind] : "?");
+    put_quoted(f, r->user);
+    fputc(' ', f);
+    put_quoted(f, r->topic);
+    fprintf(f, " access=%u\n", r->access);
+    return 0;
+}
+
 int cluster__state_dump(struct store *s, void *file)
 {
     FILE *f = file;
@@ -318,6 +443,10 @@ int cluster__state_dump(struct store *s, void *file)
         rc = store_subs_foreach(txn, dump_sub, f);
     if (!rc)
         rc = store_retained_foreach(txn, dump_retained, f);
+    if (!rc)
+        rc = store_users_foreach(txn, dump_user, f);
+    if (!rc)
+        rc = store_acl_foreach(txn, dump_rule, f);
     store_txn_end(txn);
     return rc;
 }

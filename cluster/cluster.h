@@ -35,7 +35,24 @@ enum cluster_cmd_type {
     CLUSTER_RETAIN_DEL = 7,
     CLUSTER_NODE_JOIN = 8,
     CLUSTER_NODE_LEAVE = 9,
+    /* users and ACL rules (docs/auth.md, "Users and rules in the cluster") */
+    CLUSTER_USER_SET = 20,       /* creates or replaces a user (its hashes only) */
+    CLUSTER_USER_DEL = 21,
+    CLUSTER_ACL_ADD = 22,        /* adds a rule, or changes the access of the same rule */
+    CLUSTER_ACL_DEL = 23,
 };
+
+/* Which part of the ACL a rule belongs to (as in an acl_file). */
+enum cluster_acl_kind {
+    CLUSTER_ACL_ANONYMOUS = 0,   /* `topic` lines before any `user` line */
+    CLUSTER_ACL_USER = 1,        /* `topic` lines after `user NAME` */
+    CLUSTER_ACL_PATTERN = 2,     /* `pattern` lines */
+};
+
+/* Bounds on the replicated users and rules: a USER_SET or ACL_ADD of a new
+ * name or rule beyond them fails with CLUSTER_ELIMIT. */
+#define CLUSTER_MAX_USERS 100000u
+#define CLUSTER_MAX_RULES 100000u
 
 /* Errors of this module (negative). */
 enum cluster_error {
@@ -47,6 +64,7 @@ enum cluster_error {
     CLUSTER_ENOTFOUND = -2005,    /* no such member */
     CLUSTER_EINVAL = -2006,       /* an operator action that cannot apply (bad address, last voter, ...) */
     CLUSTER_EPERM = -2007,        /* a session claim by another user than the session's owner */
+    CLUSTER_ELIMIT = -2010,       /* CLUSTER_MAX_USERS / CLUSTER_MAX_RULES reached */
 };
 
 /* A will carried by a session claim. */
@@ -94,6 +112,15 @@ struct cluster_cmd {
     bool has_user;
     bool owned;
     struct proto_str user;
+    /* users and ACL rules (CLUSTER_USER_SET .. CLUSTER_ACL_DEL): user names
+     * the user (has_user; a rule of the anonymous section or a pattern has
+     * none). USER_SET: topic is the password hash as a password file writes
+     * it ("$7$..."), payload the SCRAM credentials as auth_cluster_scram_encode
+     * writes them (empty: none). ACL_ADD / ACL_DEL: topic is the rule's
+     * filter, acl_kind (enum cluster_acl_kind) and access (auth_access bits,
+     * 0 = deny; ignored by ACL_DEL) the rest of it. */
+    uint8_t acl_kind;
+    uint8_t access;
 };
 
 /* Called on every node for every committed command, in log order, after the
@@ -197,7 +224,8 @@ uint64_t cluster_generation_next(struct cluster *c);
  * recreate it: a SESSION_CLAIM per session (clean_start false; `released` and
  * expire_at_ms tell a session whose connection ended, which a replayed claim
  * alone would not), a SUB_ADD per subscription (with its session's
- * generation), a RETAIN_SET per retained message; views valid during cb. */
+ * generation), a RETAIN_SET per retained message, a USER_SET per user and an
+ * ACL_ADD per rule; views valid during cb. */
 int cluster_load(struct cluster *c, int (*cb)(void *arg, const struct cluster_cmd *cmd), void *arg);
 
 /* --- the data path between nodes ----------------------------------------------

@@ -20,6 +20,10 @@
 #define FLAG_RAP 0x10
 #define EXT_HAS_USER 0x01
 #define EXT_OWNED 0x02
+/* users and rules: bits 2-3 the ACL kind, bits 4-5 the access */
+#define EXT_KIND_SHIFT 2
+#define EXT_ACCESS_SHIFT 4
+#define EXT_KNOWN 0x3F
 
 /* Largest command accepted by the decoder (a retained payload plus headers). */
 #define CLUSTER_MAX_CMD (PROTO_MAX_REMAINING_LENGTH + 4096u)
@@ -30,10 +34,16 @@ static void put_str(struct buf *out, struct proto_str s)
     buf_put_mem(out, s.p, s.len);
 }
 
+static bool type_known(uint8_t type)
+{
+    return (type >= CLUSTER_SESSION_CLAIM && type <= CLUSTER_NODE_LEAVE) ||
+           (type >= CLUSTER_USER_SET && type <= CLUSTER_ACL_DEL);
+}
+
 int cluster_cmd_encode(const struct cluster_cmd *cmd, struct buf *out)
 {
     /* the decoder rejects unknown types, so they must never reach the log */
-    if (cmd->type < CLUSTER_SESSION_CLAIM || cmd->type > CLUSTER_NODE_LEAVE)
+    if (!type_known(cmd->type) || cmd->acl_kind > 3 || cmd->access > 3)
         return -EINVAL;
     const struct proto_str strs[] = {cmd->client_id, cmd->will.topic, cmd->will.payload,
                                      cmd->will.props, cmd->filter, cmd->topic,
@@ -71,9 +81,11 @@ int cluster_cmd_encode(const struct cluster_cmd *cmd, struct buf *out)
     put_str(out, cmd->payload);
     put_str(out, cmd->props);
     buf_put_u64le(out, cmd->msg_expire_at_ms);
-    /* the extension: u8 flags (bit0 has_user, bit1 owned), u32 user length,
+    /* the extension: u8 flags (bit0 has_user, bit1 owned, bits 2-3 the ACL
+     * kind, bits 4-5 the access), u32 user length,
      * the user; commands of older versions hold 0, 0 (no user, not owned) */
-    buf_put_u8(out, (uint8_t)((cmd->has_user ? EXT_HAS_USER : 0) | (cmd->owned ? EXT_OWNED : 0)));
+    buf_put_u8(out, (uint8_t)((cmd->has_user ? EXT_HAS_USER : 0) | (cmd->owned ? EXT_OWNED : 0) |
+                              (cmd->acl_kind << EXT_KIND_SHIFT) | (cmd->access << EXT_ACCESS_SHIFT)));
     put_str(out, cmd->has_user ? cmd->user : (struct proto_str){NULL, 0});
     while (out->len - start < padded)
         buf_put_u8(out, 0);
@@ -126,13 +138,15 @@ int cluster_cmd_decode(const uint8_t *buf, size_t len, size_t *pos, struct clust
         get_str(&r, &c.payload) || get_str(&r, &c.props) || bytes_read_u64le(&r, &c.msg_expire_at_ms))
         return CLUSTER_ECORRUPT;
     uint8_t ext = 0;
-    if (bytes_left(&r) >= 5 && (bytes_read_u8(&r, &ext) || get_str(&r, &c.user) || (ext & ~(EXT_HAS_USER | EXT_OWNED))))
+    if (bytes_left(&r) >= 5 && (bytes_read_u8(&r, &ext) || get_str(&r, &c.user) || (ext & ~EXT_KNOWN)))
         return CLUSTER_ECORRUPT;
     c.has_user = ext & EXT_HAS_USER;
     c.owned = ext & EXT_OWNED;
+    c.acl_kind = (ext >> EXT_KIND_SHIFT) & 3;
+    c.access = (ext >> EXT_ACCESS_SHIFT) & 3;
     if (!c.has_user && c.user.len)
         return CLUSTER_ECORRUPT;
-    if (c.type < CLUSTER_SESSION_CLAIM || c.type > CLUSTER_NODE_LEAVE)
+    if (!type_known(c.type))
         return CLUSTER_ECORRUPT;
     *out = c;
     *pos += size;

@@ -105,7 +105,7 @@ static int commands_apply(struct cluster *c, struct store_txn *txn, const struct
             break;
         }
         int r = command_apply(c, txn, cmd, index, n);
-        if (r < 0 && r != CLUSTER_ESTALE && r != CLUSTER_ECORRUPT && r != CLUSTER_EPERM) {
+        if (r < 0 && r != CLUSTER_ESTALE && r != CLUSTER_ECORRUPT && r != CLUSTER_EPERM && r != CLUSTER_ELIMIT) {
             err = r; /* the store itself failed: this node must stop */
             break;
         }

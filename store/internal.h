@@ -32,7 +32,9 @@ enum store__table {
     STORE__SESSIONS = 1, /* the table ids double as snapshot table ids */
     STORE__SUBS = 2,
     STORE__RETAINED = 3,
-    STORE__NTABLES = 4,
+    STORE__USERS = 4,
+    STORE__ACL = 5,
+    STORE__NTABLES = 6,
 };
 
 struct store {
@@ -42,6 +44,9 @@ struct store {
     uint64_t hash_mask;     /* applied to the home slot; ~0 except in collision tests */
     bool readonly;
     bool writing;           /* a write transaction is open */
+    /* read-only, on an environment written before the table existed (users,
+     * acl): it reads as empty */
+    bool absent[STORE__NTABLES];
 };
 
 struct store_txn {
@@ -133,5 +138,12 @@ void store__iter_close(struct store__iter *it);
 int store__session_decode(const struct store__kv *kv, struct store_session *out);
 int store__sub_decode(const struct store__kv *kv, struct store_sub *out);
 int store__retained_decode(const struct store__kv *kv, struct store_retained *out);
+int store__user_decode(const struct store__kv *kv, struct store_user *out);
+int store__acl_decode(const struct store__kv *kv, struct store_acl_rule *out);
+
+/* Calls visit for every record of table whose full key starts with prefix
+ * (length 0: all); visit returns 0 to go on. */
+int store__foreach_kv(struct store_txn *txn, enum store__table table, const uint8_t *prefix, size_t prefix_len,
+                      int (*visit)(void *ctx, const struct store__kv *kv), void *ctx);
 
 #endif

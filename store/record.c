@@ -326,8 +326,7 @@ int store_retain_del(struct store_txn *txn, const uint8_t *topic, size_t topic_l
 
 /* --- iteration ------------------------------------------------------------------ */
 
-/* Calls visit for every record of table whose full key starts with prefix. */
-static int foreach_kv(struct store_txn *txn, enum store__table table, const uint8_t *prefix,
+int store__foreach_kv(struct store_txn *txn, enum store__table table, const uint8_t *prefix,
                       size_t prefix_len, int (*visit)(void *ctx, const struct store__kv *kv),
                       void *ctx)
 {
@@ -362,7 +361,7 @@ int store_sessions_foreach(struct store_txn *txn,
                            int (*cb)(void *arg, const struct store_session *), void *arg)
 {
     struct session_visit sv = {cb, arg};
-    return foreach_kv(txn, STORE__SESSIONS, NULL, 0, visit_session, &sv);
+    return store__foreach_kv(txn, STORE__SESSIONS, NULL, 0, visit_session, &sv);
 }
 
 struct sub_visit {
@@ -382,7 +381,7 @@ int store_subs_foreach(struct store_txn *txn, int (*cb)(void *arg, const struct 
                        void *arg)
 {
     struct sub_visit sv = {cb, arg};
-    return foreach_kv(txn, STORE__SUBS, NULL, 0, visit_sub, &sv);
+    return store__foreach_kv(txn, STORE__SUBS, NULL, 0, visit_sub, &sv);
 }
 
 int store_client_subs_foreach(struct store_txn *txn, const uint8_t *id, size_t id_len,
@@ -393,7 +392,7 @@ int store_client_subs_foreach(struct store_txn *txn, const uint8_t *id, size_t i
     if (rc)
         return rc;
     struct sub_visit sv = {cb, arg};
-    rc = foreach_kv(txn, STORE__SUBS, k.p, k.len, visit_sub, &sv);
+    rc = store__foreach_kv(txn, STORE__SUBS, k.p, k.len, visit_sub, &sv);
     sub_key_free(&k);
     return rc;
 }
@@ -415,5 +414,5 @@ int store_retained_foreach(struct store_txn *txn,
                            int (*cb)(void *arg, const struct store_retained *), void *arg)
 {
     struct retained_visit rv = {cb, arg};
-    return foreach_kv(txn, STORE__RETAINED, NULL, 0, visit_retained, &rv);
+    return store__foreach_kv(txn, STORE__RETAINED, NULL, 0, visit_retained, &rv);
 }

@@ -35,6 +35,8 @@ static int check_record(enum store__table table, const MDB_val *k, const MDB_val
         struct store_session session;
         struct store_sub sub;
         struct store_retained retained;
+        struct store_user user;
+        struct store_acl_rule rule;
     } rec;
     switch (table) {
     case STORE__SESSIONS:
@@ -43,6 +45,10 @@ static int check_record(enum store__table table, const MDB_val *k, const MDB_val
         return store__sub_decode(&kv, &rec.sub);
     case STORE__RETAINED:
         return store__retained_decode(&kv, &rec.retained);
+    case STORE__USERS:
+        return store__user_decode(&kv, &rec.user);
+    case STORE__ACL:
+        return store__acl_decode(&kv, &rec.rule);
     default:
         return STORE_ECORRUPT;
     }
@@ -107,7 +113,7 @@ int store_snapshot_open(struct store *s, struct store_snap **out, const struct i
     if (rc)
         goto end_txn;
     size_t n = 0;
-    for (int t = STORE__SESSIONS; t <= STORE__RETAINED; t++) {
+    for (int t = STORE__SESSIONS; t < STORE__NTABLES; t++) {
         MDB_stat st;
         rc = store__lmdb_err(mdb_stat(snap->t, s->dbi[t], &st));
         if (rc)
@@ -130,7 +136,7 @@ int store_snapshot_open(struct store *s, struct store_snap **out, const struct i
     }
 
     size_t i = 0;
-    for (int t = STORE__SESSIONS; t <= STORE__RETAINED && rc == 0; t++)
+    for (int t = STORE__SESSIONS; t < STORE__NTABLES && rc == 0; t++)
         rc = add_table(s, snap, (enum store__table)t, n, &i);
     if (rc == 0 && i != n)
         rc = STORE_EIO;
@@ -238,7 +244,7 @@ static int walk(struct store *s, MDB_txn *t, const void *buf, size_t len, uint64
             rc = store__read_view(&r, vlen, &val);
         if (rc)
             return rc;
-        if (table < STORE__SESSIONS || table > STORE__RETAINED || table < prev_table ||
+        if (table < STORE__SESSIONS || table >= STORE__NTABLES || table < prev_table ||
             klen == 0 || klen > STORE__KEY_MAX)
             return STORE_ECORRUPT;
         if (table == prev_table && key_cmp(&prev_key, &key) >= 0)
@@ -266,7 +272,7 @@ int store_snapshot_restore(struct store *s, const void *buf, size_t len)
     rc = store_write_begin(s, &txn);
     if (rc)
         return rc;
-    for (int t = STORE__SESSIONS; t <= STORE__RETAINED && rc == 0; t++)
+    for (int t = STORE__SESSIONS; t < STORE__NTABLES && rc == 0; t++)
         rc = store__lmdb_err(mdb_drop(txn->t, s->dbi[t], 0));
     if (rc == 0)
         rc = walk(s, txn->t, buf, len, &idx);

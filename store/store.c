@@ -11,7 +11,7 @@
 
 #define DEFAULT_MAP_SIZE ((size_t)1 << 30)
 
-static const char *const table_names[STORE__NTABLES] = {"meta", "sessions", "subs", "retained"};
+static const char *const table_names[STORE__NTABLES] = {"meta", "sessions", "subs", "retained", "users", "acl"};
 
 int store__lmdb_err(int rc)
 {
@@ -90,6 +90,10 @@ static int open_tables(struct store *s, MDB_txn *t, bool create)
 {
     for (int i = 0; i < STORE__NTABLES; i++) {
         int rc = mdb_dbi_open(t, table_names[i], create ? MDB_CREATE : 0, &s->dbi[i]);
+        if (rc == MDB_NOTFOUND && !create && i >= STORE__USERS) {
+            s->absent[i] = true; /* a node of an earlier version wrote it, and still runs */
+            continue;
+        }
         if (rc == MDB_NOTFOUND)
             return STORE_EFORMAT; /* an LMDB environment, but not one of ours */
         if (rc)

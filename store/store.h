@@ -1,5 +1,5 @@
 /* store: the LMDB state machine of the replicated log (sessions, subscriptions,
- * retained messages, applied_index).
+ * retained messages, users and ACL rules, applied_index).
  *
  * The store knows nothing of MQTT or Raft: records are plain byte strings and
  * numbers. cluster/ applies each committed log entry in one write transaction
@@ -13,6 +13,8 @@
  *   sessions  client id -> session record (owner, generation, expiry, will)
  *   subs      client id, 0x00, filter -> subscription options
  *   retained  topic -> retained message (qos, expiry, properties, payload)
+ *   users     user name -> password hash and SCRAM credentials (opaque bytes)
+ *   acl       kind, user name, 0x00, topic -> access (a topic rule)
  *
  * Ownership: every pointer passed in is borrowed and copied by LMDB before the
  * call returns. Every view handed out (struct store_bytes in a record filled by
@@ -86,6 +88,23 @@ struct store_retained {
     uint64_t expire_at_ms;    /* wall clock, 0 = never */
 };
 
+/* A user of the replicated state. The store keeps its credentials as bytes
+ * it does not interpret (the broker writes and reads them). */
+struct store_user {
+    struct store_bytes name;  /* 1..65535 bytes, no 0x00 */
+    struct store_bytes hash;  /* the password verifier as a password file writes it ("$7$..."), at most 1024 bytes */
+    struct store_bytes scram; /* SCRAM credentials, at most 1024 bytes; empty = none */
+};
+
+/* A topic rule of the replicated ACL. One rule per (kind, user, topic): a put
+ * with another access replaces it. */
+struct store_acl_rule {
+    uint8_t kind;             /* 0 anonymous section, 1 a user's, 2 pattern (0..255, ordered by it) */
+    struct store_bytes user;  /* kind 1: 1..65535 bytes, no 0x00; empty otherwise */
+    struct store_bytes topic; /* 1..65535 bytes, no 0x00 */
+    uint8_t access;
+};
+
 /* Opens (creating if missing) the environment in directory dir (created if
  * missing, mode 0700). map_size 0 means the default (1 GiB; grows are not
  * automatic). Returns 0, STORE_EFORMAT, STORE_ECORRUPT, or -errno. */
@@ -133,6 +152,19 @@ int store_retain_put(struct store_txn *txn, const struct store_retained *rec);
 int store_retain_get(struct store_txn *txn, const uint8_t *topic, size_t topic_len,
                      struct store_retained *out);
 int store_retain_del(struct store_txn *txn, const uint8_t *topic, size_t topic_len);
+
+/* Users and ACL rules. put returns 1 when it replaced a record, 0 when new;
+ * del 1 when it deleted one, 0 when there was none; -EINVAL for a name or
+ * topic out of the bounds above. count gives the table's size. */
+int store_user_put(struct store_txn *txn, const struct store_user *rec);
+int store_user_get(struct store_txn *txn, const uint8_t *name, size_t len, struct store_user *out);
+int store_user_del(struct store_txn *txn, const uint8_t *name, size_t len);
+int store_users_count(struct store_txn *txn, size_t *out);
+int store_users_foreach(struct store_txn *txn, int (*cb)(void *arg, const struct store_user *), void *arg);
+int store_acl_put(struct store_txn *txn, const struct store_acl_rule *rec);
+int store_acl_del(struct store_txn *txn, const struct store_acl_rule *rec); /* access ignored */
+int store_acl_count(struct store_txn *txn, size_t *out);
+int store_acl_foreach(struct store_txn *txn, int (*cb)(void *arg, const struct store_acl_rule *), void *arg);
 
 /* Iteration in key order (sessions by client id, subs by client id then
  * filter, retained by topic). The callback returns 0 to go on, non-zero to

@@ -61,6 +61,33 @@ void broker__admin_feed_close(struct admin_conn *c);
 /* api.c: answers r (borrowed) on c. */
 void broker__admin_route(struct broker *b, struct admin_conn *c, const struct admin_request *r);
 
+/* users.c: the endpoints of the replicated users and ACL rules (api.c routes
+ * to them). */
+struct admin_query;
+void broker__admin_users_get(struct broker *b, struct admin_conn *c, const struct admin_request *r,
+                             const struct admin_query *q);
+void broker__admin_users_add(struct broker *b, struct admin_conn *c, const struct admin_request *r,
+                             const struct admin_query *q);
+void broker__admin_users_passwd(struct broker *b, struct admin_conn *c, const struct admin_request *r,
+                                const struct admin_query *q);
+void broker__admin_users_delete(struct broker *b, struct admin_conn *c, const struct admin_request *r,
+                                const struct admin_query *q);
+void broker__admin_users_import(struct broker *b, struct admin_conn *c, const struct admin_request *r,
+                                const struct admin_query *q);
+void broker__admin_acl_get(struct broker *b, struct admin_conn *c, const struct admin_request *r,
+                           const struct admin_query *q);
+void broker__admin_acl_add(struct broker *b, struct admin_conn *c, const struct admin_request *r,
+                           const struct admin_query *q);
+void broker__admin_acl_delete(struct broker *b, struct admin_conn *c, const struct admin_request *r,
+                              const struct admin_query *q);
+void broker__admin_acl_import(struct broker *b, struct admin_conn *c, const struct admin_request *r,
+                              const struct admin_query *q);
+/* ?limit=N of a listing (default 1000): false, and the request answered with
+ * 400, when it is not a whole number 0..1000000. */
+bool broker__admin_limit(struct admin_conn *c, const struct admin_query *q, uint64_t *limit);
+/* How many users and ACL rules the replicated state holds (for /metrics). */
+void broker__admin_users_count(const struct broker *b, uint64_t *users, uint64_t *rules);
+
 /* --- text (response.c) ----------------------------------------------------- */
 
 /* Appends formatted text to b, which stays NUL-terminated after len (the NUL
@@ -106,6 +133,42 @@ int broker__admin_uint_parse(const char *s, uint64_t max, uint64_t *out);
  * Return 0, or -EINVAL with *why (a static string) saying what is wrong. */
 int broker__admin_body_node(const char *body, size_t len, bool optional, uint32_t *node, const char **why);
 int broker__admin_body_peer(const char *body, size_t len, char *peer, size_t peerlen, const char **why);
+
+/* The bodies of POST /api/v1/users/... and /api/v1/acl/... (JSON objects).
+ * A user name or an ACL rule's user is 1..BROKER_ADMIN_MAX_NAME bytes without
+ * control characters or blanks at either end (an acl_file could not hold
+ * it); a password 1..BROKER_ADMIN_MAX_PASSWORD bytes; a topic a valid filter
+ * of 1..65535 bytes without control characters or blanks at either end.
+ * Return 0, -EINVAL with *why (a static string), or -ENOMEM; on failure
+ * nothing is left to free. */
+#define BROKER_ADMIN_MAX_NAME 1024u
+#define BROKER_ADMIN_MAX_PASSWORD 65535u
+struct admin_user_req {
+    char *name;               /* malloc'd */
+    char *password;           /* malloc'd, NULL when not wanted */
+    size_t password_len;
+};
+/* {"name": N} and, with want_password, {"password": P}. */
+int broker__admin_body_user(const char *body, size_t len, bool want_password, struct admin_user_req *out,
+                            const char **why);
+void broker__admin_user_req_free(struct admin_user_req *u); /* wipes the password */
+
+struct admin_rule_req {
+    int kind;                 /* enum auth_rule_kind: 0 anonymous, 1 a user's, 2 pattern */
+    char *user;               /* malloc'd for kind 1, else NULL */
+    char *topic;              /* malloc'd */
+    int access;               /* enum auth_access bits (0 deny); -1 when not wanted */
+};
+/* {"kind": "anonymous"|"user"|"pattern" (default: "user" with a "user",
+ * else "anonymous"), "user": U, "topic": T} and, with want_access,
+ * {"access": "read"|"write"|"readwrite"|"deny"}. */
+int broker__admin_body_rule(const char *body, size_t len, bool want_access, struct admin_rule_req *out,
+                            const char **why);
+void broker__admin_rule_req_free(struct admin_rule_req *r);
+/* "read", "write", "readwrite" or "deny" for access bits 1, 2, 3, 0; and back
+ * (-1 for another word). */
+const char *broker__admin_access_name(int access);
+int broker__admin_access_parse(const char *word);
 
 /* True when header (the Authorization value, len bytes) is "Bearer <token>"
  * (scheme case-insensitive). The token is compared in constant time. */

@@ -36,8 +36,7 @@ static void reply_text(struct admin_conn *c, int status, char *text)
     broker__admin_respond(c, status, json_type, text, text ? strlen(text) : 0, NULL);
 }
 
-/* ?limit=N: 400 and false when it is not a number in range. */
-static bool limit_of(struct admin_conn *c, const struct admin_query *q, uint64_t *limit)
+bool broker__admin_limit(struct admin_conn *c, const struct admin_query *q, uint64_t *limit)
 {
     const char *s = broker__admin_query_find(q, "limit");
     *limit = ADMIN_DEFAULT_LIMIT;
@@ -59,7 +58,7 @@ struct page {
 /* Reads ?limit, ?offset and ?q; answers 400 and returns false when one is bad. */
 static bool page_of(struct admin_conn *c, const struct admin_query *q, struct page *p)
 {
-    if (!limit_of(c, q, &p->limit))
+    if (!broker__admin_limit(c, q, &p->limit))
         return false;
     const char *s = broker__admin_query_find(q, "offset");
     p->offset = 0;
@@ -159,6 +158,8 @@ static void get_metrics(struct broker *b, struct admin_conn *c, const struct adm
     if (members != stack)
         free(members);
     const struct broker_stats *s = &b->stats;
+    uint64_t users, rules;
+    broker__admin_users_count(b, &users, &rules);
     const struct metric metrics[] = {
         {"starling_uptime_seconds", "gauge", "Seconds since the node started.",
          (broker__now(b) - b->started_ms) / 1000},
@@ -202,6 +203,8 @@ static void get_metrics(struct broker *b, struct admin_conn *c, const struct adm
          members_n < 0 ? 0 : (uint64_t)members_n},
         {"starling_admin_unauthorized_total", "counter",
          "Admin API requests refused with 401 (no or a wrong admin_token).", b->admin.unauthorized},
+        {"starling_users", "gauge", "Users in the replicated state.", users},
+        {"starling_acl_rules", "gauge", "ACL rules in the replicated state.", rules},
     };
     struct buf out = {0};
     char labels[128];
@@ -645,6 +648,15 @@ static const struct admin_route {
     {"/api/v1/cluster/transfer", HTTP_POST, post_transfer},
     {"/api/v1/sessions/disconnect", HTTP_POST, broker__admin_post_disconnect},
     {"/api/v1/retained/delete", HTTP_POST, broker__admin_post_retained_delete},
+    {"/api/v1/users", HTTP_GET, broker__admin_users_get},
+    {"/api/v1/users/add", HTTP_POST, broker__admin_users_add},
+    {"/api/v1/users/passwd", HTTP_POST, broker__admin_users_passwd},
+    {"/api/v1/users/delete", HTTP_POST, broker__admin_users_delete},
+    {"/api/v1/users/import", HTTP_POST, broker__admin_users_import},
+    {"/api/v1/acl", HTTP_GET, broker__admin_acl_get},
+    {"/api/v1/acl/add", HTTP_POST, broker__admin_acl_add},
+    {"/api/v1/acl/delete", HTTP_POST, broker__admin_acl_delete},
+    {"/api/v1/acl/import", HTTP_POST, broker__admin_acl_import},
 };
 
 void broker__admin_route(struct broker *b, struct admin_conn *c, const struct admin_request *r)

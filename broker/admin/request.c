@@ -1,5 +1,6 @@
 /* admin/request: reading an admin API request, pure: percent-decoding, query
- * strings, strict numbers, the JSON bodies of the cluster operations, bearer
+ * strings, strict numbers, the JSON bodies of the cluster operations and of
+ * the users and ACL rules, bearer
  * tokens, whether admin_listen stays on loopback. */
 #include "admin.h"
 
@@ -9,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include "proto.h"
 
 /* --- request parsing ------------------------------------------------------ */
 
@@ -249,4 +252,142 @@ bool broker__admin_listen_loopback(const char *listen)
         return true;
     /* ::ffff:127.x.y.z reaches the IPv4 loopback */
     return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
+}
+
+/* --- users and ACL rules ------------------------------------------------------ */
+
+/* A name or topic an acl_file line could hold: no control character and no
+ * blank at either end. */
+static bool line_safe(const char *s, size_t len)
+{
+    if (!len || s[0] == ' ' || s[len - 1] == ' ')
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7F)
+            return false;
+    return true;
+}
+
+/* The string member name of obj, or NULL. */
+static const char *member(const cJSON *obj, const char *name)
+{
+    const cJSON *v = obj ? cJSON_GetObjectItemCaseSensitive(obj, name) : NULL;
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static char *dup_str(const char *s, size_t len)
+{
+    char *p = malloc(len + 1);
+    if (p) {
+        memcpy(p, s, len);
+        p[len] = '\0';
+    }
+    return p;
+}
+
+void broker__admin_user_req_free(struct admin_user_req *u)
+{
+    free(u->name);
+    if (u->password) {
+        volatile char *p = u->password;
+        for (size_t i = 0; i < u->password_len; i++)
+            p[i] = 0;
+        free(u->password);
+    }
+    memset(u, 0, sizeof(*u));
+}
+
+int broker__admin_body_user(const char *body, size_t len, bool want_password, struct admin_user_req *out,
+                            const char **why)
+{
+    memset(out, 0, sizeof(*out));
+    cJSON *obj;
+    int rc = body_object(body, len, &obj, why);
+    if (rc)
+        return rc;
+    const char *name = member(obj, "name"), *pass = member(obj, "password");
+    size_t nl = name ? strlen(name) : 0, pl = pass ? strlen(pass) : 0;
+    rc = -EINVAL;
+    if (!name)
+        *why = "\"name\" (a string) is missing";
+    else if (nl > BROKER_ADMIN_MAX_NAME || !line_safe(name, nl))
+        *why = "\"name\" must be 1..1024 bytes, without control characters or blanks at either end";
+    else if (want_password && !pass)
+        *why = "\"password\" (a string) is missing";
+    else if (want_password && (pl == 0 || pl > BROKER_ADMIN_MAX_PASSWORD))
+        *why = "\"password\" must be 1..65535 bytes";
+    else
+        rc = 0;
+    if (rc == 0 && (!(out->name = dup_str(name, nl)) || (want_password && !(out->password = dup_str(pass, pl))))) {
+        rc = -ENOMEM;
+        *why = "out of memory";
+    }
+    out->password_len = want_password ? pl : 0;
+    cJSON_Delete(obj);
+    if (rc)
+        broker__admin_user_req_free(out);
+    return rc;
+}
+
+const char *broker__admin_access_name(int access)
+{
+    static const char *const names[] = {"deny", "read", "write", "readwrite"};
+    return access >= 0 && access <= 3 ? names[access] : "?";
+}
+
+int broker__admin_access_parse(const char *word)
+{
+    for (int a = 0; a <= 3; a++)
+        if (strcmp(word, broker__admin_access_name(a)) == 0)
+            return a;
+    return -1;
+}
+
+void broker__admin_rule_req_free(struct admin_rule_req *r)
+{
+    free(r->user);
+    free(r->topic);
+    memset(r, 0, sizeof(*r));
+}
+
+int broker__admin_body_rule(const char *body, size_t len, bool want_access, struct admin_rule_req *out,
+                            const char **why)
+{
+    memset(out, 0, sizeof(*out));
+    out->access = -1;
+    cJSON *obj;
+    int rc = body_object(body, len, &obj, why);
+    if (rc)
+        return rc;
+    const char *kind = member(obj, "kind"), *user = member(obj, "user"), *topic = member(obj, "topic"),
+               *access = member(obj, "access");
+    size_t ul = user ? strlen(user) : 0, tl = topic ? strlen(topic) : 0;
+    out->kind = !kind ? (user ? 1 : 0) : strcmp(kind, "anonymous") == 0 ? 0 : strcmp(kind, "user") == 0 ? 1
+                                     : strcmp(kind, "pattern") == 0     ? 2
+                                                                          : -1;
+    rc = -EINVAL;
+    if (out->kind < 0)
+        *why = "\"kind\" must be \"anonymous\", \"user\" or \"pattern\"";
+    else if (out->kind == 1 && !user)
+        *why = "\"user\" (a string) is missing";
+    else if (out->kind != 1 && user)
+        *why = "\"user\" belongs to a rule of kind \"user\" only";
+    else if (user && (ul > BROKER_ADMIN_MAX_NAME || !line_safe(user, ul)))
+        *why = "\"user\" must be 1..1024 bytes, without control characters or blanks at either end";
+    else if (!topic)
+        *why = "\"topic\" (a string) is missing";
+    else if (tl > 65535 || !line_safe(topic, tl) || proto_topic_filter_check((const uint8_t *)topic, tl) != 0)
+        *why = "\"topic\" must be a valid topic filter, without control characters or blanks at either end";
+    else if (want_access && (!access || (out->access = broker__admin_access_parse(access)) < 0))
+        *why = "\"access\" must be \"read\", \"write\", \"readwrite\" or \"deny\"";
+    else
+        rc = 0;
+    if (rc == 0 && (!(out->topic = dup_str(topic, tl)) || (user && !(out->user = dup_str(user, ul))))) {
+        rc = -ENOMEM;
+        *why = "out of memory";
+    }
+    cJSON_Delete(obj);
+    if (rc)
+        broker__admin_rule_req_free(out);
+    return rc;
 }

@@ -315,7 +315,9 @@ class Dump:
         self.state = lines[1:]
         self.order = []
         self.sessions, self.subs, self.retained = {}, {}, {}
-        tables = {"session": (self.sessions, 1), "sub": (self.subs, 2), "retained": (self.retained, 1)}
+        self.users, self.acl = {}, {}  # users[name], acl[(kind, user, topic)]
+        tables = {"session": (self.sessions, 1), "sub": (self.subs, 2), "retained": (self.retained, 1),
+                  "user": (self.users, 1), "acl": (self.acl, 3)}
         for n, line in enumerate(self.state, 2):
             try:
                 kind, keys, fields = parse_record(line)
@@ -324,7 +326,7 @@ class Dump:
                     raise ValueError("%d quoted keys, expected %d" % (len(keys), nkeys))
             except (ValueError, KeyError) as e:
                 raise AssertionError("%s: --dump line %d does not parse (%s): %r" % (source, n, e, line))
-            key = tuple(keys) if nkeys == 2 else keys[0]
+            key = tuple(keys) if nkeys > 1 else keys[0]
             table[key] = fields
             self.order.append((kind, key))
 

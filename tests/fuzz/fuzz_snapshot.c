@@ -63,6 +63,18 @@ static int count_retained(void *arg, const struct store_retained *r)
     (*(size_t *)arg)++;
     return 0;
 }
+static int count_user(void *arg, const struct store_user *u)
+{
+    (void)u;
+    (*(size_t *)arg)++;
+    return 0;
+}
+static int count_rule(void *arg, const struct store_acl_rule *r)
+{
+    (void)r;
+    (*(size_t *)arg)++;
+    return 0;
+}
 
 /* Reads every record; returns how many there are. */
 static size_t read_back(void)
@@ -76,6 +88,10 @@ static size_t read_back(void)
         rc = store_subs_foreach(txn, count_sub, &n);
     if (rc == 0)
         rc = store_retained_foreach(txn, count_retained, &n);
+    if (rc == 0)
+        rc = store_users_foreach(txn, count_user, &n);
+    if (rc == 0)
+        rc = store_acl_foreach(txn, count_rule, &n);
     store_txn_end(txn);
     if (rc) {
         fprintf(stderr, "fuzz_snapshot: a restored snapshot does not read back (%s)\n", store_strerror(rc));

@@ -1,4 +1,5 @@
-/* libFuzzer target for the store's record decoders (store/kv.c, record.c):
+/* libFuzzer target for the store's record decoders (store/kv.c, record.c,
+ * users.c):
  * the input is one raw LMDB pair as a corrupted map could hold it (first
  * byte: the table; then u16 key length, the key, and the value), decoded by
  * store__kv_decode and the table's record decoder. Every view a decoder
@@ -25,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 3)
         return 0;
-    uint8_t table = data[0] % 3;
+    uint8_t table = data[0] % 5; /* sessions, subs, retained, users, acl */
     size_t klen = (size_t)data[1] << 8 | data[2];
     if (klen > size - 3)
         klen = size - 3;
@@ -53,12 +54,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         } else if (table == 1) {
             struct store_sub s;
             (void)store__sub_decode(&kv, &s);
-        } else {
+        } else if (table == 2) {
             struct store_retained r;
             if ((rc = store__retained_decode(&kv, &r)) == 0) {
                 inside(r.payload, "payload");
                 inside(r.props, "props");
             }
+        } else if (table == 3) {
+            struct store_user u;
+            if ((rc = store__user_decode(&kv, &u)) == 0) {
+                inside(u.hash, "hash");
+                inside(u.scram, "scram");
+            }
+        } else {
+            struct store_acl_rule a;
+            (void)store__acl_decode(&kv, &a); /* views into the key */
         }
     }
     free(key);

@@ -50,6 +50,13 @@ for name, data in broker.items():
 
 # --- fuzz_admin: first byte 0 = raw request, else an index into fuzz_admin.c's table ---
 H = b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+
+
+def post(path, body):
+    """A raw POST request with its body."""
+    return b"\x00POST " + path + b" HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+
+
 admin = {
     "raw_status": b"\x00GET /api/v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     "raw_pipelined": b"\x00GET /metrics HTTP/1.1\r\n\r\nGET /api/v1/status?x=1 HTTP/1.0\r\n\r\n",
@@ -67,6 +74,11 @@ admin = {
     "disconnect": b"\x0b" + H + b"Content-Length: 18\r\n\r\n{\"client_id\": \"c\"}",
     "page": b"\x0c" + H + b"\r\n",
     "retained_page": b"\x04?offset=2&limit=3&q=a%2F" + H + b"\r\n",
+    "users_add": post(b"/api/v1/users/add", b'{"name":"alice","password":"pw"}'),
+    "users_import": post(b"/api/v1/users/import", b"bob:$7$101$c2FsdA==$aGFzaA==\n"),
+    "acl_add": post(b"/api/v1/acl/add", b'{"kind":"user","user":"u","access":"read","topic":"a/#"}'),
+    "acl_import": post(b"/api/v1/acl/import", b"topic read p/#\nuser u\npattern read %u\n"),
+    "users_list": b"\x00GET /api/v1/users HTTP/1.1\r\n\r\nGET /api/v1/acl HTTP/1.1\r\n\r\n",
 }
 for name, data in admin.items():
     write("fuzz_admin", name, data)
@@ -74,12 +86,12 @@ for name, data in admin.items():
 
 # --- fuzz_cluster_cmd: a log entry's commands (cluster/command.c) ------------------------
 def cmd(ctype, client_id=b"", node=1, gen=1, expiry=0, expire_at=0, wt=b"", wp=b"", wprops=b"", delay=0,
-        filt=b"", sub_id=0, topic=b"", payload=b"", mprops=b"", msg_exp=0, flags=0, qbits=0):
+        filt=b"", sub_id=0, topic=b"", payload=b"", mprops=b"", msg_exp=0, flags=0, qbits=0, ext=0, user=b""):
     def st(x):
         return struct.pack("<I", len(x)) + x
     body = (st(client_id) + struct.pack("<IQIQ", node, gen, expiry, expire_at) + st(wt) + st(wp) + st(wprops)
             + struct.pack("<I", delay) + st(filt) + struct.pack("<I", sub_id) + st(topic) + st(payload)
-            + st(mprops) + struct.pack("<Q", msg_exp) + b"\x00" + struct.pack("<I", 0))
+            + st(mprops) + struct.pack("<Q", msg_exp) + bytes([ext]) + st(user))
     size = 8 + len(body)
     padded = (size + 7) & ~7
     return struct.pack("<I", padded) + bytes([1, ctype, flags, qbits]) + body + b"\x00" * (padded - size)
@@ -95,6 +107,12 @@ cmds = {
     "retain_set": cmd(6, topic=b"r/1", payload=b"v", mprops=b"\x03\x00\x04json", msg_exp=1, qbits=1),
     "retain_del": cmd(7, topic=b"r/1"),
     "node_join_leave": cmd(8, node=2) + cmd(9, node=2),
+    # users and rules: ext bit0 has_user, bits 2-3 the ACL kind, bits 4-5 the access
+    "user_set": cmd(20, topic=b"$7$101$c2FsdA==$aGFzaA==", payload=b"\x00\x10\x00\x00\x01s" + b"k" * 64,
+                    ext=0x01, user=b"alice"),
+    "user_del": cmd(21, ext=0x01, user=b"alice"),
+    "acl_add": cmd(22, topic=b"a/#", ext=0x01 | 0x04 | 0x30, user=b"alice") + cmd(22, topic=b"c/%c", ext=0x08 | 0x10),
+    "acl_del": cmd(23, topic=b"pub/+"),
 }
 cmds["entry"] = b"".join(cmds.values())
 for name, data in cmds.items():
@@ -122,6 +140,8 @@ records = {  # table index, key, value (version byte 1 + body)
     "session_nowill": (0, b"c", b"\x01" + session_body(0, False)),
     "sub": (1, b"client-1\x00a/+/c", b"\x01" + sub_body()),
     "retained": (2, b"sensors/temp", b"\x01" + retained_body()),
+    "user": (3, b"alice", b"\x01" + struct.pack("<I", 5) + b"$7$1$" + b"scram"),
+    "acl_rule": (4, b"\x01alice\x00a/#", b"\x01\x03"),
     "retained_hashed": (2, b"L" * 502 + b"\x01" + b"\x00" * 8,
                         b"\x81" + struct.pack("<I", 600) + b"L" * 600 + retained_body(b"", b"x")),
 }
@@ -143,6 +163,8 @@ snaps = {
                              (3, b"r/1", b"\x01" + retained_body())]),
     "two_sessions": snapshot([(1, b"a", b"\x01" + session_body(0, False)),
                               (1, b"b", b"\x01" + session_body(1, True))], 99),
+    "users_and_rules": snapshot([(4, b"alice", b"\x01" + struct.pack("<I", 5) + b"$7$1$" + b"scram"),
+                                 (5, b"\x00\x00pub/#", b"\x01\x01"), (5, b"\x01alice\x00a/#", b"\x01\x03")]),
 }
 for name, data in snaps.items():
     write("fuzz_snapshot", name, data)

@@ -69,6 +69,21 @@ enum {
 int ctl_http_request(const struct ctl_target *t, const char *method, const char *target, const char *token,
                      const char *body, double timeout_s, struct ctl_response *out, char *err, size_t errlen);
 
+/* users.c: the users and acl commands (argv[0] is "users" or "acl"). Returns
+ * the exit code. */
+struct ctl_call {
+    const struct ctl_target *target;
+    const char *token;
+    bool json;
+    double timeout;
+    const char *password;     /* --password, or NULL */
+    const char *acl_user;     /* --user, or NULL */
+    bool acl_pattern, acl_anonymous;
+    long limit;               /* --limit for the listings; -1: the node's default */
+};
+int ctl_users_cmd(const struct ctl_call *o, int argc, char **argv);
+int ctl_acl_cmd(const struct ctl_call *o, int argc, char **argv);
+
 /* s percent-encoded for a query string (everything but A-Z a-z 0-9 - . _ ~);
  * malloc'd, NULL when out of memory. */
 char *ctl_pct_encode(const char *s);

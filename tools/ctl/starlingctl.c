@@ -1,6 +1,7 @@
 /* starlingctl: the operator's command line for one Starling node, over the
  * node's HTTP admin API: cluster status and membership (join, leave, remove,
- * transfer), sessions, subscriptions, retained messages and metrics. Tables
+ * transfer), sessions, subscriptions, retained messages, metrics, and the
+ * cluster's users and ACL rules (users.c). Tables
  * for people by default, the node's JSON as it came with --json; the exit
  * status says whether the node did it, refused, or could not be reached
  * (enum ctl_exit). */
@@ -30,6 +31,9 @@ struct opts {
     long limit;            /* -1: the node's default */
     char token_buf[128];   /* -c: the file's admin_token */
     char cafile_buf[512];  /* -c: the file's admin_cafile */
+    const char *password;  /* users add / passwd */
+    const char *acl_user;  /* acl add / del */
+    bool acl_pattern, acl_anonymous;
 };
 
 static const char usage_text[] =
@@ -47,6 +51,18 @@ static const char usage_text[] =
     "  subscriptions [CLIENT_ID]   subscriptions (one client's with CLIENT_ID)\n"
     "  retained [TOPIC]            retained messages (TOPIC may be a filter with + and #)\n"
     "  metrics                     the node's Prometheus metrics\n"
+    "  users list                  users (of the cluster, and of this node's password_file)\n"
+    "  users add NAME              add a user to the cluster (password: --password P, else\n"
+    "                              asked on the terminal, else stdin's first line)\n"
+    "  users passwd NAME           change a cluster user's password (the same way)\n"
+    "  users del NAME              delete a cluster user\n"
+    "  users import FILE           add or replace the users of a mosquitto_passwd file\n"
+    "  acl list                    ACL rules (of the cluster, and of this node's acl_file)\n"
+    "  acl add [--user U|--pattern|--anonymous] ACCESS TOPIC\n"
+    "                              add a cluster rule (ACCESS: read, write, readwrite,\n"
+    "                              deny; default --anonymous)\n"
+    "  acl del [--user U|--pattern|--anonymous] TOPIC   delete a cluster rule\n"
+    "  acl import FILE             add the rules of a Mosquitto acl_file\n"
     "\n"
     "Options:\n"
     "  --url http://HOST:PORT      the node's admin API (default $STARLINGCTL_URL, else\n"
@@ -564,7 +580,8 @@ static bool node_id(const char *s, unsigned long *out)
     return true;
 }
 
-enum { OPT_URL = 256, OPT_HOST, OPT_PORT, OPT_TOKEN, OPT_JSON, OPT_TIMEOUT, OPT_LIMIT, OPT_CACERT, OPT_CERT, OPT_KEY };
+enum { OPT_URL = 256, OPT_HOST, OPT_PORT, OPT_TOKEN, OPT_JSON, OPT_TIMEOUT, OPT_LIMIT, OPT_CACERT, OPT_CERT, OPT_KEY,
+       OPT_PASSWORD, OPT_USER, OPT_PATTERN, OPT_ANONYMOUS };
 
 static const struct option long_options[] = {
     {"url", required_argument, NULL, OPT_URL},         {"host", required_argument, NULL, OPT_HOST},
@@ -574,6 +591,8 @@ static const struct option long_options[] = {
     {"version", no_argument, NULL, 'V'},               {"cacert", required_argument, NULL, OPT_CACERT},
     {"cert", required_argument, NULL, OPT_CERT},       {"key", required_argument, NULL, OPT_KEY},
     {"insecure", no_argument, NULL, 'k'},              {"config", required_argument, NULL, 'c'},
+    {"password", required_argument, NULL, OPT_PASSWORD}, {"user", required_argument, NULL, OPT_USER},
+    {"pattern", no_argument, NULL, OPT_PATTERN},       {"anonymous", no_argument, NULL, OPT_ANONYMOUS},
     {NULL, 0, NULL, 0},
 };
 
@@ -657,6 +676,18 @@ static int parse_options(int argc, char **argv, struct opts *o)
         case OPT_JSON:
             o->json = true;
             break;
+        case OPT_PASSWORD:
+            o->password = optarg;
+            break;
+        case OPT_USER:
+            o->acl_user = optarg;
+            break;
+        case OPT_PATTERN:
+            o->acl_pattern = true;
+            break;
+        case OPT_ANONYMOUS:
+            o->acl_anonymous = true;
+            break;
         case OPT_TIMEOUT:
             errno = 0;
             o->timeout = strtod(optarg, &end);
@@ -721,8 +752,19 @@ static int run(const struct opts *o, int argc, char **argv)
         return usage_error("no command given");
     const char *cmd = argv[0];
     int max_args = 1;
-    if (o->limit >= 0 && strcmp(cmd, "sessions") && strcmp(cmd, "subscriptions") && strcmp(cmd, "retained"))
-        return usage_error("--limit goes with sessions, subscriptions and retained");
+    if (o->limit >= 0 && strcmp(cmd, "sessions") && strcmp(cmd, "subscriptions") && strcmp(cmd, "retained") &&
+        strcmp(cmd, "users") && strcmp(cmd, "acl"))
+        return usage_error("--limit goes with sessions, subscriptions, retained, users list and acl list");
+    bool users = !strcmp(cmd, "users"), acl = !strcmp(cmd, "acl");
+    if (o->password && !users)
+        return usage_error("--password goes with users add and users passwd");
+    if ((o->acl_user || o->acl_pattern || o->acl_anonymous) && !acl)
+        return usage_error("--user, --pattern and --anonymous go with acl add and acl del");
+    if (users || acl) {
+        struct ctl_call call = {&o->target, o->token,     o->json,        o->timeout,     o->password,
+                                o->acl_user, o->acl_pattern, o->acl_anonymous, o->limit};
+        return users ? ctl_users_cmd(&call, argc, argv) : ctl_acl_cmd(&call, argc, argv);
+    }
     if (!strcmp(cmd, "cluster")) {
         static const struct {
             const char *name;

@@ -279,3 +279,105 @@ Test(request, listen_loopback)
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
         cr_expect_eq(broker__admin_listen_loopback(t[i].listen), t[i].loopback, "'%s'", t[i].listen);
 }
+
+Test(request, body_user_table)
+{
+    static const struct {
+        const char *body;
+        bool want_password;
+        int rc;
+        const char *name, *password;
+    } t[] = {
+        {"{\"name\":\"alice\",\"password\":\"pw\"}", true, 0, "alice", "pw"},
+        {"{\"name\":\"alice\"}", false, 0, "alice", NULL},
+        {"{\"name\":\"alice\",\"password\":\"pw\"}", false, 0, "alice", NULL}, /* not wanted: ignored */
+        {"{\"name\":\"alice\"}", true, -EINVAL, NULL, NULL},                  /* no password */
+        {"{\"name\":\"alice\",\"password\":\"\"}", true, -EINVAL, NULL, NULL},
+        {"{\"name\":\"alice\",\"password\":7}", true, -EINVAL, NULL, NULL},
+        {"{\"password\":\"pw\"}", true, -EINVAL, NULL, NULL},
+        {"{\"name\":\"\"}", false, -EINVAL, NULL, NULL},
+        {"{\"name\":\" alice\"}", false, -EINVAL, NULL, NULL},
+        {"{\"name\":\"alice \"}", false, -EINVAL, NULL, NULL},
+        {"{\"name\":\"al\\nice\"}", false, -EINVAL, NULL, NULL},
+        {"{\"name\":\"a l:i\"}", false, 0, "a l:i", NULL},
+        {"", false, -EINVAL, NULL, NULL},
+        {"[\"alice\"]", false, -EINVAL, NULL, NULL},
+        {"{\"name\":\"alice\"", false, -EINVAL, NULL, NULL},
+    };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        struct admin_user_req u;
+        const char *why = NULL;
+        int rc = broker__admin_body_user(t[i].body, strlen(t[i].body), t[i].want_password, &u, &why);
+        cr_expect_eq(rc, t[i].rc, "'%s': %d", t[i].body, rc);
+        if (rc == 0) {
+            cr_expect_str_eq(u.name, t[i].name);
+            if (t[i].password)
+                cr_expect_str_eq(u.password, t[i].password);
+            else
+                cr_expect_null(u.password);
+            broker__admin_user_req_free(&u);
+        } else {
+            cr_expect_not_null(why, "'%s': no reason", t[i].body);
+            cr_expect_null(u.name);
+        }
+    }
+    /* a name of 1024 bytes passes, 1025 does not */
+    char body[1100], name[1026];
+    memset(name, 'n', sizeof(name));
+    name[1024] = '\0';
+    snprintf(body, sizeof(body), "{\"name\":\"%s\"}", name);
+    struct admin_user_req u;
+    const char *why;
+    cr_expect_eq(broker__admin_body_user(body, strlen(body), false, &u, &why), 0);
+    broker__admin_user_req_free(&u);
+    name[1024] = 'n';
+    name[1025] = '\0';
+    snprintf(body, sizeof(body), "{\"name\":\"%s\"}", name);
+    cr_expect_eq(broker__admin_body_user(body, strlen(body), false, &u, &why), -EINVAL);
+}
+
+Test(request, body_rule_table)
+{
+    static const struct {
+        const char *body;
+        bool want_access;
+        int rc, kind, access;
+        const char *user;
+    } t[] = {
+        {"{\"kind\":\"user\",\"user\":\"alice\",\"access\":\"read\",\"topic\":\"a/#\"}", true, 0, 1, 1, "alice"},
+        {"{\"user\":\"alice\",\"access\":\"readwrite\",\"topic\":\"a/#\"}", true, 0, 1, 3, "alice"},
+        {"{\"access\":\"write\",\"topic\":\"a/+\"}", true, 0, 0, 2, NULL},
+        {"{\"kind\":\"pattern\",\"access\":\"deny\",\"topic\":\"c/%c/#\"}", true, 0, 2, 0, NULL},
+        {"{\"kind\":\"anonymous\",\"topic\":\"a\"}", false, 0, 0, -1, NULL},
+        {"{\"kind\":\"anonymous\",\"topic\":\"a\"}", true, -EINVAL, 0, 0, NULL}, /* no access */
+        {"{\"kind\":\"other\",\"access\":\"read\",\"topic\":\"a\"}", true, -EINVAL, 0, 0, NULL},
+        {"{\"kind\":\"user\",\"access\":\"read\",\"topic\":\"a\"}", true, -EINVAL, 0, 0, NULL},
+        {"{\"kind\":\"pattern\",\"user\":\"u\",\"access\":\"read\",\"topic\":\"a\"}", true, -EINVAL, 0, 0, NULL},
+        {"{\"access\":\"sometimes\",\"topic\":\"a\"}", true, -EINVAL, 0, 0, NULL},
+        {"{\"access\":\"read\",\"topic\":\"a/#/b\"}", true, -EINVAL, 0, 0, NULL},
+        {"{\"access\":\"read\",\"topic\":\"a\\nuser b\"}", true, -EINVAL, 0, 0, NULL},
+        {"{\"access\":\"read\",\"topic\":\" a\"}", true, -EINVAL, 0, 0, NULL},
+        {"{\"access\":\"read\",\"topic\":\"\"}", true, -EINVAL, 0, 0, NULL},
+        {"{\"access\":\"read\"}", true, -EINVAL, 0, 0, NULL},
+    };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        struct admin_rule_req r;
+        const char *why = NULL;
+        int rc = broker__admin_body_rule(t[i].body, strlen(t[i].body), t[i].want_access, &r, &why);
+        cr_expect_eq(rc, t[i].rc, "'%s': %d", t[i].body, rc);
+        if (rc == 0) {
+            cr_expect_eq(r.kind, t[i].kind, "'%s'", t[i].body);
+            cr_expect_eq(r.access, t[i].access, "'%s'", t[i].body);
+            if (t[i].user)
+                cr_expect_str_eq(r.user, t[i].user);
+            else
+                cr_expect_null(r.user);
+            broker__admin_rule_req_free(&r);
+        } else {
+            cr_expect_not_null(why);
+        }
+    }
+    cr_expect_eq(broker__admin_access_parse("readwrite"), 3);
+    cr_expect_eq(broker__admin_access_parse("Read"), -1);
+    cr_expect_str_eq(broker__admin_access_name(0), "deny");
+}

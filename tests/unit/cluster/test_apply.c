@@ -790,3 +790,125 @@ Test(apply, dump_of_an_empty_store)
     free(got);
     check_leaks();
 }
+
+/* --- users and ACL rules ------------------------------------------------------------------------ */
+
+static struct cluster_cmd cmd_user(const char *name, const char *hash, struct proto_str scram)
+{
+    return (struct cluster_cmd){.type = CLUSTER_USER_SET, .has_user = true,
+                                .user = {(const uint8_t *)name, (uint32_t)strlen(name)},
+                                .topic = {(const uint8_t *)hash, (uint32_t)strlen(hash)}, .payload = scram};
+}
+
+static struct cluster_cmd cmd_rule(uint8_t type, uint8_t kind, const char *user, const char *topic, uint8_t access)
+{
+    return (struct cluster_cmd){.type = type, .acl_kind = kind, .has_user = user != NULL,
+                                .user = {(const uint8_t *)user, user ? (uint32_t)strlen(user) : 0},
+                                .topic = {(const uint8_t *)topic, (uint32_t)strlen(topic)}, .access = access};
+}
+
+Test(apply, users_set_replace_del_and_dump)
+{
+    struct cluster_cmd a = cmd_user("alice", "$7$101$c2FsdA==$aGFzaA==", S("\x01\x02"));
+    apply_ok(&a, 0);
+    a.payload = (struct proto_str){NULL, 0};
+    apply_ok(&a, 1); /* replaced */
+    struct cluster_cmd b = cmd_user("b\"ob", "$6$x$y", S("k"));
+    apply_ok(&b, 0);
+    char *got = records(st);
+    cr_assert_str_eq(got, "user \"alice\" scram=0\nuser \"b\\\"ob\" scram=1\n", "%s", got);
+    free(got);
+    struct cluster_cmd d = {.type = CLUSTER_USER_DEL, .has_user = true, .user = S("alice")};
+    apply_ok(&d, 1);
+    apply_changes_nothing(&d, 0);
+    check_leaks();
+}
+
+Test(apply, malformed_users_and_rules_change_nothing)
+{
+    struct cluster_cmd no_name = cmd_user("x", "$7$", S(""));
+    no_name.has_user = false;
+    no_name.user.len = 0;
+    apply_changes_nothing(&no_name, -EINVAL);
+    struct cluster_cmd nul = cmd_user("x", "$7$", S(""));
+    nul.user = S("a\0b");
+    apply_changes_nothing(&nul, -EINVAL);
+    struct cluster_cmd no_hash = cmd_user("x", "", S(""));
+    apply_changes_nothing(&no_hash, -EINVAL);
+    struct cluster_cmd bad_filter = cmd_rule(CLUSTER_ACL_ADD, CLUSTER_ACL_ANONYMOUS, NULL, "a/#/b", 1);
+    apply_changes_nothing(&bad_filter, -EINVAL);
+    struct cluster_cmd user_without_name = cmd_rule(CLUSTER_ACL_ADD, CLUSTER_ACL_USER, NULL, "a", 1);
+    apply_changes_nothing(&user_without_name, -EINVAL);
+    struct cluster_cmd pattern_with_name = cmd_rule(CLUSTER_ACL_ADD, CLUSTER_ACL_PATTERN, "u", "a", 1);
+    apply_changes_nothing(&pattern_with_name, -EINVAL);
+    struct cluster_cmd kind3 = cmd_rule(CLUSTER_ACL_ADD, 3, NULL, "a", 1);
+    apply_changes_nothing(&kind3, -EINVAL);
+    check_leaks();
+}
+
+Test(apply, rules_add_replace_del_load_and_dump)
+{
+    struct cluster_cmd r1 = cmd_rule(CLUSTER_ACL_ADD, CLUSTER_ACL_USER, "alice", "a/#", 1);
+    apply_ok(&r1, 0);
+    r1.access = 3;
+    apply_ok(&r1, 1); /* the same rule, another access */
+    struct cluster_cmd r2 = cmd_rule(CLUSTER_ACL_ADD, CLUSTER_ACL_ANONYMOUS, NULL, "pub/+", 2);
+    apply_ok(&r2, 0);
+    struct cluster_cmd r3 = cmd_rule(CLUSTER_ACL_ADD, CLUSTER_ACL_PATTERN, NULL, "c/%c/#", 0);
+    apply_ok(&r3, 0);
+    char *got = records(st);
+    cr_assert_str_eq(got,
+                     "acl \"anonymous\" \"\" \"pub/+\" access=2\nacl \"user\" \"alice\" \"a/#\" access=3\n"
+                     "acl \"pattern\" \"\" \"c/%c/#\" access=0\n",
+                     "%s", got);
+    free(got);
+
+    struct replay r = {0};
+    cr_assert_eq(cluster__state_load(st, replay_cb, &r), 0);
+    cr_assert_eq(r.n, 3);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(r.types[i], CLUSTER_ACL_ADD);
+    /* the loaded commands recreate the same records */
+    struct store *other = open_store(tmp_path("other"));
+    struct replay again = {.to = other};
+    cr_assert_eq(cluster__state_load(st, replay_cb, &again), 0);
+    char *a = records(st), *b = records(other);
+    cr_assert_str_eq(b, a);
+    free(a);
+    free(b);
+    store_close(other);
+
+    struct cluster_cmd d = cmd_rule(CLUSTER_ACL_DEL, CLUSTER_ACL_USER, "alice", "a/#", 0);
+    apply_ok(&d, 1);
+    apply_changes_nothing(&d, 0);
+    check_leaks();
+}
+
+/* CLUSTER_MAX_USERS / CLUSTER_MAX_RULES: a new user or rule beyond them is
+ * refused by the store's count, a change of an existing one is not. */
+Test(apply, users_and_rules_are_bounded)
+{
+    struct store_txn *t;
+    cr_assert_eq(store_write_begin(st, &t), 0);
+    char name[32];
+    for (uint32_t i = 0; i < CLUSTER_MAX_USERS; i++) {
+        int n = snprintf(name, sizeof(name), "u%u", i);
+        struct store_user u = {{(const uint8_t *)name, (size_t)n}, {(const uint8_t *)"$7$", 3}, {NULL, 0}};
+        cr_assert_eq(store_user_put(t, &u), 0);
+        struct store_acl_rule r = {CLUSTER_ACL_ANONYMOUS, {NULL, 0}, {(const uint8_t *)name, (size_t)n}, 1};
+        cr_assert_eq(store_acl_put(t, &r), 0);
+    }
+    cr_assert_eq(store_write_commit(t, next_index++), 0);
+    struct cluster_cmd more = cmd_user("one-more", "$7$x", S(""));
+    apply_changes_nothing(&more, CLUSTER_ELIMIT);
+    struct cluster_cmd again = cmd_user("u7", "$7$y", S(""));
+    apply_ok(&again, 1);
+    struct cluster_cmd rule = cmd_rule(CLUSTER_ACL_ADD, CLUSTER_ACL_ANONYMOUS, NULL, "one/more", 1);
+    apply_changes_nothing(&rule, CLUSTER_ELIMIT);
+    struct cluster_cmd same = cmd_rule(CLUSTER_ACL_ADD, CLUSTER_ACL_ANONYMOUS, NULL, "u7", 3);
+    apply_ok(&same, 1);
+    struct cluster_cmd del = cmd_rule(CLUSTER_ACL_DEL, CLUSTER_ACL_ANONYMOUS, NULL, "u8", 0);
+    apply_ok(&del, 1);
+    apply_ok(&rule, 0); /* room again */
+    check_leaks();
+}

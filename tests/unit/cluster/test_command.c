@@ -18,6 +18,8 @@ static const uint8_t all_types[] = {
     CLUSTER_SESSION_CLAIM, CLUSTER_SESSION_RELEASE, CLUSTER_SESSION_EXPIRE,
     CLUSTER_SUB_ADD,       CLUSTER_SUB_DEL,         CLUSTER_RETAIN_SET,
     CLUSTER_RETAIN_DEL,    CLUSTER_NODE_JOIN,       CLUSTER_NODE_LEAVE,
+    CLUSTER_USER_SET,      CLUSTER_USER_DEL,        CLUSTER_ACL_ADD,
+    CLUSTER_ACL_DEL,
 };
 #define N_TYPES (sizeof all_types / sizeof all_types[0])
 
@@ -48,6 +50,8 @@ static struct cluster_cmd full_cmd(uint8_t type)
         .has_user = true,
         .owned = true,
         .user = S("us\0er"),
+        .acl_kind = CLUSTER_ACL_PATTERN,
+        .access = 3,
     };
     return c;
 }
@@ -88,6 +92,8 @@ static void assert_cmd_eq(const struct cluster_cmd *got, const struct cluster_cm
     cr_assert_eq(got->has_user, want->has_user);
     cr_assert_eq(got->owned, want->owned);
     assert_str_eq(got->user, want->has_user ? want->user : (struct proto_str){NULL, 0}, "user");
+    cr_assert_eq(got->acl_kind, want->acl_kind);
+    cr_assert_eq(got->access, want->access);
 }
 
 static uint32_t rd32(const uint8_t *p)
@@ -248,6 +254,7 @@ Test(cluster_command, padding_and_alignment)
         cmds[i].client_id = (struct proto_str){text, (uint32_t)i % 17};
         cmds[i].payload = (struct proto_str){text, (uint32_t)(i * 7) % 23};
         cmds[i].has_user = cmds[i].owned = false; /* the extension then is 5 zero bytes */
+        cmds[i].acl_kind = cmds[i].access = 0;
         starts[i] = w.len;
         cr_assert_eq(starts[i] % 8, 0, "command %d starts at %zu", i, starts[i]);
         cr_assert_eq(cluster_cmd_encode(&cmds[i], &w), 0);
@@ -451,6 +458,10 @@ static const struct hdr_case hdr_cases[] = {
     {"type 255", REL_LEN, 0, -1, 255, CLUSTER_ECORRUPT},
     {"type 1", REL_LEN, 0, -1, CLUSTER_SESSION_CLAIM, 0},
     {"type 9", REL_LEN, 0, -1, CLUSTER_NODE_LEAVE, 0},
+    {"type 19", REL_LEN, 0, -1, CLUSTER_USER_SET - 1, CLUSTER_ECORRUPT},
+    {"type 20", REL_LEN, 0, -1, CLUSTER_USER_SET, 0},
+    {"type 23", REL_LEN, 0, -1, CLUSTER_ACL_DEL, 0},
+    {"type 24", REL_LEN, 0, -1, CLUSTER_ACL_DEL + 1, CLUSTER_ECORRUPT},
 };
 
 ParameterizedTestParameters(cluster_command, header)
@@ -589,7 +600,7 @@ Test(cluster_command, random_corruption_never_reads_out_of_bounds)
         while (cluster_cmd_decode(buf, w.len, &pos, &got) == 0) {
             cr_assert_leq(pos, w.len);
             cr_assert_geq(got.type, CLUSTER_SESSION_CLAIM);
-            cr_assert_leq(got.type, CLUSTER_NODE_LEAVE);
+            cr_assert(got.type <= CLUSTER_NODE_LEAVE || (got.type >= CLUSTER_USER_SET && got.type <= CLUSTER_ACL_DEL));
             const struct proto_str *views[] = {&got.client_id, &got.will.topic,
                                                &got.will.payload, &got.will.props,
                                                &got.filter, &got.topic, &got.payload, &got.props};
@@ -608,6 +619,7 @@ Test(cluster_command, random_corruption_never_reads_out_of_bounds)
 Test(cluster_command, claim_user_and_owner)
 {
     struct cluster_cmd c = full_cmd(CLUSTER_SESSION_CLAIM);
+    c.acl_kind = c.access = 0;
     c.has_user = false;
     c.owned = true; /* anonymous, owned */
     round_trip(&c);
@@ -620,6 +632,7 @@ Test(cluster_command, claim_user_and_owner)
     /* an old command: the extension bytes are zero */
     struct cluster_cmd old = full_cmd(CLUSTER_SESSION_CLAIM);
     old.has_user = old.owned = false;
+    old.acl_kind = old.access = 0;
     struct buf w = encode_one(&old);
     struct cluster_cmd got = decode_one(w.data, w.len);
     cr_assert_not(got.has_user);
@@ -638,9 +651,35 @@ Test(cluster_command, claim_user_and_owner)
     cr_assert_eq(w.data[flags_at], 0x01);
     size_t pos = 0;
     struct cluster_cmd out;
-    w.data[flags_at] = 0x04;
+    w.data[flags_at] = 0x40;
     cr_assert_eq(cluster_cmd_decode(w.data, w.len, &pos, &out), CLUSTER_ECORRUPT);
     w.data[flags_at] = 0x02; /* owned, a user present but has_user not set */
     cr_assert_eq(cluster_cmd_decode(w.data, w.len, &pos, &out), CLUSTER_ECORRUPT);
     free(w.data);
+}
+
+/* Users and rules: the ACL kind and the access ride in the extension's flags
+ * (bits 2-3, 4-5); values beyond them are refused by the encoder. */
+Test(cluster_command, user_and_rule_fields)
+{
+    for (uint8_t kind = 0; kind <= CLUSTER_ACL_PATTERN; kind++)
+        for (uint8_t access = 0; access <= 3; access++) {
+            struct cluster_cmd c = {.type = CLUSTER_ACL_ADD, .acl_kind = kind, .access = access,
+                                    .has_user = kind == CLUSTER_ACL_USER, .topic = S("a/#")};
+            if (c.has_user)
+                c.user = S("alice");
+            round_trip(&c);
+        }
+    struct cluster_cmd u = {.type = CLUSTER_USER_SET, .has_user = true, .user = S("bob"),
+                            .topic = S("$7$1000$c2FsdA==$aGFzaA=="), .payload = S("\x00\x10\x00\x00")};
+    round_trip(&u);
+    struct buf w = {0};
+    struct cluster_cmd bad = {.type = CLUSTER_ACL_ADD, .access = 4, .topic = S("a")};
+    cr_assert_eq(cluster_cmd_encode(&bad, &w), -EINVAL);
+    bad.access = 0;
+    bad.acl_kind = 4;
+    cr_assert_eq(cluster_cmd_encode(&bad, &w), -EINVAL);
+    cr_assert_eq(w.len, 0);
+    free(w.data);
+    check_leaks();
 }

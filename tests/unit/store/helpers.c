@@ -324,19 +324,36 @@ void populate_long(struct store *s)
     free(topic);
 }
 
+/* A write transaction on the named database db of a closed environment. */
+static MDB_txn *raw_write(const char *dir, const char *db, MDB_env **env, MDB_dbi *dbi)
+{
+    MDB_txn *txn;
+    cr_assert_eq(mdb_env_create(env), 0);
+    cr_assert_eq(mdb_env_set_maxdbs(*env, 8), 0);
+    cr_assert_eq(mdb_env_open(*env, dir, 0, 0600), 0);
+    cr_assert_eq(mdb_txn_begin(*env, NULL, 0, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, db, 0, dbi), 0);
+    return txn;
+}
+
 void raw_put(const char *dir, const char *db, const void *key, size_t klen, const void *val,
                     size_t vlen)
 {
     MDB_env *env;
-    MDB_txn *txn;
     MDB_dbi dbi;
-    cr_assert_eq(mdb_env_create(&env), 0);
-    cr_assert_eq(mdb_env_set_maxdbs(env, 8), 0);
-    cr_assert_eq(mdb_env_open(env, dir, 0, 0600), 0);
-    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    cr_assert_eq(mdb_dbi_open(txn, db, 0, &dbi), 0);
+    MDB_txn *txn = raw_write(dir, db, &env, &dbi);
     MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
     cr_assert_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+void raw_drop(const char *dir, const char *db)
+{
+    MDB_env *env;
+    MDB_dbi dbi;
+    MDB_txn *txn = raw_write(dir, db, &env, &dbi);
+    cr_assert_eq(mdb_drop(txn, dbi, 1), 0);
     cr_assert_eq(mdb_txn_commit(txn), 0);
     mdb_env_close(env);
 }

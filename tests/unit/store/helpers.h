@@ -68,5 +68,7 @@ void populate_long(struct store *s);
 void raw_put(const char *dir, const char *db, const void *key, size_t klen, const void *val,
              size_t vlen);
 uint8_t *raw_get(const char *dir, const char *db, const void *key, size_t klen, size_t *vlen);
+/* Deletes a named database of a closed environment (as one written before it existed). */
+void raw_drop(const char *dir, const char *db);
 
 #endif

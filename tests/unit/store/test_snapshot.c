@@ -138,8 +138,8 @@ Test(snapshot, corrupt_snapshots_are_refused_and_change_nothing)
         }
         /* And a table id out of range. */
         memcpy(copy, snap, len);
-        copy[pos] = 4;
-        assert_restore_refused(b, copy, len, &before, "table 4");
+        copy[pos] = 6; /* STORE__NTABLES */
+        assert_restore_refused(b, copy, len, &before, "table 6");
         copy[pos] = 0;
         assert_restore_refused(b, copy, len, &before, "table 0");
         /* A value that does not decode as its table's record (its version byte). */
