@@ -59,9 +59,24 @@ class ThreadsStopped:
                 for t in self.tids]
 
     def release(self):
+        """Lets the threads run on; a thread that cannot be detached is
+        exiting (the process ended meanwhile, e.g. a node that stopped itself
+        with _exit) and is reaped here: a traced thread's exit waits for its
+        tracer, and the process's parent would never hear of the exit."""
         for t in self.tids:
-            self.libc.ptrace(PTRACE_DETACH, t, None, None)
+            if self.libc.ptrace(PTRACE_DETACH, t, None, None) != 0:
+                self._reap(t)
         self.tids = []
+
+    @staticmethod
+    def _reap(t):
+        while True:
+            try:
+                _, status = os.waitpid(t, WALL)
+            except ChildProcessError:
+                return
+            if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+                return
 
     def kill(self):
         """SIGKILL to the process with its threads still stopped (what they
@@ -71,11 +86,5 @@ class ThreadsStopped:
         only once every thread is gone."""
         os.kill(self.pid, signal.SIGKILL)
         for t in self.tids:
-            while True:
-                try:
-                    _, status = os.waitpid(t, WALL)
-                except ChildProcessError:
-                    break
-                if os.WIFEXITED(status) or os.WIFSIGNALED(status):
-                    break
+            self._reap(t)
         self.tids = []
