@@ -375,7 +375,21 @@
       ['node', (x) => x.node], ['no local', (x) => (x.no_local ? 'yes' : '')], ['id', (x) => (x.subscription_id === null ? '' : x.subscription_id)]],
     retained: [['topic', (x) => x.topic, 'mono'], ['qos', (x) => x.qos], ['bytes', (x) => fmt(x.payload_bytes), 'num'],
       ['payload', (x) => (x.payload === null ? '(binary) ' + x.payload_base64.slice(0, 48) : x.payload.slice(0, 120)), 'mono payload']],
+    users: [['name', (x) => x.name, 'mono'], ['source', (x) => x.source], ['SCRAM-SHA-256', (x) => (x.scram ? 'yes' : 'no')]],
+    acl: [['kind', (x) => x.kind], ['user', (x) => x.user || ''], ['access', (x) => x.access], ['topic', (x) => x.topic, 'mono']],
   };
+  // users and ACL rules: the API lists them without offset or search; the
+  // page asks for at most LOCAL_MAX and pages and searches them here
+  const LOCAL_MAX = 10000;
+  const LOCAL = { users: 'users', acl: 'rules' };
+
+  function localPage(kind, data) {
+    const s = browse.search.toLowerCase();
+    const all = data[LOCAL[kind]].filter((x) => !s || JSON.stringify(x).toLowerCase().includes(s));
+    const out = { count: all.length };
+    out[kind] = all.slice(browse.offset, browse.offset + PAGE);
+    return out;
+  }
 
   function browseQuery() {
     const p = new URLSearchParams({ limit: String(PAGE), offset: String(browse.offset) });
@@ -393,7 +407,8 @@
     const kind = browse.kind;
     let data;
     try {
-      data = await api('GET', '/api/v1/' + kind + '?' + browseQuery());
+      if (LOCAL[kind]) data = localPage(kind, await api('GET', '/api/v1/' + kind + '?limit=' + LOCAL_MAX));
+      else data = await api('GET', '/api/v1/' + kind + '?' + browseQuery());
     } catch (e) {
       if (seq === browse.seq) {
         $('range').textContent = 'error';
@@ -416,7 +431,9 @@
       const act = cell(tr, '');
       if (kind === 'sessions' && x.connected) act.appendChild(rowButton('disconnect', () => disconnect(x.client_id)));
       if (kind === 'retained') act.appendChild(rowButton('clear', () => clearRetained(x.topic)));
-      tr.dataset.key = kind === 'retained' ? x.topic : x.client_id;
+      if (kind === 'users' && x.source === 'cluster') act.appendChild(rowButton('delete', () => deleteUser(x.name)));
+      if (kind === 'acl' && x.source !== 'file') act.appendChild(rowButton('delete', () => deleteRule(x)));
+      tr.dataset.key = kind === 'retained' ? x.topic : kind === 'users' ? x.name : kind === 'acl' ? x.topic : x.client_id;
       rows.appendChild(tr);
     });
     if (!data[kind].length) {
@@ -505,6 +522,43 @@
       '/api/v1/retained/delete', { topic: topic }, () => { if (view === 'browse') loadBrowse(); });
   }
 
+  function refreshBrowse() { if (view === 'browse') loadBrowse(); }
+
+  function addUser() {
+    const name = $('op-user').value.trim();
+    const password = $('op-password').value;
+    if (!name || !password) { logOutcome(false, 'add user: give a name and a password'); return; }
+    operate('Add user "' + name + '" on every node?', 'add user ' + name, 'POST', '/api/v1/users/add',
+      { name: name, password: password }, () => { $('op-password').value = ''; refreshBrowse(); });
+  }
+
+  function deleteUser(name) {
+    operate('Delete user "' + name + '" on every node?', 'delete user ' + name, 'POST', '/api/v1/users/delete',
+      { name: name }, refreshBrowse);
+  }
+
+  function ruleBody(kind, user, access, topic) {
+    const b = { kind: kind, topic: topic };
+    if (kind === 'user') b.user = user;
+    if (access) b.access = access;
+    return b;
+  }
+
+  function addRule() {
+    const kind = $('op-rule-kind').value;
+    const user = $('op-rule-user').value.trim();
+    const topic = $('op-rule-topic').value.trim();
+    if (!topic || (kind === 'user' && !user)) { logOutcome(false, 'add rule: give a topic (and a user)'); return; }
+    operate('Add the rule "' + kind + (kind === 'user' ? ' ' + user : '') + ' ' + $('op-rule-access').value + ' ' + topic +
+      '" on every node?', 'add rule ' + topic, 'POST', '/api/v1/acl/add',
+      ruleBody(kind, user, $('op-rule-access').value, topic), refreshBrowse);
+  }
+
+  function deleteRule(x) {
+    operate('Delete the rule "' + x.kind + (x.user ? ' ' + x.user : '') + ' ' + x.access + ' ' + x.topic + '" on every node?',
+      'delete rule ' + x.topic, 'POST', '/api/v1/acl/delete', ruleBody(x.kind, x.user, null, x.topic), refreshBrowse);
+  }
+
   let choices = '';
   function renderOperateChoices(s) {
     const ids = s.members.map((m) => m.id).sort((a, b) => a - b);
@@ -553,6 +607,8 @@
     $('op-remove').addEventListener('click', removeNode);
     $('op-disconnect').addEventListener('click', () => disconnect($('op-client').value.trim()));
     $('op-clear').addEventListener('click', () => clearRetained($('op-topic').value.trim()));
+    $('op-add-user').addEventListener('click', addUser);
+    $('op-add-rule').addEventListener('click', addRule);
     $('token-ok').addEventListener('click', takeToken);
     $('token-input').addEventListener('keydown', (e) => { if (e.key === 'Enter') takeToken(); });
     const first = location.hash.slice(1);
