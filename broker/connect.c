@@ -483,7 +483,7 @@ void broker__on_connect(struct conn *c, struct proto_packet *p)
     }
     list_push_back(&b->claims, &cl->link);
     broker__conn_hold(c);
-    uv_timer_stop(&c->timer);
+    broker__keepalive_stop(c);
 }
 
 void broker__on_disconnect(struct conn *c, struct proto_packet *p)

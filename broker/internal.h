@@ -26,6 +26,11 @@
 /* Read buffer handed to libuv; partial packets are copied to the connection. */
 #define BROKER_READ_CHUNK (64u * 1024)
 
+/* The connections' timer wheel: BROKER_WHEEL_SLOTS slots of BROKER_WHEEL_MS
+ * (a round of 64 s); a check runs at most BROKER_WHEEL_MS late. */
+#define BROKER_WHEEL_MS 250u
+#define BROKER_WHEEL_SLOTS 256u
+
 /* --- logging -------------------------------------------------------------- */
 
 struct conn;
@@ -223,8 +228,11 @@ enum conn_state {
 
 struct conn {
     uv_tcp_t tcp;             /* tcp.data == this; later transports wrap it */
-    uv_timer_t timer;         /* keep alive, CONNECT timeout, linger after close */
-    uv_shutdown_t shutdown;
+    /* keep alive and the CONNECT timeout: a check due at this monotonic ms
+     * in broker.wheel (conn.c), 0 = none; no libuv timer per connection */
+    uint64_t wheel_due;
+    struct list wheel_link;
+    uv_timer_t *timer;        /* only when needed (broker__conn_timer): linger after close, a delayed refusal */
     struct broker *b;
     struct list link;         /* in broker.conns */
     /* broker.dirty, a push-and-pop-all stack touched on every first write of
@@ -280,7 +288,11 @@ struct conn {
     struct list congested_link; /* in broker.congested */
     uint64_t barrier;         /* waiting until broker.sub_completed reaches this */
     struct list barrier_link; /* in broker.barriers while waiting */
-    char peer[64];            /* address:port, for logs */
+    /* the peer's address (IPv4 in the first 4 bytes) and port, for logs:
+     * broker__conn_peer formats them */
+    uint8_t peer_ip[16];
+    uint16_t peer_port;
+    uint8_t peer_family;      /* AF_INET, AF_INET6, 0 = unknown */
     char *client_id;          /* for logs; owned copy */
     /* CONNECT's, or the certificate's (use_identity_as_username); owned,
      * NULL = none (anonymous) */
@@ -373,6 +385,11 @@ struct broker {
     uint32_t connected;       /* connections past CONNACK */
     struct conn *dirty;
     struct list partials;     /* struct conn with an incomplete packet, oldest first (conn.c) */
+    /* the connections' keep-alive and CONNECT timeout checks: slots of
+     * BROKER_WHEEL_MS by due time, visited by wheel_timer (conn.c) */
+    struct list wheel[BROKER_WHEEL_SLOTS];
+    uint64_t wheel_pos;       /* the slot (absolute: ms / BROKER_WHEEL_MS) to visit next */
+    uv_timer_t wheel_timer;
     uint64_t partial_bytes;   /* their read buffers */
     struct conn *routing_from;/* the client whose PUBLISH is being routed, or NULL */
     struct list congested;    /* struct conn holding publishers, oldest first */
@@ -457,6 +474,9 @@ void broker__transport_going_away(struct transport *t); /* the node stops: ws sa
 
 /* conn.c */
 void broker__conn_accept(struct acceptor *a, int fd); /* an acceptor's take callback */
+#define BROKER_PEER_LEN 64
+/* "address:port" of c's peer into out (BROKER_PEER_LEN bytes); returns out. */
+const char *broker__conn_peer(const struct conn *c, char *out);
 void broker__conn_send(struct conn *c, const struct proto_packet *p);
 void broker__conn_write(struct conn *c, const void *data, size_t len);
 int broker__conn_publish(struct conn *c, const struct proto_publish *pub);
@@ -466,6 +486,11 @@ void broker__conn_hold(struct conn *c);
 void broker__conn_release(struct conn *c);
 void broker__flush_all(struct broker *b);
 void broker__keepalive_arm(struct conn *c);
+void broker__keepalive_stop(struct conn *c); /* no keep-alive or CONNECT timeout check */
+void broker__wheel_tick(uv_timer_t *t); /* broker.wheel_timer: the checks now due */
+/* The connection's libuv timer, created at first use (counted in
+ * conn.pending, closed with the socket); NULL when out of memory. */
+uv_timer_t *broker__conn_timer(struct conn *c);
 void broker__partials_tick(struct broker *b);
 uint64_t broker__conn_backlog(const struct conn *c); /* bytes not yet written */
 void broker__conn_unhold_read(struct conn *c); /* read again, and what is buffered */
