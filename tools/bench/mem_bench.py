@@ -173,7 +173,8 @@ def main():
     sizes = a.n or [10000]
     limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     compare.MAX_CONNECTIONS = max(sizes) + 1000
-    extra = [x for kv in a.set for x in ("--set", kv)]
+    # no admin API: its fixed default port may be taken by another broker
+    extra = [x for kv in ["admin_listen=off"] + a.set for x in ("--set", kv)]
 
     class Starling(compare.Starling):
         def command(self):
