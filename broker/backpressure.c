@@ -4,7 +4,8 @@
  * Happy path: a QoS 0 message for a connection with more than
  * cfg.max_write_backlog bytes unwritten is still written, and the client whose
  * PUBLISH it was is no longer read (uv_read_stop; packets already read stay
- * in its rbuf): it is listed in the subscriber's held_pubs. Each held
+ * in its rbuf): it is listed in the subscriber's held_pubs (struct conn_bp,
+ * made the first time a connection takes part). Each held
  * publisher so adds at most one message to that backlog, and what waits,
  * waits in the publishers' socket buffers. When a write completes and the
  * backlog is down to half the limit, the held publishers go to
@@ -23,6 +24,7 @@
  * congested subscriber starts when it first meets a message it could hold
  * for, so several stalled clients cost the others one timeout, not one each. */
 #include <inttypes.h>
+#include <stdlib.h>
 
 #include "internal.h"
 
@@ -30,12 +32,28 @@
 
 static uint64_t low_water(const struct broker *b) { return b->cfg.max_write_backlog / 2; }
 
+/* c's backpressure part, made at first use; NULL when out of memory. */
+static struct conn_bp *bp_get(struct conn *c)
+{
+    if (c->bp)
+        return c->bp;
+    struct conn_bp *bp = calloc(1, sizeof(*bp));
+    if (!bp)
+        return NULL;
+    list_init(&bp->held_link);
+    list_init(&bp->held_pubs);
+    list_init(&bp->congested_link);
+    bp->conn = c;
+    c->bp = bp;
+    return bp;
+}
+
 static void arm(struct broker *b)
 {
     struct list *first = list_first(&b->congested);
     if (!first)
         return;
-    struct conn *c = list_entry(first, struct conn, congested_link);
+    struct conn_bp *c = list_entry(first, struct conn_bp, congested_link);
     uint64_t due = c->congested_at + b->cfg.slow_consumer_timeout_ms;
     uint64_t now = broker__now(b);
     uv_timer_start(&b->slow_timer, broker__slow_timer_cb, due > now ? due - now : 0, 0);
@@ -46,17 +64,18 @@ static void arm(struct broker *b)
 static void release(struct conn *c)
 {
     struct broker *b = c->b;
-    if (!c->congested_at)
+    struct conn_bp *cb = c->bp;
+    if (!cb || !cb->congested_at)
         return;
     struct list *it;
-    while ((it = list_first(&c->held_pubs))) {
-        struct conn *p = list_entry(it, struct conn, held_link);
+    while ((it = list_first(&cb->held_pubs))) {
+        struct conn_bp *p = list_entry(it, struct conn_bp, held_link);
         list_remove(it);
         p->holder = NULL;
         list_push_back(&b->resuming, it); /* still held until then */
     }
-    list_remove(&c->congested_link);
-    c->congested_at = 0;
+    list_remove(&cb->congested_link);
+    cb->congested_at = 0;
 }
 
 /* Holds pub (the client whose PUBLISH is being routed) for sub, whose backlog
@@ -66,21 +85,24 @@ bool broker__backpressure_hold(struct conn *sub, struct conn *pub)
     struct broker *b = sub->b;
     if (!pub || sub->slow || !b->cfg.slow_consumer_timeout_ms || pub->state != CONN_ACTIVE)
         return false;
+    struct conn_bp *sb = bp_get(sub), *pb = bp_get(pub);
+    if (!sb || !pb)
+        return false; /* out of memory: the QoS 0 message is dropped, as over the limit */
     if (!pub->held) {
         pub->held = true;
-        pub->holder = sub;
-        list_push_back(&sub->held_pubs, &pub->held_link);
+        pb->holder = sub;
+        list_push_back(&sb->held_pubs, &pb->held_link);
         uv_read_stop((uv_stream_t *)&pub->tcp);
         b->stats.publishers_held++;
     }
     /* held already (for another subscriber, or on its way back): sub's clock
      * starts all the same, so that congested subscribers time out together
      * rather than one after the other */
-    if (!sub->congested_at) {
+    if (!sb->congested_at) {
         uint64_t now = broker__now(b);
-        sub->congested_at = now ? now : 1;
+        sb->congested_at = now ? now : 1;
         bool first = list_empty(&b->congested);
-        list_push_back(&b->congested, &sub->congested_link);
+        list_push_back(&b->congested, &sb->congested_link);
         if (first)
             arm(b);
     }
@@ -101,9 +123,9 @@ void broker__backlog_drained(struct conn *c)
 void broker__backlog_forget(struct conn *c)
 {
     if (c->held) {
-        list_remove(&c->held_link); /* from its holder's list, or from broker.resuming */
+        list_remove(&c->bp->held_link); /* from its holder's list, or from broker.resuming */
         c->held = false;
-        c->holder = NULL;
+        c->bp->holder = NULL;
     }
     release(c);
     c->slow = false;
@@ -112,7 +134,7 @@ void broker__backlog_forget(struct conn *c)
 static void slow_found(struct conn *c, uint64_t now)
 {
     struct broker *b = c->b;
-    uint64_t held_ms = now - c->congested_at;
+    uint64_t held_ms = now - c->bp->congested_at;
     release(c);
     c->slow = true;
     b->stats.slow_consumers++;
@@ -135,10 +157,10 @@ void broker__slow_timer_cb(uv_timer_t *t)
     uint64_t now = broker__now(b);
     struct list *first;
     while ((first = list_first(&b->congested))) {
-        struct conn *c = list_entry(first, struct conn, congested_link);
+        struct conn_bp *c = list_entry(first, struct conn_bp, congested_link);
         if (c->congested_at + b->cfg.slow_consumer_timeout_ms > now)
             break;
-        slow_found(c, now);
+        slow_found(c->conn, now);
     }
     arm(b);
 }
@@ -150,7 +172,7 @@ bool broker__backpressure_resume(struct broker *b)
     bool any = false;
     struct list *it;
     while ((it = list_first(&b->resuming))) {
-        struct conn *p = list_entry(it, struct conn, held_link);
+        struct conn *p = list_entry(it, struct conn_bp, held_link)->conn;
         list_remove(it);
         p->held = false;
         broker__conn_unhold_read(p);

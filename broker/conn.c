@@ -68,6 +68,7 @@ static void maybe_free(struct conn *c)
     map_free(&c->out_alias);
     free(c->client_id);
     free(c->username);
+    free(c->bp);
     free(c);
 }
 
@@ -311,7 +312,7 @@ static void on_written(uv_write_t *req, int status)
     if (status < 0 && status != UV_ECANCELED) {
         broker__conn_close(c, 0xFF);
     } else if (c->state == CONN_ACTIVE) {
-        if (c->congested_at || c->slow)
+        if (broker__conn_congested(c) || c->slow)
             broker__backlog_drained(c);
         if (c->session)
             broker__session_drain(c->session);
@@ -326,7 +327,7 @@ static void flush_conn(struct conn *c)
         return;
     if (c->write_error || (unsent(c) && write_out(c) != 0))
         broker__conn_close(c, 0xFF);
-    else if (c->congested_at || c->slow)
+    else if (broker__conn_congested(c) || c->slow)
         broker__backlog_drained(c);
 }
 
@@ -888,9 +889,6 @@ void broker__conn_accept(struct acceptor *a, int fd)
     list_init(&c->acks);
     list_init(&c->barrier_link);
     list_init(&c->partial_link);
-    list_init(&c->held_link);
-    list_init(&c->held_pubs);
-    list_init(&c->congested_link);
     list_push_front(&b->conns, &c->link);
     b->conn_count++;
     b->stats.connections_total++;

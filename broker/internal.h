@@ -226,6 +226,17 @@ enum conn_state {
     CONN_CLOSING,             /* closing the socket */
 };
 
+/* A connection's part in backpressure (backpressure.c), allocated the first
+ * time it holds a publisher or is held, freed with the connection. */
+struct conn_bp {
+    struct conn *holder;      /* the subscriber it waits for (held) */
+    struct list held_link;    /* in holder->bp->held_pubs, or broker.resuming */
+    struct list held_pubs;    /* struct conn_bp (held_link): publishers waiting for this one to drain */
+    uint64_t congested_at;    /* monotonic ms it first held a publisher (in broker.congested), 0 = not */
+    struct list congested_link; /* in broker.congested */
+    struct conn *conn;        /* whose */
+};
+
 struct conn {
     uv_tcp_t tcp;             /* tcp.data == this; later transports wrap it */
     /* keep alive and the CONNECT timeout: a check due at this monotonic ms
@@ -279,13 +290,9 @@ struct conn {
     bool fd_admitted;         /* counted in broker.fds.admitted */
     /* backpressure (deliver.c): a publisher is not read while a subscriber its
      * messages went to has more than cfg.max_write_backlog unwritten */
-    bool held;                /* not read: listed in holder->held_pubs */
+    bool held;                /* not read: listed in bp->holder->bp->held_pubs */
     bool slow;                /* over its backlog longer than slow_consumer_timeout_ms: QoS 0 dropped */
-    struct conn *holder;      /* the subscriber it waits for (held) */
-    struct list held_link;    /* in holder->held_pubs */
-    struct list held_pubs;    /* struct conn: publishers waiting for this one to drain */
-    uint64_t congested_at;    /* monotonic ms it first held a publisher (in broker.congested), 0 = not */
-    struct list congested_link; /* in broker.congested */
+    struct conn_bp *bp;       /* made the first time it is held or holds: NULL on an idle connection */
     uint64_t barrier;         /* waiting until broker.sub_completed reaches this */
     struct list barrier_link; /* in broker.barriers while waiting */
     /* the peer's address (IPv4 in the first 4 bytes) and port, for logs:
@@ -392,11 +399,11 @@ struct broker {
     uv_timer_t wheel_timer;
     uint64_t partial_bytes;   /* their read buffers */
     struct conn *routing_from;/* the client whose PUBLISH is being routed, or NULL */
-    struct list congested;    /* struct conn holding publishers, oldest first */
+    struct list congested;    /* struct conn_bp (congested_link) holding publishers, oldest first */
     uv_timer_t slow_timer;    /* ends the hold of the oldest congested connection */
     uint64_t slow_logged_ms;  /* last slow consumer log line (rate limit) */
     uint32_t slow_unlogged;   /* slow consumers found since that line */
-    struct list resuming;     /* struct conn (held_link): released, read again at the next flush */
+    struct list resuming;     /* struct conn_bp (held_link): released, read again at the next flush */
 
     struct map sessions;      /* client id -> struct session * */
     struct list sessions_timed; /* struct session: offline with an expiry or a delayed will */
@@ -569,6 +576,7 @@ void broker__inflight_released(struct session *s, struct outmsg *o);
 
 /* backpressure.c: a subscriber's write backlog holds the publishers feeding it */
 bool broker__backpressure_hold(struct conn *sub, struct conn *pub); /* false: drop the message */
+static inline bool broker__conn_congested(const struct conn *c) { return c->bp && c->bp->congested_at; }
 void broker__backlog_drained(struct conn *c); /* after a write: release publishers once low enough */
 void broker__backlog_forget(struct conn *c);  /* closing: releases its publishers, unlists it */
 bool broker__backpressure_resume(struct broker *b); /* reads released publishers again (flush) */
