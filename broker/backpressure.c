@@ -4,8 +4,8 @@
  * Happy path: a QoS 0 message for a connection with more than
  * cfg.max_write_backlog bytes unwritten is still written, and the client whose
  * PUBLISH it was is no longer read (uv_read_stop; packets already read stay
- * in its rbuf): it is listed in the subscriber's held_pubs (struct conn_bp,
- * made the first time a connection takes part). Each held
+ * in its rbuf): it is listed in the subscriber's held_pubs (in struct
+ * conn_busy, made the first time a connection takes part). Each held
  * publisher so adds at most one message to that backlog, and what waits,
  * waits in the publishers' socket buffers. When a write completes and the
  * backlog is down to half the limit, the held publishers go to
@@ -24,7 +24,6 @@
  * congested subscriber starts when it first meets a message it could hold
  * for, so several stalled clients cost the others one timeout, not one each. */
 #include <inttypes.h>
-#include <stdlib.h>
 
 #include "internal.h"
 
@@ -32,28 +31,12 @@
 
 static uint64_t low_water(const struct broker *b) { return b->cfg.max_write_backlog / 2; }
 
-/* c's backpressure part, made at first use; NULL when out of memory. */
-static struct conn_bp *bp_get(struct conn *c)
-{
-    if (c->bp)
-        return c->bp;
-    struct conn_bp *bp = calloc(1, sizeof(*bp));
-    if (!bp)
-        return NULL;
-    list_init(&bp->held_link);
-    list_init(&bp->held_pubs);
-    list_init(&bp->congested_link);
-    bp->conn = c;
-    c->bp = bp;
-    return bp;
-}
-
 static void arm(struct broker *b)
 {
     struct list *first = list_first(&b->congested);
     if (!first)
         return;
-    struct conn_bp *c = list_entry(first, struct conn_bp, congested_link);
+    struct conn_busy *c = list_entry(first, struct conn_busy, congested_link);
     uint64_t due = c->congested_at + b->cfg.slow_consumer_timeout_ms;
     uint64_t now = broker__now(b);
     uv_timer_start(&b->slow_timer, broker__slow_timer_cb, due > now ? due - now : 0, 0);
@@ -64,12 +47,12 @@ static void arm(struct broker *b)
 static void release(struct conn *c)
 {
     struct broker *b = c->b;
-    struct conn_bp *cb = c->bp;
+    struct conn_busy *cb = c->busy;
     if (!cb || !cb->congested_at)
         return;
     struct list *it;
     while ((it = list_first(&cb->held_pubs))) {
-        struct conn_bp *p = list_entry(it, struct conn_bp, held_link);
+        struct conn_busy *p = list_entry(it, struct conn_busy, held_link);
         list_remove(it);
         p->holder = NULL;
         list_push_back(&b->resuming, it); /* still held until then */
@@ -85,7 +68,7 @@ bool broker__backpressure_hold(struct conn *sub, struct conn *pub)
     struct broker *b = sub->b;
     if (!pub || sub->slow || !b->cfg.slow_consumer_timeout_ms || pub->state != CONN_ACTIVE)
         return false;
-    struct conn_bp *sb = bp_get(sub), *pb = bp_get(pub);
+    struct conn_busy *sb = broker__conn_busy(sub), *pb = broker__conn_busy(pub);
     if (!sb || !pb)
         return false; /* out of memory: the QoS 0 message is dropped, as over the limit */
     if (!pub->held) {
@@ -123,9 +106,9 @@ void broker__backlog_drained(struct conn *c)
 void broker__backlog_forget(struct conn *c)
 {
     if (c->held) {
-        list_remove(&c->bp->held_link); /* from its holder's list, or from broker.resuming */
+        list_remove(&c->busy->held_link); /* from its holder's list, or from broker.resuming */
         c->held = false;
-        c->bp->holder = NULL;
+        c->busy->holder = NULL;
     }
     release(c);
     c->slow = false;
@@ -134,7 +117,7 @@ void broker__backlog_forget(struct conn *c)
 static void slow_found(struct conn *c, uint64_t now)
 {
     struct broker *b = c->b;
-    uint64_t held_ms = now - c->bp->congested_at;
+    uint64_t held_ms = now - c->busy->congested_at;
     release(c);
     c->slow = true;
     b->stats.slow_consumers++;
@@ -157,7 +140,7 @@ void broker__slow_timer_cb(uv_timer_t *t)
     uint64_t now = broker__now(b);
     struct list *first;
     while ((first = list_first(&b->congested))) {
-        struct conn_bp *c = list_entry(first, struct conn_bp, congested_link);
+        struct conn_busy *c = list_entry(first, struct conn_busy, congested_link);
         if (c->congested_at + b->cfg.slow_consumer_timeout_ms > now)
             break;
         slow_found(c->conn, now);
@@ -172,7 +155,7 @@ bool broker__backpressure_resume(struct broker *b)
     bool any = false;
     struct list *it;
     while ((it = list_first(&b->resuming))) {
-        struct conn *p = list_entry(it, struct conn_bp, held_link)->conn;
+        struct conn *p = list_entry(it, struct conn_busy, held_link)->conn;
         list_remove(it);
         p->held = false;
         broker__conn_unhold_read(p);

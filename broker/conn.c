@@ -68,8 +68,25 @@ static void maybe_free(struct conn *c)
     map_free(&c->out_alias);
     free(c->client_id);
     free(c->username);
-    free(c->bp);
+    free(c->busy);
     free(c);
+}
+
+struct conn_busy *broker__conn_busy(struct conn *c)
+{
+    if (c->busy)
+        return c->busy;
+    struct conn_busy *cb = calloc(1, sizeof(*cb));
+    if (!cb)
+        return NULL;
+    cb->conn = c;
+    list_init(&cb->held_link);
+    list_init(&cb->held_pubs);
+    list_init(&cb->congested_link);
+    list_init(&cb->partial_link);
+    list_init(&cb->barrier_link);
+    c->busy = cb;
+    return cb;
 }
 
 void broker__conn_hold(struct conn *c) { c->pending++; }
@@ -133,22 +150,28 @@ static bool partial_update(struct conn *c, bool progress)
 {
     struct broker *b = c->b;
     bool waiting = c->state != CONN_CLOSING && c->state != CONN_CLAIMING && !c->paused && c->rbuf.len;
-    if (c->partial_since) {
-        b->partial_bytes -= c->partial_held;
-        c->partial_held = 0;
+    struct conn_busy *cb = c->busy;
+    if (cb && cb->partial_since) {
+        b->partial_bytes -= cb->partial_held;
+        cb->partial_held = 0;
         if (!waiting || progress) {
-            list_remove(&c->partial_link);
-            c->partial_since = 0;
+            list_remove(&cb->partial_link);
+            cb->partial_since = 0;
         }
     }
     if (!waiting)
         return true;
-    if (!c->partial_since) {
-        c->partial_since = broker__now(b);
-        list_push_back(&b->partials, &c->partial_link);
+    if (!cb && !(cb = broker__conn_busy(c))) {
+        LOG(b, LOG_WARN, c, "out of memory for an incomplete packet: closing (%zu bytes)", c->rbuf.len);
+        broker__conn_close(c, PROTO_RC_SERVER_BUSY);
+        return false;
     }
-    c->partial_held = c->rbuf.cap;
-    b->partial_bytes += c->partial_held;
+    if (!cb->partial_since) {
+        cb->partial_since = broker__now(b);
+        list_push_back(&b->partials, &cb->partial_link);
+    }
+    cb->partial_held = c->rbuf.cap;
+    b->partial_bytes += cb->partial_held;
     if (b->cfg.max_partial_bytes && b->partial_bytes > b->cfg.max_partial_bytes) {
         LOG(b, LOG_WARN, c, "incomplete packets hold more than max_partial_bytes (%u) on this node: closing this one "
             "(%zu bytes)", b->cfg.max_partial_bytes, c->rbuf.len);
@@ -165,8 +188,9 @@ void broker__partials_tick(struct broker *b)
 {
     uint64_t limit = (uint64_t)b->cfg.packet_timeout * 1000, now = broker__now(b);
     while (!list_empty(&b->partials)) {
-        struct conn *c = list_entry(list_first(&b->partials), struct conn, partial_link);
-        if (now - c->partial_since < limit)
+        struct conn_busy *cb = list_entry(list_first(&b->partials), struct conn_busy, partial_link);
+        struct conn *c = cb->conn;
+        if (now - cb->partial_since < limit)
             return;
         LOG(b, LOG_INFO, c, "packet incomplete after %u s (%zu bytes): closing", b->cfg.packet_timeout,
             c->rbuf.len);
@@ -887,8 +911,6 @@ void broker__conn_accept(struct acceptor *a, int fd)
     c->pending = 1; /* the tcp handle */
     map_init(&c->out_alias);
     list_init(&c->acks);
-    list_init(&c->barrier_link);
-    list_init(&c->partial_link);
     list_push_front(&b->conns, &c->link);
     b->conn_count++;
     b->stats.connections_total++;

@@ -226,15 +226,25 @@ enum conn_state {
     CONN_CLOSING,             /* closing the socket */
 };
 
-/* A connection's part in backpressure (backpressure.c), allocated the first
- * time it holds a publisher or is held, freed with the connection. */
-struct conn_bp {
+/* The parts of a connection that an idle one does not need, allocated the
+ * first time one of them is (broker__conn_busy) and freed with the
+ * connection: its part in backpressure (backpressure.c), an incomplete
+ * packet's bookkeeping (conn.c), the wait for subscriptions (subscribe.c). */
+struct conn_busy {
+    struct conn *conn;        /* whose */
+    /* backpressure */
     struct conn *holder;      /* the subscriber it waits for (held) */
-    struct list held_link;    /* in holder->bp->held_pubs, or broker.resuming */
-    struct list held_pubs;    /* struct conn_bp (held_link): publishers waiting for this one to drain */
+    struct list held_link;    /* in holder->busy->held_pubs, or broker.resuming */
+    struct list held_pubs;    /* struct conn_busy (held_link): publishers waiting for this one to drain */
     uint64_t congested_at;    /* monotonic ms it first held a publisher (in broker.congested), 0 = not */
     struct list congested_link; /* in broker.congested */
-    struct conn *conn;        /* whose */
+    /* the incomplete packet in rbuf */
+    uint64_t partial_since;   /* uv_now the incomplete packet in rbuf began, 0 = none */
+    size_t partial_held;      /* rbuf.cap counted in broker.partial_bytes */
+    struct list partial_link; /* in broker.partials while partial_since */
+    /* the subscribe -> publish barrier */
+    uint64_t barrier;         /* waiting until broker.sub_completed reaches this */
+    struct list barrier_link; /* in broker.barriers while waiting */
 };
 
 struct conn {
@@ -256,9 +266,6 @@ struct conn {
     uint64_t generation;      /* of the claim this connection made */
 
     struct buf rbuf;   /* bytes of a partial packet, or unprocessed packets */
-    uint64_t partial_since;   /* uv_now the incomplete packet in rbuf began, 0 = none */
-    size_t partial_held;      /* rbuf.cap counted in broker.partial_bytes */
-    struct list partial_link; /* in broker.partials while partial_since */
     struct buf out;    /* encoded packets not yet handed to libuv */
     size_t writing;           /* bytes handed to libuv and not yet written */
 
@@ -290,11 +297,9 @@ struct conn {
     bool fd_admitted;         /* counted in broker.fds.admitted */
     /* backpressure (deliver.c): a publisher is not read while a subscriber its
      * messages went to has more than cfg.max_write_backlog unwritten */
-    bool held;                /* not read: listed in bp->holder->bp->held_pubs */
+    bool held;                /* not read: listed in busy->holder->busy->held_pubs */
     bool slow;                /* over its backlog longer than slow_consumer_timeout_ms: QoS 0 dropped */
-    struct conn_bp *bp;       /* made the first time it is held or holds: NULL on an idle connection */
-    uint64_t barrier;         /* waiting until broker.sub_completed reaches this */
-    struct list barrier_link; /* in broker.barriers while waiting */
+    struct conn_busy *busy;   /* NULL on a connection that never needed it */
     /* the peer's address (IPv4 in the first 4 bytes) and port, for logs:
      * broker__conn_peer formats them */
     uint8_t peer_ip[16];
@@ -391,7 +396,7 @@ struct broker {
     uint32_t conn_count;      /* open sockets */
     uint32_t connected;       /* connections past CONNACK */
     struct conn *dirty;
-    struct list partials;     /* struct conn with an incomplete packet, oldest first (conn.c) */
+    struct list partials;     /* struct conn_busy (partial_link) with an incomplete packet, oldest first (conn.c) */
     /* the connections' keep-alive and CONNECT timeout checks: slots of
      * BROKER_WHEEL_MS by due time, visited by wheel_timer (conn.c) */
     struct list wheel[BROKER_WHEEL_SLOTS];
@@ -399,11 +404,11 @@ struct broker {
     uv_timer_t wheel_timer;
     uint64_t partial_bytes;   /* their read buffers */
     struct conn *routing_from;/* the client whose PUBLISH is being routed, or NULL */
-    struct list congested;    /* struct conn_bp (congested_link) holding publishers, oldest first */
+    struct list congested;    /* struct conn_busy (congested_link) holding publishers, oldest first */
     uv_timer_t slow_timer;    /* ends the hold of the oldest congested connection */
     uint64_t slow_logged_ms;  /* last slow consumer log line (rate limit) */
     uint32_t slow_unlogged;   /* slow consumers found since that line */
-    struct list resuming;     /* struct conn_bp (held_link): released, read again at the next flush */
+    struct list resuming;     /* struct conn_busy (held_link): released, read again at the next flush */
 
     struct map sessions;      /* client id -> struct session * */
     struct list sessions_timed; /* struct session: offline with an expiry or a delayed will */
@@ -421,7 +426,7 @@ struct broker {
     /* subscribe -> publish order across clients: a PUBLISH read after a
      * SUBSCRIBE waits until that subscription is applied (see subscribe.c) */
     uint64_t sub_proposed, sub_completed;
-    struct list barriers;     /* struct conn, in the order they waited */
+    struct list barriers;     /* struct conn_busy (barrier_link), in the order they waited */
 
     uint64_t match_epoch;
     struct session **match;   /* scratch: sessions matched by the publish being routed */
@@ -501,6 +506,8 @@ uv_timer_t *broker__conn_timer(struct conn *c);
 void broker__partials_tick(struct broker *b);
 uint64_t broker__conn_backlog(const struct conn *c); /* bytes not yet written */
 void broker__conn_unhold_read(struct conn *c); /* read again, and what is buffered */
+/* c->busy, made at first use; NULL when out of memory. */
+struct conn_busy *broker__conn_busy(struct conn *c);
 
 /* connect.c */
 void broker__on_connect(struct conn *c, struct proto_packet *p);
@@ -576,7 +583,7 @@ void broker__inflight_released(struct session *s, struct outmsg *o);
 
 /* backpressure.c: a subscriber's write backlog holds the publishers feeding it */
 bool broker__backpressure_hold(struct conn *sub, struct conn *pub); /* false: drop the message */
-static inline bool broker__conn_congested(const struct conn *c) { return c->bp && c->bp->congested_at; }
+static inline bool broker__conn_congested(const struct conn *c) { return c->busy && c->busy->congested_at; }
 void broker__backlog_drained(struct conn *c); /* after a write: release publishers once low enough */
 void broker__backlog_forget(struct conn *c);  /* closing: releases its publishers, unlists it */
 bool broker__backpressure_resume(struct broker *b); /* reads released publishers again (flush) */
