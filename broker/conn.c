@@ -61,14 +61,16 @@ static void maybe_free(struct conn *c)
             free(c->in_alias[i]);
         free(c->in_alias);
     }
-    size_t pos = 0;
-    struct map_slot *s;
-    while ((s = map_next(&c->out_alias, &pos)))
-        free((char *)s->key);
-    map_free(&c->out_alias);
+    if (c->busy) {
+        size_t pos = 0;
+        struct map_slot *s;
+        while ((s = map_next(&c->busy->out_alias, &pos)))
+            free((char *)s->key);
+        map_free(&c->busy->out_alias);
+        free(c->busy);
+    }
     free(c->client_id);
     free(c->username);
-    free(c->busy);
     free(c);
 }
 
@@ -85,6 +87,7 @@ struct conn_busy *broker__conn_busy(struct conn *c)
     list_init(&cb->congested_link);
     list_init(&cb->partial_link);
     list_init(&cb->barrier_link);
+    map_init(&cb->out_alias);
     c->busy = cb;
     return cb;
 }
@@ -909,7 +912,6 @@ void broker__conn_accept(struct acceptor *a, int fd)
     b->fds.sockets++;
     c->tcp.data = c;
     c->pending = 1; /* the tcp handle */
-    map_init(&c->out_alias);
     list_init(&c->acks);
     list_push_front(&b->conns, &c->link);
     b->conn_count++;

@@ -229,7 +229,8 @@ enum conn_state {
 /* The parts of a connection that an idle one does not need, allocated the
  * first time one of them is (broker__conn_busy) and freed with the
  * connection: its part in backpressure (backpressure.c), an incomplete
- * packet's bookkeeping (conn.c), the wait for subscriptions (subscribe.c). */
+ * packet's bookkeeping (conn.c), the wait for subscriptions (subscribe.c),
+ * the outgoing topic aliases (deliver.c). */
 struct conn_busy {
     struct conn *conn;        /* whose */
     /* backpressure */
@@ -245,6 +246,9 @@ struct conn_busy {
     /* the subscribe -> publish barrier */
     uint64_t barrier;         /* waiting until broker.sub_completed reaches this */
     struct list barrier_link; /* in broker.barriers while waiting */
+    /* outgoing topic aliases (deliver.c), once the client allows them */
+    struct map out_alias;     /* topic -> alias (stored as (void*)(uintptr_t)alias) */
+    uint16_t out_alias_next;
 };
 
 struct conn {
@@ -279,10 +283,7 @@ struct conn {
     bool request_problem_info;
 
     /* incoming topic aliases: alias -> topic (index 1..cfg.topic_alias_maximum) */
-    char **in_alias;
-    /* outgoing topic aliases */
-    struct map out_alias;     /* topic -> alias (stored as (void*)(uintptr_t)alias) */
-    uint16_t out_alias_next;
+    char **in_alias;          /* (the outgoing ones: busy->out_alias) */
 
     uint32_t in_unacked;      /* incoming QoS 1/2 not yet completed (receive maximum) */
     struct list acks;         /* struct pub_ack waiting, in PUBLISH order */
