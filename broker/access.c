@@ -131,8 +131,8 @@ void broker__access_failed(struct conn *c, uint8_t reason, const char *why)
 {
     struct broker *b = c->b;
     b->stats.auth_failures++;
-    char host[sizeof(c->peer)];
-    snprintf(host, sizeof(host), "%s", c->peer);
+    char host[BROKER_PEER_LEN];
+    broker__conn_peer(c, host);
     char *colon = strrchr(host, ':'); /* address:port */
     if (colon)
         *colon = '\0';
@@ -145,7 +145,13 @@ void broker__access_failed(struct conn *c, uint8_t reason, const char *why)
     }
     c->refusal = reason;
     c->state = CONN_CLAIMING; /* reads nothing more, and the connect timeout is off */
-    uv_timer_start(&c->timer, on_refusal_due, delay, 0);
+    uv_timer_t *t = broker__conn_timer(c);
+    if (!t) {
+        c->state = CONN_NEW;
+        broker__connect_refuse(c, reason);
+        return;
+    }
+    uv_timer_start(t, on_refusal_due, delay, 0);
 }
 
 int broker__access_connect(struct conn *c, const struct proto_connect *cp, bool *owned)

@@ -4,7 +4,8 @@
  * Happy path: a QoS 0 message for a connection with more than
  * cfg.max_write_backlog bytes unwritten is still written, and the client whose
  * PUBLISH it was is no longer read (uv_read_stop; packets already read stay
- * in its rbuf): it is listed in the subscriber's held_pubs. Each held
+ * in its rbuf): it is listed in the subscriber's held_pubs (in struct
+ * conn_busy, made the first time a connection takes part). Each held
  * publisher so adds at most one message to that backlog, and what waits,
  * waits in the publishers' socket buffers. When a write completes and the
  * backlog is down to half the limit, the held publishers go to
@@ -35,7 +36,7 @@ static void arm(struct broker *b)
     struct list *first = list_first(&b->congested);
     if (!first)
         return;
-    struct conn *c = list_entry(first, struct conn, congested_link);
+    struct conn_busy *c = list_entry(first, struct conn_busy, congested_link);
     uint64_t due = c->congested_at + b->cfg.slow_consumer_timeout_ms;
     uint64_t now = broker__now(b);
     uv_timer_start(&b->slow_timer, broker__slow_timer_cb, due > now ? due - now : 0, 0);
@@ -46,17 +47,18 @@ static void arm(struct broker *b)
 static void release(struct conn *c)
 {
     struct broker *b = c->b;
-    if (!c->congested_at)
+    struct conn_busy *cb = c->busy;
+    if (!cb || !cb->congested_at)
         return;
     struct list *it;
-    while ((it = list_first(&c->held_pubs))) {
-        struct conn *p = list_entry(it, struct conn, held_link);
+    while ((it = list_first(&cb->held_pubs))) {
+        struct conn_busy *p = list_entry(it, struct conn_busy, held_link);
         list_remove(it);
         p->holder = NULL;
         list_push_back(&b->resuming, it); /* still held until then */
     }
-    list_remove(&c->congested_link);
-    c->congested_at = 0;
+    list_remove(&cb->congested_link);
+    cb->congested_at = 0;
 }
 
 /* Holds pub (the client whose PUBLISH is being routed) for sub, whose backlog
@@ -66,21 +68,24 @@ bool broker__backpressure_hold(struct conn *sub, struct conn *pub)
     struct broker *b = sub->b;
     if (!pub || sub->slow || !b->cfg.slow_consumer_timeout_ms || pub->state != CONN_ACTIVE)
         return false;
+    struct conn_busy *sb = broker__conn_busy(sub), *pb = broker__conn_busy(pub);
+    if (!sb || !pb)
+        return false; /* out of memory: the QoS 0 message is dropped, as over the limit */
     if (!pub->held) {
         pub->held = true;
-        pub->holder = sub;
-        list_push_back(&sub->held_pubs, &pub->held_link);
+        pb->holder = sub;
+        list_push_back(&sb->held_pubs, &pb->held_link);
         uv_read_stop((uv_stream_t *)&pub->tcp);
         b->stats.publishers_held++;
     }
     /* held already (for another subscriber, or on its way back): sub's clock
      * starts all the same, so that congested subscribers time out together
      * rather than one after the other */
-    if (!sub->congested_at) {
+    if (!sb->congested_at) {
         uint64_t now = broker__now(b);
-        sub->congested_at = now ? now : 1;
+        sb->congested_at = now ? now : 1;
         bool first = list_empty(&b->congested);
-        list_push_back(&b->congested, &sub->congested_link);
+        list_push_back(&b->congested, &sb->congested_link);
         if (first)
             arm(b);
     }
@@ -101,9 +106,9 @@ void broker__backlog_drained(struct conn *c)
 void broker__backlog_forget(struct conn *c)
 {
     if (c->held) {
-        list_remove(&c->held_link); /* from its holder's list, or from broker.resuming */
+        list_remove(&c->busy->held_link); /* from its holder's list, or from broker.resuming */
         c->held = false;
-        c->holder = NULL;
+        c->busy->holder = NULL;
     }
     release(c);
     c->slow = false;
@@ -112,7 +117,7 @@ void broker__backlog_forget(struct conn *c)
 static void slow_found(struct conn *c, uint64_t now)
 {
     struct broker *b = c->b;
-    uint64_t held_ms = now - c->congested_at;
+    uint64_t held_ms = now - c->busy->congested_at;
     release(c);
     c->slow = true;
     b->stats.slow_consumers++;
@@ -135,10 +140,10 @@ void broker__slow_timer_cb(uv_timer_t *t)
     uint64_t now = broker__now(b);
     struct list *first;
     while ((first = list_first(&b->congested))) {
-        struct conn *c = list_entry(first, struct conn, congested_link);
+        struct conn_busy *c = list_entry(first, struct conn_busy, congested_link);
         if (c->congested_at + b->cfg.slow_consumer_timeout_ms > now)
             break;
-        slow_found(c, now);
+        slow_found(c->conn, now);
     }
     arm(b);
 }
@@ -150,7 +155,7 @@ bool broker__backpressure_resume(struct broker *b)
     bool any = false;
     struct list *it;
     while ((it = list_first(&b->resuming))) {
-        struct conn *p = list_entry(it, struct conn, held_link);
+        struct conn *p = list_entry(it, struct conn_busy, held_link)->conn;
         list_remove(it);
         p->held = false;
         broker__conn_unhold_read(p);

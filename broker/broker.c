@@ -35,9 +35,10 @@ void broker__log(const struct broker *b, int level, const struct conn *c, const 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    char peer[BROKER_PEER_LEN];
     if (c)
         fprintf(stderr, "%s.%03ldZ %s [%s %s] %s\n", when, ts.tv_nsec / 1000000, names[level],
-                c->client_id ? c->client_id : "-", c->peer, msg);
+                c->client_id ? c->client_id : "-", broker__conn_peer(c, peer), msg);
     else
         fprintf(stderr, "%s.%03ldZ %s %s\n", when, ts.tv_nsec / 1000000, names[level], msg);
 }
@@ -235,6 +236,8 @@ void broker__init(struct broker *b, const struct config *cfg)
     list_init(&b->fwd_waiting);
     list_init(&b->conns);
     list_init(&b->partials);
+    for (uint32_t i = 0; i < BROKER_WHEEL_SLOTS; i++)
+        list_init(&b->wheel[i]);
     list_init(&b->sessions_timed);
     list_init(&b->retained_list);
     list_init(&b->barriers);
@@ -270,6 +273,8 @@ int broker_start(uv_loop_t *loop, const struct config *cfg, struct broker **out,
     b->will_timer.data = b;
     uv_timer_init(loop, &b->slow_timer);
     b->slow_timer.data = b;
+    uv_timer_init(loop, &b->wheel_timer);
+    b->wheel_timer.data = b;
     uv_prepare_init(loop, &b->flush);
     b->flush.data = b;
     uv_signal_init(loop, &b->sigint);
@@ -306,6 +311,7 @@ int broker_start(uv_loop_t *loop, const struct config *cfg, struct broker **out,
         return rc;
     broker__fds_init(b);
     uv_timer_start(&b->tick, on_tick, 1000, 1000);
+    uv_timer_start(&b->wheel_timer, broker__wheel_tick, BROKER_WHEEL_MS, BROKER_WHEEL_MS);
     uv_prepare_start(&b->flush, on_flush);
     uv_signal_start(&b->sigint, on_signal, SIGINT);
     uv_signal_start(&b->sigterm, on_signal, SIGTERM);
@@ -341,6 +347,7 @@ void broker_stop(struct broker *b)
     close_if((uv_handle_t *)&b->tick);
     close_if((uv_handle_t *)&b->will_timer);
     close_if((uv_handle_t *)&b->slow_timer);
+    close_if((uv_handle_t *)&b->wheel_timer);
     close_if((uv_handle_t *)&b->flush);
     close_if((uv_handle_t *)&b->sigint);
     close_if((uv_handle_t *)&b->sigterm);

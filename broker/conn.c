@@ -14,14 +14,21 @@
  * enhanced.c), within connect_timeout of the accept) closes it, and so does a
  * read that takes the node's bytes of incomplete packets above
  * max_partial_bytes (partial_update);
- * the struct is freed only when both handles are closed and no proposal or
+ * the struct is freed only when its handles are closed and no proposal or
  * deferred work still holds it (conn.pending).
+ * Memory of an idle connection: the struct, its socket handle and nothing
+ * else; reads go into the broker's shared chunk (rbuf only holds a partial
+ * packet), small write buffers are freed once written, keep alive and the
+ * CONNECT timeout are entries in the broker's timer wheel, and a libuv timer
+ * (conn.timer) and the shutdown request exist only while closing (linger) or
+ * while a refusal is delayed.
  * A tls (ws, wss) listener's connection has a transport (conn.tr): what is
  * read goes through transport_input into rbuf, conn.out through
  * transport_output into conn.wire, which is what goes to the socket; the
  * handshake is bounded by connect_timeout like the CONNECT it precedes. A
  * transport failure is logged in one line ("tls: <why>") and closes the
  * connection after the alert the filter queued. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +40,8 @@
 #define PAUSED_READ_LIMIT (1u << 20) /* stop reading a paused client beyond this */
 #define CONN_EARLY_FLUSH (64u * 1024)  /* write at once beyond this many bytes */
 #define CONN_LINGER_MS 2000           /* longest wait for a peer to close after us */
+#define CONN_OUT_SMALL 4096           /* write buffers up to this size are freed once written */
+#define CONN_OUT_KEEP (64u * 1024)    /* larger ones than this too (a burst's) */
 
 static void process(struct conn *c);
 
@@ -53,16 +62,37 @@ static void maybe_free(struct conn *c)
             free(c->in_alias[i]);
         free(c->in_alias);
     }
-    size_t pos = 0;
-    struct map_slot *s;
-    while ((s = map_next(&c->out_alias, &pos)))
-        free((char *)s->key);
-    map_free(&c->out_alias);
+    if (c->busy) {
+        size_t pos = 0;
+        struct map_slot *s;
+        while ((s = map_next(&c->busy->out_alias, &pos)))
+            free((char *)s->key);
+        map_free(&c->busy->out_alias);
+        free(c->busy);
+    }
     broker__enhanced_free(c);
     auth_who_free(&c->who);
     free(c->client_id);
     free(c->username);
     free(c);
+}
+
+struct conn_busy *broker__conn_busy(struct conn *c)
+{
+    if (c->busy)
+        return c->busy;
+    struct conn_busy *cb = calloc(1, sizeof(*cb));
+    if (!cb)
+        return NULL;
+    cb->conn = c;
+    list_init(&cb->held_link);
+    list_init(&cb->held_pubs);
+    list_init(&cb->congested_link);
+    list_init(&cb->partial_link);
+    list_init(&cb->barrier_link);
+    map_init(&cb->out_alias);
+    c->busy = cb;
+    return cb;
 }
 
 void broker__conn_hold(struct conn *c) { c->pending++; }
@@ -73,7 +103,12 @@ void broker__conn_release(struct conn *c)
     maybe_free(c);
 }
 
-static void on_handle_closed(uv_handle_t *h) { broker__conn_release(h->data); }
+static void on_timer_closed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    free(h);
+    broker__conn_release(c);
+}
 
 static void on_tcp_closed(uv_handle_t *h)
 {
@@ -87,8 +122,26 @@ static void final_close(struct conn *c)
     if (c->handles_closed)
         return;
     c->handles_closed = true;
+    broker__keepalive_stop(c);
     uv_close((uv_handle_t *)&c->tcp, on_tcp_closed);
-    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    if (c->timer)
+        uv_close((uv_handle_t *)c->timer, on_timer_closed);
+}
+
+uv_timer_t *broker__conn_timer(struct conn *c)
+{
+    if (c->timer)
+        return c->timer;
+    if (c->handles_closed)
+        return NULL;
+    uv_timer_t *t = malloc(sizeof(*t));
+    if (!t)
+        return NULL;
+    uv_timer_init(c->b->loop, t);
+    t->data = c;
+    c->timer = t;
+    c->pending++; /* the handle, until closed */
+    return t;
 }
 
 /* --- incomplete packets ---------------------------------------------------- */
@@ -103,22 +156,28 @@ static bool partial_update(struct conn *c, bool progress)
 {
     struct broker *b = c->b;
     bool waiting = c->state != CONN_CLOSING && c->state != CONN_CLAIMING && !c->paused && c->rbuf.len;
-    if (c->partial_since) {
-        b->partial_bytes -= c->partial_held;
-        c->partial_held = 0;
+    struct conn_busy *cb = c->busy;
+    if (cb && cb->partial_since) {
+        b->partial_bytes -= cb->partial_held;
+        cb->partial_held = 0;
         if (!waiting || progress) {
-            list_remove(&c->partial_link);
-            c->partial_since = 0;
+            list_remove(&cb->partial_link);
+            cb->partial_since = 0;
         }
     }
     if (!waiting)
         return true;
-    if (!c->partial_since) {
-        c->partial_since = broker__now(b);
-        list_push_back(&b->partials, &c->partial_link);
+    if (!cb && !(cb = broker__conn_busy(c))) {
+        LOG(b, LOG_WARN, c, "out of memory for an incomplete packet: closing (%zu bytes)", c->rbuf.len);
+        broker__conn_close(c, PROTO_RC_SERVER_BUSY);
+        return false;
     }
-    c->partial_held = c->rbuf.cap;
-    b->partial_bytes += c->partial_held;
+    if (!cb->partial_since) {
+        cb->partial_since = broker__now(b);
+        list_push_back(&b->partials, &cb->partial_link);
+    }
+    cb->partial_held = c->rbuf.cap;
+    b->partial_bytes += cb->partial_held;
     if (b->cfg.max_partial_bytes && b->partial_bytes > b->cfg.max_partial_bytes) {
         LOG(b, LOG_WARN, c, "incomplete packets hold more than max_partial_bytes (%u) on this node: closing this one "
             "(%zu bytes)", b->cfg.max_partial_bytes, c->rbuf.len);
@@ -135,8 +194,9 @@ void broker__partials_tick(struct broker *b)
 {
     uint64_t limit = (uint64_t)b->cfg.packet_timeout * 1000, now = broker__now(b);
     while (!list_empty(&b->partials)) {
-        struct conn *c = list_entry(list_first(&b->partials), struct conn, partial_link);
-        if (now - c->partial_since < limit)
+        struct conn_busy *cb = list_entry(list_first(&b->partials), struct conn_busy, partial_link);
+        struct conn *c = cb->conn;
+        if (now - cb->partial_since < limit)
             return;
         LOG(b, LOG_INFO, c, "packet incomplete after %u s (%zu bytes): closing", b->cfg.packet_timeout,
             c->rbuf.len);
@@ -150,6 +210,7 @@ static void on_linger_end(uv_timer_t *t) { final_close(t->data); }
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
     struct conn *c = req->data;
+    free(req); /* allocated by the close: an open connection has none */
     if (status < 0)
         final_close(c);
     /* otherwise keep reading (and discarding) until the peer closes or the
@@ -160,8 +221,27 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 static void read_start(struct conn *c);
 static int write_out(struct conn *c);
 
+/* An emptied write buffer: a small one (a CONNACK, a PINGRESP: what an idle
+ * connection last wrote) is freed, cheap to get again; one between
+ * CONN_OUT_SMALL and CONN_OUT_KEEP stays for the next burst of a busy
+ * connection until the keep-alive timer finds it idle (conn_idle_trim). */
+static void out_drained(struct buf *w)
+{
+    if (w->cap <= CONN_OUT_SMALL || w->cap > CONN_OUT_KEEP)
+        buf_free(w);
+}
+
 /* Bytes gathered for the socket and not yet handed to libuv. */
 static size_t unsent(const struct conn *c) { return c->out.len + c->wire.len; }
+
+/* The keep-alive timer's visit: empty write buffers kept for bursts go back. */
+static void conn_idle_trim(struct conn *c)
+{
+    if (!c->out.len)
+        buf_free(&c->out);
+    if (!c->wire.len)
+        buf_free(&c->wire);
+}
 
 /* A transport's connection: conn.out (MQTT bytes) through the transport into
  * conn.wire. 0, or negative after logging why (the connection is to close). */
@@ -171,7 +251,7 @@ static int tr_encode(struct conn *c)
         return 0;
     int rc = transport_output(c->tr, c->out.data, c->out.len, &c->wire);
     c->out.len = 0;
-    buf_shrink(&c->out, 64 * 1024);
+    out_drained(&c->out);
     if (rc)
         LOG(c->b, LOG_INFO, c, "%s", transport_why(c->tr));
     return rc;
@@ -196,7 +276,9 @@ void broker__conn_close(struct conn *c, uint8_t reason)
     int prev = c->state;
     c->state = CONN_CLOSING;
     partial_update(c, false);
-    uv_timer_stop(&c->timer);
+    broker__keepalive_stop(c);
+    if (c->timer)
+        uv_timer_stop(c->timer);
     if (prev == CONN_ACTIVE)
         broker__conn_ended(c);
     if (c->counted) {
@@ -218,14 +300,25 @@ void broker__conn_close(struct conn *c, uint8_t reason)
         final_close(c);
         return;
     }
-    c->shutdown.data = c;
-    if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+    uv_shutdown_t *req = malloc(sizeof(*req));
+    if (!req) {
+        final_close(c);
+        return;
+    }
+    req->data = c;
+    if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        free(req);
         final_close(c);
         return;
     }
     broker__conn_hold(c);
     read_start(c);
-    uv_timer_start(&c->timer, on_linger_end, b->stopping ? 200 : CONN_LINGER_MS, 0);
+    uv_timer_t *t = broker__conn_timer(c);
+    if (!t) {
+        final_close(c); /* cannot linger: close now */
+        return;
+    }
+    uv_timer_start(t, on_linger_end, b->stopping ? 200 : CONN_LINGER_MS, 0);
 }
 
 /* --- writing --------------------------------------------------------------- */
@@ -249,7 +342,7 @@ static void on_written(uv_write_t *req, int status)
     if (status < 0 && status != UV_ECANCELED) {
         broker__conn_close(c, 0xFF);
     } else if (c->state == CONN_ACTIVE) {
-        if (c->congested_at || c->slow)
+        if (broker__conn_congested(c) || c->slow)
             broker__backlog_drained(c);
         if (c->session)
             broker__session_drain(c->session);
@@ -264,7 +357,7 @@ static void flush_conn(struct conn *c)
         return;
     if (c->write_error || (unsent(c) && write_out(c) != 0))
         broker__conn_close(c, 0xFF);
-    else if (c->congested_at || c->slow)
+    else if (broker__conn_congested(c) || c->slow)
         broker__backlog_drained(c);
 }
 
@@ -300,7 +393,7 @@ static int write_out(struct conn *c)
     }
     if (off == w->len) {
         w->len = 0;
-        buf_shrink(w, 64 * 1024); /* don't keep a burst's buffer forever */
+        out_drained(w);
         return 0;
     }
     struct write_req *req = malloc(sizeof(*req));
@@ -408,9 +501,33 @@ int broker__conn_publish(struct conn *c, const struct proto_publish *pub)
 
 /* --- keep alive ------------------------------------------------------------ */
 
-static void on_timer(uv_timer_t *t)
+/* No libuv timer per connection: a check due at conn.wheel_due sits in the
+ * broker's wheel slot of that time (slots of BROKER_WHEEL_MS), and
+ * broker.wheel_timer visits the slots the time has reached, the current one at
+ * every tick (a check runs at most BROKER_WHEEL_MS late). An entry due more
+ * than a round (BROKER_WHEEL_SLOTS slots) ahead waits in its slot for its
+ * round. */
+static void wheel_set(struct conn *c, uint64_t in_ms)
 {
-    struct conn *c = t->data;
+    struct broker *b = c->b;
+    if (c->wheel_due)
+        list_remove(&c->wheel_link);
+    c->wheel_due = broker__now(b) + in_ms;
+    if (!c->wheel_due)
+        c->wheel_due = 1;
+    list_push_back(&b->wheel[c->wheel_due / BROKER_WHEEL_MS % BROKER_WHEEL_SLOTS], &c->wheel_link);
+}
+
+void broker__keepalive_stop(struct conn *c)
+{
+    if (!c->wheel_due)
+        return;
+    list_remove(&c->wheel_link);
+    c->wheel_due = 0;
+}
+
+static void on_due(struct conn *c)
+{
     struct broker *b = c->b;
     if (c->state == CONN_NEW || c->state == CONN_CLAIMING) {
         if (c->state == CONN_NEW) {
@@ -426,12 +543,12 @@ static void on_timer(uv_timer_t *t)
         broker__conn_close(c, 0xFF);
         return;
     }
-    if (!c->keep_alive)
+    if (!c->keep_alive || c->state != CONN_ACTIVE)
         return;
     uint64_t limit = (uint64_t)c->keep_alive * 1500;
     if (c->held) {
         /* not read by our choice (backpressure): its packets wait unread */
-        uv_timer_start(&c->timer, on_timer, limit, 0);
+        wheel_set(c, limit);
         return;
     }
     uint64_t idle = broker__now(b) - c->last_rx;
@@ -440,15 +557,51 @@ static void on_timer(uv_timer_t *t)
         broker__conn_close(c, PROTO_RC_KEEP_ALIVE_TIMEOUT);
         return;
     }
-    uv_timer_start(&c->timer, on_timer, limit - idle, 0);
+    conn_idle_trim(c);
+    wheel_set(c, limit - idle);
+}
+
+/* Fires what is due in one slot; what is due later (the current slot's
+ * later entries, a later round's) stays. */
+static void wheel_visit(struct broker *b, struct list *slot, uint64_t now)
+{
+    /* detach the slot first: a check that re-arms may land in it again */
+    struct list todo;
+    list_init(&todo);
+    list_splice_back(&todo, slot);
+    while (!list_empty(&todo)) {
+        struct conn *c = list_entry(list_pop_front(&todo), struct conn, wheel_link);
+        if (c->wheel_due > now) {
+            list_push_back(slot, &c->wheel_link);
+            continue;
+        }
+        c->wheel_due = 0;
+        broker__conn_hold(c);
+        on_due(c);
+        broker__conn_release(c);
+    }
+}
+
+void broker__wheel_tick(uv_timer_t *t)
+{
+    struct broker *b = t->data;
+    uint64_t now = broker__now(b), cur = now / BROKER_WHEEL_MS;
+    if (!b->wheel_pos || cur - b->wheel_pos >= BROKER_WHEEL_SLOTS)
+        b->wheel_pos = cur >= BROKER_WHEEL_SLOTS ? cur - BROKER_WHEEL_SLOTS + 1 : 0;
+    for (;;) {
+        wheel_visit(b, &b->wheel[b->wheel_pos % BROKER_WHEEL_SLOTS], now);
+        if (b->wheel_pos == cur)
+            break; /* the current slot: visited again next tick */
+        b->wheel_pos++;
+    }
 }
 
 void broker__keepalive_arm(struct conn *c)
 {
     if (c->keep_alive)
-        uv_timer_start(&c->timer, on_timer, (uint64_t)c->keep_alive * 1500, 0);
+        wheel_set(c, (uint64_t)c->keep_alive * 1500);
     else
-        uv_timer_stop(&c->timer);
+        broker__keepalive_stop(c);
 }
 
 /* --- reading --------------------------------------------------------------- */
@@ -739,6 +892,15 @@ static void read_start(struct conn *c)
 
 /* --- accepting ------------------------------------------------------------- */
 
+const char *broker__conn_peer(const struct conn *c, char *out)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    if (c->peer_family == AF_INET || c->peer_family == AF_INET6)
+        inet_ntop(c->peer_family, c->peer_ip, host, sizeof(host));
+    snprintf(out, BROKER_PEER_LEN, "%s:%d", host, c->peer_port);
+    return out;
+}
+
 void broker__conn_accept(struct acceptor *a, int fd)
 {
     struct broker *b = a->data;
@@ -769,16 +931,7 @@ void broker__conn_accept(struct acceptor *a, int fd)
     b->fds.sockets++;
     c->tcp.data = c;
     c->pending = 1; /* the tcp handle */
-    uv_timer_init(b->loop, &c->timer);
-    c->timer.data = c;
-    c->pending++; /* the timer handle */
-    map_init(&c->out_alias);
     list_init(&c->acks);
-    list_init(&c->barrier_link);
-    list_init(&c->partial_link);
-    list_init(&c->held_link);
-    list_init(&c->held_pubs);
-    list_init(&c->congested_link);
     list_push_front(&b->conns, &c->link);
     b->conn_count++;
     b->stats.connections_total++;
@@ -786,18 +939,19 @@ void broker__conn_accept(struct acceptor *a, int fd)
 
     struct sockaddr_storage ss;
     int sl = sizeof(ss);
-    char host[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
         if (ss.ss_family == AF_INET) {
-            uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof(host));
-            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+            const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+            memcpy(c->peer_ip, &in->sin_addr, 4);
+            c->peer_port = ntohs(in->sin_port);
+            c->peer_family = AF_INET;
         } else if (ss.ss_family == AF_INET6) {
-            uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof(host));
-            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+            const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+            memcpy(c->peer_ip, &in6->sin6_addr, 16);
+            c->peer_port = ntohs(in6->sin6_port);
+            c->peer_family = AF_INET6;
         }
     }
-    snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
     uv_tcp_nodelay(&c->tcp, 1);
 
     /* sockets far beyond max_connections are refused before reading anything;
@@ -807,7 +961,7 @@ void broker__conn_accept(struct acceptor *a, int fd)
         broker__conn_close(c, 0xFF);
         return;
     }
-    uv_timer_start(&c->timer, on_timer, (uint64_t)b->cfg.connect_timeout * 1000, 0);
+    wheel_set(c, (uint64_t)b->cfg.connect_timeout * 1000);
     rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (rc)
         broker__conn_close(c, 0xFF);

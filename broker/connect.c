@@ -502,7 +502,7 @@ void broker__connect_continue(struct conn *c, struct claim *cl, const struct pro
     }
     list_push_back(&b->claims, &cl->link);
     broker__conn_hold(c);
-    uv_timer_stop(&c->timer);
+    broker__keepalive_stop(c);
 }
 
 void broker__on_disconnect(struct conn *c, struct proto_packet *p)

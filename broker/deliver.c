@@ -338,17 +338,18 @@ static int send_publish(struct conn *c, const struct msg *m, uint8_t qos, bool r
         b->stats.publish_dropped++;
         return -EMSGSIZE;
     }
-    if (c->peer_alias_max) {
-        void *v = map_get(&c->out_alias, m->topic, m->topic_len);
+    struct conn_busy *cb = c->peer_alias_max ? broker__conn_busy(c) : NULL; /* NULL: no alias this time */
+    if (cb) {
+        void *v = map_get(&cb->out_alias, m->topic, m->topic_len);
         if (v) {
             pub.topic.len = 0;
             pub.props.has |= PROTO_HAS_TOPIC_ALIAS;
             pub.props.topic_alias = (uint16_t)(uintptr_t)v;
-        } else if (c->out_alias_next < c->peer_alias_max) {
+        } else if (cb->out_alias_next < c->peer_alias_max) {
             char *key = str_dup_len(m->topic, m->topic_len);
-            uint16_t alias = (uint16_t)(c->out_alias_next + 1);
-            if (key && map_put(&c->out_alias, key, m->topic_len, (void *)(uintptr_t)alias) == 0) {
-                c->out_alias_next = alias;
+            uint16_t alias = (uint16_t)(cb->out_alias_next + 1);
+            if (key && map_put(&cb->out_alias, key, m->topic_len, (void *)(uintptr_t)alias) == 0) {
+                cb->out_alias_next = alias;
                 pub.props.has |= PROTO_HAS_TOPIC_ALIAS;
                 pub.props.topic_alias = alias;
             } else {

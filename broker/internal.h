@@ -26,6 +26,11 @@
 /* Read buffer handed to libuv; partial packets are copied to the connection. */
 #define BROKER_READ_CHUNK (64u * 1024)
 
+/* The connections' timer wheel: BROKER_WHEEL_SLOTS slots of BROKER_WHEEL_MS
+ * (a round of 64 s); a check runs at most BROKER_WHEEL_MS late. */
+#define BROKER_WHEEL_MS 250u
+#define BROKER_WHEEL_SLOTS 256u
+
 /* --- logging -------------------------------------------------------------- */
 
 struct conn;
@@ -222,10 +227,38 @@ enum conn_state {
     CONN_AUTH,                /* CONNECT with an Authentication Method: AUTH exchange under way (enhanced.c) */
 };
 
+/* The parts of a connection that an idle one does not need, allocated the
+ * first time one of them is (broker__conn_busy) and freed with the
+ * connection: its part in backpressure (backpressure.c), an incomplete
+ * packet's bookkeeping (conn.c), the wait for subscriptions (subscribe.c),
+ * the outgoing topic aliases (deliver.c). */
+struct conn_busy {
+    struct conn *conn;        /* whose */
+    /* backpressure */
+    struct conn *holder;      /* the subscriber it waits for (held) */
+    struct list held_link;    /* in holder->busy->held_pubs, or broker.resuming */
+    struct list held_pubs;    /* struct conn_busy (held_link): publishers waiting for this one to drain */
+    uint64_t congested_at;    /* monotonic ms it first held a publisher (in broker.congested), 0 = not */
+    struct list congested_link; /* in broker.congested */
+    /* the incomplete packet in rbuf */
+    uint64_t partial_since;   /* uv_now the incomplete packet in rbuf began, 0 = none */
+    size_t partial_held;      /* rbuf.cap counted in broker.partial_bytes */
+    struct list partial_link; /* in broker.partials while partial_since */
+    /* the subscribe -> publish barrier */
+    uint64_t barrier;         /* waiting until broker.sub_completed reaches this */
+    struct list barrier_link; /* in broker.barriers while waiting */
+    /* outgoing topic aliases (deliver.c), once the client allows them */
+    struct map out_alias;     /* topic -> alias (stored as (void*)(uintptr_t)alias) */
+    uint16_t out_alias_next;
+};
+
 struct conn {
     uv_tcp_t tcp;             /* tcp.data == this; later transports wrap it */
-    uv_timer_t timer;         /* keep alive, CONNECT timeout, linger after close */
-    uv_shutdown_t shutdown;
+    /* keep alive and the CONNECT timeout: a check due at this monotonic ms
+     * in broker.wheel (conn.c), 0 = none; no libuv timer per connection */
+    uint64_t wheel_due;
+    struct list wheel_link;
+    uv_timer_t *timer;        /* only when needed (broker__conn_timer): linger after close, a delayed refusal */
     struct broker *b;
     struct list link;         /* in broker.conns */
     /* broker.dirty, a push-and-pop-all stack touched on every first write of
@@ -238,9 +271,6 @@ struct conn {
     uint64_t generation;      /* of the claim this connection made */
 
     struct buf rbuf;   /* bytes of a partial packet, or unprocessed packets */
-    uint64_t partial_since;   /* uv_now the incomplete packet in rbuf began, 0 = none */
-    size_t partial_held;      /* rbuf.cap counted in broker.partial_bytes */
-    struct list partial_link; /* in broker.partials while partial_since */
     struct buf out;    /* encoded packets not yet handed to libuv */
     size_t writing;           /* bytes handed to libuv and not yet written */
 
@@ -254,10 +284,7 @@ struct conn {
     bool request_problem_info;
 
     /* incoming topic aliases: alias -> topic (index 1..cfg.topic_alias_maximum) */
-    char **in_alias;
-    /* outgoing topic aliases */
-    struct map out_alias;     /* topic -> alias (stored as (void*)(uintptr_t)alias) */
-    uint16_t out_alias_next;
+    char **in_alias;          /* (the outgoing ones: busy->out_alias) */
 
     uint32_t in_unacked;      /* incoming QoS 1/2 not yet completed (receive maximum) */
     struct list acks;         /* struct pub_ack waiting, in PUBLISH order */
@@ -272,16 +299,14 @@ struct conn {
     bool fd_admitted;         /* counted in broker.fds.admitted */
     /* backpressure (deliver.c): a publisher is not read while a subscriber its
      * messages went to has more than cfg.max_write_backlog unwritten */
-    bool held;                /* not read: listed in holder->held_pubs */
+    bool held;                /* not read: listed in busy->holder->busy->held_pubs */
     bool slow;                /* over its backlog longer than slow_consumer_timeout_ms: QoS 0 dropped */
-    struct conn *holder;      /* the subscriber it waits for (held) */
-    struct list held_link;    /* in holder->held_pubs */
-    struct list held_pubs;    /* struct conn: publishers waiting for this one to drain */
-    uint64_t congested_at;    /* monotonic ms it first held a publisher (in broker.congested), 0 = not */
-    struct list congested_link; /* in broker.congested */
-    uint64_t barrier;         /* waiting until broker.sub_completed reaches this */
-    struct list barrier_link; /* in broker.barriers while waiting */
-    char peer[64];            /* address:port, for logs */
+    struct conn_busy *busy;   /* NULL on a connection that never needed it */
+    /* the peer's address (IPv4 in the first 4 bytes) and port, for logs:
+     * broker__conn_peer formats them */
+    uint8_t peer_ip[16];
+    uint16_t peer_port;
+    uint8_t peer_family;      /* AF_INET, AF_INET6, 0 = unknown */
     char *client_id;          /* for logs; owned copy */
     /* CONNECT's, or the certificate's (use_identity_as_username); owned,
      * NULL = none (anonymous) */
@@ -378,14 +403,19 @@ struct broker {
     uint32_t conn_count;      /* open sockets */
     uint32_t connected;       /* connections past CONNACK */
     struct conn *dirty;
-    struct list partials;     /* struct conn with an incomplete packet, oldest first (conn.c) */
+    struct list partials;     /* struct conn_busy (partial_link) with an incomplete packet, oldest first (conn.c) */
+    /* the connections' keep-alive and CONNECT timeout checks: slots of
+     * BROKER_WHEEL_MS by due time, visited by wheel_timer (conn.c) */
+    struct list wheel[BROKER_WHEEL_SLOTS];
+    uint64_t wheel_pos;       /* the slot (absolute: ms / BROKER_WHEEL_MS) to visit next */
+    uv_timer_t wheel_timer;
     uint64_t partial_bytes;   /* their read buffers */
     struct conn *routing_from;/* the client whose PUBLISH is being routed, or NULL */
-    struct list congested;    /* struct conn holding publishers, oldest first */
+    struct list congested;    /* struct conn_busy (congested_link) holding publishers, oldest first */
     uv_timer_t slow_timer;    /* ends the hold of the oldest congested connection */
     uint64_t slow_logged_ms;  /* last slow consumer log line (rate limit) */
     uint32_t slow_unlogged;   /* slow consumers found since that line */
-    struct list resuming;     /* struct conn (held_link): released, read again at the next flush */
+    struct list resuming;     /* struct conn_busy (held_link): released, read again at the next flush */
 
     struct map sessions;      /* client id -> struct session * */
     struct list sessions_timed; /* struct session: offline with an expiry or a delayed will */
@@ -403,7 +433,7 @@ struct broker {
     /* subscribe -> publish order across clients: a PUBLISH read after a
      * SUBSCRIBE waits until that subscription is applied (see subscribe.c) */
     uint64_t sub_proposed, sub_completed;
-    struct list barriers;     /* struct conn, in the order they waited */
+    struct list barriers;     /* struct conn_busy (barrier_link), in the order they waited */
 
     uint64_t match_epoch;
     struct session **match;   /* scratch: sessions matched by the publish being routed */
@@ -464,6 +494,9 @@ void broker__transport_going_away(struct transport *t); /* the node stops: ws sa
 
 /* conn.c */
 void broker__conn_accept(struct acceptor *a, int fd); /* an acceptor's take callback */
+#define BROKER_PEER_LEN 64
+/* "address:port" of c's peer into out (BROKER_PEER_LEN bytes); returns out. */
+const char *broker__conn_peer(const struct conn *c, char *out);
 void broker__conn_send(struct conn *c, const struct proto_packet *p);
 void broker__conn_write(struct conn *c, const void *data, size_t len);
 int broker__conn_publish(struct conn *c, const struct proto_publish *pub);
@@ -473,9 +506,16 @@ void broker__conn_hold(struct conn *c);
 void broker__conn_release(struct conn *c);
 void broker__flush_all(struct broker *b);
 void broker__keepalive_arm(struct conn *c);
+void broker__keepalive_stop(struct conn *c); /* no keep-alive or CONNECT timeout check */
+void broker__wheel_tick(uv_timer_t *t); /* broker.wheel_timer: the checks now due */
+/* The connection's libuv timer, created at first use (counted in
+ * conn.pending, closed with the socket); NULL when out of memory. */
+uv_timer_t *broker__conn_timer(struct conn *c);
 void broker__partials_tick(struct broker *b);
 uint64_t broker__conn_backlog(const struct conn *c); /* bytes not yet written */
 void broker__conn_unhold_read(struct conn *c); /* read again, and what is buffered */
+/* c->busy, made at first use; NULL when out of memory. */
+struct conn_busy *broker__conn_busy(struct conn *c);
 
 /* connect.c */
 void broker__on_connect(struct conn *c, struct proto_packet *p);
@@ -551,6 +591,7 @@ void broker__inflight_released(struct session *s, struct outmsg *o);
 
 /* backpressure.c: a subscriber's write backlog holds the publishers feeding it */
 bool broker__backpressure_hold(struct conn *sub, struct conn *pub); /* false: drop the message */
+static inline bool broker__conn_congested(const struct conn *c) { return c->busy && c->busy->congested_at; }
 void broker__backlog_drained(struct conn *c); /* after a write: release publishers once low enough */
 void broker__backlog_forget(struct conn *c);  /* closing: releases its publishers, unlists it */
 bool broker__backpressure_resume(struct broker *b); /* reads released publishers again (flush) */

@@ -73,25 +73,31 @@ struct entry_wait {
 };
 
 /* Parks a connection whose next packet is a PUBLISH until every subscription
- * proposed so far has completed. */
+ * proposed so far has completed (out of memory for that: closes it). */
 void broker__barrier_wait(struct conn *c)
 {
     struct broker *b = c->b;
+    struct conn_busy *cb = broker__conn_busy(c);
+    if (!cb) {
+        LOG(b, LOG_WARN, c, "out of memory for a PUBLISH waiting for a SUBSCRIBE: closing");
+        broker__conn_close(c, PROTO_RC_SERVER_BUSY);
+        return;
+    }
     c->paused = true;
-    c->barrier = b->sub_proposed;
-    list_push_back(&b->barriers, &c->barrier_link);
+    cb->barrier = b->sub_proposed;
+    list_push_back(&b->barriers, &cb->barrier_link);
     broker__conn_hold(c);
 }
 
 static void barrier_release(struct broker *b)
 {
     struct list *first;
-    struct conn *c;
+    struct conn_busy *cb;
     while ((first = list_first(&b->barriers)) &&
-           (c = list_entry(first, struct conn, barrier_link))->barrier <= b->sub_completed) {
-        list_remove(&c->barrier_link);
-        broker__conn_resume(c);
-        broker__conn_release(c);
+           (cb = list_entry(first, struct conn_busy, barrier_link))->barrier <= b->sub_completed) {
+        list_remove(&cb->barrier_link);
+        broker__conn_resume(cb->conn);
+        broker__conn_release(cb->conn);
     }
 }
 

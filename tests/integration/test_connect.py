@@ -1,6 +1,7 @@
 """CONNECT / CONNACK for MQTT 3.1, 3.1.1 and 5.0: protocol levels, client
 identifiers, keep alive and Server Keep Alive, the v5 CONNACK properties."""
 
+import threading
 import time
 
 import pytest
@@ -185,6 +186,53 @@ def test_keepalive_kept_by_pings(broker, raw):
         assert c.expect(r.PINGRESP, timeout=2).type == r.PINGRESP
         time.sleep(0.4)   # the behaviour under test is the passage of time
     assert c.is_open()
+
+
+def test_keepalive_many_connections_each_on_its_time(broker, raw):
+    # Starling checks keep alives in one timer wheel shared by every
+    # connection (conn.c): forty connections due in the same slot and forty
+    # due a second later are each closed within their own window, and a
+    # neighbour that pings (re-armed at each check) stays open, then is
+    # closed in the window after its last ping.
+    groups = {1: [], 2: []}
+    for ka in (1, 2):
+        for i in range(40):
+            c = raw(broker, version=4)
+            c.connect(uid("kaw%d-%d" % (ka, i)), keepalive=ka)
+            groups[ka].append((c, time.monotonic()))
+    pinger = raw(broker, version=4)
+    pinger.connect(uid("kaw-ping"), keepalive=1)
+    elapsed = {1: [], 2: []}
+    lock = threading.Lock()
+
+    def wait_closed(ka, c, t0):
+        try:
+            c.recv_until_closed(timeout=10)
+            e = time.monotonic() - t0
+        except r.Timeout:
+            e = None
+        with lock:
+            elapsed[ka].append(e)
+
+    threads = [threading.Thread(target=wait_closed, args=(ka, c, t0))
+               for ka, members in groups.items() for c, t0 in members]
+    for t in threads:
+        t.start()
+    t_end = time.monotonic() + 15
+    while time.monotonic() < t_end and any(t.is_alive() for t in threads):
+        pinger.send(r.pingreq())
+        assert pinger.expect(r.PINGRESP, timeout=2).type == r.PINGRESP
+        time.sleep(0.4)   # the behaviour under test is the passage of time
+    for t in threads:
+        t.join(timeout=1)
+    assert pinger.is_open()
+    t_last = time.monotonic()
+    pinger.recv_until_closed(timeout=8)
+    assert_keepalive_window(broker, time.monotonic() - t_last, 1)
+    for ka in (1, 2):
+        assert len(elapsed[ka]) == 40 and None not in elapsed[ka], "left open: %r" % elapsed[ka]
+        for e in sorted(elapsed[ka], reverse=True):
+            assert_keepalive_window(broker, e, ka)
 
 
 def test_keepalive_zero_means_no_timeout(broker, raw):

@@ -237,12 +237,10 @@ struct conn *fx_connect(struct session *s, uint8_t version)
     c->state = CONN_ACTIVE;
     c->version = version;
     c->peer_receive_max = 65535;
-    map_init(&c->out_alias);
     /* the acknowledgements waiting; the other links of a connection (the
      * broker's list, the subscribe barrier) are only reached by a close or a
      * PUBLISH read from a socket, which these connections never see */
     list_init(&c->acks);
-    snprintf(c->peer, sizeof(c->peer), "test");
     c->client_id = strdup(s->client_id);
     broker__conn_hold(c); /* what the socket handles hold on a real one */
     c->session = s;
