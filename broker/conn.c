@@ -297,7 +297,9 @@ static int write_out(struct conn *c)
     }
     if (off == w->len) {
         w->len = 0;
-        buf_shrink(w, 64 * 1024); /* don't keep a burst's buffer forever */
+        /* don't keep a burst's buffer forever; behind a transport, not even
+         * the handshake's: conn.wire is refilled from the engine each time */
+        buf_shrink(w, c->tr ? 0 : 64 * 1024);
         return 0;
     }
     struct write_req *req = malloc(sizeof(*req));

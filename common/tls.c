@@ -126,6 +126,13 @@ static int ctx_configure(SSL_CTX *ctx, const struct tls_config *cfg, bool server
         /* resumed sessions of verified clients need a context id */
         static const unsigned char sid[] = "starling";
         SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1);
+        /* Resumption is by stateless tickets only: no server-side cache to
+         * fill (TLS 1.2 would add every session to it, about 1 KiB each) and
+         * sweep every 255 handshakes. One TLS 1.3 ticket, not OpenSSL's two:
+         * an MQTT client holds one connection, and each ticket costs the
+         * handshake a session copy, an encryption and a record. */
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+        SSL_CTX_set_num_tickets(ctx, 1);
     } else if (cfg->insecure) {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
     } else {
@@ -266,13 +273,13 @@ int tls_conn_connect(struct tls_conn *t)
 }
 
 /* A memory BIO keeps the largest buffer it ever held (a burst, a big message
- * through SSL_write): once empty, one above TLS_BIO_KEEP is replaced by a
+ * through SSL_write): once empty, one above keep bytes is replaced by a
  * fresh one, so that an idle connection does not hold its busiest moment. */
-static void bio_trim(struct tls_conn *t, bool read_side)
+static void bio_trim(struct tls_conn *t, bool read_side, size_t keep)
 {
     BIO *bio = read_side ? t->rbio : t->wbio;
     BUF_MEM *bm = NULL;
-    if (!bio || BIO_ctrl_pending(bio) || BIO_get_mem_ptr(bio, &bm) <= 0 || !bm || bm->max <= TLS_BIO_KEEP)
+    if (!bio || BIO_ctrl_pending(bio) || BIO_get_mem_ptr(bio, &bm) <= 0 || !bm || bm->max <= keep)
         return;
     BIO *fresh = BIO_new(BIO_s_mem());
     if (!fresh)
@@ -323,7 +330,7 @@ int tls_conn_input(struct tls_conn *t, const uint8_t *in, size_t n, struct buf *
         }
         return conn_fail(t, e);
     }
-    bio_trim(t, true);
+    bio_trim(t, true, TLS_BIO_KEEP);
     return 0;
 }
 
@@ -347,7 +354,14 @@ int tls_conn_output(struct tls_conn *t, struct buf *wire)
     int r = BIO_read(t->wbio, buf_tail(wire), (int)n);
     if (r > 0)
         wire->len += (size_t)r;
-    bio_trim(t, false);
+    bio_trim(t, false, TLS_BIO_KEEP);
+    if (t->established && !t->settled && !BIO_ctrl_pending(t->rbio)) {
+        /* the handshake's flights (the ClientHello, the certificate chain,
+         * the tickets) are out: an idle connection keeps neither buffer */
+        t->settled = true;
+        bio_trim(t, true, 0);
+        bio_trim(t, false, 0);
+    }
     return 0;
 }
 

@@ -63,6 +63,7 @@ struct tls_conn {
     bool server;
     bool established;       /* the handshake has finished */
     bool peer_closed;       /* the peer sent close_notify */
+    bool settled;           /* the handshake's buffers were given back */
     char why[160];          /* the reason of the last failure, for the log */
 };
 

@@ -81,6 +81,7 @@ certfile {self.certs}/server.crt
 keyfile {self.certs}/server.key
 tls_version {self.tls_version}
 admin_listen off
+log_level warn
 cluster_bind 127.0.0.1:{compare.free_port()}
 """)
         # compare.Starling's command without -p / --bind (they would change the
