@@ -393,7 +393,12 @@ static int write_out(struct conn *c)
     }
     if (off == w->len) {
         w->len = 0;
-        out_drained(w);
+        /* behind a transport conn.wire is refilled from the engine each
+         * time: not even the handshake's buffer is kept */
+        if (c->tr)
+            buf_free(w);
+        else
+            out_drained(w);
         return 0;
     }
     struct write_req *req = malloc(sizeof(*req));

@@ -5,7 +5,8 @@
  * on the listener's current context (transport.h). SIGHUP rebuilds every
  * context from the same files: on success the new one serves new connections
  * while open ones keep the context they started with (their SSL objects hold
- * a reference to it); on failure the old one stays and one line says why. */
+ * a reference to it); on failure the old one stays and one line says why.
+ * The peer links' contexts (cluster_certfile, ...) are reloaded alike. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -154,6 +155,12 @@ void broker__listeners_reload(struct broker *b)
     }
     LOG(b, LOG_INFO, NULL, "SIGHUP: TLS certificates reloaded on %d listener(s)%s", reloaded,
         failed ? ", see above for the others" : "");
+    char err[600];
+    int rc = b->cluster ? cluster_tls_reload(b->cluster, err, sizeof(err)) : 0;
+    if (rc < 0)
+        LOG(b, LOG_WARN, NULL, "SIGHUP: %s; the peer links keep the certificates loaded before", err);
+    else if (rc > 0)
+        LOG(b, LOG_INFO, NULL, "SIGHUP: TLS certificates of the peer links reloaded (new links use them)");
 }
 
 void broker__listener_free(struct listener *l)

@@ -307,6 +307,14 @@ void cluster_status_get(struct cluster *c, struct cluster_status *out);
 /* The index of the last entry applied on this node (store and broker). */
 uint64_t cluster_applied_index(struct cluster *c);
 
+/* Rebuilds the TLS contexts of the peer links from the files the
+ * configuration names (SIGHUP): handshakes from now on use the new
+ * certificate, key, CA and CRL; links already up keep theirs and are not
+ * dropped. Returns 1 when reloaded, 0 when the links are plaintext (nothing
+ * to reload), or a negative error with one line in err ("cluster_certfile
+ * /x: reason"), the contexts loaded before staying in use. */
+int cluster_tls_reload(struct cluster *c, char *err, size_t errlen);
+
 /* Stops the cluster. What was proposed before gets up to a second to commit
  * (done runs as usual); what is still pending then completes with
  * CLUSTER_ESHUTDOWN, and new proposals are refused at once. close_cb runs

@@ -106,6 +106,26 @@ bool cluster__mac_equal(const uint8_t a[32], const uint8_t b[32]) { return CRYPT
 
 static bool set(const char *s) { return s && *s; }
 
+/* Both contexts of the peer links from the files cfg names: 0, or a negative
+ * error with "cluster_<key> <file>: <reason>" in err and nothing built. */
+static int peer_tls_build(const struct cluster_config *cfg, struct tls_ctx **server, struct tls_ctx **client,
+                          char *err, size_t errlen)
+{
+    /* both sides verify the other against the cluster's own CA; no host
+     * names: a node is whoever holds a certificate of that CA */
+    struct tls_config tc = {.certfile = cfg->certfile, .keyfile = cfg->keyfile, .cafile = cfg->cafile,
+                            .crlfile = cfg->crlfile, .require_certificate = true};
+    char why[400];
+    int rc = tls_ctx_new(&tc, true, server, why, sizeof(why));
+    if (rc == 0 && (rc = tls_ctx_new(&tc, false, client, why, sizeof(why))) != 0) {
+        tls_ctx_free(*server);
+        *server = NULL;
+    }
+    if (rc)
+        snprintf(err, errlen, "cluster_%s", why); /* "cluster_certfile /x: No such file or directory" */
+    return rc;
+}
+
 int cluster__peer_tls_setup(struct cluster *c, char *err, size_t errlen)
 {
     const struct cluster_config *cfg = &c->cfg;
@@ -116,23 +136,31 @@ int cluster__peer_tls_setup(struct cluster *c, char *err, size_t errlen)
                  !set(cfg->certfile) ? "cluster_certfile" : !set(cfg->keyfile) ? "cluster_keyfile" : "cluster_cafile");
         return -EINVAL;
     }
-    /* both sides verify the other against the cluster's own CA; no host
-     * names: a node is whoever holds a certificate of that CA */
-    struct tls_config tc = {.certfile = cfg->certfile, .keyfile = cfg->keyfile, .cafile = cfg->cafile,
-                            .crlfile = cfg->crlfile, .require_certificate = true};
-    char why[400];
-    int rc = tls_ctx_new(&tc, true, &c->tls_server, why, sizeof(why));
-    if (rc == 0)
-        rc = tls_ctx_new(&tc, false, &c->tls_client, why, sizeof(why));
-    if (rc) {
-        snprintf(err, errlen, "cluster_%s", why); /* "cluster_certfile /x: No such file or directory" */
+    int rc = peer_tls_build(cfg, &c->tls_server, &c->tls_client, err, errlen);
+    if (rc)
         return rc;
-    }
     if (!(c->tunnel_rbuf = malloc(CLUSTER_TUNNEL_READ))) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
     return 0;
+}
+
+/* Tunnels running on the old contexts hold a reference to them (their SSL
+ * objects): they go on undisturbed, and the old contexts go with the last. */
+int cluster_tls_reload(struct cluster *c, char *err, size_t errlen)
+{
+    if (!c->tls_server)
+        return 0;
+    struct tls_ctx *server, *client;
+    int rc = peer_tls_build(&c->cfg, &server, &client, err, errlen);
+    if (rc)
+        return rc;
+    tls_ctx_free(c->tls_server);
+    tls_ctx_free(c->tls_client);
+    c->tls_server = server;
+    c->tls_client = client;
+    return 1;
 }
 
 static void hs_unref(struct peer_hs *hs)

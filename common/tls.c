@@ -3,11 +3,11 @@
  * SSL_get_error and the reason we log describe this call. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/buffer.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -15,7 +15,7 @@
 #include "tls.h"
 
 #define TLS_READ_STEP 16384 /* one TLS record's plaintext */
-#define TLS_BIO_KEEP 16384  /* a memory BIO larger than this is replaced once empty */
+#define TLS_OUT_KEEP 16384  /* an empty output buffer larger than this is freed */
 
 static bool set(const char *s) { return s && *s; }
 
@@ -126,6 +126,13 @@ static int ctx_configure(SSL_CTX *ctx, const struct tls_config *cfg, bool server
         /* resumed sessions of verified clients need a context id */
         static const unsigned char sid[] = "starling";
         SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1);
+        /* Resumption is by stateless tickets only: no server-side cache to
+         * fill (TLS 1.2 would add every session to it, about 1 KiB each) and
+         * sweep every 255 handshakes. One TLS 1.3 ticket, not OpenSSL's two:
+         * an MQTT client holds one connection, and each ticket costs the
+         * handshake a session copy, an encryption and a record. */
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+        SSL_CTX_set_num_tickets(ctx, 1);
     } else if (cfg->insecure) {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
     } else {
@@ -161,6 +168,75 @@ static bool is_ip(const char *s)
     return inet_pton(AF_INET, s, a) == 1 || inet_pton(AF_INET6, s, a) == 1;
 }
 
+/* The BIO between OpenSSL and the caller's buffers, one for both directions:
+ * it reads the bytes tls_conn_input was given (t->in, no copy into a memory
+ * BIO) and appends records to t->out, which tls_conn_output hands over. An
+ * exhausted input is "retry later", never EOF. Two memory BIOs held two
+ * buffers, two locks and a copy of every byte each way. */
+static int bio_write(BIO *b, const char *p, size_t n, size_t *done)
+{
+    struct tls_conn *t = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (buf_append(&t->out, p, n) != 0)
+        return 0;
+    *done = n;
+    return 1;
+}
+
+static int bio_read(BIO *b, char *p, size_t n, size_t *done)
+{
+    struct tls_conn *t = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (!t->in_len) {
+        BIO_set_retry_read(b);
+        return 0;
+    }
+    size_t k = n < t->in_len ? n : t->in_len;
+    memcpy(p, t->in, k);
+    t->in += k;
+    t->in_len -= k;
+    *done = k;
+    return 1;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    const struct tls_conn *t = BIO_get_data(b);
+    (void)num;
+    (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1;
+    case BIO_CTRL_PENDING:
+        return (long)t->in_len;
+    case BIO_CTRL_WPENDING:
+        return (long)t->out.len;
+    default:
+        return 0;
+    }
+}
+
+static BIO_METHOD *method;
+static pthread_once_t method_once = PTHREAD_ONCE_INIT;
+
+/* Made once per process and never changed after (a constant table built at
+ * run time: OpenSSL 3 has no static BIO_METHOD). */
+static void method_make(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "starling");
+    if (m && BIO_meth_set_write_ex(m, bio_write) && BIO_meth_set_read_ex(m, bio_read) &&
+        BIO_meth_set_ctrl(m, bio_ctrl))
+        method = m;
+    else
+        BIO_meth_free(m);
+}
+
+static BIO_METHOD *bio_method(void)
+{
+    pthread_once(&method_once, method_make);
+    return method;
+}
+
 int tls_conn_init(struct tls_conn *t, struct tls_ctx *ctx, const char *server_name)
 {
     memset(t, 0, sizeof(*t));
@@ -168,18 +244,16 @@ int tls_conn_init(struct tls_conn *t, struct tls_ctx *ctx, const char *server_na
     SSL *ssl = SSL_new((SSL_CTX *)ctx); /* takes a reference on the context */
     if (!ssl)
         return -ENOMEM;
-    BIO *rbio = BIO_new(BIO_s_mem()), *wbio = BIO_new(BIO_s_mem());
-    if (!rbio || !wbio) {
-        BIO_free(rbio);
-        BIO_free(wbio);
+    BIO_METHOD *m = bio_method();
+    BIO *bio = m ? BIO_new(m) : NULL;
+    if (!bio) {
         SSL_free(ssl);
         return -ENOMEM;
     }
-    BIO_set_mem_eof_return(rbio, -1); /* an empty input means "more to come", not EOF */
-    SSL_set_bio(ssl, rbio, wbio);
+    BIO_set_data(bio, t);
+    BIO_set_init(bio, 1);
+    SSL_set_bio(ssl, bio, bio); /* one reference for both directions */
     t->ssl = ssl;
-    t->rbio = rbio;
-    t->wbio = wbio;
     t->server = SSL_is_server(ssl);
     if (t->server) {
         SSL_set_accept_state(ssl);
@@ -204,8 +278,9 @@ void tls_conn_free(struct tls_conn *t)
 {
     if (t->ssl)
         SSL_free(t->ssl); /* frees the BIOs too */
-    t->ssl = t->rbio = t->wbio = NULL;
+    t->ssl = NULL;
     buf_free(&t->early);
+    buf_free(&t->out);
 }
 
 /* Records why the connection failed and returns -EPROTO. */
@@ -265,33 +340,21 @@ int tls_conn_connect(struct tls_conn *t)
     return handshake(t);
 }
 
-/* A memory BIO keeps the largest buffer it ever held (a burst, a big message
- * through SSL_write): once empty, one above TLS_BIO_KEEP is replaced by a
- * fresh one, so that an idle connection does not hold its busiest moment. */
-static void bio_trim(struct tls_conn *t, bool read_side)
-{
-    BIO *bio = read_side ? t->rbio : t->wbio;
-    BUF_MEM *bm = NULL;
-    if (!bio || BIO_ctrl_pending(bio) || BIO_get_mem_ptr(bio, &bm) <= 0 || !bm || bm->max <= TLS_BIO_KEEP)
-        return;
-    BIO *fresh = BIO_new(BIO_s_mem());
-    if (!fresh)
-        return; /* keep the big one */
-    if (read_side) {
-        BIO_set_mem_eof_return(fresh, -1);
-        SSL_set0_rbio(t->ssl, fresh); /* frees the old one */
-        t->rbio = fresh;
-    } else {
-        SSL_set0_wbio(t->ssl, fresh);
-        t->wbio = fresh;
-    }
-}
+static int input(struct tls_conn *t, struct buf *plain);
 
 int tls_conn_input(struct tls_conn *t, const uint8_t *in, size_t n, struct buf *plain)
 {
     ERR_clear_error();
-    if (n && BIO_write(t->rbio, in, (int)n) != (int)n)
-        return -ENOMEM;
+    t->in = in; /* borrowed for this call: read by bio_read, all of it */
+    t->in_len = n;
+    int rc = input(t, plain);
+    t->in = NULL;
+    t->in_len = 0; /* what a failure or a close_notify left is not read */
+    return rc;
+}
+
+static int input(struct tls_conn *t, struct buf *plain)
+{
     if (!t->established) {
         int rc = handshake(t);
         if (rc || !t->established)
@@ -323,7 +386,6 @@ int tls_conn_input(struct tls_conn *t, const uint8_t *in, size_t n, struct buf *
         }
         return conn_fail(t, e);
     }
-    bio_trim(t, true);
     return 0;
 }
 
@@ -335,19 +397,24 @@ int tls_conn_write(struct tls_conn *t, const uint8_t *p, size_t n)
     return write_now(t, p, n);
 }
 
-size_t tls_conn_pending(const struct tls_conn *t) { return t->wbio ? BIO_ctrl_pending(t->wbio) : 0; }
+size_t tls_conn_pending(const struct tls_conn *t) { return t->out.len; }
 
 int tls_conn_output(struct tls_conn *t, struct buf *wire)
 {
-    size_t n = tls_conn_pending(t);
-    if (!n)
+    if (!t->out.len)
         return 0;
-    if (buf_reserve(wire, n) != 0)
+    if (!wire->len) {
+        /* the records change hands: no copy, and the engine keeps no
+         * buffer between writes (an idle connection holds none) */
+        buf_free(wire);
+        *wire = t->out;
+        buf_init(&t->out);
+        return 0;
+    }
+    if (buf_append(wire, t->out.data, t->out.len) != 0)
         return -ENOMEM;
-    int r = BIO_read(t->wbio, buf_tail(wire), (int)n);
-    if (r > 0)
-        wire->len += (size_t)r;
-    bio_trim(t, false);
+    t->out.len = 0;
+    buf_shrink(&t->out, TLS_OUT_KEEP);
     return 0;
 }
 

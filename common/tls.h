@@ -58,7 +58,9 @@ void tls_ctx_free(struct tls_ctx *ctx);
 
 struct tls_conn {
     void *ssl;              /* SSL *, owned */
-    void *rbio, *wbio;      /* owned by ssl */
+    const uint8_t *in;      /* the input of the tls_conn_input call running */
+    size_t in_len;
+    struct buf out;         /* records for the wire, until tls_conn_output */
     struct buf early;       /* plaintext written before the handshake finished */
     bool server;
     bool established;       /* the handshake has finished */

@@ -11,6 +11,7 @@ plaintext starlingd), are refused with "cluster: peer rejected" and leave the
 cluster as it was. Missing or mismatched certificate files fail the start with
 one line naming the file. Plaintext links log one warning at start."""
 
+import signal
 import socket
 import subprocess
 import threading
@@ -342,3 +343,94 @@ def test_bad_certificate_files_fail_the_start(tmp_path):
     assert "cluster_crlfile" in line, line
     line = refused(tmp_path, {"cluster_certfile": good["cluster_certfile"]}, "cluster_keyfile")
     assert "cluster_certfile, cluster_keyfile and cluster_cafile" in line, line
+
+
+PEER_RELOADED = "SIGHUP: TLS certificates of the peer links reloaded"
+
+
+def sighup(node, count):
+    """SIGHUP to node; waits for its count-th reload line of the peer links."""
+    node.signal(signal.SIGHUP)
+    wait_for(lambda: node.run_log().count(PEER_RELOADED) >= count, REJECT_TIMEOUT,
+             lambda: "%r did not reload its peer certificates:\n%s" % (node, node.run_log()[-3000:]))
+
+
+def links_between(a, b):
+    """The established TCP connections between nodes a and b on a cluster
+    port of either (ss), as (local, peer) address pairs."""
+    out = subprocess.run(["ss", "-Htn", "state", "established"], stdout=subprocess.PIPE, check=True,
+                         timeout=10).stdout.decode()
+    ends = {a.cluster_addr, b.cluster_addr}
+    found = set()
+    for line in out.splitlines():
+        cols = line.split()
+        local, peer = cols[-2], cols[-1]
+        hosts = {local.rsplit(":", 1)[0], peer.rsplit(":", 1)[0]}
+        if hosts == {a.host, b.host} and (local in ends or peer in ends):
+            found.add((local, peer))
+    return found
+
+
+@needs_tls
+def test_sighup_reloads_the_peer_certificates_without_dropping_links(start_cluster, clients, tmp_path):
+    """The node certificates, the CA and the CRL are re-issued in place
+    (deploy/make-certs.sh: a new CA) while a follower is down; the two others
+    get SIGHUP. Every TCP connection between them stays up, and the follower
+    restarted with its new certificate is accepted (its dials and theirs
+    verify against the new CA only, so neither would pass without the
+    reload). Once the CRL revokes the follower and they get SIGHUP again, its
+    restart is refused."""
+    certs = make_certs(tmp_path / "certs", nodes=3)
+    crl = make_crl(certs, [], tmp_path / "ca.crl")
+    c = start_cluster(tls=certs, settings={"cluster_crlfile": crl})
+    leader, _ = c.wait_leader()
+    out = [n for n in c.nodes if n is not leader][-1]   # restarted: a follower, so the leader stays
+    keep = [n for n in c.nodes if n is not out]
+    # every link between the two kept nodes (Raft both ways, data, forwarding) is up
+    check_serving(clients, keep[0], keep[1], out, tag="reload-a")
+    check_serving(clients, keep[1], keep[0], keep[0], tag="reload-b")
+    c.wait_caught_up()
+    before = links_between(*keep)
+    assert before, "no connection between %r and %r" % tuple(keep)
+
+    out.kill()
+    make_certs(certs, nodes=3)               # a new CA, new node certificates, same files
+    make_crl(certs, [], crl)
+    for n in keep:
+        sighup(n, 1)
+    out.start()
+    c.wait_leader()
+    check_serving(clients, out, keep[0], out, tag="reload-c")
+    c.wait_caught_up()
+    for n in c.nodes:
+        assert PEER_REJECTED not in n.run_log(), "%r refused a peer: %s" % (n, n.run_log()[-2000:])
+    dropped = before - links_between(*keep)
+    assert not dropped, "connections between %r and %r were dropped: %s" % (keep[0], keep[1], dropped)
+
+    out.kill()
+    make_crl(certs, ["node%d.crt" % out.id], crl)
+    for n in keep:
+        sighup(n, 2)
+    out.may_exit = True
+    out.start()
+    for n in keep:
+        n.wait_log("certificate verify failed: certificate revoked", REJECT_TIMEOUT, "%r is revoked" % out)
+    check_serving(clients, keep[0], keep[1], keep[1], tag="reload-d")
+    assert not out.leader_reports(), "revoked %r learned a leader: %s" % (out, out.leader_reports())
+
+
+@needs_tls
+def test_sighup_with_a_broken_peer_certificate_keeps_the_old_one(start_cluster, clients, tmp_path):
+    certs = make_certs(tmp_path / "certs", nodes=3)
+    c = start_cluster(tls=certs)
+    n1, n2, n3 = c.nodes
+    (certs / "node1.key").write_text("not a key\n")
+    n1.signal(signal.SIGHUP)
+    n1.wait_log("the peer links keep the certificates loaded before", REJECT_TIMEOUT, "a broken keyfile")
+    line = next(l for l in n1.run_log().splitlines() if "the peer links keep" in l)
+    assert "cluster_keyfile" in line and str(certs / "node1.key") in line, line
+    assert PEER_RELOADED not in n1.run_log()
+    n2.kill()
+    n2.start()                               # dials node 1, which still has a usable certificate
+    c.wait_leader()
+    check_serving(clients, n2, n1, n2, tag="reload-bad")

@@ -396,6 +396,33 @@ def test_big_message_memory_given_back(start_broker, certs):
             c.close()
 
 
+@pytest.mark.parametrize("version", ["TLSv1_3", "TLSv1_2"])
+def test_session_resumed_with_a_ticket(start_broker, certs, version):
+    """The listener keeps no session cache and sends one TLS 1.3 ticket: a
+    client that kept the session of its first connection resumes it on the
+    second (an abbreviated handshake, no certificate), over 1.3 and 1.2."""
+    b = tls_broker(start_broker, certs)
+    ctx = ssl.create_default_context(cafile=str(b.cafile))
+    ctx.minimum_version = ctx.maximum_version = getattr(ssl.TLSVersion, version)
+
+    def connect(session=None):
+        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", b.port), timeout=10),
+                            server_hostname="localhost", session=session)
+        s.sendall(rawmqtt.connect(uid("resume")))
+        assert s.recv(1) == b"\x20", "no CONNACK"   # a 1.3 ticket comes before it
+        return s
+
+    first = connect()
+    session = first.session
+    first.close()
+    assert session is not None and session.has_ticket, "the broker sent no ticket"
+    second = connect(session)
+    try:
+        assert second.session_reused, "the session was not resumed"
+    finally:
+        second.close()
+
+
 # --- SIGHUP reload -----------------------------------------------------------------
 
 def serial_of_pem(pem_text):

@@ -183,8 +183,8 @@ void bench__client_close(struct bench_client *c, int fail_code)
 
 static void on_write(uv_write_t *req, int status);
 
-/* Under TLS: c->out encrypted into c->wbuf (which keeps its capacity between
- * writes), with whatever the handshake has to send. */
+/* Under TLS: c->out encrypted into c->wbuf (the engine's buffer, handed
+ * over when wbuf is empty), with whatever the handshake has to send. */
 static void flush_tls(struct bench_client *c)
 {
     struct bench_run *r = c->run;

@@ -5,7 +5,9 @@ same run, the same certificates on both brokers.
 Makes a development CA and an ECDSA P-256 server certificate with
 deploy/make-certs.sh (--rsa: RSA 2048), starts each broker with one TLS
 listener on a free loopback port (Starling: `listener PORT 127.0.0.1 tls`
-with `certfile` / `keyfile` after it; Mosquitto: the same three lines), and
+with `certfile` / `keyfile` after it and `log_level warn`, as quiet as
+Mosquitto's `connection_messages false` / `log_type error`; Mosquitto: the
+same three lines), and
 drives it with `starling-bench -S` (TLS 1.3 unless --tls12; key exchange
 X25519 by OpenSSL's default on both sides, the certificate signature
 P-256). A fresh broker per scenario, measured from /proc like compare.py
@@ -81,6 +83,7 @@ certfile {self.certs}/server.crt
 keyfile {self.certs}/server.key
 tls_version {self.tls_version}
 admin_listen off
+log_level warn
 cluster_bind 127.0.0.1:{compare.free_port()}
 """)
         # compare.Starling's command without -p / --bind (they would change the
