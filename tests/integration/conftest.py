@@ -82,8 +82,10 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def free_port():
+    # probed on every address: some tests bind 0.0.0.0, which a port taken on
+    # any other address (127.0.0.x of a cluster test, a benchmark) refuses
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind(("0.0.0.0", 0))
         return s.getsockname()[1]
 
 
