@@ -223,7 +223,9 @@ class Starling(Broker):
         self.data_dir = data
         return [self.binary, "-p", str(self.port), "--bind", "127.0.0.1", "--data-dir", data,
                 "--set", f"max_inflight={MAX_INFLIGHT}", "--set", f"max_queued={MAX_QUEUED}",
-                "--set", f"max_connections={MAX_CONNECTIONS}"]
+                "--set", f"max_connections={MAX_CONNECTIONS}",
+                # no admin API: its default port may be another broker's
+                "--set", "admin_listen=off"]
 
     def stop(self):
         super().stop()
