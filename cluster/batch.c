@@ -19,7 +19,9 @@
  * anyway, so this costs a proposal no time, and each such burst becomes one
  * entry (one LMDB transaction, one decode, one batch) instead of one per
  * loop turn: under 50 CONNECTs in flight, ~50 entries of one claim each
- * became one of ~50. */
+ * became one of ~50. A held batch's commit_timeout_ms starts when it is
+ * sealed, so behind an append that never finishes it fails after twice that
+ * at most (the one in flight expires first and releases it). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
