@@ -10,7 +10,18 @@
  * Failure modes: no leader, a minority, a lost link, a refused append: the
  * batch fails with CLUSTER_EUNAVAILABLE after commit_timeout_ms at the latest
  * (the entry may still commit later: indeterminate, never applied twice).
- * Closing fails everything still pending with CLUSTER_ESHUTDOWN. */
+ * Closing fails everything still pending with CLUSTER_ESHUTDOWN.
+ *
+ * Group commit: on the leader, while BATCH_APPENDS_IN_FLIGHT batches of this
+ * node are appended and not yet applied, the open batch stays open across
+ * loop turns and collects what arrives; it is sealed when one of them
+ * finishes. libraft writes the entries that wait for the disk in one write
+ * anyway, so this costs a proposal no time, and each such burst becomes one
+ * entry (one LMDB transaction, one decode, one batch) instead of one per
+ * loop turn: under 50 CONNECTs in flight, ~50 entries of one claim each
+ * became one of ~50. A held batch's commit_timeout_ms starts when it is
+ * sealed, so behind an append that never finishes it fails after twice that
+ * at most (the one in flight expires first and releases it). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,9 +30,19 @@
 
 #define BATCH_FLUSH_BYTES (8u << 20)
 
+/* One voter: libraft writes one entry batch at a time, more in flight only
+ * wait behind it. Several voters: one more, so an entry travels to the
+ * followers while the previous one's acknowledgements come back. */
+#define BATCH_APPENDS_IN_FLIGHT(c) ((c)->cfg.peer_count < 2 ? 1u : 2u)
+
 void cluster__batch_finish(struct cluster *c, struct batch *bt, int status, const int *results)
 {
     list_remove(&bt->item);
+    if (bt->state == BATCH_APPENDING) {
+        c->appending--;
+        if (c->batch_count)
+            cluster__flush_soon(c); /* the batch held open behind this one */
+    }
     if (status == 0 && bt->closed_ns) {
         c->commits++;
         c->commit_us_total += (uv_hrtime() - bt->closed_ns) / 1000;
@@ -131,6 +152,7 @@ static int batch_append(struct cluster *c, struct batch *bt)
     }
     bt->state = BATCH_APPENDING;
     bt->areq = a;
+    c->appending++;
     return 0;
 }
 
@@ -204,6 +226,11 @@ static void batch_fail_open(struct cluster *c, int status)
 }
 void cluster__batch_flush(struct cluster *c)
 {
+    if (c->appending >= BATCH_APPENDS_IN_FLIGHT(c) && c->raft_started && !c->closing && !c->fatal &&
+        raft_state(&c->raft) == RAFT_LEADER) {
+        cluster__batches_kick(c); /* batches sealed for size still go */
+        return;                   /* group commit: sealed when an append in flight finishes */
+    }
     if (batch_close(c) != 0)
         batch_fail_open(c, CLUSTER_EUNAVAILABLE);
     cluster__batches_kick(c);

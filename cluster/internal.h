@@ -244,6 +244,7 @@ struct cluster {
     struct cluster_waiter *waiters;
     uint32_t waiter_count, waiter_cap;
     struct list pending;       /* sent or queued batches (struct batch), oldest first */
+    uint32_t appending;        /* batches of pending in BATCH_APPENDING (group commit, batch.c) */
     uint64_t commits;          /* batches of this node committed and applied (cluster_status) */
     uint64_t commit_us_total;  /* ... and the microseconds they took from sealed to applied */
     int results_cap;

@@ -200,6 +200,25 @@ def test_soft_limit_is_raised_to_the_hard_limit(start_broker):
         s.close()
 
 
+def fd_table_size(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return int(re.search(r"^FDSize:\s+(\d+)", f.read(), re.M).group(1))
+
+
+def test_descriptor_table_is_grown_at_start(start_broker):
+    # Growing the table in accept4 waits for an RCU grace period (10-20 ms)
+    # in a process with threads, with every connect in flight waiting: the
+    # node grows it at start to what max_connections needs, not beyond.
+    b = start_broker(nofile=(4096, 4096), max_connections=3000)
+    starling_only(b, "descriptor handling")
+    assert fd_table_size(b.proc.pid) >= 3000
+    assert fd_table_size(b.proc.pid) <= 4096
+    accepted, refused, dropped, pending, socks = burst(b, 50, timeout=20)
+    assert len(accepted) == 50, (len(accepted), refused, dropped, pending)
+    for s in socks:
+        s.close()
+
+
 def test_default_max_connections_follows_the_descriptor_limit(start_broker):
     # The default max_connections (100000) does not fit under 512: it is
     # lowered to what does, in one info line, and no warning (before: a

@@ -717,7 +717,7 @@ class Setup:
             self.data_dirs.append(data)
             n = Node("starlingd", [self.args.starlingd, "-p", str(port), "--bind", "127.0.0.1",
                                    "--data-dir", data, "--set", "sys_interval=0",
-                                   "--set", "log_level=warn"],
+                                   "--set", "log_level=warn", "--set", "admin_listen=off"],
                      os.path.join(self.workdir, "node1.log"), "127.0.0.1", port)
             n.node_id = 1
             self.nodes = [n]
@@ -746,7 +746,7 @@ class Setup:
                         f"cluster_name bench\ncluster_bind {hosts[i]}:{cport[i]}\n"
                         "cluster_secret benchsecret\n"
                         + "".join(f"peer {j} {hosts[j]}:{cport[j]}\n" for j in hosts)
-                        + "sys_interval 0\nlog_level info\n")
+                        + "sys_interval 0\nlog_level info\nadmin_listen off\n")
             n = Node(f"starlingd node {i}", [self.args.starlingd, "-c", conf],
                      os.path.join(self.workdir, f"node{i}.log"), hosts[i], mqtt[i])
             n.node_id = i

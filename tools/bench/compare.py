@@ -223,7 +223,9 @@ class Starling(Broker):
         self.data_dir = data
         return [self.binary, "-p", str(self.port), "--bind", "127.0.0.1", "--data-dir", data,
                 "--set", f"max_inflight={MAX_INFLIGHT}", "--set", f"max_queued={MAX_QUEUED}",
-                "--set", f"max_connections={MAX_CONNECTIONS}"]
+                "--set", f"max_connections={MAX_CONNECTIONS}",
+                # no admin API: its default port may be another broker's
+                "--set", "admin_listen=off"]
 
     def stop(self):
         super().stop()
@@ -480,12 +482,12 @@ def run_idle(broker, bench, conns, rawdir, conn=None, kind=""):
     }
 
 
-def run_connect_rate(broker, bench, conns, rawdir):
+def run_connect_rate(broker, bench, conns, rawdir, inflight=50, sid="connect"):
     cpu0 = broker.cpu_s()
     broker.sample_start()
     c = Bench(bench, "conn", ["-h", "127.0.0.1", "-p", broker.port, "-c", conns, "-i", 0,
-                              "--max-connecting", 50, "-d", 600], rawdir,
-              f"{broker.name}-connect")
+                              "--max-connecting", inflight, "-d", 600], rawdir,
+              f"{broker.name}-{sid}")
     if not c.wait_ready(timeout=120):
         c.interrupt()
         raise RuntimeError("connect: did not finish: " + "".join(c.stderr_lines[-3:]))
@@ -494,7 +496,7 @@ def run_connect_rate(broker, bench, conns, rawdir):
     broker.sample_stop()
     t = r["connect"]["time_us"]
     return {
-        "id": "connect", "scenario": f"connect rate ({conns} clients, 50 in flight)",
+        "id": sid, "scenario": f"connect rate ({conns} clients, {inflight} in flight)",
         "pattern": "connect", "qos": "", "variant": "", "rate": r["connect"]["rate_per_s"],
         "unit": "conn/s", "p50_ms": t["p50"] / 1000.0, "p99_ms": t["p99"] / 1000.0,
         "rss_mb": broker.peak_kb / 1024.0, "kb_per_conn": None,
@@ -535,7 +537,8 @@ def run_broker(make_broker, bench, args, rawdir, only):
     """All scenarios against fresh instances of one broker. Returns rows."""
     scenarios = message_scenarios(args.clients, args.fanout_subs)
     plan = ([("cli_fanin4_q0", "cli_fanin4_q0", ("cli", None))] + [(s[0], s[1], ("msg", s)) for s in scenarios]
-            + [("idle", "idle", ("idle", None)), ("connect", "connect", ("connect", None))])
+            + [("idle", "idle", ("idle", None)), ("connect", "connect", ("connect", 50)),
+               ("connect_500", "connect_500", ("connect", 500))])
 
     def run_one(broker, what):
         kind, scen = what
@@ -545,7 +548,8 @@ def run_broker(make_broker, bench, args, rawdir, only):
             return run_cli_burst(broker, args.cli_lines, rawdir)
         if kind == "idle":
             return run_idle(broker, bench, args.idle, rawdir)
-        return run_connect_rate(broker, bench, args.connects, rawdir)
+        return run_connect_rate(broker, bench, args.connects, rawdir, scen,
+                                "connect" if scen == 50 else f"connect_{scen}")
 
     return run_plan(make_broker, plan, only, run_one, summary_line)
 

@@ -194,6 +194,48 @@ Test(node, commands_of_separate_turns_land_in_separate_entries)
     finish();
 }
 
+Test(node, proposals_while_an_append_is_in_flight_share_the_next_entry)
+{
+    /* group commit: b and c come in two loop turns while a's entry is still
+     * being written; they wait in the open batch and go in one entry after
+     * it (without it: one entry per turn). The write may be quicker than a
+     * turn: tried until a was in flight across both turns. */
+    start_leader();
+    int shared = 0, tries = 0;
+    for (; tries < 50 && !shared; tries++) {
+        char t[3][16];
+        for (int k = 0; k < 3; k++)
+            snprintf(t[k], sizeof(t[k]), "g/%d/%d", tries, k);
+        struct cluster_cmd a = cmd_retain(t[0], "a"), b = cmd_retain(t[1], "b"), c = cmd_retain(t[2], "c");
+        struct done d[3] = {{0}};
+        size_t first = n.n_applied;
+        cr_assert_eq(cluster_propose(n.c, &a, done_cb, &d[0]), 0);
+        uv_run(&loop, UV_RUN_NOWAIT); /* a's batch is sealed and appended */
+        cr_assert_eq(cluster_propose(n.c, &b, done_cb, &d[1]), 0);
+        uv_run(&loop, UV_RUN_NOWAIT);
+        bool b_turn = !d[0].calls;
+        cr_assert_eq(cluster_propose(n.c, &c, done_cb, &d[2]), 0);
+        uv_run(&loop, UV_RUN_NOWAIT);
+        bool in_flight = b_turn && !d[0].calls;
+        struct all_done all = {d, 3};
+        cr_assert(run_until(&loop, all_fired, &all, 5000), "not every proposal completed");
+        for (int k = 0; k < 3; k++)
+            cr_assert_eq(d[k].status, 0, "proposal %d: %d", k, d[k].status);
+        cr_assert_eq(n.n_applied, first + 3);
+        const struct applied *x = &n.applied[first];
+        cr_assert_gt(x[1].index, x[0].index, "b went into a's entry, proposed after it was sealed");
+        if (in_flight) {
+            cr_assert_eq(x[2].index, x[1].index, "b and c, proposed while a was in flight, in entries %llu and %llu",
+                         (unsigned long long)x[1].index, (unsigned long long)x[2].index);
+            shared = 1;
+        }
+    }
+    cr_assert(shared, "a's entry never stayed in flight for two loop turns in %d tries", tries);
+    cr_assert_eq(n.fatals, 0, "fatal: %s", n.fatal_msg);
+    node_close(&n);
+    finish();
+}
+
 Test(node, a_proposal_with_no_done_callback_is_applied)
 {
     start_leader();
