@@ -4,6 +4,7 @@ mosquitto_sub / mosquitto_pub on the published 127.0.0.1 ports and starlingctl
 inside the containers.
 
 - the peer links run TLS (certificates made by cluster-up.sh);
+- each published admin port serves the dashboard, its API only with the token;
 - a message published through node 3 reaches a subscriber on node 1;
 - a retained message published through node 2 is read through node 3;
 - `docker kill` of the leader: the two others elect a new one and carry
@@ -89,6 +90,7 @@ class Compose:
         for n in (1, 2, 3):
             self.env["STARLING_NODE%d_MQTT_PORT" % n] = str(ports[n - 1])
             self.env["STARLING_NODE%d_ADMIN_PORT" % n] = str(ports[n + 2])
+        self.admin = {n: ports[n + 2] for n in (1, 2, 3)}
         self.timings = {}
 
     def container(self, n):
@@ -193,6 +195,18 @@ def timed(compose, what, fn):
     return value
 
 
+def _http_get(port, path):
+    """The raw answer (head and body) of GET path on 127.0.0.1:port."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        c.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n" % path.encode())
+        got = b""
+        while True:
+            chunk = c.recv(65536)
+            if not chunk:
+                return got
+            got += chunk
+
+
 def test_compose_cluster(compose):
     out = compose.up()
     m = re.search(r"three-node cluster up, leader node (\d)", out)
@@ -204,6 +218,12 @@ def test_compose_cluster(compose):
         log = r.stdout + r.stderr
         assert "cluster: listening on" in log, log
         assert "peer links are not encrypted" not in log, log
+
+    # the dashboard on each published admin port; the API behind it wants the token
+    for n in (1, 2, 3):
+        page = _http_get(compose.admin[n], "/")
+        assert page.startswith(b"HTTP/1.1 200") and b"<title>Starling" in page, page[:300]
+        assert _http_get(compose.admin[n], "/api/v1/status").startswith(b"HTTP/1.1 401")
 
     # cross-node delivery and a retained message read through another node
     timed(compose, "cross-node delivery", lambda: compose.delivered(1, 3, "compose/cross"))
