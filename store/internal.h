@@ -32,7 +32,11 @@ enum store__table {
     STORE__SESSIONS = 1, /* the table ids double as snapshot table ids */
     STORE__SUBS = 2,
     STORE__RETAINED = 3,
-    STORE__NTABLES = 4,
+    STORE__MSGS = 4,    /* durable sessions (queue.c) */
+    STORE__QUEUE = 5,
+    STORE__QSTAT = 6,
+    STORE__INBOUND = 7,
+    STORE__NTABLES = 8,
 };
 
 struct store {
@@ -133,5 +137,10 @@ void store__iter_close(struct store__iter *it);
 int store__session_decode(const struct store__kv *kv, struct store_session *out);
 int store__sub_decode(const struct store__kv *kv, struct store_sub *out);
 int store__retained_decode(const struct store__kv *kv, struct store_retained *out);
+/* Durable-session records (queue.c): 0 when the record decodes. */
+int store__queue_check(enum store__table table, const struct store__kv *kv);
+/* Deletes a client id's queue entries (releasing their messages), counters
+ * and inbound packet ids; returns how many queue entries went. */
+int store__queue_del_client(struct store_txn *txn, const uint8_t *id, size_t id_len);
 
 #endif

@@ -3,7 +3,7 @@
  *
  * Format (store.h): a 32-byte header ("STARSNAP", u32 format, u32 flags, u64
  * applied_index, u64 record count), then per record u32 table (1 sessions,
- * 2 subs, 3 retained), u32 key length, u32 value length, key, value. Keys and
+ * 2 subs, 3 retained, 4 msgs, 5 queue, 6 qstat, 7 inbound), u32 key length, u32 value length, key, value. Keys and
  * values are the raw LMDB ones (long keys in their hashed layout), written in
  * table order and, within a table, in LMDB key order; restore insists on that
  * order, which also rules out duplicate keys. The meta table is not written:
@@ -43,6 +43,11 @@ static int check_record(enum store__table table, const MDB_val *k, const MDB_val
         return store__sub_decode(&kv, &rec.sub);
     case STORE__RETAINED:
         return store__retained_decode(&kv, &rec.retained);
+    case STORE__MSGS:
+    case STORE__QUEUE:
+    case STORE__QSTAT:
+    case STORE__INBOUND:
+        return store__queue_check(table, &kv);
     default:
         return STORE_ECORRUPT;
     }
@@ -107,7 +112,7 @@ int store_snapshot_open(struct store *s, struct store_snap **out, const struct i
     if (rc)
         goto end_txn;
     size_t n = 0;
-    for (int t = STORE__SESSIONS; t <= STORE__RETAINED; t++) {
+    for (int t = STORE__SESSIONS; t < STORE__NTABLES; t++) {
         MDB_stat st;
         rc = store__lmdb_err(mdb_stat(snap->t, s->dbi[t], &st));
         if (rc)
@@ -130,7 +135,7 @@ int store_snapshot_open(struct store *s, struct store_snap **out, const struct i
     }
 
     size_t i = 0;
-    for (int t = STORE__SESSIONS; t <= STORE__RETAINED && rc == 0; t++)
+    for (int t = STORE__SESSIONS; t < STORE__NTABLES && rc == 0; t++)
         rc = add_table(s, snap, (enum store__table)t, n, &i);
     if (rc == 0 && i != n)
         rc = STORE_EIO;
@@ -238,7 +243,7 @@ static int walk(struct store *s, MDB_txn *t, const void *buf, size_t len, uint64
             rc = store__read_view(&r, vlen, &val);
         if (rc)
             return rc;
-        if (table < STORE__SESSIONS || table > STORE__RETAINED || table < prev_table ||
+        if (table < STORE__SESSIONS || table >= STORE__NTABLES || table < prev_table ||
             klen == 0 || klen > STORE__KEY_MAX)
             return STORE_ECORRUPT;
         if (table == prev_table && key_cmp(&prev_key, &key) >= 0)
@@ -266,7 +271,7 @@ int store_snapshot_restore(struct store *s, const void *buf, size_t len)
     rc = store_write_begin(s, &txn);
     if (rc)
         return rc;
-    for (int t = STORE__SESSIONS; t <= STORE__RETAINED && rc == 0; t++)
+    for (int t = STORE__SESSIONS; t < STORE__NTABLES && rc == 0; t++)
         rc = store__lmdb_err(mdb_drop(txn->t, s->dbi[t], 0));
     if (rc == 0)
         rc = walk(s, txn->t, buf, len, &idx);
