@@ -542,6 +542,18 @@ int cluster_load(struct cluster *c, int (*cb)(void *arg, const struct cluster_cm
     return cluster__state_load(c->store, cb, arg);
 }
 
+int cluster_queue_read(struct cluster *c, const uint8_t *id, size_t id_len, uint64_t after,
+                       int (*cb)(void *arg, const struct cluster_qmsg *m), void *arg)
+{
+    return cluster__queue_read(c->store, id, id_len, after, cb, arg);
+}
+
+int cluster_inbound_read(struct cluster *c, const uint8_t *id, size_t id_len, int (*cb)(void *arg, uint16_t pid),
+                         void *arg)
+{
+    return cluster__inbound_read(c->store, id, id_len, cb, arg);
+}
+
 uint64_t cluster_applied_index(struct cluster *c) { return store_applied_index(c->store); }
 
 void cluster_status_get(struct cluster *c, struct cluster_status *out)

@@ -20,9 +20,20 @@
 #define FLAG_RAP 0x10
 #define EXT_HAS_USER 0x01
 #define EXT_OWNED 0x02
+#define DURABLE_RETAIN 0x01
+/* the durable-session extension: u8 flags, u8 queue_policy, u16 pid,
+ * u32 max_queued, u64 max_queued_bytes, u64 msg_id */
+#define DURABLE_EXT 24u
 
 /* Largest command accepted by the decoder (a retained payload plus headers). */
 #define CLUSTER_MAX_CMD (PROTO_MAX_REMAINING_LENGTH + 4096u)
+
+/* The types this version writes and reads. */
+static bool known_type(uint8_t type)
+{
+    return (type >= CLUSTER_SESSION_CLAIM && type <= CLUSTER_NODE_LEAVE) ||
+           (type >= CLUSTER_MSG_PUT && type <= CLUSTER_INBOUND_DEL);
+}
 
 static void put_str(struct buf *out, struct proto_str s)
 {
@@ -33,12 +44,12 @@ static void put_str(struct buf *out, struct proto_str s)
 int cluster_cmd_encode(const struct cluster_cmd *cmd, struct buf *out)
 {
     /* the decoder rejects unknown types, so they must never reach the log */
-    if (cmd->type < CLUSTER_SESSION_CLAIM || cmd->type > CLUSTER_NODE_LEAVE)
+    if (!known_type(cmd->type))
         return -EINVAL;
     const struct proto_str strs[] = {cmd->client_id, cmd->will.topic, cmd->will.payload,
                                      cmd->will.props, cmd->filter, cmd->topic,
                                      cmd->payload, cmd->props};
-    size_t size = 8 + 4 + 8 + 4 + 8 + 4 + 4 + 8 + 1 + 4 + (cmd->has_user ? (size_t)cmd->user.len : 0);
+    size_t size = 8 + 4 + 8 + 4 + 8 + 4 + 4 + 8 + 1 + 4 + DURABLE_EXT + (cmd->has_user ? (size_t)cmd->user.len : 0);
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
         size += 4 + (size_t)strs[i].len;
     size_t padded = (size + 7) & ~(size_t)7;
@@ -75,6 +86,12 @@ int cluster_cmd_encode(const struct cluster_cmd *cmd, struct buf *out)
      * the user; commands of older versions hold 0, 0 (no user, not owned) */
     buf_put_u8(out, (uint8_t)((cmd->has_user ? EXT_HAS_USER : 0) | (cmd->owned ? EXT_OWNED : 0)));
     put_str(out, cmd->has_user ? cmd->user : (struct proto_str){NULL, 0});
+    buf_put_u8(out, cmd->retain ? DURABLE_RETAIN : 0);
+    buf_put_u8(out, cmd->queue_policy);
+    buf_put_u16le(out, cmd->pid);
+    buf_put_u32le(out, cmd->max_queued);
+    buf_put_u64le(out, cmd->max_queued_bytes);
+    buf_put_u64le(out, cmd->msg_id);
     while (out->len - start < padded)
         buf_put_u8(out, 0);
     return 0;
@@ -132,7 +149,14 @@ int cluster_cmd_decode(const uint8_t *buf, size_t len, size_t *pos, struct clust
     c.owned = ext & EXT_OWNED;
     if (!c.has_user && c.user.len)
         return CLUSTER_ECORRUPT;
-    if (c.type < CLUSTER_SESSION_CLAIM || c.type > CLUSTER_NODE_LEAVE)
+    uint8_t dflags = 0;
+    if (bytes_left(&r) >= DURABLE_EXT &&
+        (bytes_read_u8(&r, &dflags) || bytes_read_u8(&r, &c.queue_policy) || bytes_read_u16le(&r, &c.pid) ||
+         bytes_read_u32le(&r, &c.max_queued) || bytes_read_u64le(&r, &c.max_queued_bytes) ||
+         bytes_read_u64le(&r, &c.msg_id) || (dflags & ~DURABLE_RETAIN) || c.queue_policy > 1))
+        return CLUSTER_ECORRUPT;
+    c.retain = dflags & DURABLE_RETAIN;
+    if (!known_type(c.type))
         return CLUSTER_ECORRUPT;
     *out = c;
     *pos += size;
