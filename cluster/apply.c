@@ -315,7 +315,8 @@ static int dump_retained(void *arg, const struct store_retained *r)
 static int dump_msg(void *arg, const struct store_msg *m)
 {
     FILE *f = arg;
-    fprintf(f, "msg %" PRIu64 " refs=%" PRIu32 " qos=%u retain=%d topic=", m->id, m->refs, m->qos, m->retain ? 1 : 0);
+    fprintf(f, "msg \"%" PRIu64 "\" refs=%" PRIu32 " qos=%u retain=%d topic=", m->id, m->refs, m->qos,
+            m->retain ? 1 : 0);
     put_quoted(f, m->topic);
     fputs(" payload=", f);
     put_hex(f, m->payload);
@@ -328,7 +329,7 @@ static int dump_qentry(void *arg, const struct store_qentry *e)
     FILE *f = arg;
     fputs("queue ", f);
     put_quoted(f, e->client_id);
-    fprintf(f, " %" PRIu64 " qos=%u state=%u pid=%u\n", e->msg_id, e->qos, e->state, e->pid);
+    fprintf(f, " \"%" PRIu64 "\" qos=%u state=%u pid=%u\n", e->msg_id, e->qos, e->state, e->pid);
     return 0;
 }
 
@@ -337,7 +338,7 @@ static int dump_inbound(void *arg, struct store_bytes id, uint16_t pid)
     FILE *f = arg;
     fputs("inbound ", f);
     put_quoted(f, id);
-    fprintf(f, " %u\n", pid);
+    fprintf(f, " \"%u\"\n", pid);
     return 0;
 }
 

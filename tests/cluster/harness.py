@@ -315,7 +315,10 @@ class Dump:
         self.state = lines[1:]
         self.order = []
         self.sessions, self.subs, self.retained = {}, {}, {}
-        tables = {"session": (self.sessions, 1), "sub": (self.subs, 2), "retained": (self.retained, 1)}
+        # durable sessions: msgs[id], queue[(client_id, id)], inbound[(client_id, pid)]
+        self.msgs, self.queue, self.inbound = {}, {}, {}
+        tables = {"session": (self.sessions, 1), "sub": (self.subs, 2), "retained": (self.retained, 1),
+                  "msg": (self.msgs, 1), "queue": (self.queue, 2), "inbound": (self.inbound, 2)}
         for n, line in enumerate(self.state, 2):
             try:
                 kind, keys, fields = parse_record(line)
