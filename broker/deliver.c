@@ -626,20 +626,17 @@ void broker__inflight_send(struct session *s, struct outmsg *o)
 {
     if (!online(s))
         return; /* the resend after a reconnect sends it (DUP) */
-    if (o && o->state == OUT_WAIT_PUBCOMP) {
-        if (!o->unsent) {
-            struct proto_packet p = {.type = PROTO_PUBREL};
-            p.u.ack.packet_id = o->packet_id;
-            broker__conn_send(s->conn, &p);
-        }
-        return;
+    if (o && o->state == OUT_WAIT_PUBCOMP && !o->unsent) {
+        struct proto_packet p = {.type = PROTO_PUBREL};
+        p.u.ack.packet_id = o->packet_id;
+        broker__conn_send(s->conn, &p);
     }
     list_foreach_safe(it, &s->inflight.items) {
         struct outmsg *x = list_entry(it, struct outmsg, link);
+        if (x->committing)
+            break; /* its PUBLISH or PUBREL, and every PUBLISH after it, wait */
         if (!x->wait || x->state == OUT_WAIT_PUBCOMP)
             continue;
-        if (x->committing)
-            break; /* it and everything after it wait */
         x->wait = false;
         if (x->unsent)
             continue; /* the resend sends it */

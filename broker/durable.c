@@ -241,11 +241,25 @@ static bool held(const struct outlist *l, uint64_t msg_id)
     return false;
 }
 
+static bool holds_any(const struct outlist *l)
+{
+    list_foreach(it, &l->items)
+        if (list_entry(it, struct outmsg, link)->dmsg_id)
+            return true;
+    return false;
+}
+
+struct resume_ctx {
+    struct session *s;
+    bool check; /* some durable entries are in memory already (same node, or a handoff) */
+};
+
 static int resume_cb(void *arg, const struct cluster_qmsg *q)
 {
-    struct session *s = arg;
+    struct resume_ctx *x = arg;
+    struct session *s = x->s;
     struct broker *b = s->b;
-    if (held(&s->inflight, q->msg_id) || held(&s->queue, q->msg_id))
+    if (x->check && (held(&s->inflight, q->msg_id) || held(&s->queue, q->msg_id)))
         return 0; /* this node has it in memory already */
     struct msg *m = msg_from(b, q->topic, q->payload, q->props, q->qos, q->retain, q->expire_at_ms, NULL);
     if (!m)
@@ -286,10 +300,11 @@ static int inbound_cb(void *arg, uint16_t pid)
 
 void broker__durable_resume(struct broker *b, struct session *s)
 {
-    if (!b->cluster || s->expiry == 0)
-        return;
+    if (!b->cluster)
+        return; /* (a session resumed with expiry 0 still gets what its store queue holds) */
     uint32_t before = s->queue.count;
-    int rc = cluster_queue_read(b->cluster, (const uint8_t *)s->client_id, s->id_len, 0, resume_cb, s);
+    struct resume_ctx x = {s, holds_any(&s->inflight) || holds_any(&s->queue)};
+    int rc = cluster_queue_read(b->cluster, (const uint8_t *)s->client_id, s->id_len, 0, resume_cb, &x);
     if (rc)
         LOG(b, LOG_WARN, s->conn, "durable queue of session %s not read completely (%d)", s->client_id, rc);
     if (s->queue.count > before)

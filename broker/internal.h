@@ -569,8 +569,9 @@ bool broker__durable_qos2_step(struct session *s, struct outmsg *o, bool release
 /* Inbound QoS 2 packet id received (add true) or released, for a persistent
  * session: replicated so that another node knows it. */
 void broker__durable_inbound(struct session *s, uint16_t pid, bool add);
-/* Sends the PUBREL of a released message, or the PUBLISHes waiting in
- * order up to the first one still committing (deliver.c). */
+/* Sends the PUBREL of o when it was released (o may be NULL), then the
+ * PUBLISHes waiting, in order, up to the first message still committing
+ * (deliver.c). */
 void broker__inflight_send(struct session *s, struct outmsg *o);
 
 /* backpressure.c: a subscriber's write backlog holds the publishers feeding it */
