@@ -548,6 +548,17 @@ int cluster_queue_read(struct cluster *c, const uint8_t *id, size_t id_len, uint
     return cluster__queue_read(c->store, id, id_len, after, cb, arg);
 }
 
+uint32_t cluster_queue_count(struct cluster *c, const uint8_t *id, size_t id_len)
+{
+    struct store_txn *txn;
+    if (store_read_begin(c->store, &txn) != 0)
+        return 0;
+    struct store_qstat st;
+    int rc = store_queue_stat(txn, id, id_len, &st);
+    store_txn_end(txn);
+    return rc == 0 ? st.count : 0;
+}
+
 int cluster_inbound_read(struct cluster *c, const uint8_t *id, size_t id_len, int (*cb)(void *arg, uint16_t pid),
                          void *arg)
 {

@@ -239,6 +239,9 @@ struct cluster_qmsg {
  * to stop (that value is returned). */
 int cluster_queue_read(struct cluster *c, const uint8_t *id, size_t id_len, uint64_t after,
                        int (*cb)(void *arg, const struct cluster_qmsg *m), void *arg);
+/* How many entries client id's durable queue holds in this node's store
+ * (0 when none or on error). */
+uint32_t cluster_queue_count(struct cluster *c, const uint8_t *id, size_t id_len);
 /* Calls cb for client id's inbound QoS 2 packet ids awaiting PUBREL. */
 int cluster_inbound_read(struct cluster *c, const uint8_t *id, size_t id_len, int (*cb)(void *arg, uint16_t pid),
                          void *arg);

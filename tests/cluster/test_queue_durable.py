@@ -47,6 +47,10 @@ def test_one_node_kill_restart_keeps_queued_messages(start_node, clients, versio
     sub.disconnect()
 
     publish_numbered(clients, node, topic, N)
+    status, body = node.api("/api/v1/sessions?client_id=" + cid)
+    assert status == 200, (status, body)
+    listed = body["sessions"]
+    assert [x["durable_queued"] for x in listed] == [N], listed
     node.kill()
     node.start()
     node.wait_listening()
