@@ -40,6 +40,7 @@
  *   retain_available            boolean                                  true
  *   allow_zero_length_clientid  boolean                                  true
  *   max_qos                     0..2                                     2
+ *   durable_sessions            boolean                                  true
  *   sys_interval                0..86400 seconds, 0 = off                10
  *   node_id                     1..65535 (Raft ids are non-zero)         1
  *   cluster_bind                HOST:PORT, at most 63 bytes              0.0.0.0:4370
@@ -174,6 +175,7 @@ static const struct config_key config_keys[] = {
     {"max_write_backlog", KIND_SIZE, FIELD(max_write_backlog), 4096, 1073741824, NULL},
     KEY_UINT(slow_consumer_timeout_ms, 0, 600000),
     {"allow_zero_length_clientid", KIND_BOOL, FIELD(allow_zero_length_clientid), 0, 0, NULL},
+    {"durable_sessions", KIND_BOOL, FIELD(durable_sessions), 0, 0, NULL},
 
     {"sys_interval", KIND_UINT, FIELD(sys_interval), 0, 86400, "$SYS"},
 
@@ -799,6 +801,7 @@ void config_defaults(struct config *c)
     c->retain_available = true;
     c->allow_zero_length_clientid = true;
     c->max_qos = 2;
+    c->durable_sessions = true;
 
     c->sys_interval = 10;
 

@@ -90,6 +90,7 @@ struct config {
     bool retain_available;       /* default true */
     bool allow_zero_length_clientid; /* default true */
     uint8_t max_qos;             /* default 2 */
+    bool durable_sessions;       /* QoS 1/2 for persistent sessions through the replicated log; default true */
 
     uint32_t sys_interval;       /* seconds between $SYS updates, 0 = off; default 10 */
 

@@ -286,8 +286,10 @@ static void claim_accept(struct claim *cl, struct session *s)
         c->version, cl->clean_start, cl->expiry, c->keep_alive, ack->session_present,
         c->username ? ", username=" : "", c->username ? c->username : "");
     broker__keepalive_arm(c);
-    if (ack->session_present)
+    if (ack->session_present) {
+        broker__durable_resume(b, s);
         broker__session_resend(s);
+    }
     broker__session_drain(s);
     broker__conn_resume(c);
 }

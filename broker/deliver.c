@@ -195,6 +195,8 @@ static uint32_t route(struct broker *b, struct msg *m, bool forward, bool follow
     for (uint32_t i = 0; i < b->match_count; i++) {
         struct session *s = b->match[i];
         uint8_t qos = m->qos < s->m_qos ? m->qos : s->m_qos;
+        if (broker__durable_target(s, m, qos))
+            continue; /* its copy comes from the durable queue */
         broker__deliver(s, m, qos, s->m_rap ? m->retain : false, s->m_ids, s->m_nids);
     }
     x.matched += b->match_count;
@@ -274,6 +276,8 @@ static void outlist_remove(struct outlist *l, struct outmsg *o)
     if (l->total)
         *l->total -= o->bytes;
 }
+
+void broker__outlist_remove(struct outlist *l, struct outmsg *o) { outlist_remove(l, o); }
 
 /* The first message of l, or NULL. */
 static struct outmsg *outlist_first(const struct outlist *l)
@@ -388,10 +392,9 @@ static void send_inflight(struct session *s, struct outmsg *o)
     o->packet_id = next_packet_id(s);
     o->state = o->qos == 1 ? OUT_WAIT_PUBACK : OUT_WAIT_PUBREC;
     outlist_append(&s->inflight, o);
-    if (send_publish(s->conn, o->msg, o->qos, o->retain, o->packet_id, false, o->ids, o->nids) == -EMSGSIZE) {
-        outlist_remove(&s->inflight, o);
-        outmsg_free(o);
-    }
+    o->wait = true;
+    broker__durable_qos2_step(s, o, false); /* a durable QoS 2 one: sent once its packet id is committed */
+    broker__inflight_send(s, NULL);
 }
 
 /* Whether queueing `bytes` more for s would pass one of the queue limits:
@@ -427,6 +430,41 @@ static void queue_dropped(struct session *s)
     s->drops_unlogged = 0;
 }
 
+static struct outmsg *outmsg_new(struct msg *m, uint8_t qos, bool retain, const uint32_t *ids, uint32_t nids)
+{
+    struct outmsg *o = malloc(sizeof(*o) + nids * sizeof(uint32_t));
+    if (!o)
+        return NULL;
+    memset(o, 0, sizeof(*o));
+    o->msg = broker__msg_ref(m);
+    o->qos = qos;
+    o->retain = retain;
+    o->nids = nids;
+    if (nids)
+        memcpy(o->ids, ids, nids * sizeof(uint32_t));
+    return o;
+}
+
+int broker__queue_stored(struct session *s, struct msg *m, uint8_t qos, bool retain, const uint32_t *ids,
+                         uint32_t nids, uint64_t msg_id)
+{
+    struct outmsg *o = outmsg_new(m, qos, retain, ids, nids);
+    if (!o)
+        return -ENOMEM;
+    o->dmsg_id = msg_id;
+    outlist_append(&s->queue, o);
+    return 0;
+}
+
+void broker__deliver_stored(struct session *s, struct msg *m, uint8_t qos, bool retain, const uint32_t *ids,
+                            uint32_t nids, uint64_t msg_id)
+{
+    if (!broker__access_receive(s, m))
+        return;
+    if (broker__queue_stored(s, m, qos, retain, ids, nids, msg_id) == 0)
+        broker__session_drain(s);
+}
+
 void broker__deliver(struct session *s, struct msg *m, uint8_t qos, bool retain, const uint32_t *ids,
                      uint32_t nids)
 {
@@ -446,16 +484,9 @@ void broker__deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
         send_publish(c, m, 0, retain, 0, false, ids, nids);
         return;
     }
-    struct outmsg *o = malloc(sizeof(*o) + nids * sizeof(uint32_t));
+    struct outmsg *o = outmsg_new(m, qos, retain, ids, nids);
     if (!o)
         return;
-    memset(o, 0, sizeof(*o));
-    o->msg = broker__msg_ref(m);
-    o->qos = qos;
-    o->retain = retain;
-    o->nids = nids;
-    if (nids)
-        memcpy(o->ids, ids, nids * sizeof(uint32_t));
     if (online(s) && !s->queue.count && s->inflight.count < window(s)) {
         send_inflight(s, o);
         return;
@@ -498,8 +529,9 @@ static void resend_window(struct session *s)
     bool more = false;
     list_foreach_safe(it, &s->inflight.items) {
         struct outmsg *o = list_entry(it, struct outmsg, link);
-        if (!o->unsent)
-            continue;
+        if (!o->unsent || o->committing)
+            continue; /* a committing one is sent when its commit is done */
+        o->wait = false;
         if (o->state == OUT_WAIT_PUBCOMP) {
             o->unsent = false;
             struct proto_packet p = {.type = PROTO_PUBREL};
@@ -513,6 +545,7 @@ static void resend_window(struct session *s)
         }
         o->unsent = false;
         if (send_publish(c, o->msg, o->qos, o->retain, o->packet_id, true, o->ids, o->nids) == -EMSGSIZE) {
+            broker__durable_done(s, o);
             outlist_remove(&s->inflight, o);
             outmsg_free(o);
             continue;
@@ -530,6 +563,7 @@ void broker__session_drain(struct session *s)
         outlist_remove(&s->queue, o);
         if (expired(s->conn->b, o->msg)) {
             s->b->stats.publish_dropped++; /* as an expired QoS 0 is */
+            broker__durable_done(s, o);
             outmsg_free(o);
             continue;
         }
@@ -575,6 +609,7 @@ struct outmsg *broker__inflight_find(struct session *s, uint16_t pid, int state)
 
 void broker__inflight_done(struct session *s, struct outmsg *o)
 {
+    broker__durable_done(s, o);
     outlist_remove(&s->inflight, o);
     outmsg_free(o);
 }
@@ -585,4 +620,31 @@ void broker__inflight_released(struct session *s, struct outmsg *o)
     o->unsent = false; /* its PUBREL goes out now */
     broker__msg_unref(o->msg);
     o->msg = NULL;
+    broker__durable_qos2_step(s, o, true);
+}
+
+void broker__inflight_send(struct session *s, struct outmsg *o)
+{
+    if (!online(s))
+        return; /* the resend after a reconnect sends it (DUP) */
+    if (o && o->state == OUT_WAIT_PUBCOMP && !o->unsent) {
+        struct proto_packet p = {.type = PROTO_PUBREL};
+        p.u.ack.packet_id = o->packet_id;
+        broker__conn_send(s->conn, &p);
+    }
+    list_foreach_safe(it, &s->inflight.items) {
+        struct outmsg *x = list_entry(it, struct outmsg, link);
+        if (x->committing)
+            break; /* its PUBLISH or PUBREL, and every PUBLISH after it, wait */
+        if (!x->wait || x->state == OUT_WAIT_PUBCOMP)
+            continue;
+        x->wait = false;
+        if (x->unsent)
+            continue; /* the resend sends it */
+        if (send_publish(s->conn, x->msg, x->qos, x->retain, x->packet_id, false, x->ids, x->nids) == -EMSGSIZE) {
+            broker__durable_done(s, x); /* discarded as if delivered */
+            outlist_remove(&s->inflight, x);
+            outmsg_free(x);
+        }
+    }
 }

@@ -365,7 +365,6 @@ static int apply_retain_set(struct broker *b, const struct cluster_cmd *cmd)
 void broker__apply(void *ctx, const struct cluster_cmd *cmd, int result, uint64_t index)
 {
     struct broker *b = ctx;
-    (void)result;
     int rc = 0;
     switch (cmd->type) {
     case CLUSTER_SESSION_CLAIM:
@@ -394,6 +393,9 @@ void broker__apply(void *ctx, const struct cluster_cmd *cmd, int result, uint64_
     case CLUSTER_ACL_ADD:
     case CLUSTER_ACL_DEL:
         rc = broker__access_apply(b, cmd);
+        break;
+    case CLUSTER_MSG_PUT:
+        broker__durable_applied(b, cmd, result);
         break;
     case CLUSTER_SESSION_RELEASE: {
         struct session *s = broker__session_find(b, (const char *)cmd->client_id.p, cmd->client_id.len);

@@ -62,6 +62,7 @@ struct msg {
     uint8_t *props_raw;  /* message properties block (no alias, no sub ids, no expiry) */
     struct proto_props props; /* views into props_raw */
     char *origin;        /* client id of the publisher (No Local), NUL-terminated */
+    bool durable;        /* persistent sessions get it from the replicated log (durable.c) */
 };
 
 /* Builds a message from a publish (topic, payload and message properties are
@@ -126,6 +127,11 @@ struct outmsg {
     bool retain;
     bool unsent;              /* in flight before this connection, not resent on it yet */
     uint32_t bytes;           /* counted in its outlist's bytes (broker__msg_bytes when appended) */
+    uint64_t dmsg_id;         /* its entry in the durable queue (0: none) */
+    bool committing;          /* QoS 2 of the durable queue: its packet id (or PUBREC) is being
+                                 committed; the PUBLISH (or PUBREL) goes out after that */
+    bool wait;                /* in flight, its PUBLISH not sent yet: it waits for its own
+                                 commit or an earlier one's, so that PUBLISHes keep their order */
     uint32_t nids;
     uint32_t ids[];           /* subscription identifiers */
 };
@@ -546,7 +552,7 @@ struct pub_ack {
     uint8_t qos;
     uint8_t reason;
     int holds;
-    bool close;               /* v3: the retained message did not commit, close instead */
+    bool close;               /* v3: the retained or durable message did not commit, close instead */
 };
 void broker__ack_hold(struct pub_ack *a);
 void broker__ack_release(struct pub_ack *a);
@@ -584,10 +590,36 @@ bool broker__session_ready(const struct session *s, uint8_t qos);
 void broker__session_resend(struct session *s); /* after reconnect: DUP resend */
 void broker__outlist_clear(struct outlist *l);
 void broker__outlist_append(struct outlist *l, struct outmsg *o);
+void broker__outlist_remove(struct outlist *l, struct outmsg *o);
 void broker__outlist_concat(struct outlist *into, struct outlist *from); /* moves from's entries, in order */
 struct outmsg *broker__inflight_find(struct session *s, uint16_t pid, int state);
 void broker__inflight_done(struct session *s, struct outmsg *o);
 void broker__inflight_released(struct session *s, struct outmsg *o);
+/* A message of s's durable queue (entry msg_id): delivered like any other
+ * (no in-memory queue limit: the store enforced it), or only queued. */
+void broker__deliver_stored(struct session *s, struct msg *m, uint8_t qos, bool retain, const uint32_t *ids,
+                            uint32_t nids, uint64_t msg_id);
+int broker__queue_stored(struct session *s, struct msg *m, uint8_t qos, bool retain, const uint32_t *ids,
+                         uint32_t nids, uint64_t msg_id);
+
+/* durable.c: durable sessions */
+bool broker__durable_target(const struct session *s, const struct msg *m, uint8_t granted);
+bool broker__durable_wanted(struct broker *b, const struct msg *m);
+int broker__durable_propose(struct conn *c, const struct msg *m, struct pub_ack *ack);
+void broker__durable_applied(struct broker *b, const struct cluster_cmd *cmd, int queued);
+void broker__durable_resume(struct broker *b, struct session *s);
+void broker__durable_done(struct session *s, const struct outmsg *o);
+/* A durable QoS 2 entry was given packet id o->packet_id (sent false) or got
+ * its PUBREC (released true): o->committing is set and the PUBLISH / PUBREL
+ * leaves once that is committed. false: not durable, send at once. */
+bool broker__durable_qos2_step(struct session *s, struct outmsg *o, bool released);
+/* Inbound QoS 2 packet id received (add true) or released, for a persistent
+ * session: replicated so that another node knows it. */
+void broker__durable_inbound(struct session *s, uint16_t pid, bool add);
+/* Sends the PUBREL of o when it was released (o may be NULL), then the
+ * PUBLISHes waiting, in order, up to the first message still committing
+ * (deliver.c). */
+void broker__inflight_send(struct session *s, struct outmsg *o);
 
 /* backpressure.c: a subscriber's write backlog holds the publishers feeding it */
 bool broker__backpressure_hold(struct conn *sub, struct conn *pub); /* false: drop the message */

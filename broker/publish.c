@@ -30,8 +30,8 @@ static void ack_publish(struct conn *c, uint8_t qos, uint16_t pid, uint8_t reaso
         send_ack(c, PROTO_PUBREC, pid, reason);
         if (reason >= 0x80) {
             c->in_unacked--;
-            if (c->session)
-                broker__qos2_in_del(c->session, pid);
+            if (c->session && broker__qos2_in_del(c->session, pid))
+                broker__durable_inbound(c->session, pid, false);
         }
     }
 }
@@ -66,7 +66,7 @@ void broker__ack_release(struct pub_ack *a)
         list_remove(&a->link);
         if (c->state == CONN_ACTIVE) {
             if (a->close) {
-                LOG(c->b, LOG_WARN, c, "retained message not committed: closing (a v3 client resends)");
+                LOG(c->b, LOG_WARN, c, "message not committed: closing (a v3 client resends)");
                 broker__conn_close(c, 0xFF);
             } else {
                 ack_publish(c, a->qos, a->pid, a->reason);
@@ -182,6 +182,8 @@ static bool receive_qos(struct conn *c, const struct proto_publish *pub)
         broker__conn_close(c, PROTO_RC_UNSPECIFIED);
         return false;
     }
+    if (pub->qos == 2)
+        broker__durable_inbound(s, pub->packet_id, true);
     return true;
 }
 
@@ -271,11 +273,23 @@ static void publish_route(struct conn *c, const struct proto_publish *pub)
         broker__conn_close(c, PROTO_RC_UNSPECIFIED);
         return;
     }
+    /* persistent sessions get it through the replicated log: the
+     * acknowledgement also waits for the put to commit */
+    if (ack && broker__durable_wanted(b, m)) {
+        m->durable = true;
+        if (broker__durable_propose(c, m, ack) != 0) {
+            broker__msg_unref(m);
+            ack->reason = PROTO_RC_UNSPECIFIED;
+            ack->close = c->version != PROTO_V5;
+            broker__ack_release(ack);
+            return;
+        }
+    }
     b->routing_from = c; /* its reading may wait for a congested subscriber */
     uint32_t matched = broker__route(b, m, ack);
     b->routing_from = NULL;
-    if (ack)
-        ack->reason = matched ? PROTO_RC_SUCCESS : PROTO_RC_NO_MATCHING_SUBSCRIBERS;
+    if (ack && ack->reason == PROTO_RC_SUCCESS)
+        ack->reason = matched || m->durable ? PROTO_RC_SUCCESS : PROTO_RC_NO_MATCHING_SUBSCRIBERS;
     if (pub->retain && !retain_start(c, m, ack) && ack)
         ack->reason = PROTO_RC_UNSPECIFIED;
     broker__msg_unref(m);
@@ -337,7 +351,9 @@ void broker__on_ack(struct conn *c, struct proto_packet *p)
         break;
     case PROTO_PUBREC:
         o = broker__inflight_find(s, a->packet_id, OUT_WAIT_PUBREC);
-        if (!o && broker__inflight_find(s, a->packet_id, OUT_WAIT_PUBCOMP)) {
+        if (!o && (o = broker__inflight_find(s, a->packet_id, OUT_WAIT_PUBCOMP)) != NULL) {
+            if (o->committing)
+                return; /* the PUBREL goes out once the first PUBREC committed */
             /* a PUBREC again (the client did not see our PUBREL): the flow
              * goes on (4.3.3); 0x92 would tell it the id is unknown */
             send_ack(c, PROTO_PUBREL, a->packet_id, 0);
@@ -353,7 +369,8 @@ void broker__on_ack(struct conn *c, struct proto_packet *p)
             break;
         }
         broker__inflight_released(s, o);
-        send_ack(c, PROTO_PUBREL, a->packet_id, 0);
+        if (!o->committing) /* a durable one's PUBREL waits for its PUBREC to commit */
+            send_ack(c, PROTO_PUBREL, a->packet_id, 0);
         return;
     case PROTO_PUBCOMP:
         if ((o = broker__inflight_find(s, a->packet_id, OUT_WAIT_PUBCOMP)))
@@ -362,8 +379,11 @@ void broker__on_ack(struct conn *c, struct proto_packet *p)
     case PROTO_PUBREL: {
         bool known = broker__qos2_in_has(s, a->packet_id);
         /* an id from an earlier connection never counted on this one */
-        if (known && broker__qos2_in_del(s, a->packet_id) && c->in_unacked)
-            c->in_unacked--;
+        if (known && broker__qos2_in_del(s, a->packet_id)) {
+            broker__durable_inbound(s, a->packet_id, false);
+            if (c->in_unacked)
+                c->in_unacked--;
+        }
         send_ack(c, PROTO_PUBCOMP, a->packet_id, known ? 0 : PROTO_RC_PACKET_ID_NOT_FOUND);
         return;
     }

@@ -11,7 +11,8 @@
  * node_timeout_ms: what its sessions would have received is lost with it).
  *
  * Encodings (little-endian):
- *   PUBLISH  u8 1, u64 log index the sender had applied, u8 flags (qos | retain << 2), u32 ms left before expiry
+ *   PUBLISH  u8 1, u64 log index the sender had applied, u8 flags (qos | retain << 2 | durable << 3: persistent
+ *            sessions get it from the durable queue), u32 ms left before expiry
  *            (0 = none), u16 + topic, u16 + origin client id, u32 + message
  *            properties, u16 count, count x (u16 + client id, u16 + filter)
  *            of picked shared members, u32 + payload
@@ -22,7 +23,9 @@
  *            u32 count x queued; each entry u16 packet id, u8 state, u8 qos,
  *            u8 retain, u16 count x u32 subscription ids, and unless the
  *            message was released (state PUBCOMP) the message: its fields as
- *            in PUBLISH and u32 + payload
+ *            in PUBLISH and u32 + payload; then u64 its durable queue entry
+ *            (0: none; the new node skips that entry when it reads the
+ *            session's durable queue from its store)
  *
  * Session takeover across nodes (indexes.c, connect.c): the node whose claim
  * took a session from another node asks that node for it (TAKEOVER) once the
@@ -141,7 +144,7 @@ static void enc_msg(struct enc *e, const struct broker *b, const struct msg *m, 
         uint64_t now = broker__now(b);
         left = m->expire_at > now ? (uint32_t)(m->expire_at - now) : 1;
     }
-    enc_u8(e, (uint8_t)(qos | (retain ? 4 : 0)));
+    enc_u8(e, (uint8_t)(qos | (retain ? 4 : 0) | (m->durable ? 8 : 0)));
     enc_u32(e, left);
     enc_str16(e, m->topic, m->topic_len);
     enc_str16(e, m->origin ? m->origin : "", m->origin ? strlen(m->origin) : 0);
@@ -190,6 +193,7 @@ void broker__remote_publish(struct broker *b, const struct route_node *r, struct
 struct msg_head {
     uint8_t qos;
     bool retain;
+    bool durable;
     uint32_t left;
     struct proto_str topic, origin, props;
 };
@@ -202,6 +206,7 @@ static int read_msg_head(struct bytes_reader *r, struct msg_head *h)
         return -EBADMSG;
     h->qos = flags & 3;
     h->retain = (flags & 4) != 0;
+    h->durable = (flags & 8) != 0;
     return h->qos > 2 || h->topic.len == 0 ? -EBADMSG : 0;
 }
 
@@ -218,6 +223,8 @@ static struct msg *msg_build(struct broker *b, const struct msg_head *h, struct 
     struct msg *m = broker__msg_new(h->topic, payload, &props, h->qos, h->retain,
                                     h->left ? broker__now(b) + h->left : 0, origin);
     free(origin);
+    if (m)
+        m->durable = h->durable;
     return m;
 }
 
@@ -395,6 +402,7 @@ static void enc_outlist(struct enc *e, const struct broker *b, const struct outl
             enc_u32(e, o->msg->payload_len);
             enc_put(e, o->msg->payload, o->msg->payload_len);
         }
+        enc_u64(e, o->dmsg_id);
     }
 }
 
@@ -471,7 +479,10 @@ static int read_outmsg(struct broker *b, struct bytes_reader *r, struct outmsg *
             return bad ? -EBADMSG : -ENOMEM;
         }
     }
+    if (!bad)
+        bad = bytes_read_u64le(r, &o->dmsg_id) != 0;
     if (bad) {
+        broker__msg_unref(o->msg);
         free(o);
         return -EBADMSG;
     }

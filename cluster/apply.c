@@ -207,6 +207,13 @@ int cluster__state_apply(struct store_txn *txn, const struct cluster_cmd *cmd)
     case CLUSTER_ACL_ADD:
     case CLUSTER_ACL_DEL:
         return apply_auth(txn, cmd);
+    case CLUSTER_MSG_PUT:
+    case CLUSTER_QUEUE_ACK:
+    case CLUSTER_QUEUE_SENT:
+    case CLUSTER_QUEUE_PUBREC:
+    case CLUSTER_INBOUND_ADD:
+    case CLUSTER_INBOUND_DEL:
+        return cluster__durable_apply(txn, cmd);
     default: /* node join/leave: membership arrives with a later issue */
         return 0;
     }
@@ -430,6 +437,36 @@ static int dump_rule(void *arg, const struct store_acl_rule *r)
     return 0;
 }
 
+static int dump_msg(void *arg, const struct store_msg *m)
+{
+    FILE *f = arg;
+    fprintf(f, "msg \"%" PRIu64 "\" refs=%" PRIu32 " qos=%u retain=%d topic=", m->id, m->refs, m->qos,
+            m->retain ? 1 : 0);
+    put_quoted(f, m->topic);
+    fputs(" payload=", f);
+    put_hex(f, m->payload);
+    fputc('\n', f);
+    return 0;
+}
+
+static int dump_qentry(void *arg, const struct store_qentry *e)
+{
+    FILE *f = arg;
+    fputs("queue ", f);
+    put_quoted(f, e->client_id);
+    fprintf(f, " \"%" PRIu64 "\" qos=%u state=%u pid=%u\n", e->msg_id, e->qos, e->state, e->pid);
+    return 0;
+}
+
+static int dump_inbound(void *arg, struct store_bytes id, uint16_t pid)
+{
+    FILE *f = arg;
+    fputs("inbound ", f);
+    put_quoted(f, id);
+    fprintf(f, " \"%u\"\n", pid);
+    return 0;
+}
+
 int cluster__state_dump(struct store *s, void *file)
 {
     FILE *f = file;
@@ -447,6 +484,12 @@ int cluster__state_dump(struct store *s, void *file)
         rc = store_users_foreach(txn, dump_user, f);
     if (!rc)
         rc = store_acl_foreach(txn, dump_rule, f);
+    if (!rc)
+        rc = store_msgs_foreach(txn, dump_msg, f);
+    if (!rc)
+        rc = store_queue_foreach(txn, NULL, 0, dump_qentry, f);
+    if (!rc)
+        rc = store_inbound_foreach(txn, NULL, 0, dump_inbound, f);
     store_txn_end(txn);
     return rc;
 }

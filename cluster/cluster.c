@@ -542,6 +542,29 @@ int cluster_load(struct cluster *c, int (*cb)(void *arg, const struct cluster_cm
     return cluster__state_load(c->store, cb, arg);
 }
 
+int cluster_queue_read(struct cluster *c, const uint8_t *id, size_t id_len, uint64_t after,
+                       int (*cb)(void *arg, const struct cluster_qmsg *m), void *arg)
+{
+    return cluster__queue_read(c->store, id, id_len, after, cb, arg);
+}
+
+uint32_t cluster_queue_count(struct cluster *c, const uint8_t *id, size_t id_len)
+{
+    struct store_txn *txn;
+    if (store_read_begin(c->store, &txn) != 0)
+        return 0;
+    struct store_qstat st;
+    int rc = store_queue_stat(txn, id, id_len, &st);
+    store_txn_end(txn);
+    return rc == 0 ? st.count : 0;
+}
+
+int cluster_inbound_read(struct cluster *c, const uint8_t *id, size_t id_len, int (*cb)(void *arg, uint16_t pid),
+                         void *arg)
+{
+    return cluster__inbound_read(c->store, id, id_len, cb, arg);
+}
+
 uint64_t cluster_applied_index(struct cluster *c) { return store_applied_index(c->store); }
 
 void cluster_status_get(struct cluster *c, struct cluster_status *out)

@@ -40,6 +40,13 @@ enum cluster_cmd_type {
     CLUSTER_USER_DEL = 21,
     CLUSTER_ACL_ADD = 22,        /* adds a rule, or changes the access of the same rule */
     CLUSTER_ACL_DEL = 23,
+    /* durable sessions (docs/cluster.md "Durable sessions") */
+    CLUSTER_MSG_PUT = 30,      /* a QoS 1/2 message for the persistent sessions it matches */
+    CLUSTER_QUEUE_ACK = 31,    /* client id's entry msg_id is done (PUBACK / PUBCOMP) */
+    CLUSTER_QUEUE_SENT = 32,   /* client id's QoS 2 entry msg_id was sent with pid */
+    CLUSTER_QUEUE_PUBREC = 33, /* client id's QoS 2 entry msg_id got its PUBREC */
+    CLUSTER_INBOUND_ADD = 34,  /* client id received QoS 2 pid, awaiting PUBREL */
+    CLUSTER_INBOUND_DEL = 35,  /* its PUBREL came */
 };
 
 /* Which part of the ACL a rule belongs to (as in an acl_file). */
@@ -121,6 +128,19 @@ struct cluster_cmd {
      * 0 = deny; ignored by ACL_DEL) the rest of it. */
     uint8_t acl_kind;
     uint8_t access;
+    /* durable sessions. msg_put: topic, payload, props, qos, retain,
+     * msg_expire_at_ms, node and client_id (the publisher, for No Local), and
+     * the proposing node's queue limits, applied by every node alike
+     * (max_queued, max_queued_bytes: 0 = unlimited; queue_policy 0 drop the
+     * newest, 1 drop the oldest). Its msg_id is set when it is applied (log
+     * index << 16 | position in the entry). queue_*: client_id, msg_id, pid;
+     * inbound_*: client_id, pid. */
+    bool retain;
+    uint8_t queue_policy;
+    uint16_t pid;
+    uint32_t max_queued;
+    uint64_t max_queued_bytes;
+    uint64_t msg_id;
 };
 
 /* Called on every node for every committed command, in log order, after the
@@ -227,6 +247,32 @@ uint64_t cluster_generation_next(struct cluster *c);
  * generation), a RETAIN_SET per retained message, a USER_SET per user and an
  * ACL_ADD per rule; views valid during cb. */
 int cluster_load(struct cluster *c, int (*cb)(void *arg, const struct cluster_cmd *cmd), void *arg);
+
+/* One entry of a session's durable queue, with its message (views valid
+ * during the callback only). */
+struct cluster_qmsg {
+    uint64_t msg_id;
+    uint8_t qos;      /* granted */
+    uint8_t state;    /* 0 queued, 1 QoS 2 sent with pid, 2 its PUBREC came */
+    uint16_t pid;
+    bool retain;      /* the retain flag to deliver with */
+    uint32_t nsub_ids;
+    const uint8_t *sub_ids; /* nsub_ids u32 LE */
+    struct proto_str topic, payload, props;
+    uint64_t expire_at_ms;
+};
+
+/* Calls cb for client id's durable queue entries after message id `after`,
+ * in message order, from this node's store. cb returns 0 to go on, non-zero
+ * to stop (that value is returned). */
+int cluster_queue_read(struct cluster *c, const uint8_t *id, size_t id_len, uint64_t after,
+                       int (*cb)(void *arg, const struct cluster_qmsg *m), void *arg);
+/* How many entries client id's durable queue holds in this node's store
+ * (0 when none or on error). */
+uint32_t cluster_queue_count(struct cluster *c, const uint8_t *id, size_t id_len);
+/* Calls cb for client id's inbound QoS 2 packet ids awaiting PUBREL. */
+int cluster_inbound_read(struct cluster *c, const uint8_t *id, size_t id_len, int (*cb)(void *arg, uint16_t pid),
+                         void *arg);
 
 /* --- the data path between nodes ----------------------------------------------
  *

@@ -24,9 +24,21 @@
 #define EXT_KIND_SHIFT 2
 #define EXT_ACCESS_SHIFT 4
 #define EXT_KNOWN 0x3F
+#define DURABLE_RETAIN 0x01
+/* the durable-session extension: u8 flags, u8 queue_policy, u16 pid,
+ * u32 max_queued, u64 max_queued_bytes, u64 msg_id */
+#define DURABLE_EXT 24u
 
 /* Largest command accepted by the decoder (a retained payload plus headers). */
 #define CLUSTER_MAX_CMD (PROTO_MAX_REMAINING_LENGTH + 4096u)
+
+/* The types this version writes and reads. */
+static bool known_type(uint8_t type)
+{
+    return (type >= CLUSTER_SESSION_CLAIM && type <= CLUSTER_NODE_LEAVE) ||
+           (type >= CLUSTER_USER_SET && type <= CLUSTER_ACL_DEL) ||
+           (type >= CLUSTER_MSG_PUT && type <= CLUSTER_INBOUND_DEL);
+}
 
 static void put_str(struct buf *out, struct proto_str s)
 {
@@ -34,21 +46,15 @@ static void put_str(struct buf *out, struct proto_str s)
     buf_put_mem(out, s.p, s.len);
 }
 
-static bool type_known(uint8_t type)
-{
-    return (type >= CLUSTER_SESSION_CLAIM && type <= CLUSTER_NODE_LEAVE) ||
-           (type >= CLUSTER_USER_SET && type <= CLUSTER_ACL_DEL);
-}
-
 int cluster_cmd_encode(const struct cluster_cmd *cmd, struct buf *out)
 {
     /* the decoder rejects unknown types, so they must never reach the log */
-    if (!type_known(cmd->type) || cmd->acl_kind > 3 || cmd->access > 3)
+    if (!known_type(cmd->type) || cmd->acl_kind > 3 || cmd->access > 3)
         return -EINVAL;
     const struct proto_str strs[] = {cmd->client_id, cmd->will.topic, cmd->will.payload,
                                      cmd->will.props, cmd->filter, cmd->topic,
                                      cmd->payload, cmd->props};
-    size_t size = 8 + 4 + 8 + 4 + 8 + 4 + 4 + 8 + 1 + 4 + (cmd->has_user ? (size_t)cmd->user.len : 0);
+    size_t size = 8 + 4 + 8 + 4 + 8 + 4 + 4 + 8 + 1 + 4 + DURABLE_EXT + (cmd->has_user ? (size_t)cmd->user.len : 0);
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
         size += 4 + (size_t)strs[i].len;
     size_t padded = (size + 7) & ~(size_t)7;
@@ -87,6 +93,12 @@ int cluster_cmd_encode(const struct cluster_cmd *cmd, struct buf *out)
     buf_put_u8(out, (uint8_t)((cmd->has_user ? EXT_HAS_USER : 0) | (cmd->owned ? EXT_OWNED : 0) |
                               (cmd->acl_kind << EXT_KIND_SHIFT) | (cmd->access << EXT_ACCESS_SHIFT)));
     put_str(out, cmd->has_user ? cmd->user : (struct proto_str){NULL, 0});
+    buf_put_u8(out, cmd->retain ? DURABLE_RETAIN : 0);
+    buf_put_u8(out, cmd->queue_policy);
+    buf_put_u16le(out, cmd->pid);
+    buf_put_u32le(out, cmd->max_queued);
+    buf_put_u64le(out, cmd->max_queued_bytes);
+    buf_put_u64le(out, cmd->msg_id);
     while (out->len - start < padded)
         buf_put_u8(out, 0);
     return 0;
@@ -146,7 +158,14 @@ int cluster_cmd_decode(const uint8_t *buf, size_t len, size_t *pos, struct clust
     c.access = (ext >> EXT_ACCESS_SHIFT) & 3;
     if (!c.has_user && c.user.len)
         return CLUSTER_ECORRUPT;
-    if (!type_known(c.type))
+    uint8_t dflags = 0;
+    if (bytes_left(&r) >= DURABLE_EXT &&
+        (bytes_read_u8(&r, &dflags) || bytes_read_u8(&r, &c.queue_policy) || bytes_read_u16le(&r, &c.pid) ||
+         bytes_read_u32le(&r, &c.max_queued) || bytes_read_u64le(&r, &c.max_queued_bytes) ||
+         bytes_read_u64le(&r, &c.msg_id) || (dflags & ~DURABLE_RETAIN) || c.queue_policy > 1))
+        return CLUSTER_ECORRUPT;
+    c.retain = dflags & DURABLE_RETAIN;
+    if (!known_type(c.type))
         return CLUSTER_ECORRUPT;
     *out = c;
     *pos += size;

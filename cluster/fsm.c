@@ -104,6 +104,8 @@ static int commands_apply(struct cluster *c, struct store_txn *txn, const struct
                  index, n);
             break;
         }
+        if (cmd->type == CLUSTER_MSG_PUT)
+            cmd->msg_id = index << 16 | (n & 0xFFFF); /* the same on every node */
         int r = command_apply(c, txn, cmd, index, n);
         if (r < 0 && r != CLUSTER_ESTALE && r != CLUSTER_ECORRUPT && r != CLUSTER_EPERM && r != CLUSTER_ELIMIT) {
             err = r; /* the store itself failed: this node must stop */

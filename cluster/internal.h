@@ -382,4 +382,14 @@ int cluster__state_apply(struct store_txn *txn, const struct cluster_cmd *cmd);
 int cluster__state_load(struct store *s, int (*cb)(void *arg, const struct cluster_cmd *cmd), void *arg);
 int cluster__state_dump(struct store *s, void *file);
 
+/* --- durable sessions (durable.c) ---------------------------------------------- */
+
+/* Applies a durable-session command (types 30..35) inside txn. */
+int cluster__durable_apply(struct store_txn *txn, const struct cluster_cmd *cmd);
+bool cluster__topic_match(const uint8_t *filter, size_t filter_len, const uint8_t *topic, size_t topic_len);
+int cluster__queue_read(struct store *s, const uint8_t *id, size_t id_len, uint64_t after,
+                        int (*cb)(void *arg, const struct cluster_qmsg *m), void *arg);
+int cluster__inbound_read(struct store *s, const uint8_t *id, size_t id_len, int (*cb)(void *arg, uint16_t pid),
+                          void *arg);
+
 #endif

@@ -34,7 +34,11 @@ enum store__table {
     STORE__RETAINED = 3,
     STORE__USERS = 4,
     STORE__ACL = 5,
-    STORE__NTABLES = 6,
+    STORE__MSGS = 6,    /* durable sessions (queue.c) */
+    STORE__QUEUE = 7,
+    STORE__QSTAT = 8,
+    STORE__INBOUND = 9,
+    STORE__NTABLES = 10,
 };
 
 struct store {
@@ -145,5 +149,10 @@ int store__acl_decode(const struct store__kv *kv, struct store_acl_rule *out);
  * (length 0: all); visit returns 0 to go on. */
 int store__foreach_kv(struct store_txn *txn, enum store__table table, const uint8_t *prefix, size_t prefix_len,
                       int (*visit)(void *ctx, const struct store__kv *kv), void *ctx);
+/* Durable-session records (queue.c): 0 when the record decodes. */
+int store__queue_check(enum store__table table, const struct store__kv *kv);
+/* Deletes a client id's queue entries (releasing their messages), counters
+ * and inbound packet ids; returns how many queue entries went. */
+int store__queue_del_client(struct store_txn *txn, const uint8_t *id, size_t id_len);
 
 #endif

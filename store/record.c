@@ -132,8 +132,11 @@ int store_session_del(struct store_txn *txn, const uint8_t *id, size_t id_len)
     rc = store__kv_del(txn, STORE__SESSIONS, id, id_len);
     if (rc != 0 && rc != STORE_ENOTFOUND)
         return rc;
-    /* Subscriptions left behind without their session go too. */
+    /* Subscriptions and queued messages left behind without their session
+     * go too. */
     int n = store_sub_del_all(txn, id, id_len);
+    if (n >= 0)
+        n = store__queue_del_client(txn, id, id_len);
     return n < 0 ? n : rc;
 }
 

@@ -3,7 +3,7 @@
  *
  * Format (store.h): a 32-byte header ("STARSNAP", u32 format, u32 flags, u64
  * applied_index, u64 record count), then per record u32 table (1 sessions,
- * 2 subs, 3 retained), u32 key length, u32 value length, key, value. Keys and
+ * 2 subs, 3 retained, 4 msgs, 5 queue, 6 qstat, 7 inbound), u32 key length, u32 value length, key, value. Keys and
  * values are the raw LMDB ones (long keys in their hashed layout), written in
  * table order and, within a table, in LMDB key order; restore insists on that
  * order, which also rules out duplicate keys. The meta table is not written:
@@ -49,6 +49,11 @@ static int check_record(enum store__table table, const MDB_val *k, const MDB_val
         return store__user_decode(&kv, &rec.user);
     case STORE__ACL:
         return store__acl_decode(&kv, &rec.rule);
+    case STORE__MSGS:
+    case STORE__QUEUE:
+    case STORE__QSTAT:
+    case STORE__INBOUND:
+        return store__queue_check(table, &kv);
     default:
         return STORE_ECORRUPT;
     }

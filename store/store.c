@@ -11,7 +11,8 @@
 
 #define DEFAULT_MAP_SIZE ((size_t)1 << 30)
 
-static const char *const table_names[STORE__NTABLES] = {"meta", "sessions", "subs", "retained", "users", "acl"};
+static const char *const table_names[STORE__NTABLES] = {"meta", "sessions", "subs", "retained", "users",
+                                                          "acl", "msgs", "queue", "qstat", "inbound"};
 
 int store__lmdb_err(int rc)
 {
@@ -128,7 +129,7 @@ static int env_open(struct store **out, const char *dir, size_t map_size, bool r
     int rc = store__lmdb_err(mdb_env_create(&s->env));
     if (rc)
         goto free_store;
-    rc = store__lmdb_err(mdb_env_set_maxdbs(s->env, 8));
+    rc = store__lmdb_err(mdb_env_set_maxdbs(s->env, 16));
     if (rc == 0 && !readonly)
         rc = store__lmdb_err(mdb_env_set_mapsize(s->env, map_size ? map_size : DEFAULT_MAP_SIZE));
     if (rc)

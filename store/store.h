@@ -15,6 +15,10 @@
  *   retained  topic -> retained message (qos, expiry, properties, payload)
  *   users     user name -> password hash and SCRAM credentials (opaque bytes)
  *   acl       kind, user name, 0x00, topic -> access (a topic rule)
+ *   msgs      u64 BE message id -> durable message with a reference count
+ *   queue     client id, 0x00, u64 BE message id -> a session's queue entry
+ *   qstat     client id -> the session's queued count and bytes
+ *   inbound   client id, 0x00, u16 BE packet id -> (inbound QoS 2 awaiting PUBREL)
  *
  * Ownership: every pointer passed in is borrowed and copied by LMDB before the
  * call returns. Every view handed out (struct store_bytes in a record filled by
@@ -182,6 +186,81 @@ int store_client_subs_foreach(struct store_txn *txn, const uint8_t *id, size_t i
                               int (*cb)(void *arg, const struct store_sub *), void *arg);
 int store_retained_foreach(struct store_txn *txn, int (*cb)(void *arg, const struct store_retained *),
                            void *arg);
+
+/* --- durable sessions (queue.c) -------------------------------------------
+ *
+ * One message record per durable message, referenced by one queue entry per
+ * session that must get it. store_queue_add takes a reference, store_queue_del
+ * (and a session's end, store_session_del) drops it; a message is deleted when
+ * its last reference goes. qstat keeps each session's entry count and bytes
+ * for the queue limits. */
+
+struct store_msg {
+    uint64_t id;             /* log index << 16 | position in the entry */
+    uint32_t refs;           /* queue entries referencing it (maintained here) */
+    uint8_t qos;
+    bool retain;
+    uint32_t origin;         /* node the publisher was connected to */
+    uint64_t expire_at_ms;   /* wall clock, 0 = never */
+    struct store_bytes topic, props, publisher, payload; /* publisher: client id (No Local) */
+};
+
+enum store_qstate {
+    STORE_Q_QUEUED = 0, /* not sent, or sent as QoS 1 (resent with DUP) */
+    STORE_Q_SENT = 1,   /* QoS 2 PUBLISH sent with pid */
+    STORE_Q_PUBREC = 2, /* QoS 2 PUBREC received: PUBREL (pid) is what is owed */
+};
+
+struct store_qentry {
+    struct store_bytes client_id;
+    uint64_t msg_id;
+    uint8_t qos;             /* granted */
+    uint8_t state;           /* enum store_qstate */
+    uint16_t pid;            /* packet id once sent (0 = none) */
+    bool retain;             /* retain flag as delivered (Retain As Published) */
+    uint32_t size;           /* bytes counted against max_queued_bytes */
+    uint32_t nsub_ids;
+    struct store_bytes sub_ids; /* nsub_ids u32 LE */
+};
+
+struct store_qstat {
+    uint32_t count;
+    uint64_t bytes;
+};
+
+/* Creates or replaces a message record (rec->refs is written as given; a new
+ * message starts at 0 and store_queue_add counts). get: STORE_ENOTFOUND. */
+int store_msg_put(struct store_txn *txn, const struct store_msg *rec);
+int store_msg_get(struct store_txn *txn, uint64_t id, struct store_msg *out);
+/* Deletes the message if no entry references it: 1 deleted, 0 kept or none. */
+int store_msg_gc(struct store_txn *txn, uint64_t id);
+
+/* Adds (or, same key, replaces without counting twice) a queue entry; the
+ * message must exist (STORE_ENOTFOUND). Returns 0 new, 1 replaced. */
+int store_queue_add(struct store_txn *txn, const struct store_qentry *e);
+int store_queue_get(struct store_txn *txn, const uint8_t *id, size_t id_len, uint64_t msg_id,
+                    struct store_qentry *out);
+/* Sets state and pid of an entry: 1 updated, 0 no such entry. */
+int store_queue_set_state(struct store_txn *txn, const uint8_t *id, size_t id_len, uint64_t msg_id,
+                          uint8_t state, uint16_t pid);
+/* Deletes an entry, releasing its message: 1 deleted, 0 no such entry. */
+int store_queue_del(struct store_txn *txn, const uint8_t *id, size_t id_len, uint64_t msg_id);
+/* Every entry of a client id; returns how many. */
+int store_queue_del_all(struct store_txn *txn, const uint8_t *id, size_t id_len);
+/* The client id's counters (zero when it has no entry). */
+int store_queue_stat(struct store_txn *txn, const uint8_t *id, size_t id_len, struct store_qstat *out);
+/* A client id's entries in message id order (exact for ids shorter than 490
+ * bytes), or every entry of every client (id NULL). Callback as above. */
+int store_queue_foreach(struct store_txn *txn, const uint8_t *id, size_t id_len,
+                        int (*cb)(void *arg, const struct store_qentry *), void *arg);
+int store_msgs_foreach(struct store_txn *txn, int (*cb)(void *arg, const struct store_msg *), void *arg);
+
+/* Inbound QoS 2 packet ids awaiting PUBREL. put: 1 when it was there already;
+ * del: 1 deleted, 0 none. foreach: id NULL for every client. */
+int store_inbound_put(struct store_txn *txn, const uint8_t *id, size_t id_len, uint16_t pid);
+int store_inbound_del(struct store_txn *txn, const uint8_t *id, size_t id_len, uint16_t pid);
+int store_inbound_foreach(struct store_txn *txn, const uint8_t *id, size_t id_len,
+                          int (*cb)(void *arg, struct store_bytes client_id, uint16_t pid), void *arg);
 
 /* Snapshots.
  *

@@ -319,6 +319,9 @@ static void get_sessions(struct broker *b, struct admin_conn *c, const struct ad
              cJSON_AddNumberToObject(item, "subscriptions", s->sub_count) &&
              cJSON_AddNumberToObject(item, "queued", s->queue.count) &&
              cJSON_AddNumberToObject(item, "inflight", s->inflight.count) &&
+             (!b->cluster || cJSON_AddNumberToObject(item, "durable_queued",
+                                                     cluster_queue_count(b->cluster, (const uint8_t *)s->client_id,
+                                                                         s->id_len)) != NULL) &&
              /* the connection's (here): CONNECT's, or its certificate's */
              (s->owner == b->cfg.node_id && s->conn && s->conn->username
                   ? cJSON_AddStringToObject(item, "username", s->conn->username) != NULL

@@ -316,8 +316,11 @@ class Dump:
         self.order = []
         self.sessions, self.subs, self.retained = {}, {}, {}
         self.users, self.acl = {}, {}  # users[name], acl[(kind, user, topic)]
+        # durable sessions: msgs[id], queue[(client_id, id)], inbound[(client_id, pid)]
+        self.msgs, self.queue, self.inbound = {}, {}, {}
         tables = {"session": (self.sessions, 1), "sub": (self.subs, 2), "retained": (self.retained, 1),
-                  "user": (self.users, 1), "acl": (self.acl, 3)}
+                  "user": (self.users, 1), "acl": (self.acl, 3),
+                  "msg": (self.msgs, 1), "queue": (self.queue, 2), "inbound": (self.inbound, 2)}
         for n, line in enumerate(self.state, 2):
             try:
                 kind, keys, fields = parse_record(line)

@@ -54,6 +54,9 @@ void fx_start(void)
     snprintf(cfg.admin_listen, sizeof(cfg.admin_listen), "off");
     snprintf(cfg.data_dir, sizeof(cfg.data_dir), "%s", tmp_dir);
     snprintf(cfg.cluster_bind, sizeof(cfg.cluster_bind), "127.0.0.1:%d", free_port());
+    /* the fixture applies subscriptions to the broker only, not to the store
+     * msg_put is matched against: the durable path is off here */
+    cfg.durable_sessions = false;
     cfg.sys_interval = 0;
     cfg.log_level = LOG_ERROR;
     cfg.election_timeout_ms = 100; /* the lowest allowed: a leader soon, for fx_wait_leader */

@@ -20,6 +20,8 @@ static const uint8_t all_types[] = {
     CLUSTER_RETAIN_DEL,    CLUSTER_NODE_JOIN,       CLUSTER_NODE_LEAVE,
     CLUSTER_USER_SET,      CLUSTER_USER_DEL,        CLUSTER_ACL_ADD,
     CLUSTER_ACL_DEL,
+    CLUSTER_MSG_PUT,       CLUSTER_QUEUE_ACK,       CLUSTER_QUEUE_SENT,
+    CLUSTER_QUEUE_PUBREC,  CLUSTER_INBOUND_ADD,     CLUSTER_INBOUND_DEL,
 };
 #define N_TYPES (sizeof all_types / sizeof all_types[0])
 
@@ -176,8 +178,9 @@ Test(cluster_command, round_trip_all_zero)
     for (size_t i = 0; i < N_TYPES; i++) {
         struct cluster_cmd c = {.type = all_types[i]};
         struct buf w = encode_one(&c);
-        /* the smallest command: header, fixed fields, 8 empty strings, reserve */
-        cr_assert_eq(w.len, 88);
+        /* the smallest command: header, fixed fields, 8 empty strings, the
+         * user extension, the durable-session extension */
+        cr_assert_eq(w.len, 112);
         struct cluster_cmd got = decode_one(w.data, w.len);
         assert_cmd_eq(&got, &c);
         free(w.data);
@@ -262,7 +265,7 @@ Test(cluster_command, padding_and_alignment)
         cr_assert_eq(size % 8, 0);
         cr_assert_eq(rd32(w.data + starts[i]), size);
         /* the content ends at most 7 bytes before the frame; past it only zeros */
-        size_t content = 53 + 8 * 4 + cmds[i].client_id.len + cmds[i].payload.len +
+        size_t content = 77 + 8 * 4 + cmds[i].client_id.len + cmds[i].payload.len +
                          cmds[i].will.topic.len + cmds[i].will.payload.len +
                          cmds[i].will.props.len + cmds[i].filter.len + cmds[i].topic.len +
                          cmds[i].props.len;
@@ -446,7 +449,7 @@ static const struct hdr_case hdr_cases[] = {
     {"size 16", ABS, 16, -1, -1, CLUSTER_ECORRUPT},
     {"size L-1", REL_LEN, -1, -1, -1, CLUSTER_ECORRUPT},
     {"size L-4", REL_LEN, -4, -1, -1, CLUSTER_ECORRUPT},
-    {"size L-8: fields overrun the frame", REL_LEN, -8, -1, -1, CLUSTER_ECORRUPT},
+    {"size L-32: fields overrun the frame", REL_LEN, -32, -1, -1, CLUSTER_ECORRUPT},
     {"size L+1", REL_LEN, 1, -1, -1, CLUSTER_ECORRUPT},
     {"size L+4", REL_LEN, 4, -1, -1, CLUSTER_ECORRUPT},
     {"size L+8: beyond the buffer", REL_LEN, 8, -1, -1, CLUSTER_ECORRUPT},
@@ -600,7 +603,8 @@ Test(cluster_command, random_corruption_never_reads_out_of_bounds)
         while (cluster_cmd_decode(buf, w.len, &pos, &got) == 0) {
             cr_assert_leq(pos, w.len);
             cr_assert_geq(got.type, CLUSTER_SESSION_CLAIM);
-            cr_assert(got.type <= CLUSTER_NODE_LEAVE || (got.type >= CLUSTER_USER_SET && got.type <= CLUSTER_ACL_DEL));
+            cr_assert(got.type <= CLUSTER_NODE_LEAVE || (got.type >= CLUSTER_USER_SET && got.type <= CLUSTER_ACL_DEL) ||
+                      (got.type >= CLUSTER_MSG_PUT && got.type <= CLUSTER_INBOUND_DEL));
             const struct proto_str *views[] = {&got.client_id, &got.will.topic,
                                                &got.will.payload, &got.will.props,
                                                &got.filter, &got.topic, &got.payload, &got.props};
