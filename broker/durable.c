@@ -5,6 +5,9 @@
  * read back from the store when it resumes (on any node), and the client's
  * acknowledgements turned into queue_ack commands.
  *
+ * QoS 1 to a persistent session: the packet id an entry is sent with is
+ * recorded (queue_sent, not waited for), so a session resumed on another
+ * node resends it with DUP under that id.
  * QoS 2 to a persistent session: the packet id of an entry is committed
  * (queue_sent) before its PUBLISH leaves, and its PUBREC (queue_pubrec) before
  * the PUBREL, so a session resumed on any node resends that PUBLISH with the
@@ -270,16 +273,18 @@ static int resume_cb(void *arg, const struct cluster_qmsg *q)
     ids_from(q->sub_ids, n, ids);
     int rc = broker__queue_stored(s, m, q->qos, q->retain, ids, n, q->msg_id);
     broker__msg_unref(m);
-    if (rc || q->qos != 2 || q->state == 0)
+    if (rc || q->qos == 0 || q->state == 0)
         return rc;
-    /* a QoS 2 PUBLISH sent with a committed packet id (or its PUBREC
-     * received): back in flight with that id, resent with DUP (or as a
+    /* a QoS 1/2 PUBLISH sent with a recorded packet id (or a QoS 2 one whose
+     * PUBREC came): back in flight with that id, resent with DUP (or as a
      * PUBREL) by the resend that follows */
     struct outmsg *o = list_entry(s->queue.items.prev, struct outmsg, link);
     broker__outlist_remove(&s->queue, o);
     o->packet_id = q->pid;
     o->unsent = true;
-    if (q->state == 2) {
+    if (q->qos == 1) {
+        o->state = OUT_WAIT_PUBACK;
+    } else if (q->state == 2) {
         o->state = OUT_WAIT_PUBCOMP;
         broker__msg_unref(o->msg);
         o->msg = NULL;
@@ -370,7 +375,26 @@ static void step_done(void *arg, int status, int result)
 bool broker__durable_qos2_step(struct session *s, struct outmsg *o, bool released)
 {
     struct broker *b = s->b;
-    if (!o->dmsg_id || o->qos != 2 || !b->cluster)
+    if (!o->dmsg_id || !b->cluster)
+        return false;
+    if (o->qos == 1) {
+        /* a QoS 1 entry's packet id is recorded without waiting: a session
+         * resumed elsewhere resends it with DUP under that id [MQTT-4.4.0-1];
+         * one that died before the record committed comes again as a new
+         * PUBLISH (at least once either way) */
+        if (!released) {
+            struct cluster_cmd sent = {
+                .type = CLUSTER_QUEUE_SENT,
+                .client_id = {(const uint8_t *)s->client_id, (uint32_t)s->id_len},
+                .msg_id = o->dmsg_id,
+                .pid = o->packet_id,
+            };
+            if (cluster_propose(b->cluster, &sent, NULL, NULL) != 0)
+                LOG(b, LOG_DEBUG, s->conn, "queue_sent for %s not proposed", s->client_id);
+        }
+        return false;
+    }
+    if (o->qos != 2)
         return false;
     struct step_wait *w = malloc(sizeof(*w) + s->id_len + 1);
     if (!w)
