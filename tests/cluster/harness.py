@@ -55,6 +55,7 @@ integration_conftest = _integration_conftest()
 # the nodes' MQTT listeners are tcp whatever STARLING_TEST_TRANSPORT says
 # (it switches the single-node suite, tests/integration)
 import rawmqtt as _rawmqtt  # noqa: E402
+import authmode  # noqa: E402
 _rawmqtt.TRANSPORT = "tcp"
 STARLINGD = integration_conftest.STARLINGD
 KIND = integration_conftest.KIND
@@ -404,6 +405,10 @@ class Node:
         self.paused = False
         self.may_exit = False
         self.is_mosquitto = False  # for clients.py helpers
+        self.auth = None  # (user, password) of the suites' authentication mode (authmode.py)
+        if authmode.applies(self.settings):
+            self.settings.update(authmode.broker_settings(self.workdir / "auth"))
+            self.auth = (authmode.USER, authmode.PASSWORD)
         if tls is None:
             tls = CERTS if PEER_TLS else False
         self.tls = tls or None
