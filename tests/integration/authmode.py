@@ -2,7 +2,7 @@
 
 With it on, every broker a test starts gets a password_file (written by
 `mosquitto_passwd -b`, a $7$ hash) holding USER, an acl_file granting USER
-`readwrite #` and `readwrite $SYS/#`, and allow_anonymous false; every client
+`readwrite #`, `$SYS/#` and the other $ topics the tests use, and allow_anonymous false; every client
 a test makes (paho through clients.py, rawmqtt.connect(), mosquitto_pub/sub
 through Broker.cli_args(), the MQTT.js scripts, starling-bench) sends USER and
 PASSWORD unless it names its own user. A test of anonymous or authentication
@@ -25,7 +25,9 @@ MARKER = "own_auth"
 # one of them gets none of the suite's files.
 OWN_KEYS = ("password_file", "acl_file", "allow_anonymous", "auth_delay_ms")
 
-ACL = "user %s\ntopic readwrite #\ntopic readwrite $SYS/#\n" % USER
+# `#` does not match topics beginning with $: the ones the tests use
+ACL = "user %s\ntopic readwrite #\n" % USER + "".join(
+    "topic readwrite %s/#\n" % t for t in ("$SYS", "$test", "$cli"))
 
 _passwd = []
 
