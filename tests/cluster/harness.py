@@ -416,6 +416,10 @@ class Node:
     def __repr__(self):
         return "<node %d %s:%d cluster %d>" % (self.id, self.host, self.port, self.cluster_port)
 
+    def cli_args(self):
+        """-h/-p for mosquitto_pub/sub, and -u/-P under the suites' authentication mode."""
+        return ["-h", self.host, "-p", str(self.port)] + (["-u", self.auth[0], "-P", self.auth[1]] if self.auth else [])
+
     @property
     def cluster_addr(self):
         return "%s:%d" % (self.host, self.cluster_port)
