@@ -14,6 +14,7 @@
 #   ./tests/run.sh --long          also the long fault/soak runs (STARLING_LONG=1)
 #   ./tests/run.sh --transport T   the integration tests over T: tcp (default),
 #                                  tls, ws, wss, or all (each of the four in turn)
+#   ./tests/run.sh --auth          with authentication on (STARLING_TEST_AUTH=1)
 #
 # STARLING_FUZZ_SECONDS: seconds per fuzz target (default 20; 3600 with
 # --fuzz-long); each target counts as one test, a crash as a failure.
@@ -46,6 +47,7 @@ while [ $# -gt 0 ]; do
             export STARLING_FUZZ_SECONDS=${STARLING_FUZZ_SECONDS:-3600} ;;
         --asan) asan=1 ;;
         --long) export STARLING_LONG=1 ;;
+        --auth) export STARLING_TEST_AUTH=1 ;;
         --transport)
             case "${2:-}" in
                 tcp|tls|ws|wss) transports=("$2") ;;
@@ -54,7 +56,7 @@ while [ $# -gt 0 ]; do
             esac
             shift ;;
         --) shift; pytest_extra=("$@"); break ;;
-        -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift

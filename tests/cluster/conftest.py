@@ -196,6 +196,18 @@ def cluster(start_cluster):
     return start_cluster()
 
 
+def pytest_configure(config):
+    harness.integration_conftest.pytest_configure(config)  # the own_auth marker
+
+
+def pytest_runtest_setup(item):
+    harness.authmode.begin_test(item)  # STARLING_TEST_AUTH=1 (tests/integration/authmode.py)
+
+
+def pytest_runtest_teardown(item, nextitem):
+    harness.authmode.end_test()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

@@ -55,6 +55,7 @@ integration_conftest = _integration_conftest()
 # the nodes' MQTT listeners are tcp whatever STARLING_TEST_TRANSPORT says
 # (it switches the single-node suite, tests/integration)
 import rawmqtt as _rawmqtt  # noqa: E402
+import authmode  # noqa: E402
 _rawmqtt.TRANSPORT = "tcp"
 STARLINGD = integration_conftest.STARLINGD
 KIND = integration_conftest.KIND
@@ -407,12 +408,20 @@ class Node:
         self.paused = False
         self.may_exit = False
         self.is_mosquitto = False  # for clients.py helpers
+        self.auth = None  # (user, password) of the suites' authentication mode (authmode.py)
+        if authmode.applies(self.settings):
+            self.settings.update(authmode.broker_settings(self.workdir / "auth"))
+            self.auth = (authmode.USER, authmode.PASSWORD)
         if tls is None:
             tls = CERTS if PEER_TLS else False
         self.tls = tls or None
 
     def __repr__(self):
         return "<node %d %s:%d cluster %d>" % (self.id, self.host, self.port, self.cluster_port)
+
+    def cli_args(self):
+        """-h/-p for mosquitto_pub/sub, and -u/-P under the suites' authentication mode."""
+        return ["-h", self.host, "-p", str(self.port)] + (["-u", self.auth[0], "-P", self.auth[1]] if self.auth else [])
 
     @property
     def cluster_addr(self):

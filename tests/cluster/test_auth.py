@@ -5,8 +5,12 @@ user's claim the same way on each node)."""
 
 import subprocess
 
+import pytest
+
 import rawmqtt as r
 from clients import uid
+
+pytestmark = pytest.mark.own_auth  # its own password file and users (authmode.py)
 
 EXPIRY = {"SessionExpiryInterval": 300}
 

@@ -129,7 +129,7 @@ class Scenery:
 
 
 def publish_retained(node, topic, payload):
-    p = subprocess.run(["mosquitto_pub", "-h", node.host, "-p", str(node.port), "-i", "dash-pub", "-q", "1", "-r",
+    p = subprocess.run(["mosquitto_pub", *node.cli_args(), "-i", "dash-pub", "-q", "1", "-r",
                         "-t", topic, "-m", payload], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, timeout=30)
     assert p.returncode == 0, "mosquitto_pub failed: %s" % p.stdout.decode(errors="replace")
@@ -244,6 +244,7 @@ def browse_rows(d):
     return d.execute_script("return [...document.querySelectorAll('#browse tbody tr')].map(tr => tr.dataset.key || '')")
 
 
+@pytest.mark.own_auth  # the users of the page's cluster only (authmode.py)
 def test_users_and_rules_managed_in_the_page(cluster, driver):
     """A user and an ACL rule added through the Operate view on node 1 hold
     on node 3 (mosquitto_pub with the password is accepted there, a wrong

@@ -14,11 +14,13 @@ from harness import Cluster, run_dump
 S = r'"(?:[^"\\]|\\["\\]|\\x[0-9a-fA-F]{2})*"'
 H = r"[0-9a-fA-F]*"
 SHAPES = {
-    "session": re.compile(r"session %s owner=\d+ generation=\d+ expiry=\d+ connected=[01] expire_at=\d+ "
+    "session": re.compile(r"session %s owner=\d+ generation=\d+ expiry=\d+ connected=[01] expire_at=\d+"
+                          # the session's user (authentication on) and whether it is bound to it
+                          r"(?: user=%s)?(?: owned=1)? "
                           r"(will=none|will=%s will_qos=[0-2] will_retain=[01] will_delay=\d+ will_payload=%s"
                           # will_props is not in the interface text; starlingd prints it (the will's
                           # MQTT 5 properties are replicated state too).
-                          r"( will_props=%s)?)" % (S, S, H, H)),
+                          r"( will_props=%s)?)" % (S, S, S, H, H)),
     "sub": re.compile(r"sub %s %s qos=[0-2] no_local=[01] rap=[01] rh=[0-2] sub_id=\d+" % (S, S)),
     "retained": re.compile(r"retained %s qos=[0-2] expire_at=\d+ payload=%s props=%s" % (S, H, H)),
 }

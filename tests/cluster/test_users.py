@@ -14,6 +14,7 @@ import harness
 from clients import uid
 
 pytestmark = pytest.mark.skipif(not harness.admin_supported(), reason="no admin API in this starlingd")
+pytestmark = [pytestmark, pytest.mark.own_auth]  # users and rules of its own (authmode.py)
 
 
 def pub(node, user, password, topic="t/x", version="mqttv5"):

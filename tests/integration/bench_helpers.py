@@ -16,6 +16,8 @@ import time
 
 import pytest
 
+import authmode
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 BENCH = os.environ.get("STARLING_BENCH", str(REPO / "build" / "tools" / "starling-bench"))
 MOSQUITTO = os.environ.get("MOSQUITTO", "/usr/sbin/mosquitto")
@@ -48,6 +50,15 @@ def stop_process(proc, timeout=10):
             proc.wait()
 
 
+def auth_lines(directory, lines):
+    """The suites' authentication mode (authmode.py): config lines for its
+    password_file, acl_file and allow_anonymous false, unless the lines
+    configure authentication themselves, or [] when off."""
+    if not authmode.applies({l.split()[0]: 1 for l in lines if l.split()}):
+        return []
+    return ["%s %s" % kv for kv in authmode.broker_settings(directory).items()]
+
+
 def wait_port(port, proc, timeout=10.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -67,7 +78,7 @@ class Mosquitto:
         self.conf = tmp_path / f"mosquitto-{self.port}.conf"
         self.conf.write_text("\n".join([
             f"listener {self.port} 127.0.0.1", "persistence false", "log_dest stderr",
-            "log_type error", *extra]) + "\n")
+            "log_type error", *extra, *auth_lines(tmp_path / f"auth-{self.port}", extra)]) + "\n")
         self.log = open(tmp_path / f"mosquitto-{self.port}.log", "wb")
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=self.log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -92,6 +103,7 @@ class Starlingd:
         self.dir = tmp_path / f"starlingd-{free_port()}"
         self.dir.mkdir()
         conf = self.dir / "starling.conf"
+        lines = list(lines) + auth_lines(self.dir / "auth", lines)
         conf.write_text("\n".join(list(lines) + [f"cluster_bind 127.0.0.1:{free_port()}", "admin_listen off"]) + "\n")
         self.log = open(self.dir / "stderr.log", "wb")
         self.proc = subprocess.Popen([STARLINGD, "-c", str(conf), "--data-dir", str(self.dir / "data")],
@@ -116,7 +128,10 @@ class Bench:
     for the connection phase to end instead of sleeping."""
 
     def __init__(self, *args, preexec_fn=None):
-        self.cmd = [BENCH] + [str(a) for a in args]
+        args = [str(a) for a in args]
+        if args and not args[0].startswith("-") and not {"-u", "--username", "-P", "--password"} & set(args):
+            args[1:1] = authmode.cli_args()  # the suites' authentication mode, after the subcommand
+        self.cmd = [BENCH] + args
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      stdin=subprocess.DEVNULL, text=True, preexec_fn=preexec_fn)
         self.stderr_lines = []

@@ -204,6 +204,8 @@ class Client:
         if will is not None:
             self.c.will_set(will["topic"], will.get("payload"), will.get("qos", 0),
                             will.get("retain", False), will.get("properties"))
+        if username is None and getattr(self.broker, "auth", None):
+            username, password = self.broker.auth  # the suites' authentication mode (authmode.py)
         if username is not None:
             self.c.username_pw_set(username, password)
         self.disconnected.clear()

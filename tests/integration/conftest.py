@@ -38,6 +38,7 @@ import tempfile
 
 import pytest
 
+import authmode
 import rawmqtt
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -98,8 +99,12 @@ def _bool(v):
 def mosquitto_config(port, settings):
     """Mosquitto 2.0 configuration equivalent to Starling's settings. Calls
     pytest.skip() for a setting Mosquitto cannot express."""
-    lines = ["listener %d 127.0.0.1" % port, "allow_anonymous true", "persistence false",
+    lines = ["listener %d 127.0.0.1" % port, "persistence false",
              "log_dest stderr", "log_type error", "log_type warning"]
+    if "allow_anonymous" not in settings:
+        lines.append("allow_anonymous true")
+    if "password_file" in settings and os.geteuid() == 0:
+        lines.append("user root")  # else it reads the files as "mosquitto", shut out of the test's tmp_path
     if VERBOSE:
         lines.append("log_type all")
     direct = {
@@ -113,6 +118,9 @@ def mosquitto_config(port, settings):
         "allow_zero_length_clientid": "allow_zero_length_clientid",
         "max_qos": "max_qos",
         "sys_interval": "sys_interval",
+        "password_file": "password_file",
+        "acl_file": "acl_file",
+        "allow_anonymous": "allow_anonymous",
     }
     for key, value in settings.items():
         if key == "max_keepalive" and 0 < int(value) < 10:
@@ -161,6 +169,10 @@ class Broker:
         self.argv = None
         self.exited_early = None
         self.admin_url = None  # http://127.0.0.1:PORT of Starling's admin API, None when off
+        self.auth = None  # (user, password) of the suite's authentication mode (authmode.py)
+        if authmode.applies(self.settings):
+            self.settings.update(authmode.broker_settings(workdir / "auth"))
+            self.auth = (authmode.USER, authmode.PASSWORD)
 
     @property
     def is_mosquitto(self):
@@ -169,12 +181,13 @@ class Broker:
     def cli_args(self):
         """-h/-p (and --cafile over TLS) for mosquitto_pub/sub; over ws/wss
         the side tcp listener (mosquitto_pub/sub have no WebSocket)."""
+        auth = ["-u", self.auth[0], "-P", self.auth[1]] if self.auth else []
         if self.tcp_port:
-            return ["-h", self.host, "-p", str(self.tcp_port)]
+            return ["-h", self.host, "-p", str(self.tcp_port)] + auth
         args = ["-h", self.host, "-p", str(self.port)]
         if self.cafile:
             args += ["--cafile", self.cafile]
-        return args
+        return args + auth
 
     def log(self):
         try:
@@ -376,6 +389,19 @@ def certs():
 @pytest.fixture
 def mosquitto_mode():
     return KIND == "mosquitto"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", authmode.MARKER + ": the test sets up (or tests) authentication "
+                            "itself; STARLING_TEST_AUTH=1 leaves its brokers and clients alone")
+
+
+def pytest_runtest_setup(item):
+    authmode.begin_test(item)
+
+
+def pytest_runtest_teardown(item, nextitem):
+    authmode.end_test()
 
 
 @pytest.hookimpl(hookwrapper=True)

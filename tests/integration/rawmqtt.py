@@ -18,6 +18,9 @@ import wsclient
 # certificate on (set by conftest.py from STARLING_TEST_TRANSPORT).
 TRANSPORT = "tcp"
 CAFILE = None
+# (user name, password) that connect() sends when given neither and no flags:
+# the suites' authentication mode sets it per test (authmode.py).
+DEFAULT_AUTH = None
 
 
 def tls_wrap(sock, cafile=None, certfile=None, keyfile=None, server_hostname="localhost"):
@@ -178,6 +181,8 @@ def connect(client_id="", version=4, clean=True, keepalive=60, will=None,
     payload, qos, retain, props. flags overrides the computed connect flags."""
     if protocol_name is None:
         protocol_name = "MQIsdp" if version == 3 else "MQTT"
+    if DEFAULT_AUTH is not None and username is None and password is None and flags is None:
+        username, password = DEFAULT_AUTH
     f = 0
     if clean:
         f |= 0x02

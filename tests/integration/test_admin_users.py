@@ -16,6 +16,8 @@ import pytest
 
 from clients import uid
 from conftest import free_port
+pytestmark = pytest.mark.own_auth  # users and rules of its own (authmode.py)
+
 from test_admin import STARLINGCTL, ctl, node, request, wait_until  # noqa: F401 (node: test_admin's fixture)
 
 

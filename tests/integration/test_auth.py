@@ -23,6 +23,7 @@ from conftest import STARLINGD, free_port
 
 pytestmark = pytest.mark.skipif(os.environ.get("STARLING_TEST_BROKER", "starling") == "mosquitto",
                                 reason="Starling's own auth settings")
+pytestmark = [pytestmark, pytest.mark.own_auth]  # its own users and files (authmode.py)
 
 USERS = {"alice": "alice-pw", "bob": "bob pw:with colon", "admin": "admin-pw"}
 

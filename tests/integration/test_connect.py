@@ -277,6 +277,7 @@ def test_connack_is_first_packet(broker, raw):
     assert c.recv().type == r.SUBACK
 
 
+@pytest.mark.own_auth  # a broker without users
 def test_username_password_accepted_anonymously(broker, raw):
     c = raw(broker, version=4)
     c.connect(uid("up"), username="user", password=b"secret")
@@ -296,6 +297,7 @@ def test_pipelined_packets_after_connect(broker, raw):
     assert sorted(seen[2:]) == sorted([r.PUBACK, r.PUBLISH, r.PINGRESP])
 
 
+@pytest.mark.own_auth  # credentials a broker without users ignores
 def test_will_flag_and_credentials_all_versions(broker, raw):
     for version in (3, 4, 5):
         c = raw(broker, version=version)

@@ -19,6 +19,8 @@ def run_node(script, broker, **args):
     args["port"] = broker.port
     args["transport"] = broker.transport
     args["cafile"] = broker.cafile
+    if getattr(broker, "auth", None):
+        args["auth_user"], args["auth_password"] = broker.auth
     p = subprocess.run([NODE, str(HERE / "node" / script), json.dumps(args)], env=env,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
     assert p.returncode == 0, "%s failed (%d):\n%s\n%s" % (script, p.returncode, p.stdout.decode(),

@@ -20,6 +20,7 @@ from clients import uid
 
 pytestmark = pytest.mark.skipif(os.environ.get("STARLING_TEST_BROKER", "starling") == "mosquitto",
                                 reason="Starling's own enhanced authentication")
+pytestmark = [pytestmark, pytest.mark.own_auth]  # its own users and files (authmode.py)
 
 METHOD = "SCRAM-SHA-256"
 

@@ -284,6 +284,7 @@ def test_use_identity_as_username(start_broker, certs):
         c.close()
 
 
+@pytest.mark.own_auth  # the user name of a broker without users
 def test_username_from_connect_without_identity(start_broker, certs):
     b = tls_broker(start_broker, certs)
     c = rawmqtt.RawClient(b.port, transport="tls", cafile=b.cafile)

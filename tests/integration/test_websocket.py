@@ -30,7 +30,8 @@ from test_node import run_node
 
 def tcp_side(b):
     """A stand-in broker for clients.Client: b's tcp side listener."""
-    return types.SimpleNamespace(host=b.host, port=b.tcp_port, transport="tcp", cafile=None)
+    return types.SimpleNamespace(host=b.host, port=b.tcp_port, transport="tcp", cafile=None,
+                                 auth=getattr(b, "auth", None))
 
 
 def tls_ctx(b):

@@ -28,10 +28,16 @@ function transportOptions () {
   return o
 }
 
+// The user of the suites' authentication mode (args.auth_user, auth_password;
+// tests/integration/authmode.py), unless a script names its own.
+function authOptions () {
+  return args.auth_user ? { username: args.auth_user, password: args.auth_password } : {}
+}
+
 // Connects and resolves with [client, connack] once CONNACK arrived.
 function connect (opts) {
   const o = Object.assign({ host: '127.0.0.1', hostname: '127.0.0.1', port, protocolVersion: 4,
-    reconnectPeriod: 0, connectTimeout: 5000, clientId: uid('node') }, transportOptions(), opts)
+    reconnectPeriod: 0, connectTimeout: 5000, clientId: uid('node') }, authOptions(), transportOptions(), opts)
   if (o.protocolVersion === 3) o.protocolId = 'MQIsdp'
   const client = mqtt.connect(o)
   client.received = []
