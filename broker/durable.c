@@ -205,9 +205,26 @@ static int online_cb(struct trie_item *item, void *arg)
     return 0;
 }
 
-void broker__durable_applied(struct broker *b, const struct cluster_cmd *cmd, int queued)
+void broker__durable_applied(struct broker *b, const struct cluster_cmd *cmd, int result)
 {
-    if (queued <= 0 || !b->connected)
+    if (result <= 0)
+        return;
+    uint32_t dropped = CLUSTER_PUT_DROPPED(result);
+    if (dropped && cmd->node == b->cfg.node_id) {
+        /* counted once, by the node the message was published on */
+        b->stats.publish_dropped += dropped;
+        b->durable_drops += dropped;
+        uint64_t now = broker__now(b);
+        if (!b->durable_drop_log_ms || now - b->durable_drop_log_ms >= 5000) {
+            /* at most one line per 5 s, with what was dropped since the last */
+            LOG(b, LOG_WARN, NULL,
+                "durable queue of a session full (max_queued / max_queued_bytes): %llu message(s) dropped (%s)",
+                (unsigned long long)b->durable_drops, cmd->queue_policy == 1 ? "drop_oldest" : "drop_newest");
+            b->durable_drop_log_ms = now;
+            b->durable_drops = 0;
+        }
+    }
+    if (!CLUSTER_PUT_QUEUED(result) || !b->connected)
         return;
     struct online_ctx x = {b, cmd, NULL, 0, 0};
     b->match_epoch++;

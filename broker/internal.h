@@ -391,6 +391,8 @@ struct broker {
     struct list parked;       /* struct claim: their claim committed, waiting for the session's handoff */
     struct lost_node { uint32_t node; uint64_t since; } lost[CONFIG_MAX_PEERS * 4];
     uint32_t lost_count;      /* other nodes given up on (node_event), since when (monotonic ms) */
+    uint64_t durable_drops;       /* durable queue entries dropped since the last log line (durable.c) */
+    uint64_t durable_drop_log_ms; /* when that line was logged */
     struct list fwd_waiting;  /* struct fwd_wait: forwarded PUBLISHes routed on a newer log than ours (remote.c) */
     uint32_t fwd_waiting_count;
     size_t fwd_waiting_bytes;

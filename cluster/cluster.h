@@ -61,6 +61,13 @@ enum cluster_acl_kind {
 #define CLUSTER_MAX_USERS 100000u
 #define CLUSTER_MAX_RULES 100000u
 
+/* The apply result of a msg_put: how many sessions queued it and how many
+ * entries the queue limits refused or dropped for it (each up to 0x7FFF). */
+#define CLUSTER_PUT_RESULT(queued, dropped) \
+    (((queued) > 0x7FFF ? 0x7FFF : (queued)) | (((dropped) > 0x7FFF ? 0x7FFF : (dropped)) << 15))
+#define CLUSTER_PUT_QUEUED(result) ((result) & 0x7FFF)
+#define CLUSTER_PUT_DROPPED(result) (((result) >> 15) & 0x7FFF)
+
 /* Errors of this module (negative). */
 enum cluster_error {
     CLUSTER_EUNAVAILABLE = -2000, /* no leader / cannot commit in time */

@@ -75,6 +75,7 @@ struct put_ctx {
     uint32_t size; /* counted against max_queued_bytes */
     struct target cur;
     int queued;
+    int dropped;      /* entries refused (drop newest) or dropped (drop oldest) */
 };
 
 /* Drops a session's oldest entry; STORE_ENOTFOUND when it has none. */
@@ -110,6 +111,7 @@ static int make_room(struct put_ctx *x)
                     (cmd->max_queued_bytes && st.bytes + x->size > cmd->max_queued_bytes);
         if (!full)
             return 1;
+        x->dropped++;
         if (cmd->queue_policy != 1 || st.count == 0)
             return 0;
         if ((rc = drop_oldest(x->txn, x->cur.id, x->cur.id_len)) != 0)
@@ -216,7 +218,9 @@ static int apply_put(struct store_txn *txn, const struct cluster_cmd *cmd)
         free(x.cur.id);
     if (rc == 0)
         rc = store_msg_gc(txn, cmd->msg_id);
-    return rc < 0 ? rc : x.queued;
+    if (rc < 0)
+        return rc;
+    return CLUSTER_PUT_RESULT(x.queued, x.dropped);
 }
 
 int cluster__durable_apply(struct store_txn *txn, const struct cluster_cmd *cmd)

@@ -187,7 +187,9 @@ Test(durable, limits_drop_newest_or_oldest)
     for (int i = 0; i < 4; i++) {
         struct cluster_cmd m = put("t", 1, payloads[i]);
         m.max_queued = 2;
-        cr_assert_eq(apply(&m), i < 2 ? 1 : 0);
+        int r = apply(&m);
+        cr_assert_eq(CLUSTER_PUT_QUEUED(r), i < 2 ? 1 : 0);
+        cr_assert_eq(CLUSTER_PUT_DROPPED(r), i < 2 ? 0 : 1, "a refused entry is counted");
     }
     struct seen s = queue_of("s");
     cr_assert_eq(s.n, 2);
@@ -196,7 +198,9 @@ Test(durable, limits_drop_newest_or_oldest)
         struct cluster_cmd m = put("t", 1, payloads[2 + i]);
         m.max_queued = 2;
         m.queue_policy = 1;
-        cr_assert_eq(apply(&m), 1);
+        int r = apply(&m);
+        cr_assert_eq(CLUSTER_PUT_QUEUED(r), 1);
+        cr_assert_eq(CLUSTER_PUT_DROPPED(r), 1, "the dropped oldest entry is counted");
     }
     s = queue_of("s");
     cr_assert_eq(s.n, 2);
@@ -207,7 +211,9 @@ Test(durable, limits_drop_newest_or_oldest)
     struct cluster_cmd b = put("t", 1, "p5");
     b.max_queued_bytes = 7;
     b.queue_policy = 1;
-    cr_assert_eq(apply(&b), 1);
+    int r = apply(&b);
+    cr_assert_eq(CLUSTER_PUT_QUEUED(r), 1);
+    cr_assert_eq(CLUSTER_PUT_DROPPED(r), 1);
     cr_assert_eq(queue_of("s").n, 2);
 }
 
